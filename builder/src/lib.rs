@@ -1,0 +1,1 @@
+//! Recipes turned into reproducible wafer bundles.

@@ -1,0 +1,1 @@
+//! Site configuration, slots, address leases, contextualization disks and Xen guest configuration.

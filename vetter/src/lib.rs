@@ -1,0 +1,1 @@
+//! Image inventory, site policy, verdicts and reports.
