@@ -1,0 +1,1 @@
+//! Seekable zstd (placeholder until the seekable-format module lands).
