@@ -1,1 +1,913 @@
-//! Seekable zstd (placeholder until the seekable-format module lands).
+//! Seekable zstd: independent zstd frames followed by a seek table.
+//!
+//! Format (zstd `contrib/seekable_format/zstd_seekable_compression_format.md`, v0.1.0):
+//! the payload is a sequence of ordinary zstd frames, each compressing one fixed-size chunk of
+//! the input (the last may be shorter); after them comes one *skippable frame*
+//! (magic `0x184D2A5E`, then a little-endian u32 length) whose content is the seek table:
+//! one entry per frame (`Compressed_Size` u32, `Decompressed_Size` u32, and, when the checksum
+//! flag is set, `Checksum` u32 = low 32 bits of XXH64(seed 0) of the frame's decompressed data),
+//! then the 9-byte `Seek_Table_Footer`: `Number_Of_Frames` u32, `Seek_Table_Descriptor` u8
+//! (bit 7 = checksum flag, bits 6..2 reserved and zero), `Seekable_Magic_Number` u32 `0x8F92EAB1`.
+//!
+//! Any zstd decoder (`zstd -d`) reads the whole file as an ordinary stream (it skips the
+//! skippable frame); our reader uses the table for random access ([`SeekableReader::read_at`])
+//! and for decompressing all frames in parallel ([`for_each_frame`]).
+//!
+//! The writer ([`compress`]) compresses batches of frames in parallel with rayon while streaming
+//! (memory is bounded by a few frames per thread); every frame is compressed on its own with the
+//! same parameters, so the output is byte-identical whatever the thread count.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use rayon::prelude::*;
+
+/// Magic number of a skippable frame holding the seek table (spec: "Skippable_Magic_Number").
+pub const SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;
+/// Magic number ending the seek table footer (spec: "Seekable_Magic_Number").
+pub const SEEKABLE_MAGIC: u32 = 0x8F92_EAB1;
+/// Size of the seek table footer in bytes.
+pub const FOOTER_SIZE: u64 = 9;
+/// Frame size used when the caller has no preference (1 MiB, a multiple of 4096).
+pub const DEFAULT_FRAME_SIZE: usize = 1 << 20;
+/// Largest decompressed frame size we write or accept (64 MiB): bounds memory per frame.
+pub const MAX_FRAME_SIZE: u32 = 64 << 20;
+/// Largest number of frames we accept in a seek table (the reference implementation's cap).
+pub const MAX_FRAMES: u32 = 0x0800_0000;
+
+/// Errors of the seekable zstd writer and reader.
+#[derive(Debug, thiserror::Error)]
+pub enum ZseekError {
+    /// I/O on the underlying reader or writer failed.
+    #[error("seekable zstd: I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The file does not end with a seek table (plain zstd output, for instance).
+    #[error("seekable zstd: no seek table: the last 4 bytes at offset {offset} are {found:#010x}, not the seekable magic 0x8F92EAB1 (plain zstd stream? recompress with the seekable writer)")]
+    NotSeekable { offset: u64, found: u32 },
+    /// The file is too short to hold a seek table.
+    #[error("seekable zstd: file of {len} bytes is too short for a seek table")]
+    TooShort { len: u64 },
+    /// A field of the seek table is invalid.
+    #[error("seekable zstd: invalid seek table at offset {offset}: {what}")]
+    BadTable { offset: u64, what: String },
+    /// A frame failed to decompress or does not match its seek table entry.
+    #[error("seekable zstd: frame {index} at compressed offset {offset}: {what}")]
+    BadFrame {
+        index: usize,
+        offset: u64,
+        what: String,
+    },
+    /// A parameter given by the caller is out of range.
+    #[error("seekable zstd: invalid parameter: {0}")]
+    Param(String),
+    /// A read past the end of the decompressed data.
+    #[error("seekable zstd: read at {offset} past the end ({size} bytes)")]
+    OutOfRange { offset: u64, size: u64 },
+    /// The per-frame callback returned an error.
+    #[error("seekable zstd: frame {index}: {message}")]
+    Callback { index: usize, message: String },
+}
+
+/// One seek table entry, with the offsets derived from the entries before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameEntry {
+    /// Offset of the frame in the compressed file.
+    pub compressed_offset: u64,
+    /// Size of the compressed frame in bytes.
+    pub compressed_size: u32,
+    /// Offset of the frame's data in the decompressed stream.
+    pub decompressed_offset: u64,
+    /// Size of the frame's decompressed data.
+    pub decompressed_size: u32,
+    /// Low 32 bits of XXH64 of the decompressed data, if the table carries checksums.
+    pub checksum: Option<u32>,
+}
+
+/// A parsed (or freshly written) seek table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SeekTable {
+    /// The frames, in file order.
+    pub frames: Vec<FrameEntry>,
+    /// Whether each entry carries a checksum (descriptor bit 7).
+    pub has_checksums: bool,
+}
+
+impl SeekTable {
+    /// Total decompressed size.
+    pub fn decompressed_size(&self) -> u64 {
+        self.frames.last().map_or(0, |f| {
+            f.decompressed_offset + u64::from(f.decompressed_size)
+        })
+    }
+
+    /// Total size of the compressed frames (without the seek table frame).
+    pub fn compressed_frames_size(&self) -> u64 {
+        self.frames
+            .last()
+            .map_or(0, |f| f.compressed_offset + u64::from(f.compressed_size))
+    }
+
+    /// Size of the whole skippable frame that holds this table.
+    pub fn table_frame_size(&self) -> u64 {
+        let entry = if self.has_checksums { 12 } else { 8 };
+        8 + self.frames.len() as u64 * entry + FOOTER_SIZE
+    }
+
+    /// Index of the frame holding decompressed offset `offset`, if any.
+    pub fn frame_at(&self, offset: u64) -> Option<usize> {
+        let idx = self
+            .frames
+            .partition_point(|f| f.decompressed_offset + u64::from(f.decompressed_size) <= offset);
+        (idx < self.frames.len()).then_some(idx)
+    }
+
+    /// Serializes the table as a skippable frame (spec "Seek Table Format").
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(usize::try_from(self.table_frame_size()).unwrap_or(0));
+        out.extend_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
+        let content = self.table_frame_size() - 8;
+        out.extend_from_slice(&(content as u32).to_le_bytes());
+        for f in &self.frames {
+            out.extend_from_slice(&f.compressed_size.to_le_bytes());
+            out.extend_from_slice(&f.decompressed_size.to_le_bytes());
+            if self.has_checksums {
+                out.extend_from_slice(&f.checksum.unwrap_or(0).to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.frames.len() as u32).to_le_bytes());
+        out.push(if self.has_checksums { 0x80 } else { 0 });
+        out.extend_from_slice(&SEEKABLE_MAGIC.to_le_bytes());
+        out
+    }
+
+    /// Reads and validates the seek table at the end of `src` (whose total length is `len`).
+    ///
+    /// Checks: footer magic, reserved descriptor bits, frame count against the file length and
+    /// [`MAX_FRAMES`], the skippable frame header that must enclose exactly the table, each
+    /// entry's sizes (non-zero compressed size, decompressed size at most [`MAX_FRAME_SIZE`]),
+    /// and that the frames exactly fill the file up to the table.
+    pub fn read_from<R: Read + Seek>(src: &mut R) -> Result<SeekTable, ZseekError> {
+        let len = src.seek(SeekFrom::End(0))?;
+        if len < 8 + FOOTER_SIZE {
+            return Err(ZseekError::TooShort { len });
+        }
+        let mut footer = [0u8; 9];
+        src.seek(SeekFrom::Start(len - FOOTER_SIZE))?;
+        src.read_exact(&mut footer)?;
+        let magic = u32::from_le_bytes([footer[5], footer[6], footer[7], footer[8]]);
+        if magic != SEEKABLE_MAGIC {
+            return Err(ZseekError::NotSeekable {
+                offset: len - 4,
+                found: magic,
+            });
+        }
+        let nframes = u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]);
+        let desc = footer[4];
+        if desc & 0x7c != 0 {
+            return Err(ZseekError::BadTable {
+                offset: len - 5,
+                what: format!("reserved bits set in descriptor {desc:#04x}"),
+            });
+        }
+        let has_checksums = desc & 0x80 != 0;
+        let entry_size: u64 = if has_checksums { 12 } else { 8 };
+        if nframes > MAX_FRAMES {
+            return Err(ZseekError::BadTable {
+                offset: len - FOOTER_SIZE,
+                what: format!("{nframes} frames exceeds the limit {MAX_FRAMES}"),
+            });
+        }
+        let table_size = u64::from(nframes) * entry_size + FOOTER_SIZE;
+        let frame_size = table_size + 8;
+        if frame_size > len {
+            return Err(ZseekError::BadTable {
+                offset: len - FOOTER_SIZE,
+                what: format!(
+                    "{nframes} frames need a {frame_size}-byte table but the file has {len} bytes"
+                ),
+            });
+        }
+        let table_start = len - frame_size;
+        let mut header = [0u8; 8];
+        src.seek(SeekFrom::Start(table_start))?;
+        src.read_exact(&mut header)?;
+        let hmagic = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        let hsize = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        if hmagic != SKIPPABLE_MAGIC {
+            return Err(ZseekError::BadTable {
+                offset: table_start,
+                what: format!(
+                    "skippable frame magic is {hmagic:#010x}, expected {SKIPPABLE_MAGIC:#010x}"
+                ),
+            });
+        }
+        if u64::from(hsize) != table_size {
+            return Err(ZseekError::BadTable {
+                offset: table_start + 4,
+                what: format!(
+                    "skippable frame size {hsize} does not match the table size {table_size}"
+                ),
+            });
+        }
+        // table_size is bounded by the file length, which we could read; read entries in chunks
+        // to avoid trusting it for one big allocation beyond what the file holds.
+        let mut raw =
+            vec![
+                0u8;
+                usize::try_from(table_size - FOOTER_SIZE).map_err(|_| ZseekError::BadTable {
+                    offset: table_start,
+                    what: "table too large for this platform".into(),
+                })?
+            ];
+        src.read_exact(&mut raw)?;
+        let mut frames = Vec::with_capacity(nframes as usize);
+        let mut coff = 0u64;
+        let mut doff = 0u64;
+        for (i, e) in raw.chunks_exact(entry_size as usize).enumerate() {
+            let at = table_start + 8 + i as u64 * entry_size;
+            let csize = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+            let dsize = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+            let checksum = if has_checksums {
+                Some(u32::from_le_bytes([e[8], e[9], e[10], e[11]]))
+            } else {
+                None
+            };
+            if csize == 0 {
+                return Err(ZseekError::BadTable {
+                    offset: at,
+                    what: format!("frame {i} has compressed size 0"),
+                });
+            }
+            if dsize > MAX_FRAME_SIZE {
+                return Err(ZseekError::BadTable {
+                    offset: at + 4,
+                    what: format!(
+                        "frame {i} decompressed size {dsize} exceeds the limit {MAX_FRAME_SIZE}"
+                    ),
+                });
+            }
+            frames.push(FrameEntry {
+                compressed_offset: coff,
+                compressed_size: csize,
+                decompressed_offset: doff,
+                decompressed_size: dsize,
+                checksum,
+            });
+            coff += u64::from(csize);
+            doff += u64::from(dsize);
+            if coff > table_start {
+                return Err(ZseekError::BadTable {
+                    offset: at,
+                    what: format!("frame {i} ends at {coff}, past the seek table at {table_start}"),
+                });
+            }
+        }
+        if coff != table_start {
+            return Err(ZseekError::BadTable {
+                offset: table_start,
+                what: format!(
+                    "frames cover {coff} bytes but the seek table starts at {table_start}"
+                ),
+            });
+        }
+        Ok(SeekTable {
+            frames,
+            has_checksums,
+        })
+    }
+}
+
+/// XXH64 (seed 0 or other), used for the seek table checksums.
+///
+/// Written from the XXH64 algorithm description (xxHash spec, "XXH64 algorithm").
+pub fn xxh64(data: &[u8], seed: u64) -> u64 {
+    const P1: u64 = 0x9E37_79B1_85EB_CA87;
+    const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    const P3: u64 = 0x1656_67B1_9E37_79F9;
+    const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+    const P5: u64 = 0x27D4_EB2F_1656_67C5;
+    fn round(acc: u64, lane: u64) -> u64 {
+        acc.wrapping_add(lane.wrapping_mul(P2))
+            .rotate_left(31)
+            .wrapping_mul(P1)
+    }
+    fn merge(acc: u64, v: u64) -> u64 {
+        (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4)
+    }
+    fn le64(b: &[u8]) -> u64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[..8]);
+        u64::from_le_bytes(a)
+    }
+    let mut rest = data;
+    let mut h: u64;
+    if data.len() >= 32 {
+        let mut v = [
+            seed.wrapping_add(P1).wrapping_add(P2),
+            seed.wrapping_add(P2),
+            seed,
+            seed.wrapping_sub(P1),
+        ];
+        let mut stripes = data.chunks_exact(32);
+        for s in &mut stripes {
+            for (k, acc) in v.iter_mut().enumerate() {
+                *acc = round(*acc, le64(&s[k * 8..]));
+            }
+        }
+        rest = stripes.remainder();
+        h = v[0]
+            .rotate_left(1)
+            .wrapping_add(v[1].rotate_left(7))
+            .wrapping_add(v[2].rotate_left(12))
+            .wrapping_add(v[3].rotate_left(18));
+        for acc in v {
+            h = merge(h, acc);
+        }
+    } else {
+        h = seed.wrapping_add(P5);
+    }
+    h = h.wrapping_add(data.len() as u64);
+    let mut words = rest.chunks_exact(8);
+    for w in &mut words {
+        h = (h ^ round(0, le64(w)))
+            .rotate_left(27)
+            .wrapping_mul(P1)
+            .wrapping_add(P4);
+    }
+    let mut rest = words.remainder();
+    if rest.len() >= 4 {
+        let w = u64::from(u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]));
+        h = (h ^ w.wrapping_mul(P1))
+            .rotate_left(23)
+            .wrapping_mul(P2)
+            .wrapping_add(P3);
+        rest = &rest[4..];
+    }
+    for &b in rest {
+        h = (h ^ u64::from(b).wrapping_mul(P5))
+            .rotate_left(11)
+            .wrapping_mul(P1);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 29;
+    h = h.wrapping_mul(P3);
+    h ^ (h >> 32)
+}
+
+fn seek_checksum(data: &[u8]) -> u32 {
+    xxh64(data, 0) as u32
+}
+
+fn make_pool(threads: usize) -> Result<rayon::ThreadPool, ZseekError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ZseekError::Param(format!("cannot build a thread pool of {threads}: {e}")))
+}
+
+/// Reads up to `buf.len()` bytes, stopping early only at end of input.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Compresses `reader` into `writer` as seekable zstd and returns the seek table written.
+///
+/// `frame_size` is the decompressed size of every frame but the last (1..=[`MAX_FRAME_SIZE`];
+/// use a multiple of 4096 so that dm-verity hashing can run per frame); `level` is the zstd
+/// level; `threads` (0 = all cores) only changes speed, never the output. Frames carry zstd's
+/// own content checksum and the seek table carries checksums too.
+pub fn compress<R: Read, W: Write>(
+    mut reader: R,
+    mut writer: W,
+    frame_size: usize,
+    level: i32,
+    threads: usize,
+) -> Result<SeekTable, ZseekError> {
+    if frame_size == 0 || frame_size > MAX_FRAME_SIZE as usize {
+        return Err(ZseekError::Param(format!(
+            "frame size {frame_size} not in 1..={MAX_FRAME_SIZE}"
+        )));
+    }
+    let threads = if threads == 0 {
+        rayon::current_num_threads().max(1)
+    } else {
+        threads
+    };
+    let pool = make_pool(threads)?;
+    let batch = threads * 2;
+    let mut table = SeekTable {
+        frames: Vec::new(),
+        has_checksums: true,
+    };
+    let mut coff = 0u64;
+    let mut doff = 0u64;
+    let mut eof = false;
+    while !eof {
+        let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(batch);
+        while chunks.len() < batch {
+            let mut buf = vec![0u8; frame_size];
+            let n = read_full(&mut reader, &mut buf)?;
+            if n == 0 {
+                eof = true;
+                break;
+            }
+            buf.truncate(n);
+            chunks.push(buf);
+            if n < frame_size {
+                eof = true;
+                break;
+            }
+        }
+        let compressed: Vec<Result<(Vec<u8>, u32), io::Error>> = pool.install(|| {
+            chunks
+                .par_iter()
+                .map(|c| {
+                    let mut z = zstd::bulk::Compressor::new(level)?;
+                    z.include_checksum(true)?;
+                    z.include_contentsize(true)?;
+                    let out = z.compress(c)?;
+                    Ok((out, seek_checksum(c)))
+                })
+                .collect()
+        });
+        for (c, r) in chunks.iter().zip(compressed) {
+            let (out, sum) = r?;
+            writer.write_all(&out)?;
+            let csize = u32::try_from(out.len())
+                .map_err(|_| ZseekError::Param("compressed frame larger than 4 GiB".into()))?;
+            table.frames.push(FrameEntry {
+                compressed_offset: coff,
+                compressed_size: csize,
+                decompressed_offset: doff,
+                decompressed_size: c.len() as u32,
+                checksum: Some(sum),
+            });
+            coff += out.len() as u64;
+            doff += c.len() as u64;
+        }
+        if table.frames.len() as u64 > u64::from(MAX_FRAMES) {
+            return Err(ZseekError::Param(format!(
+                "more than {MAX_FRAMES} frames; use a larger frame size"
+            )));
+        }
+    }
+    writer.write_all(&table.to_bytes())?;
+    writer.flush()?;
+    tracing::debug!(
+        frames = table.frames.len(),
+        bytes = doff,
+        compressed = coff,
+        "seekable zstd written"
+    );
+    Ok(table)
+}
+
+/// Decompresses one frame's bytes and checks them against its entry.
+pub fn decompress_frame(
+    index: usize,
+    entry: &FrameEntry,
+    src: &[u8],
+) -> Result<Vec<u8>, ZseekError> {
+    let bad = |what: String| ZseekError::BadFrame {
+        index,
+        offset: entry.compressed_offset,
+        what,
+    };
+    if src.len() != entry.compressed_size as usize {
+        return Err(bad(format!(
+            "have {} compressed bytes, table says {}",
+            src.len(),
+            entry.compressed_size
+        )));
+    }
+    match zstd::zstd_safe::find_frame_compressed_size(src) {
+        Ok(n) if n == src.len() => {}
+        Ok(n) => {
+            return Err(bad(format!(
+                "zstd frame is {n} bytes but the table entry is {} bytes",
+                src.len()
+            )))
+        }
+        Err(code) => {
+            return Err(bad(format!(
+                "not a zstd frame: {}",
+                zstd::zstd_safe::get_error_name(code)
+            )))
+        }
+    }
+    let cap = entry.decompressed_size as usize;
+    let mut out = Vec::with_capacity(cap);
+    let mut d = zstd::bulk::Decompressor::new().map_err(|e| bad(e.to_string()))?;
+    d.decompress_to_buffer(src, &mut out)
+        .map_err(|e| bad(format!("decompression failed: {e}")))?;
+    if out.len() != cap {
+        return Err(bad(format!(
+            "decompressed to {} bytes, table says {cap}",
+            out.len()
+        )));
+    }
+    if let Some(sum) = entry.checksum {
+        let got = seek_checksum(&out);
+        if got != sum {
+            return Err(bad(format!(
+                "checksum {got:#010x} does not match the table's {sum:#010x}"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Random access to a seekable zstd file.
+pub struct SeekableReader<R> {
+    src: R,
+    table: SeekTable,
+    cache: Option<(usize, Vec<u8>)>,
+}
+
+impl<R: Read + Seek> SeekableReader<R> {
+    /// Opens `src`, reading and validating its seek table.
+    pub fn new(mut src: R) -> Result<Self, ZseekError> {
+        let table = SeekTable::read_from(&mut src)?;
+        Ok(SeekableReader {
+            src,
+            table,
+            cache: None,
+        })
+    }
+
+    /// The seek table.
+    pub fn table(&self) -> &SeekTable {
+        &self.table
+    }
+
+    /// Total decompressed size.
+    pub fn size(&self) -> u64 {
+        self.table.decompressed_size()
+    }
+
+    /// Gives back the underlying reader.
+    pub fn into_inner(self) -> R {
+        self.src
+    }
+
+    fn load(&mut self, index: usize) -> Result<&[u8], ZseekError> {
+        if self.cache.as_ref().map(|c| c.0) != Some(index) {
+            let entry = self.table.frames[index];
+            self.src.seek(SeekFrom::Start(entry.compressed_offset))?;
+            let mut buf = vec![0u8; entry.compressed_size as usize];
+            self.src.read_exact(&mut buf)?;
+            let data = decompress_frame(index, &entry, &buf)?;
+            self.cache = Some((index, data));
+        }
+        Ok(self.cache.as_ref().map(|c| c.1.as_slice()).unwrap_or(&[]))
+    }
+
+    /// Reads decompressed bytes at `offset` into `buf`; returns how many were read (fewer than
+    /// `buf.len()` only at the end of the data; 0 at or past the end).
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, ZseekError> {
+        let mut done = 0;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let Some(index) = self.table.frame_at(pos) else {
+                break;
+            };
+            let start = self.table.frames[index].decompressed_offset;
+            let data = self.load(index)?;
+            let within = (pos - start) as usize;
+            let avail = data.get(within..).unwrap_or(&[]);
+            if avail.is_empty() {
+                break;
+            }
+            let n = avail.len().min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&avail[..n]);
+            done += n;
+        }
+        Ok(done)
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    pub fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ZseekError> {
+        let n = self.read_at(offset, buf)?;
+        if n != buf.len() {
+            return Err(ZseekError::OutOfRange {
+                offset: offset + n as u64,
+                size: self.size(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Decompresses every frame of a seekable zstd file in parallel, in batches, and hands each
+/// frame to the caller in order.
+///
+/// `src` is read sequentially from offset 0 to the end (every byte, seek table included, is
+/// passed to `on_compressed`, so a caller can hash the compressed file in the same pass).
+/// For each frame, `map(index, decompressed_offset, data)` runs on a worker thread (e.g. block
+/// hashing), then `consume(index, decompressed_offset, data, mapped)` runs in frame order.
+/// While `consume` handles one batch, the workers already decompress the next one.
+/// Memory: about `4 * threads` frames.
+pub fn for_each_frame<R, T, M, C, H>(
+    src: &mut R,
+    table: &SeekTable,
+    threads: usize,
+    map: M,
+    mut consume: C,
+    mut on_compressed: H,
+) -> Result<(), ZseekError>
+where
+    R: Read + Send,
+    T: Send,
+    M: Fn(usize, u64, &[u8]) -> T + Sync,
+    C: FnMut(usize, u64, &[u8], T) -> Result<(), String> + Send,
+    H: FnMut(&[u8]) + Send,
+{
+    let threads = if threads == 0 {
+        rayon::current_num_threads().max(1)
+    } else {
+        threads
+    };
+    let pool = make_pool(threads)?;
+    let batch = (threads * 2).max(2);
+    type Batch<T> = Vec<(usize, Vec<u8>, T)>;
+    let load = |src: &mut R, on_c: &mut H, first: usize| -> Result<Batch<T>, ZseekError> {
+        let end = (first + batch).min(table.frames.len());
+        let mut raws = Vec::with_capacity(end - first);
+        for i in first..end {
+            let e = &table.frames[i];
+            let mut buf = vec![0u8; e.compressed_size as usize];
+            src.read_exact(&mut buf)
+                .map_err(|err| ZseekError::BadFrame {
+                    index: i,
+                    offset: e.compressed_offset,
+                    what: format!("read failed: {err}"),
+                })?;
+            on_c(&buf);
+            raws.push((i, buf));
+        }
+        if end == table.frames.len() {
+            // The seek table frame: read it too, so the compressed hash covers the whole file.
+            let mut rest = Vec::new();
+            src.read_to_end(&mut rest)?;
+            on_c(&rest);
+        }
+        raws.into_par_iter()
+            .map(|(i, raw)| {
+                let e = &table.frames[i];
+                let data = decompress_frame(i, e, &raw)?;
+                let t = map(i, e.decompressed_offset, &data);
+                Ok((i, data, t))
+            })
+            .collect()
+    };
+    pool.install(|| {
+        let mut current = load(src, &mut on_compressed, 0)?;
+        let mut next_first = current.len();
+        loop {
+            let more = next_first < table.frames.len();
+            let work = current;
+            let (next, consumed) = rayon::join(
+                || {
+                    if more {
+                        load(src, &mut on_compressed, next_first).map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                },
+                || -> Result<(), ZseekError> {
+                    for (i, data, t) in work {
+                        let off = table.frames[i].decompressed_offset;
+                        consume(i, off, &data, t)
+                            .map_err(|message| ZseekError::Callback { index: i, message })?;
+                    }
+                    Ok(())
+                },
+            );
+            consumed?;
+            match next? {
+                Some(b) => {
+                    next_first += b.len();
+                    current = b;
+                }
+                None => return Ok(()),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn sample(n: usize) -> Vec<u8> {
+        let mut x: u32 = 12345;
+        (0..n)
+            .map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if i % 3 == 0 {
+                    (x >> 24) as u8
+                } else {
+                    (i / 100) as u8
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn xxh64_known_values() {
+        // Reference values from the xxHash project (sanity checks).
+        assert_eq!(xxh64(b"", 0), 0xEF46_DB37_51D8_E999);
+        assert_eq!(xxh64(b"abc", 0), 0x44BC_2CF5_AD77_0999);
+    }
+
+    #[test]
+    fn roundtrip_and_thread_independence() {
+        let data = sample(300_000);
+        let mut a = Vec::new();
+        let ta = compress(&data[..], &mut a, 65536, 3, 1).unwrap();
+        let mut b = Vec::new();
+        let tb = compress(&data[..], &mut b, 65536, 3, 4).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(ta, tb);
+        assert_eq!(ta.frames.len(), 5);
+        let mut r = SeekableReader::new(Cursor::new(&a)).unwrap();
+        assert_eq!(r.table(), &ta);
+        let mut buf = vec![0u8; 100_000];
+        r.read_exact_at(60_000, &mut buf).unwrap();
+        assert_eq!(&buf[..], &data[60_000..160_000]);
+        assert_eq!(r.read_at(299_990, &mut buf).unwrap(), 10);
+        assert_eq!(r.read_at(400_000, &mut buf).unwrap(), 0);
+        // zstd's own frame checksum equals our seek table checksum.
+        let f0 = &a[..ta.frames[0].compressed_size as usize];
+        assert_eq!(
+            &f0[f0.len() - 4..],
+            &ta.frames[0].checksum.unwrap().to_le_bytes()
+        );
+
+        let mut out = Vec::new();
+        let mut compressed = Vec::new();
+        for_each_frame(
+            &mut Cursor::new(&a),
+            &ta,
+            3,
+            |_, _, d| d.len(),
+            |_, _, d, n| {
+                assert_eq!(d.len(), n);
+                out.extend_from_slice(d);
+                Ok(())
+            },
+            |c| compressed.extend_from_slice(c),
+        )
+        .unwrap();
+        assert_eq!(out, data);
+        assert_eq!(compressed, a);
+    }
+
+    /// Runs the real `zstd` CLI (Debian package `zstd`); fails loudly if it is missing.
+    fn zstd_cli(args: &[&str]) -> std::process::Output {
+        std::process::Command::new("zstd")
+            .args(args)
+            .output()
+            .expect("the `zstd` command (Debian package zstd) is required by this test")
+    }
+
+    #[test]
+    fn zstd_cli_decompresses_our_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = sample(1_000_000);
+        let zst = dir.path().join("a.zst");
+        let out = dir.path().join("a.out");
+        let f = std::fs::File::create(&zst).unwrap();
+        compress(&data[..], io::BufWriter::new(f), 131072, 5, 2).unwrap();
+        let o = zstd_cli(&[
+            "-q",
+            "-d",
+            "-f",
+            zst.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            o.status.success(),
+            "zstd -d failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), data);
+        // `zstd -t` checks every frame's content checksum too.
+        let o = zstd_cli(&["-q", "-t", zst.to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "zstd -t failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // An empty input gives a file holding only the seek table, which zstd also accepts.
+        let empty = dir.path().join("e.zst");
+        compress(&b""[..], std::fs::File::create(&empty).unwrap(), 4096, 3, 1).unwrap();
+        let o = zstd_cli(&["-q", "-d", "-c", empty.to_str().unwrap()]);
+        assert!(
+            o.status.success() && o.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    #[test]
+    fn plain_zstd_cli_output_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("p");
+        std::fs::write(&raw, sample(200_000)).unwrap();
+        let o = zstd_cli(&["-q", "-f", raw.to_str().unwrap()]);
+        assert!(o.status.success());
+        let zst = std::fs::read(dir.path().join("p.zst")).unwrap();
+        let err = SeekableReader::new(Cursor::new(&zst))
+            .err()
+            .expect("plain zstd must not parse");
+        assert!(matches!(err, ZseekError::NotSeekable { .. }), "{err}");
+        assert!(err.to_string().contains("no seek table"));
+    }
+
+    #[test]
+    fn empty_input() {
+        let mut a = Vec::new();
+        let t = compress(&b""[..], &mut a, 4096, 3, 2).unwrap();
+        assert!(t.frames.is_empty());
+        let r = SeekableReader::new(Cursor::new(&a)).unwrap();
+        assert_eq!(r.size(), 0);
+    }
+
+    #[test]
+    fn corrupted_tables_are_rejected() {
+        let data = sample(50_000);
+        let mut a = Vec::new();
+        compress(&data[..], &mut a, 16384, 3, 2).unwrap();
+        let n = a.len();
+        // magic
+        let mut x = a.clone();
+        x[n - 1] ^= 1;
+        assert!(matches!(
+            SeekableReader::new(Cursor::new(&x)),
+            Err(ZseekError::NotSeekable { .. })
+        ));
+        // reserved bits
+        let mut x = a.clone();
+        x[n - 5] |= 0x04;
+        assert!(matches!(
+            SeekableReader::new(Cursor::new(&x)),
+            Err(ZseekError::BadTable { .. })
+        ));
+        // frame count too large
+        let mut x = a.clone();
+        x[n - 9..n - 5].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(matches!(
+            SeekableReader::new(Cursor::new(&x)),
+            Err(ZseekError::BadTable { .. })
+        ));
+        // frame count smaller: skippable header no longer lines up
+        let mut x = a.clone();
+        x[n - 9..n - 5].copy_from_slice(&3u32.to_le_bytes());
+        assert!(matches!(
+            SeekableReader::new(Cursor::new(&x)),
+            Err(ZseekError::BadTable { .. })
+        ));
+        // compressed size of the first entry changed: frames no longer fill the file
+        let t = SeekTable::read_from(&mut Cursor::new(&a)).unwrap();
+        let first_entry = n - t.table_frame_size() as usize + 8;
+        let mut x = a.clone();
+        x[first_entry] = x[first_entry].wrapping_add(1);
+        assert!(matches!(
+            SeekableReader::new(Cursor::new(&x)),
+            Err(ZseekError::BadTable { .. })
+        ));
+        // decompressed size too big
+        let mut x = a.clone();
+        x[first_entry + 4..first_entry + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            SeekableReader::new(Cursor::new(&x)),
+            Err(ZseekError::BadTable { .. })
+        ));
+        // checksum wrong: table parses, reading the frame fails
+        let mut x = a.clone();
+        x[first_entry + 8] ^= 0xff;
+        let mut r = SeekableReader::new(Cursor::new(&x)).unwrap();
+        let mut buf = [0u8; 10];
+        assert!(matches!(
+            r.read_at(0, &mut buf),
+            Err(ZseekError::BadFrame { index: 0, .. })
+        ));
+        // too short
+        assert!(matches!(
+            SeekableReader::new(Cursor::new(&a[..5])),
+            Err(ZseekError::TooShort { .. })
+        ));
+    }
+}
