@@ -8,3 +8,4 @@
 //! * [`verify`]: verification of a bundle's manifest and attestations against the store.
 
 pub mod digest;
+pub mod key;
