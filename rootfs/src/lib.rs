@@ -9,6 +9,7 @@
 
 pub mod content;
 pub mod tree;
+pub mod tar;
 pub mod zseek;
 
 pub use content::{Content, Extent, ReadAt, Source};
