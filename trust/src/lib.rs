@@ -8,4 +8,6 @@
 //! * [`verify`]: verification of a bundle's manifest and attestations against the store.
 
 pub mod digest;
+pub mod dsse;
 pub mod key;
+pub mod statement;
