@@ -1,1 +1,61 @@
-//! Package formats both the builder and the vetter need: rpm headers and packages, rpm databases (Berkeley DB hash, sqlite, ndb), dpkg status, and rpm/dpkg version comparison.
+//! Package formats both the builder and the vetter need: rpm headers and packages, rpm databases
+//! (Berkeley DB hash, sqlite, ndb), dpkg status, and rpm/dpkg version comparison.
+//!
+//! Entry points:
+//! * [`read_rpmdb`] — every package of an rpm database directory (`var/lib/rpm` or
+//!   `usr/lib/sysimage/rpm`), whatever its backend; [`rpmdb::read_packages`] for in-memory files.
+//! * [`version`] — `rpmvercmp`, [`version::Evr`], [`version::DpkgVersion`].
+//! * [`rpm::Header`], [`rpm::Package`], [`rpm::RpmPackage`] (`.rpm` files).
+//! * [`rpmdb::sqlite::add_package`], [`rpmdb::bdb::write_packages`] — register headers.
+//! * [`dpkg::read_status`] — dpkg's installed packages.
+
+pub mod dpkg;
+pub mod rpm;
+pub mod rpmdb;
+pub mod version;
+
+use std::path::Path;
+
+pub use rpm::{FileEntry, Package};
+
+/// Errors of this crate's top-level entry points.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// I/O on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No rpm database file found.
+    #[error("no rpm database (rpmdb.sqlite, Packages.db or Packages) found")]
+    NoDatabase,
+    /// Berkeley DB error.
+    #[error(transparent)]
+    Bdb(#[from] rpmdb::bdb::BdbError),
+    /// ndb error.
+    #[error(transparent)]
+    Ndb(#[from] rpmdb::ndb::NdbError),
+    /// SQLite error.
+    #[error(transparent)]
+    Sqlite(#[from] rpmdb::sqlite::SqliteError),
+    /// A record's header is malformed.
+    #[error("{backend:?} rpm database record {record}: {source}")]
+    Record {
+        /// Backend.
+        backend: rpmdb::Backend,
+        /// Record number.
+        record: u32,
+        /// The error.
+        #[source]
+        source: rpm::HeaderError,
+    },
+}
+
+/// Read every package (and `gpg-pubkey` entry) of the rpm database in directory `dir`.
+pub fn read_rpmdb(dir: &Path) -> Result<Vec<Package>, Error> {
+    rpmdb::read_packages(&dir)
+}

@@ -1,0 +1,396 @@
+//! Berkeley DB hash databases (rpm's `Packages` up to rpm 4.15): our own reader and writer, no libdb.
+//!
+//! Format (Berkeley DB 4.x/5.x on-disk layout, `dbinc/db_page.h`, `dbinc/hash.h`):
+//! page 0 is the hash metadata page (`HMETA`: generic `DBMETA` of 72 bytes — `magic` 0x061561 at
+//! offset 12, `pagesize` at 20, `last_pgno` at 32 — then `max_bucket`, `high_mask`, `low_mask`,
+//! `ffactor`, `nelem`, `h_charkey` and the `spares` table). Every field is in the byte order of the
+//! machine that wrote it; the magic tells which. Other pages start with a 26-byte header (`lsn`,
+//! `pgno` at 8, `prev_pgno` at 12, `next_pgno` at 16, `entries` u16 at 20, `hf_offset` u16 at 22,
+//! `level`, `type` at 25) followed by an array of u16 item offsets. Hash pages (type 2
+//! `P_HASH_UNSORTED` or 13 `P_HASH`) hold key/data item pairs; an item's first byte is its kind:
+//! 1 `H_KEYDATA` (bytes follow inline, the length is the distance to the previous item), 3
+//! `H_OFFPAGE` (4 unused bytes... `pgno` at +4, total length at +8) pointing at a chain of
+//! overflow pages (type 7, `hf_offset` holds the bytes used, `next_pgno` links them).
+//!
+//! rpm's `Packages` maps a 4-byte package number (host order) to a header blob; key 0 holds
+//! the next free number and is not a package.
+
+use std::collections::HashSet;
+
+const MAGIC_HASH: u32 = 0x0006_1561;
+const PAGE_HDR: usize = 26;
+const P_HASH_UNSORTED: u8 = 2;
+const P_OVERFLOW: u8 = 7;
+const P_HASHMETA: u8 = 8;
+const P_HASH: u8 = 13;
+const H_KEYDATA: u8 = 1;
+const H_OFFPAGE: u8 = 3;
+
+/// Errors reading or writing a Berkeley DB hash file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BdbError {
+    /// Not a hash database.
+    #[error("Berkeley DB: no hash magic at offset 12 (found {0:#010x})")]
+    BadMagic(u32),
+    /// Page size is not a power of two in 512..=65536.
+    #[error("Berkeley DB: bad page size {0}")]
+    BadPageSize(u32),
+    /// File too short for the metadata page.
+    #[error("Berkeley DB: file is {0} bytes, too short for a metadata page")]
+    Truncated(usize),
+    /// A page number outside the file.
+    #[error("Berkeley DB: page {page} referenced from page {from} is beyond the file ({pages} pages)")]
+    PageOutOfRange {
+        /// The bad page number.
+        page: u32,
+        /// Where it was referenced.
+        from: u32,
+        /// Pages in the file.
+        pages: u32,
+    },
+    /// An item offset or length is inconsistent.
+    #[error("Berkeley DB: page {page} item {item}: {what}")]
+    BadItem {
+        /// Page number.
+        page: u32,
+        /// Item index.
+        item: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// An overflow chain is broken or loops.
+    #[error("Berkeley DB: overflow chain starting at page {start}: {what} (at page {page})")]
+    BadOverflow {
+        /// First page.
+        start: u32,
+        /// Page where the problem was seen.
+        page: u32,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A record too large to store.
+    #[error("Berkeley DB: record of {0} bytes is too large")]
+    RecordTooLarge(usize),
+}
+
+#[derive(Clone, Copy)]
+struct Order {
+    big: bool,
+}
+
+impl Order {
+    fn u16(self, b: &[u8], off: usize) -> Option<u16> {
+        let s = b.get(off..off + 2)?;
+        let a = [s[0], s[1]];
+        Some(if self.big { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) })
+    }
+    fn u32(self, b: &[u8], off: usize) -> Option<u32> {
+        let s = b.get(off..off + 4)?;
+        let a = [s[0], s[1], s[2], s[3]];
+        Some(if self.big { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) })
+    }
+}
+
+/// A record read from a hash database: key and value bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Key bytes.
+    pub key: Vec<u8>,
+    /// Value bytes.
+    pub value: Vec<u8>,
+}
+
+/// Read every key/value pair of a Berkeley DB hash file held in memory, in page order.
+pub fn read_hash(file: &[u8]) -> Result<Vec<Record>, BdbError> {
+    if file.len() < 512 {
+        return Err(BdbError::Truncated(file.len()));
+    }
+    let le = Order { big: false };
+    let be = Order { big: true };
+    let order = match (le.u32(file, 12), be.u32(file, 12)) {
+        (Some(MAGIC_HASH), _) => le,
+        (_, Some(MAGIC_HASH)) => be,
+        (Some(m), _) => return Err(BdbError::BadMagic(m)),
+        _ => return Err(BdbError::Truncated(file.len())),
+    };
+    let psize = order.u32(file, 20).unwrap_or(0);
+    if !(512..=65536).contains(&psize) || !psize.is_power_of_two() {
+        return Err(BdbError::BadPageSize(psize));
+    }
+    let psize = psize as usize;
+    let npages = (file.len() / psize) as u32;
+    let page = |n: u32| -> Option<&[u8]> {
+        let start = (n as usize).checked_mul(psize)?;
+        file.get(start..start + psize)
+    };
+    let mut out = Vec::new();
+    for pgno in 1..npages {
+        let Some(p) = page(pgno) else { break };
+        let ty = p[25];
+        if ty != P_HASH && ty != P_HASH_UNSORTED {
+            continue;
+        }
+        let entries = order.u16(p, 20).unwrap_or(0) as usize;
+        if PAGE_HDR + entries * 2 > psize {
+            return Err(BdbError::BadItem { page: pgno, item: 0, what: "item count exceeds the page" });
+        }
+        let item = |i: usize| -> Result<&[u8], BdbError> {
+            let bad = |what| BdbError::BadItem { page: pgno, item: i, what };
+            let off = order.u16(p, PAGE_HDR + i * 2).ok_or(bad("index beyond page"))? as usize;
+            let end = if i == 0 { psize } else { order.u16(p, PAGE_HDR + (i - 1) * 2).ok_or(bad("index beyond page"))? as usize };
+            let end = if end == 0 { psize } else { end };
+            if off < PAGE_HDR + entries * 2 || off >= end || end > psize {
+                return Err(bad("item offset out of order or outside the page"));
+            }
+            Ok(&p[off..end])
+        };
+        let mut i = 0;
+        while i + 1 < entries {
+            let k = item(i)?;
+            let v = item(i + 1)?;
+            let key = fetch(file, psize, npages, order, pgno, i, k)?;
+            let value = fetch(file, psize, npages, order, pgno, i + 1, v)?;
+            if let (Some(key), Some(value)) = (key, value) {
+                out.push(Record { key, value });
+            }
+            i += 2;
+        }
+    }
+    Ok(out)
+}
+
+fn fetch(file: &[u8], psize: usize, npages: u32, order: Order, pgno: u32, idx: usize, it: &[u8]) -> Result<Option<Vec<u8>>, BdbError> {
+    let bad = |what| BdbError::BadItem { page: pgno, item: idx, what };
+    match it.first().copied() {
+        Some(H_KEYDATA) => Ok(Some(it[1..].to_vec())),
+        Some(H_OFFPAGE) => {
+            let start = order.u32(it, 4).ok_or(bad("short off-page item"))?;
+            let tlen = order.u32(it, 8).ok_or(bad("short off-page item"))? as usize;
+            if tlen > file.len() {
+                return Err(bad("off-page length larger than the file"));
+            }
+            let mut data = Vec::with_capacity(tlen);
+            let mut seen = HashSet::new();
+            let mut cur = start;
+            while data.len() < tlen {
+                let ovf = |what| BdbError::BadOverflow { start, page: cur, what };
+                if cur == 0 || cur >= npages {
+                    return Err(BdbError::PageOutOfRange { page: cur, from: pgno, pages: npages });
+                }
+                if !seen.insert(cur) {
+                    return Err(ovf("chain loops"));
+                }
+                let p = &file[cur as usize * psize..(cur as usize + 1) * psize];
+                if p[25] != P_OVERFLOW {
+                    return Err(ovf("page is not an overflow page"));
+                }
+                let len = order.u16(p, 22).unwrap_or(0) as usize;
+                if PAGE_HDR + len > psize || len == 0 {
+                    return Err(ovf("overflow length exceeds the page"));
+                }
+                let take = len.min(tlen - data.len());
+                data.extend_from_slice(&p[PAGE_HDR..PAGE_HDR + take]);
+                cur = order.u32(p, 16).unwrap_or(0);
+            }
+            Ok(Some(data))
+        }
+        Some(other) => {
+            tracing::warn!(page = pgno, item = idx, kind = other, "skipping unsupported Berkeley DB hash item");
+            Ok(None)
+        }
+        None => Err(bad("empty item")),
+    }
+}
+
+/// Read rpm's `Packages` hash file: `(package number, header blob)` sorted by number, key 0 skipped.
+pub fn read_packages(file: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, BdbError> {
+    let le = u32::from_le_bytes;
+    let be = u32::from_be_bytes;
+    let big = file.get(12..16).is_some_and(|m| be([m[0], m[1], m[2], m[3]]) == MAGIC_HASH);
+    let mut out = Vec::new();
+    for r in read_hash(file)? {
+        let Ok(k) = <[u8; 4]>::try_from(&r.key[..]) else {
+            tracing::warn!(len = r.key.len(), "skipping Packages record with a key that is not 4 bytes");
+            continue;
+        };
+        let n = if big { be(k) } else { le(k) };
+        if n == 0 {
+            continue;
+        }
+        out.push((n, r.value));
+    }
+    out.sort_by_key(|(n, _)| *n);
+    Ok(out)
+}
+
+pub use writer::write_packages;
+
+mod writer {
+    use super::*;
+
+    /// Berkeley DB's default hash function `__ham_func5` (32-bit FNV-1a).
+    pub(super) fn ham_func5(key: &[u8]) -> u32 {
+        let mut h: u32 = 0x811c_9dc5;
+        for &b in key {
+            h ^= b as u32;
+            h = h.wrapping_mul(16_777_619);
+        }
+        h
+    }
+
+    /// Write rpm's `Packages` as a little-endian Berkeley DB 5.3 hash file (version 9, 4096-byte
+    /// pages) holding `(package number, header blob)` records plus rpm's key-0 record.
+    ///
+    /// Layout: metadata page 0, then `nbuckets` bucket pages (a power of two, so `spares` is zero for
+    /// every bucket; `BUCKET_TO_PAGE(b) = b + 1`), then overflow pages. Each bucket page holds its
+    /// key/data pairs; values that do not fit inline go to overflow chains (`H_OFFPAGE`); a bucket
+    /// that overflows its page continues on a chained hash page (`next_pgno`).
+    pub fn write_packages(records: &[(u32, Vec<u8>)]) -> Result<Vec<u8>, BdbError> {
+        const PS: usize = 4096;
+        let max_key = records.iter().map(|(k, _)| *k).max().unwrap_or(0);
+        let mut all: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(records.len() + 1);
+        all.push((0u32.to_le_bytes().to_vec(), (max_key + 1).to_le_bytes().to_vec()));
+        for (k, v) in records {
+            if v.len() > u32::MAX as usize / 2 {
+                return Err(BdbError::RecordTooLarge(v.len()));
+            }
+            all.push((k.to_le_bytes().to_vec(), v.clone()));
+        }
+        // Buckets: a power of two with fill factor ~8 pairs per bucket.
+        let mut nb: u32 = 2;
+        while (nb as usize) * 8 < all.len() {
+            nb *= 2;
+        }
+        let high_mask = nb - 1;
+        let low_mask = (nb >> 1).saturating_sub(1);
+        let max_bucket = nb - 1;
+        let bucket_of = |k: &[u8]| ham_func5(k) & high_mask;
+        // Distribute items.
+        let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); nb as usize];
+        for (i, (k, _)) in all.iter().enumerate() {
+            buckets[bucket_of(k) as usize].push(i);
+        }
+        let mut pages: Vec<Vec<u8>> = vec![vec![0u8; PS]; 1 + nb as usize];
+        let inline_max = PS / 4; // items bigger than this go off-page
+        // Allocate overflow chains first (they get page numbers after the buckets).
+        let mut offpage: Vec<Option<(u32, u32)>> = vec![None; all.len()];
+        for (i, (_, v)) in all.iter().enumerate() {
+            if v.len() + 1 > inline_max {
+                let first = pages.len() as u32;
+                let chunks: Vec<&[u8]> = v.chunks(PS - PAGE_HDR).collect();
+                let n = chunks.len();
+                for (c, chunk) in chunks.into_iter().enumerate() {
+                    let pgno = pages.len() as u32;
+                    let mut p = vec![0u8; PS];
+                    let prev = if c == 0 { 0 } else { pgno - 1 };
+                    let next = if c + 1 == n { 0 } else { pgno + 1 };
+                    page_header(&mut p, pgno, prev, next, 0, chunk.len() as u16, 1, P_OVERFLOW);
+                    p[PAGE_HDR..PAGE_HDR + chunk.len()].copy_from_slice(chunk);
+                    pages.push(p);
+                }
+                offpage[i] = Some((first, v.len() as u32));
+            }
+        }
+        // Fill bucket pages (with chained continuation pages when full); pairs sorted by key as
+        // P_HASH pages require.
+        for (b, members) in buckets.iter_mut().enumerate() {
+            members.sort_by(|&x, &y| all[x].0.cmp(&all[y].0));
+            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            for &i in members.iter() {
+                let (k, v) = &all[i];
+                let mut key = vec![H_KEYDATA];
+                key.extend_from_slice(k);
+                let val = match offpage[i] {
+                    Some((pg, len)) => {
+                        let mut it = vec![H_OFFPAGE, 0, 0, 0];
+                        it.extend_from_slice(&pg.to_le_bytes());
+                        it.extend_from_slice(&len.to_le_bytes());
+                        it
+                    }
+                    None => {
+                        let mut it = vec![H_KEYDATA];
+                        it.extend_from_slice(v);
+                        it
+                    }
+                };
+                pairs.push((key, val));
+            }
+            let mut cur = b + 1;
+            let mut prev = 0u32;
+            let mut pos = 0;
+            loop {
+                let mut used = 0usize;
+                let mut n = 0usize;
+                while let Some((k, v)) = pairs.get(pos + n) {
+                    let need = k.len() + v.len() + 4;
+                    if PAGE_HDR + (n * 2) * 2 + used + need > PS {
+                        break;
+                    }
+                    used += k.len() + v.len();
+                    n += 1;
+                }
+                if n == 0 && pos < pairs.len() {
+                    return Err(BdbError::RecordTooLarge(pairs[pos].1.len()));
+                }
+                let more = pos + n < pairs.len();
+                let next = if more { pages.len() as u32 } else { 0 };
+                let p = &mut pages[cur];
+                let mut top = PS;
+                for (j, (k, v)) in pairs[pos..pos + n].iter().enumerate() {
+                    for (m, it) in [k, v].into_iter().enumerate() {
+                        top -= it.len();
+                        p[top..top + it.len()].copy_from_slice(it);
+                        let slot = PAGE_HDR + (j * 2 + m) * 2;
+                        p[slot..slot + 2].copy_from_slice(&(top as u16).to_le_bytes());
+                    }
+                }
+                page_header(p, cur as u32, prev, next, 0, top as u16, (n * 2) as u16, P_HASH);
+                pos += n;
+                if !more {
+                    break;
+                }
+                prev = cur as u32;
+                cur = pages.len();
+                pages.push(vec![0u8; PS]);
+            }
+        }
+        let last_pgno = pages.len() as u32 - 1;
+        let meta = &mut pages[0];
+        meta[8..12].copy_from_slice(&0u32.to_le_bytes()); // pgno
+        meta[12..16].copy_from_slice(&MAGIC_HASH.to_le_bytes());
+        meta[16..20].copy_from_slice(&9u32.to_le_bytes()); // version
+        meta[20..24].copy_from_slice(&(PS as u32).to_le_bytes());
+        meta[24] = 0; // encrypt_alg
+        meta[25] = P_HASHMETA;
+        meta[32..36].copy_from_slice(&last_pgno.to_le_bytes());
+        meta[36..40].copy_from_slice(&1u32.to_le_bytes()); // nparts (unused, 1 as libdb writes)
+        meta[72..76].copy_from_slice(&max_bucket.to_le_bytes());
+        meta[76..80].copy_from_slice(&high_mask.to_le_bytes());
+        meta[80..84].copy_from_slice(&low_mask.to_le_bytes());
+        meta[84..88].copy_from_slice(&8u32.to_le_bytes()); // ffactor
+        meta[88..92].copy_from_slice(&(all.len() as u32).to_le_bytes()); // nelem
+        meta[92..96].copy_from_slice(&ham_func5(b"%$sniglet^&").to_le_bytes()); // h_charkey
+        // spares[32] at 96: BUCKET_TO_PAGE(b) = b + spares[log2(b + 1)]; buckets are contiguous
+        // right after the meta page, so every populated doubling has spare 1 (as __ham_init_meta).
+        let l2 = nb.trailing_zeros() as usize;
+        for i in 0..=l2 {
+            meta[96 + i * 4..100 + i * 4].copy_from_slice(&1u32.to_le_bytes());
+        }
+        let mut out = Vec::with_capacity(pages.len() * PS);
+        for p in pages {
+            out.extend_from_slice(&p);
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn page_header(p: &mut [u8], pgno: u32, prev: u32, next: u32, level: u8, hf: u16, entries: u16, ty: u8) {
+        p[8..12].copy_from_slice(&pgno.to_le_bytes());
+        p[12..16].copy_from_slice(&prev.to_le_bytes());
+        p[16..20].copy_from_slice(&next.to_le_bytes());
+        p[20..22].copy_from_slice(&entries.to_le_bytes());
+        p[22..24].copy_from_slice(&hf.to_le_bytes());
+        p[24] = level;
+        p[25] = ty;
+    }
+}
