@@ -143,8 +143,6 @@ pub enum Reason {
         /// Unit ("MiB" or "").
         unit: &'static str,
     },
-    /// The slot was not the one asked for.
-    NotRequested,
 }
 
 impl fmt::Display for Reason {
@@ -163,7 +161,6 @@ impl fmt::Display for Reason {
                 let u = if unit.is_empty() { String::new() } else { format!(" {unit}") };
                 write!(f, "host {resource}: {in_use}{u} in use + {slot}{u} for this slot > {limit}{u} set aside")
             }
-            Reason::NotRequested => write!(f, "not the requested slot"),
         }
     }
 }
