@@ -11,3 +11,5 @@ pub mod digest;
 pub mod dsse;
 pub mod key;
 pub mod statement;
+pub mod store;
+pub mod time;
