@@ -138,7 +138,8 @@ pub struct Package {
     pub release: String,
     /// ARCH (absent for `gpg-pubkey`).
     pub arch: Option<String>,
-    /// SOURCERPM: the source package file name (absent for source packages and keys).
+    /// SOURCERPM: the source package file name (absent for source packages and keys; the literal
+    /// `(none)` that rpm writes into `gpg-pubkey` headers is reported as absent).
     pub source_rpm: Option<String>,
     /// VENDOR.
     pub vendor: Option<String>,
@@ -173,7 +174,7 @@ impl Package {
             is_gpg_pubkey: name == "gpg-pubkey",
             epoch: header.int(tag::EPOCH).map(|e| e as u32),
             arch: header.string(tag::ARCH),
-            source_rpm: header.string(tag::SOURCERPM),
+            source_rpm: header.string(tag::SOURCERPM).filter(|s| s != "(none)"),
             vendor: header.string(tag::VENDOR),
             license: header.string(tag::LICENSE),
             summary: header.string(tag::SUMMARY),
