@@ -8,6 +8,7 @@
 //! * [`zseek`]: the zstd seekable format used for `disk.img.zst` in wafer bundles.
 
 pub mod content;
+pub mod dir;
 pub mod ext;
 pub mod tree;
 pub mod tar;
