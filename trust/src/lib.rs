@@ -13,3 +13,4 @@ pub mod key;
 pub mod statement;
 pub mod store;
 pub mod time;
+pub mod verify;
