@@ -10,6 +10,7 @@
 pub mod content;
 pub mod dir;
 pub mod ext;
+pub mod open;
 pub mod tree;
 pub mod tar;
 pub mod zseek;
