@@ -224,6 +224,7 @@ impl fmt::Debug for Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub enum Value {
+    Char(Vec<u8>),
     Int8(Vec<u8>),
     Int16(Vec<u16>),
     Int32(Vec<u32>),
@@ -510,6 +511,7 @@ impl Header {
 
 fn encode(v: Value) -> (TagType, u32, Vec<u8>) {
     match v {
+        Value::Char(v) => (TagType::Char, v.len() as u32, v),
         Value::Int8(v) => (TagType::Int8, v.len() as u32, v),
         Value::Int16(v) => (TagType::Int16, v.len() as u32, v.iter().flat_map(|x| x.to_be_bytes()).collect()),
         Value::Int32(v) => (TagType::Int32, v.len() as u32, v.iter().flat_map(|x| x.to_be_bytes()).collect()),

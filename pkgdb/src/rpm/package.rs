@@ -191,7 +191,17 @@ impl RpmPackage<'static> {
         if format != "cpio" {
             return Err(PackageError::Unsupported(format!("format {format}")));
         }
-        let comp = header.string(tag::PAYLOADCOMPRESSOR).unwrap_or_else(|| "gzip".into());
+        let mut r = io::BufReader::new(r);
+        let comp = match header.string(tag::PAYLOADCOMPRESSOR) {
+            Some(c) => c,
+            // Absent: legacy gzip, or an uncompressed payload (rpm's gzip reader passes raw data
+            // through); tell them apart by the gzip magic.
+            None => {
+                use io::BufRead;
+                let head = r.fill_buf().map_err(io_err("payload"))?;
+                if head.starts_with(&[0x1f, 0x8b]) { "gzip".into() } else { "identity".into() }
+            }
+        };
         let payload: Box<dyn Read> = match comp.as_str() {
             "gzip" => Box::new(flate2::read::MultiGzDecoder::new(r)),
             "bzip2" => Box::new(bzip2::read::MultiBzDecoder::new(r)),
@@ -297,5 +307,42 @@ impl Package {
     pub fn files_of_header(h: &Header) -> Result<Vec<FileEntry>, FileListError> {
         let name = h.string(tag::NAME).unwrap_or_default();
         super::files_of(h, &name)
+    }
+}
+
+impl RpmPackage<'_> {
+    /// The header as rpm stores it in a database after installing this package: the main header
+    /// with the signature header's digests merged in (rpm's `headerMergeLegacySigs`: signature
+    /// `SIZE`→`SIGSIZE`, `MD5`→`SIGMD5`, `PGP`→`SIGPGP`, `SHA1`, `SHA256`, `RSA`, `DSA` headers) and
+    /// the install tags `INSTALLTIME`, `INSTALLTID`, `INSTALLCOLOR` and `FILESTATES` (all files
+    /// "normal"). `install_time` is seconds since the epoch (pass SOURCE_DATE_EPOCH for builds).
+    pub fn header_for_install(&self, install_time: u32, tid: u32) -> Header {
+        use super::header::{sigtag, Value};
+        let mut h = self.header.clone();
+        let map = [
+            (sigtag::SIZE, tag::SIGSIZE),
+            (sigtag::MD5, tag::SIGMD5),
+            (sigtag::PGP, tag::SIGPGP),
+            (tag::SHA1HEADER, tag::SHA1HEADER),
+            (tag::SHA256HEADER, tag::SHA256HEADER),
+            (tag::RSAHEADER, tag::RSAHEADER),
+            (tag::DSAHEADER, tag::DSAHEADER),
+        ];
+        for (from, to) in map {
+            if let Some(e) = self.signature.entry(from) {
+                if !h.has(to) {
+                    let mut e = e.clone();
+                    e.tag = to;
+                    h.entries.push(e);
+                }
+            }
+        }
+        h.set(tag::INSTALLTIME, Value::Int32(vec![install_time]));
+        h.set(tag::INSTALLCOLOR, Value::Int32(vec![0]));
+        h.set(tag::INSTALLTID, Value::Int32(vec![tid]));
+        if !self.files.is_empty() {
+            h.set(tag::FILESTATES, Value::Char(vec![0; self.files.len()]));
+        }
+        h
     }
 }

@@ -228,14 +228,21 @@ pub use writer::write_packages;
 mod writer {
     use super::*;
 
-    /// Berkeley DB's default hash function `__ham_func5` (32-bit FNV-1a).
+    /// Berkeley DB's default hash function `__ham_func5` (Fowler/Noll/Vo FNV-1 with a zero
+    /// offset basis: multiply by 16777619, then xor each byte).
     pub(super) fn ham_func5(key: &[u8]) -> u32 {
-        let mut h: u32 = 0x811c_9dc5;
+        let mut h: u32 = 0;
         for &b in key {
-            h ^= b as u32;
             h = h.wrapping_mul(16_777_619);
+            h ^= b as u32;
         }
         h
+    }
+
+    #[test]
+    fn charkey_matches_libdb() {
+        // libdb hashes sizeof(CHARKEY), NUL included; 0x5e688dd1 is what db_load and rpm write.
+        assert_eq!(ham_func5(b"%$sniglet^&\0"), 0x5e68_8dd1);
     }
 
     /// Write rpm's `Packages` as a little-endian Berkeley DB 5.3 hash file (version 9, 4096-byte
@@ -363,13 +370,12 @@ mod writer {
         meta[24] = 0; // encrypt_alg
         meta[25] = P_HASHMETA;
         meta[32..36].copy_from_slice(&last_pgno.to_le_bytes());
-        meta[36..40].copy_from_slice(&1u32.to_le_bytes()); // nparts (unused, 1 as libdb writes)
-        meta[72..76].copy_from_slice(&max_bucket.to_le_bytes());
+                meta[72..76].copy_from_slice(&max_bucket.to_le_bytes());
         meta[76..80].copy_from_slice(&high_mask.to_le_bytes());
         meta[80..84].copy_from_slice(&low_mask.to_le_bytes());
-        meta[84..88].copy_from_slice(&8u32.to_le_bytes()); // ffactor
+        meta[84..88].copy_from_slice(&0u32.to_le_bytes()); // ffactor: 0 = unset, as db_load and rpm leave it
         meta[88..92].copy_from_slice(&(all.len() as u32).to_le_bytes()); // nelem
-        meta[92..96].copy_from_slice(&ham_func5(b"%$sniglet^&").to_le_bytes()); // h_charkey
+        meta[92..96].copy_from_slice(&ham_func5(b"%$sniglet^&\0").to_le_bytes()); // h_charkey
         // spares[32] at 96: BUCKET_TO_PAGE(b) = b + spares[log2(b + 1)]; buckets are contiguous
         // right after the meta page, so every populated doubling has spare 1 (as __ham_init_meta).
         let l2 = nb.trailing_zeros() as usize;
