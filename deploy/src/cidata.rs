@@ -104,7 +104,10 @@ impl Context {
             check_name("interface", &i.name)?;
             check_name("network", &i.network)?;
             if i.prefix > 32 {
-                return Err(CidataError::BadPrefix { name: i.name.clone(), prefix: i.prefix });
+                return Err(CidataError::BadPrefix {
+                    name: i.name.clone(),
+                    prefix: i.prefix,
+                });
             }
             if let Some(s) = &i.search {
                 check_hostname("search domain", s)?;
@@ -120,7 +123,10 @@ impl Context {
 
     /// `meta-data` (YAML).
     pub fn meta_data(&self) -> String {
-        format!("instance-id: {}\nlocal-hostname: {}\n", self.instance_id, self.hostname)
+        format!(
+            "instance-id: {}\nlocal-hostname: {}\n",
+            self.instance_id, self.hostname
+        )
     }
 
     /// `network-config`: cloud-init network config version 1, one `physical` entry per
@@ -130,8 +136,15 @@ impl Context {
         let mut s = String::from("version: 1\nconfig:\n");
         let mut gateway_given = false;
         for i in &self.interfaces {
-            s.push_str(&format!("  - type: physical\n    name: {}\n    mac_address: \"{}\"\n    subnets:\n", i.name, i.mac));
-            s.push_str(&format!("      - type: static\n        address: {}\n        netmask: {}\n", i.address, prefix_to_mask(i.prefix)));
+            s.push_str(&format!(
+                "  - type: physical\n    name: {}\n    mac_address: \"{}\"\n    subnets:\n",
+                i.name, i.mac
+            ));
+            s.push_str(&format!(
+                "      - type: static\n        address: {}\n        netmask: {}\n",
+                i.address,
+                prefix_to_mask(i.prefix)
+            ));
             if let Some(g) = i.gateway {
                 if !gateway_given {
                     s.push_str(&format!("        gateway: {g}\n"));
@@ -153,7 +166,9 @@ impl Context {
 
     /// `user-data` bytes.
     pub fn user_data(&self) -> Vec<u8> {
-        self.user_data.clone().unwrap_or_else(|| DEFAULT_USER_DATA.as_bytes().to_vec())
+        self.user_data
+            .clone()
+            .unwrap_or_else(|| DEFAULT_USER_DATA.as_bytes().to_vec())
     }
 
     /// `wafer-context.env`: `KEY='value'` lines a POSIX shell can source (see docs/site.md).
@@ -183,11 +198,17 @@ impl Context {
         kv("WAFER_IFACES", &names.join(" "));
         let mut gateway_given = false;
         for i in &self.interfaces {
-            let p = format!("WAFER_{}", i.name.to_ascii_uppercase().replace(['-', '.'], "_"));
+            let p = format!(
+                "WAFER_{}",
+                i.name.to_ascii_uppercase().replace(['-', '.'], "_")
+            );
             kv(&format!("{p}_NETWORK"), &i.network);
             kv(&format!("{p}_MAC"), &i.mac.to_string());
             kv(&format!("{p}_IP"), &i.address.to_string());
-            kv(&format!("{p}_NETMASK"), &prefix_to_mask(i.prefix).to_string());
+            kv(
+                &format!("{p}_NETMASK"),
+                &prefix_to_mask(i.prefix).to_string(),
+            );
             kv(&format!("{p}_PREFIX"), &i.prefix.to_string());
             let gw = match i.gateway {
                 Some(g) if !gateway_given => {
@@ -217,10 +238,22 @@ struct EpochTime;
 
 impl fatfs::TimeProvider for EpochTime {
     fn get_current_date(&self) -> fatfs::Date {
-        fatfs::Date { year: 1980, month: 1, day: 1 }
+        fatfs::Date {
+            year: 1980,
+            month: 1,
+            day: 1,
+        }
     }
     fn get_current_date_time(&self) -> fatfs::DateTime {
-        fatfs::DateTime { date: self.get_current_date(), time: fatfs::Time { hour: 0, min: 0, sec: 0, millis: 0 } }
+        fatfs::DateTime {
+            date: self.get_current_date(),
+            time: fatfs::Time {
+                hour: 0,
+                min: 0,
+                sec: 0,
+                millis: 0,
+            },
+        }
     }
 }
 
@@ -232,7 +265,10 @@ pub fn build_image(ctx: &Context) -> Result<Vec<u8>, CidataError> {
     let files = ctx.files();
     let content: usize = files.iter().map(|(_, b)| b.len()).sum();
     // room for content, FATs and directory, in whole MiB, at least 1 MiB
-    let size = (content + content / 8 + (256 << 10)).div_ceil(1 << 20).max(1) << 20;
+    let size = (content + content / 8 + (256 << 10))
+        .div_ceil(1 << 20)
+        .max(1)
+        << 20;
     let mut img = vec![0u8; size];
     let volume_id = {
         let d = Sha256::digest(ctx.instance_id.as_bytes());
@@ -240,12 +276,17 @@ pub fn build_image(ctx: &Context) -> Result<Vec<u8>, CidataError> {
     };
     let mut label = [b' '; 11];
     label[..LABEL.len()].copy_from_slice(LABEL.as_bytes());
-    let opts = fatfs::FormatVolumeOptions::new().volume_label(label).volume_id(volume_id).bytes_per_cluster(if size <= 4 << 20 { 512 } else { 2048 });
+    let opts = fatfs::FormatVolumeOptions::new()
+        .volume_label(label)
+        .volume_id(volume_id)
+        .bytes_per_cluster(if size <= 4 << 20 { 512 } else { 2048 });
     fatfs::format_volume(Cursor::new(&mut img[..]), opts).map_err(CidataError::Fat)?;
     {
         let fs = fatfs::FileSystem::new(
             Cursor::new(&mut img[..]),
-            fatfs::FsOptions::new().time_provider(&EPOCH_TIME).update_accessed_date(false),
+            fatfs::FsOptions::new()
+                .time_provider(&EPOCH_TIME)
+                .update_accessed_date(false),
         )
         .map_err(CidataError::Fat)?;
         {
@@ -265,5 +306,8 @@ pub fn build_image(ctx: &Context) -> Result<Vec<u8>, CidataError> {
 /// Builds the image and writes it atomically to `dest`.
 pub fn write_image(ctx: &Context, dest: &Path) -> Result<(), CidataError> {
     let img = build_image(ctx)?;
-    crate::fsutil::write_atomic(dest, &img).map_err(|source| CidataError::Io { path: dest.to_path_buf(), source })
+    crate::fsutil::write_atomic(dest, &img).map_err(|source| CidataError::Io {
+        path: dest.to_path_buf(),
+        source,
+    })
 }

@@ -71,7 +71,10 @@ pub enum DeployError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DeployError + '_ {
-    move |source| DeployError::Io { path: path.to_path_buf(), source }
+    move |source| DeployError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// What a launch or teardown did.
@@ -103,16 +106,30 @@ pub struct XlTool {
 impl XlTool {
     /// Looks `xl` up in `PATH`.
     pub fn detect(dry_run: bool) -> XlTool {
-        let xl = std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("xl")).find(|c| c.is_file()));
+        let xl = std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("xl"))
+                .find(|c| c.is_file())
+        });
         XlTool { xl, dry_run }
     }
     fn run(&self, args: &[&str]) -> Result<Launch, DeployError> {
         let line = format!("xl {}", args.join(" "));
         match (&self.xl, self.dry_run) {
             (Some(xl), false) => {
-                let out = Command::new(xl).args(args).output().map_err(|e| DeployError::Hypervisor { command: line.clone(), message: e.to_string() })?;
+                let out =
+                    Command::new(xl)
+                        .args(args)
+                        .output()
+                        .map_err(|e| DeployError::Hypervisor {
+                            command: line.clone(),
+                            message: e.to_string(),
+                        })?;
                 if !out.status.success() {
-                    return Err(DeployError::Hypervisor { command: line, message: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+                    return Err(DeployError::Hypervisor {
+                        command: line,
+                        message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    });
                 }
                 Ok(Launch::Ran(line))
             }
@@ -222,7 +239,12 @@ pub fn records(lock: &StateLock) -> Result<Vec<Record>, DeployError> {
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(DeployError::Io { path: dir, source: e }),
+        Err(e) => {
+            return Err(DeployError::Io {
+                path: dir,
+                source: e,
+            })
+        }
     };
     let mut out = Vec::new();
     for e in entries {
@@ -245,7 +267,10 @@ fn save(lock: &StateLock, r: &Record) -> Result<(), DeployError> {
     let dir = records_dir(lock);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let path = dir.join(format!("{}.json", r.name));
-    let bytes = serde_json::to_vec_pretty(r).map_err(|e| DeployError::Corrupt { path: path.clone(), message: e.to_string() })?;
+    let bytes = serde_json::to_vec_pretty(r).map_err(|e| DeployError::Corrupt {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     fsutil::write_atomic(&path, &bytes).map_err(io_err(&path))
 }
 
@@ -290,11 +315,19 @@ pub fn recover(site: &Site, lock: &StateLock) -> Result<Vec<String>, DeployError
 }
 
 /// Deploys a verified wafer: fit, leases, disk, kernel/initrd, CIDATA, xl.cfg, launch, record.
-pub fn deploy<W: VerifiedImage>(site: &Site, wafer: &Verified<W>, opts: &DeployOptions, hv: &dyn Hypervisor) -> Result<Record, DeployError> {
+pub fn deploy<W: VerifiedImage>(
+    site: &Site,
+    wafer: &Verified<W>,
+    opts: &DeployOptions,
+    hv: &dyn Hypervisor,
+) -> Result<Record, DeployError> {
     let w = wafer.wafer();
     check_name("VO", w.vo())?;
     check_name("wafer name", w.name())?;
-    let name = opts.name.clone().unwrap_or_else(|| format!("{}-{}", w.vo(), w.name()));
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", w.vo(), w.name()));
     check_name("deployment name", &name)?;
     let req = w.requirements();
     let state = StateDir::open(&site.state_dir)?;
@@ -310,7 +343,10 @@ pub fn deploy<W: VerifiedImage>(site: &Site, wafer: &Verified<W>, opts: &DeployO
         }
         let allocs: Vec<Allocation> = existing.iter().map(|r| r.allocation.clone()).collect();
         let placement = fit::place(site, &req, w.vo(), &allocs, opts.slot.as_deref())?;
-        let slot = site.slot(&placement.slot).cloned().ok_or_else(|| DeployError::NotFound(placement.slot.clone()))?;
+        let slot = site
+            .slot(&placement.slot)
+            .cloned()
+            .ok_or_else(|| DeployError::NotFound(placement.slot.clone()))?;
         let mut leases = Vec::new();
         for n in &slot.networks {
             let Some(net) = site.network(n) else { continue };
@@ -357,7 +393,8 @@ pub fn deploy<W: VerifiedImage>(site: &Site, wafer: &Verified<W>, opts: &DeployO
         }
         files.push(disk.clone());
         let kernel = dir.join("kernel");
-        fsutil::write_atomic(&kernel, &w.kernel().map_err(io_err(&kernel))?).map_err(io_err(&kernel))?;
+        fsutil::write_atomic(&kernel, &w.kernel().map_err(io_err(&kernel))?)
+            .map_err(io_err(&kernel))?;
         files.push(kernel.clone());
         let initrd = dir.join("initrd");
         let initrd = match w.initrd().map_err(io_err(&initrd))? {
@@ -372,11 +409,19 @@ pub fn deploy<W: VerifiedImage>(site: &Site, wafer: &Verified<W>, opts: &DeployO
         let mut vifs = Vec::new();
         let mut hostname = None;
         for (i, l) in record.leases.iter().enumerate() {
-            let Some(net) = site.network(&l.network) else { continue };
+            let Some(net) = site.network(&l.network) else {
+                continue;
+            };
             if hostname.is_none() {
                 hostname = l.hostname.clone();
             }
-            let mac = l.mac.parse().map_err(|e: crate::net::NetError| DeployError::Corrupt { path: site.state_dir.clone(), message: e.to_string() })?;
+            let mac = l
+                .mac
+                .parse()
+                .map_err(|e: crate::net::NetError| DeployError::Corrupt {
+                    path: site.state_dir.clone(),
+                    message: e.to_string(),
+                })?;
             interfaces.push(Interface {
                 name: format!("eth{i}"),
                 network: net.name.clone(),
@@ -387,9 +432,18 @@ pub fn deploy<W: VerifiedImage>(site: &Site, wafer: &Verified<W>, opts: &DeployO
                 dns: net.dns.clone(),
                 search: net.domain.clone(),
             });
-            vifs.push(VifSpec { mac: Some(l.mac.clone()), bridge: Some(net.bridge.clone()), ..VifSpec::default() });
+            vifs.push(VifSpec {
+                mac: Some(l.mac.clone()),
+                bridge: Some(net.bridge.clone()),
+                ..VifSpec::default()
+            });
         }
-        let ctx = Context { instance_id: format!("{name}-{}", opts.now), hostname: hostname.unwrap_or_else(|| name.replace('_', "-")), interfaces, user_data: opts.user_data.clone() };
+        let ctx = Context {
+            instance_id: format!("{name}-{}", opts.now),
+            hostname: hostname.unwrap_or_else(|| name.replace('_', "-")),
+            interfaces,
+            user_data: opts.user_data.clone(),
+        };
         let cidata_path = dir.join("cidata.img");
         cidata::write_image(&ctx, &cidata_path)?;
         files.push(cidata_path.clone());
@@ -404,7 +458,10 @@ pub fn deploy<W: VerifiedImage>(site: &Site, wafer: &Verified<W>, opts: &DeployO
             cpu_weight: slot.cpu_weight,
             cpu_cap: slot.cpu_cap,
             cpus: slot.cpus.clone(),
-            disks: vec![DiskSpec::raw(&disk.to_string_lossy(), "xvda", true), DiskSpec::raw(&cidata_path.to_string_lossy(), "xvdb", false)],
+            disks: vec![
+                DiskSpec::raw(&disk.to_string_lossy(), "xvda", true),
+                DiskSpec::raw(&cidata_path.to_string_lossy(), "xvdb", false),
+            ],
             vifs,
             on_poweroff: "destroy".into(),
             on_reboot: "restart".into(),
@@ -425,7 +482,11 @@ pub fn deploy<W: VerifiedImage>(site: &Site, wafer: &Verified<W>, opts: &DeployO
                 *l = lock.commit(&l.network, l.ip, &name)?;
             }
             record.files = files;
-            record.state = if matches!(launch, Launch::Ran(_)) { State::Running } else { State::Printed };
+            record.state = if matches!(launch, Launch::Ran(_)) {
+                State::Running
+            } else {
+                State::Printed
+            };
             record.launch = Some(launch);
             record.pid = None;
             save(&lock, &record)?;
@@ -461,16 +522,28 @@ pub fn ps(site: &Site) -> Result<Status, DeployError> {
     let lock = state.lock()?;
     let deployments = records(&lock)?;
     let allocs: Vec<Allocation> = deployments.iter().map(|r| r.allocation.clone()).collect();
-    Ok(Status { used: fit::used(&allocs), leases: lock.all_leases()?, deployments })
+    Ok(Status {
+        used: fit::used(&allocs),
+        leases: lock.all_leases()?,
+        deployments,
+    })
 }
 
 /// `wafer stop NAME`: destroys the guest, releases leases and slot, removes the files (keeping
 /// `disk.img` when `keep_disk`).
-pub fn stop(site: &Site, name: &str, keep_disk: bool, hv: &dyn Hypervisor) -> Result<(Record, Launch), DeployError> {
+pub fn stop(
+    site: &Site,
+    name: &str,
+    keep_disk: bool,
+    hv: &dyn Hypervisor,
+) -> Result<(Record, Launch), DeployError> {
     check_name("deployment name", name)?;
     let state = StateDir::open(&site.state_dir)?;
     let lock = state.lock()?;
-    let r = records(&lock)?.into_iter().find(|r| r.name == name).ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+    let r = records(&lock)?
+        .into_iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
     let launch = hv.destroy(name)?;
     lock.release_owner(name)?;
     let dir = site.storage_dir.join(name);

@@ -155,10 +155,25 @@ impl fmt::Display for Reason {
             Reason::Vcpus { have, need } => write!(f, "vcpus {have} < required {need}"),
             Reason::Disk { have, need } => write!(f, "disk {have} MiB < required {need} MiB"),
             Reason::Arch { have, need } => write!(f, "arch {have} != required {need}"),
-            Reason::GuestType { have, need } => write!(f, "guest types {} on this host, wafer needs {}", list(have), list(need)),
+            Reason::GuestType { have, need } => write!(
+                f,
+                "guest types {} on this host, wafer needs {}",
+                list(have),
+                list(need)
+            ),
             Reason::XenVersion { have, need } => write!(f, "Xen {have} < required {need}"),
-            Reason::HostOvercommit { resource, in_use, slot, limit, unit } => {
-                let u = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+            Reason::HostOvercommit {
+                resource,
+                in_use,
+                slot,
+                limit,
+                unit,
+            } => {
+                let u = if unit.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {unit}")
+                };
                 write!(f, "host {resource}: {in_use}{u} in use + {slot}{u} for this slot > {limit}{u} set aside")
             }
         }
@@ -210,46 +225,94 @@ pub struct Placement {
 }
 
 /// Every reason `slot` cannot take the wafer of `vo`, given the running `allocations`.
-pub fn check_slot(site: &Site, slot: &SlotConfig, req: &Requirements, vo: &str, allocations: &[Allocation]) -> Vec<Reason> {
+pub fn check_slot(
+    site: &Site,
+    slot: &SlotConfig,
+    req: &Requirements,
+    vo: &str,
+    allocations: &[Allocation],
+) -> Vec<Reason> {
     let mut reasons = Vec::new();
     if !slot.vos.iter().any(|v| v == "*" || v == vo) {
         reasons.push(Reason::VoNotAllowed { vo: vo.to_string() });
     }
     if let Some(a) = allocations.iter().find(|a| a.slot == slot.name) {
-        reasons.push(Reason::InUse { by: a.deployment.clone() });
+        reasons.push(Reason::InUse {
+            by: a.deployment.clone(),
+        });
     }
     if slot.memory_mib < req.memory_mib {
-        reasons.push(Reason::Memory { have: slot.memory_mib, need: req.memory_mib });
+        reasons.push(Reason::Memory {
+            have: slot.memory_mib,
+            need: req.memory_mib,
+        });
     }
     if slot.vcpus < req.vcpus {
-        reasons.push(Reason::Vcpus { have: slot.vcpus, need: req.vcpus });
+        reasons.push(Reason::Vcpus {
+            have: slot.vcpus,
+            need: req.vcpus,
+        });
     }
     if slot.disk_mib < req.disk_mib {
-        reasons.push(Reason::Disk { have: slot.disk_mib, need: req.disk_mib });
+        reasons.push(Reason::Disk {
+            have: slot.disk_mib,
+            need: req.disk_mib,
+        });
     }
     if slot.arch != req.arch {
-        reasons.push(Reason::Arch { have: slot.arch.clone(), need: req.arch.clone() });
+        reasons.push(Reason::Arch {
+            have: slot.arch.clone(),
+            need: req.arch.clone(),
+        });
     }
     if !req.guest_types.iter().any(|g| site.guest_types.contains(g)) {
-        reasons.push(Reason::GuestType { have: site.guest_types.iter().copied().collect(), need: req.guest_types.clone() });
+        reasons.push(Reason::GuestType {
+            have: site.guest_types.iter().copied().collect(),
+            need: req.guest_types.clone(),
+        });
     }
     if let Some(min) = req.min_xen {
         if site.xen_version < min {
-            reasons.push(Reason::XenVersion { have: site.xen_version, need: min });
+            reasons.push(Reason::XenVersion {
+                have: site.xen_version,
+                need: min,
+            });
         }
     }
     // accounting: the slot's own allocation (if any) is already in `allocations`; a slot in use is
     // refused above, so only count others.
-    let others: Vec<Allocation> = allocations.iter().filter(|a| a.slot != slot.name).cloned().collect();
+    let others: Vec<Allocation> = allocations
+        .iter()
+        .filter(|a| a.slot != slot.name)
+        .cloned()
+        .collect();
     let u = used(&others);
     let checks: [(&'static str, u64, u64, u64, &'static str); 3] = [
-        ("memory", u.memory_mib, slot.memory_mib, site.host.memory_mib, "MiB"),
-        ("vcpus", u.vcpus, u64::from(slot.vcpus), u64::from(site.host.vcpus), ""),
+        (
+            "memory",
+            u.memory_mib,
+            slot.memory_mib,
+            site.host.memory_mib,
+            "MiB",
+        ),
+        (
+            "vcpus",
+            u.vcpus,
+            u64::from(slot.vcpus),
+            u64::from(site.host.vcpus),
+            "",
+        ),
         ("disk", u.disk_mib, slot.disk_mib, site.host.disk_mib, "MiB"),
     ];
     for (resource, in_use, amount, limit, unit) in checks {
         if in_use.saturating_add(amount) > limit {
-            reasons.push(Reason::HostOvercommit { resource, in_use, slot: amount, limit, unit });
+            reasons.push(Reason::HostOvercommit {
+                resource,
+                in_use,
+                slot: amount,
+                limit,
+                unit,
+            });
         }
     }
     reasons
@@ -259,7 +322,13 @@ pub fn check_slot(site: &Site, slot: &SlotConfig, req: &Requirements, vo: &str, 
 ///
 /// With `wanted`, only that slot is considered. Among fitting slots the smallest (memory, then
 /// vcpus, then disk, then name) is taken so large slots stay free for large wafers.
-pub fn place(site: &Site, req: &Requirements, vo: &str, allocations: &[Allocation], wanted: Option<&str>) -> Result<Placement, FitError> {
+pub fn place(
+    site: &Site,
+    req: &Requirements,
+    vo: &str,
+    allocations: &[Allocation],
+    wanted: Option<&str>,
+) -> Result<Placement, FitError> {
     if site.slots.is_empty() {
         return Err(FitError::NoSlots);
     }
@@ -280,10 +349,20 @@ pub fn place(site: &Site, req: &Requirements, vo: &str, allocations: &[Allocatio
         if reasons.is_empty() {
             fitting.push(slot);
         } else {
-            rejections.push(SlotRejection { slot: slot.name.clone(), reasons });
+            rejections.push(SlotRejection {
+                slot: slot.name.clone(),
+                reasons,
+            });
         }
     }
-    fitting.sort_by(|a, b| (a.memory_mib, a.vcpus, a.disk_mib, &a.name).cmp(&(b.memory_mib, b.vcpus, b.disk_mib, &b.name)));
+    fitting.sort_by(|a, b| {
+        (a.memory_mib, a.vcpus, a.disk_mib, &a.name).cmp(&(
+            b.memory_mib,
+            b.vcpus,
+            b.disk_mib,
+            &b.name,
+        ))
+    });
     match fitting.first() {
         Some(slot) => {
             let guest_type = req
@@ -291,18 +370,38 @@ pub fn place(site: &Site, req: &Requirements, vo: &str, allocations: &[Allocatio
                 .iter()
                 .copied()
                 .find(|g| site.guest_types.contains(g))
-                .ok_or_else(|| FitError::NoFit { vo: vo.to_string(), rejections: rejections.clone() })?;
+                .ok_or_else(|| FitError::NoFit {
+                    vo: vo.to_string(),
+                    rejections: rejections.clone(),
+                })?;
             tracing::debug!(slot = %slot.name, %guest_type, "slot chosen");
-            Ok(Placement { slot: slot.name.clone(), guest_type })
+            Ok(Placement {
+                slot: slot.name.clone(),
+                guest_type,
+            })
         }
-        None => Err(FitError::NoFit { vo: vo.to_string(), rejections }),
+        None => Err(FitError::NoFit {
+            vo: vo.to_string(),
+            rejections,
+        }),
     }
 }
 
 /// Per-slot view for `wafer slots`/`ps`: who holds each slot.
-pub fn slot_table<'a>(site: &'a Site, allocations: &'a [Allocation]) -> BTreeMap<&'a str, Option<&'a str>> {
+pub fn slot_table<'a>(
+    site: &'a Site,
+    allocations: &'a [Allocation],
+) -> BTreeMap<&'a str, Option<&'a str>> {
     site.slots
         .iter()
-        .map(|s| (s.name.as_str(), allocations.iter().find(|a| a.slot == s.name).map(|a| a.deployment.as_str())))
+        .map(|s| {
+            (
+                s.name.as_str(),
+                allocations
+                    .iter()
+                    .find(|a| a.slot == s.name)
+                    .map(|a| a.deployment.as_str()),
+            )
+        })
         .collect()
 }

@@ -13,7 +13,10 @@ pub const TMP_PREFIX: &str = ".tmp-";
 /// Builds a unique temporary name next to `dest` (pid + per-process counter).
 fn tmp_path(dest: &Path) -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let base = dest.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let base = dest
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let name = format!("{TMP_PREFIX}{base}.{}.{n}", std::process::id());
     dest.with_file_name(name)
 }
@@ -115,7 +118,9 @@ pub fn is_confined_relative(rel: &Path) -> bool {
 /// True when `path` is absolute and has no `.` or `..` component.
 pub fn is_clean_absolute(path: &Path) -> bool {
     path.is_absolute()
-        && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
 #[cfg(test)]

@@ -76,7 +76,10 @@ pub enum LeaseError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LeaseError + '_ {
-    move |source| LeaseError::Io { path: path.to_path_buf(), source }
+    move |source| LeaseError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// One lease record (`leases/NETWORK/IP.json`).
@@ -128,7 +131,9 @@ pub fn derive_mac(network: &Network, ip: Ipv4Addr, attempt: u32) -> MacAddr {
 
 /// True when a process with this pid exists (kill(pid, 0) succeeds or fails with EPERM).
 pub fn pid_alive(pid: u32) -> bool {
-    let Ok(p) = libc::pid_t::try_from(pid) else { return false };
+    let Ok(p) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
     if p <= 0 {
         return false;
     }
@@ -147,7 +152,9 @@ impl StateDir {
     /// Opens (creating if needed) the state directory.
     pub fn open(root: &Path) -> Result<StateDir, LeaseError> {
         fs::create_dir_all(root.join("leases")).map_err(io_err(root))?;
-        Ok(StateDir { root: root.to_path_buf() })
+        Ok(StateDir {
+            root: root.to_path_buf(),
+        })
     }
 
     /// The directory.
@@ -159,7 +166,13 @@ impl StateDir {
     /// through the returned guard; the lock is released when it is dropped (or the process dies).
     pub fn lock(&self) -> Result<StateLock, LeaseError> {
         let path = self.root.join("lock");
-        let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         loop {
             // SAFETY: flock on a file descriptor we own.
             let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
@@ -171,7 +184,10 @@ impl StateDir {
                 return Err(LeaseError::Io { path, source: e });
             }
         }
-        Ok(StateLock { _file: file, root: self.root.clone() })
+        Ok(StateLock {
+            _file: file,
+            root: self.root.clone(),
+        })
     }
 }
 
@@ -183,12 +199,20 @@ pub struct StateLock {
 }
 
 /// Reads a JSON record with a size cap.
-pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, (PathBuf, String, Option<io::Error>)> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+) -> Result<T, (PathBuf, String, Option<io::Error>)> {
     let f = File::open(path).map_err(|e| (path.to_path_buf(), String::new(), Some(e)))?;
     let mut buf = Vec::new();
-    f.take(MAX_RECORD + 1).read_to_end(&mut buf).map_err(|e| (path.to_path_buf(), String::new(), Some(e)))?;
+    f.take(MAX_RECORD + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| (path.to_path_buf(), String::new(), Some(e)))?;
     if buf.len() as u64 > MAX_RECORD {
-        return Err((path.to_path_buf(), format!("larger than {MAX_RECORD} bytes"), None));
+        return Err((
+            path.to_path_buf(),
+            format!("larger than {MAX_RECORD} bytes"),
+            None,
+        ));
     }
     serde_json::from_slice(&buf).map_err(|e| (path.to_path_buf(), e.to_string(), None))
 }
@@ -217,8 +241,15 @@ impl StateLock {
 
     fn write_lease(&self, lease: &Lease, create: bool) -> Result<(), LeaseError> {
         let path = self.record_path(&lease.network, lease.ip)?;
-        let bytes = serde_json::to_vec_pretty(lease).map_err(|e| LeaseError::Corrupt { path: path.clone(), message: e.to_string() })?;
-        let r = if create { fsutil::create_atomic(&path, &bytes) } else { fsutil::write_atomic(&path, &bytes) };
+        let bytes = serde_json::to_vec_pretty(lease).map_err(|e| LeaseError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let r = if create {
+            fsutil::create_atomic(&path, &bytes)
+        } else {
+            fsutil::write_atomic(&path, &bytes)
+        };
         r.map_err(io_err(&path))
     }
 
@@ -228,21 +259,34 @@ impl StateLock {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(LeaseError::Io { path: dir, source: e }),
+            Err(e) => {
+                return Err(LeaseError::Io {
+                    path: dir,
+                    source: e,
+                })
+            }
         };
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io_err(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(stem) = name.strip_suffix(".json") else { continue };
+            let Some(stem) = name.strip_suffix(".json") else {
+                continue;
+            };
             if name.starts_with('.') {
                 continue;
             }
             let path = entry.path();
-            let ip: Ipv4Addr = stem.parse().map_err(|_| LeaseError::Corrupt { path: path.clone(), message: "file name is not an IPv4 address".into() })?;
+            let ip: Ipv4Addr = stem.parse().map_err(|_| LeaseError::Corrupt {
+                path: path.clone(),
+                message: "file name is not an IPv4 address".into(),
+            })?;
             let lease = Self::read_lease(&path)?;
             if lease.ip != ip || lease.network != network {
-                return Err(LeaseError::Corrupt { path, message: format!("record is for {} on {}", lease.ip, lease.network) });
+                return Err(LeaseError::Corrupt {
+                    path,
+                    message: format!("record is for {} on {}", lease.ip, lease.network),
+                });
             }
             out.push(lease);
         }
@@ -271,7 +315,13 @@ impl StateLock {
 
     /// Leases one address of `network` to `owner` (pending, with this process's pid). If `owner`
     /// already holds an address there, that lease is returned: one address per network per owner.
-    pub fn acquire(&self, network: &Network, owner: &str, now: u64, ttl: Option<u64>) -> Result<Lease, LeaseError> {
+    pub fn acquire(
+        &self,
+        network: &Network,
+        owner: &str,
+        now: u64,
+        ttl: Option<u64>,
+    ) -> Result<Lease, LeaseError> {
         check_name("lease owner", owner)?;
         let dir = self.net_dir(&network.name)?;
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -280,9 +330,13 @@ impl StateLock {
             return Ok(l.clone());
         }
         let taken: std::collections::BTreeSet<Ipv4Addr> = existing.iter().map(|l| l.ip).collect();
-        let macs: std::collections::BTreeSet<String> = self.all_leases()?.into_iter().map(|l| l.mac).collect();
+        let macs: std::collections::BTreeSet<String> =
+            self.all_leases()?.into_iter().map(|l| l.mac).collect();
         let Some(entry) = network.pool.iter().find(|e| !taken.contains(&e.ip)) else {
-            return Err(LeaseError::PoolExhausted { network: network.name.clone(), size: network.pool.len() });
+            return Err(LeaseError::PoolExhausted {
+                network: network.name.clone(),
+                size: network.pool.len(),
+            });
         };
         let mut attempt = 0u32;
         let mac = loop {
@@ -310,7 +364,11 @@ impl StateLock {
 
     fn owned(&self, network: &str, ip: Ipv4Addr, owner: &str) -> Result<Lease, LeaseError> {
         let path = self.record_path(network, ip)?;
-        let not_owner = || LeaseError::NotOwner { network: network.to_string(), ip, owner: owner.to_string() };
+        let not_owner = || LeaseError::NotOwner {
+            network: network.to_string(),
+            ip,
+            owner: owner.to_string(),
+        };
         if !path.exists() {
             return Err(not_owner());
         }
@@ -331,7 +389,13 @@ impl StateLock {
     }
 
     /// Sets a new expiry.
-    pub fn renew(&self, network: &str, ip: Ipv4Addr, owner: &str, expires: Option<u64>) -> Result<Lease, LeaseError> {
+    pub fn renew(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+        owner: &str,
+        expires: Option<u64>,
+    ) -> Result<Lease, LeaseError> {
         let mut l = self.owned(network, ip, owner)?;
         l.expires = expires;
         self.write_lease(&l, false)?;
@@ -380,7 +444,8 @@ impl StateLock {
         for entry in fs::read_dir(&leases_dir).map_err(io_err(&leases_dir))? {
             let entry = entry.map_err(io_err(&leases_dir))?;
             if entry.path().is_dir() {
-                rec.tmp_removed += fsutil::remove_tmp_files(&entry.path()).map_err(io_err(&entry.path()))?;
+                rec.tmp_removed +=
+                    fsutil::remove_tmp_files(&entry.path()).map_err(io_err(&entry.path()))?;
             }
         }
         rec.tmp_removed += fsutil::remove_tmp_files(&self.root).map_err(io_err(&self.root))?;

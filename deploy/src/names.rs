@@ -46,17 +46,27 @@ fn shown(name: &str) -> String {
 /// not starting with `.` or `-` (so never `.`, `..`, a hidden file or an option), no `/`.
 pub fn check_name(what: &str, name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err(NameError::Empty { what: what.to_string() });
+        return Err(NameError::Empty {
+            what: what.to_string(),
+        });
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(NameError::TooLong { what: what.to_string(), name: shown(name), max: MAX_NAME_LEN });
+        return Err(NameError::TooLong {
+            what: what.to_string(),
+            name: shown(name),
+            max: MAX_NAME_LEN,
+        });
     }
     for (offset, ch) in name.char_indices() {
-        let ok = ch.is_ascii_alphanumeric()
-            || ((ch == '.' || ch == '-') && offset > 0)
-            || ch == '_';
+        let ok =
+            ch.is_ascii_alphanumeric() || ((ch == '.' || ch == '-') && offset > 0) || ch == '_';
         if !ok {
-            return Err(NameError::BadChar { what: what.to_string(), name: shown(name), ch, offset });
+            return Err(NameError::BadChar {
+                what: what.to_string(),
+                name: shown(name),
+                ch,
+                offset,
+            });
         }
     }
     Ok(())
@@ -66,22 +76,42 @@ pub fn check_name(what: &str, name: &str) -> Result<(), NameError> {
 /// starting or ending with `-`, separated by dots; at most 253 characters in all.
 pub fn check_hostname(what: &str, name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err(NameError::Empty { what: what.to_string() });
+        return Err(NameError::Empty {
+            what: what.to_string(),
+        });
     }
     if name.len() > 253 {
-        return Err(NameError::TooLong { what: what.to_string(), name: shown(name), max: 253 });
+        return Err(NameError::TooLong {
+            what: what.to_string(),
+            name: shown(name),
+            max: 253,
+        });
     }
     let mut offset = 0usize;
     for label in name.split('.') {
         if label.is_empty() || label.len() > 63 {
-            let ch = if label.is_empty() { '.' } else { label.chars().next().unwrap_or('.') };
-            return Err(NameError::BadChar { what: what.to_string(), name: shown(name), ch, offset });
+            let ch = if label.is_empty() {
+                '.'
+            } else {
+                label.chars().next().unwrap_or('.')
+            };
+            return Err(NameError::BadChar {
+                what: what.to_string(),
+                name: shown(name),
+                ch,
+                offset,
+            });
         }
         let last = label.len() - 1;
         for (i, ch) in label.char_indices() {
             let ok = ch.is_ascii_alphanumeric() || (ch == '-' && i != 0 && i != last);
             if !ok {
-                return Err(NameError::BadChar { what: what.to_string(), name: shown(name), ch, offset: offset + i });
+                return Err(NameError::BadChar {
+                    what: what.to_string(),
+                    name: shown(name),
+                    ch,
+                    offset: offset + i,
+                });
             }
         }
         offset += label.len() + 1;
@@ -97,7 +127,17 @@ mod tests {
     fn names() {
         assert!(check_name("slot", "edge1").is_ok());
         assert!(check_name("slot", "a.b_c-d").is_ok());
-        for bad in ["", ".", "..", "a/b", "-x", ".hidden", "a b", "é", &"x".repeat(65)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "-x",
+            ".hidden",
+            "a b",
+            "é",
+            &"x".repeat(65),
+        ] {
             assert!(check_name("slot", bad).is_err(), "{bad:?} accepted");
         }
         let e = check_name("slot", "a/b").unwrap_err();

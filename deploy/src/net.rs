@@ -31,7 +31,11 @@ pub enum NetError {
 
 /// Netmask for a prefix length (0..=32).
 pub fn prefix_to_mask(prefix: u8) -> Ipv4Addr {
-    let bits: u32 = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+    let bits: u32 = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
     Ipv4Addr::from(bits)
 }
 
@@ -59,7 +63,10 @@ impl Ipv4Net {
             return Err(NetError::BadPrefix(u32::from(prefix)));
         }
         let mask = u32::from(prefix_to_mask(prefix));
-        Ok(Ipv4Net { base: Ipv4Addr::from(u32::from(addr) & mask), prefix })
+        Ok(Ipv4Net {
+            base: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix,
+        })
     }
     /// First address (network address).
     pub fn base(&self) -> Ipv4Addr {
@@ -143,14 +150,20 @@ pub struct MacAddr(pub [u8; 6]);
 impl FromStr for MacAddr {
     type Err = NetError;
     fn from_str(s: &str) -> Result<Self, NetError> {
-        parse_hex_octets::<6>(s).map(MacAddr).ok_or_else(|| NetError::BadMac(s.chars().take(64).collect()))
+        parse_hex_octets::<6>(s)
+            .map(MacAddr)
+            .ok_or_else(|| NetError::BadMac(s.chars().take(64).collect()))
     }
 }
 
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -211,7 +224,10 @@ mod tests {
         assert_eq!(prefix_to_mask(0), Ipv4Addr::new(0, 0, 0, 0));
         assert_eq!(prefix_to_mask(32), Ipv4Addr::new(255, 255, 255, 255));
         assert_eq!(mask_to_prefix(Ipv4Addr::new(255, 255, 252, 0)).unwrap(), 22);
-        assert_eq!(mask_to_prefix(Ipv4Addr::new(255, 255, 255, 255)).unwrap(), 32);
+        assert_eq!(
+            mask_to_prefix(Ipv4Addr::new(255, 255, 255, 255)).unwrap(),
+            32
+        );
         assert!(mask_to_prefix(Ipv4Addr::new(255, 0, 255, 0)).is_err());
     }
 
@@ -222,7 +238,13 @@ mod tests {
         assert!("02:16:3e:0a:0b".parse::<MacAddr>().is_err());
         assert!("02:16:3e:0a:0b:0c:0d".parse::<MacAddr>().is_err());
         assert!("02:16:3e".parse::<MacPrefix>().is_ok());
-        assert!(matches!("00:16:3e".parse::<MacPrefix>(), Err(NetError::NotLocalMac(_))));
-        assert!(matches!("03:16:3e".parse::<MacPrefix>(), Err(NetError::NotLocalMac(_))));
+        assert!(matches!(
+            "00:16:3e".parse::<MacPrefix>(),
+            Err(NetError::NotLocalMac(_))
+        ));
+        assert!(matches!(
+            "03:16:3e".parse::<MacPrefix>(),
+            Err(NetError::NotLocalMac(_))
+        ));
     }
 }

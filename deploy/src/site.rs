@@ -124,7 +124,12 @@ pub struct XenVersion(pub u32, pub u32, pub u32);
 impl FromStr for XenVersion {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{:?} is not a Xen version (major.minor or major.minor.patch)", s.chars().take(40).collect::<String>());
+        let bad = || {
+            format!(
+                "{:?} is not a Xen version (major.minor or major.minor.patch)",
+                s.chars().take(40).collect::<String>()
+            )
+        };
         let parts: Vec<&str> = s.split('.').collect();
         if parts.len() < 2 || parts.len() > 3 {
             return Err(bad());
@@ -366,26 +371,51 @@ pub struct PoolEntry {
 impl Site {
     /// Reads and validates a site file; relative paths are taken from its directory.
     pub fn from_file(path: &Path) -> Result<Site, SiteError> {
-        let io = |source| SiteError::Io { path: path.to_path_buf(), source };
+        let io = |source| SiteError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let meta = std::fs::metadata(path).map_err(io)?;
         if meta.len() > limits::MAX_FILE_BYTES {
-            return Err(SiteError::TooLarge { path: path.to_path_buf(), size: meta.len(), max: limits::MAX_FILE_BYTES });
+            return Err(SiteError::TooLarge {
+                path: path.to_path_buf(),
+                size: meta.len(),
+                max: limits::MAX_FILE_BYTES,
+            });
         }
         let text = std::fs::read_to_string(path).map_err(io)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base = if base.as_os_str().is_empty() { std::env::current_dir().map_err(io)? } else { base };
-        let base = if base.is_absolute() { base } else { std::env::current_dir().map_err(io)?.join(base) };
+        let base = if base.as_os_str().is_empty() {
+            std::env::current_dir().map_err(io)?
+        } else {
+            base
+        };
+        let base = if base.is_absolute() {
+            base
+        } else {
+            std::env::current_dir().map_err(io)?.join(base)
+        };
         Site::from_toml_str(&text, &path.display().to_string(), Some(&base))
     }
 
     /// Parses and validates site TOML. `source_name` labels errors; relative paths are resolved
     /// against `base_dir`, and refused when it is `None`.
-    pub fn from_toml_str(text: &str, source_name: &str, base_dir: Option<&Path>) -> Result<Site, SiteError> {
+    pub fn from_toml_str(
+        text: &str,
+        source_name: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<Site, SiteError> {
         if text.len() as u64 > limits::MAX_FILE_BYTES {
-            return Err(SiteError::TooLarge { path: PathBuf::from(source_name), size: text.len() as u64, max: limits::MAX_FILE_BYTES });
+            return Err(SiteError::TooLarge {
+                path: PathBuf::from(source_name),
+                size: text.len() as u64,
+                max: limits::MAX_FILE_BYTES,
+            });
         }
-        let cfg: SiteConfig = toml::from_str(text)
-            .map_err(|e| SiteError::Toml { source_name: source_name.to_string(), message: e.to_string().trim_end().to_string() })?;
+        let cfg: SiteConfig = toml::from_str(text).map_err(|e| SiteError::Toml {
+            source_name: source_name.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
         cfg.validate(source_name, base_dir)
     }
 
@@ -403,7 +433,11 @@ impl Site {
 impl SiteConfig {
     /// Validates the file's content into a [`Site`].
     pub fn validate(&self, source_name: &str, base_dir: Option<&Path>) -> Result<Site, SiteError> {
-        let err = |field: String, message: String| SiteError::Invalid { source_name: source_name.to_string(), field, message };
+        let err = |field: String, message: String| SiteError::Invalid {
+            source_name: source_name.to_string(),
+            field,
+            message,
+        };
         let name_err = |field: String, e: crate::names::NameError| err(field, e.to_string());
 
         check_name("site name", &self.name).map_err(|e| name_err("name".into(), e))?;
@@ -422,7 +456,10 @@ impl SiteConfig {
             None => None,
             Some(list) => {
                 if list.is_empty() || list.len() > limits::MAX_CPUS {
-                    return Err(err("host.pcpus".into(), format!("must list 1 to {} CPUs", limits::MAX_CPUS)));
+                    return Err(err(
+                        "host.pcpus".into(),
+                        format!("must list 1 to {} CPUs", limits::MAX_CPUS),
+                    ));
                 }
                 let set: BTreeSet<u32> = list.iter().copied().collect();
                 if set.len() != list.len() {
@@ -433,9 +470,16 @@ impl SiteConfig {
         };
 
         // xen
-        let xen_version: XenVersion = self.xen.version.parse().map_err(|m| err("xen.version".into(), m))?;
+        let xen_version: XenVersion = self
+            .xen
+            .version
+            .parse()
+            .map_err(|m| err("xen.version".into(), m))?;
         if self.xen.guest_types.is_empty() {
-            return Err(err("xen.guest_types".into(), "must list at least one of pv, pvh, hvm".into()));
+            return Err(err(
+                "xen.guest_types".into(),
+                "must list at least one of pv, pvh, hvm".into(),
+            ));
         }
         let guest_types: BTreeSet<GuestType> = self.xen.guest_types.iter().copied().collect();
 
@@ -446,10 +490,19 @@ impl SiteConfig {
             } else if let Some(b) = base_dir {
                 b.join(p)
             } else {
-                return Err(err(format!("paths.{field}"), format!("{} is relative and there is no site file directory to resolve it against", p.display())));
+                return Err(err(
+                    format!("paths.{field}"),
+                    format!(
+                        "{} is relative and there is no site file directory to resolve it against",
+                        p.display()
+                    ),
+                ));
             };
             if !crate::fsutil::is_clean_absolute(&abs) {
-                return Err(err(format!("paths.{field}"), format!("{} must not contain '.' or '..' components", abs.display())));
+                return Err(err(
+                    format!("paths.{field}"),
+                    format!("{} must not contain '.' or '..' components", abs.display()),
+                ));
             }
             Ok(abs)
         };
@@ -457,30 +510,62 @@ impl SiteConfig {
         let state_dir = resolve("state_dir", &self.paths.state_dir)?;
         let trust_store = resolve("trust_store", &self.paths.trust_store)?;
         if storage_dir == state_dir {
-            return Err(err("paths.state_dir".into(), "must differ from storage_dir".into()));
+            return Err(err(
+                "paths.state_dir".into(),
+                "must differ from storage_dir".into(),
+            ));
         }
 
         // networks
         if self.networks.len() > limits::MAX_NETWORKS {
-            return Err(err("network".into(), format!("{} networks; at most {}", self.networks.len(), limits::MAX_NETWORKS)));
+            return Err(err(
+                "network".into(),
+                format!(
+                    "{} networks; at most {}",
+                    self.networks.len(),
+                    limits::MAX_NETWORKS
+                ),
+            ));
         }
         let mut networks = Vec::new();
         let mut net_names = BTreeSet::new();
         let mut all_ips: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
         for (i, n) in self.networks.iter().enumerate() {
-            let f = |k: &str| format!("network[{}].{k}", if n.name.is_empty() { i.to_string() } else { n.name.clone() });
+            let f = |k: &str| {
+                format!(
+                    "network[{}].{k}",
+                    if n.name.is_empty() {
+                        i.to_string()
+                    } else {
+                        n.name.clone()
+                    }
+                )
+            };
             check_name("network name", &n.name).map_err(|e| name_err(f("name"), e))?;
             if !net_names.insert(n.name.clone()) {
-                return Err(err(f("name"), format!("network {:?} is declared twice", n.name)));
+                return Err(err(
+                    f("name"),
+                    format!("network {:?} is declared twice", n.name),
+                ));
             }
             check_name("bridge", &n.bridge).map_err(|e| name_err(f("bridge"), e))?;
             if n.bridge.len() > 15 {
-                return Err(err(f("bridge"), format!("{:?} is longer than the 15 characters of a Linux interface name", n.bridge)));
+                return Err(err(
+                    f("bridge"),
+                    format!(
+                        "{:?} is longer than the 15 characters of a Linux interface name",
+                        n.bridge
+                    ),
+                ));
             }
             let prefix = match (n.netmask, n.prefix) {
-                (Some(_), Some(_)) => return Err(err(f("netmask"), "give netmask or prefix, not both".into())),
+                (Some(_), Some(_)) => {
+                    return Err(err(f("netmask"), "give netmask or prefix, not both".into()))
+                }
                 (None, None) => return Err(err(f("prefix"), "give netmask or prefix".into())),
-                (Some(m), None) => mask_to_prefix(m).map_err(|e| err(f("netmask"), e.to_string()))?,
+                (Some(m), None) => {
+                    mask_to_prefix(m).map_err(|e| err(f("netmask"), e.to_string()))?
+                }
                 (None, Some(p)) => {
                     if p > 30 || p == 0 {
                         return Err(err(f("prefix"), format!("{p} must be between 1 and 30")));
@@ -489,47 +574,78 @@ impl SiteConfig {
                 }
             };
             if prefix > 30 || prefix == 0 {
-                return Err(err(f("netmask"), format!("prefix length {prefix} must be between 1 and 30")));
+                return Err(err(
+                    f("netmask"),
+                    format!("prefix length {prefix} must be between 1 and 30"),
+                ));
             }
             let anchor = match (n.gateway, n.address) {
                 (Some(g), _) => g,
                 (None, Some(a)) => a,
-                (None, None) => return Err(err(f("gateway"), "give a gateway, or the network address when there is none".into())),
+                (None, None) => {
+                    return Err(err(
+                        f("gateway"),
+                        "give a gateway, or the network address when there is none".into(),
+                    ))
+                }
             };
             let net = Ipv4Net::new(anchor, prefix).map_err(|e| err(f("prefix"), e.to_string()))?;
             if let Some(a) = n.address {
                 if a != net.base() {
-                    return Err(err(f("address"), format!("{a} is not the network address of {net} (gateway {})", n.gateway.map(|g| g.to_string()).unwrap_or_default())));
+                    return Err(err(
+                        f("address"),
+                        format!(
+                            "{a} is not the network address of {net} (gateway {})",
+                            n.gateway.map(|g| g.to_string()).unwrap_or_default()
+                        ),
+                    ));
                 }
             }
             if let Some(g) = n.gateway {
                 if g == net.base() || g == net.last() {
-                    return Err(err(f("gateway"), format!("{g} is the network or broadcast address of {net}")));
+                    return Err(err(
+                        f("gateway"),
+                        format!("{g} is the network or broadcast address of {net}"),
+                    ));
                 }
             }
             if n.dns.len() > limits::MAX_DNS {
-                return Err(err(f("dns"), format!("{} servers; at most {}", n.dns.len(), limits::MAX_DNS)));
+                return Err(err(
+                    f("dns"),
+                    format!("{} servers; at most {}", n.dns.len(), limits::MAX_DNS),
+                ));
             }
             if let Some(d) = &n.domain {
                 check_hostname("domain", d).map_err(|e| name_err(f("domain"), e))?;
             }
-            let mac_prefix: MacPrefix = n.mac_prefix.parse().map_err(|e: crate::net::NetError| err(f("mac_prefix"), e.to_string()))?;
+            let mac_prefix: MacPrefix = n
+                .mac_prefix
+                .parse()
+                .map_err(|e: crate::net::NetError| err(f("mac_prefix"), e.to_string()))?;
 
             if n.ranges.len() > limits::MAX_RANGES {
-                return Err(err(f("ranges"), format!("{} ranges; at most {}", n.ranges.len(), limits::MAX_RANGES)));
+                return Err(err(
+                    f("ranges"),
+                    format!("{} ranges; at most {}", n.ranges.len(), limits::MAX_RANGES),
+                ));
             }
             let mut pool: Vec<PoolEntry> = Vec::new();
             let mut seen: BTreeSet<Ipv4Addr> = BTreeSet::new();
             let mut total: u64 = 0;
             for (ri, r) in n.ranges.iter().enumerate() {
                 let fr = f(&format!("ranges[{ri}]"));
-                let block: Ipv4Net = r.parse().map_err(|e: crate::net::NetError| err(fr.clone(), e.to_string()))?;
+                let block: Ipv4Net = r
+                    .parse()
+                    .map_err(|e: crate::net::NetError| err(fr.clone(), e.to_string()))?;
                 if !net.covers(&block) {
                     return Err(err(fr, format!("{block} is not inside the network {net}")));
                 }
                 total = total.saturating_add(block.size());
                 if total > limits::MAX_POOL {
-                    return Err(err(fr, format!("pool would exceed {} addresses", limits::MAX_POOL)));
+                    return Err(err(
+                        fr,
+                        format!("pool would exceed {} addresses", limits::MAX_POOL),
+                    ));
                 }
                 let start = u32::from(block.base());
                 for off in 0..block.size() {
@@ -550,10 +666,16 @@ impl SiteConfig {
             for (hi, h) in n.hosts.iter().enumerate() {
                 let fh = f(&format!("host[{hi}]"));
                 if pool.len() as u64 >= limits::MAX_POOL {
-                    return Err(err(fh, format!("pool would exceed {} addresses", limits::MAX_POOL)));
+                    return Err(err(
+                        fh,
+                        format!("pool would exceed {} addresses", limits::MAX_POOL),
+                    ));
                 }
                 if !net.contains(h.ip) || h.ip == net.base() || h.ip == net.last() {
-                    return Err(err(fh, format!("{} is not a host address of the network {net}", h.ip)));
+                    return Err(err(
+                        fh,
+                        format!("{} is not a host address of the network {net}", h.ip),
+                    ));
                 }
                 if Some(h.ip) == n.gateway {
                     return Err(err(fh, format!("{} is the gateway", h.ip)));
@@ -565,14 +687,23 @@ impl SiteConfig {
                 if !seen.insert(h.ip) {
                     return Err(err(fh, format!("{} is in the pool twice", h.ip)));
                 }
-                pool.push(PoolEntry { ip: h.ip, hostname: Some(h.hostname.clone()) });
+                pool.push(PoolEntry {
+                    ip: h.ip,
+                    hostname: Some(h.hostname.clone()),
+                });
             }
             if pool.is_empty() {
-                return Err(err(f("ranges"), "the pool is empty: give ranges and/or host lines".into()));
+                return Err(err(
+                    f("ranges"),
+                    "the pool is empty: give ranges and/or host lines".into(),
+                ));
             }
             for e in &pool {
                 if let Some(other) = all_ips.insert(e.ip, n.name.clone()) {
-                    return Err(err(f("ranges"), format!("{} is also in the pool of network {other:?}", e.ip)));
+                    return Err(err(
+                        f("ranges"),
+                        format!("{} is also in the pool of network {other:?}", e.ip),
+                    ));
                 }
             }
             networks.push(Network {
@@ -590,49 +721,98 @@ impl SiteConfig {
 
         // slots
         if self.slots.len() > limits::MAX_SLOTS {
-            return Err(err("slot".into(), format!("{} slots; at most {}", self.slots.len(), limits::MAX_SLOTS)));
+            return Err(err(
+                "slot".into(),
+                format!("{} slots; at most {}", self.slots.len(), limits::MAX_SLOTS),
+            ));
         }
         let mut slot_names = BTreeSet::new();
         for (i, s) in self.slots.iter().enumerate() {
-            let f = |k: &str| format!("slot[{}].{k}", if s.name.is_empty() { i.to_string() } else { s.name.clone() });
+            let f = |k: &str| {
+                format!(
+                    "slot[{}].{k}",
+                    if s.name.is_empty() {
+                        i.to_string()
+                    } else {
+                        s.name.clone()
+                    }
+                )
+            };
             check_name("slot name", &s.name).map_err(|e| name_err(f("name"), e))?;
             if !slot_names.insert(s.name.clone()) {
-                return Err(err(f("name"), format!("slot {:?} is declared twice", s.name)));
+                return Err(err(
+                    f("name"),
+                    format!("slot {:?} is declared twice", s.name),
+                ));
             }
             if s.memory_mib == 0 {
                 return Err(err(f("memory_mib"), "must be above 0".into()));
             }
             if s.memory_mib > self.host.memory_mib {
-                return Err(err(f("memory_mib"), format!("{} MiB is more than the {} MiB the host sets aside", s.memory_mib, self.host.memory_mib)));
+                return Err(err(
+                    f("memory_mib"),
+                    format!(
+                        "{} MiB is more than the {} MiB the host sets aside",
+                        s.memory_mib, self.host.memory_mib
+                    ),
+                ));
             }
             if s.vcpus == 0 {
                 return Err(err(f("vcpus"), "must be above 0".into()));
             }
             if s.vcpus > self.host.vcpus {
-                return Err(err(f("vcpus"), format!("{} is more than the {} vcpus the host sets aside", s.vcpus, self.host.vcpus)));
+                return Err(err(
+                    f("vcpus"),
+                    format!(
+                        "{} is more than the {} vcpus the host sets aside",
+                        s.vcpus, self.host.vcpus
+                    ),
+                ));
             }
             if s.disk_mib == 0 {
                 return Err(err(f("disk_mib"), "must be above 0".into()));
             }
             if s.disk_mib > self.host.disk_mib {
-                return Err(err(f("disk_mib"), format!("{} MiB is more than the {} MiB the host sets aside", s.disk_mib, self.host.disk_mib)));
+                return Err(err(
+                    f("disk_mib"),
+                    format!(
+                        "{} MiB is more than the {} MiB the host sets aside",
+                        s.disk_mib, self.host.disk_mib
+                    ),
+                ));
             }
             if let Some(w) = s.cpu_weight {
                 if w == 0 || w > 65535 {
-                    return Err(err(f("cpu_weight"), format!("{w} must be between 1 and 65535")));
+                    return Err(err(
+                        f("cpu_weight"),
+                        format!("{w} must be between 1 and 65535"),
+                    ));
                 }
             }
             if let Some(c) = s.cpu_cap {
                 if u64::from(c) > 100 * u64::from(s.vcpus) {
-                    return Err(err(f("cpu_cap"), format!("{c}% is more than {} vcpus can use ({}%)", s.vcpus, 100 * u64::from(s.vcpus))));
+                    return Err(err(
+                        f("cpu_cap"),
+                        format!(
+                            "{c}% is more than {} vcpus can use ({}%)",
+                            s.vcpus,
+                            100 * u64::from(s.vcpus)
+                        ),
+                    ));
                 }
             }
             if let Some(pins) = &s.cpus {
                 if s.cpu_weight.is_some() || s.cpu_cap.is_some() {
-                    return Err(err(f("cpus"), "give cpu pinning or cpu_weight/cpu_cap, not both".into()));
+                    return Err(err(
+                        f("cpus"),
+                        "give cpu pinning or cpu_weight/cpu_cap, not both".into(),
+                    ));
                 }
                 if pins.is_empty() || pins.len() > limits::MAX_CPUS {
-                    return Err(err(f("cpus"), format!("must list 1 to {} CPUs", limits::MAX_CPUS)));
+                    return Err(err(
+                        f("cpus"),
+                        format!("must list 1 to {} CPUs", limits::MAX_CPUS),
+                    ));
                 }
                 let set: BTreeSet<u32> = pins.iter().copied().collect();
                 if set.len() != pins.len() {
@@ -640,7 +820,10 @@ impl SiteConfig {
                 }
                 if let Some(hp) = &host_pcpus {
                     if let Some(c) = set.iter().find(|c| !hp.contains(c)) {
-                        return Err(err(f("cpus"), format!("CPU {c} is not among the host's pcpus")));
+                        return Err(err(
+                            f("cpus"),
+                            format!("CPU {c} is not among the host's pcpus"),
+                        ));
                     }
                 }
             }

@@ -93,7 +93,9 @@ pub fn quote(s: &str) -> String {
             '"' => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -132,7 +134,11 @@ enum Tok {
 
 impl<'a> Lexer<'a> {
     fn err(&self, message: impl Into<String>) -> XlError {
-        XlError::Syntax { line: self.line, col: self.col, message: message.into() }
+        XlError::Syntax {
+            line: self.line,
+            col: self.col,
+            message: message.into(),
+        }
     }
     fn peek(&self) -> Option<u8> {
         self.s.get(self.pos).copied()
@@ -163,7 +169,9 @@ impl<'a> Lexer<'a> {
             }
         }
         let (line, col) = (self.line, self.col);
-        let Some(c) = self.peek() else { return Ok((Tok::Eof, line, col)) };
+        let Some(c) = self.peek() else {
+            return Ok((Tok::Eof, line, col));
+        };
         let tok = match c {
             b'\n' => {
                 self.bump();
@@ -202,19 +210,26 @@ impl<'a> Lexer<'a> {
                 while matches!(self.peek(), Some(b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')) {
                     self.bump();
                 }
-                let text = std::str::from_utf8(&self.s[start..self.pos]).map_err(|_| self.err("bad number"))?;
-                let parsed = if let Some(h) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-                    u64::from_str_radix(h, 16)
-                } else if text.len() > 1 && text.starts_with('0') {
-                    u64::from_str_radix(&text[1..], 8)
-                } else {
-                    text.parse::<u64>()
-                };
-                Tok::Num(parsed.map_err(|_| XlError::Syntax { line, col, message: format!("{text:?} is not a number") })?)
+                let text = std::str::from_utf8(&self.s[start..self.pos])
+                    .map_err(|_| self.err("bad number"))?;
+                let parsed =
+                    if let Some(h) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+                        u64::from_str_radix(h, 16)
+                    } else if text.len() > 1 && text.starts_with('0') {
+                        u64::from_str_radix(&text[1..], 8)
+                    } else {
+                        text.parse::<u64>()
+                    };
+                Tok::Num(parsed.map_err(|_| XlError::Syntax {
+                    line,
+                    col,
+                    message: format!("{text:?} is not a number"),
+                })?)
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let start = self.pos;
-                while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == b'_' || c == b'.') {
+                while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == b'_' || c == b'.')
+                {
                     self.bump();
                 }
                 Tok::Ident(String::from_utf8_lossy(&self.s[start..self.pos]).into_owned())
@@ -244,7 +259,10 @@ impl<'a> Lexer<'a> {
                         b'x' => {
                             let mut v: u32 = 0;
                             for _ in 0..2 {
-                                let d = self.bump().and_then(|d| (d as char).to_digit(16)).ok_or_else(|| self.err("bad \\x escape"))?;
+                                let d = self
+                                    .bump()
+                                    .and_then(|d| (d as char).to_digit(16))
+                                    .ok_or_else(|| self.err("bad \\x escape"))?;
                                 v = v * 16 + d;
                             }
                             out.push(v as u8);
@@ -265,7 +283,9 @@ impl<'a> Lexer<'a> {
                             }
                             out.push(v as u8);
                         }
-                        other => return Err(self.err(format!("unknown escape \\{}", other as char))),
+                        other => {
+                            return Err(self.err(format!("unknown escape \\{}", other as char)))
+                        }
                     }
                 }
                 Some(c) => out.push(c),
@@ -282,7 +302,12 @@ impl XlConfig {
         if text.len() > MAX_CONFIG_BYTES {
             return Err(XlError::TooLarge(text.len()));
         }
-        let mut lx = Lexer { s: text.as_bytes(), pos: 0, line: 1, col: 1 };
+        let mut lx = Lexer {
+            s: text.as_bytes(),
+            pos: 0,
+            line: 1,
+            col: 1,
+        };
         let mut cfg = XlConfig::default();
         loop {
             let (tok, line, col) = lx.next()?;
@@ -290,19 +315,35 @@ impl XlConfig {
                 Tok::Eof => break,
                 Tok::Newline | Tok::Semi => continue,
                 Tok::Ident(k) => k,
-                other => return Err(XlError::Syntax { line, col, message: format!("expected a key, found {other:?}") }),
+                other => {
+                    return Err(XlError::Syntax {
+                        line,
+                        col,
+                        message: format!("expected a key, found {other:?}"),
+                    })
+                }
             };
             let (op, line, col) = lx.next()?;
             let append = match op {
                 Tok::Eq => false,
                 Tok::PlusEq => true,
-                other => return Err(XlError::Syntax { line, col, message: format!("expected '=' after {key}, found {other:?}") }),
+                other => {
+                    return Err(XlError::Syntax {
+                        line,
+                        col,
+                        message: format!("expected '=' after {key}, found {other:?}"),
+                    })
+                }
             };
             let (first, line, col) = lx.next()?;
             let value = Self::value(&mut lx, first, line, col, 0)?;
             let (end, line, col) = lx.next()?;
             if !matches!(end, Tok::Newline | Tok::Semi | Tok::Eof) {
-                return Err(XlError::Syntax { line, col, message: format!("expected end of setting after {key}, found {end:?}") });
+                return Err(XlError::Syntax {
+                    line,
+                    col,
+                    message: format!("expected end of setting after {key}, found {end:?}"),
+                });
             }
             if append {
                 let pos = cfg.entries.iter().rposition(|(k, _)| *k == key);
@@ -310,7 +351,13 @@ impl XlConfig {
                     (Some(Value::Str(a)), Value::Str(b)) => a.push_str(&b),
                     (Some(Value::List(a)), Value::List(b)) => a.extend(b),
                     (None, v) => cfg.entries.push((key, v)),
-                    _ => return Err(XlError::Syntax { line, col, message: format!("{key} += needs the same type as before") }),
+                    _ => {
+                        return Err(XlError::Syntax {
+                            line,
+                            col,
+                            message: format!("{key} += needs the same type as before"),
+                        })
+                    }
                 }
             } else {
                 cfg.entries.push((key, value));
@@ -322,13 +369,23 @@ impl XlConfig {
         Ok(cfg)
     }
 
-    fn value(lx: &mut Lexer<'_>, tok: Tok, line: usize, col: usize, depth: usize) -> Result<Value, XlError> {
+    fn value(
+        lx: &mut Lexer<'_>,
+        tok: Tok,
+        line: usize,
+        col: usize,
+        depth: usize,
+    ) -> Result<Value, XlError> {
         match tok {
             Tok::Str(s) => Ok(Value::Str(s)),
             Tok::Num(n) => Ok(Value::Num(n)),
             Tok::Open => {
                 if depth >= MAX_DEPTH {
-                    return Err(XlError::Syntax { line, col, message: format!("lists nested deeper than {MAX_DEPTH}") });
+                    return Err(XlError::Syntax {
+                        line,
+                        col,
+                        message: format!("lists nested deeper than {MAX_DEPTH}"),
+                    });
                 }
                 let mut items = Vec::new();
                 loop {
@@ -347,18 +404,32 @@ impl XlConfig {
                     match t {
                         Tok::Comma => {}
                         Tok::Close => break,
-                        other => return Err(XlError::Syntax { line: l, col: c, message: format!("expected ',' or ']' in list, found {other:?}") }),
+                        other => {
+                            return Err(XlError::Syntax {
+                                line: l,
+                                col: c,
+                                message: format!("expected ',' or ']' in list, found {other:?}"),
+                            })
+                        }
                     }
                 }
                 Ok(Value::List(items))
             }
-            other => Err(XlError::Syntax { line, col, message: format!("expected a value, found {other:?}") }),
+            other => Err(XlError::Syntax {
+                line,
+                col,
+                message: format!("expected a value, found {other:?}"),
+            }),
         }
     }
 
     /// The value last set for `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     /// A string setting.
@@ -366,7 +437,10 @@ impl XlConfig {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Str(s)) => Ok(Some(s)),
-            Some(_) => Err(XlError::Field { key: key.into(), message: "expected a string".into() }),
+            Some(_) => Err(XlError::Field {
+                key: key.into(),
+                message: "expected a string".into(),
+            }),
         }
     }
 
@@ -375,7 +449,10 @@ impl XlConfig {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Num(n)) => Ok(Some(*n)),
-            Some(_) => Err(XlError::Field { key: key.into(), message: "expected a number".into() }),
+            Some(_) => Err(XlError::Field {
+                key: key.into(),
+                message: "expected a number".into(),
+            }),
         }
     }
 
@@ -387,11 +464,17 @@ impl XlConfig {
                 .iter()
                 .map(|v| match v {
                     Value::Str(s) => Ok(s.as_str()),
-                    _ => Err(XlError::Field { key: key.into(), message: "expected a list of strings".into() }),
+                    _ => Err(XlError::Field {
+                        key: key.into(),
+                        message: "expected a list of strings".into(),
+                    }),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(_) => Err(XlError::Field { key: key.into(), message: "expected a list".into() }),
+            Some(_) => Err(XlError::Field {
+                key: key.into(),
+                message: "expected a list".into(),
+            }),
         }
     }
 }
@@ -504,8 +587,14 @@ impl DiskSpec {
 
     /// The spec in keyword syntax, `target=` last (it takes the rest of the string).
     pub fn to_spec(&self) -> String {
-        let mut parts = vec![format!("format={}", self.format.as_str()), format!("vdev={}", self.vdev)];
-        parts.push(format!("access={}", if self.readwrite { "rw" } else { "ro" }));
+        let mut parts = vec![
+            format!("format={}", self.format.as_str()),
+            format!("vdev={}", self.vdev),
+        ];
+        parts.push(format!(
+            "access={}",
+            if self.readwrite { "rw" } else { "ro" }
+        ));
         if self.is_cdrom {
             parts.push("devtype=cdrom".into());
         }
@@ -571,11 +660,35 @@ enum DiskAct<'a> {
 }
 
 const DISK_KEYS: &[&str] = &[
-    "format", "devtype", "access", "backend", "backendtype", "specification", "vdev", "script", "colo-host", "colo-port",
-    "colo-export", "active-disk", "hidden-disk", "grant_usage",
+    "format",
+    "devtype",
+    "access",
+    "backend",
+    "backendtype",
+    "specification",
+    "vdev",
+    "script",
+    "colo-host",
+    "colo-port",
+    "colo-export",
+    "active-disk",
+    "hidden-disk",
+    "grant_usage",
 ];
-const DISK_FLAGS: &[&str] = &["cdrom", "direct-io-safe", "discard", "no-discard", "colo", "no-colo", "trusted", "untrusted"];
-const DISK_PREFIXES: &[&str] = &["raw", "qcow", "qcow2", "vhd", "iscsi", "nbd", "enbd", "drbd", "tapdisk", "tap", "tap2", "aio", "ioemu", "file", "phy"];
+const DISK_FLAGS: &[&str] = &[
+    "cdrom",
+    "direct-io-safe",
+    "discard",
+    "no-discard",
+    "colo",
+    "no-colo",
+    "trusted",
+    "untrusted",
+];
+const DISK_PREFIXES: &[&str] = &[
+    "raw", "qcow", "qcow2", "vhd", "iscsi", "nbd", "enbd", "drbd", "tapdisk", "tap", "tap2", "aio",
+    "ioemu", "file", "phy",
+];
 
 /// The next token of a disk spec at the start of `r`: the longest match among xl's rules, the
 /// earlier rule on a tie (rules whose pattern ends in trailing context `.*` count the whole rest).
@@ -583,46 +696,96 @@ fn disk_token(r: &str) -> (usize, DiskAct<'_>) {
     let b = r.as_bytes();
     let rest = r.len();
     let mut best: Option<(usize, usize, DiskAct<'_>)> = None; // (match length, consumed, act)
-    fn offer<'a>(len: usize, consumed: usize, act: DiskAct<'a>, best: &mut Option<(usize, usize, DiskAct<'a>)>) {
+    fn offer<'a>(
+        len: usize,
+        consumed: usize,
+        act: DiskAct<'a>,
+        best: &mut Option<(usize, usize, DiskAct<'a>)>,
+    ) {
         if best.as_ref().is_none_or(|(l, _, _)| len > *l) {
             *best = Some((len, consumed, act));
         }
     }
     // 1. whitespace before a parameter
-    let ws = b.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\n')).count();
+    let ws = b
+        .iter()
+        .take_while(|c| matches!(c, b' ' | b'\t' | b'\n'))
+        .count();
     if ws > 0 {
         offer(rest, ws, DiskAct::Skip, &mut best);
     }
     // 2./3. keyword parameters and flags
-    let word_end = b.iter().position(|&c| c == b'=' || c == b',').unwrap_or(rest);
+    let word_end = b
+        .iter()
+        .position(|&c| c == b'=' || c == b',')
+        .unwrap_or(rest);
     let word = &r[..word_end];
     if b.get(word_end) == Some(&b'=') && DISK_KEYS.contains(&word) {
         let vstart = word_end + 1;
-        let vend = b[vstart..].iter().position(|&c| c == b',').map_or(rest, |p| vstart + p);
+        let vend = b[vstart..]
+            .iter()
+            .position(|&c| c == b',')
+            .map_or(rest, |p| vstart + p);
         let consumed = if vend < rest { vend + 1 } else { vend };
-        offer(consumed, consumed, DiskAct::Key(word, &r[vstart..vend]), &mut best);
+        offer(
+            consumed,
+            consumed,
+            DiskAct::Key(word, &r[vstart..vend]),
+            &mut best,
+        );
     }
     if DISK_FLAGS.contains(&word) {
-        let consumed = if word_end < rest && b[word_end] == b',' { word_end + 1 } else { word_end };
+        let consumed = if word_end < rest && b[word_end] == b',' {
+            word_end + 1
+        } else {
+            word_end
+        };
         offer(consumed, consumed, DiskAct::Flag(word), &mut best);
     }
     // 4. target= eats the rest
     if let Some(t) = r.strip_prefix("target=") {
-        offer(rest, rest, DiskAct::Target(t.strip_suffix(',').unwrap_or(t)), &mut best);
+        offer(
+            rest,
+            rest,
+            DiskAct::Target(t.strip_suffix(',').unwrap_or(t)),
+            &mut best,
+        );
     }
     // unknown key=value: nothing else can consume '=', so it is an error either way
-    if b.get(word_end) == Some(&b'=') && !DISK_KEYS.contains(&word) && word.bytes().next().is_some_and(|c| c.is_ascii_lowercase()) && word.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
-        offer(word_end + 1, word_end + 1, DiskAct::Bad("unknown parameter"), &mut best);
+    if b.get(word_end) == Some(&b'=')
+        && !DISK_KEYS.contains(&word)
+        && word.bytes().next().is_some_and(|c| c.is_ascii_lowercase())
+        && word
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    {
+        offer(
+            word_end + 1,
+            word_end + 1,
+            DiskAct::Bad("unknown parameter"),
+            &mut best,
+        );
     }
     // 5. deprecated prefixes
     if let Some(colon) = r.find(':') {
         let p = &r[..colon];
-        if !p.is_empty() && p.as_bytes()[0].is_ascii_lowercase() && p.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        if !p.is_empty()
+            && p.as_bytes()[0].is_ascii_lowercase()
+            && p.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
             if DISK_PREFIXES.contains(&p) {
                 offer(rest, colon + 1, DiskAct::Prefix(p), &mut best);
             } else {
                 let after = &b[colon + 1..];
-                let len = if after.first().is_some_and(|c| !c.is_ascii_lowercase() && !c.is_ascii_digit()) { rest } else { colon + 1 };
+                let len = if after
+                    .first()
+                    .is_some_and(|c| !c.is_ascii_lowercase() && !c.is_ascii_digit())
+                {
+                    rest
+                } else {
+                    colon + 1
+                };
                 offer(len, colon + 1, DiskAct::BadPrefix(p), &mut best);
             }
         }
@@ -632,7 +795,12 @@ fn disk_token(r: &str) -> (usize, DiskAct<'_>) {
     let comma = b.get(run) == Some(&b',');
     if run > 0 || comma {
         let consumed = run + usize::from(comma);
-        offer(consumed, consumed, DiskAct::Positional(&r[..run]), &mut best);
+        offer(
+            consumed,
+            consumed,
+            DiskAct::Positional(&r[..run]),
+            &mut best,
+        );
     }
     match best {
         Some((_, consumed, act)) => (consumed.max(1).min(rest), act),
@@ -642,15 +810,26 @@ fn disk_token(r: &str) -> (usize, DiskAct<'_>) {
 
 fn set_once(slot: &mut Option<String>, value: &str, what: &str, spec: &str) -> Result<(), XlError> {
     if slot.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(XlError::Disk { spec: spec.to_string(), message: format!("{what} respecified") });
+        return Err(XlError::Disk {
+            spec: spec.to_string(),
+            message: format!("{what} respecified"),
+        });
     }
     *slot = Some(value.to_string());
     Ok(())
 }
 
-fn set_enum<T: PartialEq + Copy>(slot: &mut Option<T>, v: T, what: &str, spec: &str) -> Result<(), XlError> {
+fn set_enum<T: PartialEq + Copy>(
+    slot: &mut Option<T>,
+    v: T,
+    what: &str,
+    spec: &str,
+) -> Result<(), XlError> {
     if slot.is_some_and(|s| s != v) {
-        return Err(XlError::Disk { spec: spec.to_string(), message: format!("{what} respecified") });
+        return Err(XlError::Disk {
+            spec: spec.to_string(),
+            message: format!("{what} respecified"),
+        });
     }
     *slot = Some(v);
     Ok(())
@@ -659,9 +838,15 @@ fn set_enum<T: PartialEq + Copy>(slot: &mut Option<T>, v: T, what: &str, spec: &
 /// Parses a disk spec given as one or more strings (xl joins `block-attach` arguments this way;
 /// a config file's list entry is one string).
 pub fn parse_disk(specs: &[&str]) -> Result<DiskSpec, XlError> {
-    let mut d = DiskParse { readwrite: true, ..DiskParse::default() };
+    let mut d = DiskParse {
+        readwrite: true,
+        ..DiskParse::default()
+    };
     for spec in specs {
-        let e = |m: &str| XlError::Disk { spec: spec.to_string(), message: m.to_string() };
+        let e = |m: &str| XlError::Disk {
+            spec: spec.to_string(),
+            message: m.to_string(),
+        };
         if spec.len() > 4096 {
             return Err(e("longer than 4096 bytes"));
         }
@@ -671,7 +856,13 @@ pub fn parse_disk(specs: &[&str]) -> Result<DiskSpec, XlError> {
             match act {
                 DiskAct::Skip => {}
                 DiskAct::Key(k, v) => match k {
-                    "format" => set_enum(&mut d.format, DiskFormat::parse(v).ok_or_else(|| e(&format!("unknown value for format: {v}")))?, "format", spec)?,
+                    "format" => set_enum(
+                        &mut d.format,
+                        DiskFormat::parse(v)
+                            .ok_or_else(|| e(&format!("unknown value for format: {v}")))?,
+                        "format",
+                        spec,
+                    )?,
                     "devtype" => match v {
                         "cdrom" => d.is_cdrom = true,
                         "disk" => d.is_cdrom = false,
@@ -719,12 +910,21 @@ pub fn parse_disk(specs: &[&str]) -> Result<DiskSpec, XlError> {
                 DiskAct::Prefix(p) => {
                     d.had_prefix = true;
                     match p {
-                        "raw" | "qcow" | "qcow2" | "vhd" => set_enum(&mut d.format, DiskFormat::parse(p).unwrap_or(DiskFormat::Raw), "format", spec)?,
-                        "iscsi" | "nbd" | "enbd" | "drbd" => set_once(&mut d.script, &format!("block-{p}"), "script", spec)?,
+                        "raw" | "qcow" | "qcow2" | "vhd" => set_enum(
+                            &mut d.format,
+                            DiskFormat::parse(p).unwrap_or(DiskFormat::Raw),
+                            "format",
+                            spec,
+                        )?,
+                        "iscsi" | "nbd" | "enbd" | "drbd" => {
+                            set_once(&mut d.script, &format!("block-{p}"), "script", spec)?
+                        }
                         _ => {}
                     }
                 }
-                DiskAct::BadPrefix(p) => return Err(e(&format!("unknown deprecated disk prefix {p}:"))),
+                DiskAct::BadPrefix(p) => {
+                    return Err(e(&format!("unknown deprecated disk prefix {p}:")))
+                }
                 DiskAct::Bad(m) => return Err(e(m)),
                 DiskAct::Positional(v) => {
                     if d.target.is_none() {
@@ -733,7 +933,10 @@ pub fn parse_disk(specs: &[&str]) -> Result<DiskSpec, XlError> {
                         if d.target.as_deref() == Some("") && vdev_devtype(&mut d, v, spec)? {
                             d.format = Some(DiskFormat::Empty);
                         } else {
-                            d.format = Some(DiskFormat::parse(v).ok_or_else(|| e(&format!("unknown value for format: {v}")))?);
+                            d.format = Some(
+                                DiskFormat::parse(v)
+                                    .ok_or_else(|| e(&format!("unknown value for format: {v}")))?,
+                            );
                         }
                     } else if d.vdev.is_none() {
                         if !vdev_devtype(&mut d, v, spec)? {
@@ -763,9 +966,15 @@ pub fn parse_disk(specs: &[&str]) -> Result<DiskSpec, XlError> {
             format = DiskFormat::Empty;
         }
     }
-    let vdev = d.vdev.ok_or_else(|| XlError::Disk { spec: joined.clone(), message: "no vdev specified".into() })?;
+    let vdev = d.vdev.ok_or_else(|| XlError::Disk {
+        spec: joined.clone(),
+        message: "no vdev specified".into(),
+    })?;
     if d.target.is_none() && !d.is_cdrom {
-        return Err(XlError::Disk { spec: joined, message: "no target specified (and device not removable)".into() });
+        return Err(XlError::Disk {
+            spec: joined,
+            message: "no target specified (and device not removable)".into(),
+        });
     }
     Ok(DiskSpec {
         target: d.target,
@@ -786,12 +995,19 @@ pub fn parse_disk(specs: &[&str]) -> Result<DiskSpec, XlError> {
 
 /// `vdev:devtype` positional form; returns whether it applied.
 fn vdev_devtype(d: &mut DiskParse, v: &str, spec: &str) -> Result<bool, XlError> {
-    let Some(colon) = v.rfind(':') else { return Ok(false) };
+    let Some(colon) = v.rfind(':') else {
+        return Ok(false);
+    };
     set_once(&mut d.vdev, &v[..colon], "vdev", spec)?;
     match &v[colon + 1..] {
         "cdrom" => d.is_cdrom = true,
         "disk" => d.is_cdrom = false,
-        other => return Err(XlError::Disk { spec: spec.to_string(), message: format!("unknown deprecated type {other}") }),
+        other => {
+            return Err(XlError::Disk {
+                spec: spec.to_string(),
+                message: format!("unknown deprecated type {other}"),
+            })
+        }
     }
     Ok(true)
 }
@@ -824,15 +1040,38 @@ pub struct VifSpec {
 }
 
 const VIF_KEYS: &[&str] = &[
-    "mac", "bridge", "ip", "script", "model", "vifname", "type", "rate", "backend", "gatewaydev", "accel", "devid", "mtu",
-    "netdev", "forwarddev", "powerswitch", "colo_forward_dev",
+    "mac",
+    "bridge",
+    "ip",
+    "script",
+    "model",
+    "vifname",
+    "type",
+    "rate",
+    "backend",
+    "gatewaydev",
+    "accel",
+    "devid",
+    "mtu",
+    "netdev",
+    "forwarddev",
+    "powerswitch",
+    "colo_forward_dev",
 ];
 
 impl VifSpec {
     /// The spec as written to xl.cfg.
     pub fn to_spec(&self) -> String {
         let mut parts = Vec::new();
-        for (k, v) in [("mac", &self.mac), ("bridge", &self.bridge), ("ip", &self.ip), ("script", &self.script), ("model", &self.model), ("vifname", &self.vifname), ("type", &self.kind)] {
+        for (k, v) in [
+            ("mac", &self.mac),
+            ("bridge", &self.bridge),
+            ("ip", &self.ip),
+            ("script", &self.script),
+            ("model", &self.model),
+            ("vifname", &self.vifname),
+            ("type", &self.kind),
+        ] {
             if let Some(v) = v {
                 parts.push(format!("{k}={v}"));
             }
@@ -874,7 +1113,9 @@ pub fn parse_rate(rate: &str) -> Result<(u64, u32), String> {
     if digits == 0 {
         return Err("invalid rate".into());
     }
-    let n: u64 = bw[..digits].parse().map_err(|_| "rate overflow".to_string())?;
+    let n: u64 = bw[..digits]
+        .parse()
+        .map_err(|_| "rate overflow".to_string())?;
     if n == 0 || n > u64::from(u32::MAX) {
         return Err("rate overflow".into());
     }
@@ -895,21 +1136,29 @@ pub fn parse_rate(rate: &str) -> Result<(u64, u32), String> {
             if digits == 0 {
                 return Err("invalid replenishment interval".into());
             }
-            let n: u64 = i[..digits].parse().map_err(|_| "replenishment interval overflow".to_string())?;
+            let n: u64 = i[..digits]
+                .parse()
+                .map_err(|_| "replenishment interval overflow".to_string())?;
             if n == 0 || n > u64::from(u32::MAX) {
                 return Err("replenishment interval overflow".into());
             }
             u32::try_from(n * mult).map_err(|_| "replenishment interval overflow".to_string())?
         }
     };
-    let per = bytes_per_sec.checked_mul(u64::from(interval_us)).ok_or_else(|| "rate overflow".to_string())? / 1_000_000;
+    let per = bytes_per_sec
+        .checked_mul(u64::from(interval_us))
+        .ok_or_else(|| "rate overflow".to_string())?
+        / 1_000_000;
     Ok((per, interval_us))
 }
 
 /// Parses a vif spec: comma-separated `key=value` settings and `trusted`/`untrusted`; an empty
 /// spec is a default vif.
 pub fn parse_vif(spec: &str) -> Result<VifSpec, XlError> {
-    let e = |m: String| XlError::Vif { spec: spec.chars().take(200).collect(), message: m };
+    let e = |m: String| XlError::Vif {
+        spec: spec.chars().take(200).collect(),
+        message: m,
+    };
     if spec.len() > 4096 {
         return Err(e("longer than 4096 bytes".into()));
     }
@@ -919,13 +1168,16 @@ pub fn parse_vif(spec: &str) -> Result<VifSpec, XlError> {
             "trusted" => v.trusted = Some(true),
             "untrusted" => v.trusted = Some(false),
             _ => {
-                let (k, val) = tok.split_once('=').ok_or_else(|| e(format!("unrecognized argument `{tok}'")))?;
+                let (k, val) = tok
+                    .split_once('=')
+                    .ok_or_else(|| e(format!("unrecognized argument `{tok}'")))?;
                 if !VIF_KEYS.contains(&k) {
                     return Err(e(format!("unrecognized argument `{tok}'")));
                 }
                 match k {
                     "mac" => {
-                        val.parse::<crate::net::MacAddr>().map_err(|x| e(x.to_string()))?;
+                        val.parse::<crate::net::MacAddr>()
+                            .map_err(|x| e(x.to_string()))?;
                         v.mac = Some(val.to_string());
                     }
                     "bridge" => v.bridge = Some(val.to_string()),
@@ -985,7 +1237,10 @@ pub struct GuestConfig {
 
 fn check_text(key: &str, s: &str) -> Result<(), XlError> {
     if s.chars().any(|c| c.is_control()) || s.len() > 4096 {
-        return Err(XlError::Field { key: key.into(), message: "holds control characters or is longer than 4096 bytes".into() });
+        return Err(XlError::Field {
+            key: key.into(),
+            message: "holds control characters or is longer than 4096 bytes".into(),
+        });
     }
     Ok(())
 }
@@ -993,8 +1248,15 @@ fn check_text(key: &str, s: &str) -> Result<(), XlError> {
 impl GuestConfig {
     /// Checks what would otherwise produce a config xl misreads.
     pub fn validate(&self) -> Result<(), XlError> {
-        check_name("name", &self.name).map_err(|e| XlError::Field { key: "name".into(), message: e.to_string() })?;
-        for (k, v) in [("kernel", &self.kernel), ("ramdisk", &self.ramdisk), ("cmdline", &self.cmdline)] {
+        check_name("name", &self.name).map_err(|e| XlError::Field {
+            key: "name".into(),
+            message: e.to_string(),
+        })?;
+        for (k, v) in [
+            ("kernel", &self.kernel),
+            ("ramdisk", &self.ramdisk),
+            ("cmdline", &self.cmdline),
+        ] {
             if let Some(v) = v {
                 check_text(k, v)?;
             }
@@ -1002,19 +1264,43 @@ impl GuestConfig {
         for d in &self.disks {
             check_text("disk", &d.to_spec())?;
             if parse_disk(&[&d.to_spec()])? != *d {
-                return Err(XlError::Field { key: "disk".into(), message: format!("{:?} would not read back the same", d.to_spec()) });
+                return Err(XlError::Field {
+                    key: "disk".into(),
+                    message: format!("{:?} would not read back the same", d.to_spec()),
+                });
             }
         }
         for v in &self.vifs {
             let s = v.to_spec();
             check_text("vif", &s)?;
             if parse_vif(&s)? != *v {
-                return Err(XlError::Field { key: "vif".into(), message: format!("{s:?} would not read back the same (a value holds ',' or '=')") });
+                return Err(XlError::Field {
+                    key: "vif".into(),
+                    message: format!(
+                        "{s:?} would not read back the same (a value holds ',' or '=')"
+                    ),
+                });
             }
         }
-        for (k, v) in [("on_poweroff", &self.on_poweroff), ("on_reboot", &self.on_reboot), ("on_crash", &self.on_crash)] {
-            if !matches!(v.as_str(), "destroy" | "restart" | "rename-restart" | "preserve" | "coredump-destroy" | "coredump-restart" | "soft-reset") {
-                return Err(XlError::Field { key: k.into(), message: format!("unknown action {v:?}") });
+        for (k, v) in [
+            ("on_poweroff", &self.on_poweroff),
+            ("on_reboot", &self.on_reboot),
+            ("on_crash", &self.on_crash),
+        ] {
+            if !matches!(
+                v.as_str(),
+                "destroy"
+                    | "restart"
+                    | "rename-restart"
+                    | "preserve"
+                    | "coredump-destroy"
+                    | "coredump-restart"
+                    | "soft-reset"
+            ) {
+                return Err(XlError::Field {
+                    key: k.into(),
+                    message: format!("unknown action {v:?}"),
+                });
             }
         }
         Ok(())
@@ -1046,10 +1332,22 @@ impl GuestConfig {
             e.push(("cpu_cap".into(), Value::Num(u64::from(c))));
         }
         if let Some(p) = &self.cpus {
-            e.push(("cpus".into(), s(&p.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","))));
+            e.push((
+                "cpus".into(),
+                s(&p.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")),
+            ));
         }
-        e.push(("disk".into(), Value::List(self.disks.iter().map(|d| s(&d.to_spec())).collect())));
-        e.push(("vif".into(), Value::List(self.vifs.iter().map(|v| s(&v.to_spec())).collect())));
+        e.push((
+            "disk".into(),
+            Value::List(self.disks.iter().map(|d| s(&d.to_spec())).collect()),
+        ));
+        e.push((
+            "vif".into(),
+            Value::List(self.vifs.iter().map(|v| s(&v.to_spec())).collect()),
+        ));
         e.push(("on_poweroff".into(), s(&self.on_poweroff)));
         e.push(("on_reboot".into(), s(&self.on_reboot)));
         e.push(("on_crash".into(), s(&self.on_crash)));
@@ -1064,32 +1362,66 @@ impl GuestConfig {
     /// Reads a guest config back (`type`, or the older `builder`, defaults to pv; `extra` is
     /// taken when there is no `cmdline`).
     pub fn from_config(c: &XlConfig) -> Result<GuestConfig, XlError> {
-        let field = |key: &str, message: String| XlError::Field { key: key.into(), message };
-        let name = c.get_str("name")?.ok_or_else(|| field("name", "missing".into()))?.to_string();
-        let ty = c.get_str("type")?.or(c.get_str("builder")?.map(|b| if b == "hvm" { "hvm" } else { "pv" })).unwrap_or("pv");
+        let field = |key: &str, message: String| XlError::Field {
+            key: key.into(),
+            message,
+        };
+        let name = c
+            .get_str("name")?
+            .ok_or_else(|| field("name", "missing".into()))?
+            .to_string();
+        let ty = c
+            .get_str("type")?
+            .or(c
+                .get_str("builder")?
+                .map(|b| if b == "hvm" { "hvm" } else { "pv" }))
+            .unwrap_or("pv");
         let guest_type: GuestType = ty.parse().map_err(|m| field("type", m))?;
         let num32 = |k: &str| -> Result<Option<u32>, XlError> {
-            c.get_num(k)?.map(|n| u32::try_from(n).map_err(|_| field(k, format!("{n} is too large")))).transpose()
+            c.get_num(k)?
+                .map(|n| u32::try_from(n).map_err(|_| field(k, format!("{n} is too large"))))
+                .transpose()
         };
-        let memory_mib = c.get_num("memory")?.ok_or_else(|| field("memory", "missing".into()))?;
+        let memory_mib = c
+            .get_num("memory")?
+            .ok_or_else(|| field("memory", "missing".into()))?;
         let cpus = match c.get("cpus") {
             None => None,
             Some(Value::Str(s)) => Some(
                 s.split(',')
-                    .map(|p| p.trim().parse::<u32>().map_err(|_| field("cpus", format!("{s:?} is not a list of CPU numbers"))))
+                    .map(|p| {
+                        p.trim().parse::<u32>().map_err(|_| {
+                            field("cpus", format!("{s:?} is not a list of CPU numbers"))
+                        })
+                    })
                     .collect::<Result<Vec<_>, _>>()?,
             ),
             Some(_) => return Err(field("cpus", "expected a string like \"2,3\"".into())),
         };
-        let disks = c.get_str_list("disk")?.unwrap_or_default().iter().map(|d| parse_disk(&[d])).collect::<Result<Vec<_>, _>>()?;
-        let vifs = c.get_str_list("vif")?.unwrap_or_default().iter().map(|v| parse_vif(v)).collect::<Result<Vec<_>, _>>()?;
-        let act = |k: &str, default: &str| -> Result<String, XlError> { Ok(c.get_str(k)?.unwrap_or(default).to_string()) };
+        let disks = c
+            .get_str_list("disk")?
+            .unwrap_or_default()
+            .iter()
+            .map(|d| parse_disk(&[d]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let vifs = c
+            .get_str_list("vif")?
+            .unwrap_or_default()
+            .iter()
+            .map(|v| parse_vif(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let act = |k: &str, default: &str| -> Result<String, XlError> {
+            Ok(c.get_str(k)?.unwrap_or(default).to_string())
+        };
         Ok(GuestConfig {
             name,
             guest_type,
             kernel: c.get_str("kernel")?.map(str::to_string),
             ramdisk: c.get_str("ramdisk")?.map(str::to_string),
-            cmdline: c.get_str("cmdline")?.or(c.get_str("extra")?).map(str::to_string),
+            cmdline: c
+                .get_str("cmdline")?
+                .or(c.get_str("extra")?)
+                .map(str::to_string),
             memory_mib,
             vcpus: num32("vcpus")?.unwrap_or(1),
             cpu_weight: num32("cpu_weight")?,

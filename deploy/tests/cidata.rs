@@ -12,8 +12,14 @@ fn run(tool: &str, args: &[&str]) -> (i32, String, String) {
         .args(args)
         .env("MTOOLS_SKIP_CHECK", "1")
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool} (install the Debian package providing it): {e}"));
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        .unwrap_or_else(|e| {
+            panic!("cannot run {tool} (install the Debian package providing it): {e}")
+        });
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn ctx() -> Context {
@@ -65,7 +71,16 @@ fn image_passes_fsck_and_mtools_show_the_files() {
     assert_eq!(rc, 0, "{err}");
     let mut names: Vec<&str> = out.lines().map(|l| l.trim_start_matches("::/")).collect();
     names.sort();
-    assert_eq!(names, ["meta-data", "network-config", "user-data", "wafer-context.env"], "{out}");
+    assert_eq!(
+        names,
+        [
+            "meta-data",
+            "network-config",
+            "user-data",
+            "wafer-context.env"
+        ],
+        "{out}"
+    );
 
     for (name, want) in [
         ("meta-data", c.meta_data()),
@@ -78,7 +93,10 @@ fn image_passes_fsck_and_mtools_show_the_files() {
         assert_eq!(out, want, "{name}");
     }
     let (_, meta, _) = run("mtype", &["-i", p, "::meta-data"]);
-    assert_eq!(meta, "instance-id: wafer-cms-squid-1a2b3c\nlocal-hostname: squid1.edge.example.org\n");
+    assert_eq!(
+        meta,
+        "instance-id: wafer-cms-squid-1a2b3c\nlocal-hostname: squid1.edge.example.org\n"
+    );
 
     // blkid (util-linux) sees the label the way cloud-init's NoCloud lookup does
     let (rc, out, _) = run("blkid", &["-p", "-o", "value", "-s", "LABEL", p]);
@@ -95,7 +113,11 @@ fn reproducible_bytes_and_user_data_passthrough() {
     assert!(build_image(&c2).unwrap() != a);
 
     // a VO's user-data (here a real cloud-init example) goes in byte for byte, large ones too
-    let ud = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/cloud-init-nocloud/cloud-config-run-cmds.txt")).unwrap();
+    let ud = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/cloud-init-nocloud/cloud-config-run-cmds.txt"
+    ))
+    .unwrap();
     let mut big = ud.clone();
     big.extend(std::iter::repeat_n(b'#', 3 << 20));
     for data in [ud, big] {
@@ -123,7 +145,20 @@ fn reproducible_bytes_and_user_data_passthrough() {
 fn net_convert(nc: &Path, out: &Path, distro: &str, kind: &str) -> (i32, String) {
     let (rc, o, e) = run(
         "cloud-init",
-        &["devel", "net-convert", "-p", nc.to_str().unwrap(), "-k", "yaml", "-d", out.to_str().unwrap(), "-D", distro, "-O", kind],
+        &[
+            "devel",
+            "net-convert",
+            "-p",
+            nc.to_str().unwrap(),
+            "-k",
+            "yaml",
+            "-d",
+            out.to_str().unwrap(),
+            "-D",
+            distro,
+            "-O",
+            kind,
+        ],
     );
     (rc, format!("{o}{e}"))
 }
@@ -151,24 +186,49 @@ fn cloud_init_parses_our_network_config() {
     write_image(&ctx(), &img).unwrap();
     // take the file back out of the image, as the guest would see it
     let nc = d.path().join("network-config");
-    let (rc, _, err) = run("mcopy", &["-i", img.to_str().unwrap(), "::network-config", nc.to_str().unwrap()]);
+    let (rc, _, err) = run(
+        "mcopy",
+        &[
+            "-i",
+            img.to_str().unwrap(),
+            "::network-config",
+            nc.to_str().unwrap(),
+        ],
+    );
     assert_eq!(rc, 0, "{err}");
 
     let out = d.path().join("networkd");
     let (rc, log) = net_convert(&nc, &out, "debian", "networkd");
     assert_eq!(rc, 0, "cloud-init rejected network-config:\n{log}");
     let units = read_tree(&out);
-    for want in ["MACAddress=02:16:3e:12:34:56", "Address=192.0.2.17/24", "Gateway=192.0.2.1", "DNS=192.0.2.53 192.0.2.54", "MACAddress=06:00:5e:aa:bb:cc", "Address=10.20.1.5/16"] {
-        assert!(units.contains(want), "networkd output lacks {want}:\n{units}");
+    for want in [
+        "MACAddress=02:16:3e:12:34:56",
+        "Address=192.0.2.17/24",
+        "Gateway=192.0.2.1",
+        "DNS=192.0.2.53 192.0.2.54",
+        "MACAddress=06:00:5e:aa:bb:cc",
+        "Address=10.20.1.5/16",
+    ] {
+        assert!(
+            units.contains(want),
+            "networkd output lacks {want}:\n{units}"
+        );
     }
-    assert_eq!(units.matches("Gateway=").count(), 1, "one default route:\n{units}");
+    assert_eq!(
+        units.matches("Gateway=").count(),
+        1,
+        "one default route:\n{units}"
+    );
 
     // the RHEL-family renderer (old SL/CentOS guests use ifcfg files)
     let out = d.path().join("sysconfig");
     let (rc, log) = net_convert(&nc, &out, "centos", "sysconfig");
     assert_eq!(rc, 0, "{log}");
     let ifcfg = read_tree(&out);
-    assert!(ifcfg.contains("IPADDR=192.0.2.17") && ifcfg.contains("HWADDR=02:16:3e:12:34:56"), "{ifcfg}");
+    assert!(
+        ifcfg.contains("IPADDR=192.0.2.17") && ifcfg.contains("HWADDR=02:16:3e:12:34:56"),
+        "{ifcfg}"
+    );
 
     // and cloud-init does refuse a broken one, so the check above means something
     let bad = d.path().join("bad");

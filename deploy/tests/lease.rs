@@ -75,11 +75,16 @@ fn one_per_owner_exhaustion_release_expiry() {
     let macs: BTreeSet<_> = [&a, &b, &c, &d, &e].iter().map(|l| l.mac.clone()).collect();
     assert_eq!(macs.len(), 5);
     match lock.acquire(net, "dep-f", 100, None) {
-        Err(LeaseError::PoolExhausted { network, size }) => assert_eq!((network.as_str(), size), ("pub", 5)),
+        Err(LeaseError::PoolExhausted { network, size }) => {
+            assert_eq!((network.as_str(), size), ("pub", 5))
+        }
         other => panic!("expected exhaustion, got {other:?}"),
     }
     // release by a non-owner is refused
-    assert!(matches!(lock.release("pub", b.ip, "dep-a"), Err(LeaseError::NotOwner { .. })));
+    assert!(matches!(
+        lock.release("pub", b.ip, "dep-a"),
+        Err(LeaseError::NotOwner { .. })
+    ));
     lock.release("pub", b.ip, "dep-b").unwrap();
     assert_eq!(lock.acquire(net, "dep-f", 100, None).unwrap().ip, b.ip);
     // expiry: only dep-a has one
@@ -105,7 +110,11 @@ fn recovery_frees_pending_leases_of_dead_processes_and_tmp_files() {
     let c = lock.acquire(net, "done", 0, None).unwrap();
     lock.commit("pub", c.ip, "done").unwrap();
     // a writer killed mid-write leaves a temporary file behind
-    std::fs::write(site.state_dir.join("leases/pub/.tmp-192.0.2.19.json.1.1"), b"{partial").unwrap();
+    std::fs::write(
+        site.state_dir.join("leases/pub/.tmp-192.0.2.19.json.1.1"),
+        b"{partial",
+    )
+    .unwrap();
     // pretend the taking process died: every pending lease is then reclaimable
     let rec = lock.recover(&|_pid| false).unwrap();
     assert_eq!(rec.tmp_removed, 1);
@@ -118,7 +127,11 @@ fn recovery_frees_pending_leases_of_dead_processes_and_tmp_files() {
     // with the real liveness check our own pending lease survives
     let again = lock.acquire(net, "mine", 0, None).unwrap();
     assert!(lock.recover(&pid_alive).unwrap().freed.is_empty());
-    assert!(lock.all_leases().unwrap().iter().any(|l| l.owner == "mine" && l.ip == again.ip));
+    assert!(lock
+        .all_leases()
+        .unwrap()
+        .iter()
+        .any(|l| l.owner == "mine" && l.ip == again.ip));
     assert!(rec.freed.iter().any(|l| l.ip == a.ip) && rec.freed.iter().any(|l| l.ip == b.ip));
 }
 
@@ -140,7 +153,10 @@ fn threads_race_on_a_small_pool() {
             }
         }));
     }
-    let got: Vec<Ipv4Addr> = handles.into_iter().filter_map(|h| h.join().unwrap()).collect();
+    let got: Vec<Ipv4Addr> = handles
+        .into_iter()
+        .filter_map(|h| h.join().unwrap())
+        .collect();
     assert_eq!(got.len(), 9, "{got:?}");
     let distinct: BTreeSet<_> = got.iter().collect();
     assert_eq!(distinct.len(), 9, "an address was leased twice: {got:?}");
@@ -151,7 +167,13 @@ fn threads_race_on_a_small_pool() {
 #[test]
 fn processes_race_some_killed_none_double_leased_none_lost() {
     let (_d, site, site_path) = setup("192.0.2.16/28"); // 16 + 1 = 17 addresses
-    let pool: BTreeSet<Ipv4Addr> = site.network("pub").unwrap().pool.iter().map(|e| e.ip).collect();
+    let pool: BTreeSet<Ipv4Addr> = site
+        .network("pub")
+        .unwrap()
+        .pool
+        .iter()
+        .map(|e| e.ip)
+        .collect();
     let helper = env!("CARGO_BIN_EXE_deploy-lease-helper");
     let n = 8;
     let killed: BTreeSet<usize> = [1, 4, 6].into_iter().collect();
@@ -160,7 +182,13 @@ fn processes_race_some_killed_none_double_leased_none_lost() {
         // the ones to be killed pause long between lease and commit
         let pause = if killed.contains(&i) { "3000" } else { "2" };
         let child = Command::new(helper)
-            .args([site_path.to_str().unwrap(), "pub", &format!("p{i}"), "3", pause])
+            .args([
+                site_path.to_str().unwrap(),
+                "pub",
+                &format!("p{i}"),
+                "3",
+                pause,
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -172,7 +200,13 @@ fn processes_race_some_killed_none_double_leased_none_lost() {
     for &(i, _) in &random_kill {
         children.push(
             Command::new(helper)
-                .args([site_path.to_str().unwrap(), "pub", &format!("p{i}"), "3", "1"])
+                .args([
+                    site_path.to_str().unwrap(),
+                    "pub",
+                    &format!("p{i}"),
+                    "3",
+                    "1",
+                ])
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap(),
@@ -182,7 +216,11 @@ fn processes_race_some_killed_none_double_leased_none_lost() {
         std::thread::sleep(std::time::Duration::from_millis(ms));
         children[i].kill().unwrap();
     }
-    let killed_any: BTreeSet<usize> = killed.iter().copied().chain(random_kill.iter().map(|r| r.0)).collect();
+    let killed_any: BTreeSet<usize> = killed
+        .iter()
+        .copied()
+        .chain(random_kill.iter().map(|r| r.0))
+        .collect();
     let mut lines: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for (i, child) in children.iter_mut().enumerate() {
         if killed.contains(&i) {
@@ -194,14 +232,22 @@ fn processes_race_some_killed_none_double_leased_none_lost() {
             lines.entry(i).or_default().push(first.trim().to_string());
             let mut rest = String::new();
             while r.read_line(&mut rest).unwrap_or(0) > 0 {}
-            lines.entry(i).or_default().extend(rest.lines().map(str::to_string));
+            lines
+                .entry(i)
+                .or_default()
+                .extend(rest.lines().map(str::to_string));
         }
     }
     for (i, child) in children.into_iter().enumerate() {
         let out = child.wait_with_output().unwrap();
         if !killed_any.contains(&i) {
             assert!(out.status.success(), "helper {i} failed");
-            lines.entry(i).or_default().extend(String::from_utf8(out.stdout).unwrap().lines().map(str::to_string));
+            lines.entry(i).or_default().extend(
+                String::from_utf8(out.stdout)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string),
+            );
         }
     }
     let mut leased: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
@@ -230,20 +276,37 @@ fn processes_race_some_killed_none_double_leased_none_lost() {
     let rec = lock.recover(&pid_alive).unwrap();
     for l in &rec.freed {
         assert!(!l.committed);
-        assert!(killed_any.iter().any(|k| l.owner.starts_with(&format!("p{k}-"))), "freed a survivor's lease {l:?}");
+        assert!(
+            killed_any
+                .iter()
+                .any(|k| l.owner.starts_with(&format!("p{k}-"))),
+            "freed a survivor's lease {l:?}"
+        );
     }
-    assert!(rec.freed.len() >= killed.len(), "each long-pausing killed helper held one pending lease");
+    assert!(
+        rec.freed.len() >= killed.len(),
+        "each long-pausing killed helper held one pending lease"
+    );
     let after = lock.all_leases().unwrap();
     let held: BTreeMap<Ipv4Addr, String> = after.iter().map(|l| (l.ip, l.owner.clone())).collect();
     assert!(after.iter().all(|l| l.committed));
     // every committed line is in the store; anything else in the store was committed by a helper
     // killed before it could print (only the randomly killed ones), and was printed as LEASED
     for (ip, owner) in &committed {
-        assert_eq!(held.get(ip), Some(owner), "committed lease {ip} of {owner} lost");
+        assert_eq!(
+            held.get(ip),
+            Some(owner),
+            "committed lease {ip} of {owner} lost"
+        );
     }
     for (ip, owner) in &held {
         if committed.get(ip) != Some(owner) {
-            assert!(random_kill.iter().any(|r| owner.starts_with(&format!("p{}-", r.0))), "{ip} held by {owner} without a COMMITTED line");
+            assert!(
+                random_kill
+                    .iter()
+                    .any(|r| owner.starts_with(&format!("p{}-", r.0))),
+                "{ip} held by {owner} without a COMMITTED line"
+            );
         }
     }
     // nothing lost: every address not held can be leased again, then the pool is exhausted

@@ -13,17 +13,27 @@ fn parse(text: &str) -> Result<Site, SiteError> {
 
 #[test]
 fn example_parses_with_expected_values() {
-    let site = Site::from_file(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/site.toml"))).unwrap();
+    let site = Site::from_file(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/site.toml"
+    )))
+    .unwrap();
     assert_eq!(site.name, "uni-edge");
     assert_eq!(site.xen_version, XenVersion(4, 17, 0));
     assert!(site.guest_types.contains(&GuestType::Pvh));
     assert_eq!(site.slots.len(), 3);
-    assert_eq!(site.slot("edge2").unwrap().cpus.as_deref(), Some(&[6u32][..]));
+    assert_eq!(
+        site.slot("edge2").unwrap().cpus.as_deref(),
+        Some(&[6u32][..])
+    );
     let public = site.network("public").unwrap();
     // /29 inside a /24: all 8 addresses, plus two host lines
     assert_eq!(public.pool.len(), 10);
     assert_eq!(public.pool[0].ip, Ipv4Addr::new(192, 0, 2, 16));
-    assert_eq!(public.pool[9].hostname.as_deref(), Some("squid2.edge.example.org"));
+    assert_eq!(
+        public.pool[9].hostname.as_deref(),
+        Some("squid2.edge.example.org")
+    );
     assert_eq!(public.net.to_string(), "192.0.2.0/24");
     let private = site.network("private").unwrap();
     assert_eq!(private.net.to_string(), "10.20.0.0/16");
@@ -35,8 +45,12 @@ fn example_parses_with_expected_values() {
 #[test]
 fn docs_example_is_the_same_file() {
     // docs/site.md embeds the example verbatim so the documentation cannot drift.
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/site.md")).unwrap();
-    assert!(doc.contains(EXAMPLE.trim_end()), "docs/site.md does not contain deploy/examples/site.toml verbatim");
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/site.md")).unwrap();
+    assert!(
+        doc.contains(EXAMPLE.trim_end()),
+        "docs/site.md does not contain deploy/examples/site.toml verbatim"
+    );
 }
 
 #[test]
@@ -47,17 +61,29 @@ fn unknown_key_is_refused_with_line_and_column() {
     assert!(matches!(e, SiteError::Toml { .. }), "{msg}");
     assert!(msg.contains("unknown field `vcpu`"), "{msg}");
     assert!(msg.contains("line 3") || msg.contains("line "), "{msg}");
-    let line = EXAMPLE.lines().position(|l| l.starts_with("vcpus = 2")).unwrap() + 1;
-    assert!(msg.contains(&format!("line {line}")), "expected line {line} in {msg}");
+    let line = EXAMPLE
+        .lines()
+        .position(|l| l.starts_with("vcpus = 2"))
+        .unwrap()
+        + 1;
+    assert!(
+        msg.contains(&format!("line {line}")),
+        "expected line {line} in {msg}"
+    );
 }
 
 fn invalid(edit: &dyn Fn(String) -> String, field: &str, fragment: &str) {
     let text = edit(EXAMPLE.to_string());
     assert_ne!(text, EXAMPLE, "edit for {field} changed nothing");
     match parse(&text) {
-        Err(SiteError::Invalid { field: f, message, .. }) => {
+        Err(SiteError::Invalid {
+            field: f, message, ..
+        }) => {
             assert_eq!(f, field, "message: {message}");
-            assert!(message.contains(fragment), "{field}: {message:?} lacks {fragment:?}");
+            assert!(
+                message.contains(fragment),
+                "{field}: {message:?} lacks {fragment:?}"
+            );
         }
         Err(other) => panic!("{field}: expected Invalid, got {other}"),
         Ok(_) => panic!("{field}: expected Invalid, got a valid site"),
@@ -66,30 +92,148 @@ fn invalid(edit: &dyn Fn(String) -> String, field: &str, fragment: &str) {
 
 #[test]
 fn validation_rules() {
-    invalid(&|t| t.replace("ranges = [\"192.0.2.16/29\"]", "ranges = [\"192.0.3.0/29\"]"), "network[public].ranges[0]", "is not inside the network 192.0.2.0/24");
-    invalid(&|t| t.replace("ranges = [\"192.0.2.16/29\"]", "ranges = [\"192.0.2.0/29\"]"), "network[public].ranges[0]", "contains the gateway 192.0.2.1");
-    invalid(&|t| t.replace("ip = \"192.0.2.40\"", "ip = \"192.0.2.1\""), "network[public].host[0]", "is the gateway");
-    invalid(&|t| t.replace("ip = \"192.0.2.40\"", "ip = \"192.0.2.17\""), "network[public].host[0]", "in the pool twice");
-    invalid(&|t| t.replace("ip = \"192.0.2.40\"", "ip = \"198.51.100.4\""), "network[public].host[0]", "not a host address");
-    invalid(&|t| t.replace("mac_prefix = \"02:16:3e\"", "mac_prefix = \"00:16:3e\""), "network[public].mac_prefix", "locally-administered");
-    invalid(&|t| t.replace("mac_prefix = \"02:16:3e\"", "mac_prefix = \"02:16\""), "network[public].mac_prefix", "not a MAC prefix");
-    invalid(&|t| t.replace("prefix = 24 ", "netmask = \"255.0.255.0\" "), "network[public].netmask", "not a contiguous netmask");
-    invalid(&|t| t.replace("prefix = 24 ", "prefix = 24\nnetmask = \"255.255.255.0\" "), "network[public].netmask", "not both");
-    invalid(&|t| t.replace("name = \"edge2\"", "name = \"edge1\""), "slot[edge1].name", "declared twice");
-    invalid(&|t| t.replace("name = \"edge2\"", "name = \"../x\""), "slot[../x].name", "not allowed");
-    invalid(&|t| t.replace("name = \"private\"\nbridge", "name = \"public\"\nbridge"), "network[public].name", "declared twice");
-    invalid(&|t| t.replace("memory_mib = 8192", "memory_mib = 32768"), "slot[edge3].memory_mib", "32768 MiB is more than the 16384 MiB the host sets aside");
-    invalid(&|t| t.replace("vcpus = 4", "vcpus = 9"), "slot[edge3].vcpus", "9 is more than the 8 vcpus");
-    invalid(&|t| t.replace("disk_mib = 102400", "disk_mib = 999999"), "slot[edge3].disk_mib", "more than the 409600 MiB");
-    invalid(&|t| t.replace("cpus = [6]", "cpus = [1]"), "slot[edge2].cpus", "CPU 1 is not among the host's pcpus");
-    invalid(&|t| t.replace("cpus = [6]", "cpus = [6, 6]"), "slot[edge2].cpus", "twice");
-    invalid(&|t| t.replace("cpu_cap = 200", "cpu_cap = 201"), "slot[edge1].cpu_cap", "201% is more than 2 vcpus");
-    invalid(&|t| t.replace("networks = [\"public\"]", "networks = [\"dmz\"]"), "slot[edge2].networks", "\"dmz\" is not declared");
-    invalid(&|t| t.replace("version = \"4.17\"", "version = \"4\""), "xen.version", "not a Xen version");
-    invalid(&|t| t.replace("state_dir = \"/var/lib/wafer/state\"", "state_dir = \"/var/lib/../state\""), "paths.state_dir", "'..'");
-    invalid(&|t| t.replace("10.20.2.0/30", "10.20.1.8/30"), "network[private].ranges[1]", "in the pool twice");
-    invalid(&|t| t.replace("address = \"10.20.0.0\"", "address = \"10.20.0.1\""), "network[private].address", "not the network address");
-    invalid(&|t| t.replace("address = \"10.20.0.0\"", "address = \"10.0.0.0\"").replace("netmask = \"255.255.0.0\"", "netmask = \"255.0.0.0\"").replace("ranges = [\"10.20.1.0/28\", \"10.20.2.0/30\"]", "ranges = [\"10.0.0.0/15\"]"), "network[private].ranges[0]", "65536");
+    invalid(
+        &|t| {
+            t.replace(
+                "ranges = [\"192.0.2.16/29\"]",
+                "ranges = [\"192.0.3.0/29\"]",
+            )
+        },
+        "network[public].ranges[0]",
+        "is not inside the network 192.0.2.0/24",
+    );
+    invalid(
+        &|t| {
+            t.replace(
+                "ranges = [\"192.0.2.16/29\"]",
+                "ranges = [\"192.0.2.0/29\"]",
+            )
+        },
+        "network[public].ranges[0]",
+        "contains the gateway 192.0.2.1",
+    );
+    invalid(
+        &|t| t.replace("ip = \"192.0.2.40\"", "ip = \"192.0.2.1\""),
+        "network[public].host[0]",
+        "is the gateway",
+    );
+    invalid(
+        &|t| t.replace("ip = \"192.0.2.40\"", "ip = \"192.0.2.17\""),
+        "network[public].host[0]",
+        "in the pool twice",
+    );
+    invalid(
+        &|t| t.replace("ip = \"192.0.2.40\"", "ip = \"198.51.100.4\""),
+        "network[public].host[0]",
+        "not a host address",
+    );
+    invalid(
+        &|t| t.replace("mac_prefix = \"02:16:3e\"", "mac_prefix = \"00:16:3e\""),
+        "network[public].mac_prefix",
+        "locally-administered",
+    );
+    invalid(
+        &|t| t.replace("mac_prefix = \"02:16:3e\"", "mac_prefix = \"02:16\""),
+        "network[public].mac_prefix",
+        "not a MAC prefix",
+    );
+    invalid(
+        &|t| t.replace("prefix = 24 ", "netmask = \"255.0.255.0\" "),
+        "network[public].netmask",
+        "not a contiguous netmask",
+    );
+    invalid(
+        &|t| t.replace("prefix = 24 ", "prefix = 24\nnetmask = \"255.255.255.0\" "),
+        "network[public].netmask",
+        "not both",
+    );
+    invalid(
+        &|t| t.replace("name = \"edge2\"", "name = \"edge1\""),
+        "slot[edge1].name",
+        "declared twice",
+    );
+    invalid(
+        &|t| t.replace("name = \"edge2\"", "name = \"../x\""),
+        "slot[../x].name",
+        "not allowed",
+    );
+    invalid(
+        &|t| t.replace("name = \"private\"\nbridge", "name = \"public\"\nbridge"),
+        "network[public].name",
+        "declared twice",
+    );
+    invalid(
+        &|t| t.replace("memory_mib = 8192", "memory_mib = 32768"),
+        "slot[edge3].memory_mib",
+        "32768 MiB is more than the 16384 MiB the host sets aside",
+    );
+    invalid(
+        &|t| t.replace("vcpus = 4", "vcpus = 9"),
+        "slot[edge3].vcpus",
+        "9 is more than the 8 vcpus",
+    );
+    invalid(
+        &|t| t.replace("disk_mib = 102400", "disk_mib = 999999"),
+        "slot[edge3].disk_mib",
+        "more than the 409600 MiB",
+    );
+    invalid(
+        &|t| t.replace("cpus = [6]", "cpus = [1]"),
+        "slot[edge2].cpus",
+        "CPU 1 is not among the host's pcpus",
+    );
+    invalid(
+        &|t| t.replace("cpus = [6]", "cpus = [6, 6]"),
+        "slot[edge2].cpus",
+        "twice",
+    );
+    invalid(
+        &|t| t.replace("cpu_cap = 200", "cpu_cap = 201"),
+        "slot[edge1].cpu_cap",
+        "201% is more than 2 vcpus",
+    );
+    invalid(
+        &|t| t.replace("networks = [\"public\"]", "networks = [\"dmz\"]"),
+        "slot[edge2].networks",
+        "\"dmz\" is not declared",
+    );
+    invalid(
+        &|t| t.replace("version = \"4.17\"", "version = \"4\""),
+        "xen.version",
+        "not a Xen version",
+    );
+    invalid(
+        &|t| {
+            t.replace(
+                "state_dir = \"/var/lib/wafer/state\"",
+                "state_dir = \"/var/lib/../state\"",
+            )
+        },
+        "paths.state_dir",
+        "'..'",
+    );
+    invalid(
+        &|t| t.replace("10.20.2.0/30", "10.20.1.8/30"),
+        "network[private].ranges[1]",
+        "in the pool twice",
+    );
+    invalid(
+        &|t| t.replace("address = \"10.20.0.0\"", "address = \"10.20.0.1\""),
+        "network[private].address",
+        "not the network address",
+    );
+    invalid(
+        &|t| {
+            t.replace("address = \"10.20.0.0\"", "address = \"10.0.0.0\"")
+                .replace("netmask = \"255.255.0.0\"", "netmask = \"255.0.0.0\"")
+                .replace(
+                    "ranges = [\"10.20.1.0/28\", \"10.20.2.0/30\"]",
+                    "ranges = [\"10.0.0.0/15\"]",
+                )
+        },
+        "network[private].ranges[0]",
+        "65536",
+    );
 }
 
 #[test]

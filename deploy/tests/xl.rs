@@ -2,10 +2,16 @@
 //! back to the same values; the disk and vif spec parsers agree with xl's test vectors.
 
 use deploy::site::GuestType;
-use deploy::xl::{parse_disk, parse_vif, DiskFormat, DiskSpec, GuestConfig, Value, VifSpec, XlConfig};
+use deploy::xl::{
+    parse_disk, parse_vif, DiskFormat, DiskSpec, GuestConfig, Value, VifSpec, XlConfig,
+};
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/../testdata/xen-xl-configs/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read_to_string(format!(
+        "{}/../testdata/xen-xl-configs/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -17,21 +23,39 @@ fn xen_examples_parse() {
     assert_eq!(pv.get_str("extra").unwrap(), Some("root=/dev/xvda1"));
     assert_eq!(pv.get_num("memory").unwrap(), Some(128));
     assert_eq!(pv.get_num("vcpus").unwrap(), Some(2));
-    assert_eq!(pv.get("vif"), Some(&Value::List(vec![Value::Str(String::new())])));
-    assert_eq!(pv.get_str_list("disk").unwrap(), Some(vec!["/dev/vg/guest-volume,raw,xvda,rw"]));
+    assert_eq!(
+        pv.get("vif"),
+        Some(&Value::List(vec![Value::Str(String::new())]))
+    );
+    assert_eq!(
+        pv.get_str_list("disk").unwrap(),
+        Some(vec!["/dev/vg/guest-volume,raw,xvda,rw"])
+    );
     for commented in ["uuid", "ramdisk", "maxmem"] {
         assert_eq!(pv.get(commented), None, "{commented} is commented out");
     }
     let g = GuestConfig::from_config(&pv).unwrap();
-    assert_eq!((g.guest_type, g.memory_mib, g.vcpus), (GuestType::Pv, 128, 2));
+    assert_eq!(
+        (g.guest_type, g.memory_mib, g.vcpus),
+        (GuestType::Pv, 128, 2)
+    );
     assert_eq!(g.cmdline.as_deref(), Some("root=/dev/xvda1"));
-    assert_eq!(g.disks[0], DiskSpec::raw("/dev/vg/guest-volume", "xvda", true));
+    assert_eq!(
+        g.disks[0],
+        DiskSpec::raw("/dev/vg/guest-volume", "xvda", true)
+    );
     assert_eq!(g.vifs, vec![VifSpec::default()]);
 
     let pvh = XlConfig::parse(&fixture("xlexample.pvhlinux")).unwrap();
     let g = GuestConfig::from_config(&pvh).unwrap();
-    assert_eq!((g.name.as_str(), g.guest_type, g.memory_mib, g.vcpus), ("example.pvhlinux", GuestType::Pvh, 512, 4));
-    assert_eq!(g.disks[0].target.as_deref(), Some("/dev/zvol/tank/guest-volume"));
+    assert_eq!(
+        (g.name.as_str(), g.guest_type, g.memory_mib, g.vcpus),
+        ("example.pvhlinux", GuestType::Pvh, 512, 4)
+    );
+    assert_eq!(
+        g.disks[0].target.as_deref(),
+        Some("/dev/zvol/tank/guest-volume")
+    );
 
     let hvm = XlConfig::parse(&fixture("xlexample.hvm")).unwrap();
     assert_eq!(hvm.get_num("sdl").unwrap(), Some(1));
@@ -39,7 +63,10 @@ fn xen_examples_parse() {
         assert_eq!(hvm.get(commented), None);
     }
     let g = GuestConfig::from_config(&hvm).unwrap();
-    assert_eq!((g.guest_type, g.kernel.as_deref(), g.memory_mib), (GuestType::Hvm, None, 128));
+    assert_eq!(
+        (g.guest_type, g.kernel.as_deref(), g.memory_mib),
+        (GuestType::Hvm, None, 128)
+    );
 
     let pool = XlConfig::parse(&fixture("cpupool")).unwrap();
     assert_eq!(pool.get_str("sched").unwrap(), Some("credit"));
@@ -49,7 +76,15 @@ fn xen_examples_parse() {
     let conf = XlConfig::parse(&fixture("xl.conf")).unwrap();
     assert!(conf.entries.is_empty(), "{:?}", conf.entries);
     // uncommenting its lines gives valid settings, dotted keys included
-    let uncommented: String = fixture("xl.conf").lines().map(|l| l.strip_prefix('#').filter(|r| r.contains('=') && !r.starts_with(' ')).unwrap_or("")).collect::<Vec<_>>().join("\n");
+    let uncommented: String = fixture("xl.conf")
+        .lines()
+        .map(|l| {
+            l.strip_prefix('#')
+                .filter(|r| r.contains('=') && !r.starts_with(' '))
+                .unwrap_or("")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     let conf = XlConfig::parse(&uncommented).unwrap();
     assert!(conf.entries.len() >= 10);
     assert_eq!(conf.get_str("vif.default.bridge").unwrap(), Some("xenbr0"));
@@ -62,9 +97,23 @@ fn syntax_details() {
     assert_eq!(c.get_str("type").unwrap(), Some("hvm"));
     assert_eq!(c.get_num("memory").unwrap(), Some(256));
     assert_eq!(c.get_num("vcpus").unwrap(), Some(8));
-    assert_eq!(c.get("x"), Some(&Value::List(vec![Value::Str("a".into()), Value::List(vec![Value::Num(1), Value::Str("b\nAA".into())])])));
+    assert_eq!(
+        c.get("x"),
+        Some(&Value::List(vec![
+            Value::Str("a".into()),
+            Value::List(vec![Value::Num(1), Value::Str("b\nAA".into())])
+        ]))
+    );
     assert_eq!(c.get_str("s").unwrap(), Some("ab"));
-    for (bad, line) in [("name = \"x", 1), ("a = 1\nb = = 2", 2), ("a = 1 2", 1), ("a = [1,", 1), ("= 3", 1), ("a = 09", 1), ("a = 'x\\q'", 1)] {
+    for (bad, line) in [
+        ("name = \"x", 1),
+        ("a = 1\nb = = 2", 2),
+        ("a = 1 2", 1),
+        ("a = [1,", 1),
+        ("= 3", 1),
+        ("a = 09", 1),
+        ("a = 'x\\q'", 1),
+    ] {
         match XlConfig::parse(bad) {
             Err(deploy::xl::XlError::Syntax { line: l, .. }) => assert_eq!(l, line, "{bad:?}"),
             other => panic!("{bad:?}: {other:?}"),
@@ -113,8 +162,17 @@ fn cases(name: &str) -> Vec<(Vec<String>, i64, String)> {
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let args = v["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
-            (args, v["expected_rc"].as_i64().unwrap(), v["expected_stdout"].as_str().unwrap().to_string())
+            let args = v["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect();
+            (
+                args,
+                v["expected_rc"].as_i64().unwrap(),
+                v["expected_stdout"].as_str().unwrap().to_string(),
+            )
         })
         .collect()
 }
@@ -130,7 +188,12 @@ fn disk_specs_agree_with_xl_test_vectors() {
                 assert_eq!(rc, 0, "{args:?} accepted, xl refuses it");
                 assert_eq!(xl_disk_dump(&d), stdout, "{args:?}");
                 // and our keyword form of it parses back to the same
-                assert_eq!(parse_disk(&[&d.to_spec()]).unwrap(), d, "{args:?} -> {}", d.to_spec());
+                assert_eq!(
+                    parse_disk(&[&d.to_spec()]).unwrap(),
+                    d,
+                    "{args:?} -> {}",
+                    d.to_spec()
+                );
             }
             Err(e) => assert_eq!(rc, 1, "{args:?} refused ({e}), xl accepts it"),
         }
@@ -138,7 +201,10 @@ fn disk_specs_agree_with_xl_test_vectors() {
     // the uncorrected fixture differs only in expected output of accepted cases
     let orig = cases("diskspec-parse-cases.jsonl");
     let fixed = cases("diskspec-parse-cases.corrected.jsonl");
-    assert_eq!(orig.iter().map(|c| (&c.0, c.1)).collect::<Vec<_>>(), fixed.iter().map(|c| (&c.0, c.1)).collect::<Vec<_>>());
+    assert_eq!(
+        orig.iter().map(|c| (&c.0, c.1)).collect::<Vec<_>>(),
+        fixed.iter().map(|c| (&c.0, c.1)).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -156,9 +222,16 @@ fn vif_specs_agree_with_xl_test_vectors() {
                     f.push(format!("    \"rate_interval_usecs\": {i}"));
                 }
                 if let Some(t) = v.trusted {
-                    f.push(format!("    \"trusted\": \"{}\"", if t { "True" } else { "False" }));
+                    f.push(format!(
+                        "    \"trusted\": \"{}\"",
+                        if t { "True" } else { "False" }
+                    ));
                 }
-                assert_eq!(format!("vif: {{\n{}\n}}\n\n", f.join(",\n")), stdout, "{args:?}");
+                assert_eq!(
+                    format!("vif: {{\n{}\n}}\n\n", f.join(",\n")),
+                    stdout,
+                    "{args:?}"
+                );
             }
             Err(e) => assert_eq!(rc, 1, "{args:?} refused ({e}), xl accepts it"),
         }
@@ -179,10 +252,21 @@ fn guest() -> GuestConfig {
         cpu_weight: Some(512),
         cpu_cap: Some(200),
         cpus: None,
-        disks: vec![DiskSpec::raw("/var/lib/wafer/storage/cms-squid/disk.img", "xvda", true), cidata],
+        disks: vec![
+            DiskSpec::raw("/var/lib/wafer/storage/cms-squid/disk.img", "xvda", true),
+            cidata,
+        ],
         vifs: vec![
-            VifSpec { mac: Some("02:16:3e:12:34:56".into()), bridge: Some("xenbr0".into()), ..VifSpec::default() },
-            VifSpec { mac: Some("06:00:5e:aa:bb:cc".into()), bridge: Some("xenbr1".into()), ..VifSpec::default() },
+            VifSpec {
+                mac: Some("02:16:3e:12:34:56".into()),
+                bridge: Some("xenbr0".into()),
+                ..VifSpec::default()
+            },
+            VifSpec {
+                mac: Some("06:00:5e:aa:bb:cc".into()),
+                bridge: Some("xenbr1".into()),
+                ..VifSpec::default()
+            },
         ],
         on_poweroff: "destroy".into(),
         on_reboot: "restart".into(),
@@ -206,7 +290,10 @@ fn written_config_reads_back_the_same() {
     pinned.guest_type = GuestType::Hvm;
     let text = pinned.to_xl().unwrap();
     assert!(text.contains("cpus = \"2,3\""));
-    assert_eq!(GuestConfig::from_config(&XlConfig::parse(&text).unwrap()).unwrap(), pinned);
+    assert_eq!(
+        GuestConfig::from_config(&XlConfig::parse(&text).unwrap()).unwrap(),
+        pinned
+    );
     // values that would be misread are refused rather than written
     let mut bad = guest();
     bad.vifs[0].bridge = Some("xenbr0, script=/tmp/evil".into());

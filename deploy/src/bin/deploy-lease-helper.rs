@@ -15,10 +15,15 @@ use deploy::site::Site;
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let [_, site, network, prefix, rounds, pause] = args.as_slice() else {
-        return Err("usage: deploy-lease-helper SITE.toml NETWORK OWNER_PREFIX ROUNDS PAUSE_MS".into());
+        return Err(
+            "usage: deploy-lease-helper SITE.toml NETWORK OWNER_PREFIX ROUNDS PAUSE_MS".into(),
+        );
     };
     let site = Site::from_file(Path::new(site)).map_err(|e| e.to_string())?;
-    let net = site.network(network).ok_or_else(|| format!("no network {network}"))?.clone();
+    let net = site
+        .network(network)
+        .ok_or_else(|| format!("no network {network}"))?
+        .clone();
     let rounds: u32 = rounds.parse().map_err(|_| "bad ROUNDS".to_string())?;
     let pause: u64 = pause.parse().map_err(|_| "bad PAUSE_MS".to_string())?;
     let state = StateDir::open(&site.state_dir).map_err(|e| e.to_string())?;
@@ -41,7 +46,8 @@ fn run() -> Result<(), String> {
         out.flush().map_err(|e| e.to_string())?;
         std::thread::sleep(std::time::Duration::from_millis(pause));
         let lock = state.lock().map_err(|e| e.to_string())?;
-        lock.commit(&net.name, lease.ip, &owner).map_err(|e| e.to_string())?;
+        lock.commit(&net.name, lease.ip, &owner)
+            .map_err(|e| e.to_string())?;
         drop(lock);
         writeln!(out, "COMMITTED {owner} {}", lease.ip).map_err(|e| e.to_string())?;
         out.flush().map_err(|e| e.to_string())?;
