@@ -73,17 +73,27 @@ pub fn parse_status(text: &str, file: &str) -> Result<Vec<DpkgPackage>, DpkgErro
     let mut fields: HashMap<String, String> = HashMap::new();
     let mut last: Option<String> = None;
     let mut start = 0usize;
-    let finish = |fields: &mut HashMap<String, String>, start: usize, out: &mut Vec<DpkgPackage>| -> Result<(), DpkgError> {
+    let finish = |fields: &mut HashMap<String, String>,
+                  start: usize,
+                  out: &mut Vec<DpkgPackage>|
+     -> Result<(), DpkgError> {
         if fields.is_empty() {
             return Ok(());
         }
         let f = std::mem::take(fields);
         let get = |k: &str| f.get(k).map(|v| v.trim().to_string());
-        let name = get("Package").ok_or_else(|| DpkgError::Syntax { file: file.into(), line: start, what: "paragraph without Package field".into() })?;
+        let name = get("Package").ok_or_else(|| DpkgError::Syntax {
+            file: file.into(),
+            line: start,
+            what: "paragraph without Package field".into(),
+        })?;
         let version = get("Version").unwrap_or_default();
         let (source, source_version) = match get("Source") {
             Some(s) => match s.split_once('(') {
-                Some((n, v)) => (n.trim().to_string(), v.trim_end_matches(')').trim().to_string()),
+                Some((n, v)) => (
+                    n.trim().to_string(),
+                    v.trim_end_matches(')').trim().to_string(),
+                ),
                 None => (s, version.clone()),
             },
             None => (name.clone(), version.clone()),
@@ -110,7 +120,11 @@ pub fn parse_status(text: &str, file: &str) -> Result<Vec<DpkgPackage>, DpkgErro
         }
         if line.starts_with(' ') || line.starts_with('\t') {
             let Some(k) = &last else {
-                return Err(DpkgError::Syntax { file: file.into(), line: n, what: "continuation line before any field".into() });
+                return Err(DpkgError::Syntax {
+                    file: file.into(),
+                    line: n,
+                    what: "continuation line before any field".into(),
+                });
             };
             if let Some(v) = fields.get_mut(k) {
                 v.push('\n');
@@ -119,14 +133,22 @@ pub fn parse_status(text: &str, file: &str) -> Result<Vec<DpkgPackage>, DpkgErro
             continue;
         }
         let Some((k, v)) = line.split_once(':') else {
-            return Err(DpkgError::Syntax { file: file.into(), line: n, what: format!("expected `Field: value`, found {:?}", truncate(line)) });
+            return Err(DpkgError::Syntax {
+                file: file.into(),
+                line: n,
+                what: format!("expected `Field: value`, found {:?}", truncate(line)),
+            });
         };
         if fields.is_empty() {
             start = n;
         }
         let k = k.trim().to_string();
         if k.is_empty() || k.contains(char::is_whitespace) {
-            return Err(DpkgError::Syntax { file: file.into(), line: n, what: "bad field name".into() });
+            return Err(DpkgError::Syntax {
+                file: file.into(),
+                line: n,
+                what: "bad field name".into(),
+            });
         }
         fields.insert(k.clone(), v.trim().to_string());
         last = Some(k);
@@ -142,14 +164,24 @@ fn truncate(s: &str) -> String {
 /// Read `root/var/lib/dpkg/status` and return the installed packages only.
 pub fn read_status(root: &Path) -> Result<Vec<DpkgPackage>, DpkgError> {
     let p = root.join("var/lib/dpkg/status");
-    let io = |source| DpkgError::Io { path: p.display().to_string(), source };
+    let io = |source| DpkgError::Io {
+        path: p.display().to_string(),
+        source,
+    };
     let meta = std::fs::metadata(&p).map_err(io)?;
     if meta.len() as usize > MAX_STATUS {
-        return Err(DpkgError::Syntax { file: p.display().to_string(), line: 0, what: format!("status file of {} bytes is too large", meta.len()) });
+        return Err(DpkgError::Syntax {
+            file: p.display().to_string(),
+            line: 0,
+            what: format!("status file of {} bytes is too large", meta.len()),
+        });
     }
     let bytes = std::fs::read(&p).map_err(io)?;
     let text = String::from_utf8_lossy(&bytes);
-    Ok(parse_status(&text, &p.display().to_string())?.into_iter().filter(|p| p.is_installed()).collect())
+    Ok(parse_status(&text, &p.display().to_string())?
+        .into_iter()
+        .filter(|p| p.is_installed())
+        .collect())
 }
 
 /// One owned file with its md5 (when `*.md5sums` lists it).
@@ -173,23 +205,34 @@ pub fn package_files(root: &Path, pkg: &DpkgPackage) -> Result<Vec<DpkgFile>, Dp
         match std::fs::read(p) {
             Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(DpkgError::Io { path: p.display().to_string(), source: e }),
+            Err(e) => Err(DpkgError::Io {
+                path: p.display().to_string(),
+                source: e,
+            }),
         }
     };
     for n in &names {
-        let Some(list) = read(&info.join(format!("{n}.list")))? else { continue };
+        let Some(list) = read(&info.join(format!("{n}.list")))? else {
+            continue;
+        };
         let md5s: HashMap<String, String> = read(&info.join(format!("{n}.md5sums")))?
             .unwrap_or_default()
             .lines()
             .filter_map(|l| {
                 let (sum, path) = l.split_once(char::is_whitespace)?;
-                Some((format!("/{}", path.trim_start().trim_start_matches('/')), sum.to_string()))
+                Some((
+                    format!("/{}", path.trim_start().trim_start_matches('/')),
+                    sum.to_string(),
+                ))
             })
             .collect();
         return Ok(list
             .lines()
             .filter(|l| !l.is_empty() && *l != "/.")
-            .map(|l| DpkgFile { path: l.to_string(), md5: md5s.get(l).cloned() })
+            .map(|l| DpkgFile {
+                path: l.to_string(),
+                md5: md5s.get(l).cloned(),
+            })
             .collect());
     }
     Ok(Vec::new())

@@ -82,7 +82,11 @@ pub fn rpmvercmp_bytes(a: &[u8], b: &[u8]) -> Ordering {
         let (mut sa, mut sb) = (&a[si..i], &b[sj..j]);
         if sb.is_empty() {
             // Segments of different kinds: numeric is newer.
-            return if numeric { Ordering::Greater } else { Ordering::Less };
+            return if numeric {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            };
         }
         if numeric {
             while sa.first() == Some(&b'0') {
@@ -133,7 +137,14 @@ impl Evr {
         let digits = s.bytes().take_while(|c| c.is_ascii_digit()).count();
         let (epoch, rest) = if s.as_bytes().get(digits) == Some(&b':') {
             let e = &s[..digits];
-            (Some(if e.is_empty() { "0".to_string() } else { e.to_string() }), &s[digits + 1..])
+            (
+                Some(if e.is_empty() {
+                    "0".to_string()
+                } else {
+                    e.to_string()
+                }),
+                &s[digits + 1..],
+            )
         } else {
             (None, s)
         };
@@ -144,7 +155,11 @@ impl Evr {
                 version: rest[..p].to_string(),
                 release: Some(rest[p + 1..].to_string()),
             },
-            None => Evr { epoch, version: rest.to_string(), release: None },
+            None => Evr {
+                epoch,
+                version: rest.to_string(),
+                release: None,
+            },
         }
     }
 
@@ -160,21 +175,23 @@ impl Evr {
     /// Total order of rpm 4.18's `rpm.vercmp()`: epoch (missing = 0), then version, then release,
     /// where a label with a release is newer than an otherwise equal label without one.
     pub fn compare(&self, other: &Evr) -> Ordering {
-        self.cmp_ev(other).then_with(|| match (&self.release, &other.release) {
-            (Some(a), Some(b)) => rpmvercmp(a, b),
-            (Some(_), None) => Ordering::Greater,
-            (None, Some(_)) => Ordering::Less,
-            (None, None) => Ordering::Equal,
-        })
+        self.cmp_ev(other)
+            .then_with(|| match (&self.release, &other.release) {
+                (Some(a), Some(b)) => rpmvercmp(a, b),
+                (Some(_), None) => Ordering::Greater,
+                (None, Some(_)) => Ordering::Less,
+                (None, None) => Ordering::Equal,
+            })
     }
 
     /// Dependency-match order (rpm's `rpmdsCompare`): a missing release on either side matches
     /// any release, so `openssl >= 1.0` holds for `1.0-5`.
     pub fn compare_dep(&self, other: &Evr) -> Ordering {
-        self.cmp_ev(other).then_with(|| match (&self.release, &other.release) {
-            (Some(a), Some(b)) => rpmvercmp(a, b),
-            _ => Ordering::Equal,
-        })
+        self.cmp_ev(other)
+            .then_with(|| match (&self.release, &other.release) {
+                (Some(a), Some(b)) => rpmvercmp(a, b),
+                _ => Ordering::Equal,
+            })
     }
 
     fn cmp_ev(&self, other: &Evr) -> Ordering {
@@ -301,7 +318,11 @@ impl DpkgVersion {
         if upstream.is_empty() {
             return Err(DpkgVersionError::EmptyVersion);
         }
-        Ok(DpkgVersion { epoch, upstream: upstream.to_string(), revision: revision.to_string() })
+        Ok(DpkgVersion {
+            epoch,
+            upstream: upstream.to_string(),
+            revision: revision.to_string(),
+        })
     }
 
     /// Parse and also apply dpkg's validity warnings (`dpkg --validate-version` rejects these).
@@ -314,13 +335,26 @@ impl DpkgVersion {
     /// dpkg's warnings: upstream must start with a digit and use only `[A-Za-z0-9.+~:-]`;
     /// the revision only `[A-Za-z0-9.+~]`.
     pub fn check(&self) -> Result<(), DpkgVersionError> {
-        if !self.upstream.as_bytes().first().is_some_and(|c| c.is_ascii_digit()) {
+        if !self
+            .upstream
+            .as_bytes()
+            .first()
+            .is_some_and(|c| c.is_ascii_digit())
+        {
             return Err(DpkgVersionError::NoLeadingDigit);
         }
-        if !self.upstream.bytes().all(|c| c.is_ascii_alphanumeric() || b".-+~:".contains(&c)) {
+        if !self
+            .upstream
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b".-+~:".contains(&c))
+        {
             return Err(DpkgVersionError::BadVersionChar);
         }
-        if !self.revision.bytes().all(|c| c.is_ascii_alphanumeric() || b".+~".contains(&c)) {
+        if !self
+            .revision
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b".+~".contains(&c))
+        {
             return Err(DpkgVersionError::BadRevisionChar);
         }
         Ok(())
@@ -383,7 +417,9 @@ pub fn verrevcmp(a: &str, b: &str) -> Ordering {
     let (mut i, mut j) = (0usize, 0usize);
     while at(a, i) != 0 || at(b, j) != 0 {
         let mut first_diff: i32 = 0;
-        while (at(a, i) != 0 && !at(a, i).is_ascii_digit()) || (at(b, j) != 0 && !at(b, j).is_ascii_digit()) {
+        while (at(a, i) != 0 && !at(a, i).is_ascii_digit())
+            || (at(b, j) != 0 && !at(b, j).is_ascii_digit())
+        {
             let (ac, bc) = (dpkg_order(at(a, i)), dpkg_order(at(b, j)));
             if ac != bc {
                 return ac.cmp(&bc);
@@ -431,6 +467,9 @@ mod tests {
         assert_eq!(e.epoch, None);
         assert_eq!(e.version, "a:1");
         assert_eq!(Evr::parse(":1").epoch.as_deref(), Some("0"));
-        assert_eq!(Evr::parse("1.0").compare_dep(&Evr::parse("1.0-7")), Ordering::Equal);
+        assert_eq!(
+            Evr::parse("1.0").compare_dep(&Evr::parse("1.0-7")),
+            Ordering::Equal
+        );
     }
 }

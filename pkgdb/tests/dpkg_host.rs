@@ -6,10 +6,31 @@ use std::path::Path;
 #[test]
 fn host_status_matches_dpkg_query() {
     let pkgs = pkgdb::dpkg::read_status(Path::new("/")).unwrap();
-    let mut ours: Vec<String> = pkgs.iter().map(|p| format!("{}:{} {}", p.name, p.arch.clone().unwrap_or_default(), p.version)).collect();
+    let mut ours: Vec<String> = pkgs
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{} {}",
+                p.name,
+                p.arch.clone().unwrap_or_default(),
+                p.version
+            )
+        })
+        .collect();
     ours.sort();
-    let out = run("dpkg-query", &["-W", "-f", "${db:Status-Status} ${Package}:${Architecture} ${Version}\\n"]);
-    let mut want: Vec<String> = out.lines().filter_map(|l| l.strip_prefix("installed ")).map(String::from).collect();
+    let out = run(
+        "dpkg-query",
+        &[
+            "-W",
+            "-f",
+            "${db:Status-Status} ${Package}:${Architecture} ${Version}\\n",
+        ],
+    );
+    let mut want: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("installed "))
+        .map(String::from)
+        .collect();
     want.sort();
     assert!(want.len() > 20);
     assert_eq!(ours, want);
@@ -17,7 +38,10 @@ fn host_status_matches_dpkg_query() {
     let dpkg = pkgs.iter().find(|p| p.name == "dpkg").unwrap();
     let files = pkgdb::dpkg::package_files(Path::new("/"), dpkg).unwrap();
     let listed = run("dpkg-query", &["-L", "dpkg"]);
-    let want: Vec<&str> = listed.lines().filter(|l| !l.is_empty() && *l != "/.").collect();
+    let want: Vec<&str> = listed
+        .lines()
+        .filter(|l| !l.is_empty() && *l != "/.")
+        .collect();
     let got: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(got, want);
     let bin = files.iter().find(|f| f.path == "/usr/bin/dpkg").unwrap();
@@ -27,10 +51,18 @@ fn host_status_matches_dpkg_query() {
 
 #[test]
 fn status_parse_errors_name_the_line() {
-    let text = "Package: a\nStatus: install ok installed\nVersion: 1.0\n\nPackage: b\nbroken line\n";
+    let text =
+        "Package: a\nStatus: install ok installed\nVersion: 1.0\n\nPackage: b\nbroken line\n";
     let err = pkgdb::dpkg::parse_status(text, "status").unwrap_err();
     assert!(err.to_string().contains("status line 6"), "{err}");
-    let ok = pkgdb::dpkg::parse_status("Package: a\nStatus: deinstall ok config-files\nVersion: 1\nSource: src (2)\n", "s").unwrap();
+    let ok = pkgdb::dpkg::parse_status(
+        "Package: a\nStatus: deinstall ok config-files\nVersion: 1\nSource: src (2)\n",
+        "s",
+    )
+    .unwrap();
     assert!(!ok[0].is_installed());
-    assert_eq!((ok[0].source.as_str(), ok[0].source_version.as_str()), ("src", "2"));
+    assert_eq!(
+        (ok[0].source.as_str(), ok[0].source_version.as_str()),
+        ("src", "2")
+    );
 }

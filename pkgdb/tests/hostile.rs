@@ -23,7 +23,12 @@ fn corrupt(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
             // Absurd 32-bit values at aligned offsets (counts, lengths, page numbers).
             for _ in 0..1 + rng.below(4) {
                 let i = (rng.below(b.len() as u64 / 4) * 4) as usize;
-                let v: [u8; 4] = *rng.pick(&[[0xff; 4], [0, 0, 0, 0], [0x7f, 0xff, 0xff, 0xff], [0, 0, 1, 0]]);
+                let v: [u8; 4] = *rng.pick(&[
+                    [0xff; 4],
+                    [0, 0, 0, 0],
+                    [0x7f, 0xff, 0xff, 0xff],
+                    [0, 0, 1, 0],
+                ]);
                 b[i..i + 4].copy_from_slice(&v);
             }
         }
@@ -52,12 +57,18 @@ fn sweep(name: &str, base: &[u8], rounds: u32, f: impl Fn(&[u8])) {
         let b = corrupt(&mut rng, base);
         f(&b);
     }
-    assert!(t.elapsed() < Duration::from_secs(60), "{name}: sweep too slow");
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "{name}: sweep too slow"
+    );
 }
 
 #[test]
 fn bdb_corruptions() {
-    for fx in ["rpmdb-bdb-go-rpmdb-libuuid/Packages", "rpmdb-bdb-syft-dive/Packages"] {
+    for fx in [
+        "rpmdb-bdb-go-rpmdb-libuuid/Packages",
+        "rpmdb-bdb-syft-dive/Packages",
+    ] {
         let base = std::fs::read(testdata(fx)).unwrap();
         sweep(fx, &base, 400, |b| {
             if let Ok(recs) = bdb::read_packages(b) {
@@ -73,10 +84,15 @@ fn bdb_corruptions() {
 fn bdb_overflow_loop_and_out_of_range() {
     let mut base = std::fs::read(testdata("rpmdb-bdb-go-rpmdb-libuuid/Packages")).unwrap();
     let ps = 4096;
-    let ovf: Vec<usize> = (1..base.len() / ps).filter(|p| base[p * ps + 25] == 7).collect();
+    let ovf: Vec<usize> = (1..base.len() / ps)
+        .filter(|p| base[p * ps + 25] == 7)
+        .collect();
     assert!(ovf.len() > 1, "fixture has an overflow chain");
     // Last page of the chain points back at the first: a loop.
-    let last = *ovf.iter().find(|&&p| base[p * ps + 16..p * ps + 20] == [0, 0, 0, 0]).unwrap();
+    let last = *ovf
+        .iter()
+        .find(|&&p| base[p * ps + 16..p * ps + 20] == [0, 0, 0, 0])
+        .unwrap();
     let mut looped = base.clone();
     looped[last * ps + 16..last * ps + 20].copy_from_slice(&(ovf[0] as u32).to_le_bytes());
     // Make the record claim more bytes than the chain holds so the reader keeps following.
@@ -84,19 +100,30 @@ fn bdb_overflow_loop_and_out_of_range() {
         if looped[p * ps + 25] == 13 || looped[p * ps + 25] == 2 {
             let n = u16::from_le_bytes([looped[p * ps + 20], looped[p * ps + 21]]) as usize;
             for i in 0..n {
-                let off = u16::from_le_bytes([looped[p * ps + 26 + 2 * i], looped[p * ps + 27 + 2 * i]]) as usize;
+                let off =
+                    u16::from_le_bytes([looped[p * ps + 26 + 2 * i], looped[p * ps + 27 + 2 * i]])
+                        as usize;
                 if looped[p * ps + off] == 3 {
-                    looped[p * ps + off + 8..p * ps + off + 12].copy_from_slice(&90_000u32.to_le_bytes());
+                    looped[p * ps + off + 8..p * ps + off + 12]
+                        .copy_from_slice(&90_000u32.to_le_bytes());
                 }
             }
         }
     }
     let r = bdb::read_packages(&looped);
-    assert!(matches!(r, Err(bdb::BdbError::BadOverflow { .. })), "{:?}", r.map(|v| v.len()));
+    assert!(
+        matches!(r, Err(bdb::BdbError::BadOverflow { .. })),
+        "{:?}",
+        r.map(|v| v.len())
+    );
     // Chain pointing past the end of the file.
     base[ovf[0] * ps + 16..ovf[0] * ps + 20].copy_from_slice(&9999u32.to_le_bytes());
     let r = bdb::read_packages(&base);
-    assert!(matches!(r, Err(bdb::BdbError::PageOutOfRange { page: 9999, .. })), "{:?}", r.map(|v| v.len()));
+    assert!(
+        matches!(r, Err(bdb::BdbError::PageOutOfRange { page: 9999, .. })),
+        "{:?}",
+        r.map(|v| v.len())
+    );
 }
 
 #[test]

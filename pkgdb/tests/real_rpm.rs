@@ -33,7 +33,10 @@ for i in $(seq 1 FILES); do echo "data $i" > %{buildroot}/usr/share/NAME/file-wi
 
 /// Build a noarch rpm with `rpmbuild`; `files` extra files make the header large.
 fn build(top: &Path, name: &str, epoch: u32, files: u32, payload: &str) -> PathBuf {
-    let spec = SPEC.replace("NAME", name).replace("EPOCH", &epoch.to_string()).replace("FILES", &files.to_string());
+    let spec = SPEC
+        .replace("NAME", name)
+        .replace("EPOCH", &epoch.to_string())
+        .replace("FILES", &files.to_string());
     let sp = top.join(format!("{name}.spec"));
     std::fs::write(&sp, spec).unwrap();
     run(
@@ -54,7 +57,11 @@ fn build(top: &Path, name: &str, epoch: u32, files: u32, payload: &str) -> PathB
 fn rpm_qa(dbpath: &Path, extra: &[&str]) -> Vec<String> {
     let mut args = vec!["--dbpath", dbpath.to_str().unwrap()];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&["-qa", "--qf", "%{NAME}-%{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH} %{SIGMD5}\\n"]);
+    args.extend_from_slice(&[
+        "-qa",
+        "--qf",
+        "%{NAME}-%{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH} %{SIGMD5}\\n",
+    ]);
     let mut v: Vec<String> = run("rpm", &args).lines().map(String::from).collect();
     v.sort();
     v
@@ -83,28 +90,66 @@ fn ours(dbpath: &Path) -> Vec<String> {
 #[test]
 fn rpm_files_every_compressor() {
     let tmp = tempfile::tempdir().unwrap();
-    for (i, payload) in ["w6.gzdio", "w9.bzdio", "w2.xzdio", "w2.lzdio", "w3.zstdio", "w0.ufdio"].iter().enumerate() {
+    for (i, payload) in [
+        "w6.gzdio",
+        "w9.bzdio",
+        "w2.xzdio",
+        "w2.lzdio",
+        "w3.zstdio",
+        "w0.ufdio",
+    ]
+    .iter()
+    .enumerate()
+    {
         let name = format!("pay{i}");
         let path = build(tmp.path(), &name, 0, 3, payload);
-        let mut pkg = RpmPackage::open(std::fs::File::open(&path).unwrap()).unwrap_or_else(|e| panic!("{payload}: {e}"));
+        let mut pkg = RpmPackage::open(std::fs::File::open(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{payload}: {e}"));
         let p = pkg.package().unwrap();
         assert_eq!(p.nevra(), format!("{name}-1.2-3.noarch"));
         // The header's file list agrees with `rpm -qp`.
-        let want = run("rpm", &["-qp", "--qf", "[%{FILENAMES} %{FILEMODES:octal} %{FILEFLAGS} %{FILECAPS}\\n]", path.to_str().unwrap()]);
+        let want = run(
+            "rpm",
+            &[
+                "-qp",
+                "--qf",
+                "[%{FILENAMES} %{FILEMODES:octal} %{FILEFLAGS} %{FILECAPS}\\n]",
+                path.to_str().unwrap(),
+            ],
+        );
         let got: String = pkg
             .files()
             .iter()
-            .map(|f| format!("{} {:o} {} {}\n", f.path, f.mode, f.flags.unwrap_or(0), f.caps.clone().unwrap_or_default()))
+            .map(|f| {
+                format!(
+                    "{} {:o} {} {}\n",
+                    f.path,
+                    f.mode,
+                    f.flags.unwrap_or(0),
+                    f.caps.clone().unwrap_or_default()
+                )
+            })
             .collect();
         assert_eq!(got, want, "{payload}");
-        let ping = pkg.files().iter().find(|f| f.path.ends_with("-ping")).unwrap();
+        let ping = pkg
+            .files()
+            .iter()
+            .find(|f| f.path.ends_with("-ping"))
+            .unwrap();
         assert_eq!(ping.caps.as_deref(), Some("cap_net_raw=ep"));
         assert_eq!(ping.mode & 0o7777, 0o4755);
-        let conf = pkg.files().iter().find(|f| f.path.ends_with("/conf")).unwrap();
+        let conf = pkg
+            .files()
+            .iter()
+            .find(|f| f.path.ends_with("/conf"))
+            .unwrap();
         assert!(conf.is_config());
         // Stream the payload.
         let mut seen = Vec::new();
-        while let Some(mut e) = pkg.next_entry().unwrap_or_else(|e| panic!("{payload}: {e}")) {
+        while let Some(mut e) = pkg
+            .next_entry()
+            .unwrap_or_else(|e| panic!("{payload}: {e}"))
+        {
             let mut body = Vec::new();
             e.read_to_end(&mut body).unwrap();
             if e.path.ends_with("/conf") {
@@ -113,12 +158,20 @@ fn rpm_files_every_compressor() {
             }
             if e.path.ends_with("-link") {
                 assert_eq!(body, name.as_bytes(), "symlink body is its target");
-                assert_eq!(e.file.as_ref().unwrap().link_target.as_deref(), Some(name.as_str()));
+                assert_eq!(
+                    e.file.as_ref().unwrap().link_target.as_deref(),
+                    Some(name.as_str())
+                );
             }
             if let Some(f) = &e.file {
                 if f.mode & 0o170000 == 0o100000 {
                     use sha2::Digest;
-                    assert_eq!(Some(hex::encode(sha2::Sha256::digest(&body))), f.digest, "{}", e.path);
+                    assert_eq!(
+                        Some(hex::encode(sha2::Sha256::digest(&body))),
+                        f.digest,
+                        "{}",
+                        e.path
+                    );
                 }
             }
             seen.push(e.path.clone());
@@ -136,9 +189,23 @@ fn real_sqlite_db(tmp: &Path) -> (PathBuf, Vec<PathBuf>) {
     std::fs::create_dir_all(&db).unwrap();
     run("rpm", &["--dbpath", db.to_str().unwrap(), "--initdb"]);
     let mut rpms = Vec::new();
-    for (i, (name, files)) in [("alpha", 2u32), ("bravo", 300), ("charlie", 40)].iter().enumerate() {
+    for (i, (name, files)) in [("alpha", 2u32), ("bravo", 300), ("charlie", 40)]
+        .iter()
+        .enumerate()
+    {
         let p = build(tmp, name, i as u32, *files, "w6.gzdio");
-        run("rpm", &["--dbpath", db.to_str().unwrap(), "-i", "--nodeps", "--justdb", "--noscripts", p.to_str().unwrap()]);
+        run(
+            "rpm",
+            &[
+                "--dbpath",
+                db.to_str().unwrap(),
+                "-i",
+                "--nodeps",
+                "--justdb",
+                "--noscripts",
+                p.to_str().unwrap(),
+            ],
+        );
         rpms.push(p);
     }
     (db, rpms)
@@ -157,11 +224,20 @@ fn sqlite_made_by_rpm_matches_rpm_qa() {
         conn.execute_batch("PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0; DELETE FROM Packages WHERE hnum = 2;").unwrap();
         std::mem::forget(conn);
     }
-    assert!(std::fs::metadata(db.join("rpmdb.sqlite-wal")).map(|m| m.len() > 0).unwrap_or(false), "WAL pending");
+    assert!(
+        std::fs::metadata(db.join("rpmdb.sqlite-wal"))
+            .map(|m| m.len() > 0)
+            .unwrap_or(false),
+        "WAL pending"
+    );
     let before = std::fs::read(db.join("rpmdb.sqlite")).unwrap();
     let now = ours(&db);
     assert_eq!(now.len(), 2, "the pending WAL's delete is seen: {now:?}");
-    assert_eq!(std::fs::read(db.join("rpmdb.sqlite")).unwrap(), before, "the database file is never written");
+    assert_eq!(
+        std::fs::read(db.join("rpmdb.sqlite")).unwrap(),
+        before,
+        "the database file is never written"
+    );
 }
 
 #[test]
@@ -176,11 +252,23 @@ fn sqlite_add_package_seen_by_rpm() {
     let qa = rpm_qa(&db, &[]);
     assert_eq!(qa.len(), 4);
     assert_eq!(ours(&db), qa);
-    assert!(qa.iter().any(|l| l.starts_with("delta-7:1.2-3.noarch ")), "{qa:?}");
+    assert!(
+        qa.iter().any(|l| l.starts_with("delta-7:1.2-3.noarch ")),
+        "{qa:?}"
+    );
     let dbp = db.to_str().unwrap();
-    assert_eq!(run("rpm", &["--dbpath", dbp, "-q", "delta"]).trim(), "delta-1.2-3.noarch");
-    assert_eq!(run("rpm", &["--dbpath", dbp, "-qf", "/usr/bin/delta-ping"]).trim(), "delta-1.2-3.noarch");
-    assert_eq!(run("rpm", &["--dbpath", dbp, "-q", "--whatprovides", "delta"]).trim(), "delta-1.2-3.noarch");
+    assert_eq!(
+        run("rpm", &["--dbpath", dbp, "-q", "delta"]).trim(),
+        "delta-1.2-3.noarch"
+    );
+    assert_eq!(
+        run("rpm", &["--dbpath", dbp, "-qf", "/usr/bin/delta-ping"]).trim(),
+        "delta-1.2-3.noarch"
+    );
+    assert_eq!(
+        run("rpm", &["--dbpath", dbp, "-q", "--whatprovides", "delta"]).trim(),
+        "delta-1.2-3.noarch"
+    );
     // rpm verifies the header it reads back (the digests in the immutable region still match).
     let info = run("rpm", &["--dbpath", dbp, "-qi", "delta"]);
     assert!(info.contains("Install Date"), "{info}");
@@ -189,7 +277,14 @@ fn sqlite_add_package_seen_by_rpm() {
     std::fs::create_dir_all(&own).unwrap();
     sqlite::create(&own.join("rpmdb.sqlite")).unwrap();
     sqlite::add_package(&own.join("rpmdb.sqlite"), &h).unwrap();
-    assert_eq!(run("rpm", &["--dbpath", own.to_str().unwrap(), "-qf", "/etc/delta/conf"]).trim(), "delta-1.2-3.noarch");
+    assert_eq!(
+        run(
+            "rpm",
+            &["--dbpath", own.to_str().unwrap(), "-qf", "/etc/delta/conf"]
+        )
+        .trim(),
+        "delta-1.2-3.noarch"
+    );
 }
 
 fn blobs(db: &Path) -> Vec<(u32, Vec<u8>)> {
@@ -226,7 +321,13 @@ fn bdb_written_by_us_passes_db_verify_and_rpm() {
 /// `db_load` dump text for `(key, value)` records (keys as 4-byte host-order package numbers).
 fn dump(records: &[(u32, Vec<u8>)], big: bool) -> String {
     let mut s = String::from("VERSION=3\nformat=bytevalue\ntype=hash\nHEADER=END\n");
-    let key = |n: u32| hex::encode(if big { n.to_be_bytes() } else { n.to_le_bytes() });
+    let key = |n: u32| {
+        hex::encode(if big {
+            n.to_be_bytes()
+        } else {
+            n.to_le_bytes()
+        })
+    };
     let max = records.iter().map(|r| r.0).max().unwrap_or(0) + 1;
     s.push_str(&format!(" {}\n {}\n", key(0), key(max)));
     for (n, b) in records {
@@ -246,7 +347,16 @@ fn bdb_made_by_db_load_both_byte_orders() {
         std::fs::create_dir_all(&out).unwrap();
         let d = out.join("dump.txt");
         std::fs::write(&d, dump(&blobs(&db), big)).unwrap();
-        run("db_load", &["-c", lorder, "-f", d.to_str().unwrap(), out.join("Packages").to_str().unwrap()]);
+        run(
+            "db_load",
+            &[
+                "-c",
+                lorder,
+                "-f",
+                d.to_str().unwrap(),
+                out.join("Packages").to_str().unwrap(),
+            ],
+        );
         std::fs::remove_file(&d).unwrap();
         let bytes = std::fs::read(out.join("Packages")).unwrap();
         assert_eq!(bytes[12] == 0, big, "byte order {lorder} really used");

@@ -13,13 +13,21 @@ fn check_packages(dir: &str) -> Vec<Package> {
     assert_eq!(pkgs.len(), want.len(), "{dir}: package count");
     for (p, w) in pkgs.iter().zip(&want) {
         let ctx = format!("{dir}: {}", p.nevra());
-        assert_eq!(p.epoch.map(|e| e.to_string()).unwrap_or_default(), w["epoch"], "{ctx} epoch");
+        assert_eq!(
+            p.epoch.map(|e| e.to_string()).unwrap_or_default(),
+            w["epoch"],
+            "{ctx} epoch"
+        );
         assert_eq!(p.name, w["name"], "{ctx}");
         assert_eq!(p.version, w["version"], "{ctx}");
         assert_eq!(p.release, w["release"], "{ctx}");
         assert_eq!(opt(&p.arch), w["arch"], "{ctx}");
         assert_eq!(opt(&p.source_rpm), w["sourcerpm"], "{ctx}");
-        assert_eq!(p.size.map(|s| s.to_string()).unwrap_or_default(), w["size"], "{ctx} size");
+        assert_eq!(
+            p.size.map(|s| s.to_string()).unwrap_or_default(),
+            w["size"],
+            "{ctx} size"
+        );
         assert_eq!(opt(&p.license), w["license"], "{ctx}");
         assert_eq!(opt(&p.vendor), w["vendor"], "{ctx}");
         assert_eq!(opt(&p.modularity_label), w["modularitylabel"], "{ctx}");
@@ -44,7 +52,12 @@ fn check_files(p: &Package, csv: &str) {
         assert_eq!(f.size.to_string(), w["size"], "{}", f.path);
         assert_eq!(opt(&f.user), w["user"], "{}", f.path);
         assert_eq!(opt(&f.group), w["group"], "{}", f.path);
-        assert_eq!(f.flags.map(|x| x.to_string()).unwrap_or_default(), w["fileflags"], "{}", f.path);
+        assert_eq!(
+            f.flags.map(|x| x.to_string()).unwrap_or_default(),
+            w["fileflags"],
+            "{}",
+            f.path
+        );
         if f.digest.is_some() {
             assert_eq!(f.digest_algo, pkgdb::rpm::DigestAlgo::Sha256);
         }
@@ -55,8 +68,16 @@ fn check_files(p: &Package, csv: &str) {
 fn bdb_libuuid() {
     let pkgs = check_packages("rpmdb-bdb-go-rpmdb-libuuid");
     assert_eq!(pkgs[0].install_time, Some(1696444673));
-    check_files(&pkgs[0], "rpmdb-bdb-go-rpmdb-libuuid/expected_files_libuuid.csv");
-    let links: Vec<_> = pkgs[0].files().unwrap().into_iter().filter_map(|f| f.link_target).collect();
+    check_files(
+        &pkgs[0],
+        "rpmdb-bdb-go-rpmdb-libuuid/expected_files_libuuid.csv",
+    );
+    let links: Vec<_> = pkgs[0]
+        .files()
+        .unwrap()
+        .into_iter()
+        .filter_map(|f| f.link_target)
+        .collect();
     assert!(links.contains(&"libuuid.so.1.3.0".to_string()), "{links:?}");
 }
 
@@ -76,7 +97,10 @@ fn sqlite_mariner() {
     let pkgs = check_packages("rpmdb-sqlite-go-rpmdb-cbl-mariner-2.0");
     let curl = pkgs.iter().find(|p| p.name == "curl").unwrap();
     assert_eq!(curl.install_time, Some(1643279454));
-    check_files(curl, "rpmdb-sqlite-go-rpmdb-cbl-mariner-2.0/expected_files_curl.csv");
+    check_files(
+        curl,
+        "rpmdb-sqlite-go-rpmdb-cbl-mariner-2.0/expected_files_curl.csv",
+    );
     // Every file list in the database is consistent.
     for p in &pkgs {
         p.files().unwrap_or_else(|e| panic!("{}: {e}", p.name));
@@ -99,14 +123,29 @@ fn malformed_header_blob_reads_name_but_not_files() {
     let p = Package::from_header(h).unwrap();
     assert_eq!(p.nevra(), "publicsuffix-list-dafsa-20210518-2.fc35.noarch");
     assert_eq!(p.epoch, None);
-    assert_eq!(p.source_rpm.as_deref(), Some("publicsuffix-list-20210518-2.fc35.src.rpm"));
+    assert_eq!(
+        p.source_rpm.as_deref(),
+        Some("publicsuffix-list-20210518-2.fc35.src.rpm")
+    );
     assert_eq!(p.size, Some(68815));
     assert_eq!(p.license.as_deref(), Some("MPLv2.0"));
     assert_eq!(p.vendor.as_deref(), Some("Fedora Project"));
     let err = p.files().unwrap_err();
     assert!(
-        matches!(err, pkgdb::rpm::FileListError::DirIndexOutOfRange { index: 4, dirs: 4, file: 3, .. }),
+        matches!(
+            err,
+            pkgdb::rpm::FileListError::DirIndexOutOfRange {
+                index: 4,
+                dirs: 4,
+                file: 3,
+                ..
+            }
+        ),
         "{err}"
     );
-    assert_eq!(p.header.to_bytes(), blob, "blob re-serializes byte for byte");
+    assert_eq!(
+        p.header.to_bytes(),
+        blob,
+        "blob re-serializes byte for byte"
+    );
 }

@@ -18,11 +18,25 @@ fn rpmvercmp_upstream_vectors() {
     let rows = csv_maps(&testdata("version-compare-rpm/rpmvercmp.csv"));
     assert_eq!(rows.len(), 91);
     for r in &rows {
-        assert_eq!(rpmvercmp(&r["a"], &r["b"]), ord(&r["expected"]), "{} vs {}", r["a"], r["b"]);
+        assert_eq!(
+            rpmvercmp(&r["a"], &r["b"]),
+            ord(&r["expected"]),
+            "{} vs {}",
+            r["a"],
+            r["b"]
+        );
     }
     // The documented oddities match rpm's actual behaviour too.
-    for r in &csv_maps(&testdata("version-compare-rpm/rpmvercmp_oddities_not_asserted.csv")) {
-        assert_eq!(rpmvercmp(&r["a"], &r["b"]), ord(&r["expected"]), "{} vs {}", r["a"], r["b"]);
+    for r in &csv_maps(&testdata(
+        "version-compare-rpm/rpmvercmp_oddities_not_asserted.csv",
+    )) {
+        assert_eq!(
+            rpmvercmp(&r["a"], &r["b"]),
+            ord(&r["expected"]),
+            "{} vs {}",
+            r["a"],
+            r["b"]
+        );
     }
 }
 
@@ -32,7 +46,13 @@ fn rpm_evr_upstream_vectors() {
     assert_eq!(rows.len(), 12);
     for r in &rows {
         let (a, b) = (Evr::parse(&r["a"]), Evr::parse(&r["b"]));
-        assert_eq!(a.compare(&b), ord(&r["expected"]), "{} vs {}", r["a"], r["b"]);
+        assert_eq!(
+            a.compare(&b),
+            ord(&r["expected"]),
+            "{} vs {}",
+            r["a"],
+            r["b"]
+        );
     }
 }
 
@@ -43,7 +63,13 @@ fn dpkg_upstream_vectors() {
     for r in &rows {
         let a = DpkgVersion::parse(&r["a"]).unwrap();
         let b = DpkgVersion::parse(&r["b"]).unwrap();
-        assert_eq!(a.compare(&b), ord(&r["expected"]), "{} vs {}", r["a"], r["b"]);
+        assert_eq!(
+            a.compare(&b),
+            ord(&r["expected"]),
+            "{} vs {}",
+            r["a"],
+            r["b"]
+        );
     }
 }
 
@@ -55,15 +81,22 @@ fn dpkg_parse_vectors() {
         let input = &r["input"];
         match (r["valid"].as_str(), r["invalid_severity"].as_str()) {
             ("yes", _) => {
-                let v = DpkgVersion::parse_strict(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+                let v =
+                    DpkgVersion::parse_strict(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
                 assert_eq!(v.epoch.to_string(), r["epoch"], "{input:?}");
                 assert_eq!(v.upstream, r["upstream"], "{input:?}");
                 assert_eq!(v.revision, r["revision"], "{input:?}");
             }
-            ("no", "error") => assert!(DpkgVersion::parse(input).is_err(), "{input:?} should be a hard error"),
+            ("no", "error") => assert!(
+                DpkgVersion::parse(input).is_err(),
+                "{input:?} should be a hard error"
+            ),
             ("no", "warning") => {
                 assert!(DpkgVersion::parse(input).is_ok(), "{input:?} should parse");
-                assert!(DpkgVersion::parse_strict(input).is_err(), "{input:?} should be flagged");
+                assert!(
+                    DpkgVersion::parse_strict(input).is_err(),
+                    "{input:?} should be flagged"
+                );
             }
             other => panic!("bad row {other:?}"),
         }
@@ -72,16 +105,31 @@ fn dpkg_parse_vectors() {
 
 #[test]
 fn dpkg_sort_orders() {
-    let text = std::fs::read_to_string(testdata("version-compare-dpkg/dpkg_sort_order.txt")).unwrap();
+    let text =
+        std::fs::read_to_string(testdata("version-compare-dpkg/dpkg_sort_order.txt")).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
     assert_eq!(lines.len(), 6);
     for pair in lines.chunks(2) {
         let kind = pair[0].split(']').next().unwrap();
-        let input: Vec<&str> = pair[0].split(": ").nth(1).unwrap().split_whitespace().collect();
-        let want: Vec<&str> = pair[1].split(": ").nth(1).unwrap().split_whitespace().collect();
+        let input: Vec<&str> = pair[0]
+            .split(": ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let want: Vec<&str> = pair[1]
+            .split(": ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect();
         let mut got = input.clone();
         match kind {
-            "[version_compare" => got.sort_by(|a, b| DpkgVersion::parse(a).unwrap().compare(&DpkgVersion::parse(b).unwrap())),
+            "[version_compare" => got.sort_by(|a, b| {
+                DpkgVersion::parse(a)
+                    .unwrap()
+                    .compare(&DpkgVersion::parse(b).unwrap())
+            }),
             _ => got.sort_by(|a, b| pkgdb::version::verrevcmp(a, b)),
         }
         assert_eq!(got, want, "{kind}");
@@ -89,7 +137,9 @@ fn dpkg_sort_orders() {
 }
 
 fn gen_version(rng: &mut Rng, seps: &[&str]) -> String {
-    let atoms = ["0", "1", "2", "10", "010", "9", "a", "b", "rc", "Z", "pre", "git", "00", "999", "beta"];
+    let atoms = [
+        "0", "1", "2", "10", "010", "9", "a", "b", "rc", "Z", "pre", "git", "00", "999", "beta",
+    ];
     let mut s = String::new();
     let n = 1 + rng.below(4);
     for i in 0..n {
@@ -108,8 +158,16 @@ fn rpmvercmp_matches_real_rpm_on_generated_pairs() {
     let mut pairs = Vec::new();
     for _ in 0..400 {
         let a = gen_version(&mut rng, &seps);
-        let b = if rng.below(4) == 0 { a.clone() } else { gen_version(&mut rng, &seps) };
-        let a = if rng.below(5) == 0 { format!("{}:{a}", rng.below(3)) } else { a };
+        let b = if rng.below(4) == 0 {
+            a.clone()
+        } else {
+            gen_version(&mut rng, &seps)
+        };
+        let a = if rng.below(5) == 0 {
+            format!("{}:{a}", rng.below(3))
+        } else {
+            a
+        };
         pairs.push((a, b));
     }
     let mut lua = String::from("%{lua: ");
@@ -122,7 +180,11 @@ fn rpmvercmp_matches_real_rpm_on_generated_pairs() {
     assert_eq!(got.len(), pairs.len());
     for ((a, b), r) in pairs.iter().zip(got) {
         // rpm.vercmp parses [epoch:]version[-release].
-        assert_eq!(Evr::parse(a).compare(&Evr::parse(b)), ord(r), "rpm.vercmp({a:?}, {b:?}) = {r}");
+        assert_eq!(
+            Evr::parse(a).compare(&Evr::parse(b)),
+            ord(r),
+            "rpm.vercmp({a:?}, {b:?}) = {r}"
+        );
     }
 }
 
@@ -134,7 +196,11 @@ fn dpkg_compare_matches_real_dpkg_on_generated_pairs() {
     let mut pairs = Vec::new();
     while pairs.len() < 300 {
         let mut a = gen_version(&mut rng, &seps);
-        let mut b = if rng.below(4) == 0 { a.clone() } else { gen_version(&mut rng, &seps) };
+        let mut b = if rng.below(4) == 0 {
+            a.clone()
+        } else {
+            gen_version(&mut rng, &seps)
+        };
         // dpkg wants the upstream part to start with a digit (else it only warns); keep it valid.
         for v in [&mut a, &mut b] {
             let v: &mut String = v;
@@ -145,7 +211,10 @@ fn dpkg_compare_matches_real_dpkg_on_generated_pairs() {
                 v.insert_str(0, &format!("{}:", rng.below(3)));
             }
         }
-        let (Ok(pa), Ok(pb)) = (DpkgVersion::parse_strict(&a), DpkgVersion::parse_strict(&b)) else { continue };
+        let (Ok(pa), Ok(pb)) = (DpkgVersion::parse_strict(&a), DpkgVersion::parse_strict(&b))
+        else {
+            continue;
+        };
         script.push_str(&format!(
             "if dpkg --compare-versions '{a}' lt '{b}'; then echo -1; elif dpkg --compare-versions '{a}' eq '{b}'; then echo 0; else echo 1; fi\n"
         ));
@@ -155,6 +224,10 @@ fn dpkg_compare_matches_real_dpkg_on_generated_pairs() {
     let got: Vec<&str> = out.lines().collect();
     assert_eq!(got.len(), pairs.len());
     for ((a, b, pa, pb), r) in pairs.iter().zip(got) {
-        assert_eq!(pa.compare(pb), ord(r), "dpkg --compare-versions {a:?} {b:?} -> {r}");
+        assert_eq!(
+            pa.compare(pb),
+            ord(r),
+            "dpkg --compare-versions {a:?} {b:?} -> {r}"
+        );
     }
 }

@@ -216,7 +216,14 @@ pub struct Entry {
 
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Entry(tag {}, {:?} x{}, {} bytes)", self.tag, self.ty, self.count, self.data.len())
+        write!(
+            f,
+            "Entry(tag {}, {:?} x{}, {} bytes)",
+            self.tag,
+            self.ty,
+            self.count,
+            self.data.len()
+        )
     }
 }
 
@@ -248,11 +255,20 @@ pub struct Header {
 fn be32(b: &[u8], off: usize) -> Result<u32> {
     b.get(off..off + 4)
         .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or(HeaderError::Truncated { offset: off, need: 4, have: b.len().saturating_sub(off) })
+        .ok_or(HeaderError::Truncated {
+            offset: off,
+            need: 4,
+            have: b.len().saturating_sub(off),
+        })
 }
 
 /// Length in bytes of an entry's data starting at `start` in `ds`.
-fn data_len(ty: TagType, count: u32, ds: &[u8], start: usize) -> std::result::Result<usize, &'static str> {
+fn data_len(
+    ty: TagType,
+    count: u32,
+    ds: &[u8],
+    start: usize,
+) -> std::result::Result<usize, &'static str> {
     let count = count as usize;
     let fixed = |size: usize| count.checked_mul(size).ok_or("count overflows");
     let n = match ty {
@@ -285,7 +301,11 @@ impl Header {
     pub fn parse(blob: &[u8]) -> Result<Header> {
         let (h, used) = Self::parse_prefix(blob)?;
         if used != blob.len() {
-            return Err(HeaderError::BadEntry { index: 0, tag: 0, what: "trailing bytes after the data store" });
+            return Err(HeaderError::BadEntry {
+                index: 0,
+                tag: 0,
+                what: "trailing bytes after the data store",
+            });
         }
         Ok(h)
     }
@@ -296,7 +316,13 @@ impl Header {
         match buf.get(..8) {
             Some(m) if m == HEADER_MAGIC => {}
             Some(_) => return Err(HeaderError::BadMagic(0)),
-            None => return Err(HeaderError::Truncated { offset: 0, need: 8, have: buf.len() }),
+            None => {
+                return Err(HeaderError::Truncated {
+                    offset: 0,
+                    need: 8,
+                    have: buf.len(),
+                })
+            }
         }
         let (h, used) = Self::parse_prefix(&buf[8..])?;
         Ok((h, used + 8))
@@ -317,23 +343,32 @@ impl Header {
         let dl = be32(buf, 4)?;
         let total = Self::blob_size(il, dl)?;
         if buf.len() < total {
-            return Err(HeaderError::Truncated { offset: 0, need: total, have: buf.len() });
+            return Err(HeaderError::Truncated {
+                offset: 0,
+                need: total,
+                have: buf.len(),
+            });
         }
         let il = il as usize;
         let index = &buf[8..8 + il * 16];
         let ds = &buf[8 + il * 16..total];
         let raw = |i: usize| -> Result<(u32, u32, i32, u32)> {
-            let e = index.get(i * 16..i * 16 + 16).ok_or(HeaderError::Truncated {
-                offset: 8 + i * 16,
-                need: 16,
-                have: 0,
-            })?;
+            let e = index
+                .get(i * 16..i * 16 + 16)
+                .ok_or(HeaderError::Truncated {
+                    offset: 8 + i * 16,
+                    need: 16,
+                    have: 0,
+                })?;
             Ok((be32(e, 0)?, be32(e, 4)?, be32(e, 8)? as i32, be32(e, 12)?))
         };
         let mut header = Header::default();
         let mut first = 0usize;
         let (t0, ty0, off0, cnt0) = raw(0)?;
-        if matches!(t0, tag::HEADERIMAGE | tag::HEADERSIGNATURES | tag::HEADERIMMUTABLE) {
+        if matches!(
+            t0,
+            tag::HEADERIMAGE | tag::HEADERSIGNATURES | tag::HEADERIMMUTABLE
+        ) {
             let bad = |what| HeaderError::BadRegion { tag: t0, what };
             if ty0 != TagType::Bin as u32 || cnt0 != 16 {
                 return Err(bad("region tag is not BIN with count 16"));
@@ -342,15 +377,22 @@ impl Header {
             let trailer = ds
                 .get(off..off.checked_add(16).ok_or(bad("offset overflow"))?)
                 .ok_or(bad("region trailer outside the data store"))?;
-            let (mut tt, tty, toff, tcnt) =
-                (be32(trailer, 0)?, be32(trailer, 4)?, be32(trailer, 8)? as i32, be32(trailer, 12)?);
+            let (mut tt, tty, toff, tcnt) = (
+                be32(trailer, 0)?,
+                be32(trailer, 4)?,
+                be32(trailer, 8)? as i32,
+                be32(trailer, 12)?,
+            );
             if t0 == tag::HEADERSIGNATURES && tt == tag::HEADERIMAGE {
                 tt = tag::HEADERSIGNATURES;
             }
             if tt != t0 || tty != TagType::Bin as u32 || tcnt != 16 {
                 return Err(bad("region trailer does not match the region tag"));
             }
-            let neg = toff.checked_neg().filter(|v| *v > 0).ok_or(bad("region trailer offset not negative"))?;
+            let neg = toff
+                .checked_neg()
+                .filter(|v| *v > 0)
+                .ok_or(bad("region trailer offset not negative"))?;
             if neg % 16 != 0 {
                 return Err(bad("region size is not a multiple of 16"));
             }
@@ -365,7 +407,11 @@ impl Header {
         header.entries.reserve(il - first);
         for i in first..il {
             let (t, ty, off, count) = raw(i)?;
-            let bad = |what| HeaderError::BadEntry { index: i, tag: t, what };
+            let bad = |what| HeaderError::BadEntry {
+                index: i,
+                tag: t,
+                what,
+            };
             let ty = TagType::from_u32(ty).ok_or(bad("unknown data type"))?;
             let off = usize::try_from(off).map_err(|_| bad("negative data offset"))?;
             if off > ds.len() {
@@ -375,8 +421,16 @@ impl Header {
                 return Err(bad("absurd element count"));
             }
             let len = data_len(ty, count, ds, off).map_err(bad)?;
-            let end = off.checked_add(len).filter(|e| *e <= ds.len()).ok_or(bad("data runs past the data store"))?;
-            header.entries.push(Entry { tag: t, ty, count, data: ds[off..end].to_vec() });
+            let end = off
+                .checked_add(len)
+                .filter(|e| *e <= ds.len())
+                .ok_or(bad("data runs past the data store"))?;
+            header.entries.push(Entry {
+                tag: t,
+                ty,
+                count,
+                data: ds[off..end].to_vec(),
+            });
         }
         Ok((header, total))
     }
@@ -409,12 +463,23 @@ impl Header {
         let e = self.entry(tag).ok_or(HeaderError::MissingTag(tag))?;
         match e.ty {
             TagType::String | TagType::StringArray | TagType::I18nString => {}
-            other => return Err(HeaderError::BadTag { tag, what: format!("expected strings, found {other:?}") }),
+            other => {
+                return Err(HeaderError::BadTag {
+                    tag,
+                    what: format!("expected strings, found {other:?}"),
+                })
+            }
         }
         let mut out = Vec::with_capacity(e.count as usize);
         let mut rest = &e.data[..];
         for _ in 0..e.count {
-            let nul = rest.iter().position(|&c| c == 0).ok_or(HeaderError::BadTag { tag, what: "unterminated string".into() })?;
+            let nul = rest
+                .iter()
+                .position(|&c| c == 0)
+                .ok_or(HeaderError::BadTag {
+                    tag,
+                    what: "unterminated string".into(),
+                })?;
             out.push(String::from_utf8_lossy(&rest[..nul]).into_owned());
             rest = &rest[nul + 1..];
         }
@@ -427,13 +492,24 @@ impl Header {
         let d = &e.data;
         Ok(match e.ty {
             TagType::Char | TagType::Int8 => d.iter().map(|&b| b as u64).collect(),
-            TagType::Int16 => d.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]) as u64).collect(),
-            TagType::Int32 => d.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64).collect(),
+            TagType::Int16 => d
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]) as u64)
+                .collect(),
+            TagType::Int32 => d
+                .chunks_exact(4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64)
+                .collect(),
             TagType::Int64 => d
                 .chunks_exact(8)
                 .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                 .collect(),
-            other => return Err(HeaderError::BadTag { tag, what: format!("expected integers, found {other:?}") }),
+            other => {
+                return Err(HeaderError::BadTag {
+                    tag,
+                    what: format!("expected integers, found {other:?}"),
+                })
+            }
         })
     }
 
@@ -444,15 +520,27 @@ impl Header {
 
     /// Raw bytes of a BIN entry.
     pub fn bin(&self, tag: u32) -> Option<&[u8]> {
-        self.entry(tag).filter(|e| e.ty == TagType::Bin).map(|e| &e.data[..])
+        self.entry(tag)
+            .filter(|e| e.ty == TagType::Bin)
+            .map(|e| &e.data[..])
     }
 
     /// Add or replace `tag`. A tag inside the immutable region is never modified in place: the
     /// new entry is appended after the region (as rpm does), where it takes precedence.
     pub fn set(&mut self, tag: u32, value: Value) {
         let (ty, count, data) = encode(value);
-        let entry = Entry { tag, ty, count, data };
-        if let Some(pos) = self.entries.iter().skip(self.region_len).position(|e| e.tag == tag) {
+        let entry = Entry {
+            tag,
+            ty,
+            count,
+            data,
+        };
+        if let Some(pos) = self
+            .entries
+            .iter()
+            .skip(self.region_len)
+            .position(|e| e.tag == tag)
+        {
             self.entries[self.region_len + pos] = entry;
         } else {
             self.entries.push(entry);
@@ -472,13 +560,22 @@ impl Header {
             e[12..16].copy_from_slice(&cnt.to_be_bytes());
             e
         };
-        let region_len = if self.region_tag.is_some() { self.region_len.min(self.entries.len()) } else { 0 };
+        let region_len = if self.region_tag.is_some() {
+            self.region_len.min(self.entries.len())
+        } else {
+            0
+        };
         for (i, e) in self.entries.iter().enumerate() {
             if let (Some(rt), true) = (self.region_tag, i == region_len) {
                 // Trailer goes right after the region's data.
                 let trailer_off = data.len();
                 index.insert(0, put(rt, TagType::Bin as u32, trailer_off as i32, 16));
-                data.extend_from_slice(&put(rt, TagType::Bin as u32, -(((region_len + 1) * 16) as i32), 16));
+                data.extend_from_slice(&put(
+                    rt,
+                    TagType::Bin as u32,
+                    -(((region_len + 1) * 16) as i32),
+                    16,
+                ));
             }
             while data.len() % e.ty.align() != 0 {
                 data.push(0);
@@ -489,7 +586,12 @@ impl Header {
         if let (Some(rt), true) = (self.region_tag, region_len == self.entries.len()) {
             let trailer_off = data.len();
             index.insert(0, put(rt, TagType::Bin as u32, trailer_off as i32, 16));
-            data.extend_from_slice(&put(rt, TagType::Bin as u32, -(((region_len + 1) * 16) as i32), 16));
+            data.extend_from_slice(&put(
+                rt,
+                TagType::Bin as u32,
+                -(((region_len + 1) * 16) as i32),
+                16,
+            ));
         }
         let mut out = Vec::with_capacity(8 + index.len() * 16 + data.len());
         out.extend_from_slice(&(index.len() as u32).to_be_bytes());
@@ -513,9 +615,21 @@ fn encode(v: Value) -> (TagType, u32, Vec<u8>) {
     match v {
         Value::Char(v) => (TagType::Char, v.len() as u32, v),
         Value::Int8(v) => (TagType::Int8, v.len() as u32, v),
-        Value::Int16(v) => (TagType::Int16, v.len() as u32, v.iter().flat_map(|x| x.to_be_bytes()).collect()),
-        Value::Int32(v) => (TagType::Int32, v.len() as u32, v.iter().flat_map(|x| x.to_be_bytes()).collect()),
-        Value::Int64(v) => (TagType::Int64, v.len() as u32, v.iter().flat_map(|x| x.to_be_bytes()).collect()),
+        Value::Int16(v) => (
+            TagType::Int16,
+            v.len() as u32,
+            v.iter().flat_map(|x| x.to_be_bytes()).collect(),
+        ),
+        Value::Int32(v) => (
+            TagType::Int32,
+            v.len() as u32,
+            v.iter().flat_map(|x| x.to_be_bytes()).collect(),
+        ),
+        Value::Int64(v) => (
+            TagType::Int64,
+            v.len() as u32,
+            v.iter().flat_map(|x| x.to_be_bytes()).collect(),
+        ),
         Value::String(s) => {
             let mut d = s.into_bytes();
             d.retain(|&c| c != 0);

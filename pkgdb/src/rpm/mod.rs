@@ -100,7 +100,9 @@ pub enum FileListError {
     #[error(transparent)]
     Header(#[from] HeaderError),
     /// An array has a different length from BASENAMES.
-    #[error("package {package}: tag {tag} has {found} elements, expected {expected} (one per file)")]
+    #[error(
+        "package {package}: tag {tag} has {found} elements, expected {expected} (one per file)"
+    )]
     LengthMismatch {
         /// Package name.
         package: String,
@@ -226,12 +228,14 @@ fn files_of(h: &Header, name: &str) -> Result<Vec<FileEntry>, FileListError> {
         }
         let mut out = Vec::with_capacity(base.len());
         for (i, (b, &d)) in base.iter().zip(idx.iter()).enumerate() {
-            let dir = dirs.get(d as usize).ok_or(FileListError::DirIndexOutOfRange {
-                package: name.into(),
-                file: i,
-                index: d,
-                dirs: dirs.len(),
-            })?;
+            let dir = dirs
+                .get(d as usize)
+                .ok_or(FileListError::DirIndexOutOfRange {
+                    package: name.into(),
+                    file: i,
+                    index: d,
+                    dirs: dirs.len(),
+                })?;
             out.push(format!("{dir}{b}"));
         }
         out
@@ -243,7 +247,12 @@ fn files_of(h: &Header, name: &str) -> Result<Vec<FileEntry>, FileListError> {
     let n = paths.len();
     let check = |t: u32, len: usize| -> Result<(), FileListError> {
         if len != n {
-            return Err(FileListError::LengthMismatch { package: name.into(), tag: t, found: len, expected: n });
+            return Err(FileListError::LengthMismatch {
+                package: name.into(),
+                tag: t,
+                found: len,
+                expected: n,
+            });
         }
         Ok(())
     };
@@ -278,7 +287,12 @@ fn files_of(h: &Header, name: &str) -> Result<Vec<FileEntry>, FileListError> {
     let rdevs = opt_ints(tag::FILERDEVS)?;
     let inodes = opt_ints(tag::FILEINODES)?;
     let algo = DigestAlgo::from_id(h.int(tag::FILEDIGESTALGO).unwrap_or(1) as u32);
-    let nonempty = |v: &Option<Vec<String>>, i: usize| v.as_ref().and_then(|v| v.get(i)).filter(|s| !s.is_empty()).cloned();
+    let nonempty = |v: &Option<Vec<String>>, i: usize| {
+        v.as_ref()
+            .and_then(|v| v.get(i))
+            .filter(|s| !s.is_empty())
+            .cloned()
+    };
     let int_at = |v: &Option<Vec<u64>>, i: usize| v.as_ref().and_then(|v| v.get(i)).copied();
     Ok(paths
         .into_iter()

@@ -79,7 +79,11 @@ pub struct Lead {
     pub signature_type: u16,
 }
 
-fn read_header<R: Read>(r: &mut R, which: &'static str, pad8: bool) -> Result<(Header, usize), PackageError> {
+fn read_header<R: Read>(
+    r: &mut R,
+    which: &'static str,
+    pad8: bool,
+) -> Result<(Header, usize), PackageError> {
     let mut pre = [0u8; 16];
     r.read_exact(&mut pre).map_err(io_err(which))?;
     let hdr = |source| PackageError::Header { which, source };
@@ -90,9 +94,16 @@ fn read_header<R: Read>(r: &mut R, which: &'static str, pad8: bool) -> Result<(H
     let dl = u32::from_be_bytes([pre[12], pre[13], pre[14], pre[15]]);
     let size = Header::blob_size(il, dl).map_err(hdr)?;
     let mut blob = pre[8..].to_vec();
-    r.by_ref().take((size - 8) as u64).read_to_end(&mut blob).map_err(io_err(which))?;
+    r.by_ref()
+        .take((size - 8) as u64)
+        .read_to_end(&mut blob)
+        .map_err(io_err(which))?;
     if blob.len() != size {
-        return Err(hdr(HeaderError::Truncated { offset: blob.len(), need: size, have: blob.len() }));
+        return Err(hdr(HeaderError::Truncated {
+            offset: blob.len(),
+            need: size,
+            have: blob.len(),
+        }));
     }
     let h = Header::parse(&blob).map_err(hdr)?;
     let mut used = size + 8;
@@ -124,7 +135,10 @@ pub struct RpmPackage<'r> {
 
 impl std::fmt::Debug for RpmPackage<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RpmPackage").field("lead", &self.lead).field("files", &self.files.len()).finish()
+        f.debug_struct("RpmPackage")
+            .field("lead", &self.lead)
+            .field("files", &self.files.len())
+            .finish()
     }
 }
 
@@ -143,7 +157,11 @@ pub struct PayloadEntry<'a> {
 
 impl std::fmt::Debug for PayloadEntry<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PayloadEntry").field("path", &self.path).field("mode", &self.mode).field("size", &self.size).finish()
+        f.debug_struct("PayloadEntry")
+            .field("path", &self.path)
+            .field("mode", &self.mode)
+            .field("size", &self.size)
+            .finish()
     }
 }
 
@@ -156,7 +174,10 @@ impl Read for PayloadEntry<'_> {
         let n = buf.len().min(r.remaining as usize);
         let got = r.payload.read(&mut buf[..n])?;
         if got == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "rpm payload ended inside a file"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "rpm payload ended inside a file",
+            ));
         }
         r.remaining -= got as u64;
         Ok(got)
@@ -164,9 +185,14 @@ impl Read for PayloadEntry<'_> {
 }
 
 fn hex8(b: &[u8], entry: usize, field: &str) -> Result<u64, PackageError> {
-    let s = std::str::from_utf8(b).ok().filter(|s| s.bytes().all(|c| c.is_ascii_hexdigit()));
+    let s = std::str::from_utf8(b)
+        .ok()
+        .filter(|s| s.bytes().all(|c| c.is_ascii_hexdigit()));
     s.and_then(|s| u64::from_str_radix(s, 16).ok())
-        .ok_or_else(|| PackageError::Cpio { entry, what: format!("field {field} is not 8 hex digits") })
+        .ok_or_else(|| PackageError::Cpio {
+            entry,
+            what: format!("field {field} is not 8 hex digits"),
+        })
 }
 
 impl RpmPackage<'static> {
@@ -187,7 +213,9 @@ impl RpmPackage<'static> {
         };
         let (signature, _) = read_header(&mut r, "signature", true)?;
         let (header, _) = read_header(&mut r, "main", false)?;
-        let format = header.string(tag::PAYLOADFORMAT).unwrap_or_else(|| "cpio".into());
+        let format = header
+            .string(tag::PAYLOADFORMAT)
+            .unwrap_or_else(|| "cpio".into());
         if format != "cpio" {
             return Err(PackageError::Unsupported(format!("format {format}")));
         }
@@ -199,7 +227,11 @@ impl RpmPackage<'static> {
             None => {
                 use io::BufRead;
                 let head = r.fill_buf().map_err(io_err("payload"))?;
-                if head.starts_with(&[0x1f, 0x8b]) { "gzip".into() } else { "identity".into() }
+                if head.starts_with(&[0x1f, 0x8b]) {
+                    "gzip".into()
+                } else {
+                    "identity".into()
+                }
             }
         };
         let payload: Box<dyn Read> = match comp.as_str() {
@@ -211,13 +243,30 @@ impl RpmPackage<'static> {
                     .map_err(|e| PackageError::Unsupported(format!("lzma decoder: {e}")))?;
                 Box::new(xz2::read::XzDecoder::new_stream(r, s))
             }
-            "zstd" => Box::new(zstd::stream::read::Decoder::new(r).map_err(io_err("zstd payload"))?),
+            "zstd" => {
+                Box::new(zstd::stream::read::Decoder::new(r).map_err(io_err("zstd payload"))?)
+            }
             "identity" | "none" => Box::new(r),
             other => return Err(PackageError::Unsupported(format!("compressor {other}"))),
         };
         let files = Package::files_of_header(&header)?;
-        let by_path = files.iter().enumerate().map(|(i, f)| (f.path.clone(), i)).collect();
-        Ok(RpmPackage { lead, signature, header, files, by_path, payload, remaining: 0, pad: 0, entries: 0, done: false })
+        let by_path = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.path.clone(), i))
+            .collect();
+        Ok(RpmPackage {
+            lead,
+            signature,
+            header,
+            files,
+            by_path,
+            payload,
+            remaining: 0,
+            pad: 0,
+            entries: 0,
+            done: false,
+        })
     }
 
     /// The package fields from the main header.
@@ -231,9 +280,13 @@ impl RpmPackage<'static> {
     }
 
     fn skip(&mut self, n: u64) -> Result<(), PackageError> {
-        let got = io::copy(&mut self.payload.by_ref().take(n), &mut io::sink()).map_err(io_err("payload"))?;
+        let got = io::copy(&mut self.payload.by_ref().take(n), &mut io::sink())
+            .map_err(io_err("payload"))?;
         if got != n {
-            return Err(PackageError::Io { what: "payload", source: io::ErrorKind::UnexpectedEof.into() });
+            return Err(PackageError::Io {
+                what: "payload",
+                source: io::ErrorKind::UnexpectedEof.into(),
+            });
         }
         Ok(())
     }
@@ -251,27 +304,51 @@ impl RpmPackage<'static> {
         let entry = self.entries;
         self.entries += 1;
         let mut magic = [0u8; 6];
-        self.payload.read_exact(&mut magic).map_err(io_err("cpio header"))?;
+        self.payload
+            .read_exact(&mut magic)
+            .map_err(io_err("cpio header"))?;
         let cpio = |what: String| PackageError::Cpio { entry, what };
         if &magic == b"07070X" {
             let mut idx = [0u8; 8];
-            self.payload.read_exact(&mut idx).map_err(io_err("cpio header"))?;
+            self.payload
+                .read_exact(&mut idx)
+                .map_err(io_err("cpio header"))?;
             let i = hex8(&idx, entry, "index")? as usize;
-            let f = self.files.get(i).cloned().ok_or_else(|| cpio(format!("file index {i} beyond the header's {} files", self.files.len())))?;
-            let size = if f.mode & 0o170000 == 0o100000 { f.size } else { 0 };
+            let f = self.files.get(i).cloned().ok_or_else(|| {
+                cpio(format!(
+                    "file index {i} beyond the header's {} files",
+                    self.files.len()
+                ))
+            })?;
+            let size = if f.mode & 0o170000 == 0o100000 {
+                f.size
+            } else {
+                0
+            };
             self.remaining = size;
             // Stripped headers are 14 bytes: "07070X" + 8; data starts there, padded to 4.
             let hdr_pad = (4 - 14 % 4) % 4;
             self.skip(hdr_pad)?;
             self.pad = (4 - size % 4) % 4;
             let (path, mode) = (f.path.clone(), f.mode as u32);
-            return Ok(Some(PayloadEntry { path, file: Some(f), mode, size, reader: self }));
+            return Ok(Some(PayloadEntry {
+                path,
+                file: Some(f),
+                mode,
+                size,
+                reader: self,
+            }));
         }
         if &magic != b"070701" && &magic != b"070702" {
-            return Err(cpio(format!("bad magic {:?}", String::from_utf8_lossy(&magic))));
+            return Err(cpio(format!(
+                "bad magic {:?}",
+                String::from_utf8_lossy(&magic)
+            )));
         }
         let mut h = [0u8; 104];
-        self.payload.read_exact(&mut h).map_err(io_err("cpio header"))?;
+        self.payload
+            .read_exact(&mut h)
+            .map_err(io_err("cpio header"))?;
         let field = |n: usize, name: &str| hex8(&h[n * 8..n * 8 + 8], entry, name);
         let mode = field(1, "mode")? as u32;
         let size = field(6, "filesize")?;
@@ -280,7 +357,9 @@ impl RpmPackage<'static> {
             return Err(cpio(format!("name size {namesize} out of range")));
         }
         let mut name = vec![0u8; namesize];
-        self.payload.read_exact(&mut name).map_err(io_err("cpio name"))?;
+        self.payload
+            .read_exact(&mut name)
+            .map_err(io_err("cpio name"))?;
         if name.pop() != Some(0) {
             return Err(cpio("name not NUL-terminated".into()));
         }
@@ -297,8 +376,18 @@ impl RpmPackage<'static> {
         };
         self.remaining = size;
         self.pad = (4 - size % 4) % 4;
-        let file = self.by_path.get(&path).and_then(|&i| self.files.get(i)).cloned();
-        Ok(Some(PayloadEntry { path, file, mode, size, reader: self }))
+        let file = self
+            .by_path
+            .get(&path)
+            .and_then(|&i| self.files.get(i))
+            .cloned();
+        Ok(Some(PayloadEntry {
+            path,
+            file,
+            mode,
+            size,
+            reader: self,
+        }))
     }
 }
 

@@ -39,7 +39,9 @@ pub enum BdbError {
     #[error("Berkeley DB: file is {0} bytes, too short for a metadata page")]
     Truncated(usize),
     /// A page number outside the file.
-    #[error("Berkeley DB: page {page} referenced from page {from} is beyond the file ({pages} pages)")]
+    #[error(
+        "Berkeley DB: page {page} referenced from page {from} is beyond the file ({pages} pages)"
+    )]
     PageOutOfRange {
         /// The bad page number.
         page: u32,
@@ -82,12 +84,20 @@ impl Order {
     fn u16(self, b: &[u8], off: usize) -> Option<u16> {
         let s = b.get(off..off + 2)?;
         let a = [s[0], s[1]];
-        Some(if self.big { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) })
+        Some(if self.big {
+            u16::from_be_bytes(a)
+        } else {
+            u16::from_le_bytes(a)
+        })
     }
     fn u32(self, b: &[u8], off: usize) -> Option<u32> {
         let s = b.get(off..off + 4)?;
         let a = [s[0], s[1], s[2], s[3]];
-        Some(if self.big { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) })
+        Some(if self.big {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        })
     }
 }
 
@@ -132,12 +142,28 @@ pub fn read_hash(file: &[u8]) -> Result<Vec<Record>, BdbError> {
         }
         let entries = order.u16(p, 20).unwrap_or(0) as usize;
         if PAGE_HDR + entries * 2 > psize {
-            return Err(BdbError::BadItem { page: pgno, item: 0, what: "item count exceeds the page" });
+            return Err(BdbError::BadItem {
+                page: pgno,
+                item: 0,
+                what: "item count exceeds the page",
+            });
         }
         let item = |i: usize| -> Result<&[u8], BdbError> {
-            let bad = |what| BdbError::BadItem { page: pgno, item: i, what };
-            let off = order.u16(p, PAGE_HDR + i * 2).ok_or(bad("index beyond page"))? as usize;
-            let end = if i == 0 { psize } else { order.u16(p, PAGE_HDR + (i - 1) * 2).ok_or(bad("index beyond page"))? as usize };
+            let bad = |what| BdbError::BadItem {
+                page: pgno,
+                item: i,
+                what,
+            };
+            let off = order
+                .u16(p, PAGE_HDR + i * 2)
+                .ok_or(bad("index beyond page"))? as usize;
+            let end = if i == 0 {
+                psize
+            } else {
+                order
+                    .u16(p, PAGE_HDR + (i - 1) * 2)
+                    .ok_or(bad("index beyond page"))? as usize
+            };
             let end = if end == 0 { psize } else { end };
             if off < PAGE_HDR + entries * 2 || off >= end || end > psize {
                 return Err(bad("item offset out of order or outside the page"));
@@ -159,8 +185,20 @@ pub fn read_hash(file: &[u8]) -> Result<Vec<Record>, BdbError> {
     Ok(out)
 }
 
-fn fetch(file: &[u8], psize: usize, npages: u32, order: Order, pgno: u32, idx: usize, it: &[u8]) -> Result<Option<Vec<u8>>, BdbError> {
-    let bad = |what| BdbError::BadItem { page: pgno, item: idx, what };
+fn fetch(
+    file: &[u8],
+    psize: usize,
+    npages: u32,
+    order: Order,
+    pgno: u32,
+    idx: usize,
+    it: &[u8],
+) -> Result<Option<Vec<u8>>, BdbError> {
+    let bad = |what| BdbError::BadItem {
+        page: pgno,
+        item: idx,
+        what,
+    };
     match it.first().copied() {
         Some(H_KEYDATA) => Ok(Some(it[1..].to_vec())),
         Some(H_OFFPAGE) => {
@@ -173,9 +211,17 @@ fn fetch(file: &[u8], psize: usize, npages: u32, order: Order, pgno: u32, idx: u
             let mut seen = HashSet::new();
             let mut cur = start;
             while data.len() < tlen {
-                let ovf = |what| BdbError::BadOverflow { start, page: cur, what };
+                let ovf = |what| BdbError::BadOverflow {
+                    start,
+                    page: cur,
+                    what,
+                };
                 if cur == 0 || cur >= npages {
-                    return Err(BdbError::PageOutOfRange { page: cur, from: pgno, pages: npages });
+                    return Err(BdbError::PageOutOfRange {
+                        page: cur,
+                        from: pgno,
+                        pages: npages,
+                    });
                 }
                 if !seen.insert(cur) {
                     return Err(ovf("chain loops"));
@@ -195,7 +241,12 @@ fn fetch(file: &[u8], psize: usize, npages: u32, order: Order, pgno: u32, idx: u
             Ok(Some(data))
         }
         Some(other) => {
-            tracing::warn!(page = pgno, item = idx, kind = other, "skipping unsupported Berkeley DB hash item");
+            tracing::warn!(
+                page = pgno,
+                item = idx,
+                kind = other,
+                "skipping unsupported Berkeley DB hash item"
+            );
             Ok(None)
         }
         None => Err(bad("empty item")),
@@ -206,11 +257,16 @@ fn fetch(file: &[u8], psize: usize, npages: u32, order: Order, pgno: u32, idx: u
 pub fn read_packages(file: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, BdbError> {
     let le = u32::from_le_bytes;
     let be = u32::from_be_bytes;
-    let big = file.get(12..16).is_some_and(|m| be([m[0], m[1], m[2], m[3]]) == MAGIC_HASH);
+    let big = file
+        .get(12..16)
+        .is_some_and(|m| be([m[0], m[1], m[2], m[3]]) == MAGIC_HASH);
     let mut out = Vec::new();
     for r in read_hash(file)? {
         let Ok(k) = <[u8; 4]>::try_from(&r.key[..]) else {
-            tracing::warn!(len = r.key.len(), "skipping Packages record with a key that is not 4 bytes");
+            tracing::warn!(
+                len = r.key.len(),
+                "skipping Packages record with a key that is not 4 bytes"
+            );
             continue;
         };
         let n = if big { be(k) } else { le(k) };
@@ -256,7 +312,10 @@ mod writer {
         const PS: usize = 4096;
         let max_key = records.iter().map(|(k, _)| *k).max().unwrap_or(0);
         let mut all: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(records.len() + 1);
-        all.push((0u32.to_le_bytes().to_vec(), (max_key + 1).to_le_bytes().to_vec()));
+        all.push((
+            0u32.to_le_bytes().to_vec(),
+            (max_key + 1).to_le_bytes().to_vec(),
+        ));
         for (k, v) in records {
             if v.len() > u32::MAX as usize / 2 {
                 return Err(BdbError::RecordTooLarge(v.len()));
@@ -279,7 +338,7 @@ mod writer {
         }
         let mut pages: Vec<Vec<u8>> = vec![vec![0u8; PS]; 1 + nb as usize];
         let inline_max = PS / 4; // items bigger than this go off-page
-        // Allocate overflow chains first (they get page numbers after the buckets).
+                                 // Allocate overflow chains first (they get page numbers after the buckets).
         let mut offpage: Vec<Option<(u32, u32)>> = vec![None; all.len()];
         for (i, (_, v)) in all.iter().enumerate() {
             if v.len() + 1 > inline_max {
@@ -291,7 +350,16 @@ mod writer {
                     let mut p = vec![0u8; PS];
                     let prev = if c == 0 { 0 } else { pgno - 1 };
                     let next = if c + 1 == n { 0 } else { pgno + 1 };
-                    page_header(&mut p, pgno, prev, next, 0, chunk.len() as u16, 1, P_OVERFLOW);
+                    page_header(
+                        &mut p,
+                        pgno,
+                        prev,
+                        next,
+                        0,
+                        chunk.len() as u16,
+                        1,
+                        P_OVERFLOW,
+                    );
                     p[PAGE_HDR..PAGE_HDR + chunk.len()].copy_from_slice(chunk);
                     pages.push(p);
                 }
@@ -351,7 +419,16 @@ mod writer {
                         p[slot..slot + 2].copy_from_slice(&(top as u16).to_le_bytes());
                     }
                 }
-                page_header(p, cur as u32, prev, next, 0, top as u16, (n * 2) as u16, P_HASH);
+                page_header(
+                    p,
+                    cur as u32,
+                    prev,
+                    next,
+                    0,
+                    top as u16,
+                    (n * 2) as u16,
+                    P_HASH,
+                );
                 pos += n;
                 if !more {
                     break;
@@ -370,14 +447,14 @@ mod writer {
         meta[24] = 0; // encrypt_alg
         meta[25] = P_HASHMETA;
         meta[32..36].copy_from_slice(&last_pgno.to_le_bytes());
-                meta[72..76].copy_from_slice(&max_bucket.to_le_bytes());
+        meta[72..76].copy_from_slice(&max_bucket.to_le_bytes());
         meta[76..80].copy_from_slice(&high_mask.to_le_bytes());
         meta[80..84].copy_from_slice(&low_mask.to_le_bytes());
         meta[84..88].copy_from_slice(&0u32.to_le_bytes()); // ffactor: 0 = unset, as db_load and rpm leave it
         meta[88..92].copy_from_slice(&(all.len() as u32).to_le_bytes()); // nelem
         meta[92..96].copy_from_slice(&ham_func5(b"%$sniglet^&\0").to_le_bytes()); // h_charkey
-        // spares[32] at 96: BUCKET_TO_PAGE(b) = b + spares[log2(b + 1)]; buckets are contiguous
-        // right after the meta page, so every populated doubling has spare 1 (as __ham_init_meta).
+                                                                                  // spares[32] at 96: BUCKET_TO_PAGE(b) = b + spares[log2(b + 1)]; buckets are contiguous
+                                                                                  // right after the meta page, so every populated doubling has spare 1 (as __ham_init_meta).
         let l2 = nb.trailing_zeros() as usize;
         for i in 0..=l2 {
             meta[96 + i * 4..100 + i * 4].copy_from_slice(&1u32.to_le_bytes());
@@ -390,7 +467,16 @@ mod writer {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn page_header(p: &mut [u8], pgno: u32, prev: u32, next: u32, level: u8, hf: u16, entries: u16, ty: u8) {
+    fn page_header(
+        p: &mut [u8],
+        pgno: u32,
+        prev: u32,
+        next: u32,
+        level: u8,
+        hf: u16,
+        entries: u16,
+        ty: u8,
+    ) {
         p[8..12].copy_from_slice(&pgno.to_le_bytes());
         p[12..16].copy_from_slice(&prev.to_le_bytes());
         p[16..20].copy_from_slice(&next.to_le_bytes());

@@ -62,16 +62,27 @@ impl DbSource for std::collections::HashMap<String, Vec<u8>> {
 pub fn detect(src: &dyn DbSource) -> Result<(Backend, Vec<u8>), Error> {
     for b in [Backend::Sqlite, Backend::Ndb, Backend::Bdb] {
         let name = b.file_name();
-        let Some(bytes) = src.read(name).map_err(|e| Error::Io { path: name.into(), source: e })? else { continue };
+        let Some(bytes) = src.read(name).map_err(|e| Error::Io {
+            path: name.into(),
+            source: e,
+        })?
+        else {
+            continue;
+        };
         let ok = match b {
             Backend::Sqlite => bytes.starts_with(b"SQLite format 3\0"),
             Backend::Ndb => bytes.starts_with(b"RpmP"),
-            Backend::Bdb => bytes.get(12..16).is_some_and(|m| m == [0x61, 0x15, 6, 0] || m == [0, 6, 0x15, 0x61]),
+            Backend::Bdb => bytes
+                .get(12..16)
+                .is_some_and(|m| m == [0x61, 0x15, 6, 0] || m == [0, 6, 0x15, 0x61]),
         };
         if ok {
             return Ok((b, bytes));
         }
-        tracing::warn!(file = name, "rpm database file has the wrong magic; ignored");
+        tracing::warn!(
+            file = name,
+            "rpm database file has the wrong magic; ignored"
+        );
     }
     Err(Error::NoDatabase)
 }
@@ -81,7 +92,10 @@ pub fn read_blobs(src: &dyn DbSource) -> Result<(Backend, Vec<(u32, Vec<u8>)>), 
     let (backend, bytes) = detect(src)?;
     let blobs = match backend {
         Backend::Sqlite => {
-            let wal = src.read("rpmdb.sqlite-wal").map_err(|e| Error::Io { path: "rpmdb.sqlite-wal".into(), source: e })?;
+            let wal = src.read("rpmdb.sqlite-wal").map_err(|e| Error::Io {
+                path: "rpmdb.sqlite-wal".into(),
+                source: e,
+            })?;
             sqlite::read_packages_bytes(&bytes, wal.as_deref())?
         }
         Backend::Ndb => ndb::read_packages(&bytes)?,
@@ -96,8 +110,16 @@ pub fn read_packages(src: &dyn DbSource) -> Result<Vec<Package>, Error> {
     let (backend, blobs) = read_blobs(src)?;
     let mut out = Vec::with_capacity(blobs.len());
     for (n, blob) in blobs {
-        let header = Header::parse(&blob).map_err(|e| Error::Record { backend, record: n, source: e })?;
-        let mut p = Package::from_header(header).map_err(|e| Error::Record { backend, record: n, source: e })?;
+        let header = Header::parse(&blob).map_err(|e| Error::Record {
+            backend,
+            record: n,
+            source: e,
+        })?;
+        let mut p = Package::from_header(header).map_err(|e| Error::Record {
+            backend,
+            record: n,
+            source: e,
+        })?;
         p.db_id = Some(n);
         out.push(p);
     }

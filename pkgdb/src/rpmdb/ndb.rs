@@ -37,7 +37,8 @@ pub enum NdbError {
 }
 
 fn le32(b: &[u8], off: usize) -> Option<u32> {
-    b.get(off..off + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(off..off + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// Read all `(pkgidx, header blob)` pairs, sorted by pkgidx.
@@ -46,7 +47,10 @@ pub fn read_packages(file: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, NdbError> {
         return Err(NdbError::BadMagic);
     }
     let npages = le32(file, 12).ok_or(NdbError::BadMagic)?;
-    let slot_end = (npages as usize).checked_mul(PAGE).filter(|e| *e <= file.len() && *e > 0).ok_or(NdbError::BadSlotPages(npages))?;
+    let slot_end = (npages as usize)
+        .checked_mul(PAGE)
+        .filter(|e| *e <= file.len() && *e > 0)
+        .ok_or(NdbError::BadSlotPages(npages))?;
     let mut out = Vec::new();
     for (slot, off) in (32..slot_end).step_by(16).enumerate() {
         if le32(file, off) != Some(MAGIC_SLOT) {
@@ -58,7 +62,12 @@ pub fn read_packages(file: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, NdbError> {
         }
         let blkoff = le32(file, off + 8).unwrap_or(0) as usize;
         let boff = blkoff * BLK;
-        let bad = |what| NdbError::BadBlob { slot, pkgidx, offset: boff, what };
+        let bad = |what| NdbError::BadBlob {
+            slot,
+            pkgidx,
+            offset: boff,
+            what,
+        };
         if le32(file, boff) != Some(MAGIC_BLOB) {
             return Err(bad("no BlbS magic"));
         }
@@ -66,7 +75,10 @@ pub fn read_packages(file: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, NdbError> {
             return Err(bad("blob belongs to another package"));
         }
         let len = le32(file, boff + 12).ok_or(bad("truncated blob head"))? as usize;
-        let data = file.get(boff + 16..).and_then(|r| r.get(..len)).ok_or(bad("blob runs past the end of the file"))?;
+        let data = file
+            .get(boff + 16..)
+            .and_then(|r| r.get(..len))
+            .ok_or(bad("blob runs past the end of the file"))?;
         out.push((pkgidx, data.to_vec()));
     }
     out.sort_by_key(|(n, _)| *n);

@@ -38,14 +38,23 @@ pub enum SqliteError {
 }
 
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> SqliteError + '_ {
-    move |source| SqliteError::Sql { path: path.display().to_string(), source }
+    move |source| SqliteError::Sql {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Read `(hnum, blob)` from database bytes (plus an optional pending `-wal`). The bytes are
 /// written to a private temporary copy, so the WAL is applied there and the caller's image is never
 /// touched.
-pub fn read_packages_bytes(db: &[u8], wal: Option<&[u8]>) -> Result<Vec<(u32, Vec<u8>)>, SqliteError> {
-    let io = |source| SqliteError::Io { path: "<private copy>".into(), source };
+pub fn read_packages_bytes(
+    db: &[u8],
+    wal: Option<&[u8]>,
+) -> Result<Vec<(u32, Vec<u8>)>, SqliteError> {
+    let io = |source| SqliteError::Io {
+        path: "<private copy>".into(),
+        source,
+    };
     let dir = tempfile::tempdir().map_err(io)?;
     let p = dir.path().join("rpmdb.sqlite");
     std::fs::write(&p, db).map_err(io)?;
@@ -57,8 +66,14 @@ pub fn read_packages_bytes(db: &[u8], wal: Option<&[u8]>) -> Result<Vec<(u32, Ve
 
 /// Read `(hnum, blob)` from a database file we may open (a private copy: opening applies a WAL).
 fn read_packages_file(p: &Path) -> Result<Vec<(u32, Vec<u8>)>, SqliteError> {
-    let conn = Connection::open_with_flags(p, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(sql(p))?;
-    let mut st = conn.prepare("SELECT hnum, blob FROM Packages ORDER BY hnum").map_err(sql(p))?;
+    let conn = Connection::open_with_flags(
+        p,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql(p))?;
+    let mut st = conn
+        .prepare("SELECT hnum, blob FROM Packages ORDER BY hnum")
+        .map_err(sql(p))?;
     let rows = st
         .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
         .map_err(sql(p))?;
@@ -72,7 +87,10 @@ fn read_packages_file(p: &Path) -> Result<Vec<(u32, Vec<u8>)>, SqliteError> {
 
 /// Read `(hnum, blob)` from `rpmdb.sqlite` at `path` (and its `-wal` if present), via a private copy.
 pub fn read_packages(path: &Path) -> Result<Vec<(u32, Vec<u8>)>, SqliteError> {
-    let io = |source| SqliteError::Io { path: path.display().to_string(), source };
+    let io = |source| SqliteError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let db = std::fs::read(path).map_err(io)?;
     let mut walp = path.as_os_str().to_owned();
     walp.push("-wal");
@@ -113,7 +131,11 @@ pub fn create(path: &Path) -> Result<(), SqliteError> {
         "PRAGMA journal_mode=WAL;\nCREATE TABLE IF NOT EXISTS 'Packages' (hnum INTEGER PRIMARY KEY AUTOINCREMENT,blob BLOB NOT NULL);\n",
     );
     for (name, t) in INDEXES {
-        let ty = if *t == tag::INSTALLTID || *t == tag::SIGMD5 { "BLOB" } else { "TEXT" };
+        let ty = if *t == tag::INSTALLTID || *t == tag::SIGMD5 {
+            "BLOB"
+        } else {
+            "TEXT"
+        };
         ddl.push_str(&format!(
             "CREATE TABLE IF NOT EXISTS '{name}' (key '{ty}' NOT NULL, hnum INTEGER NOT NULL, idx INTEGER NOT NULL, FOREIGN KEY (hnum) REFERENCES 'Packages'(hnum));\nCREATE INDEX IF NOT EXISTS '{name}_key_idx' ON '{name}'(key ASC);\n"
         ));
@@ -127,19 +149,29 @@ pub fn create(path: &Path) -> Result<(), SqliteError> {
 ///
 /// This writes the file in place: call it on the image's copy, never on a live system.
 pub fn add_package(path: &Path, header: &Header) -> Result<u32, SqliteError> {
-    let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql(path))?;
+    let mut conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql(path))?;
     let tx = conn.transaction().map_err(sql(path))?;
-    tx.execute("INSERT INTO Packages (blob) VALUES (?1)", params![header.to_bytes()]).map_err(sql(path))?;
+    tx.execute(
+        "INSERT INTO Packages (blob) VALUES (?1)",
+        params![header.to_bytes()],
+    )
+    .map_err(sql(path))?;
     let hnum = tx.last_insert_rowid();
     for (table, t) in INDEXES {
         let Some(e) = header.entry(*t) else { continue };
         let q = format!("INSERT INTO '{table}' (key, hnum, idx) VALUES (?1, ?2, ?3)");
         if *t == tag::INSTALLTID {
             for (i, v) in header.ints(*t).unwrap_or_default().into_iter().enumerate() {
-                tx.execute(&q, params![(v as u32).to_ne_bytes().to_vec(), hnum, i as i64]).map_err(sql(path))?;
+                tx.execute(
+                    &q,
+                    params![(v as u32).to_ne_bytes().to_vec(), hnum, i as i64],
+                )
+                .map_err(sql(path))?;
             }
         } else if *t == tag::SIGMD5 {
-            tx.execute(&q, params![e.data.clone(), hnum, 0i64]).map_err(sql(path))?;
+            tx.execute(&q, params![e.data.clone(), hnum, 0i64])
+                .map_err(sql(path))?;
         } else {
             let vals = header.strings(*t).unwrap_or_default();
             let mut seen = std::collections::HashSet::new();
@@ -147,7 +179,8 @@ pub fn add_package(path: &Path, header: &Header) -> Result<u32, SqliteError> {
                 if !seen.insert(v) {
                     continue;
                 }
-                tx.execute(&q, params![v, hnum, i as i64]).map_err(sql(path))?;
+                tx.execute(&q, params![v, hnum, i as i64])
+                    .map_err(sql(path))?;
             }
         }
     }

@@ -38,7 +38,10 @@ pub fn csv_maps(path: &std::path::Path) -> Vec<std::collections::HashMap<String,
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let rows = csv(&text);
     let head = rows[0].clone();
-    rows[1..].iter().map(|r| head.iter().cloned().zip(r.iter().cloned()).collect()).collect()
+    rows[1..]
+        .iter()
+        .map(|r| head.iter().cloned().zip(r.iter().cloned()).collect())
+        .collect()
 }
 
 /// Run a command and return stdout, failing loudly if the tool is missing or fails.
@@ -46,8 +49,14 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(cmd)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("required tool `{cmd}` could not run ({e}); install it (see NOTES.md)"));
-    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        .unwrap_or_else(|e| {
+            panic!("required tool `{cmd}` could not run ({e}); install it (see NOTES.md)")
+        });
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
