@@ -1,0 +1,16 @@
+#![no_main]
+//! DSSE envelope and in-toto statement parsing, and verification, on hostile input.
+use libfuzzer_sys::fuzz_target;
+use trust::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
+use trust::key::PrivateKey;
+use trust::statement::Statement;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = Statement::from_json(data);
+    if let Ok(e) = Envelope::from_json(data) {
+        let k = PrivateKey::from_seed(&[7; 32]).public();
+        let _ = e.verify(&[INTOTO_PAYLOAD_TYPE, e.payload_type.as_str()], &[k]);
+        let _ = Statement::from_json(&e.payload);
+        let _ = Envelope::from_json(&e.to_json());
+    }
+});
