@@ -17,8 +17,13 @@ use crate::tree::{PathError, Tree};
 
 pub mod format;
 mod read;
+pub mod hash;
+mod write;
+mod write_dir;
+mod write_map;
 
 pub use format::FormatError;
+pub use write::{write_image, Profile, WriteError, WriteOptions, WriteReport};
 
 /// How to read an image.
 #[derive(Clone, Debug)]
@@ -89,6 +94,10 @@ pub struct FsInfo {
     pub journal: Option<JournalInfo>,
     /// Checksum mismatches found (when verifying), at most [`MAX_REPORTED_ERRORS`].
     pub checksum_errors: Vec<String>,
+    /// Other things worth knowing that did not stop the read (an unreadable journal
+    /// superblock, skipped xattrs with unknown name indices, encrypted directories), at most
+    /// [`MAX_REPORTED_ERRORS`].
+    pub warnings: Vec<String>,
 }
 
 /// How many checksum mismatches [`FsInfo::checksum_errors`] keeps.
