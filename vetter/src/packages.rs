@@ -1,0 +1,543 @@
+//! Installed packages (rpm databases in any backend, dpkg status) read through pkgdb from the
+//! image's files, an offline `rpm -V` / `dpkg --verify` against the image's inodes, and the
+//! files in system directories that no package owns.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use rayon::prelude::*;
+use rootfs::{FileType, NodeId, NodeKind, Tree};
+use serde::Serialize;
+
+use crate::accounts::Ids;
+use crate::util;
+use crate::Problem;
+
+/// Largest rpm database file read into memory.
+pub const MAX_DB_BYTES: u64 = 1 << 30;
+
+/// One installed package.
+#[derive(Clone, Debug, Serialize)]
+pub struct PackageInfo {
+    /// `rpm` or `dpkg`.
+    pub manager: String,
+    /// Name.
+    pub name: String,
+    /// Epoch (rpm EPOCH; dpkg's epoch stays inside `version`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u32>,
+    /// Version (dpkg: the full version string).
+    pub version: String,
+    /// rpm release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Architecture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// Source package (rpm SOURCERPM file name, dpkg Source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// rpm VENDOR / dpkg Maintainer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    /// rpm LICENSE.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// Install time (seconds since the epoch, rpm only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub install_time: Option<u64>,
+    /// Package URL.
+    pub purl: String,
+    /// Number of files the database lists for it.
+    pub files: usize,
+    /// Why its file list could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_list_error: Option<String>,
+}
+
+/// A packaged file that differs from the database.
+#[derive(Clone, Debug, Serialize)]
+pub struct Mismatch {
+    /// Path.
+    pub path: String,
+    /// Owning package.
+    pub package: String,
+    /// A `%config` / conffile (changes there are often intended).
+    pub config: bool,
+    /// What differs: `missing`, `type`, `mode`, `owner`, `group`, `digest`, `link`, `capabilities`.
+    pub differs: Vec<String>,
+}
+
+/// The packages section.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Packages {
+    /// `rpm-sqlite`, `rpm-ndb`, `rpm-bdb`, `dpkg` (absent if no database).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Directory or file of the database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// Installed packages, sorted by name.
+    pub list: Vec<PackageInfo>,
+    /// `gpg-pubkey` entries (imported keys, not software): `gpg-pubkey-VERSION-RELEASE`.
+    pub gpg_keys: Vec<String>,
+    /// Packaged files checked.
+    pub verified_files: u64,
+    /// Packaged files whose digest algorithm is not supported (not checked for content).
+    pub unverifiable_digests: u64,
+    /// Packaged files that differ.
+    pub mismatches: Vec<Mismatch>,
+    /// Files under /bin, /sbin, /usr, /lib*, /etc owned by no package (only when a database was read).
+    pub unowned_system_files: Vec<String>,
+    /// Why the database could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+struct TreeDb<'a> {
+    tree: &'a Tree,
+    dir: String,
+}
+
+impl pkgdb::rpmdb::DbSource for TreeDb<'_> {
+    fn read(&self, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+        let p = util::join(&self.dir, name);
+        match util::read_file(self.tree, &p, MAX_DB_BYTES) {
+            Ok(b) => Ok(Some(b)),
+            Err(util::ReadError::Path { .. }) | Err(util::ReadError::NotRegular { .. }) => Ok(None),
+            Err(e) => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())),
+        }
+    }
+}
+
+/// Percent-encode a purl segment (RFC 3986 unreserved characters kept).
+pub fn purl_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The purl namespace for an rpm distribution id.
+fn rpm_namespace(distro: Option<&str>) -> String {
+    match distro {
+        Some("rhel") | Some("redhat") => "redhat".into(),
+        Some(d) if !d.is_empty() => purl_encode(d),
+        _ => "rpm".into(),
+    }
+}
+
+/// Digest computations deferred to a parallel pass.
+struct DigestJob {
+    node: NodeId,
+    algo: &'static str,
+    expected: String,
+    mismatch: usize,
+}
+
+fn digest_of(tree: &Tree, id: NodeId, algo: &str) -> Option<String> {
+    use sha2::Digest;
+    let NodeKind::Regular(c) = &tree.node(id).kind else { return None };
+    let mut r = c.reader().ok()?;
+    let mut buf = vec![0u8; 256 << 10];
+    macro_rules! run {
+        ($h:expr) => {{
+            let mut h = $h;
+            loop {
+                let n = r.read(&mut buf).ok()?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            Some(hex::encode(h.finalize()))
+        }};
+    }
+    match algo {
+        "md5" => run!(md5::Md5::new()),
+        "sha1" => run!(sha1::Sha1::new()),
+        "sha224" => run!(sha2::Sha224::new()),
+        "sha256" => run!(sha2::Sha256::new()),
+        "sha384" => run!(sha2::Sha384::new()),
+        "sha512" => run!(sha2::Sha512::new()),
+        _ => None,
+    }
+}
+
+/// Parse rpm's capability text (`cap_to_text`: `cap_net_raw=ep`, `= cap_a,cap_b+ep`) to
+/// (permitted, inheritable, effective) masks.
+pub fn parse_cap_text(text: &str) -> (u64, u64, u64) {
+    let (mut p, mut i, mut e) = (0u64, 0u64, 0u64);
+    for clause in text.split_whitespace() {
+        let Some(pos) = clause.find(['=', '+', '-']) else { continue };
+        let (names, ops) = clause.split_at(pos);
+        let mut mask = 0u64;
+        if names.is_empty() || names == "all" {
+            mask = (1u64 << crate::caps::CAP_NAMES.len()) - 1;
+        }
+        for n in names.split(',').filter(|n| !n.is_empty()) {
+            if let Some(b) = crate::caps::CAP_NAMES.iter().position(|c| c.eq_ignore_ascii_case(n)) {
+                mask |= 1u64 << b;
+            }
+        }
+        let mut op = ' ';
+        for c in ops.chars() {
+            match c {
+                '=' => {
+                    op = '+';
+                    p &= !mask;
+                    i &= !mask;
+                    e &= !mask;
+                }
+                '+' | '-' => op = c,
+                f => {
+                    let target = match f {
+                        'p' => &mut p,
+                        'i' => &mut i,
+                        'e' => &mut e,
+                        _ => continue,
+                    };
+                    if op == '-' {
+                        *target &= !mask;
+                    } else {
+                        *target |= mask;
+                    }
+                }
+            }
+        }
+    }
+    (p, i, e)
+}
+
+fn check_meta(tree: &Tree, ids: &Ids, id: NodeId, mode: u16, user: Option<&str>, group: Option<&str>, differs: &mut Vec<String>) {
+    let node = tree.node(id);
+    if mode != 0 {
+        if let Some(ft) = FileType::from_mode(u32::from(mode)) {
+            if ft != node.file_type() {
+                differs.push("type".into());
+                return;
+            }
+        }
+        if node.file_type() != FileType::Symlink && (mode & 0o7777) != (node.meta.perm & 0o7777) {
+            differs.push("mode".into());
+        }
+    }
+    if let Some(u) = user {
+        if ids.users.get(&node.meta.uid).map(String::as_str) != Some(u) && !(u == "root" && node.meta.uid == 0) {
+            differs.push("owner".into());
+        }
+    }
+    if let Some(g) = group {
+        if ids.groups.get(&node.meta.gid).map(String::as_str) != Some(g) && !(g == "root" && node.meta.gid == 0) {
+            differs.push("group".into());
+        }
+    }
+}
+
+/// Read packages and verify them against the tree. `hashes` holds the sha256 of regular files
+/// already computed by the file scan.
+pub fn inspect(tree: &Tree, hashes: &HashMap<NodeId, String>, ids: &Ids, distro: Option<&str>, problems: &mut Vec<Problem>) -> Packages {
+    let mut out = Packages::default();
+    let mut owned = vec![false; tree.node_slots()];
+    let mut jobs: Vec<DigestJob> = Vec::new();
+    let mut pending: Vec<Mismatch> = Vec::new();
+    let mut found_db = false;
+    for dir in ["/var/lib/rpm", "/usr/lib/sysimage/rpm"] {
+        if !util::resolve(tree, dir).is_some_and(|id| tree.entries(id).is_some()) {
+            continue;
+        }
+        let src = TreeDb { tree, dir: dir.to_string() };
+        let backend = match pkgdb::rpmdb::detect(&src) {
+            Ok((b, _)) => b,
+            Err(pkgdb::Error::NoDatabase) => continue,
+            Err(e) => {
+                out.error = Some(format!("{dir}: {e}"));
+                problems.push(Problem { path: dir.into(), message: e.to_string() });
+                continue;
+            }
+        };
+        found_db = true;
+        out.database = Some(dir.to_string());
+        out.format = Some(
+            match backend {
+                pkgdb::rpmdb::Backend::Sqlite => "rpm-sqlite",
+                pkgdb::rpmdb::Backend::Ndb => "rpm-ndb",
+                pkgdb::rpmdb::Backend::Bdb => "rpm-bdb",
+            }
+            .into(),
+        );
+        let pkgs = match pkgdb::rpmdb::read_packages(&src) {
+            Ok(p) => p,
+            Err(e) => {
+                out.error = Some(format!("{dir}: {e}"));
+                problems.push(Problem { path: dir.into(), message: e.to_string() });
+                break;
+            }
+        };
+        let ns = rpm_namespace(distro);
+        for p in pkgs {
+            if p.is_gpg_pubkey {
+                out.gpg_keys.push(format!("gpg-pubkey-{}-{}", p.version, p.release));
+                continue;
+            }
+            let mut purl = format!("pkg:rpm/{ns}/{}@{}", purl_encode(&p.name), purl_encode(&format!("{}-{}", p.version, p.release)));
+            let mut q = Vec::new();
+            if let Some(a) = &p.arch {
+                q.push(format!("arch={}", purl_encode(a)));
+            }
+            if let Some(e) = p.epoch {
+                q.push(format!("epoch={e}"));
+            }
+            if !q.is_empty() {
+                purl.push('?');
+                purl.push_str(&q.join("&"));
+            }
+            let mut info = PackageInfo {
+                manager: "rpm".into(),
+                name: p.name.clone(),
+                epoch: p.epoch,
+                version: p.version.clone(),
+                release: Some(p.release.clone()),
+                arch: p.arch.clone(),
+                source: p.source_rpm.clone(),
+                vendor: p.vendor.clone(),
+                license: p.license.clone(),
+                install_time: p.install_time,
+                purl,
+                files: 0,
+                file_list_error: None,
+            };
+            match p.files() {
+                Ok(files) => {
+                    info.files = files.len();
+                    for f in files {
+                        let ghost = f.flags.is_some_and(|x| x & pkgdb::rpm::fileflags::GHOST != 0);
+                        let missingok = f.flags.is_some_and(|x| x & pkgdb::rpm::fileflags::MISSINGOK != 0);
+                        let id = tree.resolve(f.path.as_bytes(), false).ok();
+                        if let Some(id) = id {
+                            if let Some(o) = owned.get_mut(id.0 as usize) {
+                                *o = true;
+                            }
+                        }
+                        if ghost {
+                            continue;
+                        }
+                        out.verified_files += 1;
+                        let mut differs = Vec::new();
+                        let Some(id) = id else {
+                            if !missingok {
+                                pending.push(Mismatch { path: f.path.clone(), package: p.nevra(), config: f.is_config(), differs: vec!["missing".into()] });
+                            }
+                            continue;
+                        };
+                        check_meta(tree, ids, id, f.mode, f.user.as_deref(), f.group.as_deref(), &mut differs);
+                        let node = tree.node(id);
+                        if let (Some(t), NodeKind::Symlink(actual)) = (&f.link_target, &node.kind) {
+                            if t.as_bytes() != actual.as_slice() {
+                                differs.push("link".into());
+                            }
+                        }
+                        let want_caps = f.caps.as_deref().map(parse_cap_text).unwrap_or((0, 0, 0));
+                        let have_caps = node
+                            .meta
+                            .xattrs
+                            .get(b"security.capability".as_slice())
+                            .and_then(|v| crate::caps::decode(v).ok())
+                            .map(|c| (c.permitted, c.inheritable, if c.effective { c.permitted } else { 0 }))
+                            .unwrap_or((0, 0, 0));
+                        if want_caps != have_caps && node.file_type() == FileType::Regular {
+                            differs.push("capabilities".into());
+                        }
+                        let idx = pending.len();
+                        if let (Some(d), FileType::Regular) = (&f.digest, node.file_type()) {
+                            let algo = match f.digest_algo {
+                                pkgdb::rpm::DigestAlgo::Md5 => "md5",
+                                pkgdb::rpm::DigestAlgo::Sha1 => "sha1",
+                                pkgdb::rpm::DigestAlgo::Sha224 => "sha224",
+                                pkgdb::rpm::DigestAlgo::Sha256 => "sha256",
+                                pkgdb::rpm::DigestAlgo::Sha384 => "sha384",
+                                pkgdb::rpm::DigestAlgo::Sha512 => "sha512",
+                                pkgdb::rpm::DigestAlgo::Other(_) => "",
+                            };
+                            if algo.is_empty() {
+                                out.unverifiable_digests += 1;
+                            } else if algo == "sha256" && hashes.contains_key(&id) {
+                                if hashes.get(&id) != Some(&d.to_ascii_lowercase()) {
+                                    differs.push("digest".into());
+                                }
+                            } else {
+                                jobs.push(DigestJob { node: id, algo, expected: d.to_ascii_lowercase(), mismatch: idx });
+                            }
+                        }
+                        pending.push(Mismatch { path: f.path.clone(), package: p.nevra(), config: f.is_config(), differs });
+                    }
+                }
+                Err(e) => {
+                    info.file_list_error = Some(e.to_string());
+                    problems.push(Problem { path: dir.into(), message: format!("package {}: {e}", p.name) });
+                }
+            }
+            out.list.push(info);
+        }
+        break;
+    }
+    dpkg(tree, distro, &mut out, &mut owned, &mut jobs, &mut pending, &mut found_db, problems);
+    let results: Vec<(usize, bool)> = jobs
+        .par_iter()
+        .map(|j| (j.mismatch, digest_of(tree, j.node, j.algo).as_deref() == Some(j.expected.as_str())))
+        .collect();
+    for (idx, ok) in results {
+        if !ok {
+            if let Some(m) = pending.get_mut(idx) {
+                m.differs.push("digest".into());
+            }
+        }
+    }
+    out.mismatches = pending.into_iter().filter(|m| !m.differs.is_empty()).collect();
+    out.mismatches.sort_by(|a, b| a.path.cmp(&b.path));
+    out.list.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+    if found_db {
+        tree.walk(|path, id| {
+            let p = util::show(path);
+            let system = ["/bin/", "/sbin/", "/usr/", "/lib", "/etc/"].iter().any(|d| p.starts_with(d));
+            if !system || matches!(tree.node(id).kind, NodeKind::Directory(_)) {
+                return;
+            }
+            if !owned.get(id.0 as usize).copied().unwrap_or(true) {
+                out.unowned_system_files.push(p);
+            }
+        });
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dpkg(
+    tree: &Tree,
+    distro: Option<&str>,
+    out: &mut Packages,
+    owned: &mut [bool],
+    jobs: &mut Vec<DigestJob>,
+    pending: &mut Vec<Mismatch>,
+    found_db: &mut bool,
+    problems: &mut Vec<Problem>,
+) {
+    let status_path = "/var/lib/dpkg/status";
+    let text = match util::read_file(tree, status_path, 256 << 20) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(util::ReadError::Path { .. }) => return,
+        Err(e) => {
+            problems.push(Problem { path: status_path.into(), message: e.to_string() });
+            return;
+        }
+    };
+    let pkgs = match pkgdb::dpkg::parse_status(&text, status_path) {
+        Ok(p) => p,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            problems.push(Problem { path: status_path.into(), message: e.to_string() });
+            return;
+        }
+    };
+    *found_db = true;
+    if out.format.is_none() {
+        out.format = Some("dpkg".into());
+        out.database = Some(status_path.into());
+    }
+    let ns = match distro {
+        Some(d) if !d.is_empty() && d != "debian" => purl_encode(d),
+        _ => "debian".into(),
+    };
+    for p in pkgs.into_iter().filter(|p| p.is_installed()) {
+        let mut purl = format!("pkg:deb/{ns}/{}@{}", purl_encode(&p.name), purl_encode(&p.version));
+        if let Some(a) = &p.arch {
+            purl.push_str(&format!("?arch={}", purl_encode(a)));
+        }
+        let mut info = PackageInfo {
+            manager: "dpkg".into(),
+            name: p.name.clone(),
+            epoch: None,
+            version: p.version.clone(),
+            release: None,
+            arch: p.arch.clone(),
+            source: (p.source != p.name || p.source_version != p.version).then(|| format!("{} ({})", p.source, p.source_version)),
+            vendor: p.fields.get("Maintainer").cloned(),
+            license: None,
+            install_time: None,
+            purl,
+            files: 0,
+            file_list_error: None,
+        };
+        let label = format!("{}_{}", p.name, p.version);
+        let conffiles: Vec<String> = p
+            .fields
+            .get("Conffiles")
+            .map(|c| c.lines().filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let mut names = vec![p.name.clone()];
+        if let Some(a) = &p.arch {
+            names.insert(0, format!("{}:{a}", p.name));
+        }
+        for n in names {
+            let list_path = format!("/var/lib/dpkg/info/{n}.list");
+            let Some(list) = util::read_text(tree, &list_path) else { continue };
+            let md5s: HashMap<String, String> = util::read_text(tree, &format!("/var/lib/dpkg/info/{n}.md5sums"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let (sum, path) = l.split_once(char::is_whitespace)?;
+                    Some((format!("/{}", path.trim_start().trim_start_matches('/')), sum.to_ascii_lowercase()))
+                })
+                .collect();
+            for path in list.lines().filter(|l| !l.is_empty() && *l != "/.") {
+                info.files += 1;
+                let id = tree.resolve(path.as_bytes(), false).ok();
+                if let Some(id) = id {
+                    if let Some(o) = owned.get_mut(id.0 as usize) {
+                        *o = true;
+                    }
+                }
+                let Some(sum) = md5s.get(path) else { continue };
+                out.verified_files += 1;
+                let config = conffiles.iter().any(|c| c == path);
+                let Some(id) = id else {
+                    // dpkg-diverted or removed; dpkg --verify reports it missing.
+                    pending.push(Mismatch { path: path.to_string(), package: label.clone(), config, differs: vec!["missing".into()] });
+                    continue;
+                };
+                if tree.node(id).file_type() == FileType::Regular {
+                    jobs.push(DigestJob { node: id, algo: "md5", expected: sum.clone(), mismatch: pending.len() });
+                    pending.push(Mismatch { path: path.to_string(), package: label.clone(), config, differs: Vec::new() });
+                }
+            }
+            break;
+        }
+        out.list.push(info);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_text_forms() {
+        let raw = 1u64 << 13;
+        assert_eq!(parse_cap_text("cap_net_raw=ep"), (raw, 0, raw));
+        assert_eq!(parse_cap_text("= cap_net_raw+ep"), (raw, 0, raw));
+        assert_eq!(parse_cap_text("cap_net_admin,cap_net_raw+p"), (raw | (1 << 12), 0, 0));
+        assert_eq!(parse_cap_text("cap_chown=i"), (0, 1, 0));
+    }
+
+    #[test]
+    fn purls() {
+        assert_eq!(purl_encode("1:2.3+dfsg-1"), "1%3A2.3%2Bdfsg-1");
+        assert_eq!(rpm_namespace(Some("centos")), "centos");
+        assert_eq!(rpm_namespace(None), "rpm");
+    }
+}
