@@ -1,3 +1,79 @@
-fn main() {
-    println!("wafer");
+//! The `wafer` command: build, vet, sign and verify virtual-machine images for grid sites.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Build, vet, sign and verify virtual-machine images ("wafers") for grid sites.
+#[derive(Parser, Debug)]
+#[command(
+    name = "wafer",
+    version,
+    about = "Build, vet, sign and verify virtual-machine images (wafers) for grid sites",
+    long_about = "Build, vet, sign and verify virtual-machine images (\"wafers\") for grid sites.\n\n\
+        Every image is read and written by wafer's own code, in user space: nothing is mounted,\n\
+        nothing needs root.\n\n\
+        Examples:\n  \
+        wafer mkfs rootfs.tar.xz -o disk.img --profile el7\n  \
+        wafer ls disk.img --long\n  \
+        wafer ls rootfs.tar.gz --json > listing.json"
+)]
+struct Cli {
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr; no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Mkfs(cmd::mkfs::MkfsArgs),
+    Ls(cmd::ls::LsArgs),
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = if quiet {
+        "error"
+    } else {
+        match verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            };
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+    let ui = cmd::Ui { quiet: cli.quiet };
+    let result = match cli.command {
+        Command::Mkfs(a) => cmd::mkfs::run(a, &ui),
+        Command::Ls(a) => cmd::ls::run(a, &ui),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wafer: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
