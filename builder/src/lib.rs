@@ -1,1 +1,558 @@
 //! Recipes turned into reproducible wafer bundles.
+//!
+//! [`build`] reads a recipe ([`recipe`], documented in docs/recipe.md), opens the pinned base
+//! into a [`rootfs::Tree`], applies the steps in order ([`steps`]), writes the ext image with
+//! rootfs's writer, compresses it to seekable zstd, computes the digests (sha256, dm-verity) and
+//! writes the bundle ([`output`], documented in docs/bundle.md). Nothing is mounted, nothing
+//! runs as root, nothing of the build host ends up in the bundle.
+
+pub mod error;
+pub mod inspect;
+pub mod output;
+pub mod recipe;
+pub mod steps;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rootfs::{NodeKind, Timestamp, Tree};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use error::{BuildError, Result};
+pub use output::Manifest;
+pub use recipe::Recipe;
+pub use steps::StepReport;
+
+/// Phases with byte progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Reading and checking the base.
+    Base,
+    /// Writing the ext image.
+    Image,
+    /// sha256 and dm-verity over the raw image.
+    Hash,
+    /// Compressing to seekable zstd.
+    Compress,
+}
+
+/// A progress event. Serializes as `{"event": "...", ...}` for `--json` output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A step begins.
+    StepStarted {
+        /// 1-based step number (0: the default purge).
+        index: usize,
+        /// Number of steps.
+        total: usize,
+        /// Step type.
+        kind: String,
+        /// Recipe line.
+        line: usize,
+    },
+    /// A step ended.
+    StepFinished {
+        /// 1-based step number.
+        index: usize,
+        /// Step type.
+        kind: String,
+        /// Paths added.
+        added: usize,
+        /// Paths changed.
+        changed: usize,
+        /// Paths removed.
+        removed: usize,
+    },
+    /// A byte-counted phase begins.
+    PhaseStarted {
+        /// Which.
+        phase: Phase,
+        /// Bytes to process (0 if unknown).
+        total: u64,
+    },
+    /// Bytes processed so far in a phase.
+    Bytes {
+        /// Which.
+        phase: Phase,
+        /// Bytes done.
+        done: u64,
+        /// Bytes in all.
+        total: u64,
+    },
+    /// A phase ended.
+    PhaseFinished {
+        /// Which.
+        phase: Phase,
+    },
+}
+
+/// Receives progress events; the builder itself never prints.
+pub trait Progress: Sync {
+    /// One event.
+    fn event(&self, event: &Event);
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn event(&self, _: &Event) {}
+}
+
+/// How to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The bundle directory to create (must not exist, or be empty).
+    pub out_dir: PathBuf,
+    /// Build epoch; `None`: `SOURCE_DATE_EPOCH` from the environment, then the recipe's
+    /// `wafer.epoch`, then the base's newest modification time.
+    pub source_date_epoch: Option<i64>,
+    /// Worker threads for hashing and compression (0: all cores). Never changes the output.
+    pub threads: usize,
+    /// Also keep the raw image as `disk.img` in the bundle.
+    pub keep_raw: bool,
+}
+
+impl BuildOptions {
+    /// Options writing to `out_dir`, everything else default.
+    pub fn new(out_dir: impl Into<PathBuf>) -> Self {
+        BuildOptions { out_dir: out_dir.into(), ..Default::default() }
+    }
+}
+
+/// What a build did; also written as `build-report.json` (without host paths).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BuildReport {
+    /// Wafer name.
+    pub name: String,
+    /// Wafer version.
+    pub version: String,
+    /// Each step's report, in order (the default purge last, index 0, if the recipe has none).
+    pub steps: Vec<StepReport>,
+    /// Host files the steps read (recipe-relative path -> sha256).
+    pub inputs: BTreeMap<String, String>,
+    /// Packages installed by rpm steps.
+    pub packages_added: Vec<steps::PackageAdded>,
+    /// Scriptlets the rpm steps did not run.
+    pub scriptlets_skipped: Vec<String>,
+    /// Things worth a look that did not stop the build.
+    pub warnings: Vec<String>,
+    /// The manifest written.
+    #[serde(skip)]
+    pub manifest: Option<Manifest>,
+}
+
+/// sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
+    let mut f = std::fs::File::open(path).map_err(|e| BuildError::io(path, e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| BuildError::io(path, e))?;
+    Ok(h.finalize().into())
+}
+
+/// The digest pinning a `dir` base: sha256 over one line per entry in walk (name) order:
+/// `path NUL type NUL perm(octal) NUL uid NUL gid NUL mtime NUL payload LF`, where payload is the
+/// sha256 of a regular file's bytes, a symlink's target, or `major:minor` of a device.
+pub fn tree_digest(tree: &Tree) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut err = None;
+    tree.walk(|p, id| {
+        if err.is_some() {
+            return;
+        }
+        let n = tree.node(id);
+        let payload = match &n.kind {
+            NodeKind::Regular(c) => {
+                let mut fh = Sha256::new();
+                match c.reader().and_then(|mut r| std::io::copy(&mut r, &mut fh)) {
+                    Ok(_) => hex::encode(fh.finalize()),
+                    Err(e) => {
+                        err = Some(BuildError::Base { path: String::from_utf8_lossy(p).into_owned(), message: e.to_string() });
+                        return;
+                    }
+                }
+            }
+            NodeKind::Symlink(t) => String::from_utf8_lossy(t).into_owned(),
+            NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => format!("{}:{}", d.major, d.minor),
+            _ => String::new(),
+        };
+        h.update(p);
+        h.update(
+            format!(
+                "\0{}\0{:o}\0{}\0{}\0{}\0{}\n",
+                n.file_type().ls_char(),
+                n.meta.perm,
+                n.meta.uid,
+                n.meta.gid,
+                n.meta.mtime.sec,
+                payload
+            )
+            .as_bytes(),
+        );
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(hex::encode(h.finalize())),
+    }
+}
+
+fn newest_mtime(tree: &Tree) -> i64 {
+    let mut m = 0i64;
+    tree.walk(|_, id| m = m.max(tree.node(id).meta.mtime.sec));
+    m
+}
+
+/// Open the base, checking its kind and pinned digest.
+fn open_base(recipe: &Recipe, progress: &dyn Progress) -> Result<(Tree, String)> {
+    let base = &recipe.doc.base;
+    let path = recipe.dir().join(base.path.get_ref());
+    let shown = base.path.get_ref().clone();
+    let kind = *base.kind.get_ref();
+    progress.event(&Event::PhaseStarted { phase: Phase::Base, total: 0 });
+    let detected = rootfs::open::detect(&path).map_err(|e| recipe.err_at(base.path.span(), format!("base: {e}")))?;
+    let matches = matches!(
+        (kind, detected),
+        (recipe::BaseKind::Tar, rootfs::open::SourceKind::Tar(_))
+            | (recipe::BaseKind::Dir, rootfs::open::SourceKind::Directory)
+            | (recipe::BaseKind::Ext, rootfs::open::SourceKind::Ext)
+            | (recipe::BaseKind::Wafer, rootfs::open::SourceKind::Bundle)
+    );
+    if !matches {
+        return Err(recipe.err_at(base.kind.span(), format!("base.kind is {kind:?} but {shown} holds {detected:?}")));
+    }
+    let pinned = base.sha256.get_ref().clone();
+    // Files are checked before they are parsed: a wrong base is never read.
+    let file_digest = match kind {
+        recipe::BaseKind::Tar | recipe::BaseKind::Ext => Some(hex::encode(sha256_file(&path)?)),
+        recipe::BaseKind::Wafer => Some(hex::encode(sha256_file(&path.join("disk.img.zst"))?)),
+        recipe::BaseKind::Dir => None,
+    };
+    let mismatch = |actual: String| BuildError::BaseDigest {
+        file: recipe.file.display().to_string(),
+        line: recipe.line(base.sha256.span()),
+        path: shown.clone(),
+        expected: pinned.clone(),
+        actual,
+    };
+    if let Some(d) = &file_digest {
+        if *d != pinned {
+            return Err(mismatch(d.clone()));
+        }
+    }
+    let opened = rootfs::open::open_source(&path, &rootfs::open::OpenOptions::default())
+        .map_err(|e| BuildError::Base { path: shown.clone(), message: e.to_string() })?;
+    if file_digest.is_none() {
+        let d = tree_digest(&opened.tree)?;
+        if d != pinned {
+            return Err(mismatch(d));
+        }
+    }
+    progress.event(&Event::PhaseFinished { phase: Phase::Base });
+    Ok((opened.tree, pinned))
+}
+
+fn env_epoch() -> Option<i64> {
+    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// The ext profile for an OS when the recipe names none.
+fn default_profile(os: &inspect::OsInfo) -> &'static str {
+    let major: u32 = os.version.split('.').next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    match os.id.as_str() {
+        "fedora" => "fedora",
+        _ => match major {
+            3 | 4 => "el4",
+            5 => "el5",
+            6 => "el6",
+            7 => "el7",
+            8 => "el8",
+            9 | 10 => "el9",
+            _ => "el7",
+        },
+    }
+}
+
+/// Build the bundle for the recipe at `recipe_path` into `opts.out_dir`.
+pub fn build(recipe_path: &Path, opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport> {
+    let recipe = Recipe::load(recipe_path)?;
+    build_recipe(&recipe, opts, progress)
+}
+
+/// Build from an already parsed recipe.
+pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport> {
+    let doc = &recipe.doc;
+    let out = &opts.out_dir;
+    if out.exists() {
+        let mut it = std::fs::read_dir(out).map_err(|e| BuildError::io(out, e))?;
+        if it.next().is_some() {
+            return Err(BuildError::Output(format!("{}: exists and is not empty", out.display())));
+        }
+    }
+    let recipe_sha = hex::encode(Sha256::digest(recipe.text.as_bytes()));
+    let (mut tree, base_sha) = open_base(recipe, progress)?;
+    let epoch = opts
+        .source_date_epoch
+        .or_else(env_epoch)
+        .or(doc.wafer.epoch)
+        .unwrap_or_else(|| newest_mtime(&tree));
+
+    let mut vars = doc.vars.clone();
+    vars.insert("wafer_name".into(), doc.wafer.name.get_ref().clone());
+    vars.insert("wafer_version".into(), doc.wafer.version.get_ref().clone());
+    vars.insert("wafer_vo".into(), doc.wafer.vo.get_ref().clone());
+    let ctx = steps::StepContext {
+        recipe_dir: recipe.dir(),
+        epoch: Timestamp::from_secs(epoch),
+        vars,
+        inputs: Default::default(),
+    };
+
+    // Steps, then the default purge if the recipe has no purge step.
+    let mut plan: Vec<(usize, usize, recipe::Step)> =
+        doc.step.iter().enumerate().map(|(i, s)| (i + 1, recipe.line(s.span()), s.get_ref().clone())).collect();
+    if !plan.iter().any(|(_, _, s)| matches!(s, recipe::Step::Purge { .. })) {
+        plan.push((0, 0, recipe::Step::Purge { keep: vec![], enabled: true }));
+    }
+    let total = plan.len();
+    let mut reports = Vec::with_capacity(total);
+    for (index, line, step) in &plan {
+        progress.event(&Event::StepStarted { index: *index, total, kind: step.kind().into(), line: *line });
+        let mut r = steps::apply(&mut tree, step, &ctx).map_err(|e| BuildError::Step {
+            file: recipe.file.display().to_string(),
+            line: *line,
+            index: *index,
+            kind: step.kind(),
+            message: e.0,
+        })?;
+        r.index = *index;
+        r.line = *line;
+        progress.event(&Event::StepFinished {
+            index: *index,
+            kind: step.kind().into(),
+            added: r.added.len(),
+            changed: r.changed.len(),
+            removed: r.removed.len(),
+        });
+        reports.push(r);
+    }
+    let inputs = ctx.inputs.borrow().clone();
+    let mut warnings = Vec::new();
+
+    // Facts from the finished tree.
+    let os = inspect::detect_os(&tree);
+    let arch = inspect::detect_arch(&tree);
+    let req = &doc.requirements;
+    let arch = match (&req.arch, arch) {
+        (Some(decl), Some(found)) => {
+            let d = inspect::normalize_arch(decl.get_ref()).unwrap_or("");
+            if d != found {
+                return Err(recipe.err_at(
+                    decl.span(),
+                    format!("requirements.arch is {} but the image's programs are built for {found}", decl.get_ref()),
+                ));
+            }
+            found.to_string()
+        }
+        (Some(decl), None) => {
+            warnings.push("no ELF programs found to confirm the declared architecture".into());
+            inspect::normalize_arch(decl.get_ref()).unwrap_or("").to_string()
+        }
+        (None, Some(found)) => found.to_string(),
+        (None, None) => {
+            warnings.push("architecture unknown: no ELF programs found and none declared".into());
+            "unknown".to_string()
+        }
+    };
+    let boot = resolve_boot(recipe, &tree)?;
+    if boot.is_none() {
+        warnings.push("no kernel in /boot and none named in [boot]: the site must supply one".into());
+    }
+    let packages = inspect::packages(&tree).map_err(|e| BuildError::Output(format!("reading the image's rpm database: {e}")))?;
+
+    // Image.
+    let profile = doc
+        .output
+        .profile
+        .as_ref()
+        .map(|p| p.get_ref().clone())
+        .unwrap_or_else(|| default_profile(&os).to_string());
+    let sizing = match (&doc.output.size, &doc.output.headroom) {
+        (Some(s), _) => image::Sizing::Fixed(recipe::parse_size(s.get_ref()).map_err(|m| recipe.err_at(s.span(), m))?),
+        (None, Some(h)) => match recipe::parse_headroom(h.get_ref()).map_err(|m| recipe.err_at(h.span(), m))? {
+            recipe::Headroom::Bytes(b) => image::Sizing::Extra(b),
+            recipe::Headroom::Percent(p) => image::Sizing::Percent(p),
+        },
+        (None, None) => image::Sizing::Percent(25),
+    };
+    std::fs::create_dir_all(out).map_err(|e| BuildError::io(out, e))?;
+    std::fs::create_dir_all(out.join("attestations")).map_err(|e| BuildError::io(out, e))?;
+    let inputs_sha = {
+        let mut h = Sha256::new();
+        for (k, v) in &inputs {
+            h.update(format!("{k}\0{v}\n").as_bytes());
+        }
+        hex::encode(h.finalize())
+    };
+    let salt: [u8; 32] = {
+        let mut h = Sha256::new();
+        h.update(b"wafer verity salt\0");
+        h.update(recipe_sha.as_bytes());
+        h.update(base_sha.as_bytes());
+        h.update(inputs_sha.as_bytes());
+        h.finalize().into()
+    };
+    let raw = out.join(if opts.keep_raw { "disk.img" } else { ".disk.img.partial" });
+    progress.event(&Event::PhaseStarted { phase: Phase::Image, total: 0 });
+    let (fs_type, _) = image::write(&tree, &raw, &profile, sizing, epoch, doc.wafer.name.get_ref()).map_err(|e| match e {
+        image::ImageError::TooSmall { needed: n } => BuildError::ImageTooSmall {
+            file: recipe.file.display().to_string(),
+            line: doc.output.size.as_ref().map(|s| recipe.line(s.span())).unwrap_or(0),
+            given: match sizing {
+                image::Sizing::Fixed(b) => b,
+                _ => 0,
+            },
+            needed: n,
+            needed_mib: n.div_ceil(1 << 20),
+        },
+        image::ImageError::Other(m) => BuildError::Output(format!("writing the ext image: {m}")),
+    })?;
+    progress.event(&Event::PhaseFinished { phase: Phase::Image });
+
+    let level = doc.output.compression_level.as_ref().map(|l| *l.get_ref()).unwrap_or(3);
+    let frame_size = match &doc.output.frame_size {
+        Some(f) => recipe::parse_size(f.get_ref()).map_err(|m| recipe.err_at(f.span(), m))? as usize,
+        None => rootfs::zseek::DEFAULT_FRAME_SIZE,
+    };
+    let zst = out.join("disk.img.zst");
+    let packed = output::pack(&raw, &zst, &salt, level, frame_size, opts.threads, progress)?;
+    if !opts.keep_raw {
+        std::fs::remove_file(&raw).map_err(|e| BuildError::io(&raw, e))?;
+    }
+
+    let mem_mib = match &req.memory {
+        Some(m) => recipe::parse_size(m.get_ref()).map_err(|e| recipe.err_at(m.span(), e))?.div_ceil(1 << 20),
+        None => 512,
+    };
+    let disk_mib = match &req.disk {
+        Some(d) => {
+            let v = recipe::parse_size(d.get_ref()).map_err(|e| recipe.err_at(d.span(), e))?;
+            if v < packed.image_size {
+                return Err(recipe.err_at(
+                    d.span(),
+                    format!("requirements.disk {v} bytes is smaller than the image ({} bytes)", packed.image_size),
+                ));
+            }
+            v.div_ceil(1 << 20)
+        }
+        None => packed.image_size.div_ceil(1 << 20),
+    };
+    let guest = match req.guest_type.unwrap_or(recipe::GuestType::Pv) {
+        recipe::GuestType::Pv => "pv",
+        recipe::GuestType::Pvh => "pvh",
+        recipe::GuestType::Hvm => "hvm",
+    };
+    let manifest = Manifest {
+        format: output::FORMAT.into(),
+        name: doc.wafer.name.get_ref().clone(),
+        version: doc.wafer.version.get_ref().clone(),
+        vo: doc.wafer.vo.get_ref().clone(),
+        os,
+        arch: arch.clone(),
+        filesystem: output::FsFacts { fs_type: fs_type.clone(), profile: profile.clone(), size: packed.image_size },
+        requirements: output::ManifestRequirements {
+            memory_mib: mem_mib,
+            vcpus: req.vcpus.unwrap_or(1),
+            disk_mib,
+            arch,
+            guest_types: vec![guest.into()],
+            min_xen: req.xen_min.clone(),
+        },
+        boot: boot.map(|b| output::ManifestBoot {
+            kernel: b.kernel,
+            initrd: b.initrd,
+            cmdline: doc.boot.cmdline.clone().unwrap_or_else(|| "root=/dev/xvda ro console=hvc0".into()),
+        }),
+        image: output::ManifestImage {
+            sha256: hex::encode(packed.image_sha256),
+            size: packed.image_size,
+            verity: output::ManifestVerity {
+                root: hex::encode(packed.verity_root),
+                salt: hex::encode(salt),
+                hash_algorithm: "sha256".into(),
+                data_block_size: 4096,
+                hash_block_size: 4096,
+                format: 1,
+            },
+        },
+        compressed: output::ManifestCompressed {
+            file: "disk.img.zst".into(),
+            sha256: hex::encode(packed.compressed_sha256),
+            size: packed.compressed_size,
+            frame_size: frame_size as u64,
+            level,
+            frames: packed.frames,
+        },
+        recipe: output::ManifestRecipe { sha256: recipe_sha, inputs_sha256: inputs_sha },
+        base: output::ManifestBase {
+            kind: format!("{:?}", doc.base.kind.get_ref()).to_ascii_lowercase(),
+            sha256: base_sha,
+        },
+        packages: packages.map(|(db, list)| output::ManifestPackages { database: db, count: list.len(), list }),
+        source_date_epoch: epoch,
+    };
+    let mut packages_added = Vec::new();
+    let mut scriptlets = Vec::new();
+    for r in &reports {
+        packages_added.extend(r.packages.iter().cloned());
+        scriptlets.extend(r.scriptlets_skipped.iter().cloned());
+    }
+    let report = BuildReport {
+        name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        steps: reports,
+        inputs,
+        packages_added,
+        scriptlets_skipped: scriptlets,
+        warnings,
+        manifest: Some(manifest.clone()),
+    };
+    write_json(&out.join("wafer.json"), &manifest)?;
+    write_json(&out.join("build-report.json"), &report)?;
+    Ok(report)
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    std::fs::write(path, output::to_stable_json(v)?).map_err(|e| BuildError::io(path, e))
+}
+
+fn resolve_boot(recipe: &Recipe, tree: &Tree) -> Result<Option<inspect::BootFiles>> {
+    let b = &recipe.doc.boot;
+    let check = |p: &toml::Spanned<String>, what: &str| -> Result<String> {
+        let ok = tree
+            .resolve(p.get_ref().as_bytes(), true)
+            .map(|id| matches!(tree.node(id).kind, NodeKind::Regular(_)))
+            .unwrap_or(false);
+        if ok {
+            Ok(p.get_ref().clone())
+        } else {
+            Err(recipe.err_at(p.span(), format!("boot.{what} {}: no such file in the image", p.get_ref())))
+        }
+    };
+    let detected = inspect::detect_boot(tree);
+    let kernel = match &b.kernel {
+        Some(k) => Some(check(k, "kernel")?),
+        None => detected.as_ref().map(|d| d.kernel.clone()),
+    };
+    let initrd = match &b.initrd {
+        Some(i) => Some(check(i, "initrd")?),
+        None if b.kernel.is_none() => detected.as_ref().and_then(|d| d.initrd.clone()),
+        None => None,
+    };
+    Ok(kernel.map(|kernel| inspect::BootFiles { kernel, initrd }))
+}
+
+mod image;

@@ -1,0 +1,257 @@
+//! Facts the builder detects in the finished tree: architecture (from ELF headers), OS (from
+//! os-release or the distribution's release file), kernel and initrd (from /boot), installed
+//! packages (from the image's own rpm database).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use rootfs::{NodeKind, Tree};
+use serde::Serialize;
+
+use crate::steps::{list_dir, read_text};
+
+/// Normalise an architecture name to the one the manifest uses (`uname -m` style).
+pub fn normalize_arch(s: &str) -> Option<&'static str> {
+    Some(match s {
+        "x86_64" | "amd64" | "x86-64" => "x86_64",
+        "i386" | "i486" | "i586" | "i686" | "x86" => "i686",
+        "aarch64" | "arm64" => "aarch64",
+        "armv7hl" | "armv7l" | "arm" | "armhf" => "armv7l",
+        "ppc64le" => "ppc64le",
+        "ppc64" => "ppc64",
+        "ppc" => "ppc",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        _ => return None,
+    })
+}
+
+/// The architecture an ELF header says (ELF spec: `e_ident[EI_CLASS]`, `[EI_DATA]`, `e_machine` at 18).
+pub fn elf_arch(head: &[u8]) -> Option<&'static str> {
+    if head.len() < 20 || &head[..4] != b"\x7fELF" {
+        return None;
+    }
+    let little = head[5] == 1;
+    let m = if little { u16::from_le_bytes([head[18], head[19]]) } else { u16::from_be_bytes([head[18], head[19]]) };
+    let is64 = head[4] == 2;
+    Some(match m {
+        3 => "i686",
+        62 => "x86_64",
+        183 => "aarch64",
+        40 => "armv7l",
+        20 => "ppc",
+        21 if little => "ppc64le",
+        21 => "ppc64",
+        22 if is64 => "s390x",
+        243 if is64 => "riscv64",
+        _ => return None,
+    })
+}
+
+fn head_of(tree: &Tree, path: &str) -> Option<Vec<u8>> {
+    let id = tree.resolve(path.as_bytes(), true).ok()?;
+    let NodeKind::Regular(c) = &tree.node(id).kind else { return None };
+    let mut r = c.reader().ok()?;
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    Some(buf[..n].to_vec())
+}
+
+/// The architecture most of the image's programs are built for.
+pub fn detect_arch(tree: &Tree) -> Option<&'static str> {
+    let mut votes: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut candidates: Vec<String> = ["/bin/sh", "/sbin/init", "/bin/ls", "/usr/bin/env", "/bin/bash", "/usr/lib/systemd/systemd"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for dir in ["/bin", "/sbin", "/usr/bin", "/usr/sbin"] {
+        candidates.extend(list_dir(tree, dir).into_iter().take(40).map(|n| crate::steps::join(dir, &n)));
+    }
+    for p in candidates.iter().take(200) {
+        if let Some(a) = head_of(tree, p).as_deref().and_then(elf_arch) {
+            *votes.entry(a).or_default() += 1;
+        }
+    }
+    votes.into_iter().max_by_key(|(a, n)| (*n, std::cmp::Reverse(*a))).map(|(a, _)| a)
+}
+
+/// The operating system of the image.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct OsInfo {
+    /// Short id (`centos`, `scientific`, `fedora`, `rhel`, `debian`...), or "unknown".
+    pub id: String,
+    /// Version (`5.11`, `9`...), or empty.
+    pub version: String,
+    /// Human-readable name.
+    pub name: String,
+}
+
+fn os_release_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().trim_matches('"').trim_matches('\'').to_string())
+    })
+}
+
+/// Read /etc/os-release, else /etc/redhat-release (and friends), else /etc/debian_version.
+pub fn detect_os(tree: &Tree) -> OsInfo {
+    for p in ["/etc/os-release", "/usr/lib/os-release"] {
+        if let Ok(Some(t)) = read_text(tree, p) {
+            return OsInfo {
+                id: os_release_value(&t, "ID").unwrap_or_else(|| "unknown".into()),
+                version: os_release_value(&t, "VERSION_ID").unwrap_or_default(),
+                name: os_release_value(&t, "PRETTY_NAME").or_else(|| os_release_value(&t, "NAME")).unwrap_or_default(),
+            };
+        }
+    }
+    for p in ["/etc/redhat-release", "/etc/fedora-release", "/etc/sl-release", "/etc/centos-release"] {
+        if let Ok(Some(t)) = read_text(tree, p) {
+            let line = t.lines().next().unwrap_or("").trim().to_string();
+            let lower = line.to_ascii_lowercase();
+            let id = if lower.contains("scientific") {
+                "scientific"
+            } else if lower.contains("centos") {
+                "centos"
+            } else if lower.contains("fedora") {
+                "fedora"
+            } else if lower.contains("red hat") {
+                "rhel"
+            } else {
+                "redhat-like"
+            };
+            let version = line
+                .split_whitespace()
+                .skip_while(|w| *w != "release")
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
+            return OsInfo { id: id.into(), version, name: line };
+        }
+    }
+    if let Ok(Some(t)) = read_text(tree, "/etc/debian_version") {
+        let v = t.trim().to_string();
+        return OsInfo { id: "debian".into(), version: v.clone(), name: format!("Debian {v}") };
+    }
+    OsInfo { id: "unknown".into(), ..Default::default() }
+}
+
+/// Kernel and initrd found in /boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootFiles {
+    /// Kernel path.
+    pub kernel: String,
+    /// Initrd path, if one matches the kernel.
+    pub initrd: Option<String>,
+}
+
+/// The newest `/boot/vmlinuz-*` (rpm version order) and its initrd.
+pub fn detect_boot(tree: &Tree) -> Option<BootFiles> {
+    let names = list_dir(tree, "/boot");
+    let newest = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("vmlinuz-"))
+        .filter(|v| !v.contains("rescue"))
+        .max_by(|a, b| pkgdb::version::rpmvercmp(a, b))?
+        .to_string();
+    let initrd = [format!("initramfs-{newest}.img"), format!("initrd-{newest}.img"), format!("initrd.img-{newest}")]
+        .into_iter()
+        .find(|n| names.contains(n))
+        .map(|n| format!("/boot/{n}"));
+    Some(BootFiles { kernel: format!("/boot/vmlinuz-{newest}"), initrd })
+}
+
+/// Where the image keeps its rpm database, if it has one.
+pub fn rpmdb_dir(tree: &Tree) -> Option<&'static str> {
+    ["/usr/lib/sysimage/rpm", "/var/lib/rpm"].into_iter().find(|d| {
+        ["rpmdb.sqlite", "Packages", "Packages.db"]
+            .iter()
+            .any(|f| tree.resolve(crate::steps::join(d, f).as_bytes(), true).is_ok())
+    })
+}
+
+/// Reads rpm database files out of the tree.
+pub struct TreeDb<'a> {
+    /// The tree.
+    pub tree: &'a Tree,
+    /// The database directory in it.
+    pub dir: String,
+}
+
+/// Largest rpm database file read into memory.
+pub const MAX_RPMDB_FILE: u64 = 1 << 30;
+
+impl pkgdb::rpmdb::DbSource for TreeDb<'_> {
+    fn read(&self, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+        let path = crate::steps::join(&self.dir, name);
+        let Ok(id) = self.tree.resolve(path.as_bytes(), true) else { return Ok(None) };
+        match &self.tree.node(id).kind {
+            NodeKind::Regular(c) => c.read_to_vec(MAX_RPMDB_FILE).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// One installed package in the manifest's summary.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PackageSummary {
+    /// Name.
+    pub name: String,
+    /// `[epoch:]version-release`.
+    pub evr: String,
+    /// Architecture (empty for none).
+    pub arch: String,
+}
+
+/// The image's installed packages (gpg-pubkey entries left out), sorted; `Ok(None)` without an rpm database.
+pub fn packages(tree: &Tree) -> Result<Option<(String, Vec<PackageSummary>)>, pkgdb::Error> {
+    let Some(dir) = rpmdb_dir(tree) else { return Ok(None) };
+    let src = TreeDb { tree, dir: dir.to_string() };
+    let (backend, _) = pkgdb::rpmdb::detect(&src)?;
+    let mut v: Vec<PackageSummary> = pkgdb::rpmdb::read_packages(&src)?
+        .into_iter()
+        .filter(|p| !p.is_gpg_pubkey)
+        .map(|p| PackageSummary {
+            evr: match p.epoch {
+                Some(e) => format!("{e}:{}-{}", p.version, p.release),
+                None => format!("{}-{}", p.version, p.release),
+            },
+            name: p.name,
+            arch: p.arch.unwrap_or_default(),
+        })
+        .collect();
+    v.sort();
+    let b = match backend {
+        pkgdb::rpmdb::Backend::Sqlite => "sqlite",
+        pkgdb::rpmdb::Backend::Ndb => "ndb",
+        pkgdb::rpmdb::Backend::Bdb => "bdb",
+    };
+    Ok(Some((b.to_string(), v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elf_machines() {
+        let mut h = vec![0u8; 20];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = 2;
+        h[5] = 1;
+        h[18] = 62;
+        assert_eq!(elf_arch(&h), Some("x86_64"));
+        h[4] = 1;
+        h[18] = 3;
+        assert_eq!(elf_arch(&h), Some("i686"));
+        assert_eq!(elf_arch(b"#!/bin/sh\n"), None);
+        assert_eq!(normalize_arch("amd64"), Some("x86_64"));
+        assert_eq!(normalize_arch("sparc"), None);
+    }
+}

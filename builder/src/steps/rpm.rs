@@ -1,0 +1,433 @@
+//! The `rpm` step: install .rpm packages into the tree without root and without the host's rpm.
+//!
+//! For each package: pkgdb reads the lead, headers and cpio payload (gzip, bzip2, xz, lzma,
+//! zstd); every entry goes into the tree with the header's mode, owner and group (names
+//! resolved against the image's /etc/passwd and /etc/group, as rpm does; unknown names fall back
+//! to root with a note, as rpm does), mtime from the header, and file capabilities
+//! (`FILECAPS`) as `security.capability` xattrs (VFS_CAP_REVISION_2). `%ghost` files are not
+//! laid down. The install header (signature digests merged, INSTALLTIME = build epoch) is
+//! registered in the image's rpm database in the format it already uses: `rpmdb.sqlite` (via
+//! SQLite on a temporary copy) or Berkeley DB `Packages`. Scriptlets are never run; they are
+//! listed in the report.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use pkgdb::rpm::{Header, RpmPackage};
+use rootfs::{Content, Device, Metadata, Node, NodeKind, Timestamp, Tree};
+use sha2::{Digest, Sha256};
+
+use super::accounts::Accounts;
+use super::{dir_meta, host_path, join, StepContext, StepError, StepReport, StepResult};
+use crate::inspect;
+
+/// Largest file of a package held in memory; bigger ones are refused (a wafer recipe installs
+/// service packages, not multi-GB blobs).
+pub const MAX_FILE: u64 = 1 << 30;
+/// Most payload entries accepted per package.
+pub const MAX_ENTRIES: usize = 500_000;
+
+/// Scriptlet tags: (script tag, program tag, name).
+const SCRIPTLETS: &[(u32, u32, &str)] = &[
+    (1151, 1153, "%pretrans"),
+    (1023, 1085, "%pre"),
+    (1024, 1086, "%post"),
+    (1025, 1087, "%preun"),
+    (1026, 1088, "%postun"),
+    (1152, 1154, "%posttrans"),
+    (1079, 1091, "%verifyscript"),
+];
+/// TRIGGERSCRIPTS, FILETRIGGERSCRIPTS, TRANSFILETRIGGERSCRIPTS.
+const TRIGGERS: &[(u32, &str)] = &[(1065, "%trigger"), (5066, "%filetrigger"), (5076, "%transfiletrigger")];
+
+/// Capability names in bit order (linux/capability.h).
+const CAPS: &[&str] = &[
+    "cap_chown",
+    "cap_dac_override",
+    "cap_dac_read_search",
+    "cap_fowner",
+    "cap_fsetid",
+    "cap_kill",
+    "cap_setgid",
+    "cap_setuid",
+    "cap_setpcap",
+    "cap_linux_immutable",
+    "cap_net_bind_service",
+    "cap_net_broadcast",
+    "cap_net_admin",
+    "cap_net_raw",
+    "cap_ipc_lock",
+    "cap_ipc_owner",
+    "cap_sys_module",
+    "cap_sys_rawio",
+    "cap_sys_chroot",
+    "cap_sys_ptrace",
+    "cap_sys_pacct",
+    "cap_sys_admin",
+    "cap_sys_boot",
+    "cap_sys_nice",
+    "cap_sys_resource",
+    "cap_sys_time",
+    "cap_sys_tty_config",
+    "cap_mknod",
+    "cap_lease",
+    "cap_audit_write",
+    "cap_audit_control",
+    "cap_setfcap",
+    "cap_mac_override",
+    "cap_mac_admin",
+    "cap_syslog",
+    "cap_wake_alarm",
+    "cap_block_suspend",
+    "cap_audit_read",
+    "cap_perfmon",
+    "cap_bpf",
+    "cap_checkpoint_restore",
+];
+
+/// Turn `cap_to_text` output (`cap_net_raw=ep`, `cap_a,cap_b+ep`, `= cap_x+ep`) into the
+/// `security.capability` xattr value (struct vfs_cap_data, revision 2, little endian).
+pub fn caps_xattr(text: &str) -> Result<Vec<u8>, String> {
+    let mut permitted = 0u64;
+    let mut inheritable = 0u64;
+    let mut effective = false;
+    for clause in text.split_whitespace() {
+        let Some(pos) = clause.find(['=', '+', '-']) else {
+            return Err(format!("capability clause '{clause}' has no operator"));
+        };
+        let (names, ops) = clause.split_at(pos);
+        let mut mask = 0u64;
+        for n in names.split(',').filter(|n| !n.is_empty()) {
+            let n = n.to_ascii_lowercase();
+            if n == "all" {
+                mask |= (1u64 << CAPS.len()) - 1;
+                continue;
+            }
+            let bit = CAPS.iter().position(|c| *c == n).ok_or_else(|| format!("unknown capability '{n}'"))?;
+            mask |= 1 << bit;
+        }
+        if names.is_empty() {
+            mask = (1u64 << CAPS.len()) - 1;
+        }
+        // Operators: sequences like "=ep", "+ep", "-i", possibly chained ("+e-i").
+        let mut op = ' ';
+        for c in ops.chars() {
+            match c {
+                '=' => {
+                    op = '=';
+                    permitted &= !mask;
+                    inheritable &= !mask;
+                }
+                '+' | '-' => op = c,
+                'e' | 'p' | 'i' => {
+                    let add = op != '-';
+                    match c {
+                        'p' => permitted = if add { permitted | mask } else { permitted & !mask },
+                        'i' => inheritable = if add { inheritable | mask } else { inheritable & !mask },
+                        _ => effective = add,
+                    }
+                }
+                other => return Err(format!("bad capability flag '{other}' in '{clause}'")),
+            }
+        }
+    }
+    let mut v = Vec::with_capacity(20);
+    let magic: u32 = 0x0200_0000 | u32::from(effective);
+    v.extend_from_slice(&magic.to_le_bytes());
+    v.extend_from_slice(&(permitted as u32).to_le_bytes());
+    v.extend_from_slice(&(inheritable as u32).to_le_bytes());
+    v.extend_from_slice(&((permitted >> 32) as u32).to_le_bytes());
+    v.extend_from_slice(&((inheritable >> 32) as u32).to_le_bytes());
+    Ok(v)
+}
+
+/// The scriptlets a header carries, as "name-evr: %post (/bin/sh)".
+pub fn scriptlets(h: &Header, label: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (script, prog, name) in SCRIPTLETS {
+        if h.has(*script) || h.has(*prog) {
+            let interp = h
+                .strings(*prog)
+                .ok()
+                .and_then(|v| v.into_iter().next())
+                .or_else(|| h.string(*prog))
+                .unwrap_or_else(|| "/bin/sh".into());
+            out.push(format!("{label}: {name} ({interp})"));
+        }
+    }
+    for (t, name) in TRIGGERS {
+        let n = h.strings(*t).map(|v| v.len()).unwrap_or(0);
+        if n > 0 {
+            out.push(format!("{label}: {name} x{n}"));
+        }
+    }
+    out
+}
+
+fn evr(p: &pkgdb::Package) -> String {
+    match p.epoch {
+        Some(e) => format!("{e}:{}-{}", p.version, p.release),
+        None => format!("{}-{}", p.version, p.release),
+    }
+}
+
+/// Install every package, then register them in the image's rpm database.
+pub fn install(tree: &mut Tree, ctx: &StepContext, packages: &[String], r: &mut StepReport) -> StepResult {
+    let dbdir = inspect::rpmdb_dir(tree)
+        .ok_or_else(|| StepError::new("the image has no rpm database (/var/lib/rpm or /usr/lib/sysimage/rpm)"))?;
+    let mut headers = Vec::new();
+    for rel in packages {
+        let host = host_path(ctx, rel)?;
+        let bytes = std::fs::read(&host).map_err(|e| StepError::new(format!("package '{rel}' ({}): {e}", host.display())))?;
+        super::record_input(ctx, rel, &bytes);
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let (added, header) = install_one(tree, ctx, rel, bytes, &sha, r)?;
+        r.packages.push(added);
+        headers.push(header);
+    }
+    register(tree, ctx, dbdir, &headers, r)
+}
+
+fn install_one(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    rel: &str,
+    bytes: Vec<u8>,
+    sha: &str,
+    r: &mut StepReport,
+) -> StepResult<(super::PackageAdded, Header)> {
+    let bad = |e: &dyn std::fmt::Display| StepError::new(format!("package '{rel}': {e}"));
+    let mut pkg = RpmPackage::open(std::io::Cursor::new(bytes)).map_err(|e| bad(&e))?;
+    let info = pkg.package().map_err(|e| bad(&e))?;
+    if info.source_rpm.is_none() && pkg.lead.kind == 1 {
+        return Err(bad(&"is a source package"));
+    }
+    let label = format!("{}-{}", info.name, evr(&info));
+    let acc = Accounts::load(tree)?;
+    let users: HashMap<String, u32> = acc.users().map(|u| (u.name, u.uid)).collect();
+    let groups: HashMap<String, u32> = acc.groups().map(|g| (g.name, g.gid)).collect();
+    let mut unknown = std::collections::BTreeSet::new();
+    // Hard links: (inode number in the package) -> node already placed.
+    let mut links: HashMap<u32, rootfs::NodeId> = HashMap::new();
+    let mut pending_links: Vec<(String, u32)> = Vec::new();
+    let mut count = 0usize;
+    let time = |m: Option<u32>| Timestamp::from_secs(m.map(i64::from).unwrap_or(ctx.epoch.sec));
+    while let Some(mut e) = pkg.next_entry().map_err(|e| bad(&e))? {
+        count += 1;
+        if count > MAX_ENTRIES {
+            return Err(bad(&format!("more than {MAX_ENTRIES} payload entries")));
+        }
+        let path = e.path.clone();
+        rootfs::tree::normalize(path.as_bytes()).map_err(|er| bad(&er))?;
+        let f = e.file.clone();
+        if f.as_ref().and_then(|f| f.flags).is_some_and(|fl| fl & pkgdb::rpm::fileflags::GHOST != 0) {
+            continue;
+        }
+        let mode = f.as_ref().map(|f| u32::from(f.mode)).unwrap_or(e.mode);
+        let uid = match f.as_ref().and_then(|f| f.user.clone()) {
+            Some(u) => users.get(&u).copied().unwrap_or_else(|| {
+                unknown.insert(format!("user {u}"));
+                0
+            }),
+            None => 0,
+        };
+        let gid = match f.as_ref().and_then(|f| f.group.clone()) {
+            Some(g) => groups.get(&g).copied().unwrap_or_else(|| {
+                unknown.insert(format!("group {g}"));
+                0
+            }),
+            None => 0,
+        };
+        let mut meta = Metadata::new((mode & 0o7777) as u16, uid, gid, time(f.as_ref().and_then(|f| f.mtime)));
+        if let Some(c) = f.as_ref().and_then(|f| f.caps.clone()).filter(|c| !c.is_empty()) {
+            let x = caps_xattr(&c).map_err(|m| bad(&format!("{path}: file capabilities '{c}': {m}")))?;
+            meta.xattrs.insert(b"security.capability".to_vec(), x);
+        }
+        let existed = tree.lookup(path.as_bytes()).is_some();
+        let kind = match mode & 0o170000 {
+            0o100000 => {
+                let ino = f.as_ref().and_then(|f| f.inode);
+                if e.size == 0 && f.as_ref().is_some_and(|f| f.size > 0) {
+                    // An earlier link of a hard-link set: its data comes with the last one.
+                    if let Some(i) = ino {
+                        pending_links.push((path.clone(), i));
+                        continue;
+                    }
+                }
+                if e.size > MAX_FILE {
+                    return Err(bad(&format!("{path}: {} bytes is over the {MAX_FILE} byte limit", e.size)));
+                }
+                let mut data = Vec::with_capacity(e.size as usize);
+                let sz = e.size;
+                (&mut e).take(sz).read_to_end(&mut data).map_err(|er| bad(&format!("{path}: {er}")))?;
+                let node = Node::new(NodeKind::Regular(Content::from_bytes(data)), meta);
+                let id = tree.insert(path.as_bytes(), node, &dir_meta(ctx))?;
+                if let Some(i) = ino {
+                    links.insert(i, id);
+                }
+                r.note_write(&path, existed);
+                continue;
+            }
+            0o040000 => NodeKind::empty_dir(),
+            0o120000 => {
+                let target = match f.as_ref().and_then(|f| f.link_target.clone()) {
+                    Some(t) => t.into_bytes(),
+                    None => {
+                        let mut t = Vec::new();
+                        (&mut e).take(4096).read_to_end(&mut t).map_err(|er| bad(&format!("{path}: {er}")))?;
+                        t
+                    }
+                };
+                NodeKind::Symlink(target)
+            }
+            0o020000 | 0o060000 => {
+                let rdev = f.as_ref().and_then(|f| f.rdev).unwrap_or(0);
+                let d = Device { major: (rdev >> 8) & 0xfff, minor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00) };
+                if mode & 0o170000 == 0o020000 {
+                    NodeKind::CharDevice(d)
+                } else {
+                    NodeKind::BlockDevice(d)
+                }
+            }
+            0o010000 => NodeKind::Fifo,
+            _ => return Err(bad(&format!("{path}: unsupported file mode {mode:o}"))),
+        };
+        if let (NodeKind::Directory(_), Some(id)) = (&kind, tree.lookup(path.as_bytes())) {
+            if tree.entries(id).is_some() {
+                // Existing directory: take the package's metadata, keep the contents.
+                tree.node_mut(id).meta = meta;
+                continue;
+            }
+        }
+        tree.insert(path.as_bytes(), Node::new(kind, meta), &dir_meta(ctx))?;
+        r.note_write(&path, existed);
+    }
+    for (path, ino) in pending_links {
+        let existed = tree.lookup(path.as_bytes()).is_some();
+        match links.get(&ino) {
+            Some(&id) => {
+                tree.link_at(path.as_bytes(), id, &dir_meta(ctx))?;
+                r.note_write(&path, existed);
+            }
+            None => return Err(bad(&format!("{path}: hard link whose data never came in the payload"))),
+        }
+    }
+    for u in unknown {
+        r.notes.push(format!("{label}: unknown {u} in the image, files given to root (as rpm does)"));
+    }
+    r.scriptlets_skipped.extend(scriptlets(&pkg.header, &label));
+    let install_time = u32::try_from(ctx.epoch.sec.max(0)).unwrap_or(u32::MAX);
+    let header = pkg.header_for_install(install_time, install_time);
+    Ok((
+        super::PackageAdded {
+            name: info.name.clone(),
+            evr: evr(&info),
+            arch: info.arch.clone().unwrap_or_default(),
+            files: pkg.files().len(),
+            sha256: sha.to_string(),
+        },
+        header,
+    ))
+}
+
+/// Add the install headers to the image's database, in its own format.
+fn register(tree: &mut Tree, ctx: &StepContext, dbdir: &str, headers: &[Header], r: &mut StepReport) -> StepResult {
+    let src = inspect::TreeDb { tree, dir: dbdir.to_string() };
+    let (backend, bytes) = pkgdb::rpmdb::detect(&src).map_err(|e| StepError::new(format!("{dbdir}: {e}")))?;
+    let (path, new) = match backend {
+        pkgdb::rpmdb::Backend::Sqlite => {
+            let tmp = tempdir()?;
+            let file = tmp.join("rpmdb.sqlite");
+            std::fs::write(&file, &bytes).map_err(|e| StepError::new(format!("temporary copy of the rpm database: {e}")))?;
+            // A WAL left in the image holds committed transactions: bring it along.
+            if let Some(wal) = src.read_opt("rpmdb.sqlite-wal") {
+                std::fs::write(tmp.join("rpmdb.sqlite-wal"), wal)
+                    .map_err(|e| StepError::new(format!("temporary copy of the rpm database: {e}")))?;
+            }
+            for h in headers {
+                pkgdb::rpmdb::sqlite::add_package(&file, h).map_err(|e| StepError::new(format!("{dbdir}/rpmdb.sqlite: {e}")))?;
+            }
+            checkpoint(&file)?;
+            let new = std::fs::read(&file).map_err(|e| StepError::new(format!("rpm database: {e}")))?;
+            let _ = std::fs::remove_dir_all(&tmp);
+            for side in ["rpmdb.sqlite-wal", "rpmdb.sqlite-shm"] {
+                let p = join(dbdir, side);
+                if super::remove_if_present(tree, &p) {
+                    r.removed.push(p);
+                }
+            }
+            (join(dbdir, "rpmdb.sqlite"), new)
+        }
+        pkgdb::rpmdb::Backend::Bdb => {
+            let mut records = pkgdb::rpmdb::bdb::read_packages(&bytes).map_err(|e| StepError::new(format!("{dbdir}/Packages: {e}")))?;
+            let mut next = records.iter().map(|(n, _)| *n).max().unwrap_or(0);
+            for h in headers {
+                next += 1;
+                records.push((next, h.to_bytes()));
+            }
+            let new = pkgdb::rpmdb::bdb::write_packages(&records).map_err(|e| StepError::new(format!("{dbdir}/Packages: {e}")))?;
+            (join(dbdir, "Packages"), new)
+        }
+        pkgdb::rpmdb::Backend::Ndb => {
+            return Err(StepError::new(format!("{dbdir}/Packages.db: writing ndb databases is not supported")));
+        }
+    };
+    let existed = super::write_file(tree, ctx, &path, new, Metadata::new(0o644, 0, 0, ctx.epoch))?;
+    r.note_write(&path, existed);
+    // The old Berkeley DB index files would now be stale: rpm rebuilds missing ones.
+    if backend == pkgdb::rpmdb::Backend::Bdb {
+        for name in super::list_dir(tree, dbdir) {
+            if name != "Packages" && !name.starts_with("__db.") && name.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+                let p = join(dbdir, &name);
+                if super::remove_if_present(tree, &p) {
+                    r.removed.push(p);
+                }
+            }
+        }
+        r.notes.push(format!("{dbdir}: index files removed; rpm rebuilds them (rpm --rebuilddb) on first use"));
+    }
+    Ok(())
+}
+
+impl inspect::TreeDb<'_> {
+    fn read_opt(&self, name: &str) -> Option<Vec<u8>> {
+        pkgdb::rpmdb::DbSource::read(self, name).ok().flatten()
+    }
+}
+
+/// Fold a WAL into the main file so the image carries one self-contained database.
+fn checkpoint(file: &std::path::Path) -> StepResult {
+    let conn = rusqlite::Connection::open(file).map_err(|e| StepError::new(format!("rpm database: {e}")))?;
+    conn.pragma_update(None, "journal_mode", "DELETE").map_err(|e| StepError::new(format!("rpm database checkpoint: {e}")))?;
+    drop(conn);
+    Ok(())
+}
+
+fn tempdir() -> StepResult<std::path::PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::temp_dir();
+    for _ in 0..100 {
+        let p = base.join(format!("wafer-rpmdb-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        if std::fs::create_dir(&p).is_ok() {
+            return Ok(p);
+        }
+    }
+    Err(StepError::new("cannot create a temporary directory for the rpm database"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_text_to_xattr() {
+        let v = caps_xattr("cap_net_raw=ep").unwrap();
+        assert_eq!(&v[..4], &0x0200_0001u32.to_le_bytes());
+        assert_eq!(&v[4..8], &(1u32 << 13).to_le_bytes());
+        let v = caps_xattr("cap_net_admin,cap_net_raw+p").unwrap();
+        assert_eq!(&v[..4], &0x0200_0000u32.to_le_bytes());
+        assert_eq!(&v[4..8], &((1u32 << 12) | (1 << 13)).to_le_bytes());
+        assert!(caps_xattr("cap_bogus=ep").is_err());
+    }
+}
