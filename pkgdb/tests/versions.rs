@@ -144,9 +144,9 @@ fn gen_version(rng: &mut Rng, seps: &[&str]) -> String {
     let n = 1 + rng.below(4);
     for i in 0..n {
         if i > 0 || rng.below(6) == 0 {
-            s.push_str(*rng.pick(seps));
+            s.push_str(rng.pick::<&str>(seps));
         }
-        s.push_str(*rng.pick(&atoms[..]));
+        s.push_str(rng.pick::<&str>(&atoms[..]));
     }
     s
 }

@@ -577,7 +577,7 @@ impl Header {
                     16,
                 ));
             }
-            while data.len() % e.ty.align() != 0 {
+            while data.len() & (e.ty.align() - 1) != 0 {
                 data.push(0);
             }
             index.push(put(e.tag, e.ty as u32, data.len() as i32, e.count));

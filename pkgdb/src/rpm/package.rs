@@ -126,6 +126,8 @@ pub struct RpmPackage<'r> {
     pub header: Header,
     files: Vec<FileEntry>,
     by_path: HashMap<String, usize>,
+    /// Last regular file (by header index) of each inode, for hard-link sets.
+    last_link: HashMap<u32, usize>,
     payload: Box<dyn Read + 'r>,
     remaining: u64,
     pad: u64,
@@ -250,6 +252,12 @@ impl RpmPackage<'static> {
             other => return Err(PackageError::Unsupported(format!("compressor {other}"))),
         };
         let files = Package::files_of_header(&header)?;
+        let mut last_link = HashMap::new();
+        for (i, f) in files.iter().enumerate() {
+            if let (Some(ino), 0o100000) = (f.inode, f.mode as u32 & 0o170000) {
+                last_link.insert(ino, i);
+            }
+        }
         let by_path = files
             .iter()
             .enumerate()
@@ -261,12 +269,35 @@ impl RpmPackage<'static> {
             header,
             files,
             by_path,
+            last_link,
             payload,
             remaining: 0,
             pad: 0,
             entries: 0,
             done: false,
         })
+    }
+
+    /// Bytes a stripped (`07070X`) archive holds for file `i`: regular files carry their size
+    /// (for a hard-link set only the last member in header order carries the data), symlinks their
+    /// target, everything else nothing.
+    fn stripped_size(&self, i: usize) -> u64 {
+        let Some(f) = self.files.get(i) else { return 0 };
+        match f.mode as u32 & 0o170000 {
+            0o120000 => f.size,
+            0o100000 => {
+                let later_link = f
+                    .inode
+                    .and_then(|ino| self.last_link.get(&ino))
+                    .is_some_and(|&last| last > i);
+                if later_link {
+                    0
+                } else {
+                    f.size
+                }
+            }
+            _ => 0,
+        }
     }
 
     /// The package fields from the main header.
@@ -320,15 +351,10 @@ impl RpmPackage<'static> {
                     self.files.len()
                 ))
             })?;
-            let size = if f.mode & 0o170000 == 0o100000 {
-                f.size
-            } else {
-                0
-            };
+            let size = self.stripped_size(i);
             self.remaining = size;
-            // Stripped headers are 14 bytes: "07070X" + 8; data starts there, padded to 4.
-            let hdr_pad = (4 - 14 % 4) % 4;
-            self.skip(hdr_pad)?;
+            // Stripped headers are 14 bytes ("07070X" + 8 hex digits), padded to 4: 2 bytes.
+            self.skip(2)?;
             self.pad = (4 - size % 4) % 4;
             let (path, mode) = (f.path.clone(), f.mode as u32);
             return Ok(Some(PayloadEntry {

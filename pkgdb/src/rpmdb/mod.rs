@@ -87,8 +87,11 @@ pub fn detect(src: &dyn DbSource) -> Result<(Backend, Vec<u8>), Error> {
     Err(Error::NoDatabase)
 }
 
+/// Header blobs keyed by record number.
+pub type Blobs = Vec<(u32, Vec<u8>)>;
+
 /// Read the header blobs `(record number, blob)` of whatever database `src` holds.
-pub fn read_blobs(src: &dyn DbSource) -> Result<(Backend, Vec<(u32, Vec<u8>)>), Error> {
+pub fn read_blobs(src: &dyn DbSource) -> Result<(Backend, Blobs), Error> {
     let (backend, bytes) = detect(src)?;
     let blobs = match backend {
         Backend::Sqlite => {

@@ -64,11 +64,11 @@ pub fn read_packages_bytes(
     read_packages_file(&p)
 }
 
-/// Read `(hnum, blob)` from a database file we may open (a private copy: opening applies a WAL).
+/// Read `(hnum, blob)` from our private copy, opened read-only (SQLite still reads a `-wal` beside it).
 fn read_packages_file(p: &Path) -> Result<Vec<(u32, Vec<u8>)>, SqliteError> {
     let conn = Connection::open_with_flags(
         p,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sql(p))?;
     let mut st = conn
