@@ -316,6 +316,38 @@ fn bdb_written_by_us_passes_db_verify_and_rpm() {
     assert_eq!(rpm_qa(&out, &["--define", "_db_backend bdb_ro"]).len(), 200);
     let got = bdb::read_packages(&file).unwrap();
     assert_eq!(got, many);
+    // Register one more package into a BDB file made by db_load (big-endian) and ask rpm.
+    let p = build(tmp.path(), "echo", 0, 2, "w2.xzdio");
+    let pkg = RpmPackage::open(std::fs::File::open(&p).unwrap()).unwrap();
+    let d = tmp.path().join("dump.txt");
+    std::fs::write(&d, dump(&blobs(&db), true)).unwrap();
+    let be = tmp.path().join("be");
+    std::fs::create_dir_all(&be).unwrap();
+    run(
+        "db_load",
+        &[
+            "-c",
+            "db_lorder=4321",
+            "-f",
+            d.to_str().unwrap(),
+            be.join("Packages").to_str().unwrap(),
+        ],
+    );
+    let (file, n) = bdb::add_package(
+        &std::fs::read(be.join("Packages")).unwrap(),
+        &pkg.header_for_install(1, 1),
+    )
+    .unwrap();
+    assert_eq!(n, 4);
+    std::fs::write(out.join("Packages"), &file).unwrap();
+    run("db_verify", &["-q", out.join("Packages").to_str().unwrap()]);
+    let qa = rpm_qa(&out, &["--define", "_db_backend bdb_ro"]);
+    assert_eq!(qa.len(), 4);
+    assert!(
+        qa.iter().any(|l| l.starts_with("echo-0:1.2-3.noarch")),
+        "{qa:?}"
+    );
+    assert_eq!(ours(&out), qa);
 }
 
 /// `db_load` dump text for `(key, value)` records (keys as 4-byte host-order package numbers).

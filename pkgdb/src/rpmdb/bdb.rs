@@ -281,6 +281,24 @@ pub fn read_packages(file: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, BdbError> {
 
 pub use writer::write_packages;
 
+/// Register `header` in an existing `Packages` file (either byte order): returns the rewritten
+/// file (little-endian, see [`write_packages`]) and the new package number (one above the
+/// highest in use). Only `Packages` is written: rpm's BDB index files (`Name`, `Basenames`, ...)
+/// are not, so stale ones beside it must be removed (rpm ≥ 4.? rebuilds missing indexes; older
+/// rpm needs `rpm --rebuilddb`).
+pub fn add_package(file: &[u8], header: &crate::rpm::Header) -> Result<(Vec<u8>, u32), BdbError> {
+    let mut recs = read_packages(file)?;
+    let next = recs
+        .iter()
+        .map(|(n, _)| *n)
+        .max()
+        .unwrap_or(0)
+        .checked_add(1)
+        .ok_or(BdbError::RecordTooLarge(0))?;
+    recs.push((next, header.to_bytes()));
+    Ok((write_packages(&recs)?, next))
+}
+
 mod writer {
     use super::*;
 
