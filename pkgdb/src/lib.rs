@@ -55,6 +55,23 @@ pub enum Error {
     },
 }
 
+/// Where rpm keeps its database inside a root filesystem, newest layout first.
+pub const RPMDB_DIRS: [&str; 2] = ["usr/lib/sysimage/rpm", "var/lib/rpm"];
+
+/// Read the rpm database of the system rooted at `root` (the first of [`RPMDB_DIRS`] holding a
+/// database). On an image, prefer reading the files out of the image and using
+/// [`rpmdb::read_packages`] with an in-memory [`rpmdb::DbSource`].
+pub fn read_rpmdb_in_root(root: &Path) -> Result<Vec<Package>, Error> {
+    for d in RPMDB_DIRS {
+        let dir = root.join(d);
+        match rpmdb::read_packages(&dir.as_path()) {
+            Err(Error::NoDatabase) => continue,
+            other => return other,
+        }
+    }
+    Err(Error::NoDatabase)
+}
+
 /// Read every package (and `gpg-pubkey` entry) of the rpm database in directory `dir`.
 pub fn read_rpmdb(dir: &Path) -> Result<Vec<Package>, Error> {
     rpmdb::read_packages(&dir)

@@ -149,3 +149,28 @@ fn malformed_header_blob_reads_name_but_not_files() {
         "blob re-serializes byte for byte"
     );
 }
+
+#[test]
+fn database_found_inside_a_root_and_from_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("usr/lib/sysimage/rpm");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(matches!(
+        pkgdb::read_rpmdb_in_root(tmp.path()),
+        Err(pkgdb::Error::NoDatabase)
+    ));
+    std::fs::copy(
+        testdata("rpmdb-ndb-go-rpmdb-sle15-bci/Packages.db"),
+        dir.join("Packages.db"),
+    )
+    .unwrap();
+    assert_eq!(pkgdb::read_rpmdb_in_root(tmp.path()).unwrap().len(), 35);
+    let mut mem = std::collections::HashMap::new();
+    mem.insert(
+        "Packages".to_string(),
+        std::fs::read(testdata("rpmdb-bdb-syft-dive/Packages")).unwrap(),
+    );
+    let (backend, _) = pkgdb::rpmdb::detect(&mem).unwrap();
+    assert_eq!(backend, pkgdb::rpmdb::Backend::Bdb);
+    assert_eq!(pkgdb::rpmdb::read_packages(&mem).unwrap()[0].name, "dive");
+}
