@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use rootfs::ext::{self, FsKind, Profile, WriteOptions, WriteReport};
 use rootfs::open::{open_source, OpenOptions, SourceKind};
 use rootfs::{NodeKind, Tree};
 
@@ -78,7 +79,7 @@ pub struct MkfsArgs {
     pub json: bool,
 }
 
-/// Profiles the command knows (the ext writer defines what each means).
+/// Profile names [`Profile::from_name`] accepts (the ext writer defines what each means).
 pub const PROFILES: &[&str] = &["el4", "el5", "el6", "el7", "el8", "el9", "fedora", "ext2", "ext3", "ext4"];
 
 /// The epoch: explicit, else SOURCE_DATE_EPOCH, else the newest mtime in the tree.
@@ -131,7 +132,7 @@ fn counts(tree: &Tree) -> TreeCounts {
 /// Run `wafer mkfs`.
 pub fn run(args: MkfsArgs, ui: &Ui) -> Result<()> {
     if let Some(p) = &args.profile {
-        if !PROFILES.contains(&p.as_str()) {
+        if Profile::from_name(p).is_none() {
             bail!("unknown profile {p:?}; known profiles: {}", PROFILES.join(", "));
         }
     }
@@ -158,6 +159,11 @@ pub fn run(args: MkfsArgs, ui: &Ui) -> Result<()> {
         "image_bytes": written.size,
         "fs": written.fs,
         "block_size": written.block_size,
+        "blocks_count": written.report.blocks_count,
+        "blocks_used": written.report.blocks_used,
+        "inodes_count": written.report.inodes_count,
+        "inodes_used": written.report.inodes_used,
+        "uuid": hex::encode(written.report.uuid),
         "seconds": total,
     });
     if args.json {
@@ -200,8 +206,60 @@ pub struct Written {
     pub size: u64,
     /// Block size.
     pub block_size: u32,
+    /// The writer's report.
+    pub report: WriteReport,
 }
 
-fn write_image(_tree: &Tree, args: &MkfsArgs, _epoch: i64, _ui: &Ui) -> Result<Written> {
-    bail!("cannot write {}: the ext2/3/4 writer (rootfs::ext::write_image) is not available in this build yet", args.output.display())
+/// The writer options the command line asks for.
+pub fn write_options(args: &MkfsArgs, epoch: i64) -> Result<WriteOptions> {
+    let mut opts = match &args.profile {
+        Some(p) => {
+            let profile = Profile::from_name(p).with_context(|| format!("unknown profile {p:?}; known profiles: {}", PROFILES.join(", ")))?;
+            WriteOptions::for_profile(profile)
+        }
+        None => WriteOptions::new(fs_kind(args.fs.unwrap_or(Fs::Ext4))),
+    };
+    if let (Some(_), Some(fs)) = (&args.profile, args.fs) {
+        opts.fs = fs_kind(fs);
+    }
+    opts.epoch = epoch;
+    opts.size = args.size;
+    if let Some(h) = args.headroom {
+        opts.headroom_percent = h;
+    }
+    if let Some(b) = &args.block_size {
+        opts.block_size = b.parse().context("--block-size")?;
+    }
+    if let Some(i) = &args.inode_size {
+        opts.inode_size = i.parse().context("--inode-size")?;
+    }
+    if args.metadata_csum {
+        opts.metadata_csum = true;
+    }
+    if args.sixty_four_bit {
+        opts.sixty_four_bit = true;
+    }
+    if let Some(l) = &args.label {
+        opts.label = l.as_bytes().to_vec();
+    }
+    Ok(opts)
+}
+
+fn fs_kind(fs: Fs) -> FsKind {
+    match fs {
+        Fs::Ext2 => FsKind::Ext2,
+        Fs::Ext3 => FsKind::Ext3,
+        Fs::Ext4 => FsKind::Ext4,
+    }
+}
+
+fn write_image(tree: &Tree, args: &MkfsArgs, epoch: i64, _ui: &Ui) -> Result<Written> {
+    let opts = write_options(args, epoch)?;
+    let fs = match opts.fs {
+        FsKind::Ext2 => Fs::Ext2,
+        FsKind::Ext3 => Fs::Ext3,
+        FsKind::Ext4 => Fs::Ext4,
+    };
+    let report = ext::write_image(tree, &args.output, &opts).with_context(|| format!("writing {}", args.output.display()))?;
+    Ok(Written { fs, size: report.size, block_size: report.block_size, report })
 }
