@@ -328,7 +328,7 @@ pub fn verify(
     let mut digest_check = |name: &str, want: &str, got: &Option<String>, required: bool| match got
     {
         Some(g) if g == want => {
-            r.add(name, true, format!("{g}"));
+            r.add(name, true, g.clone());
         }
         Some(g) => {
             r.add(name, false, format!("computed {g}, manifest says {want}"));
