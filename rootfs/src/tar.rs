@@ -648,6 +648,18 @@ impl TarReader {
                             }
                         }
                     }
+                    // Several extended headers in a row must not add up past the cap either.
+                    let held = |v: &[(Vec<u8>, Vec<u8>)]| v.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>();
+                    let total = held(&pending.pax) + held(&self.global);
+                    if total > self.opts.max_header_bytes {
+                        return Err(TarError::TooLarge {
+                            offset: off,
+                            entry: hdr_name.clone(),
+                            what: "extended header records held at once",
+                            size: total,
+                            limit: self.opts.max_header_bytes,
+                        });
+                    }
                     off = next_header(data_off, size).ok_or_else(|| TarError::TooLarge {
                         offset: off,
                         entry: hdr_name.clone(),

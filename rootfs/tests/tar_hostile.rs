@@ -128,6 +128,12 @@ fn truncated_and_absurd_sizes_are_refused() {
     let p = pax(&[("size", b"99999999999999")]);
     let a = archive(&[header(b"pax", b'x', p.len() as u64, b""), data(&p), header(b"f", b'0', 0, b"")]);
     assert!(matches!(read(a), Err(TarError::TooLarge { offset: 1024, .. })));
+    // Many extended headers in a row, each under the cap, together over it.
+    let big = vec![b'a'; 600 * 1024];
+    let p = pax(&[("comment", &big)]);
+    let x = [header(b"pax", b'x', p.len() as u64, b""), data(&p)].concat();
+    let a = archive(&[x.clone(), x, header(b"f", b'0', 0, b"")]);
+    assert!(matches!(read(a), Err(TarError::TooLarge { what: "extended header records held at once", .. })));
     // An extended header with nothing after it.
     let p = pax(&[("path", b"x")]);
     let a = [header(b"pax", b'x', p.len() as u64, b""), data(&p)].concat();
