@@ -851,7 +851,9 @@ pub(super) fn read_image(src: Arc<dyn ReadAt>, opts: &ReadOptions) -> Result<Ext
     for g in 0..groups {
         let gdt_index = g as usize / dpb;
         let blk = if !sb.has_incompat(INCOMPAT_META_BG) || (gdt_index as u64) < u64::from(sb.first_meta_bg) {
-            first_data_block + 1 + gdt_index as u64
+            // The superblock's block: 1 for 1 KiB blocks even when s_first_data_block is 0 (bigalloc).
+            let sb_block = if first_data_block == 0 && bs == 1024 { 1 } else { first_data_block };
+            sb_block + 1 + gdt_index as u64
         } else {
             let mg_first = (gdt_index * dpb) as u32;
             first_data_block + u64::from(mg_first) * u64::from(bpg) + u64::from(group_has_super(&sb, mg_first))

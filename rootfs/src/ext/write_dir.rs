@@ -262,7 +262,7 @@ fn build_htree(
         if let Some(seed) = p.csum_seed {
             let t = count_off + limit * 8;
             let mut c = crc32c_raw(seed, &blk[..count_off + ents.len() * 8]);
-            c = crc32c_raw(c, &[0u8; 4]);
+            c = crc32c_raw(c, &[0u8; 8]); // dx_tail with dt_checksum zeroed
             put32(blk, t, 0);
             put32(blk, t + 4, c);
         }
