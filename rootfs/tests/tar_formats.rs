@@ -275,3 +275,19 @@ fn uncompressed_contents_point_into_the_archive() {
     let raw = fs::read(&a).unwrap();
     assert_eq!(&raw[e.physical as usize..(e.physical + e.len) as usize], b"root:x:0:0:root:/root:/bin/sh\n");
 }
+
+#[test]
+fn v7_format_without_magic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"v7 data").unwrap();
+    fs::hard_link(src.join("d/f"), src.join("h")).unwrap();
+    std::os::unix::fs::symlink("d/f", src.join("l")).unwrap();
+    let a = gnu_tar(tmp.path(), &src, "v7.tar", &["--format=v7"]);
+    let raw = fs::read(&a).unwrap();
+    assert_ne!(&raw[257..262], b"ustar");
+    assert!(rootfs::tar::looks_like_tar(&raw[..512]));
+    let (tree, _) = read_tar_file(&a, &TarOptions::default()).unwrap();
+    compare(&tree, &src, &Expect { nsec: false, xattrs: false, check_root: false });
+}
