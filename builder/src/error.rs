@@ -38,7 +38,9 @@ pub enum BuildError {
         message: String,
     },
     /// The base does not match its pinned digest.
-    #[error("{file}:{line}: base {path}: sha256 mismatch: recipe pins {expected}, file has {actual}")]
+    #[error(
+        "{file}:{line}: base {path}: sha256 mismatch: recipe pins {expected}, file has {actual}"
+    )]
     BaseDigest {
         /// Recipe file.
         file: String,
@@ -90,7 +92,10 @@ pub enum BuildError {
 impl BuildError {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        BuildError::Io { path: path.display().to_string(), source }
+        BuildError::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 

@@ -36,8 +36,16 @@ fn map(e: WriteError) -> ImageError {
 }
 
 /// Write `tree` to `out` with `profile`; returns the filesystem type (`ext2`/`ext3`/`ext4`) and size.
-pub fn write(tree: &Tree, out: &Path, profile: &str, sizing: Sizing, epoch: i64, label: &str) -> Result<(String, u64), ImageError> {
-    let p = Profile::from_name(profile).ok_or_else(|| ImageError::Other(format!("unknown profile {profile}")))?;
+pub fn write(
+    tree: &Tree,
+    out: &Path,
+    profile: &str,
+    sizing: Sizing,
+    epoch: i64,
+    label: &str,
+) -> Result<(String, u64), ImageError> {
+    let p = Profile::from_name(profile)
+        .ok_or_else(|| ImageError::Other(format!("unknown profile {profile}")))?;
     let mut opts = WriteOptions::for_profile(p);
     opts.epoch = epoch;
     opts.label = label.as_bytes().iter().copied().take(16).collect();

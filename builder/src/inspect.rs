@@ -32,7 +32,11 @@ pub fn elf_arch(head: &[u8]) -> Option<&'static str> {
         return None;
     }
     let little = head[5] == 1;
-    let m = if little { u16::from_le_bytes([head[18], head[19]]) } else { u16::from_be_bytes([head[18], head[19]]) };
+    let m = if little {
+        u16::from_le_bytes([head[18], head[19]])
+    } else {
+        u16::from_be_bytes([head[18], head[19]])
+    };
     let is64 = head[4] == 2;
     Some(match m {
         3 => "i686",
@@ -50,7 +54,9 @@ pub fn elf_arch(head: &[u8]) -> Option<&'static str> {
 
 fn head_of(tree: &Tree, path: &str) -> Option<Vec<u8>> {
     let id = tree.resolve(path.as_bytes(), true).ok()?;
-    let NodeKind::Regular(c) = &tree.node(id).kind else { return None };
+    let NodeKind::Regular(c) = &tree.node(id).kind else {
+        return None;
+    };
     let mut r = c.reader().ok()?;
     let mut buf = [0u8; 64];
     let mut n = 0;
@@ -67,19 +73,34 @@ fn head_of(tree: &Tree, path: &str) -> Option<Vec<u8>> {
 /// The architecture most of the image's programs are built for.
 pub fn detect_arch(tree: &Tree) -> Option<&'static str> {
     let mut votes: BTreeMap<&'static str, usize> = BTreeMap::new();
-    let mut candidates: Vec<String> = ["/bin/sh", "/sbin/init", "/bin/ls", "/usr/bin/env", "/bin/bash", "/usr/lib/systemd/systemd"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut candidates: Vec<String> = [
+        "/bin/sh",
+        "/sbin/init",
+        "/bin/ls",
+        "/usr/bin/env",
+        "/bin/bash",
+        "/usr/lib/systemd/systemd",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     for dir in ["/bin", "/sbin", "/usr/bin", "/usr/sbin"] {
-        candidates.extend(list_dir(tree, dir).into_iter().take(40).map(|n| crate::steps::join(dir, &n)));
+        candidates.extend(
+            list_dir(tree, dir)
+                .into_iter()
+                .take(40)
+                .map(|n| crate::steps::join(dir, &n)),
+        );
     }
     for p in candidates.iter().take(200) {
         if let Some(a) = head_of(tree, p).as_deref().and_then(elf_arch) {
             *votes.entry(a).or_default() += 1;
         }
     }
-    votes.into_iter().max_by_key(|(a, n)| (*n, std::cmp::Reverse(*a))).map(|(a, _)| a)
+    votes
+        .into_iter()
+        .max_by_key(|(a, n)| (*n, std::cmp::Reverse(*a)))
+        .map(|(a, _)| a)
 }
 
 /// The operating system of the image.
@@ -107,11 +128,18 @@ pub fn detect_os(tree: &Tree) -> OsInfo {
             return OsInfo {
                 id: os_release_value(&t, "ID").unwrap_or_else(|| "unknown".into()),
                 version: os_release_value(&t, "VERSION_ID").unwrap_or_default(),
-                name: os_release_value(&t, "PRETTY_NAME").or_else(|| os_release_value(&t, "NAME")).unwrap_or_default(),
+                name: os_release_value(&t, "PRETTY_NAME")
+                    .or_else(|| os_release_value(&t, "NAME"))
+                    .unwrap_or_default(),
             };
         }
     }
-    for p in ["/etc/redhat-release", "/etc/fedora-release", "/etc/sl-release", "/etc/centos-release"] {
+    for p in [
+        "/etc/redhat-release",
+        "/etc/fedora-release",
+        "/etc/sl-release",
+        "/etc/centos-release",
+    ] {
         if let Ok(Some(t)) = read_text(tree, p) {
             let line = t.lines().next().unwrap_or("").trim().to_string();
             let lower = line.to_ascii_lowercase();
@@ -132,14 +160,25 @@ pub fn detect_os(tree: &Tree) -> OsInfo {
                 .nth(1)
                 .unwrap_or("")
                 .to_string();
-            return OsInfo { id: id.into(), version, name: line };
+            return OsInfo {
+                id: id.into(),
+                version,
+                name: line,
+            };
         }
     }
     if let Ok(Some(t)) = read_text(tree, "/etc/debian_version") {
         let v = t.trim().to_string();
-        return OsInfo { id: "debian".into(), version: v.clone(), name: format!("Debian {v}") };
+        return OsInfo {
+            id: "debian".into(),
+            version: v.clone(),
+            name: format!("Debian {v}"),
+        };
     }
-    OsInfo { id: "unknown".into(), ..Default::default() }
+    OsInfo {
+        id: "unknown".into(),
+        ..Default::default()
+    }
 }
 
 /// Kernel and initrd found in /boot.
@@ -160,20 +199,30 @@ pub fn detect_boot(tree: &Tree) -> Option<BootFiles> {
         .filter(|v| !v.contains("rescue"))
         .max_by(|a, b| pkgdb::version::rpmvercmp(a, b))?
         .to_string();
-    let initrd = [format!("initramfs-{newest}.img"), format!("initrd-{newest}.img"), format!("initrd.img-{newest}")]
-        .into_iter()
-        .find(|n| names.contains(n))
-        .map(|n| format!("/boot/{n}"));
-    Some(BootFiles { kernel: format!("/boot/vmlinuz-{newest}"), initrd })
+    let initrd = [
+        format!("initramfs-{newest}.img"),
+        format!("initrd-{newest}.img"),
+        format!("initrd.img-{newest}"),
+    ]
+    .into_iter()
+    .find(|n| names.contains(n))
+    .map(|n| format!("/boot/{n}"));
+    Some(BootFiles {
+        kernel: format!("/boot/vmlinuz-{newest}"),
+        initrd,
+    })
 }
 
 /// Where the image keeps its rpm database, if it has one.
 pub fn rpmdb_dir(tree: &Tree) -> Option<&'static str> {
-    ["/usr/lib/sysimage/rpm", "/var/lib/rpm"].into_iter().find(|d| {
-        ["rpmdb.sqlite", "Packages", "Packages.db"]
-            .iter()
-            .any(|f| tree.resolve(crate::steps::join(d, f).as_bytes(), true).is_ok())
-    })
+    ["/usr/lib/sysimage/rpm", "/var/lib/rpm"]
+        .into_iter()
+        .find(|d| {
+            ["rpmdb.sqlite", "Packages", "Packages.db"].iter().any(|f| {
+                tree.resolve(crate::steps::join(d, f).as_bytes(), true)
+                    .is_ok()
+            })
+        })
 }
 
 /// Reads rpm database files out of the tree.
@@ -190,7 +239,9 @@ pub const MAX_RPMDB_FILE: u64 = 1 << 30;
 impl pkgdb::rpmdb::DbSource for TreeDb<'_> {
     fn read(&self, name: &str) -> std::io::Result<Option<Vec<u8>>> {
         let path = crate::steps::join(&self.dir, name);
-        let Ok(id) = self.tree.resolve(path.as_bytes(), true) else { return Ok(None) };
+        let Ok(id) = self.tree.resolve(path.as_bytes(), true) else {
+            return Ok(None);
+        };
         match &self.tree.node(id).kind {
             NodeKind::Regular(c) => c.read_to_vec(MAX_RPMDB_FILE).map(Some),
             _ => Ok(None),
@@ -211,8 +262,13 @@ pub struct PackageSummary {
 
 /// The image's installed packages (gpg-pubkey entries left out), sorted; `Ok(None)` without an rpm database.
 pub fn packages(tree: &Tree) -> Result<Option<(String, Vec<PackageSummary>)>, pkgdb::Error> {
-    let Some(dir) = rpmdb_dir(tree) else { return Ok(None) };
-    let src = TreeDb { tree, dir: dir.to_string() };
+    let Some(dir) = rpmdb_dir(tree) else {
+        return Ok(None);
+    };
+    let src = TreeDb {
+        tree,
+        dir: dir.to_string(),
+    };
     let (backend, _) = pkgdb::rpmdb::detect(&src)?;
     let mut v: Vec<PackageSummary> = pkgdb::rpmdb::read_packages(&src)?
         .into_iter()

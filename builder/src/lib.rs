@@ -120,7 +120,10 @@ pub struct BuildOptions {
 impl BuildOptions {
     /// Options writing to `out_dir`, everything else default.
     pub fn new(out_dir: impl Into<PathBuf>) -> Self {
-        BuildOptions { out_dir: out_dir.into(), ..Default::default() }
+        BuildOptions {
+            out_dir: out_dir.into(),
+            ..Default::default()
+        }
     }
 }
 
@@ -171,13 +174,18 @@ pub fn tree_digest(tree: &Tree) -> Result<String> {
                 match c.reader().and_then(|mut r| std::io::copy(&mut r, &mut fh)) {
                     Ok(_) => hex::encode(fh.finalize()),
                     Err(e) => {
-                        err = Some(BuildError::Base { path: String::from_utf8_lossy(p).into_owned(), message: e.to_string() });
+                        err = Some(BuildError::Base {
+                            path: String::from_utf8_lossy(p).into_owned(),
+                            message: e.to_string(),
+                        });
                         return;
                     }
                 }
             }
             NodeKind::Symlink(t) => String::from_utf8_lossy(t).into_owned(),
-            NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => format!("{}:{}", d.major, d.minor),
+            NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => {
+                format!("{}:{}", d.major, d.minor)
+            }
             _ => String::new(),
         };
         h.update(p);
@@ -212,8 +220,12 @@ fn open_base(recipe: &Recipe, progress: &dyn Progress) -> Result<(Tree, String)>
     let path = recipe.dir().join(base.path.get_ref());
     let shown = base.path.get_ref().clone();
     let kind = *base.kind.get_ref();
-    progress.event(&Event::PhaseStarted { phase: Phase::Base, total: 0 });
-    let detected = rootfs::open::detect(&path).map_err(|e| recipe.err_at(base.path.span(), format!("base: {e}")))?;
+    progress.event(&Event::PhaseStarted {
+        phase: Phase::Base,
+        total: 0,
+    });
+    let detected = rootfs::open::detect(&path)
+        .map_err(|e| recipe.err_at(base.path.span(), format!("base: {e}")))?;
     let matches = matches!(
         (kind, detected),
         (recipe::BaseKind::Tar, rootfs::open::SourceKind::Tar(_))
@@ -222,7 +234,10 @@ fn open_base(recipe: &Recipe, progress: &dyn Progress) -> Result<(Tree, String)>
             | (recipe::BaseKind::Wafer, rootfs::open::SourceKind::Bundle)
     );
     if !matches {
-        return Err(recipe.err_at(base.kind.span(), format!("base.kind is {kind:?} but {shown} holds {detected:?}")));
+        return Err(recipe.err_at(
+            base.kind.span(),
+            format!("base.kind is {kind:?} but {shown} holds {detected:?}"),
+        ));
     }
     let pinned = base.sha256.get_ref().clone();
     // Files are checked before they are parsed: a wrong base is never read.
@@ -243,8 +258,13 @@ fn open_base(recipe: &Recipe, progress: &dyn Progress) -> Result<(Tree, String)>
             return Err(mismatch(d.clone()));
         }
     }
-    let opened = rootfs::open::open_source(&path, &rootfs::open::OpenOptions::default())
-        .map_err(|e| BuildError::Base { path: shown.clone(), message: e.to_string() })?;
+    let opened =
+        rootfs::open::open_source(&path, &rootfs::open::OpenOptions::default()).map_err(|e| {
+            BuildError::Base {
+                path: shown.clone(),
+                message: e.to_string(),
+            }
+        })?;
     if file_digest.is_none() {
         let d = tree_digest(&opened.tree)?;
         if d != pinned {
@@ -256,12 +276,19 @@ fn open_base(recipe: &Recipe, progress: &dyn Progress) -> Result<(Tree, String)>
 }
 
 fn env_epoch() -> Option<i64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The ext profile for an OS when the recipe names none.
 fn default_profile(os: &inspect::OsInfo) -> &'static str {
-    let major: u32 = os.version.split('.').next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let major: u32 = os
+        .version
+        .split('.')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     match os.id.as_str() {
         "fedora" => "fedora",
         _ => match major {
@@ -277,19 +304,30 @@ fn default_profile(os: &inspect::OsInfo) -> &'static str {
 }
 
 /// Build the bundle for the recipe at `recipe_path` into `opts.out_dir`.
-pub fn build(recipe_path: &Path, opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport> {
+pub fn build(
+    recipe_path: &Path,
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<BuildReport> {
     let recipe = Recipe::load(recipe_path)?;
     build_recipe(&recipe, opts, progress)
 }
 
 /// Build from an already parsed recipe.
-pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progress) -> Result<BuildReport> {
+pub fn build_recipe(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<BuildReport> {
     let doc = &recipe.doc;
     let out = &opts.out_dir;
     if out.exists() {
         let mut it = std::fs::read_dir(out).map_err(|e| BuildError::io(out, e))?;
         if it.next().is_some() {
-            return Err(BuildError::Output(format!("{}: exists and is not empty", out.display())));
+            return Err(BuildError::Output(format!(
+                "{}: exists and is not empty",
+                out.display()
+            )));
         }
     }
     let recipe_sha = hex::encode(Sha256::digest(recipe.text.as_bytes()));
@@ -312,15 +350,34 @@ pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progres
     };
 
     // Steps, then the default purge if the recipe has no purge step.
-    let mut plan: Vec<(usize, usize, recipe::Step)> =
-        doc.step.iter().enumerate().map(|(i, s)| (i + 1, recipe.line(s.span()), s.get_ref().clone())).collect();
-    if !plan.iter().any(|(_, _, s)| matches!(s, recipe::Step::Purge { .. })) {
-        plan.push((0, 0, recipe::Step::Purge { keep: vec![], enabled: true }));
+    let mut plan: Vec<(usize, usize, recipe::Step)> = doc
+        .step
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i + 1, recipe.line(s.span()), s.get_ref().clone()))
+        .collect();
+    if !plan
+        .iter()
+        .any(|(_, _, s)| matches!(s, recipe::Step::Purge { .. }))
+    {
+        plan.push((
+            0,
+            0,
+            recipe::Step::Purge {
+                keep: vec![],
+                enabled: true,
+            },
+        ));
     }
     let total = plan.len();
     let mut reports = Vec::with_capacity(total);
     for (index, line, step) in &plan {
-        progress.event(&Event::StepStarted { index: *index, total, kind: step.kind().into(), line: *line });
+        progress.event(&Event::StepStarted {
+            index: *index,
+            total,
+            kind: step.kind().into(),
+            line: *line,
+        });
         let mut r = steps::apply(&mut tree, step, &ctx).map_err(|e| BuildError::Step {
             file: recipe.file.display().to_string(),
             line: *line,
@@ -352,14 +409,19 @@ pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progres
             if d != found {
                 return Err(recipe.err_at(
                     decl.span(),
-                    format!("requirements.arch is {} but the image's programs are built for {found}", decl.get_ref()),
+                    format!(
+                        "requirements.arch is {} but the image's programs are built for {found}",
+                        decl.get_ref()
+                    ),
                 ));
             }
             found.to_string()
         }
         (Some(decl), None) => {
             warnings.push("no ELF programs found to confirm the declared architecture".into());
-            inspect::normalize_arch(decl.get_ref()).unwrap_or("").to_string()
+            inspect::normalize_arch(decl.get_ref())
+                .unwrap_or("")
+                .to_string()
         }
         (None, Some(found)) => found.to_string(),
         (None, None) => {
@@ -369,9 +431,11 @@ pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progres
     };
     let boot = resolve_boot(recipe, &tree)?;
     if boot.is_none() {
-        warnings.push("no kernel in /boot and none named in [boot]: the site must supply one".into());
+        warnings
+            .push("no kernel in /boot and none named in [boot]: the site must supply one".into());
     }
-    let packages = inspect::packages(&tree).map_err(|e| BuildError::Output(format!("reading the image's rpm database: {e}")))?;
+    let packages = inspect::packages(&tree)
+        .map_err(|e| BuildError::Output(format!("reading the image's rpm database: {e}")))?;
 
     // Image.
     let profile = doc
@@ -381,11 +445,15 @@ pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progres
         .map(|p| p.get_ref().clone())
         .unwrap_or_else(|| default_profile(&os).to_string());
     let sizing = match (&doc.output.size, &doc.output.headroom) {
-        (Some(s), _) => image::Sizing::Fixed(recipe::parse_size(s.get_ref()).map_err(|m| recipe.err_at(s.span(), m))?),
-        (None, Some(h)) => match recipe::parse_headroom(h.get_ref()).map_err(|m| recipe.err_at(h.span(), m))? {
-            recipe::Headroom::Bytes(b) => image::Sizing::Extra(b),
-            recipe::Headroom::Percent(p) => image::Sizing::Percent(p),
-        },
+        (Some(s), _) => image::Sizing::Fixed(
+            recipe::parse_size(s.get_ref()).map_err(|m| recipe.err_at(s.span(), m))?,
+        ),
+        (None, Some(h)) => {
+            match recipe::parse_headroom(h.get_ref()).map_err(|m| recipe.err_at(h.span(), m))? {
+                recipe::Headroom::Bytes(b) => image::Sizing::Extra(b),
+                recipe::Headroom::Percent(p) => image::Sizing::Percent(p),
+            }
+        }
         (None, None) => image::Sizing::Percent(25),
     };
     std::fs::create_dir_all(out).map_err(|e| BuildError::io(out, e))?;
@@ -405,12 +473,32 @@ pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progres
         h.update(inputs_sha.as_bytes());
         h.finalize().into()
     };
-    let raw = out.join(if opts.keep_raw { "disk.img" } else { ".disk.img.partial" });
-    progress.event(&Event::PhaseStarted { phase: Phase::Image, total: 0 });
-    let (fs_type, _) = image::write(&tree, &raw, &profile, sizing, epoch, doc.wafer.name.get_ref()).map_err(|e| match e {
+    let raw = out.join(if opts.keep_raw {
+        "disk.img"
+    } else {
+        ".disk.img.partial"
+    });
+    progress.event(&Event::PhaseStarted {
+        phase: Phase::Image,
+        total: 0,
+    });
+    let (fs_type, _) = image::write(
+        &tree,
+        &raw,
+        &profile,
+        sizing,
+        epoch,
+        doc.wafer.name.get_ref(),
+    )
+    .map_err(|e| match e {
         image::ImageError::TooSmall { needed: n } => BuildError::ImageTooSmall {
             file: recipe.file.display().to_string(),
-            line: doc.output.size.as_ref().map(|s| recipe.line(s.span())).unwrap_or(0),
+            line: doc
+                .output
+                .size
+                .as_ref()
+                .map(|s| recipe.line(s.span()))
+                .unwrap_or(0),
             given: match sizing {
                 image::Sizing::Fixed(b) => b,
                 _ => 0,
@@ -420,11 +508,20 @@ pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progres
         },
         image::ImageError::Other(m) => BuildError::Output(format!("writing the ext image: {m}")),
     })?;
-    progress.event(&Event::PhaseFinished { phase: Phase::Image });
+    progress.event(&Event::PhaseFinished {
+        phase: Phase::Image,
+    });
 
-    let level = doc.output.compression_level.as_ref().map(|l| *l.get_ref()).unwrap_or(3);
+    let level = doc
+        .output
+        .compression_level
+        .as_ref()
+        .map(|l| *l.get_ref())
+        .unwrap_or(3);
     let frame_size = match &doc.output.frame_size {
-        Some(f) => recipe::parse_size(f.get_ref()).map_err(|m| recipe.err_at(f.span(), m))? as usize,
+        Some(f) => {
+            recipe::parse_size(f.get_ref()).map_err(|m| recipe.err_at(f.span(), m))? as usize
+        }
         None => rootfs::zseek::DEFAULT_FRAME_SIZE,
     };
     let zst = out.join("disk.img.zst");
@@ -434,7 +531,9 @@ pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progres
     }
 
     let mem_mib = match &req.memory {
-        Some(m) => recipe::parse_size(m.get_ref()).map_err(|e| recipe.err_at(m.span(), e))?.div_ceil(1 << 20),
+        Some(m) => recipe::parse_size(m.get_ref())
+            .map_err(|e| recipe.err_at(m.span(), e))?
+            .div_ceil(1 << 20),
         None => 512,
     };
     let disk_mib = match &req.disk {
@@ -443,7 +542,10 @@ pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progres
             if v < packed.image_size {
                 return Err(recipe.err_at(
                     d.span(),
-                    format!("requirements.disk {v} bytes is smaller than the image ({} bytes)", packed.image_size),
+                    format!(
+                        "requirements.disk {v} bytes is smaller than the image ({} bytes)",
+                        packed.image_size
+                    ),
                 ));
             }
             v.div_ceil(1 << 20)
@@ -462,7 +564,11 @@ pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progres
         vo: doc.wafer.vo.get_ref().clone(),
         os,
         arch: arch.clone(),
-        filesystem: output::FsFacts { fs_type: fs_type.clone(), profile: profile.clone(), size: packed.image_size },
+        filesystem: output::FsFacts {
+            fs_type: fs_type.clone(),
+            profile: profile.clone(),
+            size: packed.image_size,
+        },
         requirements: output::ManifestRequirements {
             memory_mib: mem_mib,
             vcpus: req.vcpus.unwrap_or(1),
@@ -474,7 +580,11 @@ pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progres
         boot: boot.map(|b| output::ManifestBoot {
             kernel: b.kernel,
             initrd: b.initrd,
-            cmdline: doc.boot.cmdline.clone().unwrap_or_else(|| "root=/dev/xvda ro console=hvc0".into()),
+            cmdline: doc
+                .boot
+                .cmdline
+                .clone()
+                .unwrap_or_else(|| "root=/dev/xvda ro console=hvc0".into()),
         }),
         image: output::ManifestImage {
             sha256: hex::encode(packed.image_sha256),
@@ -496,12 +606,19 @@ pub fn build_recipe(recipe: &Recipe, opts: &BuildOptions, progress: &dyn Progres
             level,
             frames: packed.frames,
         },
-        recipe: output::ManifestRecipe { sha256: recipe_sha, inputs_sha256: inputs_sha },
+        recipe: output::ManifestRecipe {
+            sha256: recipe_sha,
+            inputs_sha256: inputs_sha,
+        },
         base: output::ManifestBase {
             kind: format!("{:?}", doc.base.kind.get_ref()).to_ascii_lowercase(),
             sha256: base_sha,
         },
-        packages: packages.map(|(db, list)| output::ManifestPackages { database: db, count: list.len(), list }),
+        packages: packages.map(|(db, list)| output::ManifestPackages {
+            database: db,
+            count: list.len(),
+            list,
+        }),
         source_date_epoch: epoch,
     };
     let mut packages_added = Vec::new();
@@ -539,7 +656,10 @@ fn resolve_boot(recipe: &Recipe, tree: &Tree) -> Result<Option<inspect::BootFile
         if ok {
             Ok(p.get_ref().clone())
         } else {
-            Err(recipe.err_at(p.span(), format!("boot.{what} {}: no such file in the image", p.get_ref())))
+            Err(recipe.err_at(
+                p.span(),
+                format!("boot.{what} {}: no such file in the image", p.get_ref()),
+            ))
         }
     };
     let detected = inspect::detect_boot(tree);

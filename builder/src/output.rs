@@ -171,7 +171,8 @@ pub struct ManifestPackages {
 pub fn to_stable_json<T: Serialize>(v: &T) -> Result<Vec<u8>, BuildError> {
     // serde_json::Value's map is a BTreeMap (no preserve_order feature): keys come out sorted.
     let value = serde_json::to_value(v).map_err(|e| BuildError::Output(format!("json: {e}")))?;
-    let mut out = serde_json::to_vec_pretty(&value).map_err(|e| BuildError::Output(format!("json: {e}")))?;
+    let mut out =
+        serde_json::to_vec_pretty(&value).map_err(|e| BuildError::Output(format!("json: {e}")))?;
     out.push(b'\n');
     Ok(out)
 }
@@ -189,7 +190,14 @@ pub struct CountingReader<'a, R> {
 impl<'a, R: Read> CountingReader<'a, R> {
     /// Wrap `inner`.
     pub fn new(inner: R, total: u64, phase: Phase, progress: &'a dyn Progress) -> Self {
-        CountingReader { inner, done: 0, last: 0, total, phase, progress }
+        CountingReader {
+            inner,
+            done: 0,
+            last: 0,
+            total,
+            phase,
+            progress,
+        }
     }
 }
 
@@ -199,7 +207,11 @@ impl<R: Read> Read for CountingReader<'_, R> {
         self.done += n as u64;
         if self.done - self.last >= (8 << 20) || (n == 0 && self.done != self.last) {
             self.last = self.done;
-            self.progress.event(&Event::Bytes { phase: self.phase, done: self.done, total: self.total });
+            self.progress.event(&Event::Bytes {
+                phase: self.phase,
+                done: self.done,
+                total: self.total,
+            });
         }
         Ok(n)
     }
@@ -231,22 +243,53 @@ pub fn pack(
     threads: usize,
     progress: &dyn Progress,
 ) -> Result<Packed, BuildError> {
-    let size = std::fs::metadata(raw).map_err(|e| BuildError::io(raw, e))?.len();
-    progress.event(&Event::PhaseStarted { phase: Phase::Hash, total: size });
+    let size = std::fs::metadata(raw)
+        .map_err(|e| BuildError::io(raw, e))?
+        .len();
+    progress.event(&Event::PhaseStarted {
+        phase: Phase::Hash,
+        total: size,
+    });
     let f = File::open(raw).map_err(|e| BuildError::io(raw, e))?;
-    let opts = trust::digest::DigestOptions { salt: salt.to_vec(), sha256: true, compressed_sha256: false, threads };
-    let d = trust::digest::digest_reader(std::io::BufReader::with_capacity(1 << 20, CountingReader::new(f, size, Phase::Hash, progress)), &opts)
-        .map_err(|e| BuildError::Output(format!("hashing {}: {e}", raw.display())))?;
+    let opts = trust::digest::DigestOptions {
+        salt: salt.to_vec(),
+        sha256: true,
+        compressed_sha256: false,
+        threads,
+    };
+    let d = trust::digest::digest_reader(
+        std::io::BufReader::with_capacity(
+            1 << 20,
+            CountingReader::new(f, size, Phase::Hash, progress),
+        ),
+        &opts,
+    )
+    .map_err(|e| BuildError::Output(format!("hashing {}: {e}", raw.display())))?;
     progress.event(&Event::PhaseFinished { phase: Phase::Hash });
 
-    progress.event(&Event::PhaseStarted { phase: Phase::Compress, total: size });
+    progress.event(&Event::PhaseStarted {
+        phase: Phase::Compress,
+        total: size,
+    });
     let f = File::open(raw).map_err(|e| BuildError::io(raw, e))?;
     let out = File::create(zst).map_err(|e| BuildError::io(zst, e))?;
-    let mut hw = HashingWriter { inner: BufWriter::with_capacity(1 << 20, out), sha: Sha256::new(), n: 0 };
-    let table = rootfs::zseek::compress(CountingReader::new(f, size, Phase::Compress, progress), &mut hw, frame_size, level, threads)
-        .map_err(|e| BuildError::Output(format!("compressing to {}: {e}", zst.display())))?;
+    let mut hw = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, out),
+        sha: Sha256::new(),
+        n: 0,
+    };
+    let table = rootfs::zseek::compress(
+        CountingReader::new(f, size, Phase::Compress, progress),
+        &mut hw,
+        frame_size,
+        level,
+        threads,
+    )
+    .map_err(|e| BuildError::Output(format!("compressing to {}: {e}", zst.display())))?;
     hw.inner.flush().map_err(|e| BuildError::io(zst, e))?;
-    progress.event(&Event::PhaseFinished { phase: Phase::Compress });
+    progress.event(&Event::PhaseFinished {
+        phase: Phase::Compress,
+    });
     Ok(Packed {
         image_sha256: d.sha256.unwrap_or_default(),
         image_size: d.size,

@@ -356,9 +356,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     if digits_end == 0 {
-        return Err(format!("'{s}' is not a size (expected e.g. \"512M\" or \"2G\")"));
+        return Err(format!(
+            "'{s}' is not a size (expected e.g. \"512M\" or \"2G\")"
+        ));
     }
-    let n: u64 = t[..digits_end].parse().map_err(|_| format!("'{s}': number too large"))?;
+    let n: u64 = t[..digits_end]
+        .parse()
+        .map_err(|_| format!("'{s}': number too large"))?;
     let unit = t[digits_end..].trim().to_ascii_uppercase();
     let mult: u64 = match unit.as_str() {
         "" | "B" => 1,
@@ -366,15 +370,24 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "M" | "MB" | "MIB" => 1 << 20,
         "G" | "GB" | "GIB" => 1 << 30,
         "T" | "TB" | "TIB" => 1 << 40,
-        _ => return Err(format!("'{s}': unknown unit '{}' (use K, M, G or T)", &t[digits_end..])),
+        _ => {
+            return Err(format!(
+                "'{s}': unknown unit '{}' (use K, M, G or T)",
+                &t[digits_end..]
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("'{s}': size too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}': size too large"))
 }
 
 /// Parse a headroom value: "20%" or a size.
 pub fn parse_headroom(s: &str) -> Result<Headroom, String> {
     if let Some(p) = s.trim().strip_suffix('%') {
-        let v: u32 = p.trim().parse().map_err(|_| format!("'{s}' is not a percentage"))?;
+        let v: u32 = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not a percentage"))?;
         if v > 1000 {
             return Err(format!("'{s}': headroom above 1000% is surely a mistake"));
         }
@@ -388,7 +401,9 @@ pub fn parse_mode(s: &str) -> Result<u16, String> {
     let t = s.trim();
     let t = t.strip_prefix("0o").unwrap_or(t);
     if t.is_empty() || t.len() > 5 || !t.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return Err(format!("bad mode '{s}': expected an octal number such as \"0644\""));
+        return Err(format!(
+            "bad mode '{s}': expected an octal number such as \"0644\""
+        ));
     }
     let v = u32::from_str_radix(t, 8).map_err(|_| format!("bad mode '{s}'"))?;
     if v > 0o7777 {
@@ -400,7 +415,11 @@ pub fn parse_mode(s: &str) -> Result<u16, String> {
 /// 1-based line number of byte `offset` in `text`.
 pub fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Largest recipe file accepted.
@@ -413,7 +432,11 @@ impl Recipe {
         if meta.len() > MAX_RECIPE_BYTES {
             return Err(BuildError::Parse {
                 file: path.display().to_string(),
-                message: format!("recipe of {} bytes is larger than the {} byte limit", meta.len(), MAX_RECIPE_BYTES),
+                message: format!(
+                    "recipe of {} bytes is larger than the {} byte limit",
+                    meta.len(),
+                    MAX_RECIPE_BYTES
+                ),
             });
         }
         let text = std::fs::read_to_string(path).map_err(|e| BuildError::io(path, e))?;
@@ -426,7 +449,11 @@ impl Recipe {
             file: file.display().to_string(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        let r = Recipe { file: file.to_path_buf(), text, doc };
+        let r = Recipe {
+            file: file.to_path_buf(),
+            text,
+            doc,
+        };
         r.validate()?;
         Ok(r)
     }
@@ -446,30 +473,55 @@ impl Recipe {
 
     /// An error at `span`.
     pub fn err_at(&self, span: Range<usize>, message: impl Into<String>) -> BuildError {
-        BuildError::Invalid { file: self.file.display().to_string(), line: self.line(span), message: message.into() }
+        BuildError::Invalid {
+            file: self.file.display().to_string(),
+            line: self.line(span),
+            message: message.into(),
+        }
     }
 
     /// Checks that need no filesystem: names, sizes, modes, levels.
     fn validate(&self) -> Result<(), BuildError> {
         let w = &self.doc.wafer;
-        check_name(w.name.get_ref()).map_err(|m| self.err_at(w.name.span(), format!("wafer.name: {m}")))?;
-        if w.version.get_ref().is_empty() || w.version.get_ref().chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(self.err_at(w.version.span(), "wafer.version: must be non-empty, without spaces"));
+        check_name(w.name.get_ref())
+            .map_err(|m| self.err_at(w.name.span(), format!("wafer.name: {m}")))?;
+        if w.version.get_ref().is_empty()
+            || w.version
+                .get_ref()
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(self.err_at(
+                w.version.span(),
+                "wafer.version: must be non-empty, without spaces",
+            ));
         }
-        check_name(w.vo.get_ref()).map_err(|m| self.err_at(w.vo.span(), format!("wafer.vo: {m}")))?;
+        check_name(w.vo.get_ref())
+            .map_err(|m| self.err_at(w.vo.span(), format!("wafer.vo: {m}")))?;
         let sha = self.doc.base.sha256.get_ref();
-        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(self.err_at(self.doc.base.sha256.span(), "base.sha256: expected 64 lowercase hex digits"));
+        if sha.len() != 64
+            || !sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(self.err_at(
+                self.doc.base.sha256.span(),
+                "base.sha256: expected 64 lowercase hex digits",
+            ));
         }
         let req = &self.doc.requirements;
         for (name, v) in [("memory", &req.memory), ("disk", &req.disk)] {
             if let Some(v) = v {
-                parse_size(v.get_ref()).map_err(|m| self.err_at(v.span(), format!("requirements.{name}: {m}")))?;
+                parse_size(v.get_ref())
+                    .map_err(|m| self.err_at(v.span(), format!("requirements.{name}: {m}")))?;
             }
         }
         if let Some(a) = &req.arch {
             if crate::inspect::normalize_arch(a.get_ref()).is_none() {
-                return Err(self.err_at(a.span(), format!("requirements.arch: unknown architecture '{}'", a.get_ref())));
+                return Err(self.err_at(
+                    a.span(),
+                    format!("requirements.arch: unknown architecture '{}'", a.get_ref()),
+                ));
             }
         }
         let out = &self.doc.output;
@@ -477,7 +529,11 @@ impl Recipe {
             if !crate::output::PROFILES.contains(&p.get_ref().as_str()) {
                 return Err(self.err_at(
                     p.span(),
-                    format!("output.profile: unknown profile '{}' (one of {})", p.get_ref(), crate::output::PROFILES.join(", ")),
+                    format!(
+                        "output.profile: unknown profile '{}' (one of {})",
+                        p.get_ref(),
+                        crate::output::PROFILES.join(", ")
+                    ),
                 ));
             }
         }
@@ -486,22 +542,31 @@ impl Recipe {
             return Err(self.err_at(s, "output: give either size or headroom, not both"));
         }
         if let Some(s) = &out.size {
-            parse_size(s.get_ref()).map_err(|m| self.err_at(s.span(), format!("output.size: {m}")))?;
+            parse_size(s.get_ref())
+                .map_err(|m| self.err_at(s.span(), format!("output.size: {m}")))?;
         }
         if let Some(h) = &out.headroom {
-            parse_headroom(h.get_ref()).map_err(|m| self.err_at(h.span(), format!("output.headroom: {m}")))?;
+            parse_headroom(h.get_ref())
+                .map_err(|m| self.err_at(h.span(), format!("output.headroom: {m}")))?;
         }
         if let Some(l) = &out.compression_level {
             if !(1..=19).contains(l.get_ref()) {
-                return Err(self.err_at(l.span(), format!("output.compression_level: {} not in 1..=19", l.get_ref())));
+                return Err(self.err_at(
+                    l.span(),
+                    format!("output.compression_level: {} not in 1..=19", l.get_ref()),
+                ));
             }
         }
         if let Some(f) = &out.frame_size {
-            let v = parse_size(f.get_ref()).map_err(|m| self.err_at(f.span(), format!("output.frame_size: {m}")))?;
+            let v = parse_size(f.get_ref())
+                .map_err(|m| self.err_at(f.span(), format!("output.frame_size: {m}")))?;
             if v == 0 || v % 4096 != 0 || v > u64::from(rootfs::zseek::MAX_FRAME_SIZE) {
                 return Err(self.err_at(
                     f.span(),
-                    format!("output.frame_size: {v} must be a non-zero multiple of 4096 up to {}", rootfs::zseek::MAX_FRAME_SIZE),
+                    format!(
+                        "output.frame_size: {v} must be a non-zero multiple of 4096 up to {}",
+                        rootfs::zseek::MAX_FRAME_SIZE
+                    ),
                 ));
             }
         }
@@ -512,7 +577,12 @@ impl Recipe {
     }
 
     fn validate_step(&self, step: &Spanned<Step>) -> Result<(), BuildError> {
-        let bad = |m: String| self.err_at(step.span(), format!("step '{}': {m}", step.get_ref().kind()));
+        let bad = |m: String| {
+            self.err_at(
+                step.span(),
+                format!("step '{}': {m}", step.get_ref().kind()),
+            )
+        };
         let mode_ok = |m: &Option<String>| -> Result<(), BuildError> {
             if let Some(m) = m {
                 parse_mode(m).map_err(&bad)?;
@@ -521,7 +591,9 @@ impl Recipe {
         };
         let abs = |p: &str, what: &str| -> Result<(), BuildError> {
             if !p.starts_with('/') {
-                return Err(bad(format!("{what} '{p}' must be an absolute path in the image")));
+                return Err(bad(format!(
+                    "{what} '{p}' must be an absolute path in the image"
+                )));
             }
             if p.contains('\0') {
                 return Err(bad(format!("{what} contains a NUL byte")));
@@ -557,7 +629,12 @@ impl Recipe {
                 if let Step::Chmod { mode, .. } = step.get_ref() {
                     parse_mode(mode).map_err(&bad)?;
                 }
-                if let Step::Chown { owner: None, group: None, .. } = step.get_ref() {
+                if let Step::Chown {
+                    owner: None,
+                    group: None,
+                    ..
+                } = step.get_ref()
+                {
                     return Err(bad("give owner, group or both".into()));
                 }
             }
@@ -569,9 +646,15 @@ impl Recipe {
             Step::Users { users } => {
                 for u in users {
                     check_account_name(&u.name).map_err(&bad)?;
-                    for f in [&u.comment, &u.home, &u.shell, &u.password].into_iter().flatten() {
+                    for f in [&u.comment, &u.home, &u.shell, &u.password]
+                        .into_iter()
+                        .flatten()
+                    {
                         if f.contains(':') || f.contains('\n') {
-                            return Err(bad(format!("user '{}': fields may not contain ':' or newlines", u.name)));
+                            return Err(bad(format!(
+                                "user '{}': fields may not contain ':' or newlines",
+                                u.name
+                            )));
                         }
                     }
                 }
@@ -584,7 +667,11 @@ impl Recipe {
                     }
                 }
             }
-            Step::Services { enable, disable, mask } => {
+            Step::Services {
+                enable,
+                disable,
+                mask,
+            } => {
                 for s in enable.iter().chain(disable).chain(mask) {
                     if s.is_empty() || s.contains('/') || s.starts_with('.') || s.contains('\0') {
                         return Err(bad(format!("bad service name '{s}'")));
@@ -604,7 +691,9 @@ impl Recipe {
             Step::Contextualize { method } => {
                 if let Some(m) = method {
                     if !["auto", "sysv", "cloud-init"].contains(&m.as_str()) {
-                        return Err(bad(format!("method '{m}' is not one of auto, sysv, cloud-init")));
+                        return Err(bad(format!(
+                            "method '{m}' is not one of auto, sysv, cloud-init"
+                        )));
                     }
                 }
             }
@@ -616,12 +705,18 @@ impl Recipe {
 fn check_name(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-');
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-'
+        });
     if ok {
         Ok(())
     } else {
-        Err(format!("'{s}' must be 1-64 of [a-z0-9._-], starting with a letter or digit"))
+        Err(format!(
+            "'{s}' must be 1-64 of [a-z0-9._-], starting with a letter or digit"
+        ))
     }
 }
 
@@ -630,7 +725,8 @@ pub fn check_account_name(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 32
         && !s.starts_with('-')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
         && s.bytes().any(|b| !b.is_ascii_digit());
     if ok {
         Ok(())
@@ -666,12 +762,16 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
     #[test]
     fn unknown_keys_are_errors_with_line() {
         let text = format!("{MIN}\n[output]\nprofil = \"el5\"\n");
-        let e = Recipe::parse(Path::new("r.toml"), text).unwrap_err().to_string();
+        let e = Recipe::parse(Path::new("r.toml"), text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("r.toml"), "{e}");
         assert!(e.contains("line 13"), "{e}");
         assert!(e.contains("profil"), "{e}");
         let text = format!("{MIN}\n[[step]]\ntype = \"mkdir\"\npath = \"/x\"\nmod = \"0755\"\n");
-        let e = Recipe::parse(Path::new("r.toml"), text).unwrap_err().to_string();
+        let e = Recipe::parse(Path::new("r.toml"), text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mod"), "{e}");
         assert!(e.contains("line 1"), "{e}");
     }
@@ -679,7 +779,9 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
     #[test]
     fn bad_mode_names_the_step_line() {
         let text = format!("{MIN}\n[[step]]\ntype = \"mkdir\"\npath = \"/x\"\nmode = \"0799\"\n");
-        let e = Recipe::parse(Path::new("r.toml"), text).unwrap_err().to_string();
+        let e = Recipe::parse(Path::new("r.toml"), text)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("r.toml:12:"), "{e}");
         assert!(e.contains("bad mode '0799'"), "{e}");
     }
@@ -700,11 +802,18 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 
     #[test]
     fn bad_digest_and_unknown_purge_item() {
-        let text = MIN.replace("0000000000000000000000000000000000000000000000000000000000000000", "abc");
-        let e = Recipe::parse(Path::new("r.toml"), text).unwrap_err().to_string();
+        let text = MIN.replace(
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "abc",
+        );
+        let e = Recipe::parse(Path::new("r.toml"), text)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("r.toml:10:"), "{e}");
         let text = format!("{MIN}\n[[step]]\ntype = \"purge\"\nkeep = [\"logz\"]\n");
-        let e = Recipe::parse(Path::new("r.toml"), text).unwrap_err().to_string();
+        let e = Recipe::parse(Path::new("r.toml"), text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown purge item 'logz'"), "{e}");
     }
 }

@@ -94,8 +94,14 @@ fn full_build_is_accepted_by_the_real_tools() {
     std::fs::create_dir_all(&work).unwrap();
     let img = unpack(&out, &work);
     assert_eq!(sha256_hex(&img), m["image"]["sha256"].as_str().unwrap());
-    assert_eq!(std::fs::metadata(&img).unwrap().len(), m["image"]["size"].as_u64().unwrap());
-    assert_eq!(sha256_hex(&out.join("disk.img.zst")), m["compressed"]["sha256"].as_str().unwrap());
+    assert_eq!(
+        std::fs::metadata(&img).unwrap().len(),
+        m["image"]["size"].as_u64().unwrap()
+    );
+    assert_eq!(
+        sha256_hex(&out.join("disk.img.zst")),
+        m["compressed"]["sha256"].as_str().unwrap()
+    );
     // veritysetup agrees on the root hash.
     let root = veritysetup_root(&img, m["image"]["verity"]["salt"].as_str().unwrap(), &work);
     assert_eq!(root, m["image"]["verity"]["root"].as_str().unwrap());
@@ -103,18 +109,31 @@ fn full_build_is_accepted_by_the_real_tools() {
     fsck_clean(&img);
 
     // The steps' effects, read from the image by debugfs.
-    assert_eq!(debugfs(&img, "cat /etc/squid/squid.conf"), "http_port 3128\ncache_mem 256 MB\n");
+    assert_eq!(
+        debugfs(&img, "cat /etc/squid/squid.conf"),
+        "http_port 3128\ncache_mem 256 MB\n"
+    );
     let st = debugfs(&img, "stat /etc/squid/squid.conf");
     assert!(st.contains("Mode:  0640"), "{st}");
     assert!(st.contains("User:    23   Group:    23"), "{st}");
-    assert_eq!(debugfs(&img, "cat /etc/motd"), "Wafer frontier-squid 1.0.0 for FroNTier cache\n");
+    assert_eq!(
+        debugfs(&img, "cat /etc/motd"),
+        "Wafer frontier-squid 1.0.0 for FroNTier cache\n"
+    );
     let st = debugfs(&img, "stat /var/cache/squid");
-    assert!(st.contains("Mode:  0750") && st.contains("User:    23"), "{st}");
+    assert!(
+        st.contains("Mode:  0750") && st.contains("User:    23"),
+        "{st}"
+    );
     let passwd = debugfs(&img, "cat /etc/passwd");
     // Highest free uid in 101..=499 (UID_MIN 500 in login.defs), group created with the same number.
-    assert!(passwd.contains("frontier:x:499:499:FroNTier:/home/frontier:/sbin/nologin\n"), "{passwd}");
+    assert!(
+        passwd.contains("frontier:x:499:499:FroNTier:/home/frontier:/sbin/nologin\n"),
+        "{passwd}"
+    );
     assert!(debugfs(&img, "cat /etc/group").contains("frontier:x:499:\n"));
-    assert!(debugfs(&img, "cat /etc/shadow").contains(&format!("frontier:!!:{}::::::\n", BASE_MTIME / 86400)));
+    assert!(debugfs(&img, "cat /etc/shadow")
+        .contains(&format!("frontier:!!:{}::::::\n", BASE_MTIME / 86400)));
     assert!(debugfs(&img, "cat /etc/gshadow").contains("frontier:!::\n"));
     let st = debugfs(&img, "stat /home/frontier");
     assert!(st.contains("User:   499   Group:   499"), "{st}");
@@ -124,17 +143,24 @@ fn full_build_is_accepted_by_the_real_tools() {
     // ...and the contextualization hook (2345 09 91) starts in 3, stops in 0.
     assert!(rc3.contains("S09wafer-context"), "{rc3}");
     assert!(debugfs(&img, "ls /etc/rc.d/rc0.d").contains("K91wafer-context"));
-    assert!(debugfs(&img, "stat /etc/rc.d/rc3.d/S09wafer-context").contains("Fast link dest: \"../init.d/wafer-context\""));
+    assert!(debugfs(&img, "stat /etc/rc.d/rc3.d/S09wafer-context")
+        .contains("Fast link dest: \"../init.d/wafer-context\""));
     assert!(debugfs(&img, "cat /etc/xinetd.d/rsync").contains("\tdisable = no\n"));
     // Purge.
     assert!(!debugfs(&img, "ls /etc/ssh").contains("ssh_host_rsa_key"));
     assert!(debugfs(&img, "ls /etc/ssh").contains("sshd_config"));
-    assert_eq!(debugfs(&img, "cat /etc/sysconfig/network-scripts/ifcfg-eth0"), "DEVICE=eth0\nBOOTPROTO=dhcp\n");
+    assert_eq!(
+        debugfs(&img, "cat /etc/sysconfig/network-scripts/ifcfg-eth0"),
+        "DEVICE=eth0\nBOOTPROTO=dhcp\n"
+    );
     assert!(debugfs(&img, "stat /var/log/messages").contains("Size: 0"));
     assert!(!debugfs(&img, "ls /var/log").contains("messages.1"));
     assert!(!debugfs(&img, "ls /tmp").contains("junk"));
     assert!(!debugfs(&img, "ls /root").contains("bash_history"));
-    assert!(debugfs(&img, "ls /var/lib").contains("random-seed"), "kept on request");
+    assert!(
+        debugfs(&img, "ls /var/lib").contains("random-seed"),
+        "kept on request"
+    );
 
     // The report lists what each step did, with recipe lines.
     let steps = &report.steps;
@@ -142,23 +168,32 @@ fn full_build_is_accepted_by_the_real_tools() {
     assert_eq!(steps[1].kind, "copy");
     assert_eq!(steps[1].added, ["/etc/squid/squid.conf"]);
     assert_eq!(steps[1].line, 18);
-    assert!(steps[7].removed.contains(&"/etc/ssh/ssh_host_rsa_key".to_string()));
+    assert!(steps[7]
+        .removed
+        .contains(&"/etc/ssh/ssh_host_rsa_key".to_string()));
     assert!(report.inputs.contains_key("files/squid.conf"));
-    let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("build-report.json")).unwrap()).unwrap();
+    let rep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("build-report.json")).unwrap()).unwrap();
     assert_eq!(rep["steps"][1]["added"][0], "/etc/squid/squid.conf");
 }
 
 /// Every file of two bundles, byte for byte.
 fn assert_same_bundle(a: &Path, b: &Path) {
     let list = |d: &Path| {
-        let mut v: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         v.sort();
         v
     };
     assert_eq!(list(a), list(b));
     for name in list(a) {
         if a.join(&name).is_file() {
-            assert!(std::fs::read(a.join(&name)).unwrap() == std::fs::read(b.join(&name)).unwrap(), "{name} differs");
+            assert!(
+                std::fs::read(a.join(&name)).unwrap() == std::fs::read(b.join(&name)).unwrap(),
+                "{name} differs"
+            );
         }
     }
 }
@@ -167,7 +202,10 @@ fn assert_same_bundle(a: &Path, b: &Path) {
 fn two_builds_in_different_directories_are_identical() {
     let fx1 = Fixture::new(|_| {});
     let fx2 = Fixture::new(|_| {});
-    assert_eq!(fx1.base_sha, fx2.base_sha, "the test's base tar must itself be reproducible");
+    assert_eq!(
+        fx1.base_sha, fx2.base_sha,
+        "the test's base tar must itself be reproducible"
+    );
     let body = "[[step]]\ntype = \"copy\"\nsrc = \"files\"\ndest = \"/etc/squid\"\n\n[[step]]\ntype = \"users\"\nusers = [ { name = \"dash\" } ]\n";
     let r1 = fx1.recipe(body);
     let r2 = fx2.recipe(body);
@@ -183,8 +221,14 @@ fn two_builds_in_different_directories_are_identical() {
     // No host path leaks into the bundle's text files.
     for f in ["wafer.json", "build-report.json"] {
         let t = std::fs::read_to_string(o1.join(f)).unwrap();
-        assert!(!t.contains(fx1.tmp.path().to_str().unwrap()), "{f} leaks the build directory");
-        assert!(!t.contains(fx2.tmp.path().to_str().unwrap()), "{f} leaks the build directory");
+        assert!(
+            !t.contains(fx1.tmp.path().to_str().unwrap()),
+            "{f} leaks the build directory"
+        );
+        assert!(
+            !t.contains(fx2.tmp.path().to_str().unwrap()),
+            "{f} leaks the build directory"
+        );
     }
     // SOURCE_DATE_EPOCH changes the bundle (and is recorded).
     let o3 = fx1.tmp.path().join("out-c");
@@ -192,13 +236,18 @@ fn two_builds_in_different_directories_are_identical() {
     opts3.source_date_epoch = Some(1_500_000_000);
     build(&r1, &opts3, &NoProgress).unwrap();
     assert_eq!(manifest(&o3)["source_date_epoch"], 1_500_000_000);
-    assert_ne!(manifest(&o3)["image"]["sha256"], manifest(&o1)["image"]["sha256"]);
+    assert_ne!(
+        manifest(&o3)["image"]["sha256"],
+        manifest(&o1)["image"]["sha256"]
+    );
 }
 
 fn build_err(fx: &Fixture, body: &str) -> String {
     let recipe = fx.recipe(body);
     let out = fx.tmp.path().join(format!("bundle-{}", rand_suffix()));
-    build(&recipe, &BuildOptions::new(&out), &NoProgress).unwrap_err().to_string()
+    build(&recipe, &BuildOptions::new(&out), &NoProgress)
+        .unwrap_err()
+        .to_string()
 }
 
 fn rand_suffix() -> u64 {
@@ -213,12 +262,23 @@ fn error_paths_name_the_recipe_line() {
     let file = fx.dir.join("recipe.toml").display().to_string();
 
     // Missing copy source (step 1 starts on line 11).
-    let e = build_err(&fx, "\n[[step]]\ntype = \"copy\"\nsrc = \"files/nope.conf\"\ndest = \"/etc/nope.conf\"\n");
-    assert!(e.starts_with(&format!("{file}:11: step 1 (copy): source 'files/nope.conf'")), "{e}");
+    let e = build_err(
+        &fx,
+        "\n[[step]]\ntype = \"copy\"\nsrc = \"files/nope.conf\"\ndest = \"/etc/nope.conf\"\n",
+    );
+    assert!(
+        e.starts_with(&format!(
+            "{file}:11: step 1 (copy): source 'files/nope.conf'"
+        )),
+        "{e}"
+    );
     assert!(e.contains("No such file or directory"), "{e}");
 
     // Bad mode.
-    let e = build_err(&fx, "\n[[step]]\ntype = \"chmod\"\npaths = [\"/etc/passwd\"]\nmode = \"rwxr-xr-x\"\n");
+    let e = build_err(
+        &fx,
+        "\n[[step]]\ntype = \"chmod\"\npaths = [\"/etc/passwd\"]\nmode = \"rwxr-xr-x\"\n",
+    );
     assert_eq!(e, format!("{file}:11: step 'chmod': bad mode 'rwxr-xr-x': expected an octal number such as \"0644\""));
 
     // Unknown user.
@@ -229,41 +289,94 @@ fn error_paths_name_the_recipe_line() {
     );
 
     // Unknown group in chown.
-    let e = build_err(&fx, "\n[[step]]\ntype = \"chown\"\npaths = [\"/etc/passwd\"]\ngroup = \"wheel\"\n");
-    assert_eq!(e, format!("{file}:11: step 1 (chown): unknown group 'wheel': not in the image's /etc/group"));
+    let e = build_err(
+        &fx,
+        "\n[[step]]\ntype = \"chown\"\npaths = [\"/etc/passwd\"]\ngroup = \"wheel\"\n",
+    );
+    assert_eq!(
+        e,
+        format!("{file}:11: step 1 (chown): unknown group 'wheel': not in the image's /etc/group")
+    );
 
     // Unknown template variable.
-    let e = build_err(&fx, "\n[[step]]\ntype = \"template\"\nsrc = \"templates/motd.in\"\ndest = \"/etc/motd\"\n");
-    assert!(e.contains("step 1 (template): template 'templates/motd.in' line 1: unknown variable 'site_role'"), "{e}");
+    let e = build_err(
+        &fx,
+        "\n[[step]]\ntype = \"template\"\nsrc = \"templates/motd.in\"\ndest = \"/etc/motd\"\n",
+    );
+    assert!(
+        e.contains(
+            "step 1 (template): template 'templates/motd.in' line 1: unknown variable 'site_role'"
+        ),
+        "{e}"
+    );
 
     // Services: missing script, missing chkconfig header.
-    let e = build_err(&fx, "\n[[step]]\ntype = \"services\"\nenable = [\"httpd\"]\n");
-    assert!(e.starts_with(&format!("{file}:11: step 1 (services): service 'httpd' not found")), "{e}");
-    let e = build_err(&fx, "\n[[step]]\ntype = \"services\"\nenable = [\"nohdr\"]\n");
-    assert!(e.contains("/etc/rc.d/init.d/nohdr: no '# chkconfig: <levels> <start> <stop>' header"), "{e}");
+    let e = build_err(
+        &fx,
+        "\n[[step]]\ntype = \"services\"\nenable = [\"httpd\"]\n",
+    );
+    assert!(
+        e.starts_with(&format!(
+            "{file}:11: step 1 (services): service 'httpd' not found"
+        )),
+        "{e}"
+    );
+    let e = build_err(
+        &fx,
+        "\n[[step]]\ntype = \"services\"\nenable = [\"nohdr\"]\n",
+    );
+    assert!(
+        e.contains("/etc/rc.d/init.d/nohdr: no '# chkconfig: <levels> <start> <stop>' header"),
+        "{e}"
+    );
 
     // remove with must_exist, on the second step's line.
     let e = build_err(&fx, "\n[[step]]\ntype = \"mkdir\"\npath = \"/srv\"\n\n[[step]]\ntype = \"remove\"\npaths = [\"/opt/**\"]\nmust_exist = true\n");
-    assert_eq!(e, format!("{file}:15: step 2 (remove): '/opt/**' matches nothing in the image"));
+    assert_eq!(
+        e,
+        format!("{file}:15: step 2 (remove): '/opt/**' matches nothing in the image")
+    );
 
     // users: uid already taken.
-    let e = build_err(&fx, "\n[[step]]\ntype = \"users\"\nusers = [ { name = \"dash\", uid = 23 } ]\n");
-    assert_eq!(e, format!("{file}:11: step 1 (users): user 'dash': uid 23 is already used by user 'squid'"));
+    let e = build_err(
+        &fx,
+        "\n[[step]]\ntype = \"users\"\nusers = [ { name = \"dash\", uid = 23 } ]\n",
+    );
+    assert_eq!(
+        e,
+        format!("{file}:11: step 1 (users): user 'dash': uid 23 is already used by user 'squid'")
+    );
 
     // Image too small, with the size needed.
     let e = build_err(&fx, "\n[output]\nsize = \"1M\"\n");
-    assert!(e.starts_with(&format!("{file}:12: output.size 1048576 bytes is too small: the contents need at least ")), "{e}");
+    assert!(
+        e.starts_with(&format!(
+            "{file}:12: output.size 1048576 bytes is too small: the contents need at least "
+        )),
+        "{e}"
+    );
 
     // Declared arch differs from the programs in the image.
     let e = build_err(&fx, "\n[requirements]\narch = \"aarch64\"\n");
-    assert_eq!(e, format!("{file}:12: requirements.arch is aarch64 but the image's programs are built for x86_64"));
+    assert_eq!(
+        e,
+        format!(
+            "{file}:12: requirements.arch is aarch64 but the image's programs are built for x86_64"
+        )
+    );
 
     // Kernel named in [boot] is not in the image.
     let e = build_err(&fx, "\n[boot]\nkernel = \"/boot/vmlinuz-9.9\"\n");
-    assert_eq!(e, format!("{file}:12: boot.kernel /boot/vmlinuz-9.9: no such file in the image"));
+    assert_eq!(
+        e,
+        format!("{file}:12: boot.kernel /boot/vmlinuz-9.9: no such file in the image")
+    );
 
     // Unknown key: the TOML error carries line and column.
-    let e = build_err(&fx, "\n[[step]]\ntype = \"mkdir\"\npath = \"/x\"\nowner_name = \"root\"\n");
+    let e = build_err(
+        &fx,
+        "\n[[step]]\ntype = \"mkdir\"\npath = \"/x\"\nowner_name = \"root\"\n",
+    );
     assert!(e.contains("unknown field `owner_name`"), "{e}");
     assert!(e.contains("line 11, column 1"), "{e}");
 }
@@ -272,9 +385,17 @@ fn error_paths_name_the_recipe_line() {
 fn base_digest_mismatch_shows_both_digests() {
     let fx = Fixture::new(|_| {});
     let recipe = fx.recipe("");
-    let text = std::fs::read_to_string(&recipe).unwrap().replace(&fx.base_sha, &"ab".repeat(32));
+    let text = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace(&fx.base_sha, &"ab".repeat(32));
     std::fs::write(&recipe, text).unwrap();
-    let e = build(&recipe, &BuildOptions::new(fx.tmp.path().join("o")), &NoProgress).unwrap_err().to_string();
+    let e = build(
+        &recipe,
+        &BuildOptions::new(fx.tmp.path().join("o")),
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         e,
         format!(
@@ -308,6 +429,12 @@ fn dir_base_is_pinned_by_its_listing_digest() {
     fsck_clean(&unpack(&out, &work));
     // A changed file changes the digest: the build refuses.
     std::fs::write(root.join("etc/motd"), b"changed\n").unwrap();
-    let e = build(&recipe, &BuildOptions::new(fx.tmp.path().join("dir-bundle-2")), &NoProgress).unwrap_err().to_string();
+    let e = build(
+        &recipe,
+        &BuildOptions::new(fx.tmp.path().join("dir-bundle-2")),
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("sha256 mismatch"), "{e}");
 }

@@ -20,7 +20,11 @@ fn put(root: &Path, rel: &str, data: &str) {
 }
 
 fn sysv(root: &Path, name: &str, header: &str) {
-    put(root, &format!("etc/rc.d/init.d/{name}"), &format!("#!/bin/sh\n# {name}\n#\n# chkconfig: {header}\n# description: {name}\nexit 0\n"));
+    put(
+        root,
+        &format!("etc/rc.d/init.d/{name}"),
+        &format!("#!/bin/sh\n# {name}\n#\n# chkconfig: {header}\n# description: {name}\nexit 0\n"),
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -59,7 +63,10 @@ fn build_recipe(name: &str, base_file: &str, extra: impl FnOnce(&Path)) -> serde
     let recipe = dir.join("recipe.toml");
     let text = std::fs::read_to_string(&recipe).unwrap();
     let zeros = "0".repeat(64);
-    assert!(text.contains(&zeros), "{name}: the shipped recipe pins a placeholder the user replaces");
+    assert!(
+        text.contains(&zeros),
+        "{name}: the shipped recipe pins a placeholder the user replaces"
+    );
     let mut out = String::new();
     for line in text.replace(&zeros, &sha256_hex(&base)).lines() {
         if line.starts_with("headroom") {
@@ -71,7 +78,8 @@ fn build_recipe(name: &str, base_file: &str, extra: impl FnOnce(&Path)) -> serde
     }
     std::fs::write(&recipe, out).unwrap();
     let bundle = tmp.path().join("bundle");
-    build(&recipe, &BuildOptions::new(&bundle), &NoProgress).unwrap_or_else(|e| panic!("{name}: {e}"));
+    build(&recipe, &BuildOptions::new(&bundle), &NoProgress)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let img = unpack(&bundle, &work);
@@ -81,7 +89,10 @@ fn build_recipe(name: &str, base_file: &str, extra: impl FnOnce(&Path)) -> serde
     let mut m = m;
     m["debugfs_squid_conf"] = serde_json::Value::String(debugfs(&img, "cat /etc/squid/squid.conf"));
     m["debugfs_my_cnf"] = serde_json::Value::String(debugfs(&img, "cat /etc/my.cnf"));
-    m["debugfs_wants"] = serde_json::Value::String(debugfs(&img, "ls /etc/systemd/system/multi-user.target.wants"));
+    m["debugfs_wants"] = serde_json::Value::String(debugfs(
+        &img,
+        "ls /etc/systemd/system/multi-user.target.wants",
+    ));
     m["debugfs_rc3"] = serde_json::Value::String(debugfs(&img, "ls /etc/rc.d/rc3.d"));
     m
 }
@@ -97,23 +108,39 @@ fn sl5_frontier_squid() {
     assert_eq!(m["name"], "sl5-frontier-squid");
     assert_eq!(m["filesystem"]["type"], "ext3");
     let conf = m["debugfs_squid_conf"].as_str().unwrap();
-    assert!(conf.contains("http_port 3128\n") && conf.contains("cache_mem 256 MB\n"), "{conf}");
-    assert!(conf.contains("for cms (sl5-frontier-squid 2.7.9-1)"), "{conf}");
+    assert!(
+        conf.contains("http_port 3128\n") && conf.contains("cache_mem 256 MB\n"),
+        "{conf}"
+    );
+    assert!(
+        conf.contains("for cms (sl5-frontier-squid 2.7.9-1)"),
+        "{conf}"
+    );
     let rc3 = m["debugfs_rc3"].as_str().unwrap();
-    assert!(rc3.contains("K30sendmail") && rc3.contains("S09wafer-context"), "{rc3}");
+    assert!(
+        rc3.contains("K30sendmail") && rc3.contains("S09wafer-context"),
+        "{rc3}"
+    );
 }
 
 #[test]
 fn centos5_dash_mysql() {
     let m = build_recipe("centos5-dash-mysql", "centos5-base.tar.gz", |root| {
-        std::fs::write(root.join("etc/redhat-release"), "CentOS release 5.11 (Final)\n").unwrap();
+        std::fs::write(
+            root.join("etc/redhat-release"),
+            "CentOS release 5.11 (Final)\n",
+        )
+        .unwrap();
         sysv(root, "mysqld", "- 64 36");
         sysv(root, "sendmail", "2345 80 30");
     });
     assert_eq!(m["os"]["id"], "centos");
     assert_eq!(m["requirements"]["memory_mib"], 2048);
     let cnf = m["debugfs_my_cnf"].as_str().unwrap();
-    assert!(cnf.contains("innodb_buffer_pool_size=512M\n") && cnf.contains("max_connections=400\n"), "{cnf}");
+    assert!(
+        cnf.contains("innodb_buffer_pool_size=512M\n") && cnf.contains("max_connections=400\n"),
+        "{cnf}"
+    );
 }
 
 #[test]
@@ -123,7 +150,11 @@ fn el9_frontier_squid() {
         put(root, "etc/os-release", "NAME=\"AlmaLinux\"\nID=\"almalinux\"\nVERSION_ID=\"9.4\"\nPRETTY_NAME=\"AlmaLinux 9.4\"\n");
         put(root, "usr/lib/systemd/systemd", "elf");
         put(root, "usr/lib/systemd/system/squid.service", "[Unit]\nDescription=Squid\n[Service]\nExecStart=/usr/sbin/squid\n[Install]\nWantedBy=multi-user.target\n");
-        put(root, "usr/lib/systemd/system/kdump.service", "[Unit]\nDescription=kdump\n[Install]\nWantedBy=multi-user.target\n");
+        put(
+            root,
+            "usr/lib/systemd/system/kdump.service",
+            "[Unit]\nDescription=kdump\n[Install]\nWantedBy=multi-user.target\n",
+        );
         put(root, "etc/cloud/cloud.cfg", "datasource_list: [ None ]\n");
         put(root, "etc/machine-id", "0123456789abcdef0123456789abcdef\n");
     });

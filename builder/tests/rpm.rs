@@ -10,7 +10,10 @@ use builder::{build, BuildOptions, NoProgress};
 use common::*;
 
 const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/builder/specs");
-const BDB_PACKAGES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/rpmdb-bdb-go-rpmdb-libuuid/Packages");
+const BDB_PACKAGES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../testdata/rpmdb-bdb-go-rpmdb-libuuid/Packages"
+);
 
 /// Build the test rpm `name` with the real rpmbuild; returns its path.
 fn rpmbuild(name: &str, top: &Path) -> PathBuf {
@@ -27,7 +30,12 @@ fn rpmbuild(name: &str, top: &Path) -> PathBuf {
     let f = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{name}-")))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{name}-"))
+        })
         .unwrap();
     f
 }
@@ -41,10 +49,16 @@ fn dump(img: &Path, from: &str, to: &Path) {
 
 fn check_files(img: &Path, report: &builder::BuildReport) {
     let st = debugfs(img, "stat /etc/wafer-demo.conf");
-    assert!(st.contains("Mode:  0640") && st.contains("User:    23   Group:    23"), "{st}");
+    assert!(
+        st.contains("Mode:  0640") && st.contains("User:    23   Group:    23"),
+        "{st}"
+    );
     assert_eq!(debugfs(img, "cat /etc/wafer-demo.conf"), "port = 3128\n");
     let st = debugfs(img, "stat /var/lib/wafer-demo");
-    assert!(st.contains("Mode:  0750") && st.contains("User:    23"), "{st}");
+    assert!(
+        st.contains("Mode:  0750") && st.contains("User:    23"),
+        "{st}"
+    );
     // File capabilities from the header became security.capability.
     let st = debugfs(img, "stat /usr/sbin/wafer-demo");
     assert!(st.contains("Mode:  0755"), "{st}");
@@ -55,11 +69,16 @@ fn check_files(img: &Path, report: &builder::BuildReport) {
     let b = debugfs(img, "stat /usr/share/wafer-demo/b");
     assert!(a.contains("Links: 2"), "{a}");
     assert_eq!(a.lines().next(), b.lines().next(), "same inode");
-    assert!(debugfs(img, "stat /usr/sbin/wafer-demo-sym").contains("Fast link dest: \"wafer-demo\""));
+    assert!(
+        debugfs(img, "stat /usr/sbin/wafer-demo-sym").contains("Fast link dest: \"wafer-demo\"")
+    );
     // Scriptlets are listed, never run.
     assert_eq!(
         report.scriptlets_skipped,
-        ["wafer-demo-1.2-3: %pre (/bin/sh)", "wafer-demo-1.2-3: %post (/bin/sh)"]
+        [
+            "wafer-demo-1.2-3: %pre (/bin/sh)",
+            "wafer-demo-1.2-3: %post (/bin/sh)"
+        ]
     );
     assert_eq!(report.packages_added.len(), 1);
     assert_eq!(report.packages_added[0].name, "wafer-demo");
@@ -73,7 +92,12 @@ fn rpm_into_a_sqlite_rpmdb_made_by_real_rpm() {
     let demo_rpm = rpmbuild("wafer-demo", top.path());
     let fx = Fixture::new(|root| {
         let rpm = |args: &[&str]| {
-            run(Command::new("rpm").arg("--root").arg(root).arg("--define").arg("_dbpath /var/lib/rpm").args(args));
+            run(Command::new("rpm")
+                .arg("--root")
+                .arg(root)
+                .arg("--define")
+                .arg("_dbpath /var/lib/rpm")
+                .args(args));
         };
         rpm(&["--initdb"]);
         rpm(&["-i", "--nodeps", "--noscripts", base_rpm.to_str().unwrap()]);
@@ -91,7 +115,11 @@ fn rpm_into_a_sqlite_rpmdb_made_by_real_rpm() {
     let img = unpack(&out, &work);
     fsck_clean(&img);
     check_files(&img, &report);
-    dump(&img, "/var/lib/rpm/rpmdb.sqlite", &work.join("db/rpmdb.sqlite"));
+    dump(
+        &img,
+        "/var/lib/rpm/rpmdb.sqlite",
+        &work.join("db/rpmdb.sqlite"),
+    );
     let qa = run(Command::new("rpm")
         .arg("--dbpath")
         .arg(work.join("db"))
@@ -104,8 +132,15 @@ fn rpm_into_a_sqlite_rpmdb_made_by_real_rpm() {
     assert!(lines[0].starts_with("wafer-base-5.11-1.el5 "), "{qa}");
     assert_eq!(lines[1], format!("wafer-demo-1.2-3 {BASE_MTIME}"));
     // rpm's own file list for the new package, from the image's database.
-    let ql = run(Command::new("rpm").arg("--dbpath").arg(work.join("db")).arg("-ql").arg("wafer-demo"));
-    assert!(ql.contains("/usr/sbin/wafer-demo\n") && ql.contains("/etc/wafer-demo.conf\n"), "{ql}");
+    let ql = run(Command::new("rpm")
+        .arg("--dbpath")
+        .arg(work.join("db"))
+        .arg("-ql")
+        .arg("wafer-demo"));
+    assert!(
+        ql.contains("/usr/sbin/wafer-demo\n") && ql.contains("/etc/wafer-demo.conf\n"),
+        "{ql}"
+    );
 }
 
 #[test]
@@ -129,7 +164,9 @@ fn rpm_into_a_berkeley_db_packages_file() {
     check_files(&img, &report);
     dump(&img, "/var/lib/rpm/Packages", &work.join("db/Packages"));
     // The real Berkeley DB tool accepts the rewritten file...
-    run(Command::new("db_verify").arg("-q").arg(work.join("db/Packages")));
+    run(Command::new("db_verify")
+        .arg("-q")
+        .arg(work.join("db/Packages")));
     // ...and the real rpm reads both the original package and ours.
     let qa = run(Command::new("rpm")
         .arg("--dbpath")
@@ -141,15 +178,29 @@ fn rpm_into_a_berkeley_db_packages_file() {
         .arg("%{NAME}-%{VERSION}-%{RELEASE}\n"));
     let mut lines: Vec<&str> = qa.lines().collect();
     lines.sort();
-    assert_eq!(lines, ["libuuid-2.32.1-42.el8_8", "wafer-demo-1.2-3"], "{qa}");
+    assert_eq!(
+        lines,
+        ["libuuid-2.32.1-42.el8_8", "wafer-demo-1.2-3"],
+        "{qa}"
+    );
 }
 
 #[test]
 fn rpm_step_errors() {
     let fx = Fixture::new(|_| {});
-    std::fs::write(fx.dir.join("wafer-demo.rpm"), b"not an rpm at all, just text").unwrap();
+    std::fs::write(
+        fx.dir.join("wafer-demo.rpm"),
+        b"not an rpm at all, just text",
+    )
+    .unwrap();
     let recipe = fx.recipe(RECIPE);
-    let e = build(&recipe, &BuildOptions::new(fx.tmp.path().join("o1")), &NoProgress).unwrap_err().to_string();
+    let e = build(
+        &recipe,
+        &BuildOptions::new(fx.tmp.path().join("o1")),
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         e,
         format!("{}:11: step 1 (rpm): the image has no rpm database (/var/lib/rpm or /usr/lib/sysimage/rpm)", recipe.display())
@@ -158,8 +209,24 @@ fn rpm_step_errors() {
         std::fs::create_dir_all(root.join("var/lib/rpm")).unwrap();
         std::fs::copy(BDB_PACKAGES, root.join("var/lib/rpm/Packages")).unwrap();
     });
-    std::fs::write(fx.dir.join("wafer-demo.rpm"), b"not an rpm at all, just text").unwrap();
+    std::fs::write(
+        fx.dir.join("wafer-demo.rpm"),
+        b"not an rpm at all, just text",
+    )
+    .unwrap();
     let recipe = fx.recipe(RECIPE);
-    let e = build(&recipe, &BuildOptions::new(fx.tmp.path().join("o2")), &NoProgress).unwrap_err().to_string();
-    assert!(e.starts_with(&format!("{}:11: step 1 (rpm): package 'wafer-demo.rpm': ", recipe.display())), "{e}");
+    let e = build(
+        &recipe,
+        &BuildOptions::new(fx.tmp.path().join("o2")),
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{}:11: step 1 (rpm): package 'wafer-demo.rpm': ",
+            recipe.display()
+        )),
+        "{e}"
+    );
 }

@@ -67,7 +67,12 @@ fn parse_user(line: &str) -> Option<User> {
     if f.len() < 7 || f[0].is_empty() || f[0].starts_with('+') || f[0].starts_with('-') {
         return None;
     }
-    Some(User { name: f[0].into(), uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5].into() })
+    Some(User {
+        name: f[0].into(),
+        uid: f[2].parse().ok()?,
+        gid: f[3].parse().ok()?,
+        home: f[5].into(),
+    })
 }
 
 fn parse_group(line: &str) -> Option<Group> {
@@ -75,17 +80,29 @@ fn parse_group(line: &str) -> Option<Group> {
     if f.len() < 4 || f[0].is_empty() || f[0].starts_with('+') || f[0].starts_with('-') {
         return None;
     }
-    let members = f[3].split(',').filter(|m| !m.is_empty()).map(|m| m.to_string()).collect();
-    Some(Group { name: f[0].into(), gid: f[2].parse().ok()?, members })
+    let members = f[3]
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(|m| m.to_string())
+        .collect();
+    Some(Group {
+        name: f[0].into(),
+        gid: f[2].parse().ok()?,
+        members,
+    })
 }
 
 impl Accounts {
     /// Read the account files from the tree (missing files are empty).
     pub fn load(tree: &Tree) -> StepResult<Accounts> {
         Ok(Accounts {
-            passwd: read_text(tree, "/etc/passwd")?.map(|t| lines(&t)).unwrap_or_default(),
+            passwd: read_text(tree, "/etc/passwd")?
+                .map(|t| lines(&t))
+                .unwrap_or_default(),
             shadow: read_text(tree, "/etc/shadow")?.map(|t| lines(&t)),
-            group: read_text(tree, "/etc/group")?.map(|t| lines(&t)).unwrap_or_default(),
+            group: read_text(tree, "/etc/group")?
+                .map(|t| lines(&t))
+                .unwrap_or_default(),
             gshadow: read_text(tree, "/etc/gshadow")?.map(|t| lines(&t)),
             login_defs: read_text(tree, "/etc/login.defs")?.unwrap_or_default(),
         })
@@ -124,13 +141,19 @@ impl Accounts {
     fn login_def(&self, key: &str) -> Option<u32> {
         self.login_defs.lines().find_map(|l| {
             let mut it = l.split_whitespace();
-            (it.next() == Some(key)).then(|| it.next().and_then(|v| v.parse().ok())).flatten()
+            (it.next() == Some(key))
+                .then(|| it.next().and_then(|v| v.parse().ok()))
+                .flatten()
         })
     }
 
     /// The system id range for users (`uid = true`) or groups.
     pub fn system_range(&self, uid: bool) -> (u32, u32) {
-        let (pfx, min_key) = if uid { ("SYS_UID_", "UID_MIN") } else { ("SYS_GID_", "GID_MIN") };
+        let (pfx, min_key) = if uid {
+            ("SYS_UID_", "UID_MIN")
+        } else {
+            ("SYS_GID_", "GID_MIN")
+        };
         let min = self.login_def(&format!("{pfx}MIN")).unwrap_or(101);
         let max = self
             .login_def(&format!("{pfx}MAX"))
@@ -143,12 +166,20 @@ impl Accounts {
     /// group can share a number).
     fn allocate(&self, uid: bool, also_free: impl Fn(u32) -> bool) -> StepResult<u32> {
         let (min, max) = self.system_range(uid);
-        let used: std::collections::BTreeSet<u32> =
-            if uid { self.users().map(|u| u.uid).collect() } else { self.groups().map(|g| g.gid).collect() };
+        let used: std::collections::BTreeSet<u32> = if uid {
+            self.users().map(|u| u.uid).collect()
+        } else {
+            self.groups().map(|g| g.gid).collect()
+        };
         (min..=max)
             .rev()
             .find(|i| !used.contains(i) && also_free(*i))
-            .ok_or_else(|| StepError::new(format!("no free {} in the system range {min}..={max}", if uid { "uid" } else { "gid" })))
+            .ok_or_else(|| {
+                StepError::new(format!(
+                    "no free {} in the system range {min}..={max}",
+                    if uid { "uid" } else { "gid" }
+                ))
+            })
     }
 
     fn days(ctx: &StepContext) -> i64 {
@@ -160,7 +191,10 @@ impl Accounts {
         if let Some(gid) = spec.gid {
             if let Some(other) = self.group_by_gid(gid) {
                 if other.name != spec.name {
-                    return Err(StepError::new(format!("group '{}': gid {gid} is already used by group '{}'", spec.name, other.name)));
+                    return Err(StepError::new(format!(
+                        "group '{}': gid {gid} is already used by group '{}'",
+                        spec.name, other.name
+                    )));
                 }
             }
         }
@@ -170,7 +204,10 @@ impl Accounts {
             (Some(g), None) => g.gid,
             (None, None) => self.allocate(false, |_| true)?,
         };
-        let mut members = existing.as_ref().map(|g| g.members.clone()).unwrap_or_default();
+        let mut members = existing
+            .as_ref()
+            .map(|g| g.members.clone())
+            .unwrap_or_default();
         for m in &spec.members {
             if !members.contains(m) {
                 members.push(m.clone());
@@ -207,11 +244,18 @@ impl Accounts {
 
     /// Add or modify a user (creating its group when needed). Returns (uid, gid, added).
     pub fn put_user(&mut self, ctx: &StepContext, spec: &UserSpec) -> StepResult<(u32, u32, bool)> {
-        let existing_line = self.passwd.iter().find(|l| field_name(l) == spec.name).cloned();
+        let existing_line = self
+            .passwd
+            .iter()
+            .find(|l| field_name(l) == spec.name)
+            .cloned();
         if let Some(uid) = spec.uid {
             if let Some(other) = self.user_by_uid(uid) {
                 if other.name != spec.name {
-                    return Err(StepError::new(format!("user '{}': uid {uid} is already used by user '{}'", spec.name, other.name)));
+                    return Err(StepError::new(format!(
+                        "user '{}': uid {uid} is already used by user '{}'",
+                        spec.name, other.name
+                    )));
                 }
             }
         }
@@ -234,29 +278,77 @@ impl Accounts {
         let gid = match &spec.group {
             Some(Principal::Id(g)) => *g,
             Some(Principal::Name(n)) => {
-                self.group(n).ok_or_else(|| StepError::new(format!("user '{}': unknown group '{n}'", spec.name)))?.gid
+                self.group(n)
+                    .ok_or_else(|| {
+                        StepError::new(format!("user '{}': unknown group '{n}'", spec.name))
+                    })?
+                    .gid
             }
-            None => match (old.get(3).and_then(|s| s.parse::<u32>().ok()), self.group(&spec.name)) {
+            None => match (
+                old.get(3).and_then(|s| s.parse::<u32>().ok()),
+                self.group(&spec.name),
+            ) {
                 (Some(g), _) if existing_line.is_some() => g,
                 (_, Some(g)) => g.gid,
                 _ => {
-                    let want = if self.group_by_gid(uid).is_none() { Some(uid) } else { None };
-                    self.put_group(ctx, &GroupSpec { name: spec.name.clone(), gid: want, members: vec![] })?.0
+                    let want = if self.group_by_gid(uid).is_none() {
+                        Some(uid)
+                    } else {
+                        None
+                    };
+                    self.put_group(
+                        ctx,
+                        &GroupSpec {
+                            name: spec.name.clone(),
+                            gid: want,
+                            members: vec![],
+                        },
+                    )?
+                    .0
                 }
             },
         };
         for g in &spec.groups {
-            let grp = self.group(g).ok_or_else(|| StepError::new(format!("user '{}': unknown group '{g}'", spec.name)))?;
-            self.put_group(ctx, &GroupSpec { name: grp.name, gid: Some(grp.gid), members: vec![spec.name.clone()] })?;
+            let grp = self.group(g).ok_or_else(|| {
+                StepError::new(format!("user '{}': unknown group '{g}'", spec.name))
+            })?;
+            self.put_group(
+                ctx,
+                &GroupSpec {
+                    name: grp.name,
+                    gid: Some(grp.gid),
+                    members: vec![spec.name.clone()],
+                },
+            )?;
         }
         let pick = |given: &Option<String>, idx: usize, default: String| -> String {
-            given.clone().or_else(|| old.get(idx).cloned()).unwrap_or(default)
+            given
+                .clone()
+                .or_else(|| old.get(idx).cloned())
+                .unwrap_or(default)
         };
         let comment = pick(&spec.comment, 4, String::new());
-        let home = pick(&spec.home, 5, if uid >= 1000 { format!("/home/{}", spec.name) } else { "/".to_string() });
+        let home = pick(
+            &spec.home,
+            5,
+            if uid >= 1000 {
+                format!("/home/{}", spec.name)
+            } else {
+                "/".to_string()
+            },
+        );
         let shell = pick(&spec.shell, 6, "/sbin/nologin".to_string());
-        let pwfield = old.get(1).cloned().unwrap_or_else(|| if self.shadow.is_some() { "x".into() } else { "!!".into() });
-        let line = format!("{}:{}:{}:{}:{}:{}:{}", spec.name, pwfield, uid, gid, comment, home, shell);
+        let pwfield = old.get(1).cloned().unwrap_or_else(|| {
+            if self.shadow.is_some() {
+                "x".into()
+            } else {
+                "!!".into()
+            }
+        });
+        let line = format!(
+            "{}:{}:{}:{}:{}:{}:{}",
+            spec.name, pwfield, uid, gid, comment, home, shell
+        );
         let added = existing_line.is_none();
         set_line(&mut self.passwd, &spec.name, line, |_, new| new.to_string());
         let days = Self::days(ctx);
@@ -295,18 +387,44 @@ impl Accounts {
 
     /// Write the four files back (only those that exist, plus passwd/group), keeping each
     /// existing file's owner and mode. Returns the paths written.
-    pub fn store(&self, tree: &mut Tree, ctx: &StepContext, before: &Accounts) -> StepResult<Vec<String>> {
+    pub fn store(
+        &self,
+        tree: &mut Tree,
+        ctx: &StepContext,
+        before: &Accounts,
+    ) -> StepResult<Vec<String>> {
         let mut changed = Vec::new();
         let files: [(&str, Option<&Vec<String>>, Option<&Vec<String>>, u16); 4] = [
-            ("/etc/passwd", Some(&self.passwd), Some(&before.passwd), 0o644),
-            ("/etc/shadow", self.shadow.as_ref(), before.shadow.as_ref(), 0o000),
+            (
+                "/etc/passwd",
+                Some(&self.passwd),
+                Some(&before.passwd),
+                0o644,
+            ),
+            (
+                "/etc/shadow",
+                self.shadow.as_ref(),
+                before.shadow.as_ref(),
+                0o000,
+            ),
             ("/etc/group", Some(&self.group), Some(&before.group), 0o644),
-            ("/etc/gshadow", self.gshadow.as_ref(), before.gshadow.as_ref(), 0o000),
+            (
+                "/etc/gshadow",
+                self.gshadow.as_ref(),
+                before.gshadow.as_ref(),
+                0o000,
+            ),
         ];
         for (path, now, was, perm) in files {
             if let Some(now) = now {
                 if Some(now) != was {
-                    write_file(tree, ctx, path, join_lines(now), Metadata::new(perm, 0, 0, ctx.epoch))?;
+                    write_file(
+                        tree,
+                        ctx,
+                        path,
+                        join_lines(now),
+                        Metadata::new(perm, 0, 0, ctx.epoch),
+                    )?;
                     changed.push(path.to_string());
                 }
             }
@@ -316,7 +434,12 @@ impl Accounts {
 }
 
 /// Replace the line whose first field is `name` (merging with `merge(old, new)`), or append `new`.
-fn set_line(lines: &mut Vec<String>, name: &str, new: String, merge: impl Fn(&str, &str) -> String) {
+fn set_line(
+    lines: &mut Vec<String>,
+    name: &str,
+    new: String,
+    merge: impl Fn(&str, &str) -> String,
+) {
     for l in lines.iter_mut() {
         if field_name(l) == name {
             *l = merge(l, &new);
@@ -327,24 +450,41 @@ fn set_line(lines: &mut Vec<String>, name: &str, new: String, merge: impl Fn(&st
 }
 
 /// `groups` step.
-pub fn groups(tree: &mut Tree, ctx: &StepContext, specs: &[GroupSpec], r: &mut StepReport) -> StepResult {
+pub fn groups(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    specs: &[GroupSpec],
+    r: &mut StepReport,
+) -> StepResult {
     let before = Accounts::load(tree)?;
     let mut acc = before.clone();
     for g in specs {
         for m in &g.members {
             if acc.user(m).is_none() {
-                return Err(StepError::new(format!("group '{}': unknown member user '{m}'", g.name)));
+                return Err(StepError::new(format!(
+                    "group '{}': unknown member user '{m}'",
+                    g.name
+                )));
             }
         }
         let (gid, added) = acc.put_group(ctx, g)?;
-        r.notes.push(format!("group {} gid {gid} {}", g.name, if added { "added" } else { "updated" }));
+        r.notes.push(format!(
+            "group {} gid {gid} {}",
+            g.name,
+            if added { "added" } else { "updated" }
+        ));
     }
     r.changed.extend(acc.store(tree, ctx, &before)?);
     Ok(())
 }
 
 /// `users` step.
-pub fn users(tree: &mut Tree, ctx: &StepContext, specs: &[UserSpec], r: &mut StepReport) -> StepResult {
+pub fn users(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    specs: &[UserSpec],
+    r: &mut StepReport,
+) -> StepResult {
     let before = Accounts::load(tree)?;
     if before.passwd.is_empty() {
         return Err(StepError::new("the image has no /etc/passwd"));
@@ -353,7 +493,11 @@ pub fn users(tree: &mut Tree, ctx: &StepContext, specs: &[UserSpec], r: &mut Ste
     let mut homes = Vec::new();
     for u in specs {
         let (uid, gid, added) = acc.put_user(ctx, u)?;
-        r.notes.push(format!("user {} uid {uid} gid {gid} {}", u.name, if added { "added" } else { "updated" }));
+        r.notes.push(format!(
+            "user {} uid {uid} gid {gid} {}",
+            u.name,
+            if added { "added" } else { "updated" }
+        ));
         if u.create_home {
             if let Some(user) = acc.user(&u.name) {
                 homes.push((user.home, uid, gid));
@@ -365,7 +509,8 @@ pub fn users(tree: &mut Tree, ctx: &StepContext, specs: &[UserSpec], r: &mut Ste
         if home == "/" || !home.starts_with('/') {
             continue;
         }
-        let (id, created) = ensure_dir(tree, ctx, &home, Metadata::new(0o700, uid, gid, ctx.epoch))?;
+        let (id, created) =
+            ensure_dir(tree, ctx, &home, Metadata::new(0o700, uid, gid, ctx.epoch))?;
         if created {
             r.added.push(home.clone());
         } else {

@@ -170,7 +170,12 @@ pub fn has_cloud_init(tree: &Tree) -> bool {
 }
 
 /// Install the hook (`method`: auto, sysv, cloud-init).
-pub fn install(tree: &mut Tree, ctx: &StepContext, method: Option<&str>, r: &mut StepReport) -> StepResult {
+pub fn install(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    method: Option<&str>,
+    r: &mut StepReport,
+) -> StepResult {
     let cloud = has_cloud_init(tree);
     let method = match method.unwrap_or("auto") {
         "auto" if cloud => "cloud-init",
@@ -179,30 +184,100 @@ pub fn install(tree: &mut Tree, ctx: &StepContext, method: Option<&str>, r: &mut
     };
     if method == "cloud-init" {
         if !cloud {
-            return Err(StepError::new("method cloud-init: the image has no cloud-init (/etc/cloud/cloud.cfg)"));
+            return Err(StepError::new(
+                "method cloud-init: the image has no cloud-init (/etc/cloud/cloud.cfg)",
+            ));
         }
-        let existed = write_file(tree, ctx, CLOUD_CFG_PATH, CLOUD_CFG.as_bytes().to_vec(), Metadata::new(0o644, 0, 0, ctx.epoch))?;
+        let existed = write_file(
+            tree,
+            ctx,
+            CLOUD_CFG_PATH,
+            CLOUD_CFG.as_bytes().to_vec(),
+            Metadata::new(0o644, 0, 0, ctx.epoch),
+        )?;
         r.note_write(CLOUD_CFG_PATH, existed);
         r.notes.push("cloud-init NoCloud datasource enabled".into());
         return Ok(());
     }
-    let initd = if tree.lookup(b"/etc/rc.d").is_some() { "/etc/rc.d/init.d" } else { "/etc/init.d" };
+    let initd = if tree.lookup(b"/etc/rc.d").is_some() {
+        "/etc/rc.d/init.d"
+    } else {
+        "/etc/init.d"
+    };
     let script = join(initd, "wafer-context");
-    let existed = write_file(tree, ctx, &script, SCRIPT.as_bytes().to_vec(), Metadata::new(0o755, 0, 0, ctx.epoch))?;
+    let existed = write_file(
+        tree,
+        ctx,
+        &script,
+        SCRIPT.as_bytes().to_vec(),
+        Metadata::new(0o755, 0, 0, ctx.epoch),
+    )?;
     r.note_write(&script, existed);
     if services::has_systemd(tree) {
         let unit_path = "/etc/systemd/system/wafer-context.service";
         let unit = UNIT.replace("@SCRIPT@", &script);
-        let existed = write_file(tree, ctx, unit_path, unit.into_bytes(), Metadata::new(0o644, 0, 0, ctx.epoch))?;
+        let existed = write_file(
+            tree,
+            ctx,
+            unit_path,
+            unit.into_bytes(),
+            Metadata::new(0o644, 0, 0, ctx.epoch),
+        )?;
         r.note_write(unit_path, existed);
         let link = "/etc/systemd/system/multi-user.target.wants/wafer-context.service";
         if super::put_symlink(tree, ctx, link, unit_path)?.is_some() {
             r.added.push(link.into());
         }
-        r.notes.push("systemd oneshot unit wafer-context.service runs the first-boot script".into());
+        r.notes
+            .push("systemd oneshot unit wafer-context.service runs the first-boot script".into());
     } else {
         services::apply(tree, ctx, &["wafer-context".to_string()], &[], &[], r)?;
-        r.notes.push("SysV first-boot script wafer-context enabled in runlevels 2345".into());
+        r.notes
+            .push("SysV first-boot script wafer-context enabled in runlevels 2345".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_parses_with_dash_and_reads_the_deploy_env_format() {
+        let out = std::process::Command::new("sh")
+            .arg("-n")
+            .arg("-c")
+            .arg(SCRIPT)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Only the function definitions, then read_env on a file in deploy's format.
+        let funcs = &SCRIPT[..SCRIPT.find("start() {").unwrap()];
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("wafer-context.env");
+        std::fs::write(
+            &env,
+            "# comment\nWAFER_HOSTNAME='cms-squid-01'\nWAFER_DNS='10.0.0.2 10.0.0.3'\nWAFER_IFACES='eth0'\nWAFER_ETH0_MAC='52:54:00:12:34:56'\nWAFER_EVIL='$(touch /tmp/x)'\nPATH='/nope'\n",
+        )
+        .unwrap();
+        let prog = format!("{funcs}\nread_env '{}'\necho \"$WAFER_HOSTNAME|$WAFER_DNS|$WAFER_ETH0_MAC|${{WAFER_EVIL:-unset}}|$PATH\"\n", env.display());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(prog)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "cms-squid-01|10.0.0.2 10.0.0.3|52:54:00:12:34:56|unset|/sbin:/usr/sbin:/bin:/usr/bin\n"
+        );
+    }
 }

@@ -7,7 +7,10 @@ use std::path::Path;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rootfs::{Content, Metadata, Node, NodeKind, Tree};
 
-use super::{dir_meta, host_path, record_input, resolve_owner, StepContext, StepError, StepReport, StepResult};
+use super::{
+    dir_meta, host_path, record_input, resolve_owner, StepContext, StepError, StepReport,
+    StepResult,
+};
 use crate::recipe::{parse_mode, Principal};
 
 /// Most files one copy step may bring in from a source directory.
@@ -43,7 +46,19 @@ pub fn copy(
         None => None,
     };
     let mut count = 0usize;
-    copy_entry(tree, ctx, &host, src, dest, &md, uid.unwrap_or(0), gid.unwrap_or(0), explicit_mode, r, &mut count)
+    copy_entry(
+        tree,
+        ctx,
+        &host,
+        src,
+        dest,
+        &md,
+        uid.unwrap_or(0),
+        gid.unwrap_or(0),
+        explicit_mode,
+        r,
+        &mut count,
+    )
 }
 
 /// Default permission of a copied file: what git keeps (executable or not), never the host's umask.
@@ -71,32 +86,56 @@ fn copy_entry(
 ) -> StepResult {
     *count += 1;
     if *count > MAX_COPY_ENTRIES {
-        return Err(StepError::new(format!("source '{rel}': more than {MAX_COPY_ENTRIES} entries")));
+        return Err(StepError::new(format!(
+            "source '{rel}': more than {MAX_COPY_ENTRIES} entries"
+        )));
     }
-    let meta = Metadata::new(mode.unwrap_or_else(|| default_perm(md)), uid, gid, ctx.epoch);
+    let meta = Metadata::new(
+        mode.unwrap_or_else(|| default_perm(md)),
+        uid,
+        gid,
+        ctx.epoch,
+    );
     let existed = tree.lookup(dest.as_bytes()).is_some();
     let ft = md.file_type();
     if ft.is_file() {
         if md.len() <= MAX_HASHED {
-            let bytes = std::fs::read(host).map_err(|e| StepError::new(format!("source '{rel}': {e}")))?;
+            let bytes =
+                std::fs::read(host).map_err(|e| StepError::new(format!("source '{rel}': {e}")))?;
             record_input(ctx, rel, &bytes);
-            tree.insert(dest.as_bytes(), Node::new(NodeKind::Regular(Content::from_bytes(bytes)), meta), &dir_meta(ctx))?;
+            tree.insert(
+                dest.as_bytes(),
+                Node::new(NodeKind::Regular(Content::from_bytes(bytes)), meta),
+                &dir_meta(ctx),
+            )?;
         } else {
             tree.insert(
                 dest.as_bytes(),
-                Node::new(NodeKind::Regular(Content::from_path(host.to_path_buf(), md.len())), meta),
+                Node::new(
+                    NodeKind::Regular(Content::from_path(host.to_path_buf(), md.len())),
+                    meta,
+                ),
                 &dir_meta(ctx),
             )?;
         }
         r.note_write(dest, existed);
     } else if ft.is_symlink() {
-        let target = std::fs::read_link(host).map_err(|e| StepError::new(format!("source '{rel}': {e}")))?;
+        let target =
+            std::fs::read_link(host).map_err(|e| StepError::new(format!("source '{rel}': {e}")))?;
         let t = target.to_string_lossy().into_owned();
         let meta = Metadata::new(0o777, uid, gid, ctx.epoch);
-        tree.insert(dest.as_bytes(), Node::new(NodeKind::Symlink(t.into_bytes()), meta), &dir_meta(ctx))?;
+        tree.insert(
+            dest.as_bytes(),
+            Node::new(NodeKind::Symlink(t.into_bytes()), meta),
+            &dir_meta(ctx),
+        )?;
         r.note_write(dest, existed);
     } else if ft.is_dir() {
-        tree.insert(dest.as_bytes(), Node::new(NodeKind::empty_dir(), meta), &dir_meta(ctx))?;
+        tree.insert(
+            dest.as_bytes(),
+            Node::new(NodeKind::empty_dir(), meta),
+            &dir_meta(ctx),
+        )?;
         r.note_write(dest, existed);
         let mut names: Vec<_> = std::fs::read_dir(host)
             .map_err(|e| StepError::new(format!("source '{rel}': {e}")))?
@@ -107,7 +146,8 @@ fn copy_entry(
         for name in names {
             let name = name.to_string_lossy().into_owned();
             let child = host.join(&name);
-            let cmd = std::fs::symlink_metadata(&child).map_err(|e| StepError::new(format!("source '{rel}/{name}': {e}")))?;
+            let cmd = std::fs::symlink_metadata(&child)
+                .map_err(|e| StepError::new(format!("source '{rel}/{name}': {e}")))?;
             copy_entry(
                 tree,
                 ctx,
@@ -118,13 +158,21 @@ fn copy_entry(
                 uid,
                 gid,
                 // An explicit mode applies to files; directories keep 0755 unless it has x bits.
-                mode.map(|m| if cmd.is_dir() { m | ((m & 0o444) >> 2) } else { m }),
+                mode.map(|m| {
+                    if cmd.is_dir() {
+                        m | ((m & 0o444) >> 2)
+                    } else {
+                        m
+                    }
+                }),
                 r,
                 count,
             )?;
         }
     } else {
-        return Err(StepError::new(format!("source '{rel}': only files, directories and symlinks can be copied")));
+        return Err(StepError::new(format!(
+            "source '{rel}': only files, directories and symlinks can be copied"
+        )));
     }
     Ok(())
 }
@@ -143,7 +191,10 @@ pub fn render(text: &str, vars: &BTreeMap<String, String>, src: &str) -> StepRes
             break;
         };
         let name = after[..j].trim();
-        let is_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+        let is_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
         if !is_name {
             out.push_str("{{");
             rest = after;
@@ -180,18 +231,39 @@ pub fn template(
     r: &mut StepReport,
 ) -> StepResult {
     let host = host_path(ctx, src)?;
-    let md = std::fs::metadata(&host).map_err(|e| StepError::new(format!("source '{src}' ({}): {e}", host.display())))?;
+    let md = std::fs::metadata(&host)
+        .map_err(|e| StepError::new(format!("source '{src}' ({}): {e}", host.display())))?;
     if md.len() > super::MAX_TEXT_FILE {
-        return Err(StepError::new(format!("template '{src}' is larger than {} bytes", super::MAX_TEXT_FILE)));
+        return Err(StepError::new(format!(
+            "template '{src}' is larger than {} bytes",
+            super::MAX_TEXT_FILE
+        )));
     }
     let bytes = std::fs::read(&host).map_err(|e| StepError::new(format!("source '{src}': {e}")))?;
     record_input(ctx, src, &bytes);
-    let text = String::from_utf8(bytes).map_err(|e| StepError::new(format!("template '{src}' is not UTF-8 (byte {})", e.utf8_error().valid_up_to())))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        StepError::new(format!(
+            "template '{src}' is not UTF-8 (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
     let out = render(&text, &ctx.vars, src)?;
     let (uid, gid) = resolve_owner(tree, owner, group)?;
-    let meta = Metadata::new(mode_or(mode, 0o644)?, uid.unwrap_or(0), gid.unwrap_or(0), ctx.epoch);
+    let meta = Metadata::new(
+        mode_or(mode, 0o644)?,
+        uid.unwrap_or(0),
+        gid.unwrap_or(0),
+        ctx.epoch,
+    );
     let existed = tree.lookup(dest.as_bytes()).is_some();
-    tree.insert(dest.as_bytes(), Node::new(NodeKind::Regular(Content::from_bytes(out.into_bytes())), meta), &dir_meta(ctx))?;
+    tree.insert(
+        dest.as_bytes(),
+        Node::new(
+            NodeKind::Regular(Content::from_bytes(out.into_bytes())),
+            meta,
+        ),
+        &dir_meta(ctx),
+    )?;
     r.note_write(dest, existed);
     Ok(())
 }
@@ -221,10 +293,18 @@ pub fn mkdir(
             m.ctime = ctx.epoch;
             r.changed.push(path.to_string());
         }
-        Ok(_) => return Err(StepError::new(format!("{path}: exists and is not a directory"))),
+        Ok(_) => {
+            return Err(StepError::new(format!(
+                "{path}: exists and is not a directory"
+            )))
+        }
         Err(_) => {
             let meta = Metadata::new(perm, uid.unwrap_or(0), gid.unwrap_or(0), ctx.epoch);
-            tree.insert(path.as_bytes(), Node::new(NodeKind::empty_dir(), meta), &dir_meta(ctx))?;
+            tree.insert(
+                path.as_bytes(),
+                Node::new(NodeKind::empty_dir(), meta),
+                &dir_meta(ctx),
+            )?;
             r.added.push(path.to_string());
         }
     }
@@ -232,7 +312,13 @@ pub fn mkdir(
 }
 
 /// `symlink`.
-pub fn symlink(tree: &mut Tree, ctx: &StepContext, path: &str, target: &str, r: &mut StepReport) -> StepResult {
+pub fn symlink(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    path: &str,
+    target: &str,
+    r: &mut StepReport,
+) -> StepResult {
     match super::put_symlink(tree, ctx, path, target)? {
         None => r.notes.push(format!("{path} already points to {target}")),
         Some(existed) => r.note_write(path, existed),
@@ -272,12 +358,19 @@ pub fn matching(tree: &Tree, globs: &[String]) -> StepResult<Vec<(String, Vec<us
 }
 
 /// `remove`.
-pub fn remove(tree: &mut Tree, globs: &[String], must_exist: bool, r: &mut StepReport) -> StepResult {
+pub fn remove(
+    tree: &mut Tree,
+    globs: &[String],
+    must_exist: bool,
+    r: &mut StepReport,
+) -> StepResult {
     let found = matching(tree, globs)?;
     if must_exist {
         for (i, g) in globs.iter().enumerate() {
             if !found.iter().any(|(_, m)| m.contains(&i)) {
-                return Err(StepError::new(format!("'{g}' matches nothing in the image")));
+                return Err(StepError::new(format!(
+                    "'{g}' matches nothing in the image"
+                )));
             }
         }
     }
@@ -296,14 +389,25 @@ pub fn remove(tree: &mut Tree, globs: &[String], must_exist: bool, r: &mut StepR
 }
 
 /// `chmod`: permission bits of matching entries (symlinks are left alone).
-pub fn chmod(tree: &mut Tree, ctx: &StepContext, globs: &[String], mode: &str, r: &mut StepReport) -> StepResult {
+pub fn chmod(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    globs: &[String],
+    mode: &str,
+    r: &mut StepReport,
+) -> StepResult {
     let perm = parse_mode(mode).map_err(StepError::new)?;
     let found = matching(tree, globs)?;
     if found.is_empty() {
-        return Err(StepError::new(format!("{} matches nothing in the image", globs.join(", "))));
+        return Err(StepError::new(format!(
+            "{} matches nothing in the image",
+            globs.join(", ")
+        )));
     }
     for (p, _) in found {
-        let Some(id) = tree.lookup(p.as_bytes()) else { continue };
+        let Some(id) = tree.lookup(p.as_bytes()) else {
+            continue;
+        };
         let n = tree.node_mut(id);
         if matches!(n.kind, NodeKind::Symlink(_)) {
             continue;
@@ -331,10 +435,15 @@ pub fn chown(
     let gid = if group.is_some() { gid } else { None };
     let found = matching(tree, globs)?;
     if found.is_empty() {
-        return Err(StepError::new(format!("{} matches nothing in the image", globs.join(", "))));
+        return Err(StepError::new(format!(
+            "{} matches nothing in the image",
+            globs.join(", ")
+        )));
     }
     for (p, _) in found {
-        let Some(id) = tree.lookup(p.as_bytes()) else { continue };
+        let Some(id) = tree.lookup(p.as_bytes()) else {
+            continue;
+        };
         let m = &mut tree.node_mut(id).meta;
         let before = (m.uid, m.gid);
         if let Some(u) = uid {
@@ -359,9 +468,20 @@ mod tests {
     fn render_substitutes_and_refuses_unknown() {
         let mut v = BTreeMap::new();
         v.insert("port".to_string(), "3128".to_string());
-        assert_eq!(render("http_port {{port}} {{ port }}\n", &v, "t").unwrap(), "http_port 3128 3128\n");
-        assert_eq!(render("a {{ }} b {{x y}} }}", &v, "t").unwrap(), "a {{ }} b {{x y}} }}");
-        let e = render("ok\nmem {{cache_mem}}\n", &v, "squid.conf.in").unwrap_err().to_string();
-        assert_eq!(e, "template 'squid.conf.in' line 2: unknown variable 'cache_mem' (known: port)");
+        assert_eq!(
+            render("http_port {{port}} {{ port }}\n", &v, "t").unwrap(),
+            "http_port 3128 3128\n"
+        );
+        assert_eq!(
+            render("a {{ }} b {{x y}} }}", &v, "t").unwrap(),
+            "a {{ }} b {{x y}} }}"
+        );
+        let e = render("ok\nmem {{cache_mem}}\n", &v, "squid.conf.in")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "template 'squid.conf.in' line 2: unknown variable 'cache_mem' (known: port)"
+        );
     }
 }

@@ -116,21 +116,47 @@ pub type StepResult<T = ()> = Result<T, StepError>;
 
 /// Apply one step to the tree.
 pub fn apply(tree: &mut Tree, step: &Step, ctx: &StepContext) -> StepResult<StepReport> {
-    let mut r = StepReport { kind: step.kind().to_string(), ..Default::default() };
+    let mut r = StepReport {
+        kind: step.kind().to_string(),
+        ..Default::default()
+    };
     match step {
-        Step::Copy { src, dest, owner, group, mode } => files::copy(tree, ctx, src, dest, owner, group, mode, &mut r)?,
-        Step::Template { src, dest, owner, group, mode } => {
-            files::template(tree, ctx, src, dest, owner, group, mode, &mut r)?
-        }
-        Step::Mkdir { path, owner, group, mode } => files::mkdir(tree, ctx, path, owner, group, mode, &mut r)?,
+        Step::Copy {
+            src,
+            dest,
+            owner,
+            group,
+            mode,
+        } => files::copy(tree, ctx, src, dest, owner, group, mode, &mut r)?,
+        Step::Template {
+            src,
+            dest,
+            owner,
+            group,
+            mode,
+        } => files::template(tree, ctx, src, dest, owner, group, mode, &mut r)?,
+        Step::Mkdir {
+            path,
+            owner,
+            group,
+            mode,
+        } => files::mkdir(tree, ctx, path, owner, group, mode, &mut r)?,
         Step::Symlink { path, target } => files::symlink(tree, ctx, path, target, &mut r)?,
         Step::Remove { paths, must_exist } => files::remove(tree, paths, *must_exist, &mut r)?,
         Step::Chmod { paths, mode } => files::chmod(tree, ctx, paths, mode, &mut r)?,
-        Step::Chown { paths, owner, group } => files::chown(tree, ctx, paths, owner, group, &mut r)?,
+        Step::Chown {
+            paths,
+            owner,
+            group,
+        } => files::chown(tree, ctx, paths, owner, group, &mut r)?,
         Step::Rpm { packages } => rpm::install(tree, ctx, packages, &mut r)?,
         Step::Users { users } => accounts::users(tree, ctx, users, &mut r)?,
         Step::Groups { groups } => accounts::groups(tree, ctx, groups, &mut r)?,
-        Step::Services { enable, disable, mask } => services::apply(tree, ctx, enable, disable, mask, &mut r)?,
+        Step::Services {
+            enable,
+            disable,
+            mask,
+        } => services::apply(tree, ctx, enable, disable, mask, &mut r)?,
         Step::Purge { keep, enabled } => {
             if *enabled {
                 purge::purge(tree, ctx, keep, &mut r)?
@@ -172,7 +198,13 @@ pub fn read_text(tree: &Tree, path: &str) -> StepResult<Option<String>> {
 /// Write `bytes` to `path`. An existing regular file keeps its node (owner, mode, hard links)
 /// and gets new contents and the build epoch as mtime/ctime; otherwise a new file with `meta`
 /// is created. Returns whether the file existed.
-pub fn write_file(tree: &mut Tree, ctx: &StepContext, path: &str, bytes: Vec<u8>, meta: Metadata) -> StepResult<bool> {
+pub fn write_file(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    path: &str,
+    bytes: Vec<u8>,
+    meta: Metadata,
+) -> StepResult<bool> {
     if let Ok(id) = tree.resolve(path.as_bytes(), true) {
         if let NodeKind::Regular(_) = tree.node(id).kind {
             let n = tree.node_mut(id);
@@ -183,7 +215,11 @@ pub fn write_file(tree: &mut Tree, ctx: &StepContext, path: &str, bytes: Vec<u8>
         }
     }
     let existed = tree.lookup(path.as_bytes()).is_some();
-    tree.insert(path.as_bytes(), Node::new(NodeKind::Regular(Content::from_bytes(bytes)), meta), &dir_meta(ctx))?;
+    tree.insert(
+        path.as_bytes(),
+        Node::new(NodeKind::Regular(Content::from_bytes(bytes)), meta),
+        &dir_meta(ctx),
+    )?;
     Ok(existed)
 }
 
@@ -200,7 +236,13 @@ pub fn edit_text(
     };
     match f(&old)? {
         Some(new) if new != old => {
-            write_file(tree, ctx, path, new.into_bytes(), Metadata::new(0o644, 0, 0, ctx.epoch))?;
+            write_file(
+                tree,
+                ctx,
+                path,
+                new.into_bytes(),
+                Metadata::new(0o644, 0, 0, ctx.epoch),
+            )?;
             Ok(true)
         }
         _ => Ok(false),
@@ -208,32 +250,54 @@ pub fn edit_text(
 }
 
 /// Make a directory (and parents) with `meta` unless one exists; returns its id and whether it was created.
-pub fn ensure_dir(tree: &mut Tree, ctx: &StepContext, path: &str, meta: Metadata) -> StepResult<(NodeId, bool)> {
+pub fn ensure_dir(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    path: &str,
+    meta: Metadata,
+) -> StepResult<(NodeId, bool)> {
     if let Ok(id) = tree.resolve(path.as_bytes(), true) {
         if tree.entries(id).is_some() {
             return Ok((id, false));
         }
-        return Err(StepError::new(format!("{path}: exists and is not a directory")));
+        return Err(StepError::new(format!(
+            "{path}: exists and is not a directory"
+        )));
     }
-    let id = tree.insert(path.as_bytes(), Node::new(NodeKind::empty_dir(), meta), &dir_meta(ctx))?;
+    let id = tree.insert(
+        path.as_bytes(),
+        Node::new(NodeKind::empty_dir(), meta),
+        &dir_meta(ctx),
+    )?;
     Ok((id, true))
 }
 
 /// Create or replace a symlink at `path`. Returns `None` if an identical link was already there,
 /// `Some(existed)` otherwise.
-pub fn put_symlink(tree: &mut Tree, ctx: &StepContext, path: &str, target: &str) -> StepResult<Option<bool>> {
+pub fn put_symlink(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    path: &str,
+    target: &str,
+) -> StepResult<Option<bool>> {
     let existing = tree.lookup(path.as_bytes());
     if let Some(id) = existing {
         match &tree.node(id).kind {
             NodeKind::Symlink(t) if t == target.as_bytes() => return Ok(None),
             NodeKind::Directory(e) if !e.is_empty() => {
-                return Err(StepError::new(format!("{path}: is a non-empty directory, cannot become a symlink")))
+                return Err(StepError::new(format!(
+                    "{path}: is a non-empty directory, cannot become a symlink"
+                )))
             }
             _ => {}
         }
     }
     let meta = Metadata::new(0o777, 0, 0, ctx.epoch);
-    tree.insert(path.as_bytes(), Node::new(NodeKind::Symlink(target.as_bytes().to_vec()), meta), &dir_meta(ctx))?;
+    tree.insert(
+        path.as_bytes(),
+        Node::new(NodeKind::Symlink(target.as_bytes().to_vec()), meta),
+        &dir_meta(ctx),
+    )?;
     Ok(Some(existing.is_some()))
 }
 
@@ -248,7 +312,11 @@ pub fn list_dir(tree: &Tree, dir: &str) -> Vec<String> {
         return Vec::new();
     };
     tree.entries(id)
-        .map(|e| e.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect())
+        .map(|e| {
+            e.keys()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -287,7 +355,11 @@ pub fn resolve_owner(
         Some(Principal::Id(g)) => Some(*g),
         Some(Principal::Name(n)) => Some(
             acc.group(n)
-                .ok_or_else(|| StepError::new(format!("unknown group '{n}': not in the image's /etc/group")))?
+                .ok_or_else(|| {
+                    StepError::new(format!(
+                        "unknown group '{n}': not in the image's /etc/group"
+                    ))
+                })?
                 .gid,
         ),
     };
@@ -298,7 +370,10 @@ pub fn resolve_owner(
 /// from the recipe's folder.
 pub fn host_path(ctx: &StepContext, rel: &str) -> StepResult<PathBuf> {
     let p = Path::new(rel);
-    if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         return Err(StepError::new(format!(
             "source '{rel}' must be a path inside the recipe's folder (no leading '/', no '..')"
         )));
@@ -309,5 +384,7 @@ pub fn host_path(ctx: &StepContext, rel: &str) -> StepResult<PathBuf> {
 /// Record a host input's digest for the report.
 pub fn record_input(ctx: &StepContext, rel: &str, bytes: &[u8]) {
     use sha2::Digest;
-    ctx.inputs.borrow_mut().insert(rel.to_string(), hex::encode(sha2::Sha256::digest(bytes)));
+    ctx.inputs
+        .borrow_mut()
+        .insert(rel.to_string(), hex::encode(sha2::Sha256::digest(bytes)));
 }

@@ -21,7 +21,8 @@ pub const ITEMS: &[&str] = &[
 ];
 
 fn is_regular(tree: &Tree, path: &str) -> bool {
-    tree.lookup(path.as_bytes()).is_some_and(|id| matches!(tree.node(id).kind, NodeKind::Regular(_)))
+    tree.lookup(path.as_bytes())
+        .is_some_and(|id| matches!(tree.node(id).kind, NodeKind::Regular(_)))
 }
 
 /// Remove every entry of `dir` whose name satisfies `pred`.
@@ -53,7 +54,10 @@ fn truncate(tree: &mut Tree, ctx: &StepContext, path: &str, r: &mut StepReport) 
 /// Rotated or archived log names: `x.1`, `x.gz`, `x-20240101`, `x.old`.
 fn is_rotated(name: &str) -> bool {
     let ext = name.rsplit('.').next().unwrap_or("");
-    if name.contains('.') && (ext.bytes().all(|b| b.is_ascii_digit()) || ["gz", "bz2", "xz", "zst", "old"].contains(&ext)) {
+    if name.contains('.')
+        && (ext.bytes().all(|b| b.is_ascii_digit())
+            || ["gz", "bz2", "xz", "zst", "old"].contains(&ext))
+    {
         return true;
     }
     match name.rsplit_once('-') {
@@ -68,7 +72,9 @@ fn logs(tree: &mut Tree, ctx: &StepContext, dir: &str, depth: usize, r: &mut Ste
     }
     for name in list_dir(tree, dir) {
         let p = join(dir, &name);
-        let Some(id) = tree.lookup(p.as_bytes()) else { continue };
+        let Some(id) = tree.lookup(p.as_bytes()) else {
+            continue;
+        };
         match &tree.node(id).kind {
             NodeKind::Directory(_) if name == "journal" => {
                 remove_in(tree, &p, |_| true, r);
@@ -86,29 +92,60 @@ fn logs(tree: &mut Tree, ctx: &StepContext, dir: &str, depth: usize, r: &mut Ste
 }
 
 /// Run every item not in `keep`.
-pub fn purge(tree: &mut Tree, ctx: &StepContext, keep: &[String], r: &mut StepReport) -> StepResult {
+pub fn purge(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    keep: &[String],
+    r: &mut StepReport,
+) -> StepResult {
     let run = |item: &str| !keep.iter().any(|k| k == item);
     if run("ssh-hostkeys") {
-        remove_in(tree, "/etc/ssh", |n| n.starts_with("ssh_host_") && (n.ends_with("_key") || n.ends_with("_key.pub") || n == "ssh_host_key" || n == "ssh_host_key.pub"), r);
+        remove_in(
+            tree,
+            "/etc/ssh",
+            |n| {
+                n.starts_with("ssh_host_")
+                    && (n.ends_with("_key")
+                        || n.ends_with("_key.pub")
+                        || n == "ssh_host_key"
+                        || n == "ssh_host_key.pub")
+            },
+            r,
+        );
     }
     if run("machine-id") {
         truncate(tree, ctx, "/etc/machine-id", r);
-        if is_regular(tree, "/var/lib/dbus/machine-id") && remove_if_present(tree, "/var/lib/dbus/machine-id") {
+        if is_regular(tree, "/var/lib/dbus/machine-id")
+            && remove_if_present(tree, "/var/lib/dbus/machine-id")
+        {
             r.removed.push("/var/lib/dbus/machine-id".into());
         }
     }
     if run("random-seed") {
-        for p in ["/var/lib/random-seed", "/var/lib/systemd/random-seed", "/var/lib/urandom/random-seed", "/var/run/random-seed"] {
+        for p in [
+            "/var/lib/random-seed",
+            "/var/lib/systemd/random-seed",
+            "/var/lib/urandom/random-seed",
+            "/var/run/random-seed",
+        ] {
             if is_regular(tree, p) && remove_if_present(tree, p) {
                 r.removed.push(p.into());
             }
         }
     }
     if run("udev-persistent-net") {
-        remove_in(tree, "/etc/udev/rules.d", |n| n == "70-persistent-net.rules" || n == "70-persistent-cd.rules", r);
+        remove_in(
+            tree,
+            "/etc/udev/rules.d",
+            |n| n == "70-persistent-net.rules" || n == "70-persistent-cd.rules",
+            r,
+        );
     }
     if run("net-hwaddr") {
-        for dir in ["/etc/sysconfig/network-scripts", "/etc/sysconfig/networking/devices"] {
+        for dir in [
+            "/etc/sysconfig/network-scripts",
+            "/etc/sysconfig/networking/devices",
+        ] {
             for name in list_dir(tree, dir) {
                 if !name.starts_with("ifcfg-") || name == "ifcfg-lo" {
                     continue;
@@ -138,14 +175,29 @@ pub fn purge(tree: &mut Tree, ctx: &StepContext, keep: &[String], r: &mut StepRe
         }
     }
     if run("dhcp-leases") {
-        for dir in ["/var/lib/dhclient", "/var/lib/dhcp", "/var/lib/dhcpcd", "/var/lib/dhcp3"] {
-            remove_in(tree, dir, |n| n.contains(".lease") || n.ends_with(".leases"), r);
+        for dir in [
+            "/var/lib/dhclient",
+            "/var/lib/dhcp",
+            "/var/lib/dhcpcd",
+            "/var/lib/dhcp3",
+        ] {
+            remove_in(
+                tree,
+                dir,
+                |n| n.contains(".lease") || n.ends_with(".leases"),
+                r,
+            );
         }
         remove_in(tree, "/var/lib/NetworkManager", |n| n.contains(".lease"), r);
     }
     if run("logs") {
         logs(tree, ctx, "/var/log", 0, r);
-        for p in ["/var/log/wtmp", "/var/log/btmp", "/var/log/lastlog", "/var/run/utmp"] {
+        for p in [
+            "/var/log/wtmp",
+            "/var/log/btmp",
+            "/var/log/lastlog",
+            "/var/run/utmp",
+        ] {
             truncate(tree, ctx, p, r);
         }
     }
@@ -153,17 +205,37 @@ pub fn purge(tree: &mut Tree, ctx: &StepContext, keep: &[String], r: &mut StepRe
         remove_in(tree, "/var/lib/rpm", |n| n.starts_with("__db."), r);
     }
     if run("package-caches") {
-        for dir in ["/var/cache/yum", "/var/cache/dnf", "/var/cache/apt/archives"] {
+        for dir in [
+            "/var/cache/yum",
+            "/var/cache/dnf",
+            "/var/cache/apt/archives",
+        ] {
             remove_in(tree, dir, |n| n != "partial" && n != "lock", r);
         }
-        for p in ["/var/lib/yum/uuid", "/var/lib/dnf/uuid", "/etc/dnf/vars/uuid"] {
+        for p in [
+            "/var/lib/yum/uuid",
+            "/var/lib/dnf/uuid",
+            "/etc/dnf/vars/uuid",
+        ] {
             if remove_if_present(tree, p) {
                 r.removed.push(p.into());
             }
         }
     }
     if run("shell-history") {
-        let hist = |n: &str| [".bash_history", ".history", ".zsh_history", ".sh_history", ".python_history", ".mysql_history", ".lesshst", ".viminfo"].contains(&n);
+        let hist = |n: &str| {
+            [
+                ".bash_history",
+                ".history",
+                ".zsh_history",
+                ".sh_history",
+                ".python_history",
+                ".mysql_history",
+                ".lesshst",
+                ".viminfo",
+            ]
+            .contains(&n)
+        };
         remove_in(tree, "/root", hist, r);
         for home in list_dir(tree, "/home") {
             remove_in(tree, &join("/home", &home), hist, r);

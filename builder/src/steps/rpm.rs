@@ -38,7 +38,11 @@ const SCRIPTLETS: &[(u32, u32, &str)] = &[
     (1079, 1091, "%verifyscript"),
 ];
 /// TRIGGERSCRIPTS, FILETRIGGERSCRIPTS, TRANSFILETRIGGERSCRIPTS.
-const TRIGGERS: &[(u32, &str)] = &[(1065, "%trigger"), (5066, "%filetrigger"), (5076, "%transfiletrigger")];
+const TRIGGERS: &[(u32, &str)] = &[
+    (1065, "%trigger"),
+    (5066, "%filetrigger"),
+    (5076, "%transfiletrigger"),
+];
 
 /// Capability names in bit order (linux/capability.h).
 const CAPS: &[&str] = &[
@@ -103,7 +107,10 @@ pub fn caps_xattr(text: &str) -> Result<Vec<u8>, String> {
                 mask |= (1u64 << CAPS.len()) - 1;
                 continue;
             }
-            let bit = CAPS.iter().position(|c| *c == n).ok_or_else(|| format!("unknown capability '{n}'"))?;
+            let bit = CAPS
+                .iter()
+                .position(|c| *c == n)
+                .ok_or_else(|| format!("unknown capability '{n}'"))?;
             mask |= 1 << bit;
         }
         if names.is_empty() {
@@ -122,8 +129,20 @@ pub fn caps_xattr(text: &str) -> Result<Vec<u8>, String> {
                 'e' | 'p' | 'i' => {
                     let add = op != '-';
                     match c {
-                        'p' => permitted = if add { permitted | mask } else { permitted & !mask },
-                        'i' => inheritable = if add { inheritable | mask } else { inheritable & !mask },
+                        'p' => {
+                            permitted = if add {
+                                permitted | mask
+                            } else {
+                                permitted & !mask
+                            }
+                        }
+                        'i' => {
+                            inheritable = if add {
+                                inheritable | mask
+                            } else {
+                                inheritable & !mask
+                            }
+                        }
                         _ => effective = add,
                     }
                 }
@@ -172,13 +191,20 @@ fn evr(p: &pkgdb::Package) -> String {
 }
 
 /// Install every package, then register them in the image's rpm database.
-pub fn install(tree: &mut Tree, ctx: &StepContext, packages: &[String], r: &mut StepReport) -> StepResult {
-    let dbdir = inspect::rpmdb_dir(tree)
-        .ok_or_else(|| StepError::new("the image has no rpm database (/var/lib/rpm or /usr/lib/sysimage/rpm)"))?;
+pub fn install(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    packages: &[String],
+    r: &mut StepReport,
+) -> StepResult {
+    let dbdir = inspect::rpmdb_dir(tree).ok_or_else(|| {
+        StepError::new("the image has no rpm database (/var/lib/rpm or /usr/lib/sysimage/rpm)")
+    })?;
     let mut headers = Vec::new();
     for rel in packages {
         let host = host_path(ctx, rel)?;
-        let bytes = std::fs::read(&host).map_err(|e| StepError::new(format!("package '{rel}' ({}): {e}", host.display())))?;
+        let bytes = std::fs::read(&host)
+            .map_err(|e| StepError::new(format!("package '{rel}' ({}): {e}", host.display())))?;
         super::record_input(ctx, rel, &bytes);
         let sha = hex::encode(Sha256::digest(&bytes));
         let (added, header) = install_one(tree, ctx, rel, bytes, &sha, r)?;
@@ -220,7 +246,10 @@ fn install_one(
         let path = e.path.clone();
         rootfs::tree::normalize(path.as_bytes()).map_err(|er| bad(&er))?;
         let f = e.file.clone();
-        if f.as_ref().and_then(|f| f.flags).is_some_and(|fl| fl & pkgdb::rpm::fileflags::GHOST != 0) {
+        if f.as_ref()
+            .and_then(|f| f.flags)
+            .is_some_and(|fl| fl & pkgdb::rpm::fileflags::GHOST != 0)
+        {
             continue;
         }
         let mode = f.as_ref().map(|f| u32::from(f.mode)).unwrap_or(e.mode);
@@ -238,9 +267,19 @@ fn install_one(
             }),
             None => 0,
         };
-        let mut meta = Metadata::new((mode & 0o7777) as u16, uid, gid, time(f.as_ref().and_then(|f| f.mtime)));
-        if let Some(c) = f.as_ref().and_then(|f| f.caps.clone()).filter(|c| !c.is_empty()) {
-            let x = caps_xattr(&c).map_err(|m| bad(&format!("{path}: file capabilities '{c}': {m}")))?;
+        let mut meta = Metadata::new(
+            (mode & 0o7777) as u16,
+            uid,
+            gid,
+            time(f.as_ref().and_then(|f| f.mtime)),
+        );
+        if let Some(c) = f
+            .as_ref()
+            .and_then(|f| f.caps.clone())
+            .filter(|c| !c.is_empty())
+        {
+            let x = caps_xattr(&c)
+                .map_err(|m| bad(&format!("{path}: file capabilities '{c}': {m}")))?;
             meta.xattrs.insert(b"security.capability".to_vec(), x);
         }
         let existed = tree.lookup(path.as_bytes()).is_some();
@@ -255,11 +294,17 @@ fn install_one(
                     }
                 }
                 if e.size > MAX_FILE {
-                    return Err(bad(&format!("{path}: {} bytes is over the {MAX_FILE} byte limit", e.size)));
+                    return Err(bad(&format!(
+                        "{path}: {} bytes is over the {MAX_FILE} byte limit",
+                        e.size
+                    )));
                 }
                 let mut data = Vec::with_capacity(e.size as usize);
                 let sz = e.size;
-                (&mut e).take(sz).read_to_end(&mut data).map_err(|er| bad(&format!("{path}: {er}")))?;
+                (&mut e)
+                    .take(sz)
+                    .read_to_end(&mut data)
+                    .map_err(|er| bad(&format!("{path}: {er}")))?;
                 let node = Node::new(NodeKind::Regular(Content::from_bytes(data)), meta);
                 let id = tree.insert(path.as_bytes(), node, &dir_meta(ctx))?;
                 if let Some(i) = ino {
@@ -274,7 +319,10 @@ fn install_one(
                     Some(t) => t.into_bytes(),
                     None => {
                         let mut t = Vec::new();
-                        (&mut e).take(4096).read_to_end(&mut t).map_err(|er| bad(&format!("{path}: {er}")))?;
+                        (&mut e)
+                            .take(4096)
+                            .read_to_end(&mut t)
+                            .map_err(|er| bad(&format!("{path}: {er}")))?;
                         t
                     }
                 };
@@ -282,7 +330,10 @@ fn install_one(
             }
             0o020000 | 0o060000 => {
                 let rdev = f.as_ref().and_then(|f| f.rdev).unwrap_or(0);
-                let d = Device { major: (rdev >> 8) & 0xfff, minor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00) };
+                let d = Device {
+                    major: (rdev >> 8) & 0xfff,
+                    minor: (rdev & 0xff) | ((rdev >> 12) & 0xfff00),
+                };
                 if mode & 0o170000 == 0o020000 {
                     NodeKind::CharDevice(d)
                 } else {
@@ -309,11 +360,17 @@ fn install_one(
                 tree.link_at(path.as_bytes(), id, &dir_meta(ctx))?;
                 r.note_write(&path, existed);
             }
-            None => return Err(bad(&format!("{path}: hard link whose data never came in the payload"))),
+            None => {
+                return Err(bad(&format!(
+                    "{path}: hard link whose data never came in the payload"
+                )))
+            }
         }
     }
     for u in unknown {
-        r.notes.push(format!("{label}: unknown {u} in the image, files given to root (as rpm does)"));
+        r.notes.push(format!(
+            "{label}: unknown {u} in the image, files given to root (as rpm does)"
+        ));
     }
     r.scriptlets_skipped.extend(scriptlets(&pkg.header, &label));
     let install_time = u32::try_from(ctx.epoch.sec.max(0)).unwrap_or(u32::MAX);
@@ -331,24 +388,38 @@ fn install_one(
 }
 
 /// Add the install headers to the image's database, in its own format.
-fn register(tree: &mut Tree, ctx: &StepContext, dbdir: &str, headers: &[Header], r: &mut StepReport) -> StepResult {
-    let src = inspect::TreeDb { tree, dir: dbdir.to_string() };
-    let (backend, bytes) = pkgdb::rpmdb::detect(&src).map_err(|e| StepError::new(format!("{dbdir}: {e}")))?;
+fn register(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    dbdir: &str,
+    headers: &[Header],
+    r: &mut StepReport,
+) -> StepResult {
+    let src = inspect::TreeDb {
+        tree,
+        dir: dbdir.to_string(),
+    };
+    let (backend, bytes) =
+        pkgdb::rpmdb::detect(&src).map_err(|e| StepError::new(format!("{dbdir}: {e}")))?;
     let (path, new) = match backend {
         pkgdb::rpmdb::Backend::Sqlite => {
             let tmp = tempdir()?;
             let file = tmp.join("rpmdb.sqlite");
-            std::fs::write(&file, &bytes).map_err(|e| StepError::new(format!("temporary copy of the rpm database: {e}")))?;
+            std::fs::write(&file, &bytes)
+                .map_err(|e| StepError::new(format!("temporary copy of the rpm database: {e}")))?;
             // A WAL left in the image holds committed transactions: bring it along.
             if let Some(wal) = src.read_opt("rpmdb.sqlite-wal") {
-                std::fs::write(tmp.join("rpmdb.sqlite-wal"), wal)
-                    .map_err(|e| StepError::new(format!("temporary copy of the rpm database: {e}")))?;
+                std::fs::write(tmp.join("rpmdb.sqlite-wal"), wal).map_err(|e| {
+                    StepError::new(format!("temporary copy of the rpm database: {e}"))
+                })?;
             }
             for h in headers {
-                pkgdb::rpmdb::sqlite::add_package(&file, h).map_err(|e| StepError::new(format!("{dbdir}/rpmdb.sqlite: {e}")))?;
+                pkgdb::rpmdb::sqlite::add_package(&file, h)
+                    .map_err(|e| StepError::new(format!("{dbdir}/rpmdb.sqlite: {e}")))?;
             }
             checkpoint(&file)?;
-            let new = std::fs::read(&file).map_err(|e| StepError::new(format!("rpm database: {e}")))?;
+            let new =
+                std::fs::read(&file).map_err(|e| StepError::new(format!("rpm database: {e}")))?;
             let _ = std::fs::remove_dir_all(&tmp);
             for side in ["rpmdb.sqlite-wal", "rpmdb.sqlite-shm"] {
                 let p = join(dbdir, side);
@@ -359,17 +430,21 @@ fn register(tree: &mut Tree, ctx: &StepContext, dbdir: &str, headers: &[Header],
             (join(dbdir, "rpmdb.sqlite"), new)
         }
         pkgdb::rpmdb::Backend::Bdb => {
-            let mut records = pkgdb::rpmdb::bdb::read_packages(&bytes).map_err(|e| StepError::new(format!("{dbdir}/Packages: {e}")))?;
+            let mut records = pkgdb::rpmdb::bdb::read_packages(&bytes)
+                .map_err(|e| StepError::new(format!("{dbdir}/Packages: {e}")))?;
             let mut next = records.iter().map(|(n, _)| *n).max().unwrap_or(0);
             for h in headers {
                 next += 1;
                 records.push((next, h.to_bytes()));
             }
-            let new = pkgdb::rpmdb::bdb::write_packages(&records).map_err(|e| StepError::new(format!("{dbdir}/Packages: {e}")))?;
+            let new = pkgdb::rpmdb::bdb::write_packages(&records)
+                .map_err(|e| StepError::new(format!("{dbdir}/Packages: {e}")))?;
             (join(dbdir, "Packages"), new)
         }
         pkgdb::rpmdb::Backend::Ndb => {
-            return Err(StepError::new(format!("{dbdir}/Packages.db: writing ndb databases is not supported")));
+            return Err(StepError::new(format!(
+                "{dbdir}/Packages.db: writing ndb databases is not supported"
+            )));
         }
     };
     let existed = super::write_file(tree, ctx, &path, new, Metadata::new(0o644, 0, 0, ctx.epoch))?;
@@ -377,14 +452,19 @@ fn register(tree: &mut Tree, ctx: &StepContext, dbdir: &str, headers: &[Header],
     // The old Berkeley DB index files would now be stale: rpm rebuilds missing ones.
     if backend == pkgdb::rpmdb::Backend::Bdb {
         for name in super::list_dir(tree, dbdir) {
-            if name != "Packages" && !name.starts_with("__db.") && name.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+            if name != "Packages"
+                && !name.starts_with("__db.")
+                && name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            {
                 let p = join(dbdir, &name);
                 if super::remove_if_present(tree, &p) {
                     r.removed.push(p);
                 }
             }
         }
-        r.notes.push(format!("{dbdir}: index files removed; rpm rebuilds them (rpm --rebuilddb) on first use"));
+        r.notes.push(format!(
+            "{dbdir}: index files removed; rpm rebuilds them (rpm --rebuilddb) on first use"
+        ));
     }
     Ok(())
 }
@@ -397,8 +477,10 @@ impl inspect::TreeDb<'_> {
 
 /// Fold a WAL into the main file so the image carries one self-contained database.
 fn checkpoint(file: &std::path::Path) -> StepResult {
-    let conn = rusqlite::Connection::open(file).map_err(|e| StepError::new(format!("rpm database: {e}")))?;
-    conn.pragma_update(None, "journal_mode", "DELETE").map_err(|e| StepError::new(format!("rpm database checkpoint: {e}")))?;
+    let conn = rusqlite::Connection::open(file)
+        .map_err(|e| StepError::new(format!("rpm database: {e}")))?;
+    conn.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(|e| StepError::new(format!("rpm database checkpoint: {e}")))?;
     drop(conn);
     Ok(())
 }
@@ -408,12 +490,18 @@ fn tempdir() -> StepResult<std::path::PathBuf> {
     static N: AtomicU64 = AtomicU64::new(0);
     let base = std::env::temp_dir();
     for _ in 0..100 {
-        let p = base.join(format!("wafer-rpmdb-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let p = base.join(format!(
+            "wafer-rpmdb-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         if std::fs::create_dir(&p).is_ok() {
             return Ok(p);
         }
     }
-    Err(StepError::new("cannot create a temporary directory for the rpm database"))
+    Err(StepError::new(
+        "cannot create a temporary directory for the rpm database",
+    ))
 }
 
 #[cfg(test)]

@@ -11,9 +11,17 @@
 
 use rootfs::{NodeKind, Tree};
 
-use super::{edit_text, join, list_dir, put_symlink, read_text, remove_if_present, StepContext, StepError, StepReport, StepResult};
+use super::{
+    edit_text, join, list_dir, put_symlink, read_text, remove_if_present, StepContext, StepError,
+    StepReport, StepResult,
+};
 
-const UNIT_DIRS: [&str; 4] = ["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system", "/usr/local/lib/systemd/system"];
+const UNIT_DIRS: [&str; 4] = [
+    "/etc/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+    "/usr/local/lib/systemd/system",
+];
 
 /// How a named service is managed in the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,18 +43,26 @@ pub enum ServiceKind {
 }
 
 fn exists_file(tree: &Tree, path: &str) -> bool {
-    tree.resolve(path.as_bytes(), true).map(|id| matches!(tree.node(id).kind, NodeKind::Regular(_))).unwrap_or(false)
+    tree.resolve(path.as_bytes(), true)
+        .map(|id| matches!(tree.node(id).kind, NodeKind::Regular(_)))
+        .unwrap_or(false)
 }
 
 /// Whether the image boots with systemd.
 pub fn has_systemd(tree: &Tree) -> bool {
-    ["/usr/lib/systemd/systemd", "/lib/systemd/systemd"].iter().any(|p| exists_file(tree, p))
+    ["/usr/lib/systemd/systemd", "/lib/systemd/systemd"]
+        .iter()
+        .any(|p| exists_file(tree, p))
 }
 
 /// Find how `name` is managed: systemd unit (on systemd images), then SysV script, then xinetd.
 pub fn detect(tree: &Tree, name: &str) -> Option<ServiceKind> {
     if has_systemd(tree) || name.contains('.') {
-        let unit = if name.contains('.') { name.to_string() } else { format!("{name}.service") };
+        let unit = if name.contains('.') {
+            name.to_string()
+        } else {
+            format!("{name}.service")
+        };
         for d in UNIT_DIRS {
             let p = join(d, &unit);
             if let Ok(id) = tree.resolve(p.as_bytes(), true) {
@@ -58,7 +74,9 @@ pub fn detect(tree: &Tree, name: &str) -> Option<ServiceKind> {
     }
     for initd in ["/etc/rc.d/init.d", "/etc/init.d"] {
         if exists_file(tree, &join(initd, name)) {
-            return Some(ServiceKind::SysV { initd: initd.to_string() });
+            return Some(ServiceKind::SysV {
+                initd: initd.to_string(),
+            });
         }
     }
     if exists_file(tree, &join("/etc/xinetd.d", name)) {
@@ -71,8 +89,12 @@ pub fn detect(tree: &Tree, name: &str) -> Option<ServiceKind> {
 pub fn chkconfig_header(script: &str) -> Option<(Vec<u8>, u32, u32)> {
     for line in script.lines().take(200) {
         let l = line.trim_start();
-        let Some(rest) = l.strip_prefix('#') else { continue };
-        let Some(rest) = rest.trim_start().strip_prefix("chkconfig:") else { continue };
+        let Some(rest) = l.strip_prefix('#') else {
+            continue;
+        };
+        let Some(rest) = rest.trim_start().strip_prefix("chkconfig:") else {
+            continue;
+        };
         let mut it = rest.split_whitespace();
         let levels = it.next()?;
         let start: u32 = it.next()?.parse().ok()?;
@@ -80,7 +102,11 @@ pub fn chkconfig_header(script: &str) -> Option<(Vec<u8>, u32, u32)> {
         let levels: Vec<u8> = if levels == "-" {
             Vec::new()
         } else {
-            levels.bytes().filter(|b| (b'0'..=b'6').contains(b)).map(|b| b - b'0').collect()
+            levels
+                .bytes()
+                .filter(|b| (b'0'..=b'6').contains(b))
+                .map(|b| b - b'0')
+                .collect()
         };
         return Some((levels, start.min(99), stop.min(99)));
     }
@@ -116,7 +142,14 @@ fn clear_rc_links(tree: &mut Tree, name: &str, r: &mut StepReport) {
     }
 }
 
-fn sysv(tree: &mut Tree, ctx: &StepContext, name: &str, initd: &str, enable: bool, r: &mut StepReport) -> StepResult {
+fn sysv(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    name: &str,
+    initd: &str,
+    enable: bool,
+    r: &mut StepReport,
+) -> StepResult {
     let script = read_text(tree, &join(initd, name))?.unwrap_or_default();
     let (levels, start, stop) = chkconfig_header(&script).ok_or_else(|| {
         StepError::new(format!("{initd}/{name}: no '# chkconfig: <levels> <start> <stop>' header, cannot choose link priorities"))
@@ -138,7 +171,13 @@ fn sysv(tree: &mut Tree, ctx: &StepContext, name: &str, initd: &str, enable: boo
     Ok(())
 }
 
-fn xinetd(tree: &mut Tree, ctx: &StepContext, name: &str, enable: bool, r: &mut StepReport) -> StepResult {
+fn xinetd(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    name: &str,
+    enable: bool,
+    r: &mut StepReport,
+) -> StepResult {
     let path = join("/etc/xinetd.d", name);
     let want = if enable { "no" } else { "yes" };
     let changed = edit_text(tree, ctx, &path, |text| {
@@ -146,7 +185,9 @@ fn xinetd(tree: &mut Tree, ctx: &StepContext, name: &str, enable: bool, r: &mut 
         let mut found = false;
         for line in text.lines() {
             let t = line.trim();
-            let is_disable = t.split(|c: char| c.is_whitespace() || c == '=').next() == Some("disable") && t.contains('=');
+            let is_disable = t.split(|c: char| c.is_whitespace() || c == '=').next()
+                == Some("disable")
+                && t.contains('=');
             if is_disable {
                 let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
                 out.push_str(&format!("{indent}disable = {want}\n"));
@@ -169,7 +210,9 @@ fn xinetd(tree: &mut Tree, ctx: &StepContext, name: &str, enable: bool, r: &mut 
                 }
             }
             if !done {
-                return Err(StepError::new(format!("{path}: no service block '{{' found")));
+                return Err(StepError::new(format!(
+                    "{path}: no service block '{{' found"
+                )));
             }
             out = with;
         }
@@ -211,7 +254,14 @@ fn unit_name_ok(s: &str) -> bool {
     !s.is_empty() && !s.contains('/') && !s.starts_with('.')
 }
 
-fn systemd(tree: &mut Tree, ctx: &StepContext, unit: &str, path: &str, action: &str, r: &mut StepReport) -> StepResult {
+fn systemd(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    unit: &str,
+    path: &str,
+    action: &str,
+    r: &mut StepReport,
+) -> StepResult {
     let etc = "/etc/systemd/system";
     match action {
         "mask" => {
@@ -248,7 +298,9 @@ fn systemd(tree: &mut Tree, ctx: &StepContext, unit: &str, path: &str, action: &
             for d in list_dir(tree, etc) {
                 if d.ends_with(".wants") || d.ends_with(".requires") {
                     let link = join(&join(etc, &d), unit);
-                    if tree.lookup(link.as_bytes()).is_some_and(|id| matches!(tree.node(id).kind, NodeKind::Symlink(_)))
+                    if tree
+                        .lookup(link.as_bytes())
+                        .is_some_and(|id| matches!(tree.node(id).kind, NodeKind::Symlink(_)))
                         && remove_if_present(tree, &link)
                     {
                         r.removed.push(link);
@@ -257,7 +309,9 @@ fn systemd(tree: &mut Tree, ctx: &StepContext, unit: &str, path: &str, action: &
             }
             for a in alias.iter().filter(|a| unit_name_ok(a)) {
                 let link = join(etc, a);
-                if tree.lookup(link.as_bytes()).is_some_and(|id| matches!(tree.node(id).kind, NodeKind::Symlink(_)))
+                if tree
+                    .lookup(link.as_bytes())
+                    .is_some_and(|id| matches!(tree.node(id).kind, NodeKind::Symlink(_)))
                     && remove_if_present(tree, &link)
                 {
                     r.removed.push(link);
@@ -293,9 +347,15 @@ pub fn apply(
         }
     }
     for name in mask {
-        let unit = if name.contains('.') { name.clone() } else { format!("{name}.service") };
+        let unit = if name.contains('.') {
+            name.clone()
+        } else {
+            format!("{name}.service")
+        };
         if !has_systemd(tree) {
-            return Err(StepError::new(format!("cannot mask '{name}': the image does not use systemd")));
+            return Err(StepError::new(format!(
+                "cannot mask '{name}': the image does not use systemd"
+            )));
         }
         systemd(tree, ctx, &unit, "", "mask", r)?;
         r.notes.push(format!("masked {unit}"));
@@ -311,7 +371,10 @@ mod tests {
     fn chkconfig_header_is_parsed() {
         let s = "#!/bin/sh\n#\n# chkconfig: 2345 55 25\n# description: x\n";
         assert_eq!(chkconfig_header(s), Some((vec![2, 3, 4, 5], 55, 25)));
-        assert_eq!(chkconfig_header("# chkconfig: - 90 10\n"), Some((vec![], 90, 10)));
+        assert_eq!(
+            chkconfig_header("# chkconfig: - 90 10\n"),
+            Some((vec![], 90, 10))
+        );
         assert_eq!(chkconfig_header("#!/bin/sh\n"), None);
     }
 

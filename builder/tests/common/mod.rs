@@ -11,7 +11,9 @@ pub const BASE_MTIME: i64 = 1_400_000_000;
 
 /// Run a command; panic with its output unless it succeeds. Returns stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is the Debian package installed?)"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is the Debian package installed?)"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
@@ -48,11 +50,31 @@ pub fn fake_elf() -> Vec<u8> {
 /// Lay out a small SL5-like root filesystem in `root`.
 pub fn make_root(root: &Path) {
     put(root, "etc/passwd", b"root:x:0:0:root:/root:/bin/bash\nbin:x:1:1:bin:/bin:/sbin/nologin\nsquid:x:23:23::/var/spool/squid:/sbin/nologin\n");
-    put(root, "etc/shadow", b"root:*:15000:0:99999:7:::\nbin:*:15000:0:99999:7:::\nsquid:!!:15000::::::\n");
-    put(root, "etc/group", b"root:x:0:root\nbin:x:1:root,bin\nsquid:x:23:\n");
-    put(root, "etc/gshadow", b"root:::root\nbin:::root,bin\nsquid:!::\n");
-    put(root, "etc/login.defs", b"MAIL_DIR\t/var/spool/mail\nUID_MIN\t\t\t  500\nGID_MIN\t\t\t  500\n");
-    put(root, "etc/redhat-release", b"Scientific Linux SL release 5.11 (Boron)\n");
+    put(
+        root,
+        "etc/shadow",
+        b"root:*:15000:0:99999:7:::\nbin:*:15000:0:99999:7:::\nsquid:!!:15000::::::\n",
+    );
+    put(
+        root,
+        "etc/group",
+        b"root:x:0:root\nbin:x:1:root,bin\nsquid:x:23:\n",
+    );
+    put(
+        root,
+        "etc/gshadow",
+        b"root:::root\nbin:::root,bin\nsquid:!::\n",
+    );
+    put(
+        root,
+        "etc/login.defs",
+        b"MAIL_DIR\t/var/spool/mail\nUID_MIN\t\t\t  500\nGID_MIN\t\t\t  500\n",
+    );
+    put(
+        root,
+        "etc/redhat-release",
+        b"Scientific Linux SL release 5.11 (Boron)\n",
+    );
     put(
         root,
         "etc/rc.d/init.d/squid",
@@ -63,11 +85,19 @@ pub fn make_root(root: &Path) {
         std::fs::create_dir_all(root.join(format!("etc/rc.d/rc{l}.d"))).unwrap();
     }
     std::os::unix::fs::symlink("rc.d/init.d", root.join("etc/init.d")).unwrap();
-    put(root, "etc/xinetd.d/rsync", b"service rsync\n{\n\tdisable\t= yes\n\tsocket_type     = stream\n}\n");
+    put(
+        root,
+        "etc/xinetd.d/rsync",
+        b"service rsync\n{\n\tdisable\t= yes\n\tsocket_type     = stream\n}\n",
+    );
     put(root, "etc/ssh/ssh_host_rsa_key", b"PRIVATE\n");
     put(root, "etc/ssh/ssh_host_rsa_key.pub", b"ssh-rsa AAAA host\n");
     put(root, "etc/ssh/sshd_config", b"Port 22\n");
-    put(root, "etc/sysconfig/network-scripts/ifcfg-eth0", b"DEVICE=eth0\nHWADDR=52:54:00:12:34:56\nUUID=1234\nBOOTPROTO=dhcp\n");
+    put(
+        root,
+        "etc/sysconfig/network-scripts/ifcfg-eth0",
+        b"DEVICE=eth0\nHWADDR=52:54:00:12:34:56\nUUID=1234\nBOOTPROTO=dhcp\n",
+    );
     put(root, "var/log/messages", b"Jan 1 host kernel: booted\n");
     put(root, "var/log/messages.1", b"old\n");
     put(root, "tmp/junk", b"junk\n");
@@ -117,8 +147,16 @@ impl Fixture {
         std::fs::create_dir_all(dir.join("files")).unwrap();
         std::fs::create_dir_all(dir.join("templates")).unwrap();
         tar_root(&root, &dir.join("base.tar"));
-        std::fs::write(dir.join("files/squid.conf"), b"http_port 3128\ncache_mem 256 MB\n").unwrap();
-        std::fs::write(dir.join("templates/motd.in"), b"Wafer {{wafer_name}} {{wafer_version}} for {{site_role}}\n").unwrap();
+        std::fs::write(
+            dir.join("files/squid.conf"),
+            b"http_port 3128\ncache_mem 256 MB\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("templates/motd.in"),
+            b"Wafer {{wafer_name}} {{wafer_version}} for {{site_role}}\n",
+        )
+        .unwrap();
         let base_sha = sha256_hex(&dir.join("base.tar"));
         Fixture { tmp, dir, base_sha }
     }
@@ -138,20 +176,39 @@ impl Fixture {
 /// Decompress a bundle's disk.img.zst with the real zstd; returns the raw image path.
 pub fn unpack(bundle: &Path, into: &Path) -> PathBuf {
     let out = into.join("disk.img");
-    run(Command::new("zstd").arg("-q").arg("-d").arg("-f").arg(bundle.join("disk.img.zst")).arg("-o").arg(&out));
+    run(Command::new("zstd")
+        .arg("-q")
+        .arg("-d")
+        .arg("-f")
+        .arg(bundle.join("disk.img.zst"))
+        .arg("-o")
+        .arg(&out));
     out
 }
 
 /// Run a debugfs request on an image (read-only).
 pub fn debugfs(img: &Path, req: &str) -> String {
-    let out = Command::new("debugfs").arg("-R").arg(req).arg(img).output().expect("debugfs (e2fsprogs) must be installed");
-    assert!(out.status.success(), "debugfs {req}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(req)
+        .arg(img)
+        .output()
+        .expect("debugfs (e2fsprogs) must be installed");
+    assert!(
+        out.status.success(),
+        "debugfs {req}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `e2fsck -fn` must find nothing.
 pub fn fsck_clean(img: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(img).output().expect("e2fsck (e2fsprogs) must be installed");
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(img)
+        .output()
+        .expect("e2fsck (e2fsprogs) must be installed");
     assert!(
         out.status.success(),
         "e2fsck -fn: {}\n{}\n{}",
@@ -177,7 +234,13 @@ pub fn veritysetup_root(img: &Path, salt: &str, work: &Path) -> String {
         .lines()
         .find_map(|l| l.strip_prefix("Root hash:").map(|r| r.trim().to_string()))
         .unwrap_or_else(|| panic!("no root hash in veritysetup output: {out}"));
-    run(Command::new("veritysetup").arg("verify").arg("--no-superblock").arg(format!("--salt={salt}")).arg(img).arg(&hash).arg(&root));
+    run(Command::new("veritysetup")
+        .arg("verify")
+        .arg("--no-superblock")
+        .arg(format!("--salt={salt}"))
+        .arg(img)
+        .arg(&hash)
+        .arg(&root));
     root
 }
 
