@@ -19,9 +19,14 @@ fn usr_include_as_ext4_and_ext3() {
         let img = dir.path().join(format!("{name}.img"));
         let mut o = WriteOptions::new(fs);
         o.epoch = 1_700_000_000;
+        let t0 = std::time::Instant::now();
         write_image(&tree, &img, &o).unwrap();
+        let t1 = t0.elapsed();
         fsck(&img);
+        let t2 = t0.elapsed();
         check_with_debugfs(&tree, &img, true);
+        let t3 = t0.elapsed();
         check_with_ext4_view(&tree, &img, fs == FsKind::Ext4);
+        eprintln!("{name}: write {t1:?} fsck {t2:?} debugfs {t3:?} view {:?}", t0.elapsed());
     }
 }

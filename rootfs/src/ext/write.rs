@@ -1233,7 +1233,7 @@ impl<'a> Writer<'a> {
         if self.ctx.extents {
             ino.flags |= format::INODE_FLAG_EXTENTS;
         }
-        self.set_blocks(&mut ino, n + meta, "journal")?;
+        self.set_blocks(&mut ino, n + meta, &|| "journal".to_string())?;
         // s_jnl_blocks: a copy of i_block, then i_size_high and i_size.
         let words = ino.block_words();
         let mut jnl = [0u32; 17];
@@ -1295,11 +1295,11 @@ impl<'a> Writer<'a> {
     }
 
     /// Set `i_blocks` from a count of filesystem blocks.
-    fn set_blocks(&self, ino: &mut Inode, blocks: u64, what: &str) -> Result<(), WriteError> {
+    fn set_blocks(&self, ino: &mut Inode, blocks: u64, what: &dyn Fn() -> String) -> Result<(), WriteError> {
         let sectors = blocks * (self.geo.bs / 512);
         let huge = self.ctx.extents && self.opts().ext4_extras;
         if sectors > u64::from(u32::MAX) && !huge || sectors >= 1 << 48 {
-            return Err(WriteError::Unrepresentable { path: what.to_string(), what: format!("{blocks} blocks exceed i_blocks (needs huge_file)") });
+            return Err(WriteError::Unrepresentable { path: what(), what: format!("{blocks} blocks exceed i_blocks (needs huge_file)") });
         }
         ino.blocks_lo = sectors as u32;
         ino.blocks_high = (sectors >> 32) as u16;
@@ -1391,7 +1391,7 @@ impl<'a> Writer<'a> {
         if self.ctx.extents {
             ino.flags |= format::INODE_FLAG_EXTENTS;
         }
-        self.set_blocks(&mut ino, nblocks + meta, "/lost+found")?;
+        self.set_blocks(&mut ino, nblocks + meta, &|| "/lost+found".to_string())?;
         self.store_inode(LPF_INO, &ino, &[]);
         self.dirs_per_group[0] += 1;
         Ok(())
@@ -1508,7 +1508,7 @@ impl<'a> Writer<'a> {
             ino.file_acl_high = (xblock >> 32) as u16;
             blocks += 1;
         }
-        self.set_blocks(&mut ino, blocks, &path())?;
+        self.set_blocks(&mut ino, blocks, &path)?;
         self.store_inode(num, &ino, &ibody);
         Ok(())
     }
