@@ -166,7 +166,15 @@ fn small_image(work: &Path, args: &[&str]) -> std::path::PathBuf {
         std::fs::write(src.join(format!("a/b/f{i}")), b"x").unwrap();
     }
     let img = work.join("small.img");
-    let out = Command::new("mke2fs").args(["-q", "-F"]).args(args).arg("-d").arg(&src).arg(&img).arg("8M").output().expect("mke2fs must be installed");
+    let out = Command::new("mke2fs")
+        .args(["-q", "-F"])
+        .args(args)
+        .arg("-d")
+        .arg(&src)
+        .arg(&img)
+        .arg("8M")
+        .output()
+        .expect("mke2fs must be installed");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     img
 }
@@ -174,7 +182,10 @@ fn small_image(work: &Path, args: &[&str]) -> std::path::PathBuf {
 #[test]
 fn corrupted_mke2fs_images() {
     let work = tempfile::tempdir().unwrap();
-    for (i, args) in [&["-t", "ext4", "-O", "metadata_csum,64bit,inline_data"][..], &["-t", "ext2", "-b", "1024", "-I", "128"]].iter().enumerate() {
+    for (i, args) in [&["-t", "ext4", "-O", "metadata_csum,64bit,inline_data"][..], &["-t", "ext2", "-b", "1024", "-I", "128"]]
+        .iter()
+        .enumerate()
+    {
         let img = small_image(work.path(), args);
         sweep(&img, &["/", "/a", "/a/b"], 150, 0x5EED_0000 + i as u64);
     }

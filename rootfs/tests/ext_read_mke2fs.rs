@@ -80,7 +80,12 @@ fn make_source(root: &Path, big_sparse: bool) {
     mknod(&root.join("fifo"), libc::S_IFIFO | 0o644, 0, 0);
     let _sock = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
     // xattrs.
-    xattr::set(root.join("su"), "security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00").unwrap();
+    xattr::set(
+        root.join("su"),
+        "security.capability",
+        b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+    )
+    .unwrap();
     xattr::set(root.join("su"), "user.note", b"hello").unwrap();
     xattr::set(root.join("etc/passwd"), "trusted.t", b"trusted value").unwrap();
     xattr::set(root.join("medium"), "user.big", &[b'v'; 600]).unwrap();
@@ -151,7 +156,11 @@ fn check(name: &str, args: &[&str], size: &str, big_sparse: bool, kind: FsKind) 
     if name != "inline" {
         assert_eq!(sp.size(), 5 << 20);
     }
-    assert!(sp.is_sparse() && sp.stored_bytes() <= 2 * u64::from(image.info.block_size), "{name}: sparse file stores {}", sp.stored_bytes());
+    assert!(
+        sp.is_sparse() && sp.stored_bytes() <= 2 * u64::from(image.info.block_size),
+        "{name}: sparse file stores {}",
+        sp.stored_bytes()
+    );
     if name == "inline" {
         let stat = run(Command::new("debugfs").arg("-R").arg("stat /tiny").arg(&img));
         assert!(stat.contains("Size of inline data"), "{name}: /tiny should be inline:\n{stat}");

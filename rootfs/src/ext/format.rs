@@ -10,6 +10,9 @@
 //! at least the structure's size (it panics only on a buffer that is too small, which is a bug
 //! in the caller, never something derived from input).
 
+// `is_multiple_of` is newer than the workspace's rust-version (1.80).
+#![allow(clippy::manual_is_multiple_of)]
+
 use std::fmt;
 
 /// A structure could not be parsed: too short, bad magic or an impossible field.
@@ -306,9 +309,8 @@ pub const FEATURE_NAMES: [&[(u32, &str)]; 3] = [
 /// The names of the set feature bits (unknown bits as `FEATURE_C12`-style names like e2fsprogs).
 pub fn feature_names(compat: u32, incompat: u32, ro_compat: u32) -> Vec<String> {
     let mut out = Vec::new();
-    for (kind, (bits, table)) in [(compat, FEATURE_NAMES[0]), (incompat, FEATURE_NAMES[1]), (ro_compat, FEATURE_NAMES[2])]
-        .into_iter()
-        .enumerate()
+    for (kind, (bits, table)) in
+        [(compat, FEATURE_NAMES[0]), (incompat, FEATURE_NAMES[1]), (ro_compat, FEATURE_NAMES[2])].into_iter().enumerate()
     {
         for bit in 0..32 {
             let mask = 1u32 << bit;
@@ -938,7 +940,8 @@ impl Inode {
     }
     /// `i_blocks` in 512-byte units, given the superblock's huge_file setting and block size.
     pub fn blocks_512(&self, huge_file: bool, block_size: u32) -> u64 {
-        let raw = if huge_file { u64::from(self.blocks_high) << 32 | u64::from(self.blocks_lo) } else { u64::from(self.blocks_lo) };
+        let raw =
+            if huge_file { u64::from(self.blocks_high) << 32 | u64::from(self.blocks_lo) } else { u64::from(self.blocks_lo) };
         if huge_file && self.flags & INODE_FLAG_HUGE_FILE != 0 {
             raw.saturating_mul(u64::from(block_size / 512))
         } else {
@@ -1794,7 +1797,8 @@ mod tests {
     fn acl_conversion_roundtrip() {
         // user::rw-, user:1000:r--, group::r--, mask::r--, other::---
         let mut x = 2u32.to_le_bytes().to_vec();
-        for (tag, perm, id) in [(1u16, 6u16, u32::MAX), (2, 4, 1000), (4, 4, u32::MAX), (0x10, 4, u32::MAX), (0x20, 0, u32::MAX)] {
+        for (tag, perm, id) in [(1u16, 6u16, u32::MAX), (2, 4, 1000), (4, 4, u32::MAX), (0x10, 4, u32::MAX), (0x20, 0, u32::MAX)]
+        {
             x.extend_from_slice(&tag.to_le_bytes());
             x.extend_from_slice(&perm.to_le_bytes());
             x.extend_from_slice(&id.to_le_bytes());

@@ -16,8 +16,8 @@ use crate::content::{ContentError, ReadAt};
 use crate::tree::{PathError, Tree};
 
 pub mod format;
-mod read;
 pub mod hash;
+mod read;
 mod write;
 mod write_dir;
 mod write_map;

@@ -6,6 +6,9 @@
 //! cycles. The total metadata read is bounded by a budget proportional to the image size, so a
 //! hostile image that references the same blocks over and over stops with [`ExtError::Limit`].
 
+// `is_multiple_of` is newer than the workspace's rust-version (1.80).
+#![allow(clippy::manual_is_multiple_of)]
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -14,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::format::*;
 use super::{ExtError, ExtImage, FsInfo, FsKind, JournalInfo, ReadOptions, MAX_REPORTED_ERRORS};
 use crate::content::{Content, Extent, ReadAt, Source};
-use crate::tree::{Metadata, Node, NodeId, NodeKind, Timestamp, Tree, Device};
+use crate::tree::{Device, Metadata, Node, NodeId, NodeKind, Timestamp, Tree};
 
 /// Largest xattr value we accept (Linux XATTR_SIZE_MAX).
 const MAX_XATTR_VALUE: u32 = 65536;
@@ -138,10 +141,8 @@ impl Reader {
         }
         let group = (ino - 1) / self.ipg;
         let index = u64::from((ino - 1) % self.ipg);
-        let table = *self
-            .inode_tables
-            .get(group as usize)
-            .ok_or_else(|| ino_err(ino, format!("group {group} does not exist")))?;
+        let table =
+            *self.inode_tables.get(group as usize).ok_or_else(|| ino_err(ino, format!("group {group} does not exist")))?;
         if table == 0 || table.saturating_add(self.itable_blocks) > self.blocks_count {
             return Err(ExtError::Group {
                 group,
@@ -164,11 +165,7 @@ impl Reader {
             self.itable_cache.insert(chunk, full);
         }
         let within = (offset - chunk * ITABLE_CHUNK) as usize;
-        let raw = self
-            .itable_cache
-            .get(&chunk)
-            .and_then(|c| c.get(within..within + self.inode_size))
-            .map(|s| s.to_vec());
+        let raw = self.itable_cache.get(&chunk).and_then(|c| c.get(within..within + self.inode_size)).map(|s| s.to_vec());
         let raw = match raw {
             Some(r) => r,
             // An inode straddling a chunk boundary (cannot happen with power-of-two sizes).
@@ -236,7 +233,15 @@ impl Reader {
 
     /// One indirect block of `depth` (1 = its pointers are data blocks) covering logical
     /// blocks from `base`.
-    fn walk_indirect(&mut self, ino: u32, blk: u64, depth: u32, base: u64, nblocks: u64, runs: &mut Vec<Run>) -> Result<(), ExtError> {
+    fn walk_indirect(
+        &mut self,
+        ino: u32,
+        blk: u64,
+        depth: u32,
+        base: u64,
+        nblocks: u64,
+        runs: &mut Vec<Run>,
+    ) -> Result<(), ExtError> {
         let data = self.read_block(blk, ino, "indirect")?;
         let ppb = u64::from(self.bs / 4);
         let child_span = ppb.saturating_pow(depth - 1);
@@ -291,7 +296,10 @@ impl Reader {
                 }
                 let start = leaf.start();
                 if start == 0 || start.saturating_add(count) > self.blocks_count {
-                    return Err(ino_err(ino, format!("extent at logical {logical} maps blocks {start}+{count} outside the filesystem")));
+                    return Err(ino_err(
+                        ino,
+                        format!("extent at logical {logical} maps blocks {start}+{count} outside the filesystem"),
+                    ));
                 }
                 let count = count.min(nblocks - logical);
                 push_run(runs, logical, start, count);
@@ -308,10 +316,14 @@ impl Reader {
                 if self.verifying() {
                     let ch = ExtentHeader::parse(&data).map_err(fmt_err(format!("inode {ino} extent block {child}")))?;
                     let tail_at = ExtentHeader::SIZE + usize::from(ch.max) * 12;
-                    if let (Some(computed), Some(t)) = (extent_block_checksum(seed, &data, ch.max), data.get(tail_at..tail_at + 4)) {
+                    if let (Some(computed), Some(t)) =
+                        (extent_block_checksum(seed, &data, ch.max), data.get(tail_at..tail_at + 4))
+                    {
                         let stored = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
                         if stored != computed {
-                            self.checksum_mismatch(format!("inode {ino} extent block {child}: stored {stored:#x}, computed {computed:#x}"))?;
+                            self.checksum_mismatch(format!(
+                                "inode {ino} extent block {child}: stored {stored:#x}, computed {computed:#x}"
+                            ))?;
                         }
                     }
                 }
@@ -357,9 +369,9 @@ impl Reader {
             } else {
                 let start = usize::from(e.value_offs);
                 let end = start + e.value_size as usize;
-                let bytes = value_base
-                    .get(start..end)
-                    .ok_or_else(|| ino_err(ri.ino, format!("xattr value {start}..{end} runs past its area ({} bytes)", value_base.len())))?;
+                let bytes = value_base.get(start..end).ok_or_else(|| {
+                    ino_err(ri.ino, format!("xattr value {start}..{end} runs past its area ({} bytes)", value_base.len()))
+                })?;
                 XattrValue::Inline(bytes.to_vec(), value_base_off + start as u64)
             };
             out.push((e.name_index, e.name, value));
@@ -369,7 +381,7 @@ impl Reader {
 
     /// All xattrs of an inode, in-inode first, then the xattr block; plus the location of the
     /// inline-data `system.data` value.
-    fn xattrs(&mut self, ri: &RawInode) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<(u64, u32)>), ExtError> {
+    fn xattrs(&mut self, ri: &RawInode) -> Result<(XattrList, Option<(u64, u32)>), ExtError> {
         let mut raw_entries = Vec::new();
         if let Some((off, entries)) = self.ibody_xattrs(ri) {
             let entries = entries.to_vec();
@@ -385,7 +397,10 @@ impl Reader {
             if self.verifying() {
                 let computed = XattrHeader::compute_checksum(self.csum_seed, acl, &block);
                 if computed != h.checksum {
-                    self.checksum_mismatch(format!("inode {} xattr block {acl}: stored {:#x}, computed {computed:#x}", ri.ino, h.checksum))?;
+                    self.checksum_mismatch(format!(
+                        "inode {} xattr block {acl}: stored {:#x}, computed {computed:#x}",
+                        ri.ino, h.checksum
+                    ))?;
                 }
             }
             let entries = block.get(XattrHeader::SIZE..).unwrap_or(&[]).to_vec();
@@ -415,7 +430,11 @@ impl Reader {
                 XattrValue::EaInode(vino, size) => self.read_ea_inode(ri.ino, vino, size)?,
             };
             let bytes = if index == 2 || index == 3 {
-                acl_disk_to_xattr(&bytes).map_err(fmt_err(format!("inode {} xattr {}", ri.ino, String::from_utf8_lossy(&full))))?
+                acl_disk_to_xattr(&bytes).map_err(fmt_err(format!(
+                    "inode {} xattr {}",
+                    ri.ino,
+                    String::from_utf8_lossy(&full)
+                )))?
             } else {
                 bytes
             };
@@ -469,7 +488,9 @@ impl Reader {
             if size > I_BLOCK_SIZE as u64 {
                 let rest = size - I_BLOCK_SIZE as u64;
                 match inl.extra {
-                    Some((off, len)) if u64::from(len) >= rest => ext.push(Extent { logical: I_BLOCK_SIZE as u64, physical: off, len: rest }),
+                    Some((off, len)) if u64::from(len) >= rest => {
+                        ext.push(Extent { logical: I_BLOCK_SIZE as u64, physical: off, len: rest })
+                    }
                     _ => return Err(ino_err(ri.ino, format!("inline data holds fewer than its size {size} bytes"))),
                 }
             }
@@ -529,10 +550,8 @@ impl Reader {
         let (xattrs, sysdata) = self.xattrs(ri)?;
         let meta = self.metadata(ri, xattrs);
         let size = ri.inode.size();
-        let inline = (ri.inode.flags & INODE_FLAG_INLINE_DATA != 0).then(|| InlineData {
-            iblock_off: ri.offset + I_BLOCK_OFFSET as u64,
-            extra: sysdata,
-        });
+        let inline = (ri.inode.flags & INODE_FLAG_INLINE_DATA != 0)
+            .then(|| InlineData { iblock_off: ri.offset + I_BLOCK_OFFSET as u64, extra: sysdata });
         let ftype = crate::tree::FileType::from_mode(u32::from(ri.inode.mode))
             .ok_or_else(|| ino_err(ri.ino, format!("mode {:#o} has no valid file type", ri.inode.mode)))?;
         use crate::tree::FileType as F;
@@ -543,7 +562,8 @@ impl Reader {
                 }
                 let ext = self.data_extents(ri, size, inline)?;
                 let source = if ext.is_empty() { Source::None } else { Source::Shared(self.src.clone()) };
-                let c = Content::from_extents(source, size, ext).map_err(|source| ExtError::Content { ino: u64::from(ri.ino), source })?;
+                let c = Content::from_extents(source, size, ext)
+                    .map_err(|source| ExtError::Content { ino: u64::from(ri.ino), source })?;
                 NodeKind::Regular(c)
             }
             F::Symlink => {
@@ -641,7 +661,10 @@ impl Reader {
             if let Some(tail) = data.get(bs.saturating_sub(DirTail::SIZE)..).and_then(|t| DirTail::parse(t).ok()) {
                 let computed = DirTail::compute_checksum(seed, data);
                 if computed != tail.checksum {
-                    self.checksum_mismatch(format!("directory inode {ino} block {lblk}: stored {:#x}, computed {computed:#x}", tail.checksum))?;
+                    self.checksum_mismatch(format!(
+                        "directory inode {ino} block {lblk}: stored {:#x}, computed {computed:#x}",
+                        tail.checksum
+                    ))?;
                 }
             }
             return Ok(());
@@ -653,21 +676,35 @@ impl Reader {
         if let Some(t) = data.get(tail_at..tail_at + DxTail::SIZE).and_then(|b| DxTail::parse(b).ok()) {
             let computed = DxTail::compute_checksum(seed, data, count_offset, cl.count, t.reserved);
             if computed != t.checksum {
-                self.checksum_mismatch(format!("htree block {lblk} of directory inode {ino}: stored {:#x}, computed {computed:#x}", t.checksum))?;
+                self.checksum_mismatch(format!(
+                    "htree block {lblk} of directory inode {ino}: stored {:#x}, computed {computed:#x}",
+                    t.checksum
+                ))?;
             }
         }
         Ok(())
     }
 
-    fn parse_dir_block(&mut self, dir: u64, lblk: u64, data: &[u8], encrypted: bool, out: &mut Vec<(Vec<u8>, u32)>) -> Result<(), ExtError> {
+    fn parse_dir_block(
+        &mut self,
+        dir: u64,
+        lblk: u64,
+        data: &[u8],
+        encrypted: bool,
+        out: &mut Vec<(Vec<u8>, u32)>,
+    ) -> Result<(), ExtError> {
         let mut pos = 0usize;
         while pos < data.len() {
             let rest = &data[pos..];
             if rest.len() < 8 {
                 return Err(ExtError::DirEntry { dir, block: lblk, offset: pos, what: format!("{} trailing bytes", rest.len()) });
             }
-            let e = DirEntry::parse(rest, self.bs, self.filetype)
-                .map_err(|f| ExtError::DirEntry { dir, block: lblk, offset: pos, what: f.what })?;
+            let e = DirEntry::parse(rest, self.bs, self.filetype).map_err(|f| ExtError::DirEntry {
+                dir,
+                block: lblk,
+                offset: pos,
+                what: f.what,
+            })?;
             pos += e.rec_len as usize;
             if e.inode == 0 || e.name == b"." || e.name == b".." {
                 continue;
@@ -686,6 +723,9 @@ impl Reader {
         Ok(())
     }
 }
+
+/// Full xattr names and values.
+type XattrList = Vec<(Vec<u8>, Vec<u8>)>;
 
 enum XattrValue {
     /// The value and its absolute image offset.
@@ -736,8 +776,11 @@ fn sb_err(field: &'static str, value: impl Into<u64>, what: &'static str) -> Ext
 pub(super) fn read_image(src: Arc<dyn ReadAt>, opts: &ReadOptions) -> Result<ExtImage, ExtError> {
     let image_len = src.len();
     let mut raw_sb = vec![0u8; Superblock::SIZE];
-    src.read_exact_at(SUPERBLOCK_OFFSET, &mut raw_sb)
-        .map_err(|source| ExtError::Io { offset: SUPERBLOCK_OFFSET, len: Superblock::SIZE, source })?;
+    src.read_exact_at(SUPERBLOCK_OFFSET, &mut raw_sb).map_err(|source| ExtError::Io {
+        offset: SUPERBLOCK_OFFSET,
+        len: Superblock::SIZE,
+        source,
+    })?;
     let sb = Superblock::parse(&raw_sb).map_err(fmt_err("superblock at byte 1024"))?;
 
     // Features.
@@ -755,7 +798,10 @@ pub(super) fn read_image(src: Arc<dyn ReadAt>, opts: &ReadOptions) -> Result<Ext
         | INCOMPAT_ENCRYPT
         | INCOMPAT_CASEFOLD;
     if sb.has_incompat(INCOMPAT_JOURNAL_DEV) {
-        return Err(ExtError::Unsupported { feature: "journal_dev".into(), why: "this is an external journal device, not a filesystem" });
+        return Err(ExtError::Unsupported {
+            feature: "journal_dev".into(),
+            why: "this is an external journal device, not a filesystem",
+        });
     }
     let unknown = sb.feature_incompat & !known_incompat;
     if unknown != 0 {
@@ -796,7 +842,7 @@ pub(super) fn read_image(src: Arc<dyn ReadAt>, opts: &ReadOptions) -> Result<Ext
     }
     let groups64 = (blocks_count - first_data_block).div_ceil(u64::from(bpg));
     let desc_size = usize::from(sb.desc_size());
-    if sb.has_incompat(INCOMPAT_64BIT) && (desc_size < 64 || desc_size > 1024 || !desc_size.is_power_of_two()) {
+    if sb.has_incompat(INCOMPAT_64BIT) && (!(64..=1024).contains(&desc_size) || !desc_size.is_power_of_two()) {
         return Err(sb_err("s_desc_size", desc_size as u64, "must be a power of two from 64 to 1024 with 64bit"));
     }
     if groups64.saturating_mul(desc_size as u64) > image_len {
@@ -859,15 +905,16 @@ pub(super) fn read_image(src: Arc<dyn ReadAt>, opts: &ReadOptions) -> Result<Ext
             first_data_block + u64::from(mg_first) * u64::from(bpg) + u64::from(group_has_super(&sb, mg_first))
         };
         if gdt_block_data.as_ref().map(|(b, _)| *b) != Some(blk) {
-            let data = r.read_block(blk, 0, &format!("group descriptor table for group {g}")).map_err(|e| ExtError::Group {
-                group: g,
-                what: format!("descriptor block {blk}: {e}"),
-            })?;
+            let data = r
+                .read_block(blk, 0, &format!("group descriptor table for group {g}"))
+                .map_err(|e| ExtError::Group { group: g, what: format!("descriptor block {blk}: {e}") })?;
             gdt_block_data = Some((blk, data));
         }
         let Some((_, data)) = gdt_block_data.as_ref() else { continue };
         let at = (g as usize % dpb) * desc_size;
-        let raw = data.get(at..at + desc_size).ok_or_else(|| ExtError::Group { group: g, what: "descriptor outside its block".into() })?;
+        let raw = data
+            .get(at..at + desc_size)
+            .ok_or_else(|| ExtError::Group { group: g, what: "descriptor outside its block".into() })?;
         let gd = GroupDesc::parse(raw, desc_size).map_err(fmt_err(format!("group descriptor {g}")))?;
         if gdt_csum && opts.verify_checksums {
             let computed = GroupDesc::compute_checksum(&sb, g, raw);

@@ -152,7 +152,10 @@ pub fn compare_with_debugfs(img: &Path, image: &ExtImage, skip: &[&str], work: &
                     if name == "." || name == ".." || f[1] == "0" {
                         continue;
                     }
-                    theirs.insert(name.into_bytes(), (f[1].to_string(), f[2].to_string(), f[3].to_string(), f[4].to_string(), f[f.len() - 2].to_string()));
+                    theirs.insert(
+                        name.into_bytes(),
+                        (f[1].to_string(), f[2].to_string(), f[3].to_string(), f[4].to_string(), f[f.len() - 2].to_string()),
+                    );
                 }
                 let ours: Vec<&Vec<u8>> = entries.keys().collect();
                 let their_names: Vec<&Vec<u8>> = theirs.keys().collect();
@@ -200,7 +203,8 @@ pub fn compare_with_debugfs(img: &Path, image: &ExtImage, skip: &[&str], work: &
         }
         match &node.kind {
             NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => {
-                let line = stat.lines().find(|l| l.contains("Device major/minor number:")).unwrap_or_else(|| panic!("{shown}: {stat}"));
+                let line =
+                    stat.lines().find(|l| l.contains("Device major/minor number:")).unwrap_or_else(|| panic!("{shown}: {stat}"));
                 let hexpart = line.split("(hex ").nth(1).unwrap().trim_end_matches(')');
                 let mut mm = hexpart.split(':');
                 let major = u32::from_str_radix(mm.next().unwrap(), 16).unwrap();
@@ -288,13 +292,7 @@ pub fn compare_with_debugfs(img: &Path, image: &ExtImage, skip: &[&str], work: &
         } else {
             (ours, theirs)
         };
-        assert_eq!(
-            ours,
-            Some(theirs),
-            "{}: xattr {} value",
-            String::from_utf8_lossy(p),
-            String::from_utf8_lossy(name)
-        );
+        assert_eq!(ours, Some(theirs), "{}: xattr {} value", String::from_utf8_lossy(p), String::from_utf8_lossy(name));
         checked.xattrs += 1;
     }
     checked
