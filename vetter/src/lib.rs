@@ -9,10 +9,13 @@
 
 pub mod accounts;
 pub mod caps;
+pub mod diff;
 pub mod elf;
 pub mod files;
 pub mod packages;
+pub mod policy;
 pub mod render;
+pub mod report;
 pub mod sbom;
 pub mod secrets;
 pub mod services;
