@@ -202,6 +202,8 @@ pub struct RuleResult {
     pub severity: Severity,
     /// What it checks.
     pub description: String,
+    /// The one-line remedy of its findings.
+    pub remedy: String,
     /// `pass`, `fail` (a blocking finding), `warn` (findings below the threshold), `waived` (all
     /// findings waived) or `not-applicable` (scope excludes this wafer).
     pub status: String,
@@ -999,6 +1001,7 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
             kind: run.kind.to_string(),
             severity: run.severity,
             description: run.description,
+            remedy: run.remedy,
             status: status.into(),
             findings: n,
         });
