@@ -418,7 +418,9 @@ fn ports(inv: &Inventory, r: &format::PortsRule) -> Vec<Draft> {
     for s in inv.services.list.iter().filter(|s| s.enabled) {
         let enabled: Vec<Evidence> = s.enabled_by.iter().map(prov_ev).collect();
         if s.ports.is_empty() {
-            if s.port_status == "unknown" && !r.ignore_unknown {
+            // xinetd's own listeners are the services it serves (kind `xinetd`), judged one by one.
+            let super_server = matches!(s.name.trim_end_matches(".service"), "xinetd" | "inetd");
+            if s.port_status == "unknown" && !r.ignore_unknown && !super_server {
                 let mut ev = enabled.clone();
                 ev.extend(s.notes.iter().map(|n| Evidence::Note { text: n.clone() }));
                 out.push(draft(
@@ -730,7 +732,7 @@ fn split_label(inv: &Inventory, label: &str) -> (String, String) {
     (label.to_string(), String::new())
 }
 
-fn elf(inv: &Inventory, r: &format::ElfRule) -> Vec<Draft> {
+fn elf(inv: &Inventory, idx: &Index, r: &format::ElfRule) -> Vec<Draft> {
     let allow = matchers(&r.allow);
     let mut out = Vec::new();
     let networked: BTreeSet<&str> = inv.services.list.iter().filter(|s| s.enabled && s.port_status != "none").map(|s| s.name.as_str()).collect();
@@ -745,6 +747,8 @@ fn elf(inv: &Inventory, r: &format::ElfRule) -> Vec<Draft> {
         let info = match (&e.info, &e.error) {
             (Some(i), _) => i,
             (None, Some(err)) if err == "not an ELF file" => continue,
+            // A daemon named by a service but absent from the image cannot run: nothing to harden.
+            (None, Some(_)) if !idx.by_path.contains_key(e.path.as_str()) => continue,
             (None, err) => {
                 let err = err.clone().unwrap_or_default();
                 out.push(draft(
@@ -903,7 +907,7 @@ fn run_rules(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Vec<RuleRun
     }
     for r in &policy.file.elf {
         let a = in_scope(&r.wafers, &r.vos, ctx);
-        push("elf", a, r.remedy.as_ref(), r.require.as_str(), if a { elf(inv, r) } else { Vec::new() });
+        push("elf", a, r.remedy.as_ref(), r.require.as_str(), if a { elf(inv, &idx, r) } else { Vec::new() });
     }
     for r in &policy.file.boot {
         let a = in_scope(&r.wafers, &r.vos, ctx);

@@ -1,0 +1,459 @@
+//! A wafer with planted problems, built in the test with real ELF binaries (gcc), a real rpm
+//! database (rpmbuild + rpm --justdb, sqlite backend), xinetd and squid configurations, fails with
+//! exactly those findings and their provenance; the same wafer fixed passes; waivers apply until
+//! they expire; `--since` marks findings new or known; the inventory diff sees the changes.
+
+mod common;
+use common::*;
+use rootfs::Tree;
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+use vetter::policy::{evaluate, exit_code, EvalContext, Evidence, Outcome, Policy, Severity, WaiverState};
+
+/// 2026-06-01T00:00:00Z.
+const NOW: i64 = 1_780_272_000;
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd} is needed for this test: {e}"));
+    assert!(out.status.success(), "{cmd} {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Built {
+    _dir: tempfile::TempDir,
+    pie: Vec<u8>,
+    nopie: Vec<u8>,
+    other_pie: Vec<u8>,
+    db_old_openssl: Vec<u8>,
+    db_new_openssl: Vec<u8>,
+}
+
+const OPENSSL_SCRIPT: &str = "#!/bin/sh\necho OpenSSL 0.9.8e-fips-rhel5\n";
+
+fn spec(name: &str, version: &str, release: &str, files: &str, install: &str) -> String {
+    format!(
+        "Name: {name}\nVersion: {version}\nRelease: {release}\nSummary: wafer policy test package\nLicense: MIT\nBuildArch: noarch\n\
+         %define __os_install_post %{{nil}}\n%define debug_package %{{nil}}\n%define _build_id_links none\n\
+         %define _binaries_in_noarch_packages_terminate_build 0\n%description\ntest\n%install\n{install}\n%files\n{files}\n"
+    )
+}
+
+fn built() -> &'static Built {
+    static B: OnceLock<Built> = OnceLock::new();
+    B.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("main.c"), "#include <stdio.h>\nint main(int c, char **v) { puts(c > 1 ? v[1] : \"wafer\"); return 0; }\n").unwrap();
+        std::fs::write(d.join("other.c"), "#include <stdio.h>\nint main(void) { puts(\"other\"); return 1; }\n").unwrap();
+        let cc = |src: &str, out: &str, flags: &[&str]| -> Vec<u8> {
+            let mut a: Vec<&str> = vec!["-O1", "-o"];
+            let o = d.join(out);
+            a.push(o.to_str().unwrap());
+            let s = d.join(src);
+            a.push(s.to_str().unwrap());
+            a.extend_from_slice(flags);
+            run("gcc", &a);
+            std::fs::read(o).unwrap()
+        };
+        let pie = cc("main.c", "pie", &["-fPIE", "-pie", "-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]);
+        let nopie = cc("main.c", "nopie", &["-fno-pie", "-no-pie", "-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]);
+        let other_pie = cc("other.c", "other", &["-fPIE", "-pie", "-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]);
+        // Packages: openssl (two releases) and passwd shipping the PIE binary setuid.
+        std::fs::write(d.join("openssl.sh"), OPENSSL_SCRIPT).unwrap();
+        let top = d.join("rpmbuild");
+        let mut rpms = Vec::new();
+        let pie_path = d.join("pie");
+        let sh_path = d.join("openssl.sh");
+        for (name, version, release, files, install) in [
+            (
+                "openssl",
+                "0.9.8e",
+                "27.el5_10.1",
+                "%attr(0755,root,root) /usr/bin/openssl\n%config(noreplace) /etc/pki/tls/openssl.cnf",
+                format!(
+                    "mkdir -p %{{buildroot}}/usr/bin %{{buildroot}}/etc/pki/tls\ncp {} %{{buildroot}}/usr/bin/openssl\necho '[ req ]' > %{{buildroot}}/etc/pki/tls/openssl.cnf",
+                    sh_path.display()
+                ),
+            ),
+            (
+                "openssl",
+                "0.9.8e",
+                "27.el5_10.4",
+                "%attr(0755,root,root) /usr/bin/openssl\n%config(noreplace) /etc/pki/tls/openssl.cnf",
+                format!(
+                    "mkdir -p %{{buildroot}}/usr/bin %{{buildroot}}/etc/pki/tls\ncp {} %{{buildroot}}/usr/bin/openssl\necho '[ req ]' > %{{buildroot}}/etc/pki/tls/openssl.cnf",
+                    sh_path.display()
+                ),
+            ),
+            (
+                "passwd",
+                "0.73",
+                "2",
+                "%attr(4755,root,root) /usr/bin/passwd",
+                format!("mkdir -p %{{buildroot}}/usr/bin\ncp {} %{{buildroot}}/usr/bin/passwd", pie_path.display()),
+            ),
+        ] {
+            let sp = d.join(format!("{name}-{release}.spec"));
+            std::fs::write(&sp, spec(name, version, release, files, &install)).unwrap();
+            run("rpmbuild", &["-bb", "--quiet", "--define", &format!("_topdir {}", top.display()), sp.to_str().unwrap()]);
+            rpms.push(top.join(format!("RPMS/noarch/{name}-{version}-{release}.noarch.rpm")));
+        }
+        let db = |openssl: &Path, tag: &str| -> Vec<u8> {
+            let p = d.join(format!("db-{tag}"));
+            std::fs::create_dir_all(&p).unwrap();
+            let ps = p.to_str().unwrap();
+            run("rpm", &["--dbpath", ps, "--initdb"]);
+            for r in [openssl, rpms[2].as_path()] {
+                run("rpm", &["--dbpath", ps, "-i", "--justdb", "--nodeps", "--noscripts", "--ignorearch", "--ignoreos", r.to_str().unwrap()]);
+            }
+            std::fs::read(p.join("rpmdb.sqlite")).unwrap()
+        };
+        let db_old_openssl = db(&rpms[0], "old");
+        let db_new_openssl = db(&rpms[1], "new");
+        Built { pie, nopie, other_pie, db_old_openssl, db_new_openssl, _dir: dir }
+    })
+}
+
+const SSH_KEY: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\nKUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQ==\n-----END RSA PRIVATE KEY-----\n";
+
+/// Which problems to plant.
+#[derive(Clone, Copy, Default)]
+struct Plant {
+    telnet: bool,
+    squid_port: bool,
+    extra_setuid: bool,
+    old_openssl: bool,
+    empty_root_password: bool,
+    host_key: bool,
+    nopie_setuid: bool,
+    modified_file: bool,
+}
+
+const ALL: Plant = Plant {
+    telnet: true,
+    squid_port: true,
+    extra_setuid: true,
+    old_openssl: true,
+    empty_root_password: true,
+    host_key: true,
+    nopie_setuid: true,
+    modified_file: true,
+};
+
+fn wafer(p: Plant) -> Tree {
+    let b = built();
+    let mut t = Tree::new(meta(0o755));
+    file(&mut t, "/etc/redhat-release", "Scientific Linux SL release 5.11 (Boron)\n");
+    file(&mut t, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbin:x:1:1:bin:/bin:/sbin/nologin\nsquid:x:23:23::/var/spool/squid:/sbin/nologin\n");
+    file(&mut t, "/etc/group", "root:x:0:root\nbin:x:1:\nsquid:x:23:\n");
+    let root_pw = if p.empty_root_password { "" } else { "$1$abc$def" };
+    file(&mut t, "/etc/shadow", &format!("root:{root_pw}:15000:0:99999:7:::\nbin:*:15000:0:99999:7:::\nsquid:!!:15000::::::\n"));
+    file(&mut t, "/etc/services", "ssh 22/tcp\ntelnet 23/tcp\nsquid 3128/tcp\n");
+    // SysV init, runlevel 3: sshd, squid, xinetd.
+    file(&mut t, "/etc/inittab", "id:3:initdefault:\n");
+    file_mode(&mut t, "/sbin/init", &b.pie, 0o755);
+    for s in ["sshd", "squid", "xinetd"] {
+        file_mode(&mut t, &format!("/etc/rc.d/init.d/{s}"), b"#!/bin/sh\n", 0o755);
+        symlink(&mut t, &format!("/etc/rc.d/rc3.d/S55{s}"), &format!("../init.d/{s}"));
+    }
+    file(&mut t, "/etc/ssh/sshd_config", "Port 22\nPermitRootLogin without-password\n");
+    file(&mut t, "/etc/squid/squid.conf", if p.squid_port { "http_port 3128\nhttp_port 8081\n" } else { "http_port 3128\n" });
+    file(&mut t, "/etc/xinetd.conf", "defaults\n{\n instances = 60\n}\nincludedir /etc/xinetd.d\n");
+    let telnet_disable = if p.telnet { "no" } else { "yes" };
+    file(&mut t, "/etc/xinetd.d/telnet", &format!("service telnet\n{{\n socket_type = stream\n server = /usr/sbin/in.telnetd\n disable = {telnet_disable}\n}}\n"));
+    if p.host_key {
+        file_mode(&mut t, "/etc/ssh/ssh_host_rsa_key", SSH_KEY.as_bytes(), 0o600);
+    }
+    // Packages and their files.
+    let db = if p.old_openssl { &b.db_old_openssl } else { &b.db_new_openssl };
+    file_mode(&mut t, "/var/lib/rpm/rpmdb.sqlite", db, 0o644);
+    let openssl = if p.modified_file { format!("{OPENSSL_SCRIPT}# patched by hand\n") } else { OPENSSL_SCRIPT.to_string() };
+    file_mode(&mut t, "/usr/bin/openssl", openssl.as_bytes(), 0o755);
+    file(&mut t, "/etc/pki/tls/openssl.cnf", "[ req ]\ndefault_bits = 2048\n"); // a changed %config file: allowed
+    file_mode(&mut t, "/usr/bin/passwd", &b.pie, 0o4755);
+    file_mode(&mut t, "/usr/sbin/userhelper", if p.nopie_setuid { &b.nopie } else { &b.pie }, 0o4711);
+    if p.extra_setuid {
+        file_mode(&mut t, "/usr/local/bin/rootme", &b.other_pie, 0o4755);
+    }
+    dir(&mut t, "/tmp", 0o1777);
+    // A Xen PV kernel.
+    file(&mut t, "/boot/vmlinuz-2.6.18-398.el5xen", "not really a kernel");
+    file(&mut t, "/boot/config-2.6.18-398.el5xen", "CONFIG_XEN=y\n");
+    t
+}
+
+const POLICY: &str = r#"
+[policy]
+name = "planted-problems test policy"
+fail_on = "medium"
+
+[[ports]]
+id = "net.listeners"
+severity = "high"
+allow = [
+  { protocol = "tcp", port = 22, bind = "any", service = "sshd" },
+  { protocol = "tcp", range = [3128, 3130], bind = "any", service = "squid" },
+]
+
+[[privileged]]
+id = "priv.allowlist"
+severity = "high"
+allow = [
+  { path = "/usr/bin/passwd", package = "passwd" },
+  { path = "/usr/sbin/userhelper" },
+]
+
+[[packages]]
+id = "pkg.versions"
+severity = "high"
+minimum = ["openssl >= 0.9.8e-27.el5_10.4"]
+banned = ["telnet-server"]
+
+[[files]]
+id = "files.world-writable"
+severity = "medium"
+check = "world-writable"
+allow = ["/tmp"]
+
+[[files]]
+id = "files.host-keys"
+severity = "critical"
+check = "host-private-keys"
+
+[[files]]
+id = "files.root-authorized-keys"
+severity = "high"
+check = "root-authorized-keys"
+
+[[files]]
+id = "files.empty-passwords"
+severity = "critical"
+check = "empty-passwords"
+
+[[files]]
+id = "files.extra-uid0"
+severity = "critical"
+check = "extra-uid0"
+
+[[files]]
+id = "files.modified"
+severity = "high"
+check = "modified-packaged-files"
+allow = ["/etc/pki/tls/openssl.cnf"]
+
+[[elf]]
+id = "elf.pie"
+severity = "medium"
+require = "pie"
+
+[[elf]]
+id = "elf.relro"
+severity = "low"
+require = "full-relro"
+
+[[elf]]
+id = "elf.nx"
+severity = "high"
+require = "nx"
+
+[[boot]]
+id = "boot.xen"
+severity = "critical"
+guest_type = "pv"
+arch = ["x86_64"]
+"#;
+
+fn policy(extra: &str) -> Policy {
+    Policy::parse(&format!("{POLICY}\n{extra}"), "test-policy.toml", None).unwrap()
+}
+
+fn ctx() -> EvalContext<'static> {
+    EvalContext::new(NOW, "frontier-squid", Some("cms".into()))
+}
+
+fn keys(v: &vetter::policy::Verdict) -> Vec<(String, String)> {
+    let mut k: Vec<(String, String)> = v.findings.iter().map(|f| (f.rule.clone(), f.subject.clone())).collect();
+    k.sort();
+    k
+}
+
+fn expected_all() -> Vec<(String, String)> {
+    let mut e: Vec<(String, String)> = [
+        ("net.listeners", "tcp/23"),
+        ("net.listeners", "tcp/8081"),
+        ("priv.allowlist", "/usr/local/bin/rootme"),
+        ("pkg.versions", "openssl"),
+        ("files.empty-passwords", "root"),
+        ("files.host-keys", "/etc/ssh/ssh_host_rsa_key"),
+        ("elf.pie", "/usr/sbin/userhelper"),
+        ("files.modified", "/usr/bin/openssl"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    e.sort();
+    e
+}
+
+#[test]
+fn planted_problems_fail_with_exactly_those_findings_and_provenance() {
+    let inv = inspect(&wafer(ALL));
+    let v = evaluate(&inv, &policy(""), &ctx());
+    assert_eq!(keys(&v), expected_all(), "{}", vetter::report::terminal(&v, false));
+    assert_eq!(v.outcome, Outcome::Fail);
+    assert_eq!(exit_code::<()>(&Ok(v.clone())), 1);
+    assert_eq!(v.totals.blocking, 8);
+    let f = |rule: &str, subject: &str| v.findings.iter().find(|f| f.rule == rule && f.subject == subject).unwrap();
+    // telnet: the xinetd file enabling it and the port from /etc/services.
+    let telnet = f("net.listeners", "tcp/23");
+    assert!(telnet.message.contains("telnet (xinetd)"), "{}", telnet.message);
+    assert!(
+        telnet.evidence.iter().any(|e| matches!(e, Evidence::File { path, line: Some(_), .. } if path == "/etc/xinetd.d/telnet")),
+        "{:#?}",
+        telnet.evidence
+    );
+    assert!(telnet.evidence.iter().any(|e| matches!(e, Evidence::Port { port: 23, protocol, .. } if protocol == "tcp")));
+    // squid: file and line of the http_port.
+    let squid = f("net.listeners", "tcp/8081");
+    assert!(squid
+        .evidence
+        .iter()
+        .any(|e| matches!(e, Evidence::Port { file, line: Some(2), service, .. } if file == "/etc/squid/squid.conf" && service == "squid")));
+    // openssl: package and version from the rpm database.
+    let ossl = f("pkg.versions", "openssl");
+    assert!(ossl.evidence.contains(&Evidence::Package { name: "openssl".into(), version: "0.9.8e-27.el5_10.1".into(), manager: "rpm".into() }));
+    assert!(ossl.evidence.iter().any(|e| matches!(e, Evidence::File { path, .. } if path == "/var/lib/rpm")));
+    // root's empty password: /etc/passwd line 1.
+    let pw = f("files.empty-passwords", "root");
+    assert!(pw.evidence.iter().any(|e| matches!(e, Evidence::File { path, line: Some(1), .. } if path == "/etc/passwd")));
+    assert_eq!(pw.severity, Severity::Critical);
+    // The non-PIE setuid binary, analysed for real.
+    let np = f("elf.pie", "/usr/sbin/userhelper");
+    assert!(np.message.contains("not position-independent (ELF type EXEC)"), "{}", np.message);
+    // The modified packaged file names the package and what differs.
+    let m = f("files.modified", "/usr/bin/openssl");
+    assert!(m.message.contains("openssl-0.9.8e-27.el5_10.1") && m.message.contains("digest"), "{}", m.message);
+    let setuid = f("priv.allowlist", "/usr/local/bin/rootme");
+    assert!(setuid.evidence.iter().any(|e| matches!(e, Evidence::File { text: Some(t), .. } if t.contains("mode 4755"))), "{:#?}", setuid.evidence);
+    // Every finding has a remedy and at least one piece of evidence.
+    assert!(v.findings.iter().all(|f| !f.remedy.is_empty() && !f.evidence.is_empty()));
+}
+
+#[test]
+fn fixed_wafer_passes() {
+    let inv = inspect(&wafer(Plant::default()));
+    let v = evaluate(&inv, &policy(""), &ctx());
+    assert_eq!(keys(&v), vec![], "{}", vetter::report::terminal(&v, false));
+    assert_eq!(v.outcome, Outcome::Pass);
+    assert_eq!(v.exit_code(), 0);
+    assert!(v.rules.iter().all(|r| r.status == "pass"), "{:#?}", v.rules);
+    // Each planted problem alone fails with exactly its finding.
+    let single: [(Plant, &str); 8] = [
+        (Plant { telnet: true, ..Default::default() }, "tcp/23"),
+        (Plant { squid_port: true, ..Default::default() }, "tcp/8081"),
+        (Plant { extra_setuid: true, ..Default::default() }, "/usr/local/bin/rootme"),
+        (Plant { old_openssl: true, ..Default::default() }, "openssl"),
+        (Plant { empty_root_password: true, ..Default::default() }, "root"),
+        (Plant { host_key: true, ..Default::default() }, "/etc/ssh/ssh_host_rsa_key"),
+        (Plant { nopie_setuid: true, ..Default::default() }, "/usr/sbin/userhelper"),
+        (Plant { modified_file: true, ..Default::default() }, "/usr/bin/openssl"),
+    ];
+    for (p, subject) in single {
+        let v = evaluate(&inspect(&wafer(p)), &policy(""), &ctx());
+        assert_eq!(v.findings.iter().map(|f| f.subject.as_str()).collect::<Vec<_>>(), vec![subject]);
+        assert_eq!(v.outcome, Outcome::Fail);
+    }
+}
+
+#[test]
+fn waivers_apply_until_they_expire() {
+    let inv = inspect(&wafer(ALL));
+    let waivers = r#"
+[[waiver]]
+rule = "net.listeners"
+subject = "tcp/8081"
+justification = "squid accelerator port, firewalled at the site edge"
+expires = 2026-06-01
+approved_by = "reviewer"
+
+[[waiver]]
+rule = "files.host-keys"
+subject = "/etc/ssh/ssh_host_*_key"
+justification = "keys regenerated at first boot"
+expires = 2026-05-31
+"#;
+    let p = policy(waivers);
+    let v = evaluate(&inv, &p, &ctx());
+    let squid = v.findings.iter().find(|f| f.subject == "tcp/8081").unwrap();
+    assert!(matches!(&squid.waiver, Some(WaiverState::Applied { expires, .. }) if expires == "2026-06-01"), "{:?}", squid.waiver);
+    assert!(!squid.blocking);
+    let key = v.findings.iter().find(|f| f.subject == "/etc/ssh/ssh_host_rsa_key").unwrap();
+    assert!(matches!(&key.waiver, Some(WaiverState::Expired { expired, .. }) if expired == "2026-05-31"), "{:?}", key.waiver);
+    assert!(key.blocking);
+    assert_eq!((v.totals.waived, v.totals.expired_waivers, v.totals.blocking), (1, 1, 7));
+    let text = vetter::report::terminal(&v, false);
+    assert!(text.contains("[waiver EXPIRED 2026-05-31]") && text.contains("expired on 2026-05-31 and no longer applies"), "{text}");
+    // One day later the first waiver has expired too.
+    let later = EvalContext::new(NOW + 86_400, "frontier-squid", Some("cms".into()));
+    let v2 = evaluate(&inv, &p, &later);
+    assert_eq!((v2.totals.waived, v2.totals.expired_waivers, v2.totals.blocking), (0, 2, 8));
+    // A wafer with only the waived problem passes.
+    let only = evaluate(&inspect(&wafer(Plant { squid_port: true, ..Default::default() })), &p, &ctx());
+    assert_eq!(only.outcome, Outcome::Pass);
+    assert_eq!(only.rules.iter().find(|r| r.id == "net.listeners").unwrap().status, "waived");
+}
+
+#[test]
+fn fail_on_threshold_and_scope() {
+    let inv = inspect(&wafer(Plant { nopie_setuid: true, ..Default::default() }));
+    let p = policy("");
+    // elf.pie is medium: failing at medium, passing with --fail-on high.
+    assert_eq!(evaluate(&inv, &p, &ctx()).outcome, Outcome::Fail);
+    let mut c = ctx();
+    c.fail_on = Some(Severity::High);
+    let v = evaluate(&inv, &p, &c);
+    assert_eq!(v.outcome, Outcome::Pass);
+    assert_eq!(v.findings.len(), 1);
+    assert!(!v.findings[0].blocking);
+    assert_eq!(v.rules.iter().find(|r| r.id == "elf.pie").unwrap().status, "warn");
+    // A rule scoped to other VOs does not apply.
+    let scoped = POLICY.replace("id = \"elf.pie\"", "id = \"elf.pie\"\nvos = [\"atlas\"]");
+    let v = evaluate(&inv, &Policy::parse(&scoped, "p.toml", None).unwrap(), &ctx());
+    assert_eq!(v.outcome, Outcome::Pass);
+    assert_eq!(v.rules.iter().find(|r| r.id == "elf.pie").unwrap().status, "not-applicable");
+}
+
+#[test]
+fn since_marks_new_and_known_and_diff_sees_the_delta() {
+    let old = inspect(&wafer(Plant { telnet: true, old_openssl: true, ..Default::default() }));
+    let new = inspect(&wafer(Plant { telnet: true, squid_port: true, extra_setuid: true, ..Default::default() }));
+    let mut c = ctx();
+    c.since = Some(&old);
+    let v = evaluate(&new, &policy(""), &c);
+    let status: Vec<(String, Option<bool>)> = {
+        let mut s: Vec<_> = v.findings.iter().map(|f| (f.subject.clone(), f.new)).collect();
+        s.sort();
+        s
+    };
+    assert_eq!(
+        status,
+        vec![("/usr/local/bin/rootme".into(), Some(true)), ("tcp/23".into(), Some(false)), ("tcp/8081".into(), Some(true))]
+    );
+    assert_eq!((v.totals.new, v.totals.known), (2, 1));
+    let d = vetter::diff::diff(&old, &new);
+    assert_eq!(d.packages.len(), 1, "{:#?}", d.packages);
+    assert_eq!(d.packages[0].change, vetter::diff::PackageChangeKind::Upgraded);
+    assert_eq!((d.packages[0].old.as_deref(), d.packages[0].new.as_deref()), (Some("0.9.8e-27.el5_10.1"), Some("0.9.8e-27.el5_10.4")));
+    assert_eq!(d.privileged.len(), 1);
+    assert_eq!((d.privileged[0].path.as_str(), d.privileged[0].change.as_str()), ("/usr/local/bin/rootme", "added"));
+    assert_eq!(d.ports.iter().map(|p| (p.change.as_str(), p.port)).collect::<Vec<_>>(), vec![("opened", 8081)]);
+    let changed: Vec<&str> = d.files.iter().map(|f| f.path.as_str()).collect();
+    assert!(changed.contains(&"/etc/squid/squid.conf") && changed.contains(&"/usr/local/bin/rootme"), "{changed:?}");
+    assert!(vetter::diff::render(&d).contains("upgraded   openssl.noarch 0.9.8e-27.el5_10.1 -> 0.9.8e-27.el5_10.4"), "{}", vetter::diff::render(&d));
+    // Downgrade is seen as such.
+    let back = vetter::diff::diff(&new, &old);
+    assert_eq!(back.packages[0].change, vetter::diff::PackageChangeKind::Downgraded);
+    assert!(vetter::diff::diff(&old, &old).is_empty());
+}
+
