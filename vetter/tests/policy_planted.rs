@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use rootfs::Tree;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use vetter::policy::{evaluate, exit_code, EvalContext, Evidence, Outcome, Policy, Severity, WaiverState};
@@ -457,3 +457,134 @@ fn since_marks_new_and_known_and_diff_sees_the_delta() {
     assert!(vetter::diff::diff(&old, &old).is_empty());
 }
 
+
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
+
+#[test]
+fn sarif_validates_against_the_sarif_2_1_0_schema() {
+    let inv = inspect(&wafer(ALL));
+    let p = policy("[[waiver]]\nrule = \"net.listeners\"\nsubject = \"tcp/8081\"\njustification = \"ok\"\nexpires = 2030-01-01\n");
+    let old = inspect(&wafer(Plant { telnet: true, ..Default::default() }));
+    let mut c = ctx();
+    c.since = Some(&old);
+    let v = evaluate(&inv, &p, &c);
+    let log = vetter::report::sarif(&v);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vet.sarif");
+    std::fs::write(&path, serde_json::to_string_pretty(&log).unwrap()).unwrap();
+    let validate = |p: &Path| {
+        Command::new("python3")
+            .arg(format!("{TESTDATA}/sarif-2.1.0-schema/validate.py"))
+            .arg(p)
+            .output()
+            .expect("python3 (with python3-jsonschema) is needed to validate SARIF")
+    };
+    let out = validate(&path);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("VALID"));
+    // Content: every rule, one result per finding with level, location and line.
+    let run = &log["runs"][0];
+    assert_eq!(run["tool"]["driver"]["rules"].as_array().unwrap().len(), p.rules().len());
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), 8);
+    let squid = results.iter().find(|r| r["properties"]["subject"] == "tcp/8081").unwrap();
+    assert_eq!(squid["level"], "error");
+    assert_eq!(squid["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "etc/squid/squid.conf");
+    assert_eq!(squid["locations"][0]["physicalLocation"]["region"]["startLine"], 2);
+    assert_eq!(squid["suppressions"][0]["status"], "accepted");
+    assert_eq!(squid["baselineState"], "new");
+    let telnet = results.iter().find(|r| r["properties"]["subject"] == "tcp/23").unwrap();
+    assert_eq!(telnet["baselineState"], "unchanged");
+    let pie = results.iter().find(|r| r["ruleId"] == "elf.pie").unwrap();
+    assert_eq!(pie["level"], "warning");
+    // The validator does refuse a broken log.
+    let mut bad = log.clone();
+    bad["runs"][0]["results"][0]["level"] = serde_json::json!("fatal");
+    std::fs::write(&path, serde_json::to_string(&bad).unwrap()).unwrap();
+    assert!(!validate(&path).status.success());
+}
+
+#[test]
+fn json_and_terminal_reports() {
+    let v = evaluate(&inspect(&wafer(ALL)), &policy(""), &ctx());
+    let j: serde_json::Value = serde_json::from_str(&vetter::report::json(&v)).unwrap();
+    assert_eq!(j["schema"], "wafer-verdict/1");
+    assert_eq!(j["outcome"], "fail");
+    assert_eq!(j["findings"].as_array().unwrap().len(), 8);
+    assert_eq!(j["totals"]["critical"], 2);
+    let plain = vetter::report::terminal(&v, false);
+    assert!(plain.starts_with("FAIL wafer frontier-squid"), "{plain}");
+    let totals = plain.lines().nth(1).unwrap();
+    assert!(totals.starts_with("totals: 2 critical, 5 high, 1 medium, 0 low, 0 info, 8 blocking"), "{totals}");
+    // Grouped by severity, most severe first.
+    let (c, h, m) = (plain.find("\nCRITICAL (2)").unwrap(), plain.find("\nHIGH (5)").unwrap(), plain.find("\nMEDIUM (1)").unwrap());
+    assert!(c < h && h < m);
+    assert!(!plain.contains('\x1b'));
+    let colour = vetter::report::terminal(&v, true);
+    assert!(colour.contains("\x1b[1;31mFAIL"));
+}
+
+/// A headless Chromium from Debian renders the HTML report: the DOM holds the findings (and the
+/// inline script ran), and a screenshot is written.
+#[test]
+fn html_report_renders_in_headless_chromium() {
+    let mut t = wafer(ALL);
+    // Hostile text from the image must be escaped.
+    file(&mut t, "/etc/xinetd.d/evil", "service <script>alert(1)</script>\n{\n socket_type = stream\n port = 6666\n disable = no\n}\n");
+    let inv = inspect(&t);
+    let v = evaluate(&inv, &policy(""), &ctx());
+    let html = vetter::report::html(&v, &inv);
+    assert!(!html.contains("<script>alert(1)"), "unescaped image text");
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains(" src="), "no external resources");
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, &html).unwrap();
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("chromium (Debian package chromium) is needed for the HTML report test");
+    let common = |extra: &[String]| -> std::process::Output {
+        let profile = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend_from_slice(extra);
+        args.push(format!("file://{}", page.display()));
+        Command::new(chromium).args(&args).output().unwrap()
+    };
+    let dom = common(&["--dump-dom".to_string()]);
+    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for needle in [
+        "FAIL — wafer frontier-squid",
+        "telnet (xinetd) listens on tcp/23",
+        "/etc/squid/squid.conf:2",
+        "openssl 0.9.8e-27.el5_10.1 is older than the required openssl &gt;= 0.9.8e-27.el5_10.4",
+        "account root has an empty password",
+        "/etc/ssh/ssh_host_rsa_key",
+        "/usr/local/bin/rootme",
+        "/usr/sbin/userhelper (setuid) is not position-independent",
+        "/usr/bin/openssl differs from what openssl-0.9.8e-27.el5_10.1",
+        // Written by the inline script: it ran.
+        "2 of 2 packages shown",
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+    ] {
+        assert!(dom.contains(needle), "rendered DOM lacks {needle:?}");
+    }
+    let shot = std::env::var_os("WAFER_SCREENSHOT").map(PathBuf::from).unwrap_or_else(|| dir.path().join("report.png"));
+    let out = common(&[format!("--screenshot={}", shot.display()), "--window-size=1280,2000".to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "screenshot of {} bytes", png.len());
+}
