@@ -390,7 +390,7 @@ fn pkg_ev(p: &crate::packages::PackageInfo) -> Evidence {
 
 /// Compare an installed package's version with a required one using its manager's algorithm.
 /// `Err` when a dpkg version does not parse.
-pub(crate) fn compare_installed(p: &crate::packages::PackageInfo, required: &str) -> Result<Ordering, String> {
+pub fn compare_installed_version(p: &crate::packages::PackageInfo, required: &str) -> Result<Ordering, String> {
     if p.manager == "dpkg" {
         let a = pkgdb::version::DpkgVersion::parse(&p.version).map_err(|e| format!("installed version {:?}: {e}", p.version))?;
         let b = pkgdb::version::DpkgVersion::parse(required).map_err(|e| format!("version {required:?}: {e}"))?;
@@ -579,7 +579,7 @@ fn packages(inv: &Inventory, policy: &Policy, i: usize, r: &format::PackagesRule
     };
     for m in policy.minimums.get(i).into_iter().flatten() {
         for p in by_name.get(m.name.as_str()).into_iter().flatten() {
-            match compare_installed(p, &m.version) {
+            match compare_installed_version(p, &m.version) {
                 Ok(o) => {
                     let ok = if m.op == ">" { o == Ordering::Greater } else { o != Ordering::Less };
                     if !ok {
@@ -608,7 +608,7 @@ fn packages(inv: &Inventory, policy: &Policy, i: usize, r: &format::PackagesRule
             }
             let sev = a.severity.unwrap_or(r.severity);
             let subject = format!("{}:{}", p.name, a.id);
-            match compare_installed(p, &a.fixed) {
+            match compare_installed_version(p, &a.fixed) {
                 Ok(Ordering::Less) => {
                     let title = a.title.as_deref().map(|t| format!(" ({t})")).unwrap_or_default();
                     out.push(draft(

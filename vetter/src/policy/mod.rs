@@ -17,7 +17,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest, Sha256};
 
 pub use advisory::Advisory;
-pub use eval::{evaluate, EvalContext, Evidence, Finding, Outcome, RuleResult, Totals, Verdict, WaiverState, WaiverUse, VERDICT_SCHEMA};
+pub use eval::{compare_installed_version, evaluate, EvalContext, Evidence, Finding, Outcome, RuleResult, Totals, Verdict, WaiverState, WaiverUse, VERDICT_SCHEMA};
 pub use format::{PolicyFile, Severity};
 
 /// Largest policy file accepted.
