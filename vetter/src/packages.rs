@@ -248,7 +248,8 @@ pub fn inspect(tree: &Tree, hashes: &HashMap<NodeId, String>, ids: &Ids, distro:
     let mut pending: Vec<Mismatch> = Vec::new();
     let mut found_db = false;
     for dir in ["/var/lib/rpm", "/usr/lib/sysimage/rpm"] {
-        if !util::resolve(tree, dir).is_some_and(|id| tree.entries(id).is_some()) {
+        let is_dir = util::resolve(tree, dir).is_some_and(|id| tree.entries(id).is_some());
+        if !is_dir {
             continue;
         }
         let src = TreeDb { tree, dir: dir.to_string() };

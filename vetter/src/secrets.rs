@@ -39,8 +39,11 @@ fn find_all<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> 
     })
 }
 
-/// Token formats: (prefix, kind, allowed body characters, minimum body length, maximum body length).
-const TOKENS: &[(&[u8], &str, fn(u8) -> bool, usize, usize)] = &[
+/// A token format: (prefix, kind, allowed body characters, minimum body length, maximum body length).
+type TokenFormat = (&'static [u8], &'static str, fn(u8) -> bool, usize, usize);
+
+/// Token formats.
+const TOKENS: &[TokenFormat] = &[
     (b"AKIA", "aws-access-key-id", |c| c.is_ascii_uppercase() || c.is_ascii_digit(), 16, 16),
     (b"ASIA", "aws-temporary-access-key-id", |c| c.is_ascii_uppercase() || c.is_ascii_digit(), 16, 16),
     (b"ghp_", "github-token", |c| c.is_ascii_alphanumeric(), 36, 36),
