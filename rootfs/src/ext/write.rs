@@ -1033,8 +1033,12 @@ struct Writer<'a> {
     out_path: PathBuf,
     alloc: Alloc,
     locs: Vec<GroupLoc>,
-    /// Inode table contents for inodes 1..=used (index ino - 1).
+    /// Inode table of the group being filled (inodes arrive in nondecreasing group order).
     itable: Vec<u8>,
+    /// That group.
+    itable_group: u64,
+    /// Bytes of `itable` holding inodes so far.
+    itable_used: usize,
     used_inodes: u32,
     sb: Superblock,
     csum_seed: u32,
@@ -1092,7 +1096,7 @@ impl<'a> Writer<'a> {
         sb.uuid = uuid;
         sb.hash_seed = hash_seed;
         let used_inodes = FIRST_INO + plan.order.len() as u32;
-        let itable = vec![0u8; used_inodes as usize * geo.inode_size as usize];
+        let itable = vec![0u8; (geo.ipg * geo.inode_size) as usize];
         let journal_blocks = if has_journal { journal_for(geo.blocks_count) } else { 0 };
         let groups = geo.groups as usize;
         Ok(Writer {
@@ -1104,6 +1108,8 @@ impl<'a> Writer<'a> {
             alloc,
             locs,
             itable,
+            itable_group: 0,
+            itable_used: 0,
             used_inodes,
             sb,
             csum_seed,
@@ -1176,10 +1182,27 @@ impl<'a> Writer<'a> {
         Ok((map.i_block, map.blocks.len() as u64))
     }
 
-    fn inode_slot(&mut self, ino: u32) -> &mut [u8] {
+    /// Write out the filled part of the current group's inode table (the rest stays zero).
+    fn flush_itable(&mut self) -> Result<(), WriteError> {
+        let at = self.locs[self.itable_group as usize].inode_table * self.geo.bs;
+        let data = std::mem::take(&mut self.itable);
+        let r = self.out.put(at, &data[..self.itable_used]);
+        self.itable = data;
+        self.itable.fill(0);
+        self.itable_used = 0;
+        r
+    }
+
+    fn inode_slot(&mut self, ino: u32) -> Result<&mut [u8], WriteError> {
         let isz = self.geo.inode_size as usize;
-        let off = (ino as usize - 1) * isz;
-        &mut self.itable[off..off + isz]
+        let g = u64::from(ino - 1) / self.geo.ipg;
+        if g != self.itable_group {
+            self.flush_itable()?;
+            self.itable_group = g;
+        }
+        let off = ((u64::from(ino - 1) % self.geo.ipg) as usize) * isz;
+        self.itable_used = self.itable_used.max(off + isz);
+        Ok(&mut self.itable[off..off + isz])
     }
 
     fn run(mut self) -> Result<WriteReport, WriteError> {
@@ -1243,7 +1266,7 @@ impl<'a> Writer<'a> {
         self.sb.jnl_blocks = jnl;
         self.sb.jnl_backup_type = 1;
         self.sb.journal_inum = JOURNAL_INO;
-        self.store_inode(JOURNAL_INO, &ino, &[]);
+        self.store_inode(JOURNAL_INO, &ino, &[])?;
         Ok(())
     }
 
@@ -1307,11 +1330,11 @@ impl<'a> Writer<'a> {
     }
 
     /// Serialize `ino` (and in-inode xattrs) into the table, with its checksum.
-    fn store_inode(&mut self, num: u32, ino: &Inode, ibody_xattrs: &[XattrItem]) {
+    fn store_inode(&mut self, num: u32, ino: &Inode, ibody_xattrs: &[XattrItem]) -> Result<(), WriteError> {
         let large = self.geo.inode_size > 128;
         let csum = self.ctx.csum;
         let seed = self.csum_seed;
-        let slot = self.inode_slot(num);
+        let slot = self.inode_slot(num)?;
         slot.fill(0);
         ino.serialize(slot);
         if large && !ibody_xattrs.is_empty() {
@@ -1327,6 +1350,7 @@ impl<'a> Writer<'a> {
                 slot[0x82..0x84].copy_from_slice(&((c >> 16) as u16).to_le_bytes());
             }
         }
+        Ok(())
     }
 
     /// Place xattrs: returns (in-inode items, xattr block number or 0).
@@ -1392,7 +1416,7 @@ impl<'a> Writer<'a> {
             ino.flags |= format::INODE_FLAG_EXTENTS;
         }
         self.set_blocks(&mut ino, nblocks + meta, &|| "/lost+found".to_string())?;
-        self.store_inode(LPF_INO, &ino, &[]);
+        self.store_inode(LPF_INO, &ino, &[])?;
         self.dirs_per_group[0] += 1;
         Ok(())
     }
@@ -1509,7 +1533,7 @@ impl<'a> Writer<'a> {
             blocks += 1;
         }
         self.set_blocks(&mut ino, blocks, &path)?;
-        self.store_inode(num, &ino, &ibody);
+        self.store_inode(num, &ino, &ibody)?;
         Ok(())
     }
 
@@ -1564,22 +1588,8 @@ impl<'a> Writer<'a> {
         let bs = geo.bs as usize;
         let csum = self.ctx.csum;
 
-        // Inode tables (only the used part; the rest stays a hole of zeros).
-        let isz = geo.inode_size as usize;
-        for g in 0..geo.groups {
-            let first = g * geo.ipg; // index of the group's first inode (ino - 1)
-            if first >= u64::from(self.used_inodes) {
-                break;
-            }
-            let last = (first + geo.ipg).min(u64::from(self.used_inodes));
-            let bytes_from = first as usize * isz;
-            let bytes_to = last as usize * isz;
-            let at = self.locs[g as usize].inode_table * geo.bs;
-            let data = std::mem::take(&mut self.itable);
-            let r = self.out.put(at, &data[bytes_from..bytes_to]);
-            self.itable = data;
-            r?;
-        }
+        // The last group's inode table.
+        self.flush_itable()?;
 
         // Superblock fields.
         let mut compat = format::COMPAT_EXT_ATTR | format::COMPAT_DIR_INDEX;
