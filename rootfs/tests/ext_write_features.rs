@@ -75,3 +75,18 @@ fn ext2() {
 fn ext2_1k_128() {
     full_check("ext2-1k-128", &opts(FsKind::Ext2, 1024, 128, false));
 }
+
+#[test]
+fn el6_uninit_bg_many_groups() {
+    let mut o = WriteOptions::for_profile(rootfs::ext::Profile::El6);
+    o.block_size = 1024;
+    o.epoch = 1_650_000_000;
+    full_check("el6-1k", &o);
+}
+
+#[test]
+fn el4_ext3_128() {
+    let mut o = WriteOptions::for_profile(rootfs::ext::Profile::El4);
+    o.epoch = 1_650_000_000;
+    full_check("el4", &o);
+}

@@ -94,8 +94,8 @@ fn profiles_have_their_releases_features() {
     let cases: [(Profile, &str, &str, &[&str], &[&str]); 6] = [
         (Profile::El4, "el4", "128", &["has_journal", "dir_index", "filetype", "sparse_super"], &["extent", "flex_bg", "huge_file", "dir_nlink", "extra_isize", "metadata_csum", "64bit"]),
         (Profile::El5, "el5", "256", &["has_journal", "ext_attr", "dir_index"], &["extent", "flex_bg", "huge_file", "metadata_csum"]),
-        (Profile::El6, "el6", "256", &["has_journal", "extent", "flex_bg", "huge_file", "dir_nlink", "extra_isize"], &["metadata_csum", "64bit"]),
-        (Profile::El7, "el7", "256", &["extent", "64bit", "flex_bg"], &["metadata_csum"]),
+        (Profile::El6, "el6", "256", &["has_journal", "extent", "flex_bg", "huge_file", "dir_nlink", "extra_isize", "uninit_bg"], &["metadata_csum", "64bit"]),
+        (Profile::El7, "el7", "256", &["extent", "64bit", "flex_bg", "uninit_bg"], &["metadata_csum"]),
         (Profile::El8, "el8", "256", &["extent", "64bit", "metadata_csum"], &[]),
         (Profile::El9, "el9", "256", &["extent", "64bit", "metadata_csum", "flex_bg", "huge_file"], &[]),
     ];

@@ -48,8 +48,8 @@ use crate::tree::{display_path, NodeId, NodeKind, Tree};
 ///
 /// Each profile cites the `[fs_types]` stanza of that release's `/etc/mke2fs.conf`. Features
 /// the writer never sets: `resize_inode` (no online growth of images; inode 7 stays empty),
-/// `uninit_bg`/lazy init (images are written whole; `uninit_bg` is optional for every kernel
-/// that knows it), `orphan_file`, `metadata_csum_seed`.
+/// lazy init (`BLOCK_UNINIT`/`INODE_UNINIT` groups: images are written whole),
+/// `orphan_file`, `metadata_csum_seed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
     /// Plain ext2 as e2fsprogs 1.47 `[defaults] base_features = sparse_super,large_file,
@@ -131,6 +131,9 @@ pub struct WriteOptions {
     pub ext4_extras: bool,
     /// Give ext4 a journal (ext3 always has one, ext2 never).
     pub journal: bool,
+    /// uninit_bg (`gdt_csum`, ext4 without metadata_csum): crc16 group descriptor checksums
+    /// and `bg_itable_unused`, as RHEL 6/7's mke2fs set.
+    pub uninit_bg: bool,
     /// Journal size in blocks (`None`: mke2fs's default for the filesystem size).
     pub journal_blocks: Option<u32>,
     /// Volume label (at most 16 bytes).
@@ -165,6 +168,7 @@ impl WriteOptions {
             flex_bg: true,
             ext4_extras: true,
             journal: true,
+            uninit_bg: false,
             journal_blocks: None,
             label: Vec::new(),
             reserved_percent: 5,
@@ -184,8 +188,8 @@ impl WriteOptions {
             Profile::Ext3 => old(FsKind::Ext3, 256),
             Profile::El4 => old(FsKind::Ext3, 128),
             Profile::El5 => old(FsKind::Ext3, 256),
-            Profile::El6 => WriteOptions { metadata_csum: false, sixty_four_bit: false, ..base },
-            Profile::El7 => WriteOptions { metadata_csum: false, ..base },
+            Profile::El6 => WriteOptions { metadata_csum: false, sixty_four_bit: false, uninit_bg: true, ..base },
+            Profile::El7 => WriteOptions { metadata_csum: false, uninit_bg: true, ..base },
             Profile::Ext4 | Profile::El8 | Profile::El9 | Profile::Fedora => base,
         }
     }
@@ -494,7 +498,7 @@ fn plan(ctx: &Ctx<'_>) -> Result<Plan, WriteError> {
     hasher.update(o.block_size.to_le_bytes());
     hasher.update(o.inode_size.to_le_bytes());
     hasher.update(o.epoch.to_le_bytes());
-    hasher.update([u8::from(o.metadata_csum), u8::from(o.sixty_four_bit), u8::from(o.flex_bg), u8::from(o.ext4_extras), u8::from(o.journal)]);
+    hasher.update([u8::from(o.metadata_csum), u8::from(o.sixty_four_bit), u8::from(o.flex_bg), u8::from(o.ext4_extras), u8::from(o.journal), u8::from(o.uninit_bg)]);
     hasher.update(&o.label);
     hasher.update(o.size.unwrap_or(0).to_le_bytes());
     let digest: [u8; 32] = hasher.finalize().into();
@@ -1615,8 +1619,12 @@ impl<'a> Writer<'a> {
             }
             if csum {
                 ro |= format::RO_COMPAT_METADATA_CSUM;
+            } else if opts.uninit_bg {
+                ro |= format::RO_COMPAT_GDT_CSUM;
             }
         }
+        // Group descriptor checksums: crc32c with metadata_csum, crc16 with uninit_bg.
+        let gd_csum = ro & (format::RO_COMPAT_METADATA_CSUM | format::RO_COMPAT_GDT_CSUM) != 0;
 
         // Bitmaps and descriptors.
         let mut descs = vec![0u8; (geo.gdt_blocks * geo.bs) as usize];
@@ -1668,11 +1676,13 @@ impl<'a> Writer<'a> {
             let dirs = self.dirs_per_group[g as usize];
             d.used_dirs_count_lo = dirs as u16;
             d.used_dirs_count_hi = (dirs >> 16) as u16;
-            if csum {
-                d.flags = 0x4; // EXT4_BG_INODE_ZEROED
+            if gd_csum {
+                d.flags = 0x4; // EXT4_BG_INODE_ZEROED: the table is written (holes are zeros)
                 let unused = geo.ipg - used_here;
                 d.itable_unused_lo = unused as u16;
                 d.itable_unused_hi = (unused >> 16) as u16;
+            }
+            if csum {
                 let bc = crc32c_raw(self.csum_seed, &bb);
                 let ic = crc32c_raw(self.csum_seed, &ib[..(geo.ipg / 8) as usize]);
                 d.block_bitmap_csum_lo = bc as u16;
@@ -1684,7 +1694,7 @@ impl<'a> Writer<'a> {
             }
             let raw = &mut descs[g as usize * ds..(g as usize + 1) * ds];
             d.serialize(raw, ds);
-            if csum {
+            if gd_csum {
                 let c = GroupDesc::compute_checksum(&sbt, g as u32, raw);
                 raw[format::GROUP_DESC_CHECKSUM_OFFSET..format::GROUP_DESC_CHECKSUM_OFFSET + 2].copy_from_slice(&c.to_le_bytes());
             }
