@@ -40,3 +40,63 @@ fn every_profile_passes_fsck() {
     write_image(&t, &img, &o).unwrap();
     fsck(&img);
 }
+
+#[test]
+fn wide_directories_get_one_or_two_index_levels() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = feature_tree(false);
+    for (bs, levels) in [(4096u32, "Indirect levels: 0"), (1024, "Indirect levels: 1")] {
+        let img = dir.path().join(format!("{bs}.img"));
+        let mut o = WriteOptions::new(FsKind::Ext4);
+        o.block_size = bs;
+        write_image(&t, &img, &o).unwrap();
+        let out = debugfs(&img, &["htree /wide".to_string()]);
+        assert!(out.contains(levels), "{bs}: {}", &out[..out.len().min(500)]);
+        assert!(!out.contains("EXPECTED"), "{bs}: htree checksum mismatch");
+    }
+}
+
+#[test]
+fn bad_trees_are_refused_with_the_path() {
+    use rootfs::content::{Content, Extent, Source};
+    use rootfs::ext::WriteError;
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.img");
+    let o = WriteOptions::new(FsKind::Ext4);
+    // Content shorter than its extents.
+    let mut t = small_tree();
+    let c = Content::from_extents(Source::Memory(vec![1u8; 10].into()), 100, vec![Extent { logical: 0, physical: 0, len: 100 }]).unwrap();
+    add(&mut t, "/short", rootfs::NodeKind::Regular(c), meta(0o644, 0, 0));
+    match write_image(&t, &img, &o) {
+        Err(e @ WriteError::Content { .. }) => assert!(e.to_string().contains("/short"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // A symlink target longer than a block.
+    let mut t = small_tree();
+    add(&mut t, "/far", rootfs::NodeKind::Symlink(vec![b'a'; 5000]), meta(0o777, 0, 0));
+    match write_image(&t, &img, &o) {
+        Err(e @ WriteError::Unrepresentable { .. }) => assert!(e.to_string().contains("/far"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // A lost+found that is not a directory.
+    let mut t = small_tree();
+    file(&mut t, "/lost+found", b"x".to_vec(), meta(0o644, 0, 0));
+    assert!(matches!(write_image(&t, &img, &o), Err(WriteError::Unrepresentable { .. })));
+    // Bad options.
+    let mut bad = o.clone();
+    bad.block_size = 2048;
+    assert!(matches!(write_image(&small_tree(), &img, &bad), Err(WriteError::Option { .. })));
+}
+
+#[test]
+fn an_existing_lost_found_becomes_inode_11() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.img");
+    let mut t = small_tree();
+    file(&mut t, "/lost+found/#1234", b"orphan".to_vec(), meta(0o600, 0, 0));
+    write_image(&t, &img, &WriteOptions::new(FsKind::Ext3)).unwrap();
+    fsck(&img);
+    check_with_debugfs(&t, &img, true);
+    let st = parse_stat(&split_requests(&debugfs(&img, &["stat /lost+found".to_string()]))[0]);
+    assert_eq!(st.ino, 11);
+}

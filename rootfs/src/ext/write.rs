@@ -389,6 +389,14 @@ fn plan(ctx: &Ctx<'_>) -> Result<Plan, WriteError> {
     let mut large_file = false;
     let mut hasher = Sha256::new();
     let root = tree.root();
+    if let Some(&lpf) = tree.entries(root).and_then(|e| e.get(&b"lost+found"[..])) {
+        if !matches!(tree.node(lpf).kind, NodeKind::Directory(_)) {
+            return Err(WriteError::Unrepresentable {
+                path: "/lost+found".into(),
+                what: "exists but is not a directory (e2fsck needs a lost+found directory)".into(),
+            });
+        }
+    }
     ino_of[root.0 as usize] = ROOT_INO;
     parent_of[root.0 as usize] = ROOT_INO;
     let mut next_ino: u64 = 12;
