@@ -91,7 +91,8 @@ fn profiles_have_their_releases_features() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = rootfs::Tree::new(meta(0o755, 0, 0));
     file(&mut t, "/etc/hosts", b"127.0.0.1 localhost\n".to_vec(), meta(0o644, 0, 0));
-    let cases: [(Profile, &str, &str, &[&str], &[&str]); 6] = [
+    type Case<'a> = (Profile, &'a str, &'a str, &'a [&'a str], &'a [&'a str]);
+    let cases: [Case<'_>; 6] = [
         (Profile::El4, "el4", "128", &["has_journal", "dir_index", "filetype", "sparse_super"], &["extent", "flex_bg", "huge_file", "dir_nlink", "extra_isize", "metadata_csum", "64bit"]),
         (Profile::El5, "el5", "256", &["has_journal", "ext_attr", "dir_index"], &["extent", "flex_bg", "huge_file", "metadata_csum"]),
         (Profile::El6, "el6", "256", &["has_journal", "extent", "flex_bg", "huge_file", "dir_nlink", "extra_isize", "uninit_bg"], &["metadata_csum", "64bit"]),

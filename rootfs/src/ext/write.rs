@@ -25,6 +25,9 @@
 //! `Documentation/filesystems/ext4/`), sections cited at each use; they are checked against
 //! e2fsprogs (`e2fsck -fn`, `debugfs`) in `rootfs/tests/ext_write_*.rs`.
 
+// On-disk structs are plain field tables: filling a default one field by field reads best.
+#![allow(clippy::field_reassign_with_default)]
+
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -515,15 +518,14 @@ fn plan(ctx: &Ctx<'_>) -> Result<Plan, WriteError> {
 
 /// lost+found blocks as mke2fs makes them: grown to 16 KiB, at most 12 direct blocks.
 fn lpf_blocks(bs: u64) -> usize {
-    ((16384 / bs).max(2)).min(12) as usize
+    (16384 / bs).clamp(2, 12) as usize
 }
 
 /// mke2fs's default journal size in blocks for a filesystem of `blocks` blocks
 /// (e2fsprogs `ext2fs_default_journal_size`).
 fn default_journal_blocks(blocks: u64) -> u64 {
-    if blocks < 2048 {
-        1024
-    } else if blocks < 32768 {
+    // (mke2fs makes no journal below 2048 blocks; an ext3 image always gets one here.)
+    if blocks < 32768 {
         1024
     } else if blocks < 256 * 1024 {
         4096
@@ -568,6 +570,7 @@ impl Geometry {
         }
         [3u64, 5, 7].iter().any(|&b| {
             let mut x = g;
+            #[allow(clippy::manual_is_multiple_of)] // rust-version 1.80
             while x % b == 0 {
                 x /= b;
             }
@@ -727,7 +730,10 @@ struct GroupLoc {
     inode_table: u64,
 }
 
-fn place_metadata(geo: &Geometry, flex: bool) -> Result<(Vec<GroupLoc>, Vec<(u64, u64)>), WriteError> {
+/// Group metadata locations and the reserved (metadata) block ranges.
+type Placement = (Vec<GroupLoc>, Vec<(u64, u64)>);
+
+fn place_metadata(geo: &Geometry, flex: bool) -> Result<Placement, WriteError> {
     let mut reserved: Vec<(u64, u64)> = Vec::new();
     if geo.first_data_block > 0 {
         reserved.push((0, geo.first_data_block));
