@@ -5,8 +5,6 @@
 mod ext_write_support;
 use ext_write_support::*;
 
-
-
 use rootfs::ext::{write_image, FsKind, WriteOptions, WriteReport};
 use rootfs::Tree;
 
@@ -20,7 +18,11 @@ fn opts(fs: FsKind, bs: u32, isz: u16, csum: bool) -> WriteOptions {
     o
 }
 
-fn write_and_fsck(t: &Tree, name: &str, o: &WriteOptions) -> (tempfile::TempDir, std::path::PathBuf, WriteReport) {
+fn write_and_fsck(
+    t: &Tree,
+    name: &str,
+    o: &WriteOptions,
+) -> (tempfile::TempDir, std::path::PathBuf, WriteReport) {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join(format!("{name}.img"));
     let r = write_image(t, &img, o).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -38,7 +40,10 @@ fn full_check(name: &str, o: &WriteOptions) {
     let meta = std::fs::metadata(&img).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(meta.len(), r.size);
-    assert!(meta.blocks() * 512 <= r.blocks_used * u64::from(o.block_size), "{name}: image is not sparse");
+    assert!(
+        meta.blocks() * 512 <= r.blocks_used * u64::from(o.block_size),
+        "{name}: image is not sparse"
+    );
 }
 
 #[test]

@@ -27,6 +27,9 @@ fn usr_include_as_ext4_and_ext3() {
         check_with_debugfs(&tree, &img, true);
         let t3 = t0.elapsed();
         check_with_ext4_view(&tree, &img, fs == FsKind::Ext4);
-        eprintln!("{name}: write {t1:?} fsck {t2:?} debugfs {t3:?} view {:?}", t0.elapsed());
+        eprintln!(
+            "{name}: write {t1:?} fsck {t2:?} debugfs {t3:?} view {:?}",
+            t0.elapsed()
+        );
     }
 }

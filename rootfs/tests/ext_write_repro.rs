@@ -39,8 +39,16 @@ fn same_inputs_same_bytes_different_inputs_different_bytes() {
 
     // The UUID and hash seed follow the inputs too.
     let uuid = |p: &std::path::Path| {
-        let out = std::process::Command::new("dumpe2fs").arg("-h").arg(p).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().find(|l| l.starts_with("Filesystem UUID")).unwrap().to_string()
+        let out = std::process::Command::new("dumpe2fs")
+            .arg("-h")
+            .arg(p)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("Filesystem UUID"))
+            .unwrap()
+            .to_string()
     };
     assert_ne!(uuid(&a), uuid(&b));
 }
@@ -76,13 +84,27 @@ fn given_size_too_small_names_the_size_needed() {
 }
 
 fn err_text(needed: u64) -> String {
-    WriteError::TooSmall { given: 1, needed, what: "x" }.to_string()
+    WriteError::TooSmall {
+        given: 1,
+        needed,
+        what: "x",
+    }
+    .to_string()
 }
 
 fn features(p: &std::path::Path) -> (String, String) {
-    let out = std::process::Command::new("dumpe2fs").arg("-h").arg(p).output().unwrap();
+    let out = std::process::Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(p)
+        .output()
+        .unwrap();
     let s = String::from_utf8_lossy(&out.stdout).into_owned();
-    let get = |k: &str| s.lines().find(|l| l.starts_with(k)).map(|l| l[k.len()..].trim().to_string()).unwrap_or_default();
+    let get = |k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l[k.len()..].trim().to_string())
+            .unwrap_or_default()
+    };
     (get("Filesystem features:"), get("Inode size:"))
 }
 
@@ -90,15 +112,72 @@ fn features(p: &std::path::Path) -> (String, String) {
 fn profiles_have_their_releases_features() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = rootfs::Tree::new(meta(0o755, 0, 0));
-    file(&mut t, "/etc/hosts", b"127.0.0.1 localhost\n".to_vec(), meta(0o644, 0, 0));
+    file(
+        &mut t,
+        "/etc/hosts",
+        b"127.0.0.1 localhost\n".to_vec(),
+        meta(0o644, 0, 0),
+    );
     type Case<'a> = (Profile, &'a str, &'a str, &'a [&'a str], &'a [&'a str]);
     let cases: [Case<'_>; 6] = [
-        (Profile::El4, "el4", "128", &["has_journal", "dir_index", "filetype", "sparse_super"], &["extent", "flex_bg", "huge_file", "dir_nlink", "extra_isize", "metadata_csum", "64bit"]),
-        (Profile::El5, "el5", "256", &["has_journal", "ext_attr", "dir_index"], &["extent", "flex_bg", "huge_file", "metadata_csum"]),
-        (Profile::El6, "el6", "256", &["has_journal", "extent", "flex_bg", "huge_file", "dir_nlink", "extra_isize", "uninit_bg"], &["metadata_csum", "64bit"]),
-        (Profile::El7, "el7", "256", &["extent", "64bit", "flex_bg", "uninit_bg"], &["metadata_csum"]),
-        (Profile::El8, "el8", "256", &["extent", "64bit", "metadata_csum"], &[]),
-        (Profile::El9, "el9", "256", &["extent", "64bit", "metadata_csum", "flex_bg", "huge_file"], &[]),
+        (
+            Profile::El4,
+            "el4",
+            "128",
+            &["has_journal", "dir_index", "filetype", "sparse_super"],
+            &[
+                "extent",
+                "flex_bg",
+                "huge_file",
+                "dir_nlink",
+                "extra_isize",
+                "metadata_csum",
+                "64bit",
+            ],
+        ),
+        (
+            Profile::El5,
+            "el5",
+            "256",
+            &["has_journal", "ext_attr", "dir_index"],
+            &["extent", "flex_bg", "huge_file", "metadata_csum"],
+        ),
+        (
+            Profile::El6,
+            "el6",
+            "256",
+            &[
+                "has_journal",
+                "extent",
+                "flex_bg",
+                "huge_file",
+                "dir_nlink",
+                "extra_isize",
+                "uninit_bg",
+            ],
+            &["metadata_csum", "64bit"],
+        ),
+        (
+            Profile::El7,
+            "el7",
+            "256",
+            &["extent", "64bit", "flex_bg", "uninit_bg"],
+            &["metadata_csum"],
+        ),
+        (
+            Profile::El8,
+            "el8",
+            "256",
+            &["extent", "64bit", "metadata_csum"],
+            &[],
+        ),
+        (
+            Profile::El9,
+            "el9",
+            "256",
+            &["extent", "64bit", "metadata_csum", "flex_bg", "huge_file"],
+            &[],
+        ),
     ];
     for (p, name, isz, has, hasnt) in cases {
         let img = dir.path().join(format!("{name}.img"));

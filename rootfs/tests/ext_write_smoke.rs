@@ -6,9 +6,19 @@ use rootfs::ext::{write_image, FsKind, Profile, WriteOptions};
 
 fn small_tree() -> rootfs::Tree {
     let mut t = rootfs::Tree::new(meta(0o755, 0, 0));
-    file(&mut t, "/etc/hosts", b"127.0.0.1 localhost\n".to_vec(), meta(0o644, 0, 0));
+    file(
+        &mut t,
+        "/etc/hosts",
+        b"127.0.0.1 localhost\n".to_vec(),
+        meta(0o644, 0, 0),
+    );
     file(&mut t, "/bin/sh", bytes(1, 100_000), meta(0o755, 0, 0));
-    add(&mut t, "/l", rootfs::NodeKind::Symlink(b"etc/hosts".to_vec()), meta(0o777, 0, 0));
+    add(
+        &mut t,
+        "/l",
+        rootfs::NodeKind::Symlink(b"etc/hosts".to_vec()),
+        meta(0o777, 0, 0),
+    );
     t
 }
 
@@ -45,7 +55,10 @@ fn every_profile_passes_fsck() {
 fn wide_directories_get_one_or_two_index_levels() {
     let dir = tempfile::tempdir().unwrap();
     let t = feature_tree(false);
-    for (bs, levels) in [(4096u32, "Indirect levels: 0"), (1024, "Indirect levels: 1")] {
+    for (bs, levels) in [
+        (4096u32, "Indirect levels: 0"),
+        (1024, "Indirect levels: 1"),
+    ] {
         let img = dir.path().join(format!("{bs}.img"));
         let mut o = WriteOptions::new(FsKind::Ext4);
         o.block_size = bs;
@@ -65,27 +78,54 @@ fn bad_trees_are_refused_with_the_path() {
     let o = WriteOptions::new(FsKind::Ext4);
     // Content shorter than its extents.
     let mut t = small_tree();
-    let c = Content::from_extents(Source::Memory(vec![1u8; 10].into()), 100, vec![Extent { logical: 0, physical: 0, len: 100 }]).unwrap();
-    add(&mut t, "/short", rootfs::NodeKind::Regular(c), meta(0o644, 0, 0));
+    let c = Content::from_extents(
+        Source::Memory(vec![1u8; 10].into()),
+        100,
+        vec![Extent {
+            logical: 0,
+            physical: 0,
+            len: 100,
+        }],
+    )
+    .unwrap();
+    add(
+        &mut t,
+        "/short",
+        rootfs::NodeKind::Regular(c),
+        meta(0o644, 0, 0),
+    );
     match write_image(&t, &img, &o) {
         Err(e @ WriteError::Content { .. }) => assert!(e.to_string().contains("/short"), "{e}"),
         other => panic!("{other:?}"),
     }
     // A symlink target longer than a block.
     let mut t = small_tree();
-    add(&mut t, "/far", rootfs::NodeKind::Symlink(vec![b'a'; 5000]), meta(0o777, 0, 0));
+    add(
+        &mut t,
+        "/far",
+        rootfs::NodeKind::Symlink(vec![b'a'; 5000]),
+        meta(0o777, 0, 0),
+    );
     match write_image(&t, &img, &o) {
-        Err(e @ WriteError::Unrepresentable { .. }) => assert!(e.to_string().contains("/far"), "{e}"),
+        Err(e @ WriteError::Unrepresentable { .. }) => {
+            assert!(e.to_string().contains("/far"), "{e}")
+        }
         other => panic!("{other:?}"),
     }
     // A lost+found that is not a directory.
     let mut t = small_tree();
     file(&mut t, "/lost+found", b"x".to_vec(), meta(0o644, 0, 0));
-    assert!(matches!(write_image(&t, &img, &o), Err(WriteError::Unrepresentable { .. })));
+    assert!(matches!(
+        write_image(&t, &img, &o),
+        Err(WriteError::Unrepresentable { .. })
+    ));
     // Bad options.
     let mut bad = o.clone();
     bad.block_size = 2048;
-    assert!(matches!(write_image(&small_tree(), &img, &bad), Err(WriteError::Option { .. })));
+    assert!(matches!(
+        write_image(&small_tree(), &img, &bad),
+        Err(WriteError::Option { .. })
+    ));
 }
 
 #[test]
@@ -93,7 +133,12 @@ fn an_existing_lost_found_becomes_inode_11() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("x.img");
     let mut t = small_tree();
-    file(&mut t, "/lost+found/#1234", b"orphan".to_vec(), meta(0o600, 0, 0));
+    file(
+        &mut t,
+        "/lost+found/#1234",
+        b"orphan".to_vec(),
+        meta(0o600, 0, 0),
+    );
     write_image(&t, &img, &WriteOptions::new(FsKind::Ext3)).unwrap();
     fsck(&img);
     check_with_debugfs(&t, &img, true);

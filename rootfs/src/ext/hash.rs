@@ -144,7 +144,10 @@ fn half_md4_transform(buf: &mut [u32; 4], input: &[u32; 8]) {
     let (mut a, mut b, mut c, mut d) = (buf[0], buf[1], buf[2], buf[3]);
     macro_rules! round {
         ($f:expr, $a:ident, $b:ident, $c:ident, $d:ident, $x:expr, $s:expr) => {
-            $a = $a.wrapping_add($f($b, $c, $d)).wrapping_add($x).rotate_left($s);
+            $a = $a
+                .wrapping_add($f($b, $c, $d))
+                .wrapping_add($x)
+                .rotate_left($s);
         };
     }
     let i = input;
@@ -239,11 +242,26 @@ mod tests {
     fn hash_low_bit_clear_and_deterministic() {
         let seed = [1, 2, 3, 4];
         for kind in [DxHash::Legacy, DxHash::HalfMd4, DxHash::Tea] {
-            let (a, _) = dx_hash(kind, false, b"hello-world-a-long-name-over-32-bytes-long", &seed);
-            let (b, _) = dx_hash(kind, false, b"hello-world-a-long-name-over-32-bytes-long", &seed);
+            let (a, _) = dx_hash(
+                kind,
+                false,
+                b"hello-world-a-long-name-over-32-bytes-long",
+                &seed,
+            );
+            let (b, _) = dx_hash(
+                kind,
+                false,
+                b"hello-world-a-long-name-over-32-bytes-long",
+                &seed,
+            );
             assert_eq!(a, b);
             assert_eq!(a & 1, 0);
-            let (c, _) = dx_hash(kind, false, b"hello-world-a-long-name-over-32-bytes-lonG", &seed);
+            let (c, _) = dx_hash(
+                kind,
+                false,
+                b"hello-world-a-long-name-over-32-bytes-lonG",
+                &seed,
+            );
             assert_ne!(a, c);
         }
     }
@@ -251,7 +269,13 @@ mod tests {
     #[test]
     fn signedness_matters_only_for_high_bytes() {
         let seed = [0; 4];
-        assert_eq!(dx_hash(DxHash::HalfMd4, false, b"abc", &seed), dx_hash(DxHash::HalfMd4, true, b"abc", &seed));
-        assert_ne!(dx_hash(DxHash::HalfMd4, false, b"\xe9t\xe9", &seed), dx_hash(DxHash::HalfMd4, true, b"\xe9t\xe9", &seed));
+        assert_eq!(
+            dx_hash(DxHash::HalfMd4, false, b"abc", &seed),
+            dx_hash(DxHash::HalfMd4, true, b"abc", &seed)
+        );
+        assert_ne!(
+            dx_hash(DxHash::HalfMd4, false, b"\xe9t\xe9", &seed),
+            dx_hash(DxHash::HalfMd4, true, b"\xe9t\xe9", &seed)
+        );
     }
 }

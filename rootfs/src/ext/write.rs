@@ -38,7 +38,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::format::{
-    self, crc32c_raw, encode_device, encode_time, GroupDesc, Inode, JournalSuperblock, Superblock, XattrEntry,
+    self, crc32c_raw, encode_device, encode_time, GroupDesc, Inode, JournalSuperblock, Superblock,
+    XattrEntry,
 };
 use super::hash::{xattr_block_hash, xattr_entry_hash, DxHash};
 use super::write_dir::{build_dir, rec_len, DirError, DirParams, Entry};
@@ -191,8 +192,17 @@ impl WriteOptions {
             Profile::Ext3 => old(FsKind::Ext3, 256),
             Profile::El4 => old(FsKind::Ext3, 128),
             Profile::El5 => old(FsKind::Ext3, 256),
-            Profile::El6 => WriteOptions { metadata_csum: false, sixty_four_bit: false, uninit_bg: true, ..base },
-            Profile::El7 => WriteOptions { metadata_csum: false, uninit_bg: true, ..base },
+            Profile::El6 => WriteOptions {
+                metadata_csum: false,
+                sixty_four_bit: false,
+                uninit_bg: true,
+                ..base
+            },
+            Profile::El7 => WriteOptions {
+                metadata_csum: false,
+                uninit_bg: true,
+                ..base
+            },
             Profile::Ext4 | Profile::El8 | Profile::El9 | Profile::Fedora => base,
         }
     }
@@ -359,7 +369,10 @@ impl Ctx<'_> {
     fn blocks_for(&self, id: NodeId, entries_lens: Option<(usize, usize)>) -> u64 {
         let node = self.tree.node(id);
         let bs = self.bs;
-        let xattr = u64::from(!node.meta.xattrs.is_empty() && xattr_needs_block(&node.meta.xattrs, self.xattr_in_inode_space()));
+        let xattr = u64::from(
+            !node.meta.xattrs.is_empty()
+                && xattr_needs_block(&node.meta.xattrs, self.xattr_in_inode_space()),
+        );
         let data = match &node.kind {
             NodeKind::Regular(c) => {
                 let r = mapped_ranges(c, bs);
@@ -370,11 +383,14 @@ impl Ctx<'_> {
                 let (count, bytes) = entries_lens.unwrap_or((0, 0));
                 let space = bs as usize - if self.csum { 12 } else { 0 };
                 // Each block wastes at most one maximal entry.
-                let blocks = (24 + bytes).div_ceil(space.saturating_sub(264).max(1)) + 1 + count / 100_000;
+                let blocks =
+                    (24 + bytes).div_ceil(space.saturating_sub(264).max(1)) + 1 + count / 100_000;
                 let b = blocks as u64 + blocks as u64 / 100 + 2;
                 b + map_blocks_upper_bound(b, 1, bs, self.extents)
             }
-            NodeKind::Symlink(t) if t.len() >= 60 => 1 + map_blocks_upper_bound(1, 1, bs, self.extents),
+            NodeKind::Symlink(t) if t.len() >= 60 => {
+                1 + map_blocks_upper_bound(1, 1, bs, self.extents)
+            }
             _ => 0,
         };
         data + xattr
@@ -413,7 +429,12 @@ fn plan(ctx: &Ctx<'_>) -> Result<Plan, WriteError> {
         h.update(n.mode().to_le_bytes());
         h.update(n.meta.uid.to_le_bytes());
         h.update(n.meta.gid.to_le_bytes());
-        for t in [n.meta.atime, n.meta.mtime, n.meta.ctime, n.meta.crtime.unwrap_or_default()] {
+        for t in [
+            n.meta.atime,
+            n.meta.mtime,
+            n.meta.ctime,
+            n.meta.crtime.unwrap_or_default(),
+        ] {
             h.update(t.sec.to_le_bytes());
             h.update(t.nsec.to_le_bytes());
         }
@@ -463,7 +484,10 @@ fn plan(ctx: &Ctx<'_>) -> Result<Plan, WriteError> {
         }
         path.extend_from_slice(name);
         if name.len() > 255 {
-            return Err(WriteError::Unrepresentable { path: display_path(&path), what: format!("name of {} bytes (ext allows 255)", name.len()) });
+            return Err(WriteError::Unrepresentable {
+                path: display_path(&path),
+                what: format!("name of {} bytes (ext allows 255)", name.len()),
+            });
         }
         hash_node(&mut hasher, &path, id);
         let node = tree.node(id);
@@ -475,7 +499,10 @@ fn plan(ctx: &Ctx<'_>) -> Result<Plan, WriteError> {
                 lpf_node = Some(id);
             } else {
                 if next_ino > u64::from(u32::MAX) {
-                    return Err(WriteError::Unrepresentable { path: display_path(&path), what: "more than 2^32 inodes".into() });
+                    return Err(WriteError::Unrepresentable {
+                        path: display_path(&path),
+                        what: "more than 2^32 inodes".into(),
+                    });
                 }
                 ino_of[slot] = next_ino as u32;
                 next_ino += 1;
@@ -509,11 +536,27 @@ fn plan(ctx: &Ctx<'_>) -> Result<Plan, WriteError> {
     hasher.update(o.block_size.to_le_bytes());
     hasher.update(o.inode_size.to_le_bytes());
     hasher.update(o.epoch.to_le_bytes());
-    hasher.update([u8::from(o.metadata_csum), u8::from(o.sixty_four_bit), u8::from(o.flex_bg), u8::from(o.ext4_extras), u8::from(o.journal), u8::from(o.uninit_bg)]);
+    hasher.update([
+        u8::from(o.metadata_csum),
+        u8::from(o.sixty_four_bit),
+        u8::from(o.flex_bg),
+        u8::from(o.ext4_extras),
+        u8::from(o.journal),
+        u8::from(o.uninit_bg),
+    ]);
     hasher.update(&o.label);
     hasher.update(o.size.unwrap_or(0).to_le_bytes());
     let digest: [u8; 32] = hasher.finalize().into();
-    Ok(Plan { order, ino_of, parent_of, lpf_node, links, blocks_needed, large_file, digest })
+    Ok(Plan {
+        order,
+        ino_of,
+        parent_of,
+        lpf_node,
+        links,
+        blocks_needed,
+        large_file,
+        digest,
+    })
 }
 
 /// lost+found blocks as mke2fs makes them: grown to 16 KiB, at most 12 direct blocks.
@@ -596,7 +639,10 @@ impl Geometry {
 
     /// Blocks used by metadata (superblocks, descriptors, bitmaps, inode tables).
     fn overhead(&self) -> u64 {
-        (0..self.groups).map(|g| self.super_blocks(g) + 2 + self.itb).sum::<u64>() + self.first_data_block
+        (0..self.groups)
+            .map(|g| self.super_blocks(g) + 2 + self.itb)
+            .sum::<u64>()
+            + self.first_data_block
     }
 
     fn inodes_count(&self) -> u64 {
@@ -614,7 +660,11 @@ fn geometry(opts: &WriteOptions, blocks: u64, inodes_wanted: u64) -> Result<Geom
     }
     let inode_size = u64::from(opts.inode_size);
     let ipb = bs / inode_size;
-    let desc_size = if opts.fs == FsKind::Ext4 && opts.sixty_four_bit { 64 } else { 32 };
+    let desc_size = if opts.fs == FsKind::Ext4 && opts.sixty_four_bit {
+        64
+    } else {
+        32
+    };
     let mut groups = (blocks_count - first_data_block).div_ceil(bpg);
     let compute_ipg = |groups: u64| -> u64 {
         let per = inodes_wanted.div_ceil(groups).max(16);
@@ -640,10 +690,16 @@ fn geometry(opts: &WriteOptions, blocks: u64, inodes_wanted: u64) -> Result<Geom
             });
         }
         if groups * ipg > u64::from(u32::MAX) {
-            return Err(WriteError::Option { option: "size", what: "more than 2^32 inodes".into() });
+            return Err(WriteError::Option {
+                option: "size",
+                what: "more than 2^32 inodes".into(),
+            });
         }
         if blocks_count > u64::from(u32::MAX) && desc_size == 32 {
-            return Err(WriteError::Option { option: "size", what: "more than 2^32 blocks needs the 64bit feature (ext4)".into() });
+            return Err(WriteError::Option {
+                option: "size",
+                what: "more than 2^32 blocks needs the 64bit feature (ext4)".into(),
+            });
         }
         return Ok(Geometry {
             bs,
@@ -686,7 +742,9 @@ impl Alloc {
     }
 
     fn is_used(&self, b: u64) -> bool {
-        self.used.get((b / 64) as usize).is_some_and(|w| w & (1 << (b % 64)) != 0)
+        self.used
+            .get((b / 64) as usize)
+            .is_some_and(|w| w & (1 << (b % 64)) != 0)
     }
 
     /// Up to `max` contiguous blocks at the cursor.
@@ -705,7 +763,11 @@ impl Alloc {
             if self.cursor >= self.end {
                 return None;
             }
-            let limit = self.reserved.get(self.idx).map_or(self.end, |&(s, _)| s).min(self.end);
+            let limit = self
+                .reserved
+                .get(self.idx)
+                .map_or(self.end, |&(s, _)| s)
+                .min(self.end);
             if limit <= self.cursor {
                 continue;
             }
@@ -794,7 +856,11 @@ fn place_metadata(geo: &Geometry, flex: bool) -> Result<Placement, WriteError> {
             if s + 2 + geo.itb > geo.group_end(g) {
                 return Err(too_small());
             }
-            locs[g as usize] = GroupLoc { block_bitmap: s, inode_bitmap: s + 1, inode_table: s + 2 };
+            locs[g as usize] = GroupLoc {
+                block_bitmap: s,
+                inode_bitmap: s + 1,
+                inode_table: s + 2,
+            };
         }
     }
     for l in &locs {
@@ -834,12 +900,22 @@ const OUT_BUF: usize = 4 << 20;
 
 impl Out {
     fn io_err(&self, offset: u64, source: io::Error) -> WriteError {
-        WriteError::Io { image: self.path.clone(), offset, source }
+        WriteError::Io {
+            image: self.path.clone(),
+            offset,
+            source,
+        }
     }
 
     fn flush(&mut self) -> Result<(), WriteError> {
         if !self.buf.is_empty() {
-            self.file.write_all_at(&self.buf, self.start).map_err(|e| WriteError::Io { image: self.path.clone(), offset: self.start, source: e })?;
+            self.file
+                .write_all_at(&self.buf, self.start)
+                .map_err(|e| WriteError::Io {
+                    image: self.path.clone(),
+                    offset: self.start,
+                    source: e,
+                })?;
             self.buf.clear();
         }
         Ok(())
@@ -855,7 +931,10 @@ impl Out {
             if chunk.iter().all(|&b| b == 0) {
                 self.flush()?;
             } else {
-                if self.buf.is_empty() || self.start + self.buf.len() as u64 != at || self.buf.len() + n > OUT_BUF {
+                if self.buf.is_empty()
+                    || self.start + self.buf.len() as u64 != at
+                    || self.buf.len() + n > OUT_BUF
+                {
                     self.flush()?;
                     self.start = at;
                 }
@@ -884,8 +963,16 @@ fn xattr_items(x: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<XattrIte
             let (index, suffix) = format::xattr_split_name(k);
             // POSIX ACLs are stored in ext4's own compact format ("Extended Attributes",
             // POSIX ACLs); values not in the VFS format are kept as given.
-            let value = if index == 2 || index == 3 { format::acl_xattr_to_disk(v).unwrap_or_else(|_| v.clone()) } else { v.clone() };
-            XattrItem { index, name: suffix.to_vec(), value }
+            let value = if index == 2 || index == 3 {
+                format::acl_xattr_to_disk(v).unwrap_or_else(|_| v.clone())
+            } else {
+                v.clone()
+            };
+            XattrItem {
+                index,
+                name: suffix.to_vec(),
+                value,
+            }
         })
         .collect();
     // Sorted by (index, name length, name) as the kernel expects in blocks.
@@ -953,18 +1040,34 @@ fn write_xattr_area(area: &mut [u8], first: usize, base: usize, items: &[XattrIt
 
 /// Write `tree` as an ext2/3/4 image at `out` (created or truncated). See the module
 /// documentation for the layout and [`WriteOptions`] for the choices.
-pub fn write_image(tree: &Tree, out: &Path, opts: &WriteOptions) -> Result<WriteReport, WriteError> {
+pub fn write_image(
+    tree: &Tree,
+    out: &Path,
+    opts: &WriteOptions,
+) -> Result<WriteReport, WriteError> {
     if opts.block_size != 1024 && opts.block_size != 4096 {
-        return Err(WriteError::Option { option: "block_size", what: format!("{} (1024 or 4096)", opts.block_size) });
+        return Err(WriteError::Option {
+            option: "block_size",
+            what: format!("{} (1024 or 4096)", opts.block_size),
+        });
     }
     if opts.inode_size != 128 && opts.inode_size != 256 {
-        return Err(WriteError::Option { option: "inode_size", what: format!("{} (128 or 256)", opts.inode_size) });
+        return Err(WriteError::Option {
+            option: "inode_size",
+            what: format!("{} (128 or 256)", opts.inode_size),
+        });
     }
     if opts.label.len() > 16 {
-        return Err(WriteError::Option { option: "label", what: format!("{} bytes (at most 16)", opts.label.len()) });
+        return Err(WriteError::Option {
+            option: "label",
+            what: format!("{} bytes (at most 16)", opts.label.len()),
+        });
     }
     if opts.reserved_percent > 50 {
-        return Err(WriteError::Option { option: "reserved_percent", what: format!("{} (at most 50)", opts.reserved_percent) });
+        return Err(WriteError::Option {
+            option: "reserved_percent",
+            what: format!("{} (at most 50)", opts.reserved_percent),
+        });
     }
     let ext4 = opts.fs == FsKind::Ext4;
     let ctx = Ctx {
@@ -985,7 +1088,8 @@ pub fn write_image(tree: &Tree, out: &Path, opts: &WriteOptions) -> Result<Write
     let bs = ctx.bs;
     let journal_for = |blocks: u64| -> u64 {
         if has_journal {
-            opts.journal_blocks.map_or_else(|| default_journal_blocks(blocks), u64::from)
+            opts.journal_blocks
+                .map_or_else(|| default_journal_blocks(blocks), u64::from)
         } else {
             0
         }
@@ -1012,7 +1116,10 @@ pub fn write_image(tree: &Tree, out: &Path, opts: &WriteOptions) -> Result<Write
             }
             blocks = want + (want - geo.blocks_count.min(want)) / 8 + 1;
         }
-        Err(WriteError::Option { option: "size", what: "could not find a size that fits".into() })
+        Err(WriteError::Option {
+            option: "size",
+            what: "could not find a size that fits".into(),
+        })
     };
     let geo = match opts.size {
         None => auto_size(opts.headroom_percent, opts.inode_headroom_percent)?,
@@ -1022,23 +1129,38 @@ pub fn write_image(tree: &Tree, out: &Path, opts: &WriteOptions) -> Result<Write
             let inodes = (size / u64::from(opts.inode_ratio.max(1024))).max(used_inodes + 16);
             let geo = match geometry(opts, blocks, inodes) {
                 Ok(g) => g,
-                Err(_) => geometry(opts, blocks, used_inodes + 16).map_err(|_| WriteError::TooSmall {
-                    given: size,
-                    needed: minimum(),
-                    what: "not enough inodes",
-                })?,
+                Err(_) => {
+                    geometry(opts, blocks, used_inodes + 16).map_err(|_| WriteError::TooSmall {
+                        given: size,
+                        needed: minimum(),
+                        what: "not enough inodes",
+                    })?
+                }
             };
             let (_, need) = fit(geo.blocks_count, geo.inodes_count())?;
             if need > geo.blocks_count || geo.blocks_count * bs > size {
-                return Err(WriteError::TooSmall { given: size, needed: minimum(), what: "not enough blocks" });
+                return Err(WriteError::TooSmall {
+                    given: size,
+                    needed: minimum(),
+                    what: "not enough blocks",
+                });
             }
             geo
         }
     };
     if geo.inodes_count() < used_inodes {
-        return Err(WriteError::TooSmall { given: geo.blocks_count * bs, needed: 0, what: "not enough inodes" });
+        return Err(WriteError::TooSmall {
+            given: geo.blocks_count * bs,
+            needed: 0,
+            what: "not enough inodes",
+        });
     }
-    tracing::debug!(blocks = geo.blocks_count, groups = geo.groups, ipg = geo.ipg, "ext writer geometry");
+    tracing::debug!(
+        blocks = geo.blocks_count,
+        groups = geo.groups,
+        ipg = geo.ipg,
+        "ext writer geometry"
+    );
 
     Writer::new(&ctx, &plan, geo, out, has_journal, journal_for)?.run()
 }
@@ -1085,7 +1207,13 @@ impl<'a> Writer<'a> {
         for &(s, l) in &reserved {
             Alloc::mark(&mut used, s, l);
         }
-        let alloc = Alloc { reserved, idx: 0, cursor: geo.first_data_block, end: geo.blocks_count, used };
+        let alloc = Alloc {
+            reserved,
+            idx: 0,
+            cursor: geo.first_data_block,
+            end: geo.blocks_count,
+            used,
+        };
 
         let path_s = out.display().to_string();
         let file = OpenOptions::new()
@@ -1094,8 +1222,17 @@ impl<'a> Writer<'a> {
             .create(true)
             .truncate(true)
             .open(out)
-            .map_err(|e| WriteError::Io { image: path_s.clone(), offset: 0, source: e })?;
-        file.set_len(geo.blocks_count * geo.bs).map_err(|e| WriteError::Io { image: path_s.clone(), offset: 0, source: e })?;
+            .map_err(|e| WriteError::Io {
+                image: path_s.clone(),
+                offset: 0,
+                source: e,
+            })?;
+        file.set_len(geo.blocks_count * geo.bs)
+            .map_err(|e| WriteError::Io {
+                image: path_s.clone(),
+                offset: 0,
+                source: e,
+            })?;
 
         // UUID (random-looking, version 4 layout) and hash seed from the metadata digest.
         let d = plan.digest;
@@ -1106,7 +1243,12 @@ impl<'a> Writer<'a> {
         let seed_bytes: [u8; 32] = Sha256::digest([&d[..], b"hash-seed"].concat()).into();
         let mut hash_seed = [0u32; 4];
         for (i, w) in hash_seed.iter_mut().enumerate() {
-            *w = u32::from_le_bytes([seed_bytes[i * 4], seed_bytes[i * 4 + 1], seed_bytes[i * 4 + 2], seed_bytes[i * 4 + 3]]);
+            *w = u32::from_le_bytes([
+                seed_bytes[i * 4],
+                seed_bytes[i * 4 + 1],
+                seed_bytes[i * 4 + 2],
+                seed_bytes[i * 4 + 3],
+            ]);
         }
         let csum_seed = crc32c_raw(!0, &uuid);
 
@@ -1115,12 +1257,22 @@ impl<'a> Writer<'a> {
         sb.hash_seed = hash_seed;
         let used_inodes = FIRST_INO + plan.order.len() as u32;
         let itable = vec![0u8; (geo.ipg * geo.inode_size) as usize];
-        let journal_blocks = if has_journal { journal_for(geo.blocks_count) } else { 0 };
+        let journal_blocks = if has_journal {
+            journal_for(geo.blocks_count)
+        } else {
+            0
+        };
         let groups = geo.groups as usize;
         Ok(Writer {
             ctx,
             plan,
-            out: Out { file, path: path_s, buf: Vec::with_capacity(OUT_BUF), start: 0, bs: geo.bs as usize },
+            out: Out {
+                file,
+                path: path_s,
+                buf: Vec::with_capacity(OUT_BUF),
+                start: 0,
+                bs: geo.bs as usize,
+            },
             out_path: out.to_path_buf(),
             geo,
             alloc,
@@ -1152,7 +1304,9 @@ impl<'a> Writer<'a> {
     }
 
     fn inode_seed(&self, ino: u32) -> Option<u32> {
-        self.ctx.csum.then(|| format::inode_csum_seed(self.csum_seed, ino, 0))
+        self.ctx
+            .csum
+            .then(|| format::inode_csum_seed(self.csum_seed, ino, 0))
     }
 
     /// Allocate `n` blocks as runs starting at logical block `lblk`.
@@ -1163,7 +1317,11 @@ impl<'a> Writer<'a> {
             let (p, len) = self.alloc.run(n - done).ok_or_else(|| self.no_space())?;
             match runs.last_mut() {
                 Some(Run { pblk, len: l, .. }) if *pblk + *l == p => *l += len,
-                _ => runs.push(Run { lblk: lblk + done, pblk: p, len }),
+                _ => runs.push(Run {
+                    lblk: lblk + done,
+                    pblk: p,
+                    len,
+                }),
             }
             done += len;
         }
@@ -1183,16 +1341,31 @@ impl<'a> Writer<'a> {
     }
 
     /// Build and write the block map of inode `ino`; returns (i_block, map blocks count).
-    fn write_map(&mut self, ino: u32, runs: &[Run], path: &dyn Fn() -> String) -> Result<([u8; 60], u64), WriteError> {
+    fn write_map(
+        &mut self,
+        ino: u32,
+        runs: &[Run],
+        path: &dyn Fn() -> String,
+    ) -> Result<([u8; 60], u64), WriteError> {
         let bs = self.geo.bs as usize;
         let seed = self.inode_seed(ino);
         let alloc = &mut self.alloc;
         let mut one = || alloc.one();
-        let map = if self.ctx.extents { build_extents(runs, bs, seed, &mut one) } else { build_indirect(runs, bs, &mut one) };
+        let map = if self.ctx.extents {
+            build_extents(runs, bs, seed, &mut one)
+        } else {
+            build_indirect(runs, bs, &mut one)
+        };
         let map = map.map_err(|e| match e {
             MapError::NoSpace => self.no_space(),
-            MapError::TooLarge(l) => WriteError::Unrepresentable { path: path(), what: format!("logical block {l} is beyond the block map's reach") },
-            MapError::Physical(p) => WriteError::Unrepresentable { path: path(), what: format!("block {p} does not fit the block map") },
+            MapError::TooLarge(l) => WriteError::Unrepresentable {
+                path: path(),
+                what: format!("logical block {l} is beyond the block map's reach"),
+            },
+            MapError::Physical(p) => WriteError::Unrepresentable {
+                path: path(),
+                what: format!("block {p} does not fit the block map"),
+            },
         })?;
         for (p, b) in &map.blocks {
             self.out.put(p * self.geo.bs, b)?;
@@ -1264,7 +1437,8 @@ impl<'a> Writer<'a> {
         if let Some(r) = runs.first() {
             self.out.put(r.pblk * bs, &blk)?;
         }
-        let (i_block, meta) = self.write_map(JOURNAL_INO, &runs, &|| "journal inode 8".to_string())?;
+        let (i_block, meta) =
+            self.write_map(JOURNAL_INO, &runs, &|| "journal inode 8".to_string())?;
         let epoch = self.opts().epoch;
         let mut ino = self.base_inode(0o100600, 0, 0, 1);
         self.set_times_all(&mut ino, epoch, 0);
@@ -1317,8 +1491,17 @@ impl<'a> Writer<'a> {
         self.set_times(ino, t, t, t, t);
     }
 
-    fn set_times(&self, ino: &mut Inode, a: crate::tree::Timestamp, m: crate::tree::Timestamp, c: crate::tree::Timestamp, cr: crate::tree::Timestamp) {
-        let enc = |t: crate::tree::Timestamp| encode_time(self.clamp_time(t.sec), t.nsec.min(999_999_999));
+    fn set_times(
+        &self,
+        ino: &mut Inode,
+        a: crate::tree::Timestamp,
+        m: crate::tree::Timestamp,
+        c: crate::tree::Timestamp,
+        cr: crate::tree::Timestamp,
+    ) {
+        let enc = |t: crate::tree::Timestamp| {
+            encode_time(self.clamp_time(t.sec), t.nsec.min(999_999_999))
+        };
         let (a0, a1) = enc(a);
         let (m0, m1) = enc(m);
         let (c0, c1) = enc(c);
@@ -1336,11 +1519,19 @@ impl<'a> Writer<'a> {
     }
 
     /// Set `i_blocks` from a count of filesystem blocks.
-    fn set_blocks(&self, ino: &mut Inode, blocks: u64, what: &dyn Fn() -> String) -> Result<(), WriteError> {
+    fn set_blocks(
+        &self,
+        ino: &mut Inode,
+        blocks: u64,
+        what: &dyn Fn() -> String,
+    ) -> Result<(), WriteError> {
         let sectors = blocks * (self.geo.bs / 512);
         let huge = self.ctx.extents && self.opts().ext4_extras;
         if sectors > u64::from(u32::MAX) && !huge || sectors >= 1 << 48 {
-            return Err(WriteError::Unrepresentable { path: what(), what: format!("{blocks} blocks exceed i_blocks (needs huge_file)") });
+            return Err(WriteError::Unrepresentable {
+                path: what(),
+                what: format!("{blocks} blocks exceed i_blocks (needs huge_file)"),
+            });
         }
         ino.blocks_lo = sectors as u32;
         ino.blocks_high = (sectors >> 32) as u16;
@@ -1348,7 +1539,12 @@ impl<'a> Writer<'a> {
     }
 
     /// Serialize `ino` (and in-inode xattrs) into the table, with its checksum.
-    fn store_inode(&mut self, num: u32, ino: &Inode, ibody_xattrs: &[XattrItem]) -> Result<(), WriteError> {
+    fn store_inode(
+        &mut self,
+        num: u32,
+        ino: &Inode,
+        ibody_xattrs: &[XattrItem],
+    ) -> Result<(), WriteError> {
         let large = self.geo.inode_size > 128;
         let csum = self.ctx.csum;
         let seed = self.csum_seed;
@@ -1372,7 +1568,12 @@ impl<'a> Writer<'a> {
     }
 
     /// Place xattrs: returns (in-inode items, xattr block number or 0).
-    fn place_xattrs(&mut self, ino_num: u32, x: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>, path: &dyn Fn() -> String) -> Result<(Vec<XattrItem>, u64), WriteError> {
+    fn place_xattrs(
+        &mut self,
+        ino_num: u32,
+        x: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+        path: &dyn Fn() -> String,
+    ) -> Result<(Vec<XattrItem>, u64), WriteError> {
         if x.is_empty() {
             return Ok((Vec::new(), 0));
         }
@@ -1384,9 +1585,19 @@ impl<'a> Writer<'a> {
             return Ok((items, 0));
         }
         let bs = self.geo.bs as usize;
-        let need: usize = 32 + 4 + rest.iter().map(|i| entry_len(i) + value_len(i)).sum::<usize>();
+        let need: usize = 32
+            + 4
+            + rest
+                .iter()
+                .map(|i| entry_len(i) + value_len(i))
+                .sum::<usize>();
         if need > bs || rest.iter().any(|i| i.name.len() > 255) {
-            return Err(WriteError::Unrepresentable { path: path(), what: format!("extended attributes need {need} bytes, more than one {bs}-byte block") });
+            return Err(WriteError::Unrepresentable {
+                path: path(),
+                what: format!(
+                    "extended attributes need {need} bytes, more than one {bs}-byte block"
+                ),
+            });
         }
         let mut blk = vec![0u8; bs];
         let hashes = write_xattr_area(&mut blk, 32, 0, &rest);
@@ -1406,7 +1617,11 @@ impl<'a> Writer<'a> {
     }
 
     fn write_xattr_blocks(&mut self) -> Result<(), WriteError> {
-        let mut all: Vec<(u64, u32, Vec<u8>)> = self.xattr_blocks.drain().map(|(k, (b, rc))| (b, rc, k)).collect();
+        let mut all: Vec<(u64, u32, Vec<u8>)> = self
+            .xattr_blocks
+            .drain()
+            .map(|(k, (b, rc))| (b, rc, k))
+            .collect();
         all.sort_unstable_by_key(|x| x.0);
         for (b, rc, mut blk) in all {
             blk[4..8].copy_from_slice(&rc.to_le_bytes());
@@ -1420,8 +1635,17 @@ impl<'a> Writer<'a> {
     }
 
     fn write_synthetic_lpf(&mut self) -> Result<(), WriteError> {
-        let p = DirParams { bs: self.geo.bs as usize, csum_seed: self.inode_seed(LPF_INO), hash: None, min_blocks: lpf_blocks(self.geo.bs) };
-        let built = build_dir(LPF_INO, ROOT_INO, &[], &p).map_err(|_| WriteError::Unrepresentable { path: "/lost+found".into(), what: "cannot build".into() })?;
+        let p = DirParams {
+            bs: self.geo.bs as usize,
+            csum_seed: self.inode_seed(LPF_INO),
+            hash: None,
+            min_blocks: lpf_blocks(self.geo.bs),
+        };
+        let built =
+            build_dir(LPF_INO, ROOT_INO, &[], &p).map_err(|_| WriteError::Unrepresentable {
+                path: "/lost+found".into(),
+                what: "cannot build".into(),
+            })?;
         let nblocks = (built.data.len() as u64) / self.geo.bs;
         let runs = self.alloc_runs(0, nblocks)?;
         self.write_runs(&runs, &built.data)?;
@@ -1454,12 +1678,21 @@ impl<'a> Writer<'a> {
             if is_dir && self.ctx.extents && self.opts().ext4_extras {
                 links = 1; // dir_nlink: "more than 65000 subdirectories"
             } else {
-                return Err(WriteError::Unrepresentable { path: path(), what: format!("{links} links (at most 65000)") });
+                return Err(WriteError::Unrepresentable {
+                    path: path(),
+                    what: format!("{links} links (at most 65000)"),
+                });
             }
         }
         let m = &node.meta;
         let mut ino = self.base_inode(node.mode(), m.uid, m.gid, links);
-        self.set_times(&mut ino, m.atime, m.mtime, m.ctime, m.crtime.unwrap_or(m.ctime));
+        self.set_times(
+            &mut ino,
+            m.atime,
+            m.mtime,
+            m.ctime,
+            m.crtime.unwrap_or(m.ctime),
+        );
         let mut blocks = 0u64;
         let mut size = 0u64;
         match &node.kind {
@@ -1477,10 +1710,18 @@ impl<'a> Writer<'a> {
                     let mut v: Vec<Entry<'_>> = Vec::with_capacity(entries.len() + 1);
                     for (name, &child) in entries {
                         let cino = self.plan.ino_of[child.0 as usize];
-                        v.push(Entry { name, ino: cino, ftype: ftype_of(&tree.node(child).kind) });
+                        v.push(Entry {
+                            name,
+                            ino: cino,
+                            ftype: ftype_of(&tree.node(child).kind),
+                        });
                     }
                     if id == tree.root() && self.plan.lpf_node.is_none() {
-                        v.push(Entry { name: b"lost+found", ino: LPF_INO, ftype: 2 });
+                        v.push(Entry {
+                            name: b"lost+found",
+                            ino: LPF_INO,
+                            ftype: 2,
+                        });
                         v.sort_by(|a, b| a.name.cmp(b.name));
                     }
                     v
@@ -1489,12 +1730,29 @@ impl<'a> Writer<'a> {
                 let p = DirParams {
                     bs: bs as usize,
                     csum_seed: self.inode_seed(num),
-                    hash: self.ctx.dir_index.then_some((DxHash::HalfMd4, false, self.hash_seed)),
+                    hash: self
+                        .ctx
+                        .dir_index
+                        .then_some((DxHash::HalfMd4, false, self.hash_seed)),
                     min_blocks: if num == LPF_INO { lpf_blocks(bs) } else { 1 },
                 };
-                let built = build_dir(num, if num == ROOT_INO { ROOT_INO } else { parent }, &ents, &p).map_err(|e| match e {
-                    DirError::TooLarge { leaves } => WriteError::Unrepresentable { path: path(), what: format!("directory needs {leaves} leaf blocks, beyond a two-level htree") },
-                    DirError::BadName => WriteError::Unrepresentable { path: path(), what: "bad entry name".into() },
+                let built = build_dir(
+                    num,
+                    if num == ROOT_INO { ROOT_INO } else { parent },
+                    &ents,
+                    &p,
+                )
+                .map_err(|e| match e {
+                    DirError::TooLarge { leaves } => WriteError::Unrepresentable {
+                        path: path(),
+                        what: format!(
+                            "directory needs {leaves} leaf blocks, beyond a two-level htree"
+                        ),
+                    },
+                    DirError::BadName => WriteError::Unrepresentable {
+                        path: path(),
+                        what: "bad entry name".into(),
+                    },
                 })?;
                 drop(ents);
                 let n = built.data.len() as u64 / bs;
@@ -1518,7 +1776,10 @@ impl<'a> Writer<'a> {
             NodeKind::Symlink(target) => {
                 size = target.len() as u64;
                 if target.is_empty() || target.len() >= bs as usize {
-                    return Err(WriteError::Unrepresentable { path: path(), what: format!("symlink target of {} bytes", target.len()) });
+                    return Err(WriteError::Unrepresentable {
+                        path: path(),
+                        what: format!("symlink target of {} bytes", target.len()),
+                    });
                 }
                 if target.len() < 60 {
                     ino.block[..target.len()].copy_from_slice(target);
@@ -1556,7 +1817,12 @@ impl<'a> Writer<'a> {
     }
 
     /// Stream a regular file's data; returns (i_block, blocks used including the map).
-    fn write_file(&mut self, num: u32, c: &Content, path: &dyn Fn() -> String) -> Result<([u8; 60], u64), WriteError> {
+    fn write_file(
+        &mut self,
+        num: u32,
+        c: &Content,
+        path: &dyn Fn() -> String,
+    ) -> Result<([u8; 60], u64), WriteError> {
         let bs = self.geo.bs;
         let ranges = mapped_ranges(c, bs);
         if ranges.is_empty() {
@@ -1566,7 +1832,14 @@ impl<'a> Writer<'a> {
         let src: Arc<dyn ReadAt> = match c.source() {
             Source::None => Arc::new(Vec::new()),
             Source::Memory(m) => Arc::new(MemSource(m.clone())),
-            Source::Path(p) => Arc::new(FileSource::open(p.as_ref()).map_err(|e| WriteError::Content { path: path(), source: e })?),
+            Source::Path(p) => {
+                Arc::new(
+                    FileSource::open(p.as_ref()).map_err(|e| WriteError::Content {
+                        path: path(),
+                        source: e,
+                    })?,
+                )
+            }
             Source::Shared(s) => s.clone(),
         };
         let mut all_runs: Vec<Run> = Vec::new();
@@ -1580,12 +1853,19 @@ impl<'a> Writer<'a> {
                 let lblk = start + done;
                 buf.clear();
                 buf.resize((n * bs) as usize, 0);
-                fill_from_content(c, src.as_ref(), lblk * bs, &mut buf).map_err(|e| WriteError::Content { path: path(), source: e })?;
+                fill_from_content(c, src.as_ref(), lblk * bs, &mut buf).map_err(|e| {
+                    WriteError::Content {
+                        path: path(),
+                        source: e,
+                    }
+                })?;
                 let runs = self.alloc_runs(lblk, n)?;
                 self.write_runs(&runs, &buf)?;
                 for r in runs {
                     match all_runs.last_mut() {
-                        Some(l) if l.pblk + l.len == r.pblk && l.lblk + l.len == r.lblk => l.len += r.len,
+                        Some(l) if l.pblk + l.len == r.pblk && l.lblk + l.len == r.lblk => {
+                            l.len += r.len
+                        }
                         _ => all_runs.push(r),
                     }
                 }
@@ -1663,7 +1943,9 @@ impl<'a> Writer<'a> {
             }
             let mut ib = vec![0u8; bs];
             let first = g * geo.ipg;
-            let used_here = u64::from(self.used_inodes).saturating_sub(first).min(geo.ipg);
+            let used_here = u64::from(self.used_inodes)
+                .saturating_sub(first)
+                .min(geo.ipg);
             for i in 0..used_here as usize {
                 ib[i / 8] |= 1 << (i % 8);
             }
@@ -1710,7 +1992,8 @@ impl<'a> Writer<'a> {
             d.serialize(raw, ds);
             if gd_csum {
                 let c = GroupDesc::compute_checksum(&sbt, g as u32, raw);
-                raw[format::GROUP_DESC_CHECKSUM_OFFSET..format::GROUP_DESC_CHECKSUM_OFFSET + 2].copy_from_slice(&c.to_le_bytes());
+                raw[format::GROUP_DESC_CHECKSUM_OFFSET..format::GROUP_DESC_CHECKSUM_OFFSET + 2]
+                    .copy_from_slice(&c.to_le_bytes());
             }
         }
 
@@ -1795,7 +2078,10 @@ impl<'a> Writer<'a> {
             self.out.put((start + 1) * geo.bs, &descs)?;
         }
         self.out.flush()?;
-        self.out.file.sync_all().map_err(|e| self.out.io_err(0, e))?;
+        self.out
+            .file
+            .sync_all()
+            .map_err(|e| self.out.io_err(0, e))?;
 
         let blocks_used = geo.blocks_count - free_blocks_total;
         Ok(WriteReport {
@@ -1869,7 +2155,13 @@ mod tests {
 
     #[test]
     fn allocator_skips_reserved() {
-        let mut a = Alloc { reserved: vec![(0, 10), (20, 5)], idx: 0, cursor: 0, end: 100, used: vec![0; 2] };
+        let mut a = Alloc {
+            reserved: vec![(0, 10), (20, 5)],
+            idx: 0,
+            cursor: 0,
+            end: 100,
+            used: vec![0; 2],
+        };
         assert_eq!(a.run(15), Some((10, 10)));
         assert_eq!(a.run(3), Some((25, 3)));
         assert!(a.is_used(27) && !a.is_used(28));

@@ -87,9 +87,21 @@ struct Packer {
 
 impl Packer {
     fn new(bs: usize, csum_seed: Option<u32>, out: Vec<u8>) -> Self {
-        let space = if csum_seed.is_some() { bs - TAIL_LEN } else { bs };
+        let space = if csum_seed.is_some() {
+            bs - TAIL_LEN
+        } else {
+            bs
+        };
         let cur = out.len();
-        let mut p = Packer { bs, space, csum_seed, out, cur, used: 0, last: None };
+        let mut p = Packer {
+            bs,
+            space,
+            csum_seed,
+            out,
+            cur,
+            used: 0,
+            last: None,
+        };
         p.out.resize(cur + bs, 0);
         p
     }
@@ -152,7 +164,11 @@ impl Packer {
 }
 
 /// Number of blocks a linear layout of `name_lens` needs (for sizing).
-pub(crate) fn linear_blocks(bs: usize, csum: bool, name_lens: impl Iterator<Item = usize>) -> usize {
+pub(crate) fn linear_blocks(
+    bs: usize,
+    csum: bool,
+    name_lens: impl Iterator<Item = usize>,
+) -> usize {
     let space = if csum { bs - TAIL_LEN } else { bs };
     let mut blocks = 1;
     let mut used = 24;
@@ -168,13 +184,33 @@ pub(crate) fn linear_blocks(bs: usize, csum: bool, name_lens: impl Iterator<Item
 }
 
 /// Build directory `self_ino` (parent `parent_ino`) holding `entries` (already in name order).
-pub(crate) fn build_dir(self_ino: u32, parent_ino: u32, entries: &[Entry<'_>], p: &DirParams) -> Result<BuiltDir, DirError> {
-    if entries.iter().any(|e| e.name.is_empty() || e.name.len() > 255) {
+pub(crate) fn build_dir(
+    self_ino: u32,
+    parent_ino: u32,
+    entries: &[Entry<'_>],
+    p: &DirParams,
+) -> Result<BuiltDir, DirError> {
+    if entries
+        .iter()
+        .any(|e| e.name.is_empty() || e.name.len() > 255)
+    {
         return Err(DirError::BadName);
     }
-    let dot = Entry { name: b".", ino: self_ino, ftype: FT_DIR };
-    let dotdot = Entry { name: b"..", ino: parent_ino, ftype: FT_DIR };
-    let lin_blocks = linear_blocks(p.bs, p.csum_seed.is_some(), entries.iter().map(|e| e.name.len()));
+    let dot = Entry {
+        name: b".",
+        ino: self_ino,
+        ftype: FT_DIR,
+    };
+    let dotdot = Entry {
+        name: b"..",
+        ino: parent_ino,
+        ftype: FT_DIR,
+    };
+    let lin_blocks = linear_blocks(
+        p.bs,
+        p.csum_seed.is_some(),
+        entries.iter().map(|e| e.name.len()),
+    );
     if lin_blocks <= 1 || p.hash.is_none() || p.min_blocks > 1 {
         let mut pk = Packer::new(p.bs, p.csum_seed, Vec::new());
         pk.push(&dot);
@@ -185,7 +221,10 @@ pub(crate) fn build_dir(self_ino: u32, parent_ino: u32, entries: &[Entry<'_>], p
         while pk.blocks() < p.min_blocks {
             pk.next_block();
         }
-        return Ok(BuiltDir { data: pk.finish(), indexed: false });
+        return Ok(BuiltDir {
+            data: pk.finish(),
+            indexed: false,
+        });
     }
     let Some((kind, unsigned, seed)) = p.hash else {
         return Err(DirError::BadName);
@@ -268,11 +307,18 @@ fn build_htree(
         }
     };
 
-    let leaf_entries: Vec<(u32, u32)> = leaf_hashes.iter().enumerate().map(|(k, &h)| (h, (k + 1) as u32)).collect();
+    let leaf_entries: Vec<(u32, u32)> = leaf_hashes
+        .iter()
+        .enumerate()
+        .map(|(k, &h)| (h, (k + 1) as u32))
+        .collect();
     if leaves <= root_limit {
         data[30] = 0;
         write_dx(&mut data[..bs], 32, root_limit, &leaf_entries);
-        return Ok(BuiltDir { data, indexed: true });
+        return Ok(BuiltDir {
+            data,
+            indexed: true,
+        });
     }
     let nodes = leaves.div_ceil(node_limit);
     if nodes > root_limit {
@@ -292,7 +338,10 @@ fn build_htree(
         root_entries.push((chunk[0].0, lblk));
     }
     write_dx(&mut data[..bs], 32, root_limit, &root_entries);
-    Ok(BuiltDir { data, indexed: true })
+    Ok(BuiltDir {
+        data,
+        indexed: true,
+    })
 }
 
 #[cfg(test)]
@@ -300,14 +349,28 @@ mod tests {
     use super::*;
 
     fn names(n: usize) -> Vec<Vec<u8>> {
-        (0..n).map(|i| format!("file-{i:06}").into_bytes()).collect()
+        (0..n)
+            .map(|i| format!("file-{i:06}").into_bytes())
+            .collect()
     }
 
     #[test]
     fn small_dir_is_linear_one_block() {
         let ns = names(3);
-        let es: Vec<Entry> = ns.iter().map(|n| Entry { name: n, ino: 20, ftype: 1 }).collect();
-        let p = DirParams { bs: 1024, csum_seed: None, hash: Some((DxHash::HalfMd4, false, [1, 2, 3, 4])), min_blocks: 1 };
+        let es: Vec<Entry> = ns
+            .iter()
+            .map(|n| Entry {
+                name: n,
+                ino: 20,
+                ftype: 1,
+            })
+            .collect();
+        let p = DirParams {
+            bs: 1024,
+            csum_seed: None,
+            hash: Some((DxHash::HalfMd4, false, [1, 2, 3, 4])),
+            min_blocks: 1,
+        };
         let d = build_dir(12, 2, &es, &p).unwrap();
         assert_eq!(d.data.len(), 1024);
         assert!(!d.indexed);
@@ -318,11 +381,26 @@ mod tests {
     #[test]
     fn big_dir_becomes_htree_with_two_levels_when_needed() {
         let ns = names(20000);
-        let es: Vec<Entry> = ns.iter().map(|n| Entry { name: n, ino: 20, ftype: 1 }).collect();
-        let p = DirParams { bs: 1024, csum_seed: Some(5), hash: Some((DxHash::HalfMd4, false, [1, 2, 3, 4])), min_blocks: 1 };
+        let es: Vec<Entry> = ns
+            .iter()
+            .map(|n| Entry {
+                name: n,
+                ino: 20,
+                ftype: 1,
+            })
+            .collect();
+        let p = DirParams {
+            bs: 1024,
+            csum_seed: Some(5),
+            hash: Some((DxHash::HalfMd4, false, [1, 2, 3, 4])),
+            min_blocks: 1,
+        };
         let d = build_dir(12, 2, &es, &p).unwrap();
         assert!(d.indexed);
-        assert_eq!(d.data[30], 1, "20000 entries in 1 KiB blocks need an index level");
+        assert_eq!(
+            d.data[30], 1,
+            "20000 entries in 1 KiB blocks need an index level"
+        );
         let p4 = DirParams { bs: 4096, ..p };
         let d = build_dir(12, 2, &es, &p4).unwrap();
         assert_eq!(d.data[30], 0);

@@ -129,18 +129,23 @@ pub(crate) fn build_extents(
 }
 
 /// Build a direct/indirect block map (ext2/ext3) for `runs`.
-pub(crate) fn build_indirect(runs: &[Run], bs: usize, alloc: &mut dyn FnMut() -> Option<u64>) -> Result<BlockMap, MapError> {
+pub(crate) fn build_indirect(
+    runs: &[Run],
+    bs: usize,
+    alloc: &mut dyn FnMut() -> Option<u64>,
+) -> Result<BlockMap, MapError> {
     let p = (bs / 4) as u64;
     let limit = 12 + p + p * p + p * p * p;
     let mut i_block = [0u8; 60];
     // Node key: (tree: 0 single / 1 double / 2 triple, depth below the tree's root, prefix).
     let mut nodes: BTreeMap<(u8, u8, u64), Vec<u32>> = BTreeMap::new();
-    let set = |nodes: &mut BTreeMap<(u8, u8, u64), Vec<u32>>, key: (u8, u8, u64), idx: u64, v: u32| {
-        let node = nodes.entry(key).or_insert_with(|| vec![0u32; p as usize]);
-        if let Some(slot) = node.get_mut(idx as usize) {
-            *slot = v;
-        }
-    };
+    let set =
+        |nodes: &mut BTreeMap<(u8, u8, u64), Vec<u32>>, key: (u8, u8, u64), idx: u64, v: u32| {
+            let node = nodes.entry(key).or_insert_with(|| vec![0u32; p as usize]);
+            if let Some(slot) = node.get_mut(idx as usize) {
+                *slot = v;
+            }
+        };
     for r in runs {
         for k in 0..r.len {
             let l = r.lblk + k;
@@ -161,13 +166,19 @@ pub(crate) fn build_indirect(runs: &[Run], bs: usize, alloc: &mut dyn FnMut() ->
             let l = l - p;
             if l < p * p {
                 set(&mut nodes, (1, 1, l / p), l % p, pb32);
-                nodes.entry((1, 0, 0)).or_insert_with(|| vec![0u32; p as usize]);
+                nodes
+                    .entry((1, 0, 0))
+                    .or_insert_with(|| vec![0u32; p as usize]);
                 continue;
             }
             let l = l - p * p;
             set(&mut nodes, (2, 2, l / p), l % p, pb32);
-            nodes.entry((2, 1, l / (p * p))).or_insert_with(|| vec![0u32; p as usize]);
-            nodes.entry((2, 0, 0)).or_insert_with(|| vec![0u32; p as usize]);
+            nodes
+                .entry((2, 1, l / (p * p)))
+                .or_insert_with(|| vec![0u32; p as usize]);
+            nodes
+                .entry((2, 0, 0))
+                .or_insert_with(|| vec![0u32; p as usize]);
         }
     }
     // Allocate every node, then link children into parents.
@@ -247,14 +258,30 @@ mod tests {
             next += 1;
             Some(next)
         };
-        let m = build_extents(&[Run { lblk: 0, pblk: 50, len: 70000 }], 4096, None, &mut alloc).unwrap();
+        let m = build_extents(
+            &[Run {
+                lblk: 0,
+                pblk: 50,
+                len: 70000,
+            }],
+            4096,
+            None,
+            &mut alloc,
+        )
+        .unwrap();
         assert!(m.blocks.is_empty());
         assert_eq!(u16::from_le_bytes([m.i_block[2], m.i_block[3]]), 3); // 32768+32768+4464
     }
 
     #[test]
     fn many_extents_make_a_tree() {
-        let runs: Vec<Run> = (0..1000).map(|i| Run { lblk: i * 2, pblk: 1000 + i * 2, len: 1 }).collect();
+        let runs: Vec<Run> = (0..1000)
+            .map(|i| Run {
+                lblk: i * 2,
+                pblk: 1000 + i * 2,
+                len: 1,
+            })
+            .collect();
         let mut next = 10u64;
         let mut alloc = || {
             next += 1;
@@ -273,11 +300,38 @@ mod tests {
             Some(next)
         };
         // 1 KiB blocks: 256 pointers; 12 + 256 + 1 blocks needs single + double (2 blocks).
-        let m = build_indirect(&[Run { lblk: 0, pblk: 100, len: 12 + 256 + 1 }], 1024, &mut alloc).unwrap();
+        let m = build_indirect(
+            &[Run {
+                lblk: 0,
+                pblk: 100,
+                len: 12 + 256 + 1,
+            }],
+            1024,
+            &mut alloc,
+        )
+        .unwrap();
         assert_eq!(m.blocks.len(), 3);
         // Far sparse block only: triple-indirect chain of 3 blocks.
-        let m = build_indirect(&[Run { lblk: 12 + 256 + 65536 + 5, pblk: 100, len: 1 }], 1024, &mut alloc).unwrap();
+        let m = build_indirect(
+            &[Run {
+                lblk: 12 + 256 + 65536 + 5,
+                pblk: 100,
+                len: 1,
+            }],
+            1024,
+            &mut alloc,
+        )
+        .unwrap();
         assert_eq!(m.blocks.len(), 3);
-        assert!(build_indirect(&[Run { lblk: u64::MAX / 2, pblk: 1, len: 1 }], 1024, &mut alloc).is_err());
+        assert!(build_indirect(
+            &[Run {
+                lblk: u64::MAX / 2,
+                pblk: 1,
+                len: 1
+            }],
+            1024,
+            &mut alloc
+        )
+        .is_err());
     }
 }

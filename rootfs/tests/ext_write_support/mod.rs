@@ -24,13 +24,25 @@ pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
 }
 
 pub fn meta(perm: u16, uid: u32, gid: u32) -> Metadata {
-    let mut m = Metadata::new(perm, uid, gid, Timestamp { sec: 1_600_000_000, nsec: 0 });
-    m.mtime = Timestamp { sec: 1_600_000_123, nsec: 456_789_000 };
+    let mut m = Metadata::new(
+        perm,
+        uid,
+        gid,
+        Timestamp {
+            sec: 1_600_000_000,
+            nsec: 0,
+        },
+    );
+    m.mtime = Timestamp {
+        sec: 1_600_000_123,
+        nsec: 456_789_000,
+    };
     m
 }
 
 pub fn add(t: &mut Tree, path: &str, kind: NodeKind, m: Metadata) {
-    t.insert(path.as_bytes(), Node::new(kind, m), &meta(0o755, 0, 0)).unwrap();
+    t.insert(path.as_bytes(), Node::new(kind, m), &meta(0o755, 0, 0))
+        .unwrap();
 }
 
 pub fn file(t: &mut Tree, path: &str, data: Vec<u8>, m: Metadata) {
@@ -47,37 +59,108 @@ pub fn feature_tree(big: bool) -> Tree {
     file(&mut t, "/usr/bin/sudo", bytes(2, 5000), meta(0o4755, 0, 0));
     file(&mut t, "/usr/bin/wall", bytes(3, 100), meta(0o2755, 0, 5));
     add(&mut t, "/tmp", NodeKind::empty_dir(), meta(0o1777, 0, 0));
-    add(&mut t, "/srv/shared", NodeKind::empty_dir(), meta(0o2775, 1000, 1000));
-    add(&mut t, "/dev/null", NodeKind::CharDevice(Device { major: 1, minor: 3 }), meta(0o666, 0, 0));
-    add(&mut t, "/dev/sda", NodeKind::BlockDevice(Device { major: 8, minor: 0 }), meta(0o660, 0, 6));
-    add(&mut t, "/dev/odd", NodeKind::CharDevice(Device { major: 300, minor: 70000 }), meta(0o600, 0, 0));
+    add(
+        &mut t,
+        "/srv/shared",
+        NodeKind::empty_dir(),
+        meta(0o2775, 1000, 1000),
+    );
+    add(
+        &mut t,
+        "/dev/null",
+        NodeKind::CharDevice(Device { major: 1, minor: 3 }),
+        meta(0o666, 0, 0),
+    );
+    add(
+        &mut t,
+        "/dev/sda",
+        NodeKind::BlockDevice(Device { major: 8, minor: 0 }),
+        meta(0o660, 0, 6),
+    );
+    add(
+        &mut t,
+        "/dev/odd",
+        NodeKind::CharDevice(Device {
+            major: 300,
+            minor: 70000,
+        }),
+        meta(0o600, 0, 0),
+    );
     add(&mut t, "/run/fifo", NodeKind::Fifo, meta(0o644, 0, 0));
     add(&mut t, "/run/sock", NodeKind::Socket, meta(0o755, 0, 0));
-    file(&mut t, "/etc/hosts", b"127.0.0.1 localhost\n".to_vec(), meta(0o644, 0, 0));
+    file(
+        &mut t,
+        "/etc/hosts",
+        b"127.0.0.1 localhost\n".to_vec(),
+        meta(0o644, 0, 0),
+    );
     let hosts = t.lookup(b"/etc/hosts").unwrap();
-    t.link_at(b"/etc/hosts.link", hosts, &meta(0o755, 0, 0)).unwrap();
-    t.link_at(b"/srv/hosts-again", hosts, &meta(0o755, 0, 0)).unwrap();
-    file(&mut t, "/home/big-ids/file", b"owned".to_vec(), meta(0o640, 100_000, 200_000));
-    add(&mut t, "/home/big-ids", NodeKind::empty_dir(), meta(0o750, 100_000, 200_000));
+    t.link_at(b"/etc/hosts.link", hosts, &meta(0o755, 0, 0))
+        .unwrap();
+    t.link_at(b"/srv/hosts-again", hosts, &meta(0o755, 0, 0))
+        .unwrap();
+    file(
+        &mut t,
+        "/home/big-ids/file",
+        b"owned".to_vec(),
+        meta(0o640, 100_000, 200_000),
+    );
+    add(
+        &mut t,
+        "/home/big-ids",
+        NodeKind::empty_dir(),
+        meta(0o750, 100_000, 200_000),
+    );
     // Times: nanoseconds, after 2038, before 1970.
     let mut m = meta(0o644, 0, 0);
-    m.atime = Timestamp { sec: 3_000_000_000, nsec: 1 };
-    m.mtime = Timestamp { sec: -1_000_000, nsec: 999_999_999 };
-    m.ctime = Timestamp { sec: 1_700_000_000, nsec: 500 };
+    m.atime = Timestamp {
+        sec: 3_000_000_000,
+        nsec: 1,
+    };
+    m.mtime = Timestamp {
+        sec: -1_000_000,
+        nsec: 999_999_999,
+    };
+    m.ctime = Timestamp {
+        sec: 1_700_000_000,
+        nsec: 500,
+    };
     file(&mut t, "/times", b"t".to_vec(), m);
-    add(&mut t, "/link/short", NodeKind::Symlink(b"../etc/hosts".to_vec()), meta(0o777, 0, 0));
-    add(&mut t, "/link/long", NodeKind::Symlink(format!("/{}", "x".repeat(150)).into_bytes()), meta(0o777, 0, 0));
+    add(
+        &mut t,
+        "/link/short",
+        NodeKind::Symlink(b"../etc/hosts".to_vec()),
+        meta(0o777, 0, 0),
+    );
+    add(
+        &mut t,
+        "/link/long",
+        NodeKind::Symlink(format!("/{}", "x".repeat(150)).into_bytes()),
+        meta(0o777, 0, 0),
+    );
     // Xattrs: in-inode ones, and enough to need a block (shared by two files).
     let mut m = meta(0o755, 0, 0);
-    m.xattrs.insert(b"security.capability".to_vec(), vec![1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    m.xattrs.insert(b"security.selinux".to_vec(), b"system_u:object_r:bin_t:s0\0".to_vec());
+    m.xattrs.insert(
+        b"security.capability".to_vec(),
+        vec![
+            1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    );
+    m.xattrs.insert(
+        b"security.selinux".to_vec(),
+        b"system_u:object_r:bin_t:s0\0".to_vec(),
+    );
     m.xattrs.insert(b"user.comment".to_vec(), b"hello".to_vec());
     file(&mut t, "/usr/bin/ping", bytes(4, 3000), m);
     let mut m = meta(0o644, 0, 0);
     m.xattrs.insert(b"user.big".to_vec(), bytes(5, 600));
     m.xattrs.insert(b"user.empty".to_vec(), Vec::new());
-    m.xattrs.insert(b"trusted.t".to_vec(), b"trusted value".to_vec());
-    m.xattrs.insert(b"security.selinux".to_vec(), b"system_u:object_r:etc_t:s0\0".to_vec());
+    m.xattrs
+        .insert(b"trusted.t".to_vec(), b"trusted value".to_vec());
+    m.xattrs.insert(
+        b"security.selinux".to_vec(),
+        b"system_u:object_r:etc_t:s0\0".to_vec(),
+    );
     file(&mut t, "/etc/xa1", b"a".to_vec(), m.clone());
     file(&mut t, "/etc/xa2", b"b".to_vec(), m.clone());
     add(&mut t, "/etc/xdir", NodeKind::empty_dir(), m);
@@ -86,7 +169,18 @@ pub fn feature_tree(big: bool) -> Tree {
     let c = Content::from_extents(
         Source::Memory(src.clone()),
         3 << 20,
-        vec![Extent { logical: 0, physical: 0, len: 5000 }, Extent { logical: 1 << 20, physical: 5000, len: 10_000 }],
+        vec![
+            Extent {
+                logical: 0,
+                physical: 0,
+                len: 5000,
+            },
+            Extent {
+                logical: 1 << 20,
+                physical: 5000,
+                len: 10_000,
+            },
+        ],
     )
     .unwrap();
     add(&mut t, "/sparse", NodeKind::Regular(c), meta(0o644, 0, 0));
@@ -95,9 +189,21 @@ pub fn feature_tree(big: bool) -> Tree {
             Source::Memory(src),
             (5u64 << 30) + 12345,
             vec![
-                Extent { logical: 0, physical: 0, len: 100 },
-                Extent { logical: (4u64 << 30) + 777, physical: 100, len: 8000 },
-                Extent { logical: 5u64 << 30, physical: 5000, len: 12345 },
+                Extent {
+                    logical: 0,
+                    physical: 0,
+                    len: 100,
+                },
+                Extent {
+                    logical: (4u64 << 30) + 777,
+                    physical: 100,
+                    len: 8000,
+                },
+                Extent {
+                    logical: 5u64 << 30,
+                    physical: 5000,
+                    len: 12345,
+                },
             ],
         )
         .unwrap();
@@ -105,7 +211,13 @@ pub fn feature_tree(big: bool) -> Tree {
     }
     // A POSIX ACL in the VFS xattr format (stored in ext4's compact disk format).
     let mut acl = 2u32.to_le_bytes().to_vec();
-    for (tag, perm, id) in [(1u16, 6u16, u32::MAX), (2, 4, 1000), (4, 4, u32::MAX), (0x10, 4, u32::MAX), (0x20, 4, u32::MAX)] {
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 4, 1000),
+        (4, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ] {
         acl.extend_from_slice(&tag.to_le_bytes());
         acl.extend_from_slice(&perm.to_le_bytes());
         acl.extend_from_slice(&id.to_le_bytes());
@@ -116,20 +228,48 @@ pub fn feature_tree(big: bool) -> Tree {
     file(&mut t, "/empty", Vec::new(), meta(0o600, 0, 0));
     file(&mut t, "/zeros", vec![0u8; 70_000], meta(0o600, 0, 0));
     let long = "L".repeat(255);
-    file(&mut t, &format!("/names/{long}"), b"long".to_vec(), meta(0o644, 0, 0));
-    file(&mut t, "/names/\u{e9}t\u{e9} caf\u{e9}", b"utf8".to_vec(), meta(0o644, 0, 0));
+    file(
+        &mut t,
+        &format!("/names/{long}"),
+        b"long".to_vec(),
+        meta(0o644, 0, 0),
+    );
+    file(
+        &mut t,
+        "/names/\u{e9}t\u{e9} caf\u{e9}",
+        b"utf8".to_vec(),
+        meta(0o644, 0, 0),
+    );
     let deep: String = (0..40).map(|i| format!("/d{i}")).collect();
-    file(&mut t, &format!("{deep}/bottom"), b"deep".to_vec(), meta(0o644, 0, 0));
+    file(
+        &mut t,
+        &format!("{deep}/bottom"),
+        b"deep".to_vec(),
+        meta(0o644, 0, 0),
+    );
     for i in 0..WIDE {
         let name = format!("/wide/entry-{i:05}-{}", "n".repeat(i % 40));
-        file(&mut t, &name, if i % 500 == 0 { bytes(i as u64, i) } else { Vec::new() }, meta(0o644, i as u32, 0));
+        file(
+            &mut t,
+            &name,
+            if i % 500 == 0 {
+                bytes(i as u64, i)
+            } else {
+                Vec::new()
+            },
+            meta(0o644, i as u32, 0),
+        );
     }
     t
 }
 
 /// Run `e2fsck -fn` and assert it exits 0.
 pub fn fsck(img: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(img).output().expect("e2fsck must be installed (e2fsprogs)");
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(img)
+        .output()
+        .expect("e2fsck must be installed (e2fsprogs)");
     assert!(
         out.status.success(),
         "e2fsck -fn {} failed ({:?}):\n{}\n{}",
@@ -145,8 +285,17 @@ pub fn debugfs(img: &Path, cmds: &[String]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("cmds");
     std::fs::write(&f, cmds.join("\n") + "\n").unwrap();
-    let out = Command::new("debugfs").arg("-f").arg(&f).arg(img).output().expect("debugfs must be installed (e2fsprogs)");
-    assert!(out.status.success(), "debugfs failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("debugfs")
+        .arg("-f")
+        .arg(&f)
+        .arg(img)
+        .output()
+        .expect("debugfs must be installed (e2fsprogs)");
+    assert!(
+        out.status.success(),
+        "debugfs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -198,7 +347,10 @@ pub fn parse_stat(s: &str) -> Stat {
         for k in ["ctime", "atime", "mtime", "crtime"] {
             let key = format!("{k}: 0x");
             if line.trim_start().starts_with(&key) {
-                let v = line.trim_start()[key.len()..].split_whitespace().next().unwrap();
+                let v = line.trim_start()[key.len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap();
                 let mut it = v.split(':');
                 let sec = u32::from_str_radix(it.next().unwrap(), 16).unwrap();
                 let extra = it.next().map(|x| u32::from_str_radix(x, 16).unwrap());
@@ -206,9 +358,18 @@ pub fn parse_stat(s: &str) -> Stat {
             }
         }
         if line.contains("Device major/minor number:") {
-            let v = line.split("number:").nth(1).unwrap().split_whitespace().next().unwrap();
+            let v = line
+                .split("number:")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap();
             let mut it = v.split(':');
-            st.device = Some((it.next().unwrap().parse().unwrap(), it.next().unwrap().parse().unwrap()));
+            st.device = Some((
+                it.next().unwrap().parse().unwrap(),
+                it.next().unwrap().parse().unwrap(),
+            ));
         }
         if let Some(rest) = line.strip_prefix("Fast link dest: ") {
             st.fast_link = Some(rest.trim_matches('"').to_string());
@@ -219,7 +380,8 @@ pub fn parse_stat(s: &str) -> Stat {
         }
         if in_xattr {
             if let Some(rest) = line.strip_prefix("  ") {
-                st.xattr_names.push(rest.split(" (").next().unwrap().to_string());
+                st.xattr_names
+                    .push(rest.split(" (").next().unwrap().to_string());
             } else {
                 in_xattr = false;
             }
@@ -233,7 +395,10 @@ pub fn enc_time(t: Timestamp, large: bool) -> (u32, Option<u32>) {
     let lo = t.sec as i32 as u32;
     if !large {
         // 128-byte inodes: seconds only, clamped to the signed 32-bit range.
-        return (t.sec.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32 as u32, None);
+        return (
+            t.sec.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32 as u32,
+            None,
+        );
     }
     let epoch = (((t.sec - i64::from(t.sec as i32)) >> 32) & 3) as u32;
     (lo, Some((t.nsec << 2) | epoch))
@@ -277,7 +442,10 @@ pub fn check_with_debugfs(tree: &Tree, img: &Path, large_inodes: bool) {
     tree.walk(|p, id| paths.push((p.to_vec(), id)));
     let links = tree.link_counts();
     let has_lpf = tree.lookup(b"/lost+found").is_some();
-    let cmds: Vec<String> = paths.iter().map(|(p, _)| format!("stat {}", q(p))).collect();
+    let cmds: Vec<String> = paths
+        .iter()
+        .map(|(p, _)| format!("stat {}", q(p)))
+        .collect();
     let stats = split_requests(&debugfs(img, &cmds));
     assert_eq!(stats.len(), paths.len());
     let tmp = tempfile::tempdir().unwrap();
@@ -293,11 +461,19 @@ pub fn check_with_debugfs(tree: &Tree, img: &Path, large_inodes: bool) {
         assert!(st.ino != 0, "{shown}: debugfs stat failed: {out}");
         // Hard links: one inode per node, and only one.
         if let Some(prev) = seen_ino.insert(st.ino, *id) {
-            assert_eq!(prev, *id, "{shown}: inode {} shared by different nodes", st.ino);
+            assert_eq!(
+                prev, *id,
+                "{shown}: inode {} shared by different nodes",
+                st.ino
+            );
         }
         assert_eq!(st.kind, kind_name(&node.kind), "{shown}: type");
         assert_eq!(st.mode, u32::from(node.meta.perm), "{shown}: mode");
-        assert_eq!((st.uid, st.gid), (node.meta.uid, node.meta.gid), "{shown}: owner");
+        assert_eq!(
+            (st.uid, st.gid),
+            (node.meta.uid, node.meta.gid),
+            "{shown}: owner"
+        );
         let mut want_links = links[id.0 as usize];
         if *id == tree.root() && !has_lpf {
             want_links += 1;
@@ -307,18 +483,38 @@ pub fn check_with_debugfs(tree: &Tree, img: &Path, large_inodes: bool) {
             assert_eq!(st.size, node.size(), "{shown}: size");
         }
         let m = &node.meta;
-        assert_eq!(st.times.get("mtime"), Some(&enc_time(m.mtime, large_inodes)), "{shown}: mtime");
-        assert_eq!(st.times.get("atime"), Some(&enc_time(m.atime, large_inodes)), "{shown}: atime");
-        assert_eq!(st.times.get("ctime"), Some(&enc_time(m.ctime, large_inodes)), "{shown}: ctime");
+        assert_eq!(
+            st.times.get("mtime"),
+            Some(&enc_time(m.mtime, large_inodes)),
+            "{shown}: mtime"
+        );
+        assert_eq!(
+            st.times.get("atime"),
+            Some(&enc_time(m.atime, large_inodes)),
+            "{shown}: atime"
+        );
+        assert_eq!(
+            st.times.get("ctime"),
+            Some(&enc_time(m.ctime, large_inodes)),
+            "{shown}: ctime"
+        );
         if large_inodes {
-            assert_eq!(st.times.get("crtime"), Some(&enc_time(m.crtime.unwrap_or(m.ctime), true)), "{shown}: crtime");
+            assert_eq!(
+                st.times.get("crtime"),
+                Some(&enc_time(m.crtime.unwrap_or(m.ctime), true)),
+                "{shown}: crtime"
+            );
         }
         match &node.kind {
             NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => {
                 assert_eq!(st.device, Some((d.major, d.minor)), "{shown}: device");
             }
             NodeKind::Symlink(t) if t.len() < 60 => {
-                assert_eq!(st.fast_link.as_deref(), Some(String::from_utf8_lossy(t).as_ref()), "{shown}: link");
+                assert_eq!(
+                    st.fast_link.as_deref(),
+                    Some(String::from_utf8_lossy(t).as_ref()),
+                    "{shown}: link"
+                );
             }
             NodeKind::Symlink(t) => {
                 let f = tmp.path().join(format!("d{k}"));
@@ -332,21 +528,40 @@ pub fn check_with_debugfs(tree: &Tree, img: &Path, large_inodes: bool) {
             }
             _ => {}
         }
-        let mut names: Vec<String> = m.xattrs.keys().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
+        let mut names: Vec<String> = m
+            .xattrs
+            .keys()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
         let mut got = st.xattr_names.clone();
         names.sort();
         got.sort();
         assert_eq!(got, names, "{shown}: xattr names");
         for (n, v) in &m.xattrs {
             let f = tmp.path().join(format!("x{}", expect_ea.len()));
-            ea_cmds.push(format!("ea_get -f {} {} {}", f.display(), q(path), String::from_utf8_lossy(n)));
-            expect_ea.push((f, v.clone(), format!("{shown} xattr {}", String::from_utf8_lossy(n))));
+            ea_cmds.push(format!(
+                "ea_get -f {} {} {}",
+                f.display(),
+                q(path),
+                String::from_utf8_lossy(n)
+            ));
+            expect_ea.push((
+                f,
+                v.clone(),
+                format!("{shown} xattr {}", String::from_utf8_lossy(n)),
+            ));
         }
     }
     debugfs(img, &dumps);
     for (f, want, shown) in expect_dump {
-        let got = std::fs::read(&f).unwrap_or_else(|e| panic!("{shown}: debugfs dump produced nothing: {e}"));
-        assert!(got == want, "{shown}: content differs ({} vs {} bytes)", got.len(), want.len());
+        let got = std::fs::read(&f)
+            .unwrap_or_else(|e| panic!("{shown}: debugfs dump produced nothing: {e}"));
+        assert!(
+            got == want,
+            "{shown}: content differs ({} vs {} bytes)",
+            got.len(),
+            want.len()
+        );
     }
     debugfs(img, &ea_cmds);
     for (f, want, shown) in expect_ea {
@@ -363,17 +578,31 @@ pub fn check_with_debugfs(tree: &Tree, img: &Path, large_inodes: bool) {
 /// `block_mapped_holes`: also read sparse files on ext2/ext3 images (ext4-view 0.9 fails on
 /// a hole inside a double-indirect block map, reading "block 0"; debugfs checks those).
 pub fn check_with_ext4_view(tree: &Tree, img: &Path, block_mapped_holes: bool) {
-    let fs = load_view(img).unwrap_or_else(|e| panic!("ext4-view cannot load {}: {e}", img.display()));
+    let fs =
+        load_view(img).unwrap_or_else(|e| panic!("ext4-view cannot load {}: {e}", img.display()));
     let mut n = 0;
     tree.walk(|p, id| match &tree.node(id).kind {
-        NodeKind::Regular(c) if c.size() <= DUMP_LIMIT && (block_mapped_holes || !c.is_sparse()) => {
-            let got = fs.read(p).unwrap_or_else(|e| panic!("ext4-view read {}: {e}", String::from_utf8_lossy(p)));
-            assert!(got == c.read_to_vec(DUMP_LIMIT).unwrap(), "ext4-view: {} differs", String::from_utf8_lossy(p));
+        NodeKind::Regular(c)
+            if c.size() <= DUMP_LIMIT && (block_mapped_holes || !c.is_sparse()) =>
+        {
+            let got = fs
+                .read(p)
+                .unwrap_or_else(|e| panic!("ext4-view read {}: {e}", String::from_utf8_lossy(p)));
+            assert!(
+                got == c.read_to_vec(DUMP_LIMIT).unwrap(),
+                "ext4-view: {} differs",
+                String::from_utf8_lossy(p)
+            );
             n += 1;
         }
         NodeKind::Symlink(t) => {
             let got = fs.read_link(p).unwrap();
-            assert_eq!(AsRef::<[u8]>::as_ref(&got), t.as_slice(), "ext4-view: link {}", String::from_utf8_lossy(p));
+            assert_eq!(
+                AsRef::<[u8]>::as_ref(&got),
+                t.as_slice(),
+                "ext4-view: link {}",
+                String::from_utf8_lossy(p)
+            );
         }
         _ => {}
     });
@@ -390,7 +619,10 @@ pub fn debugfs_read(img: &Path, path: &str, at: u64, n: usize, bs: u64) -> Vec<u
     let f = std::fs::File::open(img).unwrap();
     let mut data = Vec::new();
     for o in outs {
-        let p: u64 = o.trim().parse().unwrap_or_else(|_| panic!("bmap output {o:?}"));
+        let p: u64 = o
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("bmap output {o:?}"));
         let mut blk = vec![0u8; bs as usize];
         if p != 0 {
             use std::os::unix::fs::FileExt;
@@ -413,10 +645,17 @@ pub fn check_huge(img: &Path, bs: u64, view: bool) {
     mid.extend_from_slice(&[0u8; 100]);
     let mut tail = vec![0u8; 10];
     tail.extend_from_slice(&src[5000..17345]);
-    let checks: Vec<(u64, Vec<u8>)> =
-        vec![(at - 100, mid), ((5u64 << 30) - 10, tail), (0, src[..100].to_vec()), (1 << 30, vec![0u8; 4096])];
+    let checks: Vec<(u64, Vec<u8>)> = vec![
+        (at - 100, mid),
+        ((5u64 << 30) - 10, tail),
+        (0, src[..100].to_vec()),
+        (1 << 30, vec![0u8; 4096]),
+    ];
     for (off, want) in &checks {
-        assert!(debugfs_read(img, "/huge", *off, want.len(), bs) == *want, "/huge at {off} (debugfs)");
+        assert!(
+            debugfs_read(img, "/huge", *off, want.len(), bs) == *want,
+            "/huge at {off} (debugfs)"
+        );
     }
     let st = parse_stat(&split_requests(&debugfs(img, &["stat /huge".to_string()]))[0]);
     assert_eq!(st.size, (5u64 << 30) + 12345);
@@ -444,9 +683,15 @@ pub fn check_huge(img: &Path, bs: u64, view: bool) {
 struct ImageFile(std::fs::File);
 
 impl ext4_view::Ext4Read for ImageFile {
-    fn read(&mut self, start_byte: u64, dst: &mut [u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+    fn read(
+        &mut self,
+        start_byte: u64,
+        dst: &mut [u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
         use std::os::unix::fs::FileExt;
-        self.0.read_exact_at(dst, start_byte).map_err(|e| Box::new(e) as _)
+        self.0
+            .read_exact_at(dst, start_byte)
+            .map_err(|e| Box::new(e) as _)
     }
 }
 
