@@ -1578,6 +1578,12 @@ impl<'a> Writer<'a> {
             return Ok((Vec::new(), 0));
         }
         let _ = ino_num;
+        if let Some(k) = x.keys().find(|k| format::xattr_split_name(k).1.len() > 255) {
+            return Err(WriteError::Unrepresentable {
+                path: path(),
+                what: format!("extended attribute name {} longer than 255 bytes", display_path(k)),
+            });
+        }
         let mut items = xattr_items(x);
         let n_in = in_inode_count(&items, self.ctx.xattr_in_inode_space());
         let rest = items.split_off(n_in);
@@ -1797,6 +1803,12 @@ impl<'a> Writer<'a> {
                 }
             }
             NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => {
+                if d.major >= 1 << 12 || d.minor >= 1 << 20 {
+                    return Err(WriteError::Unrepresentable {
+                        path: path(),
+                        what: format!("device {}:{} beyond 12-bit major / 20-bit minor", d.major, d.minor),
+                    });
+                }
                 let (w0, w1) = encode_device(d.major, d.minor);
                 ino.block[0..4].copy_from_slice(&w0.to_le_bytes());
                 ino.block[4..8].copy_from_slice(&w1.to_le_bytes());
@@ -1999,7 +2011,8 @@ impl<'a> Writer<'a> {
 
         // The superblock.
         let epoch = opts.epoch;
-        let t32 = |t: i64| t.clamp(0, u32::MAX as i64) as u32;
+        // Superblock times: low 32 bits here, bits 32-39 in the *_hi bytes.
+        let t32 = |t: i64| t.clamp(0, (1i64 << 40) - 1) as u32;
         let sb = &mut self.sb;
         sb.inodes_count = geo.inodes_count() as u32;
         sb.blocks_count_lo = geo.blocks_count as u32;
@@ -2049,7 +2062,7 @@ impl<'a> Writer<'a> {
         if csum {
             sb.checksum_type = 1;
         }
-        let hi = |t: i64| (t.max(0) >> 32) as u8;
+        let hi = |t: i64| (t.clamp(0, (1i64 << 40) - 1) >> 32) as u8;
         sb.wtime_hi = hi(epoch);
         sb.mkfs_time_hi = hi(epoch);
         sb.lastcheck_hi = hi(epoch);
