@@ -153,17 +153,32 @@ fn unrepresentable_devices_and_xattr_names_are_refused() {
     let img = dir.path().join("x.img");
     let o = WriteOptions::new(FsKind::Ext4);
     let mut t = small_tree();
-    add(&mut t, "/dev/huge", rootfs::NodeKind::CharDevice(rootfs::Device { major: 5000, minor: 1 }), meta(0o600, 0, 0));
+    add(
+        &mut t,
+        "/dev/huge",
+        rootfs::NodeKind::CharDevice(rootfs::Device {
+            major: 5000,
+            minor: 1,
+        }),
+        meta(0o600, 0, 0),
+    );
     match write_image(&t, &img, &o) {
-        Err(e @ WriteError::Unrepresentable { .. }) => assert!(e.to_string().contains("/dev/huge"), "{e}"),
+        Err(e @ WriteError::Unrepresentable { .. }) => {
+            assert!(e.to_string().contains("/dev/huge"), "{e}")
+        }
         other => panic!("{other:?}"),
     }
     let mut t = small_tree();
     let mut m = meta(0o644, 0, 0);
-    m.xattrs.insert(format!("user.{}", "n".repeat(300)).into_bytes(), b"v".to_vec());
+    m.xattrs.insert(
+        format!("user.{}", "n".repeat(300)).into_bytes(),
+        b"v".to_vec(),
+    );
     file(&mut t, "/longattr", b"x".to_vec(), m);
     match write_image(&t, &img, &o) {
-        Err(e @ WriteError::Unrepresentable { .. }) => assert!(e.to_string().contains("/longattr"), "{e}"),
+        Err(e @ WriteError::Unrepresentable { .. }) => {
+            assert!(e.to_string().contains("/longattr"), "{e}")
+        }
         other => panic!("{other:?}"),
     }
 }

@@ -282,9 +282,20 @@ pub fn fsck(img: &Path) {
 
 /// Run debugfs with the given requests (one per line) and return stdout.
 pub fn debugfs(img: &Path, cmds: &[String]) -> String {
+    let raw: Vec<Vec<u8>> = cmds.iter().map(|c| c.as_bytes().to_vec()).collect();
+    debugfs_raw(img, &raw)
+}
+
+/// Like [`debugfs`] with requests as raw bytes (file names need not be UTF-8).
+pub fn debugfs_raw(img: &Path, cmds: &[Vec<u8>]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("cmds");
-    std::fs::write(&f, cmds.join("\n") + "\n").unwrap();
+    let mut all = Vec::new();
+    for c in cmds {
+        all.extend_from_slice(c);
+        all.push(b'\n');
+    }
+    std::fs::write(&f, all).unwrap();
     let out = Command::new("debugfs")
         .arg("-f")
         .arg(&f)
@@ -302,6 +313,18 @@ pub fn debugfs(img: &Path, cmds: &[String]) -> String {
 /// Quote a path for a debugfs command line.
 pub fn q(p: &[u8]) -> String {
     format!("\"{}\"", String::from_utf8_lossy(p))
+}
+
+/// A debugfs request `verb "path" rest` as raw bytes.
+pub fn req(verb: &str, path: &[u8], rest: &str) -> Vec<u8> {
+    let mut v = format!("{verb} \"").into_bytes();
+    v.extend_from_slice(path);
+    v.push(b'"');
+    if !rest.is_empty() {
+        v.push(b' ');
+        v.extend_from_slice(rest.as_bytes());
+    }
+    v
 }
 
 /// The fields of a debugfs `stat`.
@@ -442,23 +465,23 @@ pub fn check_with_debugfs(tree: &Tree, img: &Path, large_inodes: bool) {
     tree.walk(|p, id| paths.push((p.to_vec(), id)));
     let links = tree.link_counts();
     let has_lpf = tree.lookup(b"/lost+found").is_some();
-    let cmds: Vec<String> = paths
-        .iter()
-        .map(|(p, _)| format!("stat {}", q(p)))
-        .collect();
-    let stats = split_requests(&debugfs(img, &cmds));
+    let cmds: Vec<Vec<u8>> = paths.iter().map(|(p, _)| req("stat", p, "")).collect();
+    let stats = split_requests(&debugfs_raw(img, &cmds));
     assert_eq!(stats.len(), paths.len());
     let tmp = tempfile::tempdir().unwrap();
-    let mut dumps: Vec<String> = Vec::new();
+    let mut dumps: Vec<Vec<u8>> = Vec::new();
     let mut expect_dump: Vec<(std::path::PathBuf, Vec<u8>, String)> = Vec::new();
-    let mut ea_cmds: Vec<String> = Vec::new();
+    let mut ea_cmds: Vec<Vec<u8>> = Vec::new();
     let mut expect_ea: Vec<(std::path::PathBuf, Vec<u8>, String)> = Vec::new();
     let mut seen_ino: BTreeMap<u64, rootfs::NodeId> = BTreeMap::new();
     for (k, ((path, id), out)) in paths.iter().zip(&stats).enumerate() {
         let shown = String::from_utf8_lossy(path).into_owned();
         let st = parse_stat(out);
         let node = tree.node(*id);
-        assert!(st.ino != 0, "{shown}: debugfs stat failed: {out}");
+        assert!(
+            st.ino != 0,
+            "{shown} ({path:?}): debugfs stat failed: {out}"
+        );
         // Hard links: one inode per node, and only one.
         if let Some(prev) = seen_ino.insert(st.ino, *id) {
             assert_eq!(
@@ -518,12 +541,12 @@ pub fn check_with_debugfs(tree: &Tree, img: &Path, large_inodes: bool) {
             }
             NodeKind::Symlink(t) => {
                 let f = tmp.path().join(format!("d{k}"));
-                dumps.push(format!("dump {} {}", q(path), f.display()));
+                dumps.push(req("dump", path, &f.display().to_string()));
                 expect_dump.push((f, t.clone(), shown.clone()));
             }
             NodeKind::Regular(c) if c.size() <= DUMP_LIMIT => {
                 let f = tmp.path().join(format!("d{k}"));
-                dumps.push(format!("dump {} {}", q(path), f.display()));
+                dumps.push(req("dump", path, &f.display().to_string()));
                 expect_dump.push((f, c.read_to_vec(DUMP_LIMIT).unwrap(), shown.clone()));
             }
             _ => {}
@@ -539,11 +562,10 @@ pub fn check_with_debugfs(tree: &Tree, img: &Path, large_inodes: bool) {
         assert_eq!(got, names, "{shown}: xattr names");
         for (n, v) in &m.xattrs {
             let f = tmp.path().join(format!("x{}", expect_ea.len()));
-            ea_cmds.push(format!(
-                "ea_get -f {} {} {}",
-                f.display(),
-                q(path),
-                String::from_utf8_lossy(n)
+            ea_cmds.push(req(
+                &format!("ea_get -f {}", f.display()),
+                path,
+                &String::from_utf8_lossy(n),
             ));
             expect_ea.push((
                 f,
@@ -552,7 +574,7 @@ pub fn check_with_debugfs(tree: &Tree, img: &Path, large_inodes: bool) {
             ));
         }
     }
-    debugfs(img, &dumps);
+    debugfs_raw(img, &dumps);
     for (f, want, shown) in expect_dump {
         let got = std::fs::read(&f)
             .unwrap_or_else(|e| panic!("{shown}: debugfs dump produced nothing: {e}"));
@@ -563,7 +585,7 @@ pub fn check_with_debugfs(tree: &Tree, img: &Path, large_inodes: bool) {
             want.len()
         );
     }
-    debugfs(img, &ea_cmds);
+    debugfs_raw(img, &ea_cmds);
     for (f, want, shown) in expect_ea {
         let got = std::fs::read(&f).unwrap_or_default();
         if shown.contains("system.posix_acl_") {
