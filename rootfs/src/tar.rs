@@ -1081,7 +1081,8 @@ impl TarReader {
             }
             end = e;
             if l > 0 {
-                extents.push(Extent { logical: o, physical: data_start + phys, len: l });
+                let physical = data_start.checked_add(phys).ok_or_else(|| sparse_err("stored size overflows".into()))?;
+                extents.push(Extent { logical: o, physical, len: l });
             }
             phys = phys.checked_add(l).ok_or_else(|| sparse_err("stored size overflows".into()))?;
         }
