@@ -182,3 +182,23 @@ fn unrepresentable_devices_and_xattr_names_are_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn identical_xattr_blocks_are_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("x.img");
+    write_image(&feature_tree(false), &img, &WriteOptions::new(FsKind::Ext4)).unwrap();
+    let out = debugfs(
+        &img,
+        &[
+            "stat /etc/xa1".to_string(),
+            "stat /etc/xa2".to_string(),
+            "stat /etc/xdir".to_string(),
+        ],
+    );
+    let acls: Vec<&str> = out.lines().filter(|l| l.starts_with("File ACL:")).collect();
+    assert_eq!(acls.len(), 3);
+    assert_ne!(acls[0], "File ACL: 0");
+    assert!(acls.iter().all(|a| *a == acls[0]), "{acls:?}");
+    fsck(&img); // e2fsck checks the block's reference count (3)
+}
