@@ -35,6 +35,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::format::{
@@ -1402,14 +1403,39 @@ impl<'a> Writer<'a> {
             self.write_journal()?;
         }
         // Root, then lost+found, then every other inode in walk order.
-        self.write_node(ROOT_INO, tree.root())?;
+        self.write_node(ROOT_INO, tree.root(), None)?;
         match self.plan.lpf_node {
-            Some(id) => self.write_node(LPF_INO, id)?,
+            Some(id) => self.write_node(LPF_INO, id, None)?,
             None => self.write_synthetic_lpf()?,
         }
-        for k in 0..self.plan.order.len() {
-            let id = self.plan.order[k];
-            self.write_node(12 + k as u32, id)?;
+        // Small dense files are read ahead in parallel, in bounded batches; allocation and
+        // writing stay sequential in inode order, so the output does not depend on timing.
+        let order = &self.plan.order;
+        let mut k = 0usize;
+        while k < order.len() {
+            let mut end = k;
+            let mut bytes = 0u64;
+            while end < order.len() && end - k < PREFETCH_FILES && bytes < PREFETCH_BYTES {
+                if let NodeKind::Regular(c) = &tree.node(order[end]).kind {
+                    if prefetchable(c) {
+                        bytes += c.size();
+                    }
+                }
+                end += 1;
+            }
+            let bs = self.geo.bs;
+            let mut pre: Vec<Option<io::Result<Vec<u8>>>> = order[k..end]
+                .par_iter()
+                .map(|&id| match &tree.node(id).kind {
+                    NodeKind::Regular(c) if prefetchable(c) => Some(read_dense(c, bs)),
+                    _ => None,
+                })
+                .collect();
+            for (i, slot) in pre.iter_mut().enumerate() {
+                let id = order[k + i];
+                self.write_node(12 + (k + i) as u32, id, slot.take())?;
+            }
+            k = end;
         }
         self.write_xattr_blocks()?;
         self.write_metadata()
@@ -1581,7 +1607,10 @@ impl<'a> Writer<'a> {
         if let Some(k) = x.keys().find(|k| format::xattr_split_name(k).1.len() > 255) {
             return Err(WriteError::Unrepresentable {
                 path: path(),
-                what: format!("extended attribute name {} longer than 255 bytes", display_path(k)),
+                what: format!(
+                    "extended attribute name {} longer than 255 bytes",
+                    display_path(k)
+                ),
             });
         }
         let mut items = xattr_items(x);
@@ -1669,7 +1698,12 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    fn write_node(&mut self, num: u32, id: NodeId) -> Result<(), WriteError> {
+    fn write_node(
+        &mut self,
+        num: u32,
+        id: NodeId,
+        pre: Option<io::Result<Vec<u8>>>,
+    ) -> Result<(), WriteError> {
         let tree = self.ctx.tree;
         let node = tree.node(id);
         let bs = self.geo.bs;
@@ -1704,7 +1738,16 @@ impl<'a> Writer<'a> {
         match &node.kind {
             NodeKind::Regular(c) => {
                 size = c.size();
-                let (i_block, n) = self.write_file(num, c, &path)?;
+                let (i_block, n) = match pre {
+                    Some(data) => {
+                        let data = data.map_err(|e| WriteError::Content {
+                            path: path(),
+                            source: e,
+                        })?;
+                        self.write_dense(num, &data, &path)?
+                    }
+                    None => self.write_file(num, c, &path)?,
+                };
                 ino.block = i_block;
                 blocks = n;
                 if self.ctx.extents {
@@ -1806,7 +1849,10 @@ impl<'a> Writer<'a> {
                 if d.major >= 1 << 12 || d.minor >= 1 << 20 {
                     return Err(WriteError::Unrepresentable {
                         path: path(),
-                        what: format!("device {}:{} beyond 12-bit major / 20-bit minor", d.major, d.minor),
+                        what: format!(
+                            "device {}:{} beyond 12-bit major / 20-bit minor",
+                            d.major, d.minor
+                        ),
                     });
                 }
                 let (w0, w1) = encode_device(d.major, d.minor);
@@ -1829,6 +1875,20 @@ impl<'a> Writer<'a> {
     }
 
     /// Stream a regular file's data; returns (i_block, blocks used including the map).
+    /// Write a prefetched dense file (`data` is whole blocks); returns (i_block, blocks).
+    fn write_dense(
+        &mut self,
+        num: u32,
+        data: &[u8],
+        path: &dyn Fn() -> String,
+    ) -> Result<([u8; 60], u64), WriteError> {
+        let n = data.len() as u64 / self.geo.bs;
+        let runs = self.alloc_runs(0, n)?;
+        self.write_runs(&runs, data)?;
+        let (i_block, meta) = self.write_map(num, &runs, path)?;
+        Ok((i_block, n + meta))
+    }
+
     fn write_file(
         &mut self,
         num: u32,
@@ -2120,6 +2180,31 @@ fn path_of(tree: &Tree, id: NodeId) -> String {
         }
     });
     found.unwrap_or_else(|| format!("node {}", id.0))
+}
+
+/// Read-ahead batches: at most this many inodes ...
+const PREFETCH_FILES: usize = 1024;
+/// ... and about this many bytes of file data.
+const PREFETCH_BYTES: u64 = 32 << 20;
+/// Files up to this size are read ahead.
+const PREFETCH_MAX_FILE: u64 = 1 << 20;
+
+/// Whether a file is read ahead: non-empty, no holes, at most [`PREFETCH_MAX_FILE`].
+fn prefetchable(c: &Content) -> bool {
+    c.size() > 0 && c.size() <= PREFETCH_MAX_FILE && !c.is_sparse()
+}
+
+/// A dense file's bytes, zero-padded to whole blocks.
+fn read_dense(c: &Content, bs: u64) -> io::Result<Vec<u8>> {
+    let src: Arc<dyn ReadAt> = match c.source() {
+        Source::None => Arc::new(Vec::new()),
+        Source::Memory(m) => Arc::new(MemSource(m.clone())),
+        Source::Path(p) => Arc::new(FileSource::open(p.as_ref())?),
+        Source::Shared(s) => s.clone(),
+    };
+    let mut buf = vec![0u8; (c.size().div_ceil(bs) * bs) as usize];
+    fill_from_content(c, src.as_ref(), 0, &mut buf)?;
+    Ok(buf)
 }
 
 /// In-memory contents as a positional source.
