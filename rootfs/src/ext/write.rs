@@ -2185,7 +2185,7 @@ fn path_of(tree: &Tree, id: NodeId) -> String {
 /// Read-ahead batches: at most this many inodes ...
 const PREFETCH_FILES: usize = 1024;
 /// ... and about this many bytes of file data.
-const PREFETCH_BYTES: u64 = 32 << 20;
+const PREFETCH_BYTES: u64 = 16 << 20;
 /// Files up to this size are read ahead.
 const PREFETCH_MAX_FILE: u64 = 1 << 20;
 
