@@ -35,6 +35,8 @@ struct Cli {
 enum Command {
     Mkfs(cmd::mkfs::MkfsArgs),
     Ls(cmd::ls::LsArgs),
+    Build(cmd::build::BuildArgs),
+    Key(cmd::key::KeyArgs),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -66,14 +68,16 @@ fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let ui = cmd::Ui { quiet: cli.quiet };
     let result = match cli.command {
-        Command::Mkfs(a) => cmd::mkfs::run(a, &ui),
-        Command::Ls(a) => cmd::ls::run(a, &ui),
+        Command::Mkfs(a) => cmd::mkfs::run(a, &ui).map(|()| 0),
+        Command::Ls(a) => cmd::ls::run(a, &ui).map(|()| 0),
+        Command::Build(a) => cmd::build::run(a, &ui).map(|()| 0),
+        Command::Key(a) => cmd::key::run(a, &ui).map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("wafer: error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(cmd::ERROR_EXIT)
         }
     }
 }

@@ -1,9 +1,14 @@
 //! Subcommands of the `wafer` command.
 
+pub mod build;
+pub mod key;
 pub mod ls;
 pub mod mkfs;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Exit status of a command that failed with an error (could not do its work).
+pub const ERROR_EXIT: u8 = 1;
 
 /// User-interface settings shared by the subcommands.
 pub struct Ui {

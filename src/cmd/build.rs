@@ -1,0 +1,283 @@
+//! `wafer build`: a recipe turned into a wafer bundle, optionally signed (SLSA provenance).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use builder::{BuildOptions, Event, Phase, Progress};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use trust::statement::{BuildDefinition, Provenance, ResourceDescriptor, RunDetails, Statement, PROVENANCE_V1, WAFER_BUILD_TYPE};
+
+use super::Ui;
+
+/// Build a wafer bundle from a recipe.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Build a wafer bundle from a recipe (TOML, see docs/recipe.md): open the pinned base,\n\
+        apply the steps in order, write the ext image, compress it to seekable zstd and write\n\
+        OUT/wafer.json (manifest and digests), OUT/disk.img.zst and OUT/build-report.json.\n\
+        The same recipe and inputs give the same bytes (SOURCE_DATE_EPOCH is honoured).\n\n\
+        With --sign KEY, the VO administrator's private key signs a SLSA provenance v1\n\
+        attestation (recipe and base digests) into OUT/attestations/provenance.json.\n\
+        An encrypted key's passphrase comes from WAFER_PASSPHRASE or a prompt on a terminal.\n\n\
+        Examples:\n  \
+        wafer build recipes/sl5-frontier-squid/recipe.toml -o out/squid\n  \
+        wafer build recipe.toml -o out/squid --sign ~/.wafer/atlas-admin.key\n  \
+        SOURCE_DATE_EPOCH=1700000000 wafer build recipe.toml -o out/squid --json > events.jsonl"
+)]
+pub struct BuildArgs {
+    /// The recipe file.
+    pub recipe: PathBuf,
+    /// The bundle directory to create (must not exist, or be empty).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Sign a build provenance with this private key (PKCS#8 PEM).
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+    /// Print the builder's progress events as JSON lines on stdout, then the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also keep the raw image as OUT/disk.img.
+    #[arg(long)]
+    pub keep_raw: bool,
+    /// Worker threads for hashing and compression (0: all cores; never changes the output).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// Progress as JSON lines on stdout.
+struct JsonProgress;
+
+impl Progress for JsonProgress {
+    fn event(&self, event: &Event) {
+        if let Ok(line) = serde_json::to_string(event) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
+/// Progress bars on stderr: one for the steps, one per byte phase.
+struct BarProgress {
+    multi: MultiProgress,
+    steps: Mutex<Option<ProgressBar>>,
+    phase: Mutex<Option<ProgressBar>>,
+}
+
+impl BarProgress {
+    fn new(visible: bool) -> Self {
+        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        BarProgress { multi: MultiProgress::with_draw_target(target), steps: Mutex::new(None), phase: Mutex::new(None) }
+    }
+}
+
+fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Base => "reading base",
+        Phase::Image => "writing image",
+        Phase::Hash => "hashing",
+        Phase::Compress => "compressing",
+    }
+}
+
+impl Progress for BarProgress {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::StepStarted { index, total, kind, line } => {
+                if let Ok(mut s) = self.steps.lock() {
+                    let pb = s.get_or_insert_with(|| {
+                        let pb = self.multi.add(ProgressBar::new(*total as u64));
+                        if let Ok(st) = ProgressStyle::with_template("steps    [{bar:30}] {pos}/{len} {msg}") {
+                            pb.set_style(st.progress_chars("=> "));
+                        }
+                        pb
+                    });
+                    pb.set_message(format!("step {index} ({kind}, line {line})"));
+                }
+            }
+            Event::StepFinished { .. } => {
+                if let Ok(s) = self.steps.lock() {
+                    if let Some(pb) = s.as_ref() {
+                        pb.inc(1);
+                    }
+                }
+            }
+            Event::PhaseStarted { phase, total } => {
+                if let Ok(mut p) = self.phase.lock() {
+                    let pb = self.multi.add(ProgressBar::new(*total));
+                    if let Ok(st) = ProgressStyle::with_template("{msg:14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}") {
+                        pb.set_style(st.progress_chars("=> "));
+                    }
+                    pb.set_message(phase_name(*phase));
+                    *p = Some(pb);
+                }
+            }
+            Event::Bytes { done, total, .. } => {
+                if let Ok(p) = self.phase.lock() {
+                    if let Some(pb) = p.as_ref() {
+                        if pb.length() != Some(*total) {
+                            pb.set_length(*total);
+                        }
+                        pb.set_position(*done);
+                    }
+                }
+            }
+            Event::PhaseFinished { .. } => {
+                if let Ok(mut p) = self.phase.lock() {
+                    if let Some(pb) = p.take() {
+                        pb.finish_and_clear();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads a private key, asking for the passphrase when the PEM is encrypted.
+pub fn load_private_key(path: &Path) -> Result<trust::key::PrivateKey> {
+    let pem = std::fs::read_to_string(path).with_context(|| format!("reading private key {}", path.display()))?;
+    if pem.contains("ENCRYPTED PRIVATE KEY") {
+        let pass = passphrase(&format!("passphrase for {}: ", path.display()), false)?;
+        trust::key::PrivateKey::from_pem(&pem, Some(pass.as_bytes()), &path.display().to_string())
+            .with_context(|| format!("decrypting private key {}", path.display()))
+    } else {
+        trust::key::PrivateKey::from_pem(&pem, None, &path.display().to_string())
+            .with_context(|| format!("reading private key {}", path.display()))
+    }
+}
+
+/// A passphrase from `WAFER_PASSPHRASE`, else read from the terminal (echo is not disabled:
+/// prefer the environment variable in scripts). `confirm` asks twice.
+pub fn passphrase(prompt: &str, confirm: bool) -> Result<String> {
+    if let Ok(p) = std::env::var("WAFER_PASSPHRASE") {
+        if p.is_empty() {
+            bail!("WAFER_PASSPHRASE is set but empty");
+        }
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("a passphrase is needed: set WAFER_PASSPHRASE (stdin is not a terminal)");
+    }
+    let read = |prompt: &str| -> Result<String> {
+        eprint!("{prompt}");
+        let mut s = String::new();
+        std::io::stdin().read_line(&mut s).context("reading the passphrase from the terminal")?;
+        Ok(s.trim_end_matches(['\n', '\r']).to_string())
+    };
+    let p = read(prompt)?;
+    if p.is_empty() {
+        bail!("empty passphrase");
+    }
+    if confirm && read("again: ")? != p {
+        bail!("the passphrases differ");
+    }
+    Ok(p)
+}
+
+/// Writes the SLSA provenance v1 attestation of the bundle in `out`, signed with `key`.
+pub fn sign_provenance(out: &Path, key: &trust::key::PrivateKey) -> Result<PathBuf> {
+    let mpath = out.join("wafer.json");
+    let manifest_bytes = std::fs::read(&mpath).with_context(|| format!("reading {}", mpath.display()))?;
+    let m: trust::verify::Manifest =
+        serde_json::from_slice(&manifest_bytes).with_context(|| format!("parsing {}", mpath.display()))?;
+    let full: serde_json::Value =
+        serde_json::from_slice(&manifest_bytes).with_context(|| format!("parsing {}", mpath.display()))?;
+    let recipe_sha = full.pointer("/recipe/sha256").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let inputs_sha = full.pointer("/recipe/inputs_sha256").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let base_kind = full.pointer("/base/kind").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let base_sha = full.pointer("/base/sha256").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let epoch = full.get("source_date_epoch").and_then(|v| v.as_i64()).unwrap_or(0);
+    let mut deps = Vec::new();
+    if !recipe_sha.is_empty() {
+        deps.push(ResourceDescriptor::new("recipe", &[("sha256", recipe_sha)]));
+    }
+    if !inputs_sha.is_empty() {
+        deps.push(ResourceDescriptor::new("recipe-inputs", &[("sha256", inputs_sha)]));
+    }
+    if !base_sha.is_empty() {
+        deps.push(ResourceDescriptor::new(&format!("base:{base_kind}"), &[("sha256", base_sha)]));
+    }
+    let prov = Provenance {
+        build_definition: BuildDefinition {
+            build_type: WAFER_BUILD_TYPE.to_string(),
+            external_parameters: json!({ "name": m.name, "version": m.version, "vo": m.vo }),
+            internal_parameters: Some(json!({ "source_date_epoch": epoch })),
+            resolved_dependencies: deps,
+        },
+        run_details: RunDetails {
+            builder: trust::statement::Builder { id: format!("https://wafer.invalid/wafer/{}", env!("CARGO_PKG_VERSION")) },
+            metadata: None,
+        },
+    };
+    let st = Statement::new(trust::verify::wafer_subjects(&manifest_bytes, &m), PROVENANCE_V1, &prov);
+    let env = trust::verify::sign_statement(&st, key);
+    let dir = out.join("attestations");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("provenance.json");
+    std::fs::write(&path, env).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Runs `wafer build`.
+pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
+    // Read the key first: a wrong key or passphrase stops before a long build.
+    let key = match &a.sign {
+        Some(p) => Some(load_private_key(p)?),
+        None => None,
+    };
+    let mut opts = BuildOptions::new(&a.output);
+    opts.keep_raw = a.keep_raw;
+    opts.threads = a.threads;
+    let report = if a.json {
+        builder::build(&a.recipe, &opts, &JsonProgress)
+    } else {
+        let bars = BarProgress::new(!ui.quiet && std::io::stderr().is_terminal());
+        let r = builder::build(&a.recipe, &opts, &bars);
+        let _ = bars.multi.clear();
+        r
+    }
+    .with_context(|| format!("building {}", a.recipe.display()))?;
+    let signed = match &key {
+        Some(k) => Some(sign_provenance(&a.output, k)?),
+        None => None,
+    };
+    let m = report.manifest.as_ref();
+    if a.json {
+        let summary = json!({
+            "event": "done",
+            "name": report.name,
+            "version": report.version,
+            "bundle": a.output,
+            "image_sha256": m.map(|m| m.image.sha256.clone()),
+            "provenance": signed,
+            "warnings": report.warnings,
+            "scriptlets_skipped": report.scriptlets_skipped,
+        });
+        println!("{summary}");
+    } else if !ui.quiet {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "built {} {} into {}", report.name, report.version, a.output.display())?;
+        for s in &report.steps {
+            writeln!(out, "  step {} {} (line {}): +{} ~{} -{}", s.index, s.kind, s.line, s.added.len(), s.changed.len(), s.removed.len())?;
+        }
+        if let Some(m) = m {
+            writeln!(out, "  image sha256 {}", m.image.sha256)?;
+        }
+        for p in &report.packages_added {
+            writeln!(out, "  package {}-{}.{} ({} files)", p.name, p.evr, p.arch, p.files)?;
+        }
+        for s in &report.scriptlets_skipped {
+            writeln!(out, "  scriptlet not run: {s}")?;
+        }
+        for w in &report.warnings {
+            writeln!(out, "  warning: {w}")?;
+        }
+        if let Some(p) = &signed {
+            writeln!(out, "  provenance signed: {}", p.display())?;
+        }
+    }
+    Ok(())
+}
