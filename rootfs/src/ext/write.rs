@@ -291,7 +291,7 @@ const ROOT_INO: u32 = 2;
 const JOURNAL_INO: u32 = 8;
 const LPF_INO: u32 = 11;
 const FIRST_INO: u32 = 11;
-/// Bigger htree directories are refused (two levels without largedir).
+/// `i_extra_isize` of 256-byte inodes (all the extra fields up to `i_projid`).
 const EXTRA_ISIZE: u16 = 32;
 /// Flex group size (mke2fs default `flex_bg_size = 16`).
 const LOG_GROUPS_PER_FLEX: u8 = 4;
@@ -304,7 +304,7 @@ struct Plan {
     ino_of: Vec<u32>,
     /// Parent directory inode by node slot (directories only).
     parent_of: Vec<u32>,
-    /// Path of each node's first name, kept only for error messages when small.
+    /// The tree's own `/lost+found` directory, if it has one (it becomes inode 11).
     lpf_node: Option<NodeId>,
     /// Link counts by node slot.
     links: Vec<u32>,
