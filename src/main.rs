@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod part;
 
 /// Build, vet, sign and verify virtual-machine images ("wafers") for grid sites.
 #[derive(Parser, Debug)]
@@ -37,6 +38,7 @@ enum Command {
     Ls(cmd::ls::LsArgs),
     Build(cmd::build::BuildArgs),
     Key(cmd::key::KeyArgs),
+    Inspect(cmd::inspect::InspectArgs),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Ls(a) => cmd::ls::run(a, &ui).map(|()| 0),
         Command::Build(a) => cmd::build::run(a, &ui).map(|()| 0),
         Command::Key(a) => cmd::key::run(a, &ui).map(|()| 0),
+        Command::Inspect(a) => cmd::inspect::run(a, &ui).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,6 +1,8 @@
 //! Subcommands of the `wafer` command.
 
 pub mod build;
+pub mod image;
+pub mod inspect;
 pub mod key;
 pub mod ls;
 pub mod mkfs;
@@ -28,6 +30,18 @@ impl Ui {
             pb.set_style(style.progress_chars("=> "));
         }
         pb.set_message(what.to_string());
+        pb
+    }
+
+    /// A spinner on stderr with a message; hidden when quiet or stderr is not a terminal.
+    pub fn spinner(&self, what: &str) -> ProgressBar {
+        use std::io::IsTerminal;
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::new_spinner();
+        pb.set_message(what.to_string());
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
         pb
     }
 }
