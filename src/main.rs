@@ -39,6 +39,8 @@ enum Command {
     Build(cmd::build::BuildArgs),
     Key(cmd::key::KeyArgs),
     Inspect(cmd::inspect::InspectArgs),
+    Vet(cmd::vet::VetArgs),
+    Diff(cmd::vet::DiffArgs),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -75,6 +77,8 @@ fn main() -> ExitCode {
         Command::Build(a) => cmd::build::run(a, &ui).map(|()| 0),
         Command::Key(a) => cmd::key::run(a, &ui).map(|()| 0),
         Command::Inspect(a) => cmd::inspect::run(a, &ui).map(|()| 0),
+        Command::Vet(a) => cmd::vet::run(a, &ui),
+        Command::Diff(a) => cmd::vet::run_diff(a, &ui).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),
