@@ -471,8 +471,11 @@ fn url_decode(v: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// One pax record: keyword and raw value bytes.
+type PaxRecord = (Vec<u8>, Vec<u8>);
+
 /// Parse pax records `"%d %s=%s\n"` (POSIX pax spec, "pax Extended Header").
-fn parse_pax(data: &[u8], offset: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TarError> {
+fn parse_pax(data: &[u8], offset: u64) -> Result<Vec<PaxRecord>, TarError> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     let bad = |at: usize, what: &str| TarError::Pax { offset, at, what: what.to_string() };
@@ -990,7 +993,7 @@ impl TarReader {
             let mut map = Vec::new();
             if let Some(m) = pax_get("GNU.sparse.map") {
                 let nums: Vec<&[u8]> = m.split(|&b| b == b',').collect();
-                if nums.len() % 2 != 0 {
+                if nums.len() & 1 == 1 {
                     return Err(sparse_err("GNU.sparse.map has an odd number of values".into()));
                 }
                 for pair in nums.chunks(2) {
