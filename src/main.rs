@@ -41,6 +41,8 @@ enum Command {
     Inspect(cmd::inspect::InspectArgs),
     Vet(cmd::vet::VetArgs),
     Diff(cmd::vet::DiffArgs),
+    Approve(cmd::trustcmd::ApproveArgs),
+    Verify(cmd::trustcmd::VerifyArgs),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -79,6 +81,8 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::run(a, &ui).map(|()| 0),
         Command::Vet(a) => cmd::vet::run(a, &ui),
         Command::Diff(a) => cmd::vet::run_diff(a, &ui).map(|()| 0),
+        Command::Approve(a) => cmd::trustcmd::run_approve(a, &ui).map(|()| 0),
+        Command::Verify(a) => cmd::trustcmd::run_verify(a, &ui),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod key;
 pub mod ls;
 pub mod mkfs;
+pub mod trustcmd;
 pub mod vet;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
