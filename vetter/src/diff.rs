@@ -10,7 +10,9 @@ use serde::Serialize;
 use crate::Inventory;
 
 /// Directories whose files [`diff`] compares.
-pub const SYSTEM_DIRS: [&str; 9] = ["/bin/", "/sbin/", "/usr/", "/lib/", "/lib64/", "/lib32/", "/etc/", "/boot/", "/opt/"];
+pub const SYSTEM_DIRS: [&str; 9] = [
+    "/bin/", "/sbin/", "/usr/", "/lib/", "/lib64/", "/lib32/", "/etc/", "/boot/", "/opt/",
+];
 
 /// How a package changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -109,7 +111,10 @@ pub struct InventoryDiff {
 impl InventoryDiff {
     /// No change at all.
     pub fn is_empty(&self) -> bool {
-        self.packages.is_empty() && self.privileged.is_empty() && self.ports.is_empty() && self.files.is_empty()
+        self.packages.is_empty()
+            && self.privileged.is_empty()
+            && self.ports.is_empty()
+            && self.files.is_empty()
     }
 }
 
@@ -144,7 +149,9 @@ fn packages(old: &Inventory, new: &Inventory) -> Vec<PackageChange> {
     let index = |inv: &Inventory| -> BTreeMap<Key, Vec<crate::packages::PackageInfo>> {
         let mut m: BTreeMap<Key, Vec<_>> = BTreeMap::new();
         for p in &inv.packages.list {
-            m.entry((p.name.clone(), p.arch.clone())).or_default().push(p.clone());
+            m.entry((p.name.clone(), p.arch.clone()))
+                .or_default()
+                .push(p.clone());
         }
         m
     };
@@ -152,16 +159,31 @@ fn packages(old: &Inventory, new: &Inventory) -> Vec<PackageChange> {
     let keys: BTreeSet<&Key> = a.keys().chain(b.keys()).collect();
     let mut out = Vec::new();
     for k in keys {
-        let (va, vb) = (a.get(k).cloned().unwrap_or_default(), b.get(k).cloned().unwrap_or_default());
+        let (va, vb) = (
+            a.get(k).cloned().unwrap_or_default(),
+            b.get(k).cloned().unwrap_or_default(),
+        );
         let sa: BTreeSet<String> = va.iter().map(full_version).collect();
         let sb: BTreeSet<String> = vb.iter().map(full_version).collect();
         if sa == sb {
             continue;
         }
-        let mk = |change, old: Option<String>, new: Option<String>| PackageChange { name: k.0.clone(), arch: k.1.clone(), change, old, new };
+        let mk = |change, old: Option<String>, new: Option<String>| PackageChange {
+            name: k.0.clone(),
+            arch: k.1.clone(),
+            change,
+            old,
+            new,
+        };
         match (va.as_slice(), vb.as_slice()) {
-            ([], _) => out.extend(sb.iter().map(|v| mk(PackageChangeKind::Added, None, Some(v.clone())))),
-            (_, []) => out.extend(sa.iter().map(|v| mk(PackageChangeKind::Removed, Some(v.clone()), None))),
+            ([], _) => out.extend(
+                sb.iter()
+                    .map(|v| mk(PackageChangeKind::Added, None, Some(v.clone()))),
+            ),
+            (_, []) => out.extend(
+                sa.iter()
+                    .map(|v| mk(PackageChangeKind::Removed, Some(v.clone()), None)),
+            ),
             ([x], [y]) => {
                 let change = match compare(x, y) {
                     Some(Ordering::Less) => PackageChangeKind::Upgraded,
@@ -172,8 +194,14 @@ fn packages(old: &Inventory, new: &Inventory) -> Vec<PackageChange> {
             }
             _ => {
                 // Several versions installed (kernels): report set differences.
-                out.extend(sa.difference(&sb).map(|v| mk(PackageChangeKind::Removed, Some(v.clone()), None)));
-                out.extend(sb.difference(&sa).map(|v| mk(PackageChangeKind::Added, None, Some(v.clone()))));
+                out.extend(
+                    sa.difference(&sb)
+                        .map(|v| mk(PackageChangeKind::Removed, Some(v.clone()), None)),
+                );
+                out.extend(
+                    sb.difference(&sa)
+                        .map(|v| mk(PackageChangeKind::Added, None, Some(v.clone()))),
+                );
             }
         }
     }
@@ -182,20 +210,45 @@ fn packages(old: &Inventory, new: &Inventory) -> Vec<PackageChange> {
 
 fn privileged(old: &Inventory, new: &Inventory) -> Vec<PrivilegeChange> {
     let mut out = Vec::new();
-    for (kind, a, b) in [("setuid", &old.files.setuid, &new.files.setuid), ("setgid", &old.files.setgid, &new.files.setgid)] {
-        let (a, b): (BTreeSet<&String>, BTreeSet<&String>) = (a.iter().collect(), b.iter().collect());
+    for (kind, a, b) in [
+        ("setuid", &old.files.setuid, &new.files.setuid),
+        ("setgid", &old.files.setgid, &new.files.setgid),
+    ] {
+        let (a, b): (BTreeSet<&String>, BTreeSet<&String>) =
+            (a.iter().collect(), b.iter().collect());
         for p in b.difference(&a) {
-            out.push(PrivilegeChange { path: (*p).clone(), kind: kind.into(), change: "added".into(), old: None, new: None });
+            out.push(PrivilegeChange {
+                path: (*p).clone(),
+                kind: kind.into(),
+                change: "added".into(),
+                old: None,
+                new: None,
+            });
         }
         for p in a.difference(&b) {
-            out.push(PrivilegeChange { path: (*p).clone(), kind: kind.into(), change: "removed".into(), old: None, new: None });
+            out.push(PrivilegeChange {
+                path: (*p).clone(),
+                kind: kind.into(),
+                change: "removed".into(),
+                old: None,
+                new: None,
+            });
         }
     }
     let caps = |inv: &Inventory| -> BTreeMap<String, String> {
         inv.files
             .capabilities
             .iter()
-            .map(|c| (c.path.clone(), c.caps.as_ref().map(|c| c.text.clone()).or_else(|| c.error.clone()).unwrap_or_default()))
+            .map(|c| {
+                (
+                    c.path.clone(),
+                    c.caps
+                        .as_ref()
+                        .map(|c| c.text.clone())
+                        .or_else(|| c.error.clone())
+                        .unwrap_or_default(),
+                )
+            })
             .collect()
     };
     let (a, b) = (caps(old), caps(new));
@@ -207,7 +260,13 @@ fn privileged(old: &Inventory, new: &Inventory) -> Vec<PrivilegeChange> {
             (Some(x), Some(y)) if x != y => "changed",
             _ => continue,
         };
-        out.push(PrivilegeChange { path: p.clone(), kind: "capabilities".into(), change: change.into(), old: x.cloned(), new: y.cloned() });
+        out.push(PrivilegeChange {
+            path: p.clone(),
+            kind: "capabilities".into(),
+            change: change.into(),
+            old: x.cloned(),
+            new: y.cloned(),
+        });
     }
     out.sort_by(|x, y| (&x.path, &x.kind).cmp(&(&y.path, &y.kind)));
     out
@@ -223,7 +282,15 @@ fn ports(old: &Inventory, new: &Inventory) -> Vec<PortChange> {
                     Some(l) => format!("{}:{l}", p.source.file),
                     None => p.source.file.clone(),
                 };
-                ((s.name.clone(), p.protocol.clone(), p.port, p.address.clone()), src)
+                (
+                    (
+                        s.name.clone(),
+                        p.protocol.clone(),
+                        p.port,
+                        p.address.clone(),
+                    ),
+                    src,
+                )
             })
             .collect()
     };
@@ -231,15 +298,36 @@ fn ports(old: &Inventory, new: &Inventory) -> Vec<PortChange> {
     let mut out = Vec::new();
     for (k, src) in &b {
         if !a.contains_key(k) {
-            out.push(PortChange { change: "opened".into(), service: k.0.clone(), protocol: k.1.clone(), port: k.2, address: k.3.clone(), source: src.clone() });
+            out.push(PortChange {
+                change: "opened".into(),
+                service: k.0.clone(),
+                protocol: k.1.clone(),
+                port: k.2,
+                address: k.3.clone(),
+                source: src.clone(),
+            });
         }
     }
     for (k, src) in &a {
         if !b.contains_key(k) {
-            out.push(PortChange { change: "closed".into(), service: k.0.clone(), protocol: k.1.clone(), port: k.2, address: k.3.clone(), source: src.clone() });
+            out.push(PortChange {
+                change: "closed".into(),
+                service: k.0.clone(),
+                protocol: k.1.clone(),
+                port: k.2,
+                address: k.3.clone(),
+                source: src.clone(),
+            });
         }
     }
-    out.sort_by(|x, y| (x.port, &x.protocol, &x.change, &x.service).cmp(&(y.port, &y.protocol, &y.change, &y.service)));
+    out.sort_by(|x, y| {
+        (x.port, &x.protocol, &x.change, &x.service).cmp(&(
+            y.port,
+            &y.protocol,
+            &y.change,
+            &y.service,
+        ))
+    });
     out
 }
 
@@ -259,8 +347,16 @@ fn files(old: &Inventory, new: &Inventory) -> Vec<FileChange> {
     let mut out = Vec::new();
     for p in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
         match (a.get(p), b.get(p)) {
-            (None, Some(_)) => out.push(FileChange { path: p.clone(), change: "added".into(), differs: Vec::new() }),
-            (Some(_), None) => out.push(FileChange { path: p.clone(), change: "removed".into(), differs: Vec::new() }),
+            (None, Some(_)) => out.push(FileChange {
+                path: p.clone(),
+                change: "added".into(),
+                differs: Vec::new(),
+            }),
+            (Some(_), None) => out.push(FileChange {
+                path: p.clone(),
+                change: "removed".into(),
+                differs: Vec::new(),
+            }),
             (Some(x), Some(y)) => {
                 let mut d = Vec::new();
                 if x.file_type != y.file_type {
@@ -279,7 +375,11 @@ fn files(old: &Inventory, new: &Inventory) -> Vec<FileChange> {
                     d.push("target".into());
                 }
                 if !d.is_empty() {
-                    out.push(FileChange { path: p.clone(), change: "modified".into(), differs: d });
+                    out.push(FileChange {
+                        path: p.clone(),
+                        change: "modified".into(),
+                        differs: d,
+                    });
                 }
             }
             (None, None) => {}
@@ -290,7 +390,12 @@ fn files(old: &Inventory, new: &Inventory) -> Vec<FileChange> {
 
 /// The changes from `old` to `new`.
 pub fn diff(old: &Inventory, new: &Inventory) -> InventoryDiff {
-    InventoryDiff { packages: packages(old, new), privileged: privileged(old, new), ports: ports(old, new), files: files(old, new) }
+    InventoryDiff {
+        packages: packages(old, new),
+        privileged: privileged(old, new),
+        ports: ports(old, new),
+        files: files(old, new),
+    }
 }
 
 /// A plain-text rendering, one change a line, grouped by section.
@@ -303,7 +408,11 @@ pub fn render(d: &InventoryDiff) -> String {
     if !d.packages.is_empty() {
         s.push_str(&format!("packages ({}):\n", d.packages.len()));
         for p in &d.packages {
-            let arch = p.arch.as_deref().map(|a| format!(".{a}")).unwrap_or_default();
+            let arch = p
+                .arch
+                .as_deref()
+                .map(|a| format!(".{a}"))
+                .unwrap_or_default();
             s.push_str(&format!(
                 "  {:<10} {}{arch} {} -> {}\n",
                 format!("{:?}", p.change).to_lowercase(),
@@ -314,11 +423,18 @@ pub fn render(d: &InventoryDiff) -> String {
         }
     }
     if !d.privileged.is_empty() {
-        s.push_str(&format!("setuid/setgid/capabilities ({}):\n", d.privileged.len()));
+        s.push_str(&format!(
+            "setuid/setgid/capabilities ({}):\n",
+            d.privileged.len()
+        ));
         for p in &d.privileged {
             let caps = match (&p.old, &p.new) {
                 (None, None) => String::new(),
-                (o, n) => format!(" {} -> {}", o.as_deref().unwrap_or("-"), n.as_deref().unwrap_or("-")),
+                (o, n) => format!(
+                    " {} -> {}",
+                    o.as_deref().unwrap_or("-"),
+                    n.as_deref().unwrap_or("-")
+                ),
             };
             s.push_str(&format!("  {:<10} {} {}{caps}\n", p.change, p.kind, p.path));
         }
@@ -338,9 +454,16 @@ pub fn render(d: &InventoryDiff) -> String {
         }
     }
     if !d.files.is_empty() {
-        s.push_str(&format!("files in system directories ({}):\n", d.files.len()));
+        s.push_str(&format!(
+            "files in system directories ({}):\n",
+            d.files.len()
+        ));
         for f in &d.files {
-            let what = if f.differs.is_empty() { String::new() } else { format!(" ({})", f.differs.join(", ")) };
+            let what = if f.differs.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", f.differs.join(", "))
+            };
             s.push_str(&format!("  {:<10} {}{what}\n", f.change, f.path));
         }
     }

@@ -9,14 +9,24 @@ use rootfs::Tree;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use vetter::policy::{evaluate, exit_code, EvalContext, Evidence, Outcome, Policy, Severity, WaiverState};
+use vetter::policy::{
+    evaluate, exit_code, EvalContext, Evidence, Outcome, Policy, Severity, WaiverState,
+};
 
 /// 2026-06-01T00:00:00Z.
 const NOW: i64 = 1_780_272_000;
 
 fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd} is needed for this test: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} is needed for this test: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -144,41 +154,114 @@ const ALL: Plant = Plant {
 fn wafer(p: Plant) -> Tree {
     let b = built();
     let mut t = Tree::new(meta(0o755));
-    file(&mut t, "/etc/redhat-release", "Scientific Linux SL release 5.11 (Boron)\n");
+    file(
+        &mut t,
+        "/etc/redhat-release",
+        "Scientific Linux SL release 5.11 (Boron)\n",
+    );
     file(&mut t, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nbin:x:1:1:bin:/bin:/sbin/nologin\nsquid:x:23:23::/var/spool/squid:/sbin/nologin\n");
-    file(&mut t, "/etc/group", "root:x:0:root\nbin:x:1:\nsquid:x:23:\n");
-    let root_pw = if p.empty_root_password { "" } else { "$1$abc$def" };
-    file(&mut t, "/etc/shadow", &format!("root:{root_pw}:15000:0:99999:7:::\nbin:*:15000:0:99999:7:::\nsquid:!!:15000::::::\n"));
-    file(&mut t, "/etc/services", "ssh 22/tcp\ntelnet 23/tcp\nsquid 3128/tcp\n");
+    file(
+        &mut t,
+        "/etc/group",
+        "root:x:0:root\nbin:x:1:\nsquid:x:23:\n",
+    );
+    let root_pw = if p.empty_root_password {
+        ""
+    } else {
+        "$1$abc$def"
+    };
+    file(
+        &mut t,
+        "/etc/shadow",
+        &format!(
+            "root:{root_pw}:15000:0:99999:7:::\nbin:*:15000:0:99999:7:::\nsquid:!!:15000::::::\n"
+        ),
+    );
+    file(
+        &mut t,
+        "/etc/services",
+        "ssh 22/tcp\ntelnet 23/tcp\nsquid 3128/tcp\n",
+    );
     // SysV init, runlevel 3: sshd, squid, xinetd.
     file(&mut t, "/etc/inittab", "id:3:initdefault:\n");
     file_mode(&mut t, "/sbin/init", &b.pie, 0o755);
     for s in ["sshd", "squid", "xinetd"] {
-        file_mode(&mut t, &format!("/etc/rc.d/init.d/{s}"), b"#!/bin/sh\n", 0o755);
-        symlink(&mut t, &format!("/etc/rc.d/rc3.d/S55{s}"), &format!("../init.d/{s}"));
+        file_mode(
+            &mut t,
+            &format!("/etc/rc.d/init.d/{s}"),
+            b"#!/bin/sh\n",
+            0o755,
+        );
+        symlink(
+            &mut t,
+            &format!("/etc/rc.d/rc3.d/S55{s}"),
+            &format!("../init.d/{s}"),
+        );
     }
-    file(&mut t, "/etc/ssh/sshd_config", "Port 22\nPermitRootLogin without-password\n");
-    file(&mut t, "/etc/squid/squid.conf", if p.squid_port { "http_port 3128\nhttp_port 8081\n" } else { "http_port 3128\n" });
-    file(&mut t, "/etc/xinetd.conf", "defaults\n{\n instances = 60\n}\nincludedir /etc/xinetd.d\n");
+    file(
+        &mut t,
+        "/etc/ssh/sshd_config",
+        "Port 22\nPermitRootLogin without-password\n",
+    );
+    file(
+        &mut t,
+        "/etc/squid/squid.conf",
+        if p.squid_port {
+            "http_port 3128\nhttp_port 8081\n"
+        } else {
+            "http_port 3128\n"
+        },
+    );
+    file(
+        &mut t,
+        "/etc/xinetd.conf",
+        "defaults\n{\n instances = 60\n}\nincludedir /etc/xinetd.d\n",
+    );
     let telnet_disable = if p.telnet { "no" } else { "yes" };
     file(&mut t, "/etc/xinetd.d/telnet", &format!("service telnet\n{{\n socket_type = stream\n server = /usr/sbin/in.telnetd\n disable = {telnet_disable}\n}}\n"));
     if p.host_key {
-        file_mode(&mut t, "/etc/ssh/ssh_host_rsa_key", SSH_KEY.as_bytes(), 0o600);
+        file_mode(
+            &mut t,
+            "/etc/ssh/ssh_host_rsa_key",
+            SSH_KEY.as_bytes(),
+            0o600,
+        );
     }
     // Packages and their files.
-    let db = if p.old_openssl { &b.db_old_openssl } else { &b.db_new_openssl };
+    let db = if p.old_openssl {
+        &b.db_old_openssl
+    } else {
+        &b.db_new_openssl
+    };
     file_mode(&mut t, "/var/lib/rpm/rpmdb.sqlite", db, 0o644);
-    let openssl = if p.modified_file { format!("{OPENSSL_SCRIPT}# patched by hand\n") } else { OPENSSL_SCRIPT.to_string() };
+    let openssl = if p.modified_file {
+        format!("{OPENSSL_SCRIPT}# patched by hand\n")
+    } else {
+        OPENSSL_SCRIPT.to_string()
+    };
     file_mode(&mut t, "/usr/bin/openssl", openssl.as_bytes(), 0o755);
-    file(&mut t, "/etc/pki/tls/openssl.cnf", "[ req ]\ndefault_bits = 2048\n"); // a changed %config file: allowed
+    file(
+        &mut t,
+        "/etc/pki/tls/openssl.cnf",
+        "[ req ]\ndefault_bits = 2048\n",
+    ); // a changed %config file: allowed
     file_mode(&mut t, "/usr/bin/passwd", &b.pie, 0o4755);
-    file_mode(&mut t, "/usr/sbin/userhelper", if p.nopie_setuid { &b.nopie } else { &b.pie }, 0o4711);
+    file_mode(
+        &mut t,
+        "/usr/sbin/userhelper",
+        if p.nopie_setuid { &b.nopie } else { &b.pie },
+        0o4711,
+    );
     if p.extra_setuid {
         file_mode(&mut t, "/usr/local/bin/rootme", &b.other_pie, 0o4755);
     }
     dir(&mut t, "/tmp", 0o1777);
     // A Xen PV kernel.
-    file(&mut t, "/boot/vmlinuz-2.6.18-398.el5xen", "not really a kernel");
+    file(
+        &mut t,
+        "/boot/vmlinuz-2.6.18-398.el5xen",
+        "not really a kernel",
+    );
     file(&mut t, "/boot/config-2.6.18-398.el5xen", "CONFIG_XEN=y\n");
     t
 }
@@ -273,7 +356,11 @@ fn ctx() -> EvalContext<'static> {
 }
 
 fn keys(v: &vetter::policy::Verdict) -> Vec<(String, String)> {
-    let mut k: Vec<(String, String)> = v.findings.iter().map(|f| (f.rule.clone(), f.subject.clone())).collect();
+    let mut k: Vec<(String, String)> = v
+        .findings
+        .iter()
+        .map(|f| (f.rule.clone(), f.subject.clone()))
+        .collect();
     k.sort();
     k
 }
@@ -300,20 +387,37 @@ fn expected_all() -> Vec<(String, String)> {
 fn planted_problems_fail_with_exactly_those_findings_and_provenance() {
     let inv = inspect(&wafer(ALL));
     let v = evaluate(&inv, &policy(""), &ctx());
-    assert_eq!(keys(&v), expected_all(), "{}", vetter::report::terminal(&v, false));
+    assert_eq!(
+        keys(&v),
+        expected_all(),
+        "{}",
+        vetter::report::terminal(&v, false)
+    );
     assert_eq!(v.outcome, Outcome::Fail);
     assert_eq!(exit_code::<()>(&Ok(v.clone())), 1);
     assert_eq!(v.totals.blocking, 8);
-    let f = |rule: &str, subject: &str| v.findings.iter().find(|f| f.rule == rule && f.subject == subject).unwrap();
+    let f = |rule: &str, subject: &str| {
+        v.findings
+            .iter()
+            .find(|f| f.rule == rule && f.subject == subject)
+            .unwrap()
+    };
     // telnet: the xinetd file enabling it and the port from /etc/services.
     let telnet = f("net.listeners", "tcp/23");
-    assert!(telnet.message.contains("telnet (xinetd)"), "{}", telnet.message);
+    assert!(
+        telnet.message.contains("telnet (xinetd)"),
+        "{}",
+        telnet.message
+    );
     assert!(
         telnet.evidence.iter().any(|e| matches!(e, Evidence::File { path, line: Some(_), .. } if path == "/etc/xinetd.d/telnet")),
         "{:#?}",
         telnet.evidence
     );
-    assert!(telnet.evidence.iter().any(|e| matches!(e, Evidence::Port { port: 23, protocol, .. } if protocol == "tcp")));
+    assert!(telnet
+        .evidence
+        .iter()
+        .any(|e| matches!(e, Evidence::Port { port: 23, protocol, .. } if protocol == "tcp")));
     // squid: file and line of the http_port.
     let squid = f("net.listeners", "tcp/8081");
     assert!(squid
@@ -322,22 +426,51 @@ fn planted_problems_fail_with_exactly_those_findings_and_provenance() {
         .any(|e| matches!(e, Evidence::Port { file, line: Some(2), service, .. } if file == "/etc/squid/squid.conf" && service == "squid")));
     // openssl: package and version from the rpm database.
     let ossl = f("pkg.versions", "openssl");
-    assert!(ossl.evidence.contains(&Evidence::Package { name: "openssl".into(), version: "0.9.8e-27.el5_10.1".into(), manager: "rpm".into() }));
-    assert!(ossl.evidence.iter().any(|e| matches!(e, Evidence::File { path, .. } if path == "/var/lib/rpm")));
+    assert!(ossl.evidence.contains(&Evidence::Package {
+        name: "openssl".into(),
+        version: "0.9.8e-27.el5_10.1".into(),
+        manager: "rpm".into()
+    }));
+    assert!(ossl
+        .evidence
+        .iter()
+        .any(|e| matches!(e, Evidence::File { path, .. } if path == "/var/lib/rpm")));
     // root's empty password: /etc/passwd line 1.
     let pw = f("files.empty-passwords", "root");
-    assert!(pw.evidence.iter().any(|e| matches!(e, Evidence::File { path, line: Some(1), .. } if path == "/etc/passwd")));
+    assert!(pw
+        .evidence
+        .iter()
+        .any(|e| matches!(e, Evidence::File { path, line: Some(1), .. } if path == "/etc/passwd")));
     assert_eq!(pw.severity, Severity::Critical);
     // The non-PIE setuid binary, analysed for real.
     let np = f("elf.pie", "/usr/sbin/userhelper");
-    assert!(np.message.contains("not position-independent (ELF type EXEC)"), "{}", np.message);
+    assert!(
+        np.message
+            .contains("not position-independent (ELF type EXEC)"),
+        "{}",
+        np.message
+    );
     // The modified packaged file names the package and what differs.
     let m = f("files.modified", "/usr/bin/openssl");
-    assert!(m.message.contains("openssl-0.9.8e-27.el5_10.1") && m.message.contains("digest"), "{}", m.message);
+    assert!(
+        m.message.contains("openssl-0.9.8e-27.el5_10.1") && m.message.contains("digest"),
+        "{}",
+        m.message
+    );
     let setuid = f("priv.allowlist", "/usr/local/bin/rootme");
-    assert!(setuid.evidence.iter().any(|e| matches!(e, Evidence::File { text: Some(t), .. } if t.contains("mode 4755"))), "{:#?}", setuid.evidence);
+    assert!(
+        setuid
+            .evidence
+            .iter()
+            .any(|e| matches!(e, Evidence::File { text: Some(t), .. } if t.contains("mode 4755"))),
+        "{:#?}",
+        setuid.evidence
+    );
     // Every finding has a remedy and at least one piece of evidence.
-    assert!(v.findings.iter().all(|f| !f.remedy.is_empty() && !f.evidence.is_empty()));
+    assert!(v
+        .findings
+        .iter()
+        .all(|f| !f.remedy.is_empty() && !f.evidence.is_empty()));
 }
 
 #[test]
@@ -350,18 +483,72 @@ fn fixed_wafer_passes() {
     assert!(v.rules.iter().all(|r| r.status == "pass"), "{:#?}", v.rules);
     // Each planted problem alone fails with exactly its finding.
     let single: [(Plant, &str); 8] = [
-        (Plant { telnet: true, ..Default::default() }, "tcp/23"),
-        (Plant { squid_port: true, ..Default::default() }, "tcp/8081"),
-        (Plant { extra_setuid: true, ..Default::default() }, "/usr/local/bin/rootme"),
-        (Plant { old_openssl: true, ..Default::default() }, "openssl"),
-        (Plant { empty_root_password: true, ..Default::default() }, "root"),
-        (Plant { host_key: true, ..Default::default() }, "/etc/ssh/ssh_host_rsa_key"),
-        (Plant { nopie_setuid: true, ..Default::default() }, "/usr/sbin/userhelper"),
-        (Plant { modified_file: true, ..Default::default() }, "/usr/bin/openssl"),
+        (
+            Plant {
+                telnet: true,
+                ..Default::default()
+            },
+            "tcp/23",
+        ),
+        (
+            Plant {
+                squid_port: true,
+                ..Default::default()
+            },
+            "tcp/8081",
+        ),
+        (
+            Plant {
+                extra_setuid: true,
+                ..Default::default()
+            },
+            "/usr/local/bin/rootme",
+        ),
+        (
+            Plant {
+                old_openssl: true,
+                ..Default::default()
+            },
+            "openssl",
+        ),
+        (
+            Plant {
+                empty_root_password: true,
+                ..Default::default()
+            },
+            "root",
+        ),
+        (
+            Plant {
+                host_key: true,
+                ..Default::default()
+            },
+            "/etc/ssh/ssh_host_rsa_key",
+        ),
+        (
+            Plant {
+                nopie_setuid: true,
+                ..Default::default()
+            },
+            "/usr/sbin/userhelper",
+        ),
+        (
+            Plant {
+                modified_file: true,
+                ..Default::default()
+            },
+            "/usr/bin/openssl",
+        ),
     ];
     for (p, subject) in single {
         let v = evaluate(&inspect(&wafer(p)), &policy(""), &ctx());
-        assert_eq!(v.findings.iter().map(|f| f.subject.as_str()).collect::<Vec<_>>(), vec![subject]);
+        assert_eq!(
+            v.findings
+                .iter()
+                .map(|f| f.subject.as_str())
+                .collect::<Vec<_>>(),
+            vec![subject]
+        );
         assert_eq!(v.outcome, Outcome::Fail);
     }
 }
@@ -386,27 +573,70 @@ expires = 2026-05-31
     let p = policy(waivers);
     let v = evaluate(&inv, &p, &ctx());
     let squid = v.findings.iter().find(|f| f.subject == "tcp/8081").unwrap();
-    assert!(matches!(&squid.waiver, Some(WaiverState::Applied { expires, .. }) if expires == "2026-06-01"), "{:?}", squid.waiver);
+    assert!(
+        matches!(&squid.waiver, Some(WaiverState::Applied { expires, .. }) if expires == "2026-06-01"),
+        "{:?}",
+        squid.waiver
+    );
     assert!(!squid.blocking);
-    let key = v.findings.iter().find(|f| f.subject == "/etc/ssh/ssh_host_rsa_key").unwrap();
-    assert!(matches!(&key.waiver, Some(WaiverState::Expired { expired, .. }) if expired == "2026-05-31"), "{:?}", key.waiver);
+    let key = v
+        .findings
+        .iter()
+        .find(|f| f.subject == "/etc/ssh/ssh_host_rsa_key")
+        .unwrap();
+    assert!(
+        matches!(&key.waiver, Some(WaiverState::Expired { expired, .. }) if expired == "2026-05-31"),
+        "{:?}",
+        key.waiver
+    );
     assert!(key.blocking);
-    assert_eq!((v.totals.waived, v.totals.expired_waivers, v.totals.blocking), (1, 1, 7));
+    assert_eq!(
+        (v.totals.waived, v.totals.expired_waivers, v.totals.blocking),
+        (1, 1, 7)
+    );
     let text = vetter::report::terminal(&v, false);
-    assert!(text.contains("[waiver EXPIRED 2026-05-31]") && text.contains("expired on 2026-05-31 and no longer applies"), "{text}");
+    assert!(
+        text.contains("[waiver EXPIRED 2026-05-31]")
+            && text.contains("expired on 2026-05-31 and no longer applies"),
+        "{text}"
+    );
     // One day later the first waiver has expired too.
     let later = EvalContext::new(NOW + 86_400, "frontier-squid", Some("cms".into()));
     let v2 = evaluate(&inv, &p, &later);
-    assert_eq!((v2.totals.waived, v2.totals.expired_waivers, v2.totals.blocking), (0, 2, 8));
+    assert_eq!(
+        (
+            v2.totals.waived,
+            v2.totals.expired_waivers,
+            v2.totals.blocking
+        ),
+        (0, 2, 8)
+    );
     // A wafer with only the waived problem passes.
-    let only = evaluate(&inspect(&wafer(Plant { squid_port: true, ..Default::default() })), &p, &ctx());
+    let only = evaluate(
+        &inspect(&wafer(Plant {
+            squid_port: true,
+            ..Default::default()
+        })),
+        &p,
+        &ctx(),
+    );
     assert_eq!(only.outcome, Outcome::Pass);
-    assert_eq!(only.rules.iter().find(|r| r.id == "net.listeners").unwrap().status, "waived");
+    assert_eq!(
+        only.rules
+            .iter()
+            .find(|r| r.id == "net.listeners")
+            .unwrap()
+            .status,
+        "waived"
+    );
 }
 
 #[test]
 fn fail_on_threshold_and_scope() {
-    let inv = inspect(&wafer(Plant { nopie_setuid: true, ..Default::default() }));
+    let inv = inspect(&wafer(Plant {
+        nopie_setuid: true,
+        ..Default::default()
+    }));
     let p = policy("");
     // elf.pie is medium: failing at medium, passing with --fail-on high.
     assert_eq!(evaluate(&inv, &p, &ctx()).outcome, Outcome::Fail);
@@ -416,47 +646,102 @@ fn fail_on_threshold_and_scope() {
     assert_eq!(v.outcome, Outcome::Pass);
     assert_eq!(v.findings.len(), 1);
     assert!(!v.findings[0].blocking);
-    assert_eq!(v.rules.iter().find(|r| r.id == "elf.pie").unwrap().status, "warn");
+    assert_eq!(
+        v.rules.iter().find(|r| r.id == "elf.pie").unwrap().status,
+        "warn"
+    );
     // A rule scoped to other VOs does not apply.
     let scoped = POLICY.replace("id = \"elf.pie\"", "id = \"elf.pie\"\nvos = [\"atlas\"]");
-    let v = evaluate(&inv, &Policy::parse(&scoped, "p.toml", None).unwrap(), &ctx());
+    let v = evaluate(
+        &inv,
+        &Policy::parse(&scoped, "p.toml", None).unwrap(),
+        &ctx(),
+    );
     assert_eq!(v.outcome, Outcome::Pass);
-    assert_eq!(v.rules.iter().find(|r| r.id == "elf.pie").unwrap().status, "not-applicable");
+    assert_eq!(
+        v.rules.iter().find(|r| r.id == "elf.pie").unwrap().status,
+        "not-applicable"
+    );
 }
 
 #[test]
 fn since_marks_new_and_known_and_diff_sees_the_delta() {
-    let old = inspect(&wafer(Plant { telnet: true, old_openssl: true, ..Default::default() }));
-    let new = inspect(&wafer(Plant { telnet: true, squid_port: true, extra_setuid: true, ..Default::default() }));
+    let old = inspect(&wafer(Plant {
+        telnet: true,
+        old_openssl: true,
+        ..Default::default()
+    }));
+    let new = inspect(&wafer(Plant {
+        telnet: true,
+        squid_port: true,
+        extra_setuid: true,
+        ..Default::default()
+    }));
     let mut c = ctx();
     c.since = Some(&old);
     let v = evaluate(&new, &policy(""), &c);
     let status: Vec<(String, Option<bool>)> = {
-        let mut s: Vec<_> = v.findings.iter().map(|f| (f.subject.clone(), f.new)).collect();
+        let mut s: Vec<_> = v
+            .findings
+            .iter()
+            .map(|f| (f.subject.clone(), f.new))
+            .collect();
         s.sort();
         s
     };
     assert_eq!(
         status,
-        vec![("/usr/local/bin/rootme".into(), Some(true)), ("tcp/23".into(), Some(false)), ("tcp/8081".into(), Some(true))]
+        vec![
+            ("/usr/local/bin/rootme".into(), Some(true)),
+            ("tcp/23".into(), Some(false)),
+            ("tcp/8081".into(), Some(true))
+        ]
     );
     assert_eq!((v.totals.new, v.totals.known), (2, 1));
     let d = vetter::diff::diff(&old, &new);
     assert_eq!(d.packages.len(), 1, "{:#?}", d.packages);
-    assert_eq!(d.packages[0].change, vetter::diff::PackageChangeKind::Upgraded);
-    assert_eq!((d.packages[0].old.as_deref(), d.packages[0].new.as_deref()), (Some("0.9.8e-27.el5_10.1"), Some("0.9.8e-27.el5_10.4")));
+    assert_eq!(
+        d.packages[0].change,
+        vetter::diff::PackageChangeKind::Upgraded
+    );
+    assert_eq!(
+        (d.packages[0].old.as_deref(), d.packages[0].new.as_deref()),
+        (Some("0.9.8e-27.el5_10.1"), Some("0.9.8e-27.el5_10.4"))
+    );
     assert_eq!(d.privileged.len(), 1);
-    assert_eq!((d.privileged[0].path.as_str(), d.privileged[0].change.as_str()), ("/usr/local/bin/rootme", "added"));
-    assert_eq!(d.ports.iter().map(|p| (p.change.as_str(), p.port)).collect::<Vec<_>>(), vec![("opened", 8081)]);
+    assert_eq!(
+        (
+            d.privileged[0].path.as_str(),
+            d.privileged[0].change.as_str()
+        ),
+        ("/usr/local/bin/rootme", "added")
+    );
+    assert_eq!(
+        d.ports
+            .iter()
+            .map(|p| (p.change.as_str(), p.port))
+            .collect::<Vec<_>>(),
+        vec![("opened", 8081)]
+    );
     let changed: Vec<&str> = d.files.iter().map(|f| f.path.as_str()).collect();
-    assert!(changed.contains(&"/etc/squid/squid.conf") && changed.contains(&"/usr/local/bin/rootme"), "{changed:?}");
-    assert!(vetter::diff::render(&d).contains("upgraded   openssl.noarch 0.9.8e-27.el5_10.1 -> 0.9.8e-27.el5_10.4"), "{}", vetter::diff::render(&d));
+    assert!(
+        changed.contains(&"/etc/squid/squid.conf") && changed.contains(&"/usr/local/bin/rootme"),
+        "{changed:?}"
+    );
+    assert!(
+        vetter::diff::render(&d)
+            .contains("upgraded   openssl.noarch 0.9.8e-27.el5_10.1 -> 0.9.8e-27.el5_10.4"),
+        "{}",
+        vetter::diff::render(&d)
+    );
     // Downgrade is seen as such.
     let back = vetter::diff::diff(&new, &old);
-    assert_eq!(back.packages[0].change, vetter::diff::PackageChangeKind::Downgraded);
+    assert_eq!(
+        back.packages[0].change,
+        vetter::diff::PackageChangeKind::Downgraded
+    );
     assert!(vetter::diff::diff(&old, &old).is_empty());
 }
-
 
 const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
 
@@ -464,7 +749,10 @@ const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
 fn sarif_validates_against_the_sarif_2_1_0_schema() {
     let inv = inspect(&wafer(ALL));
     let p = policy("[[waiver]]\nrule = \"net.listeners\"\nsubject = \"tcp/8081\"\njustification = \"ok\"\nexpires = 2030-01-01\n");
-    let old = inspect(&wafer(Plant { telnet: true, ..Default::default() }));
+    let old = inspect(&wafer(Plant {
+        telnet: true,
+        ..Default::default()
+    }));
     let mut c = ctx();
     c.since = Some(&old);
     let v = evaluate(&inv, &p, &c);
@@ -480,20 +768,40 @@ fn sarif_validates_against_the_sarif_2_1_0_schema() {
             .expect("python3 (with python3-jsonschema) is needed to validate SARIF")
     };
     let out = validate(&path);
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("VALID"));
     // Content: every rule, one result per finding with level, location and line.
     let run = &log["runs"][0];
-    assert_eq!(run["tool"]["driver"]["rules"].as_array().unwrap().len(), p.rules().len());
+    assert_eq!(
+        run["tool"]["driver"]["rules"].as_array().unwrap().len(),
+        p.rules().len()
+    );
     let results = run["results"].as_array().unwrap();
     assert_eq!(results.len(), 8);
-    let squid = results.iter().find(|r| r["properties"]["subject"] == "tcp/8081").unwrap();
+    let squid = results
+        .iter()
+        .find(|r| r["properties"]["subject"] == "tcp/8081")
+        .unwrap();
     assert_eq!(squid["level"], "error");
-    assert_eq!(squid["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "etc/squid/squid.conf");
-    assert_eq!(squid["locations"][0]["physicalLocation"]["region"]["startLine"], 2);
+    assert_eq!(
+        squid["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "etc/squid/squid.conf"
+    );
+    assert_eq!(
+        squid["locations"][0]["physicalLocation"]["region"]["startLine"],
+        2
+    );
     assert_eq!(squid["suppressions"][0]["status"], "accepted");
     assert_eq!(squid["baselineState"], "new");
-    let telnet = results.iter().find(|r| r["properties"]["subject"] == "tcp/23").unwrap();
+    let telnet = results
+        .iter()
+        .find(|r| r["properties"]["subject"] == "tcp/23")
+        .unwrap();
     assert_eq!(telnet["baselineState"], "unchanged");
     let pie = results.iter().find(|r| r["ruleId"] == "elf.pie").unwrap();
     assert_eq!(pie["level"], "warning");
@@ -515,9 +823,16 @@ fn json_and_terminal_reports() {
     let plain = vetter::report::terminal(&v, false);
     assert!(plain.starts_with("FAIL wafer frontier-squid"), "{plain}");
     let totals = plain.lines().nth(1).unwrap();
-    assert!(totals.starts_with("totals: 2 critical, 5 high, 1 medium, 0 low, 0 info, 8 blocking"), "{totals}");
+    assert!(
+        totals.starts_with("totals: 2 critical, 5 high, 1 medium, 0 low, 0 info, 8 blocking"),
+        "{totals}"
+    );
     // Grouped by severity, most severe first.
-    let (c, h, m) = (plain.find("\nCRITICAL (2)").unwrap(), plain.find("\nHIGH (5)").unwrap(), plain.find("\nMEDIUM (1)").unwrap());
+    let (c, h, m) = (
+        plain.find("\nCRITICAL (2)").unwrap(),
+        plain.find("\nHIGH (5)").unwrap(),
+        plain.find("\nMEDIUM (1)").unwrap(),
+    );
     assert!(c < h && h < m);
     assert!(!plain.contains('\x1b'));
     let colour = vetter::report::terminal(&v, true);
@@ -535,13 +850,21 @@ fn html_report_renders_in_headless_chromium() {
     let v = evaluate(&inv, &policy(""), &ctx());
     let html = vetter::report::html(&v, &inv);
     assert!(!html.contains("<script>alert(1)"), "unescaped image text");
-    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains(" src="), "no external resources");
+    assert!(
+        !html.contains("http://") && !html.contains("https://") && !html.contains(" src="),
+        "no external resources"
+    );
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("report.html");
     std::fs::write(&page, &html).unwrap();
     let chromium = ["chromium", "chromium-browser"]
         .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
         .expect("chromium (Debian package chromium) is needed for the HTML report test");
     let common = |extra: &[String]| -> std::process::Output {
         let profile = tempfile::tempdir().unwrap();
@@ -564,7 +887,11 @@ fn html_report_renders_in_headless_chromium() {
         Command::new(chromium).args(&args).output().unwrap()
     };
     let dom = common(&["--dump-dom".to_string()]);
-    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
     let dom = String::from_utf8_lossy(&dom.stdout);
     for needle in [
         "FAIL — wafer frontier-squid",
@@ -582,9 +909,22 @@ fn html_report_renders_in_headless_chromium() {
     ] {
         assert!(dom.contains(needle), "rendered DOM lacks {needle:?}");
     }
-    let shot = std::env::var_os("WAFER_SCREENSHOT").map(PathBuf::from).unwrap_or_else(|| dir.path().join("report.png"));
-    let out = common(&[format!("--screenshot={}", shot.display()), "--window-size=1280,2000".to_string()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shot = std::env::var_os("WAFER_SCREENSHOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("report.png"));
+    let out = common(&[
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1280,2000".to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "screenshot of {} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "screenshot of {} bytes",
+        png.len()
+    );
 }

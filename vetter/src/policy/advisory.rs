@@ -116,8 +116,16 @@ fn csv_fields(line: &str) -> Result<Vec<String>, String> {
 }
 
 fn check(a: &Advisory, file: &str) -> Result<(), AdvisoryError> {
-    let bad = |m: String| AdvisoryError::Bad { file: file.to_string(), line: a.line, message: m };
-    if a.package.is_empty() || a.package.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let bad = |m: String| AdvisoryError::Bad {
+        file: file.to_string(),
+        line: a.line,
+        message: m,
+    };
+    if a.package.is_empty()
+        || a.package
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(bad(format!("bad package name {:?}", a.package)));
     }
     if a.fixed.is_empty() || a.fixed.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -131,7 +139,8 @@ fn check(a: &Advisory, file: &str) -> Result<(), AdvisoryError> {
             return Err(bad(format!("manager must be rpm or dpkg, not {m:?}")));
         }
         if m == "dpkg" {
-            pkgdb::version::DpkgVersion::parse(&a.fixed).map_err(|e| bad(format!("fixed-in version {:?}: {e}", a.fixed)))?;
+            pkgdb::version::DpkgVersion::parse(&a.fixed)
+                .map_err(|e| bad(format!("fixed-in version {:?}: {e}", a.fixed)))?;
         }
     }
     Ok(())
@@ -140,30 +149,66 @@ fn check(a: &Advisory, file: &str) -> Result<(), AdvisoryError> {
 /// Parse a CSV advisory list; `file` names it in errors.
 pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Advisory>, AdvisoryError> {
     if text.len() > MAX_ADVISORY_BYTES {
-        return Err(AdvisoryError::TooLarge { file: file.into(), limit: MAX_ADVISORY_BYTES });
+        return Err(AdvisoryError::TooLarge {
+            file: file.into(),
+            limit: MAX_ADVISORY_BYTES,
+        });
     }
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let Some((hl, header)) = lines.next() else { return Ok(Vec::new()) };
-    let header = csv_fields(header.trim_start_matches('\u{feff}'))
-        .map_err(|m| AdvisoryError::Bad { file: file.into(), line: hl + 1, message: m })?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    let Some((hl, header)) = lines.next() else {
+        return Ok(Vec::new());
+    };
+    let header =
+        csv_fields(header.trim_start_matches('\u{feff}')).map_err(|m| AdvisoryError::Bad {
+            file: file.into(),
+            line: hl + 1,
+            message: m,
+        })?;
     let col = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let need = |name: &str| col(name).ok_or_else(|| AdvisoryError::MissingColumn { file: file.into(), column: name.into() });
+    let need = |name: &str| {
+        col(name).ok_or_else(|| AdvisoryError::MissingColumn {
+            file: file.into(),
+            column: name.into(),
+        })
+    };
     let (cp, cf, ci) = (need("package")?, need("fixed")?, need("id")?);
     let (cs, cm, ct) = (col("severity"), col("manager"), col("title"));
     let mut out = Vec::new();
     for (i, l) in lines {
         if out.len() >= MAX_ADVISORIES {
-            return Err(AdvisoryError::TooLarge { file: file.into(), limit: MAX_ADVISORIES });
+            return Err(AdvisoryError::TooLarge {
+                file: file.into(),
+                limit: MAX_ADVISORIES,
+            });
         }
         let line = i + 1;
-        let f = csv_fields(l).map_err(|m| AdvisoryError::Bad { file: file.into(), line, message: m })?;
+        let f = csv_fields(l).map_err(|m| AdvisoryError::Bad {
+            file: file.into(),
+            line,
+            message: m,
+        })?;
         let get = |c: usize| f.get(c).cloned().unwrap_or_default();
         let opt = |c: Option<usize>| c.map(get).filter(|s| !s.is_empty());
         let severity = match opt(cs) {
-            Some(s) => Some(s.parse::<Severity>().map_err(|e| AdvisoryError::Bad { file: file.into(), line, message: e.to_string() })?),
+            Some(s) => Some(s.parse::<Severity>().map_err(|e| AdvisoryError::Bad {
+                file: file.into(),
+                line,
+                message: e.to_string(),
+            })?),
             None => None,
         };
-        let a = Advisory { package: get(cp), fixed: get(cf), id: get(ci), severity, manager: opt(cm), title: opt(ct), line };
+        let a = Advisory {
+            package: get(cp),
+            fixed: get(cf),
+            id: get(ci),
+            severity,
+            manager: opt(cm),
+            title: opt(ct),
+            line,
+        };
         check(&a, file)?;
         out.push(a);
     }
@@ -173,12 +218,20 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Advisory>, AdvisoryError>
 /// Parse a JSON advisory list (an array of objects); `file` names it in errors.
 pub fn parse_json(text: &str, file: &str) -> Result<Vec<Advisory>, AdvisoryError> {
     if text.len() > MAX_ADVISORY_BYTES {
-        return Err(AdvisoryError::TooLarge { file: file.into(), limit: MAX_ADVISORY_BYTES });
+        return Err(AdvisoryError::TooLarge {
+            file: file.into(),
+            limit: MAX_ADVISORY_BYTES,
+        });
     }
-    let mut list: Vec<Advisory> =
-        serde_json::from_str(text).map_err(|e| AdvisoryError::Json { file: file.into(), message: e.to_string() })?;
+    let mut list: Vec<Advisory> = serde_json::from_str(text).map_err(|e| AdvisoryError::Json {
+        file: file.into(),
+        message: e.to_string(),
+    })?;
     if list.len() > MAX_ADVISORIES {
-        return Err(AdvisoryError::TooLarge { file: file.into(), limit: MAX_ADVISORIES });
+        return Err(AdvisoryError::TooLarge {
+            file: file.into(),
+            limit: MAX_ADVISORIES,
+        });
     }
     for (i, a) in list.iter_mut().enumerate() {
         a.line = i + 1;
@@ -199,7 +252,10 @@ mod tests {
         assert_eq!(l[0].title.as_deref(), Some("a, b \"c\""));
         assert_eq!(l[0].severity, Some(Severity::High));
         assert_eq!(l[0].line, 2);
-        assert!(matches!(parse_csv("package,id\n", "a.csv"), Err(AdvisoryError::MissingColumn { .. })));
+        assert!(matches!(
+            parse_csv("package,id\n", "a.csv"),
+            Err(AdvisoryError::MissingColumn { .. })
+        ));
         let e = parse_csv("package,fixed,id,severity\nx,1,A,urgent\n", "a.csv").unwrap_err();
         assert_eq!(e.to_string(), "a.csv: line 2: unknown severity \"urgent\" (expected info, low, medium, high or critical)");
         assert!(parse_csv("package,fixed,id\n\"x,1,A\n", "a.csv").is_err());
@@ -209,7 +265,11 @@ mod tests {
     fn json_list() {
         let l = parse_json(r#"[{"package":"bash","fixed":"4.1.2-15.el6_5.2","id":"RHSA-2014:1306","severity":"critical"}]"#, "a.json").unwrap();
         assert_eq!(l[0].package, "bash");
-        assert!(parse_json(r#"[{"package":"bash","fixed":"1","id":"X","cvss":9}]"#, "a.json").is_err());
+        assert!(parse_json(
+            r#"[{"package":"bash","fixed":"1","id":"X","cvss":9}]"#,
+            "a.json"
+        )
+        .is_err());
         assert!(parse_json(r#"[{"package":"bash","fixed":"","id":"X"}]"#, "a.json").is_err());
     }
 }

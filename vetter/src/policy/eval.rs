@@ -6,7 +6,9 @@ use std::collections::{BTreeSet, HashMap};
 use globset::GlobMatcher;
 use serde::Serialize;
 
-use super::format::{self, Bind, ElfTarget, FileCheck, GuestType, Hardening, PrivilegeKind, Severity};
+use super::format::{
+    self, Bind, ElfTarget, FileCheck, GuestType, Hardening, PrivilegeKind, Severity,
+};
 use super::{glob, waiver_day, Policy};
 use crate::services::BindClass;
 use crate::Inventory;
@@ -32,7 +34,13 @@ pub struct EvalContext<'a> {
 impl<'a> EvalContext<'a> {
     /// A context for `wafer` at time `now` (seconds since the epoch).
     pub fn new(now: i64, wafer: impl Into<String>, vo: Option<String>) -> Self {
-        EvalContext { now, wafer: wafer.into(), vo, fail_on: None, since: None }
+        EvalContext {
+            now,
+            wafer: wafer.into(),
+            vo,
+            fail_on: None,
+            since: None,
+        }
     }
 }
 
@@ -122,12 +130,32 @@ impl Evidence {
                 Some(t) => format!("{}: {t}", at(path, line)),
                 None => at(path, line),
             },
-            Evidence::Package { name, version, manager } => format!("package {name} {version} ({manager})"),
-            Evidence::Port { protocol, port, address, service, default, file, line, text, .. } => {
+            Evidence::Package {
+                name,
+                version,
+                manager,
+            } => format!("package {name} {version} ({manager})"),
+            Evidence::Port {
+                protocol,
+                port,
+                address,
+                service,
+                default,
+                file,
+                line,
+                text,
+                ..
+            } => {
                 let addr = address.as_deref().unwrap_or("*");
                 let how = if *default { " (daemon default)" } else { "" };
-                let txt = text.as_deref().map(|t| format!(": {t}")).unwrap_or_default();
-                format!("{service} listens on {protocol}/{port} at {addr}{how}, set in {}{txt}", at(file, line))
+                let txt = text
+                    .as_deref()
+                    .map(|t| format!(": {t}"))
+                    .unwrap_or_default();
+                format!(
+                    "{service} listens on {protocol}/{port} at {addr}{how}, set in {}{txt}",
+                    at(file, line)
+                )
             }
             Evidence::Note { text } => text.clone(),
         }
@@ -321,8 +349,14 @@ fn any_match(m: &[GlobMatcher], s: &str) -> bool {
 }
 
 fn in_scope(wafers: &Option<Vec<String>>, vos: &Option<Vec<String>>, ctx: &EvalContext) -> bool {
-    let w = wafers.as_ref().is_none_or(|w| any_match(&matchers(w), &ctx.wafer));
-    let v = vos.as_ref().is_none_or(|v| ctx.vo.as_deref().is_some_and(|vo| any_match(&matchers(v), vo)));
+    let w = wafers
+        .as_ref()
+        .is_none_or(|w| any_match(&matchers(w), &ctx.wafer));
+    let v = vos.as_ref().is_none_or(|v| {
+        ctx.vo
+            .as_deref()
+            .is_some_and(|vo| any_match(&matchers(v), vo))
+    });
     w && v
 }
 
@@ -334,16 +368,34 @@ struct Draft {
     evidence: Vec<Evidence>,
 }
 
-fn draft(severity: Severity, subject: impl Into<String>, message: impl Into<String>, evidence: Vec<Evidence>) -> Draft {
-    Draft { severity, subject: subject.into(), message: message.into(), evidence }
+fn draft(
+    severity: Severity,
+    subject: impl Into<String>,
+    message: impl Into<String>,
+    evidence: Vec<Evidence>,
+) -> Draft {
+    Draft {
+        severity,
+        subject: subject.into(),
+        message: message.into(),
+        evidence,
+    }
 }
 
 fn file_ev(path: &str, text: Option<String>) -> Evidence {
-    Evidence::File { path: path.to_string(), line: None, text }
+    Evidence::File {
+        path: path.to_string(),
+        line: None,
+        text,
+    }
 }
 
 fn prov_ev(p: &crate::Provenance) -> Evidence {
-    Evidence::File { path: p.file.clone(), line: p.line, text: p.text.clone() }
+    Evidence::File {
+        path: p.file.clone(),
+        line: p.line,
+        text: p.text.clone(),
+    }
 }
 
 struct Index<'a> {
@@ -359,8 +411,16 @@ impl<'a> Index<'a> {
                 by_path.insert(p.as_str(), e);
             }
         }
-        let mismatches = inv.packages.mismatches.iter().map(|m| (m.path.as_str(), m)).collect();
-        Index { by_path, mismatches }
+        let mismatches = inv
+            .packages
+            .mismatches
+            .iter()
+            .map(|m| (m.path.as_str(), m))
+            .collect();
+        Index {
+            by_path,
+            mismatches,
+        }
     }
 
     fn describe(&self, path: &str) -> Option<String> {
@@ -385,19 +445,32 @@ fn pkg_version(p: &crate::packages::PackageInfo) -> String {
 }
 
 fn pkg_ev(p: &crate::packages::PackageInfo) -> Evidence {
-    Evidence::Package { name: p.name.clone(), version: pkg_version(p), manager: p.manager.clone() }
+    Evidence::Package {
+        name: p.name.clone(),
+        version: pkg_version(p),
+        manager: p.manager.clone(),
+    }
 }
 
 /// Compare an installed package's version with a required one using its manager's algorithm.
 /// `Err` when a dpkg version does not parse.
-pub fn compare_installed_version(p: &crate::packages::PackageInfo, required: &str) -> Result<Ordering, String> {
+pub fn compare_installed_version(
+    p: &crate::packages::PackageInfo,
+    required: &str,
+) -> Result<Ordering, String> {
     if p.manager == "dpkg" {
-        let a = pkgdb::version::DpkgVersion::parse(&p.version).map_err(|e| format!("installed version {:?}: {e}", p.version))?;
-        let b = pkgdb::version::DpkgVersion::parse(required).map_err(|e| format!("version {required:?}: {e}"))?;
+        let a = pkgdb::version::DpkgVersion::parse(&p.version)
+            .map_err(|e| format!("installed version {:?}: {e}", p.version))?;
+        let b = pkgdb::version::DpkgVersion::parse(required)
+            .map_err(|e| format!("version {required:?}: {e}"))?;
         Ok(a.compare(&b))
     } else {
         let a = pkgdb::version::Evr::new(p.epoch, &p.version, p.release.as_deref().unwrap_or(""));
-        let a = if p.release.is_none() { pkgdb::version::Evr { release: None, ..a } } else { a };
+        let a = if p.release.is_none() {
+            pkgdb::version::Evr { release: None, ..a }
+        } else {
+            a
+        };
         Ok(a.compare_dep(&pkgdb::version::Evr::parse(required)))
     }
 }
@@ -412,8 +485,11 @@ fn bind_allowed(allowed: Bind, actual: BindClass) -> bool {
 
 fn ports(inv: &Inventory, r: &format::PortsRule) -> Vec<Draft> {
     let mut out = Vec::new();
-    let allow: Vec<(&format::AllowedPort, Option<GlobMatcher>)> =
-        r.allow.iter().map(|a| (a, a.service.as_deref().and_then(|s| glob(s).ok()))).collect();
+    let allow: Vec<(&format::AllowedPort, Option<GlobMatcher>)> = r
+        .allow
+        .iter()
+        .map(|a| (a, a.service.as_deref().and_then(|s| glob(s).ok())))
+        .collect();
     let mut seen = BTreeSet::new();
     for s in inv.services.list.iter().filter(|s| s.enabled) {
         let enabled: Vec<Evidence> = s.enabled_by.iter().map(prov_ev).collect();
@@ -443,7 +519,14 @@ fn ports(inv: &Inventory, r: &format::PortsRule) -> Vec<Draft> {
                     && bind_allowed(a.bind, p.bind)
                     && svc.as_ref().is_none_or(|g| g.is_match(&s.name))
             });
-            if ok || !seen.insert((p.protocol.clone(), p.port, p.address.clone(), s.name.clone())) {
+            if ok
+                || !seen.insert((
+                    p.protocol.clone(),
+                    p.port,
+                    p.address.clone(),
+                    s.name.clone(),
+                ))
+            {
                 continue;
             }
             let addr = p.address.clone().unwrap_or_else(|| "all addresses".into());
@@ -462,7 +545,10 @@ fn ports(inv: &Inventory, r: &format::PortsRule) -> Vec<Draft> {
             out.push(draft(
                 r.severity,
                 format!("{}/{}", p.protocol, p.port),
-                format!("{} ({}) listens on {}/{} at {addr}, which the policy does not allow", s.name, s.kind, p.protocol, p.port),
+                format!(
+                    "{} ({}) listens on {}/{} at {addr}, which the policy does not allow",
+                    s.name, s.kind, p.protocol, p.port
+                ),
                 ev,
             ));
         }
@@ -478,29 +564,59 @@ fn owners_of<'a>(inv: &'a Inventory, idx: &Index<'a>, path: &str) -> Option<Vec<
 
 fn privileged(inv: &Inventory, idx: &Index, r: &format::PrivilegedRule) -> Vec<Draft> {
     let mut out = Vec::new();
-    let allow: Vec<(&format::AllowedPrivileged, Option<GlobMatcher>)> = r.allow.iter().map(|a| (a, glob(&a.path).ok())).collect();
+    let allow: Vec<(&format::AllowedPrivileged, Option<GlobMatcher>)> =
+        r.allow.iter().map(|a| (a, glob(&a.path).ok())).collect();
     let mut list: Vec<(PrivilegeKind, &str, Option<&crate::files::CapFile>)> = Vec::new();
     for k in &r.check {
         match k {
-            PrivilegeKind::Setuid => list.extend(inv.files.setuid.iter().map(|p| (*k, p.as_str(), None))),
-            PrivilegeKind::Setgid => list.extend(inv.files.setgid.iter().map(|p| (*k, p.as_str(), None))),
-            PrivilegeKind::Capabilities => list.extend(inv.files.capabilities.iter().map(|c| (*k, c.path.as_str(), Some(c)))),
+            PrivilegeKind::Setuid => {
+                list.extend(inv.files.setuid.iter().map(|p| (*k, p.as_str(), None)))
+            }
+            PrivilegeKind::Setgid => {
+                list.extend(inv.files.setgid.iter().map(|p| (*k, p.as_str(), None)))
+            }
+            PrivilegeKind::Capabilities => list.extend(
+                inv.files
+                    .capabilities
+                    .iter()
+                    .map(|c| (*k, c.path.as_str(), Some(c))),
+            ),
         }
     }
     for (kind, path, cap) in list {
         let mut ev = vec![file_ev(path, idx.describe(path))];
         if let Some(c) = cap {
-            let t = c.caps.as_ref().map(|c| c.text.clone()).or_else(|| c.error.clone()).unwrap_or_default();
-            ev.push(Evidence::Note { text: format!("security.capability: {t}") });
+            let t = c
+                .caps
+                .as_ref()
+                .map(|c| c.text.clone())
+                .or_else(|| c.error.clone())
+                .unwrap_or_default();
+            ev.push(Evidence::Note {
+                text: format!("security.capability: {t}"),
+            });
         }
         let sha = idx.by_path.get(path).and_then(|e| e.sha256.clone());
         if let Some(h) = &sha {
-            ev.push(Evidence::Note { text: format!("sha256 {h}") });
+            ev.push(Evidence::Note {
+                text: format!("sha256 {h}"),
+            });
         }
-        let entries: Vec<&format::AllowedPrivileged> =
-            allow.iter().filter(|(_, g)| g.as_ref().is_some_and(|g| g.is_match(path))).map(|(a, _)| *a).collect();
+        let entries: Vec<&format::AllowedPrivileged> = allow
+            .iter()
+            .filter(|(_, g)| g.as_ref().is_some_and(|g| g.is_match(path)))
+            .map(|(a, _)| *a)
+            .collect();
         if entries.is_empty() {
-            out.push(draft(r.severity, path, format!("{path} is {} and not on the policy's allowlist", kind.as_str()), ev));
+            out.push(draft(
+                r.severity,
+                path,
+                format!(
+                    "{path} is {} and not on the policy's allowlist",
+                    kind.as_str()
+                ),
+                ev,
+            ));
             continue;
         }
         // Allowed if any matching entry's pins all hold; otherwise report the first entry's failure.
@@ -512,24 +628,40 @@ fn privileged(inv: &Inventory, idx: &Index, r: &format::PrivilegedRule) -> Vec<D
                 match &sha {
                     Some(h) if h.eq_ignore_ascii_case(want) => {}
                     Some(h) => fail = Some(format!("its sha256 {h} is not the pinned {want}")),
-                    None => fail = Some("its sha256 is unknown (not hashed), so the pin cannot be checked".into()),
+                    None => {
+                        fail = Some(
+                            "its sha256 is unknown (not hashed), so the pin cannot be checked"
+                                .into(),
+                        )
+                    }
                 }
             }
             if let (None, Some(want)) = (&fail, &a.capabilities) {
                 let have = cap.and_then(|c| c.caps.as_ref()).map(|c| c.text.clone());
                 if have.as_deref() != Some(want.as_str()) {
-                    fail = Some(format!("its capabilities {} are not the allowed {want}", have.unwrap_or_else(|| "(none)".into())));
+                    fail = Some(format!(
+                        "its capabilities {} are not the allowed {want}",
+                        have.unwrap_or_else(|| "(none)".into())
+                    ));
                 }
             }
             if let (None, Some(pkg)) = (&fail, &a.package) {
                 if inv.packages.format.is_none() {
-                    fail = Some(format!("no package database, so \"as shipped by {pkg}\" cannot be checked"));
+                    fail = Some(format!(
+                        "no package database, so \"as shipped by {pkg}\" cannot be checked"
+                    ));
                 } else if inv.packages.unowned_system_files.iter().any(|u| u == path) {
                     fail = Some(format!("no package owns it (expected {pkg})"));
                 } else if let Some(m) = idx.mismatches.get(path) {
-                    let owner_ok = m.package == *pkg || m.package.starts_with(&format!("{pkg}-")) || m.package.starts_with(&format!("{pkg}_"));
+                    let owner_ok = m.package == *pkg
+                        || m.package.starts_with(&format!("{pkg}-"))
+                        || m.package.starts_with(&format!("{pkg}_"));
                     fail = Some(if owner_ok {
-                        format!("it differs from what {} shipped ({})", m.package, m.differs.join(", "))
+                        format!(
+                            "it differs from what {} shipped ({})",
+                            m.package,
+                            m.differs.join(", ")
+                        )
                     } else {
                         format!("it is shipped by {}, not {pkg}", m.package)
                     });
@@ -553,7 +685,12 @@ fn privileged(inv: &Inventory, idx: &Index, r: &format::PrivilegedRule) -> Vec<D
         }
         if !allowed {
             let why = first_failure.unwrap_or_default();
-            out.push(draft(r.severity, path, format!("{path} is {} and allowlisted, but {why}", kind.as_str()), ev));
+            out.push(draft(
+                r.severity,
+                path,
+                format!("{path} is {} and allowlisted, but {why}", kind.as_str()),
+                ev,
+            ));
         }
     }
     out
@@ -565,8 +702,16 @@ fn packages(inv: &Inventory, policy: &Policy, i: usize, r: &format::PackagesRule
     let has_checks = !r.minimum.is_empty() || !r.banned.is_empty() || r.advisories.is_some();
     if pk.format.is_none() || pk.error.is_some() {
         if has_checks {
-            let why = pk.error.clone().unwrap_or_else(|| "no package database found".into());
-            out.push(draft(r.severity, "package-database", format!("packages cannot be checked: {why}"), vec![Evidence::Note { text: why }]));
+            let why = pk
+                .error
+                .clone()
+                .unwrap_or_else(|| "no package database found".into());
+            out.push(draft(
+                r.severity,
+                "package-database",
+                format!("packages cannot be checked: {why}"),
+                vec![Evidence::Note { text: why }],
+            ));
         }
         return out;
     }
@@ -575,30 +720,61 @@ fn packages(inv: &Inventory, policy: &Policy, i: usize, r: &format::PackagesRule
         by_name.entry(p.name.as_str()).or_default().push(p);
     }
     let db_ev = |p: &crate::packages::PackageInfo| {
-        vec![pkg_ev(p), file_ev(pk.database.as_deref().unwrap_or(""), Some(format!("{} database", pk.format.as_deref().unwrap_or(""))))]
+        vec![
+            pkg_ev(p),
+            file_ev(
+                pk.database.as_deref().unwrap_or(""),
+                Some(format!("{} database", pk.format.as_deref().unwrap_or(""))),
+            ),
+        ]
     };
     for m in policy.minimums.get(i).into_iter().flatten() {
         for p in by_name.get(m.name.as_str()).into_iter().flatten() {
             match compare_installed_version(p, &m.version) {
                 Ok(o) => {
-                    let ok = if m.op == ">" { o == Ordering::Greater } else { o != Ordering::Less };
+                    let ok = if m.op == ">" {
+                        o == Ordering::Greater
+                    } else {
+                        o != Ordering::Less
+                    };
                     if !ok {
                         out.push(draft(
                             r.severity,
                             &p.name,
-                            format!("{} {} is older than the required {} {} {}", p.name, pkg_version(p), m.name, m.op, m.version),
+                            format!(
+                                "{} {} is older than the required {} {} {}",
+                                p.name,
+                                pkg_version(p),
+                                m.name,
+                                m.op,
+                                m.version
+                            ),
                             db_ev(p),
                         ));
                     }
                 }
-                Err(e) => out.push(draft(r.severity, &p.name, format!("{}: cannot compare versions: {e}", p.name), db_ev(p))),
+                Err(e) => out.push(draft(
+                    r.severity,
+                    &p.name,
+                    format!("{}: cannot compare versions: {e}", p.name),
+                    db_ev(p),
+                )),
             }
         }
     }
     let banned = matchers(&r.banned);
     for p in &pk.list {
         if any_match(&banned, &p.name) {
-            out.push(draft(r.severity, &p.name, format!("{} {} is installed and banned by the policy", p.name, pkg_version(p)), db_ev(p)));
+            out.push(draft(
+                r.severity,
+                &p.name,
+                format!(
+                    "{} {} is installed and banned by the policy",
+                    p.name,
+                    pkg_version(p)
+                ),
+                db_ev(p),
+            ));
         }
     }
     for a in policy.advisories.get(i).into_iter().flatten() {
@@ -610,16 +786,31 @@ fn packages(inv: &Inventory, policy: &Policy, i: usize, r: &format::PackagesRule
             let subject = format!("{}:{}", p.name, a.id);
             match compare_installed_version(p, &a.fixed) {
                 Ok(Ordering::Less) => {
-                    let title = a.title.as_deref().map(|t| format!(" ({t})")).unwrap_or_default();
+                    let title = a
+                        .title
+                        .as_deref()
+                        .map(|t| format!(" ({t})"))
+                        .unwrap_or_default();
                     out.push(draft(
                         sev,
                         subject,
-                        format!("{}{title}: {} {} is affected, fixed in {}", a.id, p.name, pkg_version(p), a.fixed),
+                        format!(
+                            "{}{title}: {} {} is affected, fixed in {}",
+                            a.id,
+                            p.name,
+                            pkg_version(p),
+                            a.fixed
+                        ),
                         db_ev(p),
                     ));
                 }
                 Ok(_) => {}
-                Err(e) => out.push(draft(sev, subject, format!("{}: cannot compare {} versions: {e}", a.id, p.name), db_ev(p))),
+                Err(e) => out.push(draft(
+                    sev,
+                    subject,
+                    format!("{}: cannot compare {} versions: {e}", a.id, p.name),
+                    db_ev(p),
+                )),
             }
         }
     }
@@ -639,27 +830,57 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
             .map(|u| Evidence::File {
                 path: "/etc/passwd".into(),
                 line: Some(u.line),
-                text: Some(format!("{}:x:{}:{}:...:{}:{}", u.name, u.uid, u.gid, u.home, u.shell)),
+                text: Some(format!(
+                    "{}:x:{}:{}:...:{}:{}",
+                    u.name, u.uid, u.gid, u.home, u.shell
+                )),
             })
             .collect()
     };
     let no_db = |what: &str| {
-        draft(sev, "package-database", format!("{what} cannot be checked: no package database"), vec![Evidence::Note { text: "no package database".into() }])
+        draft(
+            sev,
+            "package-database",
+            format!("{what} cannot be checked: no package database"),
+            vec![Evidence::Note {
+                text: "no package database".into(),
+            }],
+        )
     };
     match r.check {
         FileCheck::WorldWritable => {
             for p in inv.files.world_writable.iter().filter(|p| ok(p)) {
-                out.push(draft(sev, p, format!("{p} is world-writable"), vec![file_ev(p, idx.describe(p))]));
+                out.push(draft(
+                    sev,
+                    p,
+                    format!("{p} is world-writable"),
+                    vec![file_ev(p, idx.describe(p))],
+                ));
             }
-            for p in inv.files.world_writable_dirs_without_sticky.iter().filter(|p| ok(p)) {
-                out.push(draft(sev, p, format!("{p} is a world-writable directory without the sticky bit"), vec![file_ev(p, idx.describe(p))]));
+            for p in inv
+                .files
+                .world_writable_dirs_without_sticky
+                .iter()
+                .filter(|p| ok(p))
+            {
+                out.push(draft(
+                    sev,
+                    p,
+                    format!("{p} is a world-writable directory without the sticky bit"),
+                    vec![file_ev(p, idx.describe(p))],
+                ));
             }
         }
         FileCheck::HostPrivateKeys => {
             let mut seen = BTreeSet::new();
             for p in acc.ssh_host_keys.iter().filter(|p| ok(p)) {
                 if seen.insert(p.clone()) {
-                    out.push(draft(sev, p, format!("ssh host private key {p} is left in the image"), vec![file_ev(p, Some("ssh host private key".into()))]));
+                    out.push(draft(
+                        sev,
+                        p,
+                        format!("ssh host private key {p} is left in the image"),
+                        vec![file_ev(p, Some("ssh host private key".into()))],
+                    ));
                 }
             }
             for c in inv.credentials.iter().filter(|c| ok(&c.path)) {
@@ -668,32 +889,62 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
                         sev,
                         &c.path,
                         format!("{} holds a private key or credential ({})", c.path, c.kind),
-                        vec![Evidence::File { path: c.path.clone(), line: c.line, text: Some(c.kind.clone()) }],
+                        vec![Evidence::File {
+                            path: c.path.clone(),
+                            line: c.line,
+                            text: Some(c.kind.clone()),
+                        }],
                     ));
                 }
             }
         }
         FileCheck::RootAuthorizedKeys => {
-            let roots: BTreeSet<&str> = acc.users.iter().filter(|u| u.uid == 0).map(|u| u.name.as_str()).chain(["root"]).collect();
-            for k in acc.authorized_keys.iter().filter(|k| roots.contains(k.user.as_str()) && ok(&k.path)) {
+            let roots: BTreeSet<&str> = acc
+                .users
+                .iter()
+                .filter(|u| u.uid == 0)
+                .map(|u| u.name.as_str())
+                .chain(["root"])
+                .collect();
+            for k in acc
+                .authorized_keys
+                .iter()
+                .filter(|k| roots.contains(k.user.as_str()) && ok(&k.path))
+            {
                 out.push(draft(
                     sev,
                     &k.path,
                     format!("{} lets {} key(s) log in as {}", k.path, k.keys, k.user),
-                    vec![file_ev(&k.path, Some(format!("{} key(s): {}", k.keys, k.types.join(", "))))],
+                    vec![file_ev(
+                        &k.path,
+                        Some(format!("{} key(s): {}", k.keys, k.types.join(", "))),
+                    )],
                 ));
             }
         }
         FileCheck::EmptyPasswords => {
             for n in acc.empty_password.iter().filter(|n| ok(n)) {
                 let mut ev = passwd_ev(n);
-                ev.push(file_ev("/etc/shadow", Some(format!("{n} has an empty password field"))));
-                out.push(draft(sev, n, format!("account {n} has an empty password and can log in without one"), ev));
+                ev.push(file_ev(
+                    "/etc/shadow",
+                    Some(format!("{n} has an empty password field")),
+                ));
+                out.push(draft(
+                    sev,
+                    n,
+                    format!("account {n} has an empty password and can log in without one"),
+                    ev,
+                ));
             }
         }
         FileCheck::ExtraUid0 => {
             for n in acc.uid0.iter().filter(|n| n.as_str() != "root" && ok(n)) {
-                out.push(draft(sev, n, format!("account {n} has uid 0"), passwd_ev(n)));
+                out.push(draft(
+                    sev,
+                    n,
+                    format!("account {n} has uid 0"),
+                    passwd_ev(n),
+                ));
             }
         }
         FileCheck::UnownedSystemFiles => {
@@ -701,7 +952,12 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
                 out.push(no_db("unowned files"));
             }
             for p in inv.packages.unowned_system_files.iter().filter(|p| ok(p)) {
-                out.push(draft(sev, p, format!("{p} is in a system directory and no package owns it"), vec![file_ev(p, idx.describe(p))]));
+                out.push(draft(
+                    sev,
+                    p,
+                    format!("{p} is in a system directory and no package owns it"),
+                    vec![file_ev(p, idx.describe(p))],
+                ));
             }
         }
         FileCheck::ModifiedPackagedFiles => {
@@ -710,10 +966,35 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
             }
             for m in inv.packages.mismatches.iter().filter(|m| ok(&m.path)) {
                 let cfg = if m.config { " (config file)" } else { "" };
-                let mut ev = vec![file_ev(&m.path, Some(format!("differs from the package database: {}", m.differs.join(", "))))];
+                let mut ev = vec![file_ev(
+                    &m.path,
+                    Some(format!(
+                        "differs from the package database: {}",
+                        m.differs.join(", ")
+                    )),
+                )];
                 let (name, ver) = split_label(inv, &m.package);
-                ev.push(Evidence::Package { name, version: ver, manager: inv.packages.list.first().map(|p| p.manager.clone()).unwrap_or_default() });
-                out.push(draft(sev, &m.path, format!("{}{cfg} differs from what {} shipped: {}", m.path, m.package, m.differs.join(", ")), ev));
+                ev.push(Evidence::Package {
+                    name,
+                    version: ver,
+                    manager: inv
+                        .packages
+                        .list
+                        .first()
+                        .map(|p| p.manager.clone())
+                        .unwrap_or_default(),
+                });
+                out.push(draft(
+                    sev,
+                    &m.path,
+                    format!(
+                        "{}{cfg} differs from what {} shipped: {}",
+                        m.path,
+                        m.package,
+                        m.differs.join(", ")
+                    ),
+                    ev,
+                ));
             }
         }
     }
@@ -723,7 +1004,10 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
 /// Split a mismatch's package label (rpm NEVRA or dpkg `name_version`) into name and version.
 fn split_label(inv: &Inventory, label: &str) -> (String, String) {
     for p in &inv.packages.list {
-        if let Some(rest) = label.strip_prefix(&format!("{}-", p.name)).or_else(|| label.strip_prefix(&format!("{}_", p.name))) {
+        if let Some(rest) = label
+            .strip_prefix(&format!("{}-", p.name))
+            .or_else(|| label.strip_prefix(&format!("{}_", p.name)))
+        {
             if rest.starts_with(|c: char| c.is_ascii_digit()) && label.contains(&p.version) {
                 return (p.name.clone(), pkg_version(p));
             }
@@ -735,11 +1019,24 @@ fn split_label(inv: &Inventory, label: &str) -> (String, String) {
 fn elf(inv: &Inventory, idx: &Index, r: &format::ElfRule) -> Vec<Draft> {
     let allow = matchers(&r.allow);
     let mut out = Vec::new();
-    let networked: BTreeSet<&str> = inv.services.list.iter().filter(|s| s.enabled && s.port_status != "none").map(|s| s.name.as_str()).collect();
+    let networked: BTreeSet<&str> = inv
+        .services
+        .list
+        .iter()
+        .filter(|s| s.enabled && s.port_status != "none")
+        .map(|s| s.name.as_str())
+        .collect();
     for e in &inv.elf {
-        let privileged = e.reasons.iter().any(|x| x == "setuid" || x == "setgid" || x == "capabilities");
-        let network = e.reasons.iter().any(|x| x.strip_prefix("service:").is_some_and(|n| networked.contains(n)));
-        let targeted = (privileged && r.targets.contains(&ElfTarget::Privileged)) || (network && r.targets.contains(&ElfTarget::Network));
+        let privileged = e
+            .reasons
+            .iter()
+            .any(|x| x == "setuid" || x == "setgid" || x == "capabilities");
+        let network = e.reasons.iter().any(|x| {
+            x.strip_prefix("service:")
+                .is_some_and(|n| networked.contains(n))
+        });
+        let targeted = (privileged && r.targets.contains(&ElfTarget::Privileged))
+            || (network && r.targets.contains(&ElfTarget::Network));
         if !targeted || any_match(&allow, &e.path) {
             continue;
         }
@@ -763,14 +1060,20 @@ fn elf(inv: &Inventory, idx: &Index, r: &format::ElfRule) -> Vec<Draft> {
         let fail = match r.require {
             Hardening::Pie => match info.pie {
                 crate::elf::Pie::Yes | crate::elf::Pie::Dso => None,
-                _ => Some(format!("is not position-independent (ELF type {})", info.e_type)),
+                _ => Some(format!(
+                    "is not position-independent (ELF type {})",
+                    info.e_type
+                )),
             },
             Hardening::FullRelro => match info.relro {
                 crate::elf::Relro::Full => None,
-                crate::elf::Relro::Partial => Some("has only partial RELRO (no immediate binding)".to_string()),
+                crate::elf::Relro::Partial => {
+                    Some("has only partial RELRO (no immediate binding)".to_string())
+                }
                 crate::elf::Relro::None => Some("has no RELRO".to_string()),
             },
-            Hardening::Nx => (!info.nx).then(|| "has an executable stack (no PT_GNU_STACK or PF_X set)".to_string()),
+            Hardening::Nx => (!info.nx)
+                .then(|| "has an executable stack (no PT_GNU_STACK or PF_X set)".to_string()),
         };
         if let Some(f) = fail {
             out.push(draft(
@@ -799,7 +1102,12 @@ fn boot(inv: &Inventory, r: &format::BootRule) -> Vec<Draft> {
     let sys = &inv.system;
     if let Some(gt) = r.guest_type {
         if sys.kernels.is_empty() {
-            out.push(draft(r.severity, "kernel", "no kernel in /boot: the wafer cannot boot", vec![file_ev("/boot", Some("no vmlinuz-*".into()))]));
+            out.push(draft(
+                r.severity,
+                "kernel",
+                "no kernel in /boot: the wafer cannot boot",
+                vec![file_ev("/boot", Some("no vmlinuz-*".into()))],
+            ));
         } else {
             let good = sys.kernels.iter().any(|k| match gt {
                 GuestType::Pv => k.xen_pv == "yes",
@@ -813,14 +1121,26 @@ fn boot(inv: &Inventory, r: &format::BootRule) -> Vec<Draft> {
                     .map(|k| {
                         file_ev(
                             &k.path,
-                            Some(format!("Xen PV {}, PVH {}; {}", k.xen_pv, k.xen_pvh, if k.xen_evidence.is_empty() { "no evidence".into() } else { k.xen_evidence.join("; ") })),
+                            Some(format!(
+                                "Xen PV {}, PVH {}; {}",
+                                k.xen_pv,
+                                k.xen_pvh,
+                                if k.xen_evidence.is_empty() {
+                                    "no evidence".into()
+                                } else {
+                                    k.xen_evidence.join("; ")
+                                }
+                            )),
                         )
                     })
                     .collect();
                 out.push(draft(
                     r.severity,
                     "kernel",
-                    format!("no kernel in /boot is known to boot as a Xen {} guest", gt.as_str().to_uppercase()),
+                    format!(
+                        "no kernel in /boot is known to boot as a Xen {} guest",
+                        gt.as_str().to_uppercase()
+                    ),
                     ev,
                 ));
             }
@@ -833,9 +1153,19 @@ fn boot(inv: &Inventory, r: &format::BootRule) -> Vec<Draft> {
                 r.severity,
                 "arch",
                 format!("architecture {a} is not one of {}", archs.join(", ")),
-                vec![file_ev(sys.arch_source.as_deref().unwrap_or(""), Some(format!("ELF machine {a}")))],
+                vec![file_ev(
+                    sys.arch_source.as_deref().unwrap_or(""),
+                    Some(format!("ELF machine {a}")),
+                )],
             )),
-            None => out.push(draft(r.severity, "arch", "the image's architecture could not be determined", vec![Evidence::Note { text: "no ELF binary found in the usual places".into() }])),
+            None => out.push(draft(
+                r.severity,
+                "arch",
+                "the image's architecture could not be determined",
+                vec![Evidence::Note {
+                    text: "no ELF binary found in the usual places".into(),
+                }],
+            )),
         }
     }
     out
@@ -874,7 +1204,11 @@ fn run_rules(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Vec<RuleRun
     let infos = policy.rules();
     let mut runs = Vec::new();
     let mut k = 0usize;
-    let mut push = |kind: &'static str, applies: bool, remedy: Option<&String>, detail: &str, drafts: Vec<Draft>| {
+    let mut push = |kind: &'static str,
+                    applies: bool,
+                    remedy: Option<&String>,
+                    detail: &str,
+                    drafts: Vec<Draft>| {
         let info = infos.get(k);
         k += 1;
         if let Some(info) = info {
@@ -883,7 +1217,9 @@ fn run_rules(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Vec<RuleRun
                 kind,
                 severity: info.severity,
                 description: info.description.clone(),
-                remedy: remedy.cloned().unwrap_or_else(|| default_remedy(kind, detail)),
+                remedy: remedy
+                    .cloned()
+                    .unwrap_or_else(|| default_remedy(kind, detail)),
                 applies,
                 drafts,
             });
@@ -891,27 +1227,71 @@ fn run_rules(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Vec<RuleRun
     };
     for r in &policy.file.ports {
         let a = in_scope(&r.wafers, &r.vos, ctx);
-        push("ports", a, r.remedy.as_ref(), "", if a { ports(inv, r) } else { Vec::new() });
+        push(
+            "ports",
+            a,
+            r.remedy.as_ref(),
+            "",
+            if a { ports(inv, r) } else { Vec::new() },
+        );
     }
     for r in &policy.file.privileged {
         let a = in_scope(&r.wafers, &r.vos, ctx);
-        push("privileged", a, r.remedy.as_ref(), "", if a { privileged(inv, &idx, r) } else { Vec::new() });
+        push(
+            "privileged",
+            a,
+            r.remedy.as_ref(),
+            "",
+            if a {
+                privileged(inv, &idx, r)
+            } else {
+                Vec::new()
+            },
+        );
     }
     for (i, r) in policy.file.packages.iter().enumerate() {
         let a = in_scope(&r.wafers, &r.vos, ctx);
-        push("packages", a, r.remedy.as_ref(), "", if a { packages(inv, policy, i, r) } else { Vec::new() });
+        push(
+            "packages",
+            a,
+            r.remedy.as_ref(),
+            "",
+            if a {
+                packages(inv, policy, i, r)
+            } else {
+                Vec::new()
+            },
+        );
     }
     for r in &policy.file.files {
         let a = in_scope(&r.wafers, &r.vos, ctx);
-        push("files", a, r.remedy.as_ref(), r.check.as_str(), if a { files(inv, &idx, r) } else { Vec::new() });
+        push(
+            "files",
+            a,
+            r.remedy.as_ref(),
+            r.check.as_str(),
+            if a { files(inv, &idx, r) } else { Vec::new() },
+        );
     }
     for r in &policy.file.elf {
         let a = in_scope(&r.wafers, &r.vos, ctx);
-        push("elf", a, r.remedy.as_ref(), r.require.as_str(), if a { elf(inv, &idx, r) } else { Vec::new() });
+        push(
+            "elf",
+            a,
+            r.remedy.as_ref(),
+            r.require.as_str(),
+            if a { elf(inv, &idx, r) } else { Vec::new() },
+        );
     }
     for r in &policy.file.boot {
         let a = in_scope(&r.wafers, &r.vos, ctx);
-        push("boot", a, r.remedy.as_ref(), "", if a { boot(inv, r) } else { Vec::new() });
+        push(
+            "boot",
+            a,
+            r.remedy.as_ref(),
+            "",
+            if a { boot(inv, r) } else { Vec::new() },
+        );
     }
     runs
 }
@@ -921,13 +1301,20 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
     let today = ctx.now.div_euclid(86_400);
     let fail_on = ctx.fail_on.unwrap_or_else(|| policy.fail_on());
     let known: Option<BTreeSet<(String, String)>> = ctx.since.map(|old| {
-        run_rules(old, policy, &EvalContext { since: None, ..ctx.clone() })
-            .into_iter()
-            .flat_map(|r| {
-                let id = r.id.clone();
-                r.drafts.into_iter().map(move |d| (id.clone(), d.subject))
-            })
-            .collect()
+        run_rules(
+            old,
+            policy,
+            &EvalContext {
+                since: None,
+                ..ctx.clone()
+            },
+        )
+        .into_iter()
+        .flat_map(|r| {
+            let id = r.id.clone();
+            r.drafts.into_iter().map(move |d| (id.clone(), d.subject))
+        })
+        .collect()
     });
     let waivers: Vec<(&format::Waiver, i64, Option<GlobMatcher>, bool)> = policy
         .file
@@ -935,7 +1322,10 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
         .iter()
         .map(|w| {
             let day = waiver_day(w).unwrap_or(i64::MIN);
-            let scoped = w.wafers.as_ref().is_none_or(|ws| any_match(&matchers(ws), &ctx.wafer));
+            let scoped = w
+                .wafers
+                .as_ref()
+                .is_none_or(|ws| any_match(&matchers(ws), &ctx.wafer));
             (w, day, glob(&w.subject).ok(), scoped)
         })
         .collect();
@@ -953,7 +1343,8 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
                 if !*scoped || w.rule.get_ref() != &run.id {
                     continue;
                 }
-                let hit = g.as_ref().is_some_and(|g| g.is_match(&d.subject)) || w.subject == d.subject;
+                let hit =
+                    g.as_ref().is_some_and(|g| g.is_match(&d.subject)) || w.subject == d.subject;
                 if !hit {
                     continue;
                 }
@@ -967,7 +1358,10 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
                         approved_by: w.approved_by.clone(),
                     });
                 } else {
-                    expired.get_or_insert(WaiverState::Expired { justification: w.justification.clone(), expired: super::date_string(*day) });
+                    expired.get_or_insert(WaiverState::Expired {
+                        justification: w.justification.clone(),
+                        expired: super::date_string(*day),
+                    });
                 }
             }
             let waiver = waiver.or(expired);
@@ -975,7 +1369,9 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
             let blocking = !waived && d.severity >= fail_on;
             blocking_here += usize::from(blocking);
             waived_here += usize::from(waived);
-            let new = known.as_ref().map(|k| !k.contains(&(run.id.clone(), d.subject.clone())));
+            let new = known
+                .as_ref()
+                .map(|k| !k.contains(&(run.id.clone(), d.subject.clone())));
             findings.push(Finding {
                 rule: run.id.clone(),
                 kind: run.kind.to_string(),
@@ -1010,8 +1406,16 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
             findings: n,
         });
     }
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.rule.cmp(&b.rule)).then_with(|| a.subject.cmp(&b.subject)));
-    let mut totals = Totals { findings: findings.len(), ..Default::default() };
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.rule.cmp(&b.rule))
+            .then_with(|| a.subject.cmp(&b.subject))
+    });
+    let mut totals = Totals {
+        findings: findings.len(),
+        ..Default::default()
+    };
     for f in &findings {
         if f.waived() {
             totals.waived += 1;
@@ -1025,7 +1429,8 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
             }
         }
         totals.blocking += usize::from(f.blocking);
-        totals.expired_waivers += usize::from(matches!(f.waiver, Some(WaiverState::Expired { .. })));
+        totals.expired_waivers +=
+            usize::from(matches!(f.waiver, Some(WaiverState::Expired { .. })));
         match f.new {
             Some(true) => totals.new += 1,
             Some(false) => totals.known += 1,
@@ -1040,7 +1445,11 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
             subject: w.subject.clone(),
             justification: w.justification.clone(),
             expires: super::date_string(*day),
-            state: if today <= *day { "active".into() } else { "expired".into() },
+            state: if today <= *day {
+                "active".into()
+            } else {
+                "expired".into()
+            },
             matched: m,
         })
         .collect();
@@ -1053,7 +1462,11 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
         evaluated_at: ctx.now,
         date: super::date_string(today),
         fail_on,
-        outcome: if totals.blocking > 0 { Outcome::Fail } else { Outcome::Pass },
+        outcome: if totals.blocking > 0 {
+            Outcome::Fail
+        } else {
+            Outcome::Pass
+        },
         totals,
         rules,
         findings,

@@ -22,7 +22,13 @@ pub enum Severity {
 
 impl Severity {
     /// All severities, most serious first.
-    pub const ALL_DESC: [Severity; 5] = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info];
+    pub const ALL_DESC: [Severity; 5] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ];
 
     /// The lowercase name used in the policy file and reports.
     pub fn as_str(self) -> &'static str {
@@ -179,7 +185,11 @@ impl PrivilegeKind {
 }
 
 fn all_privileges() -> Vec<PrivilegeKind> {
-    vec![PrivilegeKind::Setuid, PrivilegeKind::Setgid, PrivilegeKind::Capabilities]
+    vec![
+        PrivilegeKind::Setuid,
+        PrivilegeKind::Setgid,
+        PrivilegeKind::Capabilities,
+    ]
 }
 
 /// One allowed privileged file.

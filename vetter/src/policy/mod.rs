@@ -17,7 +17,10 @@ use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest, Sha256};
 
 pub use advisory::Advisory;
-pub use eval::{compare_installed_version, evaluate, EvalContext, Evidence, Finding, Outcome, RuleResult, Totals, Verdict, WaiverState, WaiverUse, VERDICT_SCHEMA};
+pub use eval::{
+    compare_installed_version, evaluate, EvalContext, Evidence, Finding, Outcome, RuleResult,
+    Totals, Verdict, WaiverState, WaiverUse, VERDICT_SCHEMA,
+};
 pub use format::{PolicyFile, Severity};
 
 /// Largest policy file accepted.
@@ -107,7 +110,11 @@ impl MinVersion {
         if version.is_empty() || version.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!("{s:?}: bad version"));
         }
-        Ok(MinVersion { name: name.into(), op: op.into(), version: version.into() })
+        Ok(MinVersion {
+            name: name.into(),
+            op: op.into(),
+            version: version.into(),
+        })
     }
 }
 
@@ -134,7 +141,12 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     }
     let before = &text[..off];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -184,17 +196,33 @@ impl Policy {
     /// `base_dir` (the policy file's directory).
     pub fn parse(text: &str, source: &str, base_dir: Option<&Path>) -> Result<Policy, PolicyError> {
         if text.len() > MAX_POLICY_BYTES {
-            return Err(PolicyError::TooLarge { file: source.into() });
+            return Err(PolicyError::TooLarge {
+                file: source.into(),
+            });
         }
         let file: PolicyFile = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-            PolicyError::Syntax { file: source.into(), line, column, message: e.message().trim().to_string() }
+            PolicyError::Syntax {
+                file: source.into(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
         })?;
         let at = |span: std::ops::Range<usize>, message: String| {
             let (line, column) = line_col(text, span.start);
-            PolicyError::Invalid { file: source.into(), line, column, message }
+            PolicyError::Invalid {
+                file: source.into(),
+                line,
+                column,
+                message,
+            }
         };
-        let rule_err = |rule: &str, message: String| PolicyError::Rule { file: source.into(), rule: rule.into(), message };
+        let rule_err = |rule: &str, message: String| PolicyError::Rule {
+            file: source.into(),
+            rule: rule.into(),
+            message,
+        };
         let mut hasher = Sha256::new();
         hasher.update(text.as_bytes());
 
@@ -220,7 +248,10 @@ impl Policy {
         common!(file.boot);
         for (i, (id, span)) in ids.iter().enumerate() {
             if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(at(span.clone(), format!("rule id {id:?} must be non-empty without spaces")));
+                return Err(at(
+                    span.clone(),
+                    format!("rule id {id:?} must be non-empty without spaces"),
+                ));
             }
             if ids.iter().take(i).any(|(o, _)| o == id) {
                 return Err(at(span.clone(), format!("rule id {id:?} is used twice")));
@@ -232,8 +263,18 @@ impl Policy {
                 match (a.port, a.range) {
                     (Some(_), None) => {}
                     (None, Some([lo, hi])) if lo <= hi => {}
-                    (None, Some(_)) => return Err(rule_err(id, "allow: range [first, last] needs first <= last".into())),
-                    _ => return Err(rule_err(id, "allow: give exactly one of port or range".into())),
+                    (None, Some(_)) => {
+                        return Err(rule_err(
+                            id,
+                            "allow: range [first, last] needs first <= last".into(),
+                        ))
+                    }
+                    _ => {
+                        return Err(rule_err(
+                            id,
+                            "allow: give exactly one of port or range".into(),
+                        ))
+                    }
                 }
                 if let Some(s) = &a.service {
                     glob(s).map_err(|m| rule_err(id, m))?;
@@ -246,7 +287,10 @@ impl Policy {
                 glob(&a.path).map_err(|m| rule_err(id, m))?;
                 if let Some(h) = &a.sha256 {
                     if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(rule_err(id, format!("allow {:?}: sha256 must be 64 hex digits", a.path)));
+                        return Err(rule_err(
+                            id,
+                            format!("allow {:?}: sha256 must be 64 hex digits", a.path),
+                        ));
                     }
                 }
             }
@@ -286,11 +330,19 @@ impl Policy {
                     None => PathBuf::from(rel),
                 };
                 let shown = path.display().to_string();
-                let meta = std::fs::metadata(&path).map_err(|e| at(f.span(), format!("advisory list {shown}: {e}")))?;
+                let meta = std::fs::metadata(&path)
+                    .map_err(|e| at(f.span(), format!("advisory list {shown}: {e}")))?;
                 if meta.len() > advisory::MAX_ADVISORY_BYTES as u64 {
-                    return Err(advisory::AdvisoryError::TooLarge { file: shown, limit: advisory::MAX_ADVISORY_BYTES }.into());
+                    return Err(advisory::AdvisoryError::TooLarge {
+                        file: shown,
+                        limit: advisory::MAX_ADVISORY_BYTES,
+                    }
+                    .into());
                 }
-                let bytes = std::fs::read(&path).map_err(|source| PolicyError::Io { file: shown.clone(), source })?;
+                let bytes = std::fs::read(&path).map_err(|source| PolicyError::Io {
+                    file: shown.clone(),
+                    source,
+                })?;
                 hasher.update(&bytes);
                 let text = String::from_utf8_lossy(&bytes);
                 let fmt = r.advisories_format.unwrap_or_else(|| {
@@ -310,10 +362,16 @@ impl Policy {
         for w in &file.waiver {
             let rule = w.rule.get_ref();
             if !ids.iter().any(|(id, _)| id == rule) {
-                return Err(at(w.rule.span(), format!("waiver names rule {rule:?}, which the policy does not define")));
+                return Err(at(
+                    w.rule.span(),
+                    format!("waiver names rule {rule:?}, which the policy does not define"),
+                ));
             }
             if waiver_day(w).is_none() {
-                return Err(at(w.expires.span(), "expires must be a date such as 2025-06-30".into()));
+                return Err(at(
+                    w.expires.span(),
+                    "expires must be a date such as 2025-06-30".into(),
+                ));
             }
             if w.justification.trim().is_empty() {
                 return Err(at(w.rule.span(), "a waiver needs a justification".into()));
@@ -323,17 +381,29 @@ impl Policy {
                 glob(p).map_err(|m| at(w.rule.span(), m))?;
             }
         }
-        Ok(Policy { file, source: source.into(), digest: hex::encode(hasher.finalize()), minimums, advisories })
+        Ok(Policy {
+            file,
+            source: source.into(),
+            digest: hex::encode(hasher.finalize()),
+            minimums,
+            advisories,
+        })
     }
 
     /// Read and parse a policy file (advisory files relative to its directory).
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let shown = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| PolicyError::Io { file: shown.clone(), source })?;
+        let meta = std::fs::metadata(path).map_err(|source| PolicyError::Io {
+            file: shown.clone(),
+            source,
+        })?;
         if meta.len() > MAX_POLICY_BYTES as u64 {
             return Err(PolicyError::TooLarge { file: shown });
         }
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io { file: shown.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+            file: shown.clone(),
+            source,
+        })?;
         Policy::parse(&text, &shown, path.parent())
     }
 
@@ -357,16 +427,40 @@ impl Policy {
                 }
             };
         }
-        push!(self.file.ports, "ports", |_r: &format::PortsRule| "Only the listed listeners may be opened".to_string());
-        push!(self.file.privileged, "privileged", |r: &format::PrivilegedRule| format!(
-            "Only listed files may be {}",
-            r.check.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("/")
+        push!(self.file.ports, "ports", |_r: &format::PortsRule| {
+            "Only the listed listeners may be opened".to_string()
+        });
+        push!(
+            self.file.privileged,
+            "privileged",
+            |r: &format::PrivilegedRule| format!(
+                "Only listed files may be {}",
+                r.check
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            )
+        );
+        push!(
+            self.file.packages,
+            "packages",
+            |_r: &format::PackagesRule| {
+                "Packages meet minimum versions, none is banned or affected by an advisory"
+                    .to_string()
+            }
+        );
+        push!(self.file.files, "files", |r: &format::FilesRule| format!(
+            "File check: {}",
+            r.check.as_str()
         ));
-        push!(self.file.packages, "packages", |_r: &format::PackagesRule| "Packages meet minimum versions, none is banned or affected by an advisory"
-            .to_string());
-        push!(self.file.files, "files", |r: &format::FilesRule| format!("File check: {}", r.check.as_str()));
-        push!(self.file.elf, "elf", |r: &format::ElfRule| format!("Binaries must be built with {}", r.require.as_str()));
-        push!(self.file.boot, "boot", |_r: &format::BootRule| "The wafer boots at this site (guest type, architecture)".to_string());
+        push!(self.file.elf, "elf", |r: &format::ElfRule| format!(
+            "Binaries must be built with {}",
+            r.require.as_str()
+        ));
+        push!(self.file.boot, "boot", |_r: &format::BootRule| {
+            "The wafer boots at this site (guest type, architecture)".to_string()
+        });
         out
     }
 }
@@ -394,7 +488,11 @@ pub(crate) fn waiver_day(w: &format::Waiver) -> Option<i64> {
     if !(1..=12).contains(&d.month) || !(1..=31).contains(&d.day) {
         return None;
     }
-    Some(days_from_civil(i64::from(d.year), u32::from(d.month), u32::from(d.day)))
+    Some(days_from_civil(
+        i64::from(d.year),
+        u32::from(d.month),
+        u32::from(d.day),
+    ))
 }
 
 /// Exit status of `wafer vet`: 0 pass, 1 fail, 2 could not vet (the error).
@@ -424,7 +522,10 @@ mod tests {
     #[test]
     fn min_versions() {
         let m = MinVersion::parse("openssl >= 0.9.8e-27.el5_10.4").unwrap();
-        assert_eq!((m.name.as_str(), m.op.as_str(), m.version.as_str()), ("openssl", ">=", "0.9.8e-27.el5_10.4"));
+        assert_eq!(
+            (m.name.as_str(), m.op.as_str(), m.version.as_str()),
+            ("openssl", ">=", "0.9.8e-27.el5_10.4")
+        );
         assert_eq!(MinVersion::parse("bash>4").unwrap().op, ">");
         assert!(MinVersion::parse("bash = 4").is_err());
         assert!(MinVersion::parse(">= 4").is_err());

@@ -81,18 +81,36 @@ fn finding_html(f: &Finding) -> String {
         None => {}
     }
     let waiver = match &f.waiver {
-        Some(WaiverState::Applied { justification, expires, approved_by }) => format!(
+        Some(WaiverState::Applied {
+            justification,
+            expires,
+            approved_by,
+        }) => format!(
             "<div class=\"muted\">Waived until {}{}: {}</div>",
             escape(expires),
-            approved_by.as_deref().map(|a| format!(" by {}", escape(a))).unwrap_or_default(),
+            approved_by
+                .as_deref()
+                .map(|a| format!(" by {}", escape(a)))
+                .unwrap_or_default(),
             escape(justification)
         ),
-        Some(WaiverState::Expired { justification, expired }) => {
-            format!("<div class=\"tag\">Waiver expired on {} and no longer applies ({})</div>", escape(expired), escape(justification))
+        Some(WaiverState::Expired {
+            justification,
+            expired,
+        }) => {
+            format!(
+                "<div class=\"tag\">Waiver expired on {} and no longer applies ({})</div>",
+                escape(expired),
+                escape(justification)
+            )
         }
         None => String::new(),
     };
-    let ev: String = f.evidence.iter().map(|e| format!("<li class=\"ev\">{}</li>", escape(&e.describe()))).collect();
+    let ev: String = f
+        .evidence
+        .iter()
+        .map(|e| format!("<li class=\"ev\">{}</li>", escape(&e.describe())))
+        .collect();
     format!(
         "<div class=\"{cls}\" data-rule=\"{}\" data-subject=\"{}\"><span class=\"badge sev-{sev}\">{}</span><span class=\"badge\">{}</span>\
          <span class=\"msg\">{}</span>{tags}{}<ul>{ev}</ul>{waiver}<div class=\"remedy\">Remedy: {}</div></div>\n",
@@ -101,7 +119,7 @@ fn finding_html(f: &Finding) -> String {
         sev.to_uppercase(),
         escape(&f.rule),
         escape(&f.message),
-        if f.blocking { "" } else if f.waived() { "" } else { " <span class=\"muted\">(below threshold)</span>" },
+        if f.blocking || f.waived() { "" } else { " <span class=\"muted\">(below threshold)</span>" },
         escape(&f.remedy),
     )
 }
@@ -115,7 +133,11 @@ pub fn html(v: &Verdict, inv: &Inventory) -> String {
     let mut h = String::new();
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     h.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">");
-    h.push_str(&format!("<title>wafer vet: {} {}</title><style>{CSS}</style></head><body>\n", escape(&v.wafer), outcome.to_uppercase()));
+    h.push_str(&format!(
+        "<title>wafer vet: {} {}</title><style>{CSS}</style></head><body>\n",
+        escape(&v.wafer),
+        outcome.to_uppercase()
+    ));
     h.push_str(&format!(
         "<header class=\"{outcome}\"><h1 id=\"outcome\">{} — wafer {}</h1><p>Policy {} (sha256 {}) · evaluated {} · fails on {} and above{}</p></header>\n<main>\n",
         outcome.to_uppercase(),
@@ -130,14 +152,28 @@ pub fn html(v: &Verdict, inv: &Inventory) -> String {
     let t = &v.totals;
     h.push_str("<section id=\"summary\"><h2>Summary</h2><div class=\"totals\">");
     for s in Severity::ALL_DESC {
-        h.push_str(&format!("<span class=\"tot sev-{}\">{} {}</span>", s.as_str(), t.of(s), s.as_str()));
+        h.push_str(&format!(
+            "<span class=\"tot sev-{}\">{} {}</span>",
+            s.as_str(),
+            t.of(s),
+            s.as_str()
+        ));
     }
-    h.push_str(&format!("<span class=\"tot\">{} blocking</span><span class=\"tot\">{} waived</span>", t.blocking, t.waived));
+    h.push_str(&format!(
+        "<span class=\"tot\">{} blocking</span><span class=\"tot\">{} waived</span>",
+        t.blocking, t.waived
+    ));
     if t.expired_waivers > 0 {
-        h.push_str(&format!("<span class=\"tot sev-high\">{} expired waiver(s)</span>", t.expired_waivers));
+        h.push_str(&format!(
+            "<span class=\"tot sev-high\">{} expired waiver(s)</span>",
+            t.expired_waivers
+        ));
     }
     if v.since {
-        h.push_str(&format!("<span class=\"tot\">{} new</span><span class=\"tot\">{} known</span>", t.new, t.known));
+        h.push_str(&format!(
+            "<span class=\"tot\">{} new</span><span class=\"tot\">{} known</span>",
+            t.new, t.known
+        ));
     }
     h.push_str("</div>\n<table id=\"rules\"><thead><tr><th>Rule</th><th>Kind</th><th>Severity</th><th>Status</th><th>Findings</th><th>Checks</th></tr></thead><tbody>");
     for r in &v.rules {
@@ -154,14 +190,25 @@ pub fn html(v: &Verdict, inv: &Inventory) -> String {
     }
     h.push_str("</tbody></table></section>\n");
     // Findings.
-    h.push_str(&format!("<section id=\"findings\"><h2>Findings ({})</h2>\n", v.findings.len()));
+    h.push_str(&format!(
+        "<section id=\"findings\"><h2>Findings ({})</h2>\n",
+        v.findings.len()
+    ));
     if v.findings.is_empty() {
         h.push_str("<p>No findings.</p>");
     }
     for s in Severity::ALL_DESC {
-        let list: Vec<&Finding> = v.findings.iter().filter(|f| f.severity == s && !f.waived()).collect();
+        let list: Vec<&Finding> = v
+            .findings
+            .iter()
+            .filter(|f| f.severity == s && !f.waived())
+            .collect();
         if !list.is_empty() {
-            h.push_str(&format!("<h3>{} ({})</h3>\n", s.as_str().to_uppercase(), list.len()));
+            h.push_str(&format!(
+                "<h3>{} ({})</h3>\n",
+                s.as_str().to_uppercase(),
+                list.len()
+            ));
             for f in list {
                 h.push_str(&finding_html(f));
             }
@@ -175,7 +222,11 @@ pub fn html(v: &Verdict, inv: &Inventory) -> String {
         }
     }
     h.push_str("</section>\n");
-    let flagged = |subject: &str| v.findings.iter().any(|f| f.subject == subject && !f.waived());
+    let flagged = |subject: &str| {
+        v.findings
+            .iter()
+            .any(|f| f.subject == subject && !f.waived())
+    };
     // Ports.
     h.push_str("<section id=\"ports\"><h2>Listening ports</h2><table><thead><tr><th>Service</th><th>Kind</th><th>Protocol</th><th>Port</th><th>Address</th><th>Bind</th><th>Set in</th></tr></thead><tbody>");
     for (s, p) in inv.services.listening() {
@@ -199,15 +250,35 @@ pub fn html(v: &Verdict, inv: &Inventory) -> String {
     }
     h.push_str("</tbody></table></section>\n");
     // setuid/setgid/capabilities.
-    let by_path: std::collections::HashMap<&str, &crate::files::FileEntry> =
-        inv.files.entries.iter().flat_map(|e| e.paths.iter().map(move |p| (p.as_str(), e))).collect();
+    let by_path: std::collections::HashMap<&str, &crate::files::FileEntry> = inv
+        .files
+        .entries
+        .iter()
+        .flat_map(|e| e.paths.iter().map(move |p| (p.as_str(), e)))
+        .collect();
     h.push_str("<section id=\"setuid\"><h2>setuid, setgid and capabilities</h2><table><thead><tr><th>Path</th><th>Privilege</th><th>Mode</th><th>Owner</th><th>sha256</th></tr></thead><tbody>");
     let mut priv_rows: Vec<(String, String)> = Vec::new();
-    priv_rows.extend(inv.files.setuid.iter().map(|p| (p.clone(), "setuid".to_string())));
-    priv_rows.extend(inv.files.setgid.iter().map(|p| (p.clone(), "setgid".to_string())));
     priv_rows.extend(
-        inv.files.capabilities.iter().map(|c| (c.path.clone(), format!("capabilities {}", c.caps.as_ref().map(|x| x.text.as_str()).unwrap_or("?")))),
+        inv.files
+            .setuid
+            .iter()
+            .map(|p| (p.clone(), "setuid".to_string())),
     );
+    priv_rows.extend(
+        inv.files
+            .setgid
+            .iter()
+            .map(|p| (p.clone(), "setgid".to_string())),
+    );
+    priv_rows.extend(inv.files.capabilities.iter().map(|c| {
+        (
+            c.path.clone(),
+            format!(
+                "capabilities {}",
+                c.caps.as_ref().map(|x| x.text.as_str()).unwrap_or("?")
+            ),
+        )
+    }));
     priv_rows.sort();
     for (p, what) in priv_rows {
         let e = by_path.get(p.as_str());
@@ -229,7 +300,13 @@ pub fn html(v: &Verdict, inv: &Inventory) -> String {
         inv.packages.list.len(),
         escape(inv.packages.format.as_deref().unwrap_or("no database"))
     ));
-    let flagged_pkg = |name: &str| v.findings.iter().any(|f| !f.waived() && f.kind == "packages" && (f.subject == name || f.subject.starts_with(&format!("{name}:"))));
+    let flagged_pkg = |name: &str| {
+        v.findings.iter().any(|f| {
+            !f.waived()
+                && f.kind == "packages"
+                && (f.subject == name || f.subject.starts_with(&format!("{name}:")))
+        })
+    };
     for p in &inv.packages.list {
         let mut ver = p.epoch.map(|e| format!("{e}:")).unwrap_or_default();
         ver.push_str(&p.version);
@@ -239,7 +316,11 @@ pub fn html(v: &Verdict, inv: &Inventory) -> String {
         }
         h.push_str(&format!(
             "<tr{}><td>{}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td></tr>",
-            if flagged_pkg(&p.name) { " class=\"flag\"" } else { "" },
+            if flagged_pkg(&p.name) {
+                " class=\"flag\""
+            } else {
+                ""
+            },
             escape(&p.name),
             escape(&ver),
             escape(p.arch.as_deref().unwrap_or("")),
@@ -273,6 +354,9 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert_eq!(escape("<script>\"a\"&'b'\u{1b}"), "&lt;script&gt;&quot;a&quot;&amp;&#39;b&#39;\u{fffd}");
+        assert_eq!(
+            escape("<script>\"a\"&'b'\u{1b}"),
+            "&lt;script&gt;&quot;a&quot;&amp;&#39;b&#39;\u{fffd}"
+        );
     }
 }

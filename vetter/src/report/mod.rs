@@ -25,7 +25,15 @@ fn sev_colour(s: Severity) -> &'static str {
 
 /// Remove control characters (terminal escapes from the image must not reach the terminal).
 fn clean(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// Terminal report: the outcome and totals first, then findings grouped by severity (most severe
@@ -44,12 +52,19 @@ pub fn terminal(v: &Verdict, colour: bool) -> String {
         c(oc),
         c(RESET),
         clean(&v.wafer),
-        clean(if v.policy.is_empty() { "(unnamed)" } else { &v.policy }),
+        clean(if v.policy.is_empty() {
+            "(unnamed)"
+        } else {
+            &v.policy
+        }),
         v.date,
         v.fail_on
     ));
     let t = &v.totals;
-    let mut parts: Vec<String> = Severity::ALL_DESC.iter().map(|sev| format!("{}{} {}{}", c(sev_colour(*sev)), t.of(*sev), sev, c(RESET))).collect();
+    let mut parts: Vec<String> = Severity::ALL_DESC
+        .iter()
+        .map(|sev| format!("{}{} {}{}", c(sev_colour(*sev)), t.of(*sev), sev, c(RESET)))
+        .collect();
     parts.push(format!("{} blocking", t.blocking));
     parts.push(format!("{} waived", t.waived));
     if t.expired_waivers > 0 {
@@ -67,35 +82,79 @@ pub fn terminal(v: &Verdict, colour: bool) -> String {
             tags.push_str(" [known]");
         }
         match &f.waiver {
-            Some(WaiverState::Applied { expires, .. }) => tags.push_str(&format!(" [waived until {expires}]")),
-            Some(WaiverState::Expired { expired, .. }) => tags.push_str(&format!(" [waiver EXPIRED {expired}]")),
+            Some(WaiverState::Applied { expires, .. }) => {
+                tags.push_str(&format!(" [waived until {expires}]"))
+            }
+            Some(WaiverState::Expired { expired, .. }) => {
+                tags.push_str(&format!(" [waiver EXPIRED {expired}]"))
+            }
             None => {}
         }
         if !f.blocking && !f.waived() {
             tags.push_str(" [below threshold]");
         }
-        s.push_str(&format!("  {}{}{} {}{}\n", c(BOLD), clean(&f.rule), c(RESET), clean(&f.message), tags));
+        s.push_str(&format!(
+            "  {}{}{} {}{}\n",
+            c(BOLD),
+            clean(&f.rule),
+            c(RESET),
+            clean(&f.message),
+            tags
+        ));
         for e in &f.evidence {
-            s.push_str(&format!("      {}evidence:{} {}\n", c(DIM), c(RESET), clean(&e.describe())));
+            s.push_str(&format!(
+                "      {}evidence:{} {}\n",
+                c(DIM),
+                c(RESET),
+                clean(&e.describe())
+            ));
         }
-        if let Some(WaiverState::Applied { justification, .. } | WaiverState::Expired { justification, .. }) = &f.waiver {
-            s.push_str(&format!("      {}waiver:{} {}\n", c(DIM), c(RESET), clean(justification)));
+        if let Some(
+            WaiverState::Applied { justification, .. } | WaiverState::Expired { justification, .. },
+        ) = &f.waiver
+        {
+            s.push_str(&format!(
+                "      {}waiver:{} {}\n",
+                c(DIM),
+                c(RESET),
+                clean(justification)
+            ));
         }
-        s.push_str(&format!("      {}remedy:{} {}\n", c(DIM), c(RESET), clean(&f.remedy)));
+        s.push_str(&format!(
+            "      {}remedy:{} {}\n",
+            c(DIM),
+            c(RESET),
+            clean(&f.remedy)
+        ));
     };
     for sev in Severity::ALL_DESC {
-        let list: Vec<&Finding> = v.findings.iter().filter(|f| f.severity == sev && !f.waived()).collect();
+        let list: Vec<&Finding> = v
+            .findings
+            .iter()
+            .filter(|f| f.severity == sev && !f.waived())
+            .collect();
         if list.is_empty() {
             continue;
         }
-        s.push_str(&format!("\n{}{} ({}){}\n", c(sev_colour(sev)), sev.as_str().to_uppercase(), list.len(), c(RESET)));
+        s.push_str(&format!(
+            "\n{}{} ({}){}\n",
+            c(sev_colour(sev)),
+            sev.as_str().to_uppercase(),
+            list.len(),
+            c(RESET)
+        ));
         for f in list {
             finding(&mut s, f);
         }
     }
     let waived: Vec<&Finding> = v.findings.iter().filter(|f| f.waived()).collect();
     if !waived.is_empty() {
-        s.push_str(&format!("\n{}WAIVED ({}){}\n", c(DIM), waived.len(), c(RESET)));
+        s.push_str(&format!(
+            "\n{}WAIVED ({}){}\n",
+            c(DIM),
+            waived.len(),
+            c(RESET)
+        ));
         for f in waived {
             finding(&mut s, f);
         }
@@ -107,7 +166,15 @@ pub fn terminal(v: &Verdict, colour: bool) -> String {
             "pass" => "\x1b[32m",
             _ => DIM,
         };
-        s.push_str(&format!("  {}{:<15}{} {:<30} {:<8} {} finding(s)\n", c(rc), r.status, c(RESET), clean(&r.id), r.severity, r.findings));
+        s.push_str(&format!(
+            "  {}{:<15}{} {:<30} {:<8} {} finding(s)\n",
+            c(rc),
+            r.status,
+            c(RESET),
+            clean(&r.id),
+            r.severity,
+            r.findings
+        ));
     }
     for w in v.waivers.iter().filter(|w| w.state == "expired") {
         s.push_str(&format!(
@@ -122,5 +189,6 @@ pub fn terminal(v: &Verdict, colour: bool) -> String {
 
 /// The verdict as pretty-printed JSON (layout [`crate::policy::VERDICT_SCHEMA`]).
 pub fn json(v: &Verdict) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()))
+    serde_json::to_string_pretty(v)
+        .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()))
 }

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 use crate::policy::{Finding, Severity, Verdict, WaiverState};
 
 /// The schema URI written in `$schema`.
-pub const SARIF_SCHEMA: &str = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json";
+pub const SARIF_SCHEMA: &str =
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json";
 /// The uriBaseId standing for the image's root directory.
 pub const URI_BASE_ID: &str = "IMAGEROOT";
 
@@ -54,7 +55,9 @@ fn pascal(id: &str) -> String {
         .filter(|w| !w.is_empty())
         .map(|w| {
             let mut c = w.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -63,17 +66,22 @@ fn result(f: &Finding, rule_index: Option<usize>) -> Value {
     let mut locations = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for e in &f.evidence {
-        let Some((path, line)) = e.location() else { continue };
+        let Some((path, line)) = e.location() else {
+            continue;
+        };
         if path.is_empty() || !seen.insert((path.to_string(), line)) {
             continue;
         }
-        let mut phys = json!({ "artifactLocation": { "uri": uri_of(path), "uriBaseId": URI_BASE_ID } });
+        let mut phys =
+            json!({ "artifactLocation": { "uri": uri_of(path), "uriBaseId": URI_BASE_ID } });
         if let Some(l) = line.filter(|l| *l >= 1) {
             phys["region"] = json!({ "startLine": l });
         }
         locations.push(json!({ "physicalLocation": phys, "message": { "text": e.describe() } }));
     }
-    let fp = hex::encode(Sha256::digest(format!("{}\0{}", f.rule, f.subject).as_bytes()));
+    let fp = hex::encode(Sha256::digest(
+        format!("{}\0{}", f.rule, f.subject).as_bytes(),
+    ));
     let mut r = json!({
         "ruleId": f.rule,
         "level": level(f.severity),
@@ -92,7 +100,11 @@ fn result(f: &Finding, rule_index: Option<usize>) -> Value {
         r["ruleIndex"] = json!(i);
     }
     match &f.waiver {
-        Some(WaiverState::Applied { justification, expires, .. }) => {
+        Some(WaiverState::Applied {
+            justification,
+            expires,
+            ..
+        }) => {
             r["suppressions"] = json!([{ "kind": "external", "status": "accepted", "justification": format!("{justification} (until {expires})") }]);
         }
         Some(WaiverState::Expired { expired, .. }) => {
@@ -123,7 +135,11 @@ pub fn sarif(v: &Verdict) -> Value {
             })
         })
         .collect();
-    let results: Vec<Value> = v.findings.iter().map(|f| result(f, v.rules.iter().position(|r| r.id == f.rule))).collect();
+    let results: Vec<Value> = v
+        .findings
+        .iter()
+        .map(|f| result(f, v.rules.iter().position(|r| r.id == f.rule)))
+        .collect();
     json!({
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -148,7 +164,10 @@ mod tests {
 
     #[test]
     fn uris_and_names() {
-        assert_eq!(uri_of("/etc/ssh/ssh_host_rsa_key"), "etc/ssh/ssh_host_rsa_key");
+        assert_eq!(
+            uri_of("/etc/ssh/ssh_host_rsa_key"),
+            "etc/ssh/ssh_host_rsa_key"
+        );
         assert_eq!(uri_of("/a b/%"), "a%20b/%25");
         assert_eq!(pascal("files.empty-passwords"), "FilesEmptyPasswords");
     }
