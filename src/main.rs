@@ -43,6 +43,10 @@ enum Command {
     Diff(cmd::vet::DiffArgs),
     Approve(cmd::trustcmd::ApproveArgs),
     Verify(cmd::trustcmd::VerifyArgs),
+    Deploy(cmd::deploy::DeployArgs),
+    Slots(cmd::deploy::SlotsArgs),
+    Ps(cmd::deploy::PsArgs),
+    Stop(cmd::deploy::StopArgs),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -83,6 +87,10 @@ fn main() -> ExitCode {
         Command::Diff(a) => cmd::vet::run_diff(a, &ui).map(|()| 0),
         Command::Approve(a) => cmd::trustcmd::run_approve(a, &ui).map(|()| 0),
         Command::Verify(a) => cmd::trustcmd::run_verify(a, &ui),
+        Command::Deploy(a) => cmd::deploy::run_deploy(a, &ui).map(|()| 0),
+        Command::Slots(a) => cmd::deploy::run_slots(a).map(|()| 0),
+        Command::Ps(a) => cmd::deploy::run_ps(a).map(|()| 0),
+        Command::Stop(a) => cmd::deploy::run_stop(a).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,6 +1,7 @@
 //! Subcommands of the `wafer` command.
 
 pub mod build;
+pub mod deploy;
 pub mod image;
 pub mod inspect;
 pub mod key;
