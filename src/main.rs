@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cmd;
 mod part;
@@ -16,6 +16,12 @@ mod part;
     long_about = "Build, vet, sign and verify virtual-machine images (\"wafers\") for grid sites.\n\n\
         Every image is read and written by wafer's own code, in user space: nothing is mounted,\n\
         nothing needs root.\n\n\
+        VO administrator:  wafer build recipe.toml -o out/squid --sign admin.key\n\
+        \x20                  wafer inspect out/squid;  wafer diff out/squid-1.0 out/squid\n\
+        site reviewer:     wafer vet out/squid --policy policy.toml --html report.html\n\
+        \x20                  wafer approve out/squid --key alice.key --policy policy.toml\n\
+        site deployment:   wafer verify out/squid --trust /etc/wafer/trust\n\
+        \x20                  wafer deploy out/squid --site site.toml;  wafer ps --site site.toml\n\n\
         Examples:\n  \
         wafer mkfs rootfs.tar.xz -o disk.img --profile el7\n  \
         wafer ls disk.img --long\n  \
@@ -47,6 +53,8 @@ enum Command {
     Slots(cmd::deploy::SlotsArgs),
     Ps(cmd::deploy::PsArgs),
     Stop(cmd::deploy::StopArgs),
+    Completions(cmd::docs::CompletionsArgs),
+    Man(cmd::docs::ManArgs),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -91,6 +99,8 @@ fn main() -> ExitCode {
         Command::Slots(a) => cmd::deploy::run_slots(a).map(|()| 0),
         Command::Ps(a) => cmd::deploy::run_ps(a).map(|()| 0),
         Command::Stop(a) => cmd::deploy::run_stop(a).map(|()| 0),
+        Command::Completions(a) => cmd::docs::run_completions(a, Cli::command()).map(|()| 0),
+        Command::Man(a) => cmd::docs::run_man(a, Cli::command()).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod deploy;
+pub mod docs;
 pub mod image;
 pub mod inspect;
 pub mod key;
