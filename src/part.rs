@@ -16,17 +16,35 @@ pub const SECTOR: u64 = 512;
 pub const MAX_GPT_ENTRIES: u32 = 1024;
 
 /// GPT type GUID "Linux root (x86-64)", in on-disk (mixed-endian) byte order.
-const GPT_LINUX_ROOT_X86_64: [u8; 16] = guid_bytes(0x4F68BCE3, 0xE8CD, 0x4DB1, [0x96, 0xE7, 0xFB, 0xCA, 0xF9, 0x84, 0xB7, 0x09]);
+const GPT_LINUX_ROOT_X86_64: [u8; 16] = guid_bytes(
+    0x4F68BCE3,
+    0xE8CD,
+    0x4DB1,
+    [0x96, 0xE7, 0xFB, 0xCA, 0xF9, 0x84, 0xB7, 0x09],
+);
 /// GPT type GUID "Linux root (x86)".
-const GPT_LINUX_ROOT_X86: [u8; 16] = guid_bytes(0x44479540, 0xF297, 0x41B2, [0x9A, 0xF7, 0xD1, 0x31, 0xD5, 0xF0, 0x45, 0x8A]);
+const GPT_LINUX_ROOT_X86: [u8; 16] = guid_bytes(
+    0x44479540,
+    0xF297,
+    0x41B2,
+    [0x9A, 0xF7, 0xD1, 0x31, 0xD5, 0xF0, 0x45, 0x8A],
+);
 /// GPT type GUID "Linux filesystem data".
-const GPT_LINUX_DATA: [u8; 16] = guid_bytes(0x0FC63DAF, 0x8483, 0x4772, [0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47, 0x7D, 0xE4]);
+const GPT_LINUX_DATA: [u8; 16] = guid_bytes(
+    0x0FC63DAF,
+    0x8483,
+    0x4772,
+    [0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47, 0x7D, 0xE4],
+);
 
 const fn guid_bytes(a: u32, b: u16, c: u16, d: [u8; 8]) -> [u8; 16] {
     let a = a.to_le_bytes();
     let b = b.to_le_bytes();
     let c = c.to_le_bytes();
-    [a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]
+    [
+        a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d[0], d[1], d[2], d[3], d[4], d[5], d[6],
+        d[7],
+    ]
 }
 
 /// The kind of table.
@@ -94,7 +112,8 @@ pub enum PartError {
 }
 
 fn read(src: &dyn ReadAt, offset: u64, buf: &mut [u8]) -> Result<(), PartError> {
-    src.read_exact_at(offset, buf).map_err(|source| PartError::Io { offset, source })
+    src.read_exact_at(offset, buf)
+        .map_err(|source| PartError::Io { offset, source })
 }
 
 fn le32(b: &[u8], at: usize) -> u32 {
@@ -155,7 +174,7 @@ pub fn read_table(src: &dyn ReadAt) -> Result<Table, PartError> {
         let field = || format!("entry {}", i + 1);
         let offset = start * SECTOR;
         let size = count * SECTOR;
-        if start == 0 || offset.checked_add(size).is_none_or(|end| end > len) {
+        if start == 0 || !matches!(offset.checked_add(size), Some(end) if end <= len) {
             return Err(PartError::Bad {
                 table: "MBR",
                 field: field(),
@@ -175,32 +194,53 @@ pub fn read_table(src: &dyn ReadAt) -> Result<Table, PartError> {
     if protective {
         return read_gpt(src);
     }
-    Ok(Table { kind: TableKind::Mbr, partitions: parts })
+    Ok(Table {
+        kind: TableKind::Mbr,
+        partitions: parts,
+    })
 }
 
 fn read_gpt(src: &dyn ReadAt) -> Result<Table, PartError> {
     let len = src.len();
-    let bad = |field: &str, message: String| PartError::Bad { table: "GPT", field: field.into(), message };
+    let bad = |field: &str, message: String| PartError::Bad {
+        table: "GPT",
+        field: field.into(),
+        message,
+    };
     if len < 2 * SECTOR {
-        return Err(bad("header", "image too small for a GPT header at LBA 1".into()));
+        return Err(bad(
+            "header",
+            "image too small for a GPT header at LBA 1".into(),
+        ));
     }
     let mut h = [0u8; 512];
     read(src, SECTOR, &mut h)?;
     if &h[..8] != b"EFI PART" {
-        return Err(bad("header", "protective MBR but no \"EFI PART\" signature at LBA 1".into()));
+        return Err(bad(
+            "header",
+            "protective MBR but no \"EFI PART\" signature at LBA 1".into(),
+        ));
     }
     let entries_lba = le64(&h, 72);
     let count = le32(&h, 80);
     let esize = le32(&h, 84);
     if !(128..=4096).contains(&esize) || esize % 8 != 0 {
-        return Err(bad("entry size", format!("{esize} (must be a multiple of 8 from 128 to 4096)")));
+        return Err(bad(
+            "entry size",
+            format!("{esize} (must be a multiple of 8 from 128 to 4096)"),
+        ));
     }
     if count > MAX_GPT_ENTRIES {
-        return Err(bad("entry count", format!("{count} entries (at most {MAX_GPT_ENTRIES} read)")));
+        return Err(bad(
+            "entry count",
+            format!("{count} entries (at most {MAX_GPT_ENTRIES} read)"),
+        ));
     }
     let table_bytes = u64::from(count) * u64::from(esize);
     let table_off = entries_lba.checked_mul(SECTOR).filter(|o| *o >= 2 * SECTOR);
-    let Some(table_off) = table_off.filter(|o| o.checked_add(table_bytes).is_some_and(|e| e <= len)) else {
+    let Some(table_off) =
+        table_off.filter(|o| o.checked_add(table_bytes).is_some_and(|e| e <= len))
+    else {
         return Err(bad("entry array", format!("LBA {entries_lba} with {count} entries of {esize} bytes lies outside the {len}-byte image")));
     };
     let mut parts = Vec::new();
@@ -214,15 +254,23 @@ fn read_gpt(src: &dyn ReadAt) -> Result<Table, PartError> {
         let last = le64(&e, 40);
         let field = format!("entry {}", i + 1);
         if last < first {
-            return Err(bad(&field, format!("last LBA {last} before first LBA {first}")));
+            return Err(bad(
+                &field,
+                format!("last LBA {last} before first LBA {first}"),
+            ));
         }
         let offset = first.checked_mul(SECTOR);
-        let size = (last - first).checked_add(1).and_then(|n| n.checked_mul(SECTOR));
+        let size = (last - first)
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(SECTOR));
         let (Some(offset), Some(size)) = (offset, size) else {
             return Err(bad(&field, format!("LBAs {first}..={last} overflow")));
         };
-        if offset.checked_add(size).is_none_or(|end| end > len) {
-            return Err(bad(&field, format!("LBAs {first}..={last} lie outside the {len}-byte image")));
+        if !matches!(offset.checked_add(size), Some(end) if end <= len) {
+            return Err(bad(
+                &field,
+                format!("LBAs {first}..={last} lie outside the {len}-byte image"),
+            ));
         }
         let ty: [u8; 16] = e[..16].try_into().unwrap_or([0; 16]);
         let units: Vec<u16> = e[56..esize.min(128) as usize]
@@ -241,7 +289,10 @@ fn read_gpt(src: &dyn ReadAt) -> Result<Table, PartError> {
             name: String::from_utf16_lossy(&units),
         });
     }
-    Ok(Table { kind: TableKind::Gpt, partitions: parts })
+    Ok(Table {
+        kind: TableKind::Gpt,
+        partitions: parts,
+    })
 }
 
 /// A window of a source: `len` bytes from `offset`.
@@ -278,7 +329,9 @@ mod tests {
     struct Mem(Vec<u8>);
     impl ReadAt for Mem {
         fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-            let Some(rest) = usize::try_from(offset).ok().and_then(|o| self.0.get(o..)) else { return Ok(0) };
+            let Some(rest) = usize::try_from(offset).ok().and_then(|o| self.0.get(o..)) else {
+                return Ok(0);
+            };
             let n = rest.len().min(buf.len());
             buf[..n].copy_from_slice(&rest[..n]);
             Ok(n)
@@ -307,10 +360,18 @@ mod tests {
         assert_eq!(t.kind, TableKind::Mbr);
         assert_eq!(t.partitions[0].offset, 2048 * 512);
         assert!(t.partitions[0].linux);
-        let e = read_table(&Mem(mbr(&[(0x83, 2048, u32::MAX)], 4096))).unwrap_err().to_string();
+        let e = read_table(&Mem(mbr(&[(0x83, 2048, u32::MAX)], 4096)))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("MBR entry 1") && e.contains("outside"), "{e}");
-        assert!(matches!(read_table(&Mem(vec![0; 1024])), Err(PartError::NoTable)));
-        assert!(matches!(read_table(&Mem(vec![0; 10])), Err(PartError::NoTable)));
+        assert!(matches!(
+            read_table(&Mem(vec![0; 1024])),
+            Err(PartError::NoTable)
+        ));
+        assert!(matches!(
+            read_table(&Mem(vec![0; 10])),
+            Err(PartError::NoTable)
+        ));
     }
 
     #[test]
@@ -341,6 +402,9 @@ mod tests {
         let t = read_table(&Mem(d)).unwrap();
         assert_eq!(t.kind, TableKind::Gpt);
         assert_eq!(t.partitions.len(), 1);
-        assert_eq!(t.partitions[0].type_id, "0FC63DAF-8483-4772-8E79-3D69D8477DE4");
+        assert_eq!(
+            t.partitions[0].type_id,
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+        );
     }
 }

@@ -10,16 +10,24 @@ use common::*;
 #[test]
 fn build_writes_a_bundle_zstd_decompresses_to_the_manifest_digest() {
     let f = Fixture::new(|_| {});
-    let recipe = f.recipe("[[step]]\ntype = \"copy\"\nsrc = \"files/squid.conf\"\ndest = \"/etc/squid/squid.conf\"\n");
+    let recipe = f.recipe(
+        "[[step]]\ntype = \"copy\"\nsrc = \"files/squid.conf\"\ndest = \"/etc/squid/squid.conf\"\n",
+    );
     let out = f.path("bundle");
     let o = ok(wafer(&["build", s(&recipe), "-o", s(&out)]));
     let text = stdout(&o);
     assert!(text.contains("built cms-squid 1.0"), "{text}");
     assert!(text.contains("step 1 copy (line "), "{text}");
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("wafer.json")).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("wafer.json")).unwrap()).unwrap();
     assert_eq!(m["name"], "cms-squid");
     let raw = f.path("raw.img");
-    run(Command::new("zstd").arg("-q").arg("-d").arg(out.join("disk.img.zst")).arg("-o").arg(&raw));
+    run(Command::new("zstd")
+        .arg("-q")
+        .arg("-d")
+        .arg(out.join("disk.img.zst"))
+        .arg("-o")
+        .arg(&raw));
     assert_eq!(sha256_hex(&raw), m["image"]["sha256"].as_str().unwrap());
     assert!(out.join("build-report.json").is_file());
 }
@@ -30,12 +38,19 @@ fn build_json_prints_progress_events_then_a_summary() {
     let recipe = f.recipe("");
     let out = f.path("bundle");
     let o = ok(wafer(&["build", s(&recipe), "-o", s(&out), "--json"]));
-    let lines: Vec<serde_json::Value> =
-        stdout(&o).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
     let events: Vec<&str> = lines.iter().filter_map(|v| v["event"].as_str()).collect();
     assert!(events.contains(&"step_started"), "{events:?}");
     assert!(events.contains(&"phase_started"), "{events:?}");
-    assert!(lines.iter().any(|v| v["event"] == "phase_finished" && v["phase"] == "compress"), "{events:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["event"] == "phase_finished" && v["phase"] == "compress"),
+        "{events:?}"
+    );
     let last = lines.last().unwrap();
     assert_eq!(last["event"], "done");
     assert_eq!(last["name"], "cms-squid");
@@ -50,16 +65,32 @@ fn build_sign_writes_a_provenance_envelope() {
     let recipe = f.recipe("");
     let out = f.path("bundle");
     let key = keys.join("cms-admin.key");
-    ok(wafer(&["build", s(&recipe), "-o", s(&out), "--sign", s(&key)]));
+    ok(wafer(&[
+        "build",
+        s(&recipe),
+        "-o",
+        s(&out),
+        "--sign",
+        s(&key),
+    ]));
     let env: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("attestations/provenance.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(out.join("attestations/provenance.json")).unwrap())
+            .unwrap();
     assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
     use base64::Engine;
-    let payload = base64::engine::general_purpose::STANDARD.decode(env["payload"].as_str().unwrap()).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(env["payload"].as_str().unwrap())
+        .unwrap();
     let st: serde_json::Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(st["predicateType"], "https://slsa.dev/provenance/v1");
-    let deps = st["predicate"]["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
-    assert!(deps.iter().any(|d| d["name"] == "base:tar" && d["digest"]["sha256"] == f.base_sha.as_str()), "{deps:?}");
+    let deps = st["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    assert!(
+        deps.iter()
+            .any(|d| d["name"] == "base:tar" && d["digest"]["sha256"] == f.base_sha.as_str()),
+        "{deps:?}"
+    );
 }
 
 #[test]
@@ -83,8 +114,18 @@ fn build_errors_name_the_recipe_and_the_problem() {
     assert!(!f.path("b2").join("wafer.json").exists());
 
     let recipe = f.recipe("");
-    let o = wafer(&["build", s(&recipe), "-o", s(&f.path("b3")), "--sign", s(&f.path("no-key.pem"))]);
+    let o = wafer(&[
+        "build",
+        s(&recipe),
+        "-o",
+        s(&f.path("b3")),
+        "--sign",
+        s(&f.path("no-key.pem")),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no-key.pem"), "{}", stderr(&o));
-    assert!(!f.path("b3").join("wafer.json").exists(), "a bad key stops before building");
+    assert!(
+        !f.path("b3").join("wafer.json").exists(),
+        "a bad key stops before building"
+    );
 }

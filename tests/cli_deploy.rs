@@ -91,27 +91,81 @@ fn end_to_end_build_vet_approve_verify_deploy_ps_stop() {
 
     // The VO administrator builds two versions: 1.0 with a planted setuid binary, 1.1 fixed.
     let bad = f.path("squid-1.0");
-    let r1 = f.recipe_named("v1.toml", "cms-squid", "1.0", "[[step]]\ntype = \"chmod\"\npaths = [\"/usr/bin/evil\"]\nmode = \"4755\"\n");
-    ok(wafer(&["build", s(&r1), "-o", s(&bad), "--sign", s(&admin)]));
+    let r1 = f.recipe_named(
+        "v1.toml",
+        "cms-squid",
+        "1.0",
+        "[[step]]\ntype = \"chmod\"\npaths = [\"/usr/bin/evil\"]\nmode = \"4755\"\n",
+    );
+    ok(wafer(&[
+        "build",
+        s(&r1),
+        "-o",
+        s(&bad),
+        "--sign",
+        s(&admin),
+    ]));
     let good = f.path("squid-1.1");
-    let r2 = f.recipe_named("v2.toml", "cms-squid", "1.1", "[[step]]\ntype = \"copy\"\nsrc = \"files/squid.conf\"\ndest = \"/etc/squid/squid.conf\"\n");
-    ok(wafer(&["build", s(&r2), "-o", s(&good), "--sign", s(&admin)]));
+    let r2 = f.recipe_named(
+        "v2.toml",
+        "cms-squid",
+        "1.1",
+        "[[step]]\ntype = \"copy\"\nsrc = \"files/squid.conf\"\ndest = \"/etc/squid/squid.conf\"\n",
+    );
+    ok(wafer(&[
+        "build",
+        s(&r2),
+        "-o",
+        s(&good),
+        "--sign",
+        s(&admin),
+    ]));
     let o = ok(wafer(&["inspect", s(&good), "--json"]));
     let inv: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(inv["system"]["major_release"], 5);
 
     // The reviewer: 1.0 fails and is not approved; 1.1 passes and is approved.
-    assert_eq!(wafer(&["vet", s(&bad), "--policy", s(&policy)]).status.code(), Some(1));
-    assert!(!wafer(&["approve", s(&bad), "--key", s(&alice), "--policy", s(&policy)]).status.success());
-    assert_eq!(wafer(&["vet", s(&good), "--policy", s(&policy)]).status.code(), Some(0));
-    ok(wafer(&["approve", s(&good), "--key", s(&alice), "--policy", s(&policy)]));
+    assert_eq!(
+        wafer(&["vet", s(&bad), "--policy", s(&policy)])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert!(!wafer(&[
+        "approve",
+        s(&bad),
+        "--key",
+        s(&alice),
+        "--policy",
+        s(&policy)
+    ])
+    .status
+    .success());
+    assert_eq!(
+        wafer(&["vet", s(&good), "--policy", s(&policy)])
+            .status
+            .code(),
+        Some(0)
+    );
+    ok(wafer(&[
+        "approve",
+        s(&good),
+        "--key",
+        s(&alice),
+        "--policy",
+        s(&policy),
+    ]));
     ok(wafer(&["verify", s(&good), "--trust", s(&store)]));
 
     // Refused deploys leave the site's storage and state untouched.
     let before = (snapshot(&f.path("storage")), snapshot(&f.path("state")));
     let o = wafer(&["deploy", s(&bad), "--site", s(&site), "--dry-run"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("refused: verification failed"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("refused: verification failed"),
+        "{}",
+        stderr(&o)
+    );
     let tampered = f.path("tampered");
     copy_dir(&good, &tampered);
     let zst = tampered.join("disk.img.zst");
@@ -122,40 +176,86 @@ fn end_to_end_build_vet_approve_verify_deploy_ps_stop() {
     let o = wafer(&["deploy", s(&tampered), "--site", s(&site), "--dry-run"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
-    assert_eq!(before, (snapshot(&f.path("storage")), snapshot(&f.path("state"))));
+    assert_eq!(
+        before,
+        (snapshot(&f.path("storage")), snapshot(&f.path("state")))
+    );
 
     // The deployment.
     let ud = f.path("user-data");
     std::fs::write(&ud, "#cloud-config\nruncmd: [echo hello]\n").unwrap();
-    let o = ok(wafer(&["deploy", s(&good), "--site", s(&site), "--dry-run", "--user-data", s(&ud), "--json"]));
+    let o = ok(wafer(&[
+        "deploy",
+        s(&good),
+        "--site",
+        s(&site),
+        "--dry-run",
+        "--user-data",
+        s(&ud),
+        "--json",
+    ]));
     let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let name = rec["name"].as_str().unwrap().to_string();
     assert_eq!(name, "cms-cms-squid");
     assert_eq!(rec["slot"], "edge1");
     assert_eq!(rec["state"], "printed");
     let launch = rec["launch"]["Printed"].as_str().unwrap();
-    assert!(launch.starts_with("xl create ") && launch.ends_with("xl.cfg"), "{launch}");
+    assert!(
+        launch.starts_with("xl create ") && launch.ends_with("xl.cfg"),
+        "{launch}"
+    );
     let dir = f.path("storage").join(&name);
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(good.join("wafer.json")).unwrap()).unwrap();
-    assert_eq!(sha256_hex(&dir.join("disk.img")), m["image"]["sha256"].as_str().unwrap());
-    assert_eq!(std::fs::read(dir.join("kernel")).unwrap(), b"KERNEL-IMAGE-BYTES xen pv kernel");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(good.join("wafer.json")).unwrap()).unwrap();
+    assert_eq!(
+        sha256_hex(&dir.join("disk.img")),
+        m["image"]["sha256"].as_str().unwrap()
+    );
+    assert_eq!(
+        std::fs::read(dir.join("kernel")).unwrap(),
+        b"KERNEL-IMAGE-BYTES xen pv kernel"
+    );
     assert_eq!(std::fs::read(dir.join("initrd")).unwrap(), b"INITRD-BYTES");
-    run(Command::new("fsck.fat").arg("-n").arg(dir.join("cidata.img")));
-    let listing = run(Command::new("mdir").arg("-i").arg(dir.join("cidata.img")).arg("::"));
-    assert!(listing.to_lowercase().contains("meta-data") || listing.to_lowercase().contains("meta-d~1"), "{listing}");
-    let ud_back = run(Command::new("mtype").arg("-i").arg(dir.join("cidata.img")).arg("::user-data"));
+    run(Command::new("fsck.fat")
+        .arg("-n")
+        .arg(dir.join("cidata.img")));
+    let listing = run(Command::new("mdir")
+        .arg("-i")
+        .arg(dir.join("cidata.img"))
+        .arg("::"));
+    assert!(
+        listing.to_lowercase().contains("meta-data") || listing.to_lowercase().contains("meta-d~1"),
+        "{listing}"
+    );
+    let ud_back = run(Command::new("mtype")
+        .arg("-i")
+        .arg(dir.join("cidata.img"))
+        .arg("::user-data"));
     assert!(ud_back.contains("echo hello"), "{ud_back}");
     let xl = std::fs::read_to_string(dir.join("xl.cfg")).unwrap();
     assert!(xl.contains(&format!("name = \"{name}\"")), "{xl}");
-    assert!(xl.contains("memory = 1024") && xl.contains("bridge=xenbr0"), "{xl}");
+    assert!(
+        xl.contains("memory = 1024") && xl.contains("bridge=xenbr0"),
+        "{xl}"
+    );
     let ip = rec["leases"][0]["ip"].as_str().unwrap().to_string();
-    assert!(f.path("state").join("leases/public").join(format!("{ip}.json")).is_file());
+    assert!(f
+        .path("state")
+        .join("leases/public")
+        .join(format!("{ip}.json"))
+        .is_file());
 
     // A second deploy of the same name is refused; slots and ps show the deployment.
     let o = wafer(&["deploy", s(&good), "--site", s(&site), "--dry-run"]);
     assert!(!o.status.success());
     let o = ok(wafer(&["slots", "--site", s(&site)]));
-    assert!(stdout(&o).lines().any(|l| l.starts_with("edge1") && l.ends_with(&name)), "{}", stdout(&o));
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.starts_with("edge1") && l.ends_with(&name)),
+        "{}",
+        stdout(&o)
+    );
     let o = ok(wafer(&["ps", "--site", s(&site), "--json"]));
     let ps: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(ps["deployments"][0]["name"], name.as_str());
@@ -164,7 +264,14 @@ fn end_to_end_build_vet_approve_verify_deploy_ps_stop() {
     assert!(stdout(&o).contains(&ip), "{}", stdout(&o));
 
     // Stop, keeping the disk.
-    let o = ok(wafer(&["stop", &name, "--site", s(&site), "--keep-disk", "--dry-run"]));
+    let o = ok(wafer(&[
+        "stop",
+        &name,
+        "--site",
+        s(&site),
+        "--keep-disk",
+        "--dry-run",
+    ]));
     assert!(stdout(&o).contains("xl destroy"), "{}", stdout(&o));
     assert!(dir.join("disk.img").is_file());
     assert!(!dir.join("xl.cfg").exists());
@@ -181,7 +288,11 @@ fn site_errors_name_the_file() {
     let f = Fixture::new(|_| {});
     let bad = f.path("site.toml");
     std::fs::write(&bad, "name = \"x\"\nbogus = 1\n").unwrap();
-    for args in [vec!["slots", "--site", s(&bad)], vec!["ps", "--site", s(&bad)], vec!["stop", "x", "--site", s(&bad)]] {
+    for args in [
+        vec!["slots", "--site", s(&bad)],
+        vec!["ps", "--site", s(&bad)],
+        vec!["stop", "x", "--site", s(&bad)],
+    ] {
         let o = wafer(&args);
         assert!(!o.status.success());
         assert!(stderr(&o).contains("site.toml"), "{}", stderr(&o));

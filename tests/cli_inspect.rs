@@ -9,7 +9,11 @@ use std::process::Command;
 use common::*;
 
 fn ext_image(root: &Path, img: &Path) {
-    run(Command::new("mke2fs").args(["-q", "-F", "-t", "ext4", "-d"]).arg(root).arg(img).arg("4M"));
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(root)
+        .arg(img)
+        .arg("4M"));
 }
 
 fn dd_into(img: &Path, disk: &Path, sector: u64) {
@@ -30,28 +34,52 @@ fn paths(inv: &serde_json::Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|e| e["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()))
+        .flat_map(|e| {
+            e["paths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_string())
+        })
         .collect()
 }
 
 #[test]
 fn inspect_bundle_json_summary_and_sbom() {
     let f = Fixture::new(|r| put(r, "usr/bin/ping", &fake_elf()));
-    let b = f.build(&f.recipe("[[step]]\ntype = \"chmod\"\npaths = [\"/usr/bin/ping\"]\nmode = \"4755\"\n"), "bundle");
+    let b = f.build(
+        &f.recipe("[[step]]\ntype = \"chmod\"\npaths = [\"/usr/bin/ping\"]\nmode = \"4755\"\n"),
+        "bundle",
+    );
     let inv = inventory(&b);
     assert_eq!(inv["schema"], "wafer-inventory/1");
     assert_eq!(inv["system"]["distro"], "scientific");
     assert_eq!(inv["system"]["release"], "5.11");
-    let setuid: Vec<&str> = inv["files"]["setuid"].as_array().unwrap().iter().filter_map(|e| e.as_str()).collect();
+    let setuid: Vec<&str> = inv["files"]["setuid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
     assert_eq!(setuid, ["/usr/bin/ping"], "{}", inv["files"]["setuid"]);
     assert!(paths(&inv).contains(&"/etc/ssh/sshd_config".to_string()));
 
     let o = ok(wafer(&["inspect", s(&b)]));
     let text = stdout(&o);
-    assert!(text.contains("(bundle)") && text.contains("Scientific Linux SL release 5.11"), "{text}");
+    assert!(
+        text.contains("(bundle)") && text.contains("Scientific Linux SL release 5.11"),
+        "{text}"
+    );
 
     let sbom = f.path("sbom.json");
-    let o = ok(wafer(&["inspect", s(&b), "--sbom", "cyclonedx", "-o", s(&sbom)]));
+    let o = ok(wafer(&[
+        "inspect",
+        s(&b),
+        "--sbom",
+        "cyclonedx",
+        "-o",
+        s(&sbom),
+    ]));
     assert!(o.stdout.is_empty());
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&sbom).unwrap()).unwrap();
     assert_eq!(v["bomFormat"], "CycloneDX");
@@ -69,12 +97,27 @@ fn inspect_finds_the_root_partition_of_gpt_and_mbr_disks() {
     // GPT: an EFI system partition first, then a "Linux root (x86-64)" partition.
     let gpt = tmp.path().join("gpt.img");
     run(Command::new("truncate").args(["-s", "8M"]).arg(&gpt));
-    run(Command::new("sgdisk").args(["-n", "1:2048:4095", "-t", "1:EF00", "-n", "2:4096:12287", "-t", "2:8304"]).arg(&gpt));
+    run(Command::new("sgdisk")
+        .args([
+            "-n",
+            "1:2048:4095",
+            "-t",
+            "1:EF00",
+            "-n",
+            "2:4096:12287",
+            "-t",
+            "2:8304",
+        ])
+        .arg(&gpt));
     dd_into(&img, &gpt, 4096);
     let inv = inventory(&gpt);
     assert!(paths(&inv).contains(&"/etc/redhat-release".to_string()));
     let o = ok(wafer(&["inspect", s(&gpt)]));
-    assert!(stdout(&o).contains("(disk (gpt partition 2))"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("(disk (gpt partition 2))"),
+        "{}",
+        stdout(&o)
+    );
 
     // MBR: a swap partition, then a Linux one.
     let mbr = tmp.path().join("mbr.img");
@@ -92,7 +135,11 @@ fn inspect_finds_the_root_partition_of_gpt_and_mbr_disks() {
     assert!(child.wait().unwrap().success());
     dd_into(&img, &mbr, 6144);
     let o = ok(wafer(&["inspect", s(&mbr)]));
-    assert!(stdout(&o).contains("(disk (mbr partition 2))"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("(disk (mbr partition 2))"),
+        "{}",
+        stdout(&o)
+    );
     assert!(stdout(&o).contains("Scientific Linux"), "{}", stdout(&o));
 }
 
@@ -103,7 +150,11 @@ fn inspect_errors_name_the_image() {
     std::fs::write(&junk, vec![7u8; 4096]).unwrap();
     let o = wafer(&["inspect", s(&junk)]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("junk.bin") && stderr(&o).contains("not a wafer bundle"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("junk.bin") && stderr(&o).contains("not a wafer bundle"),
+        "{}",
+        stderr(&o)
+    );
 
     // An MBR whose only entry points far outside the file.
     let mut d = vec![0u8; 4096];
@@ -117,7 +168,10 @@ fn inspect_errors_name_the_image() {
     let o = wafer(&["inspect", s(&bad)]);
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("bad-mbr.img") && e.contains("MBR entry 1") && e.contains("outside"), "{e}");
+    assert!(
+        e.contains("bad-mbr.img") && e.contains("MBR entry 1") && e.contains("outside"),
+        "{e}"
+    );
 
     let o = wafer(&["inspect", s(&tmp.path().join("missing"))]);
     assert!(!o.status.success());

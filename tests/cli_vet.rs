@@ -29,10 +29,18 @@ fn bundles() -> (Fixture, PathBuf, PathBuf, PathBuf) {
     let policy = f.path("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let bad = f.build(
-        &f.recipe_named("v1.toml", "cms-squid", "1.0", "[[step]]\ntype = \"chmod\"\npaths = [\"/usr/bin/evil\"]\nmode = \"4755\"\n"),
+        &f.recipe_named(
+            "v1.toml",
+            "cms-squid",
+            "1.0",
+            "[[step]]\ntype = \"chmod\"\npaths = [\"/usr/bin/evil\"]\nmode = \"4755\"\n",
+        ),
         "squid-1.0",
     );
-    let good = f.build(&f.recipe_named("v2.toml", "cms-squid", "1.1", ""), "squid-1.1");
+    let good = f.build(
+        &f.recipe_named("v2.toml", "cms-squid", "1.1", ""),
+        "squid-1.1",
+    );
     (f, policy, bad, good)
 }
 
@@ -41,14 +49,28 @@ fn vet_fails_a_planted_setuid_and_passes_the_fixed_wafer() {
     let (f, policy, bad, good) = bundles();
     let sarif = f.path("r.sarif");
     let html = f.path("r.html");
-    let o = wafer(&["vet", s(&bad), "--policy", s(&policy), "--sarif", s(&sarif), "--html", s(&html)]);
+    let o = wafer(&[
+        "vet",
+        s(&bad),
+        "--policy",
+        s(&policy),
+        "--sarif",
+        s(&sarif),
+        "--html",
+        s(&html),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(text.starts_with("FAIL wafer cms-squid"), "{text}");
-    assert!(text.contains("priv.allowlist /usr/bin/evil is setuid"), "{text}");
+    assert!(
+        text.contains("priv.allowlist /usr/bin/evil is setuid"),
+        "{text}"
+    );
     let sv: serde_json::Value = serde_json::from_slice(&std::fs::read(&sarif).unwrap()).unwrap();
     assert_eq!(sv["version"], "2.1.0");
-    assert!(std::fs::read_to_string(&html).unwrap().contains("/usr/bin/evil"));
+    assert!(std::fs::read_to_string(&html)
+        .unwrap()
+        .contains("/usr/bin/evil"));
 
     let o = wafer(&["vet", s(&good), "--policy", s(&policy), "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
@@ -58,11 +80,30 @@ fn vet_fails_a_planted_setuid_and_passes_the_fixed_wafer() {
     assert_eq!(v["vo"], "cms");
 
     // --fail-on critical: the high finding no longer blocks.
-    let o = wafer(&["vet", s(&bad), "--policy", s(&policy), "--fail-on", "critical"]);
+    let o = wafer(&[
+        "vet",
+        s(&bad),
+        "--policy",
+        s(&policy),
+        "--fail-on",
+        "critical",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 
     // --since: the finding is already in the older image, so it is known, not new.
-    let o = wafer(&["vet", s(&bad), "--policy", s(&policy), "--since", s(&bad), "--json", "--name", "other", "--vo", "atlas"]);
+    let o = wafer(&[
+        "vet",
+        s(&bad),
+        "--policy",
+        s(&policy),
+        "--since",
+        s(&bad),
+        "--json",
+        "--name",
+        "other",
+        "--vo",
+        "atlas",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["totals"]["known"], 1, "{}", v["totals"]);
@@ -79,7 +120,11 @@ fn vet_could_not_vet_exits_2_naming_the_file() {
     assert!(stderr(&o).contains("missing.toml"), "{}", stderr(&o));
 
     let broken = f.path("broken.toml");
-    std::fs::write(&broken, POLICY.replace("severity = \"high\"", "severity = \"high\"\nbogus = 1")).unwrap();
+    std::fs::write(
+        &broken,
+        POLICY.replace("severity = \"high\"", "severity = \"high\"\nbogus = 1"),
+    )
+    .unwrap();
     let o = wafer(&["vet", s(&good), "--policy", s(&broken)]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);

@@ -9,7 +9,10 @@ use builder::{BuildOptions, Event, Phase, Progress};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
-use trust::statement::{BuildDefinition, Provenance, ResourceDescriptor, RunDetails, Statement, PROVENANCE_V1, WAFER_BUILD_TYPE};
+use trust::statement::{
+    BuildDefinition, Provenance, ResourceDescriptor, RunDetails, Statement, PROVENANCE_V1,
+    WAFER_BUILD_TYPE,
+};
 
 use super::Ui;
 
@@ -69,8 +72,16 @@ struct BarProgress {
 
 impl BarProgress {
     fn new(visible: bool) -> Self {
-        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        BarProgress { multi: MultiProgress::with_draw_target(target), steps: Mutex::new(None), phase: Mutex::new(None) }
+        let target = if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        BarProgress {
+            multi: MultiProgress::with_draw_target(target),
+            steps: Mutex::new(None),
+            phase: Mutex::new(None),
+        }
     }
 }
 
@@ -86,11 +97,18 @@ fn phase_name(p: Phase) -> &'static str {
 impl Progress for BarProgress {
     fn event(&self, event: &Event) {
         match event {
-            Event::StepStarted { index, total, kind, line } => {
+            Event::StepStarted {
+                index,
+                total,
+                kind,
+                line,
+            } => {
                 if let Ok(mut s) = self.steps.lock() {
                     let pb = s.get_or_insert_with(|| {
                         let pb = self.multi.add(ProgressBar::new(*total as u64));
-                        if let Ok(st) = ProgressStyle::with_template("steps    [{bar:30}] {pos}/{len} {msg}") {
+                        if let Ok(st) =
+                            ProgressStyle::with_template("steps    [{bar:30}] {pos}/{len} {msg}")
+                        {
                             pb.set_style(st.progress_chars("=> "));
                         }
                         pb
@@ -108,7 +126,9 @@ impl Progress for BarProgress {
             Event::PhaseStarted { phase, total } => {
                 if let Ok(mut p) = self.phase.lock() {
                     let pb = self.multi.add(ProgressBar::new(*total));
-                    if let Ok(st) = ProgressStyle::with_template("{msg:14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}") {
+                    if let Ok(st) = ProgressStyle::with_template(
+                        "{msg:14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    ) {
                         pb.set_style(st.progress_chars("=> "));
                     }
                     pb.set_message(phase_name(*phase));
@@ -138,7 +158,8 @@ impl Progress for BarProgress {
 
 /// Reads a private key, asking for the passphrase when the PEM is encrypted.
 pub fn load_private_key(path: &Path) -> Result<trust::key::PrivateKey> {
-    let pem = std::fs::read_to_string(path).with_context(|| format!("reading private key {}", path.display()))?;
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("reading private key {}", path.display()))?;
     if pem.contains("ENCRYPTED PRIVATE KEY") {
         let pass = passphrase(&format!("passphrase for {}: ", path.display()), false)?;
         trust::key::PrivateKey::from_pem(&pem, Some(pass.as_bytes()), &path.display().to_string())
@@ -164,7 +185,9 @@ pub fn passphrase(prompt: &str, confirm: bool) -> Result<String> {
     let read = |prompt: &str| -> Result<String> {
         eprint!("{prompt}");
         let mut s = String::new();
-        std::io::stdin().read_line(&mut s).context("reading the passphrase from the terminal")?;
+        std::io::stdin()
+            .read_line(&mut s)
+            .context("reading the passphrase from the terminal")?;
         Ok(s.trim_end_matches(['\n', '\r']).to_string())
     };
     let p = read(prompt)?;
@@ -180,25 +203,51 @@ pub fn passphrase(prompt: &str, confirm: bool) -> Result<String> {
 /// Writes the SLSA provenance v1 attestation of the bundle in `out`, signed with `key`.
 pub fn sign_provenance(out: &Path, key: &trust::key::PrivateKey) -> Result<PathBuf> {
     let mpath = out.join("wafer.json");
-    let manifest_bytes = std::fs::read(&mpath).with_context(|| format!("reading {}", mpath.display()))?;
-    let m: trust::verify::Manifest =
-        serde_json::from_slice(&manifest_bytes).with_context(|| format!("parsing {}", mpath.display()))?;
-    let full: serde_json::Value =
-        serde_json::from_slice(&manifest_bytes).with_context(|| format!("parsing {}", mpath.display()))?;
-    let recipe_sha = full.pointer("/recipe/sha256").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let inputs_sha = full.pointer("/recipe/inputs_sha256").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let base_kind = full.pointer("/base/kind").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let base_sha = full.pointer("/base/sha256").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let epoch = full.get("source_date_epoch").and_then(|v| v.as_i64()).unwrap_or(0);
+    let manifest_bytes =
+        std::fs::read(&mpath).with_context(|| format!("reading {}", mpath.display()))?;
+    let m: trust::verify::Manifest = serde_json::from_slice(&manifest_bytes)
+        .with_context(|| format!("parsing {}", mpath.display()))?;
+    let full: serde_json::Value = serde_json::from_slice(&manifest_bytes)
+        .with_context(|| format!("parsing {}", mpath.display()))?;
+    let recipe_sha = full
+        .pointer("/recipe/sha256")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let inputs_sha = full
+        .pointer("/recipe/inputs_sha256")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let base_kind = full
+        .pointer("/base/kind")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let base_sha = full
+        .pointer("/base/sha256")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let epoch = full
+        .get("source_date_epoch")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
     let mut deps = Vec::new();
     if !recipe_sha.is_empty() {
         deps.push(ResourceDescriptor::new("recipe", &[("sha256", recipe_sha)]));
     }
     if !inputs_sha.is_empty() {
-        deps.push(ResourceDescriptor::new("recipe-inputs", &[("sha256", inputs_sha)]));
+        deps.push(ResourceDescriptor::new(
+            "recipe-inputs",
+            &[("sha256", inputs_sha)],
+        ));
     }
     if !base_sha.is_empty() {
-        deps.push(ResourceDescriptor::new(&format!("base:{base_kind}"), &[("sha256", base_sha)]));
+        deps.push(ResourceDescriptor::new(
+            &format!("base:{base_kind}"),
+            &[("sha256", base_sha)],
+        ));
     }
     let prov = Provenance {
         build_definition: BuildDefinition {
@@ -208,11 +257,17 @@ pub fn sign_provenance(out: &Path, key: &trust::key::PrivateKey) -> Result<PathB
             resolved_dependencies: deps,
         },
         run_details: RunDetails {
-            builder: trust::statement::Builder { id: format!("https://wafer.invalid/wafer/{}", env!("CARGO_PKG_VERSION")) },
+            builder: trust::statement::Builder {
+                id: format!("https://wafer.invalid/wafer/{}", env!("CARGO_PKG_VERSION")),
+            },
             metadata: None,
         },
     };
-    let st = Statement::new(trust::verify::wafer_subjects(&manifest_bytes, &m), PROVENANCE_V1, &prov);
+    let st = Statement::new(
+        trust::verify::wafer_subjects(&manifest_bytes, &m),
+        PROVENANCE_V1,
+        &prov,
+    );
     let env = trust::verify::sign_statement(&st, key);
     let dir = out.join("attestations");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -259,15 +314,34 @@ pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
         println!("{summary}");
     } else if !ui.quiet {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "built {} {} into {}", report.name, report.version, a.output.display())?;
+        writeln!(
+            out,
+            "built {} {} into {}",
+            report.name,
+            report.version,
+            a.output.display()
+        )?;
         for s in &report.steps {
-            writeln!(out, "  step {} {} (line {}): +{} ~{} -{}", s.index, s.kind, s.line, s.added.len(), s.changed.len(), s.removed.len())?;
+            writeln!(
+                out,
+                "  step {} {} (line {}): +{} ~{} -{}",
+                s.index,
+                s.kind,
+                s.line,
+                s.added.len(),
+                s.changed.len(),
+                s.removed.len()
+            )?;
         }
         if let Some(m) = m {
             writeln!(out, "  image sha256 {}", m.image.sha256)?;
         }
         for p in &report.packages_added {
-            writeln!(out, "  package {}-{}.{} ({} files)", p.name, p.evr, p.arch, p.files)?;
+            writeln!(
+                out,
+                "  package {}-{}.{} ({} files)",
+                p.name, p.evr, p.arch, p.files
+            )?;
         }
         for s in &report.scriptlets_skipped {
             writeln!(out, "  scriptlet not run: {s}")?;

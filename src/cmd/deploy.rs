@@ -121,16 +121,23 @@ fn invalid(msg: String) -> io::Error {
 impl BundleWafer {
     /// Builds it from the bundle directory and the manifest bytes that verification checked.
     pub fn new(dir: &Path, manifest_bytes: &[u8]) -> Result<Self> {
-        let manifest: DeployManifest =
-            serde_json::from_slice(manifest_bytes).with_context(|| format!("{}/wafer.json", dir.display()))?;
+        let manifest: DeployManifest = serde_json::from_slice(manifest_bytes)
+            .with_context(|| format!("{}/wafer.json", dir.display()))?;
         let r = &manifest.requirements;
         let guest_types = r
             .guest_types
             .iter()
-            .map(|g| g.parse().map_err(|e: String| anyhow::anyhow!("wafer.json requirements.guest_types: {e}")))
+            .map(|g| {
+                g.parse().map_err(|e: String| {
+                    anyhow::anyhow!("wafer.json requirements.guest_types: {e}")
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let min_xen = match &r.min_xen {
-            Some(v) => Some(v.parse().map_err(|e: String| anyhow::anyhow!("wafer.json requirements.min_xen: {e}"))?),
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|e: String| anyhow::anyhow!("wafer.json requirements.min_xen: {e}"))?,
+            ),
             None => None,
         };
         let requirements = Requirements {
@@ -141,7 +148,12 @@ impl BundleWafer {
             guest_types,
             min_xen,
         };
-        Ok(BundleWafer { zst: dir.join("disk.img.zst"), manifest, requirements, disk: Mutex::new(None) })
+        Ok(BundleWafer {
+            zst: dir.join("disk.img.zst"),
+            manifest,
+            requirements,
+            disk: Mutex::new(None),
+        })
     }
 
     fn read_boot_file(&self, path: &str) -> io::Result<Vec<u8>> {
@@ -150,7 +162,9 @@ impl BundleWafer {
             .lock()
             .map_err(|_| io::Error::other("disk lock poisoned"))?
             .clone()
-            .ok_or_else(|| io::Error::other("the disk has not been materialised and checked yet"))?;
+            .ok_or_else(|| {
+                io::Error::other("the disk has not been materialised and checked yet")
+            })?;
         let len = disk.metadata()?.len();
         let src: Arc<dyn ReadAt> = Arc::new(FileAt(disk, len));
         let img = rootfs::ext::read_image(src, &rootfs::ext::ReadOptions::default())
@@ -160,13 +174,21 @@ impl BundleWafer {
             .resolve(path.as_bytes(), true)
             .map_err(|e| invalid(format!("{path} in the verified image: {e}")))?;
         let rootfs::NodeKind::Regular(c) = &tree.node(id).kind else {
-            return Err(invalid(format!("{path} in the verified image is not a regular file")));
+            return Err(invalid(format!(
+                "{path} in the verified image is not a regular file"
+            )));
         };
         if c.size() > MAX_BOOT_FILE {
-            return Err(invalid(format!("{path}: {} bytes, more than the {MAX_BOOT_FILE} accepted", c.size())));
+            return Err(invalid(format!(
+                "{path}: {} bytes, more than the {MAX_BOOT_FILE} accepted",
+                c.size()
+            )));
         }
         let mut out = Vec::with_capacity(c.size() as usize);
-        io::Read::read_to_end(&mut io::Read::take(c.reader()?, MAX_BOOT_FILE + 1), &mut out)?;
+        io::Read::read_to_end(
+            &mut io::Read::take(c.reader()?, MAX_BOOT_FILE + 1),
+            &mut out,
+        )?;
         Ok(out)
     }
 }
@@ -192,18 +214,23 @@ impl VerifiedImage for BundleWafer {
     /// holes), recomputes the dm-verity root of exactly what was written and compares it with the
     /// verified manifest's before anything reads the file.
     fn write_disk(&self, dest: &mut File) -> io::Result<u64> {
-        let salt = hex::decode(&self.manifest.image.verity.salt).map_err(|e| invalid(format!("verity salt: {e}")))?;
+        let salt = hex::decode(&self.manifest.image.verity.salt)
+            .map_err(|e| invalid(format!("verity salt: {e}")))?;
         let mut src = io::BufReader::with_capacity(1 << 20, File::open(&self.zst)?);
-        let table = rootfs::zseek::SeekTable::read_from(&mut src).map_err(|e| invalid(format!("{}: {e}", self.zst.display())))?;
+        let table = rootfs::zseek::SeekTable::read_from(&mut src)
+            .map_err(|e| invalid(format!("{}: {e}", self.zst.display())))?;
         io::Seek::seek(&mut src, io::SeekFrom::Start(0))?;
         let size = table.decompressed_size();
-        let mut verity = trust::digest::VerityHasher::new(&salt).map_err(|e| invalid(e.to_string()))?;
+        let mut verity =
+            trust::digest::VerityHasher::new(&salt).map_err(|e| invalid(e.to_string()))?;
         let out: &File = dest;
         rootfs::zseek::for_each_frame(
             &mut src,
             &table,
             0,
-            |_, off, data| (off % BLOCK as u64 == 0).then(|| trust::digest::hash_full_blocks(&salt, data)),
+            |_, off, data| {
+                (off % BLOCK as u64 == 0).then(|| trust::digest::hash_full_blocks(&salt, data))
+            },
             |_, off, data, hashes| {
                 match hashes {
                     Some(h) => verity.push_block_hashes(h, data),
@@ -225,7 +252,8 @@ impl VerifiedImage for BundleWafer {
                         }
                         j = e;
                     }
-                    out.write_all_at(&data[i..j], off + i as u64).map_err(|e| format!("writing the disk: {e}"))?;
+                    out.write_all_at(&data[i..j], off + i as u64)
+                        .map_err(|e| format!("writing the disk: {e}"))?;
                     i = j;
                 }
                 Ok(())
@@ -250,15 +278,22 @@ impl VerifiedImage for BundleWafer {
         };
         let (a, b) = (clone.metadata()?, out.metadata()?);
         if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
-            return Err(io::Error::other("reopening the written disk gave another file"));
+            return Err(io::Error::other(
+                "reopening the written disk gave another file",
+            ));
         }
-        *self.disk.lock().map_err(|_| io::Error::other("disk lock poisoned"))? = Some(Arc::new(clone));
+        *self
+            .disk
+            .lock()
+            .map_err(|_| io::Error::other("disk lock poisoned"))? = Some(Arc::new(clone));
         Ok(size)
     }
 
     fn kernel(&self) -> io::Result<Vec<u8>> {
         let Some(b) = &self.manifest.boot else {
-            return Err(invalid("wafer.json has no boot.kernel: the wafer cannot boot as a Xen guest".into()));
+            return Err(invalid(
+                "wafer.json has no boot.kernel: the wafer cannot boot as a Xen guest".into(),
+            ));
         };
         self.read_boot_file(&b.kernel)
     }
@@ -332,7 +367,12 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
         Some(p) => {
             let md = std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?;
             if md.len() > deploy::cidata::MAX_USER_DATA as u64 {
-                bail!("{}: {} bytes of user-data, more than {}", p.display(), md.len(), deploy::cidata::MAX_USER_DATA);
+                bail!(
+                    "{}: {} bytes of user-data, more than {}",
+                    p.display(),
+                    md.len(),
+                    deploy::cidata::MAX_USER_DATA
+                );
             }
             Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
         }
@@ -343,23 +383,54 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
     sp.finish_and_clear();
     if !check.report.passed() {
         eprint!("{}", check.report);
-        let why: Vec<String> = check.report.failures().iter().map(|c| format!("{}: {}", c.name, c.detail)).collect();
-        bail!("{} refused: verification failed ({}); nothing was deployed", a.bundle.display(), why.join("; "));
+        let why: Vec<String> = check
+            .report
+            .failures()
+            .iter()
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        bail!(
+            "{} refused: verification failed ({}); nothing was deployed",
+            a.bundle.display(),
+            why.join("; ")
+        );
     }
     let wafer = BundleWafer::new(&a.bundle, &check.manifest_bytes)?;
     let verified = Verified::after_verification(wafer);
-    let opts = DeployOptions { name: a.name.clone(), slot: a.slot.clone(), user_data, ttl: a.ttl, now: now() };
+    let opts = DeployOptions {
+        name: a.name.clone(),
+        slot: a.slot.clone(),
+        user_data,
+        ttl: a.ttl,
+        now: now(),
+    };
     let hv = XlTool::detect(a.dry_run);
     let sp = ui.spinner("deploying");
-    let rec = deployment::deploy(&site, &verified, &opts, &hv).with_context(|| format!("deploying {}", a.bundle.display()))?;
+    let rec = deployment::deploy(&site, &verified, &opts, &hv)
+        .with_context(|| format!("deploying {}", a.bundle.display()))?;
     sp.finish_and_clear();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rec).context("serializing the record")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rec).context("serializing the record")?
+        );
         return Ok(());
     }
-    println!("deployed {} {} (VO {}) as {} in slot {}", rec.wafer, rec.version, rec.vo, rec.name, rec.slot);
+    println!(
+        "deployed {} {} (VO {}) as {} in slot {}",
+        rec.wafer, rec.version, rec.vo, rec.name, rec.slot
+    );
     for l in &rec.leases {
-        println!("  {} {} mac {}{}", l.network, l.ip, l.mac, l.hostname.as_ref().map(|h| format!(" ({h})")).unwrap_or_default());
+        println!(
+            "  {} {} mac {}{}",
+            l.network,
+            l.ip,
+            l.mac,
+            l.hostname
+                .as_ref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default()
+        );
     }
     for f in &rec.files {
         println!("  wrote {}", f.display());
@@ -374,8 +445,10 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
 
 /// The site's slots and who holds them.
 #[derive(Args, Debug)]
-#[command(long_about = "List the site's Edge Services slots: memory, vcpus, disk, architecture, which VOs may\n\
-    use each, its networks, and which deployment holds it.\n\nExamples:\n  wafer slots --site /etc/wafer/site.toml\n  wafer slots --site site.toml --json")]
+#[command(
+    long_about = "List the site's Edge Services slots: memory, vcpus, disk, architecture, which VOs may\n\
+    use each, its networks, and which deployment holds it.\n\nExamples:\n  wafer slots --site /etc/wafer/site.toml\n  wafer slots --site site.toml --json"
+)]
 pub struct SlotsArgs {
     /// The site configuration.
     #[arg(long, value_name = "SITE.toml")]
@@ -388,8 +461,13 @@ pub struct SlotsArgs {
 /// Runs `wafer slots`.
 pub fn run_slots(a: SlotsArgs) -> Result<()> {
     let site = load_site(&a.site)?;
-    let status = deployment::ps(&site).with_context(|| format!("reading the state of {}", site.state_dir.display()))?;
-    let allocs: Vec<_> = status.deployments.iter().map(|r| r.allocation.clone()).collect();
+    let status = deployment::ps(&site)
+        .with_context(|| format!("reading the state of {}", site.state_dir.display()))?;
+    let allocs: Vec<_> = status
+        .deployments
+        .iter()
+        .map(|r| r.allocation.clone())
+        .collect();
     let table = deploy::fit::slot_table(&site, &allocs);
     if a.json {
         let slots: Vec<_> = site
@@ -401,10 +479,16 @@ pub fn run_slots(a: SlotsArgs) -> Result<()> {
                        "used_by": table.get(s.name.as_str()).copied().flatten()})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"site": site.name, "slots": slots}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"site": site.name, "slots": slots}))?
+        );
         return Ok(());
     }
-    println!("{:<12} {:>8} {:>5} {:>9} {:<8} {:<20} {:<20} used by", "slot", "memory", "vcpus", "disk", "arch", "vos", "networks");
+    println!(
+        "{:<12} {:>8} {:>5} {:>9} {:<8} {:<20} {:<20} used by",
+        "slot", "memory", "vcpus", "disk", "arch", "vos", "networks"
+    );
     for s in &site.slots {
         println!(
             "{:<12} {:>6}Mi {:>5} {:>7}Mi {:<8} {:<20} {:<20} {}",
@@ -423,8 +507,10 @@ pub fn run_slots(a: SlotsArgs) -> Result<()> {
 
 /// Deployments, leases and resource use.
 #[derive(Args, Debug)]
-#[command(long_about = "List the site's deployments, every address lease, and the resources in use against what\n\
-    the host sets aside.\n\nExamples:\n  wafer ps --site /etc/wafer/site.toml\n  wafer ps --site site.toml --json")]
+#[command(
+    long_about = "List the site's deployments, every address lease, and the resources in use against what\n\
+    the host sets aside.\n\nExamples:\n  wafer ps --site /etc/wafer/site.toml\n  wafer ps --site site.toml --json"
+)]
 pub struct PsArgs {
     /// The site configuration.
     #[arg(long, value_name = "SITE.toml")]
@@ -437,7 +523,8 @@ pub struct PsArgs {
 /// Runs `wafer ps`.
 pub fn run_ps(a: PsArgs) -> Result<()> {
     let site = load_site(&a.site)?;
-    let st = deployment::ps(&site).with_context(|| format!("reading the state of {}", site.state_dir.display()))?;
+    let st = deployment::ps(&site)
+        .with_context(|| format!("reading the state of {}", site.state_dir.display()))?;
     if a.json {
         let v = json!({"site": site.name, "deployments": st.deployments, "leases": st.leases, "used": st.used,
                        "host": {"memory_mib": site.host.memory_mib, "vcpus": site.host.vcpus, "disk_mib": site.host.disk_mib}});
@@ -446,26 +533,53 @@ pub fn run_ps(a: PsArgs) -> Result<()> {
     }
     println!(
         "used: memory {}/{} MiB, vcpus {}/{}, disk {}/{} MiB",
-        st.used.memory_mib, site.host.memory_mib, st.used.vcpus, site.host.vcpus, st.used.disk_mib, site.host.disk_mib
+        st.used.memory_mib,
+        site.host.memory_mib,
+        st.used.vcpus,
+        site.host.vcpus,
+        st.used.disk_mib,
+        site.host.disk_mib
     );
     if st.deployments.is_empty() {
         println!("no deployments");
     }
     for r in &st.deployments {
-        let ips: Vec<String> = r.leases.iter().map(|l| format!("{}={}", l.network, l.ip)).collect();
-        println!("{:<24} {} {} (VO {}) slot {} {:?} {}", r.name, r.wafer, r.version, r.vo, r.slot, r.state, ips.join(" "));
+        let ips: Vec<String> = r
+            .leases
+            .iter()
+            .map(|l| format!("{}={}", l.network, l.ip))
+            .collect();
+        println!(
+            "{:<24} {} {} (VO {}) slot {} {:?} {}",
+            r.name,
+            r.wafer,
+            r.version,
+            r.vo,
+            r.slot,
+            r.state,
+            ips.join(" ")
+        );
     }
     for l in &st.leases {
-        println!("lease {} {} {} owner {}{}", l.network, l.ip, l.mac, l.owner, if l.committed { "" } else { " (pending)" });
+        println!(
+            "lease {} {} {} owner {}{}",
+            l.network,
+            l.ip,
+            l.mac,
+            l.owner,
+            if l.committed { "" } else { " (pending)" }
+        );
     }
     Ok(())
 }
 
 /// Stop a deployment and release what it holds.
 #[derive(Args, Debug)]
-#[command(long_about = "Stop a deployment: `xl destroy` the guest (or print the command with --dry-run or when xl is\n\
+#[command(
+    long_about = "Stop a deployment: `xl destroy` the guest (or print the command with --dry-run or when xl is\n\
     absent), release its address leases and slot, and remove its files (the disk is kept with\n\
-    --keep-disk).\n\nExamples:\n  wafer stop cms-cms-squid --site /etc/wafer/site.toml\n  wafer stop cms-cms-squid --site site.toml --keep-disk")]
+    --keep-disk).\n\nExamples:\n  wafer stop cms-cms-squid --site /etc/wafer/site.toml\n  wafer stop cms-cms-squid --site site.toml --keep-disk"
+)]
 pub struct StopArgs {
     /// The deployment name (see `wafer ps`).
     pub name: String,
@@ -484,8 +598,14 @@ pub struct StopArgs {
 pub fn run_stop(a: StopArgs) -> Result<()> {
     let site = load_site(&a.site)?;
     let hv = XlTool::detect(a.dry_run);
-    let (rec, launch) = deployment::stop(&site, &a.name, a.keep_disk, &hv).with_context(|| format!("stopping {}", a.name))?;
-    println!("stopped {} (slot {} released, {} lease(s) released)", rec.name, rec.slot, rec.leases.len());
+    let (rec, launch) = deployment::stop(&site, &a.name, a.keep_disk, &hv)
+        .with_context(|| format!("stopping {}", a.name))?;
+    println!(
+        "stopped {} (slot {} released, {} lease(s) released)",
+        rec.name,
+        rec.slot,
+        rec.leases.len()
+    );
     match launch {
         Launch::Ran(c) => println!("  ran: {c}"),
         Launch::Printed(c) => println!("  run by hand if the guest is still up: {c}"),

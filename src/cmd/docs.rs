@@ -7,9 +7,11 @@ use clap::Args;
 
 /// Print a shell completion script.
 #[derive(Args, Debug)]
-#[command(long_about = "Print the completion script for SHELL on standard output.\n\n\
+#[command(
+    long_about = "Print the completion script for SHELL on standard output.\n\n\
     Examples:\n  wafer completions bash > /etc/bash_completion.d/wafer\n  \
-    wafer completions zsh > \"${fpath[1]}/_wafer\"\n  wafer completions fish > ~/.config/fish/completions/wafer.fish")]
+    wafer completions zsh > \"${fpath[1]}/_wafer\"\n  wafer completions fish > ~/.config/fish/completions/wafer.fish"
+)]
 pub struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
@@ -18,9 +20,11 @@ pub struct CompletionsArgs {
 
 /// Write the manual pages.
 #[derive(Args, Debug)]
-#[command(long_about = "Write roff manual pages: wafer.1 and one wafer-COMMAND.1 per subcommand, into DIR\n\
+#[command(
+    long_about = "Write roff manual pages: wafer.1 and one wafer-COMMAND.1 per subcommand, into DIR\n\
     (default: print wafer.1 on standard output).\n\n\
-    Examples:\n  wafer man -o /usr/local/share/man/man1\n  wafer man | man -l -")]
+    Examples:\n  wafer man -o /usr/local/share/man/man1\n  wafer man | man -l -"
+)]
 pub struct ManArgs {
     /// Directory to write the pages into.
     #[arg(short, long, value_name = "DIR")]
@@ -35,7 +39,10 @@ pub fn run_completions(a: CompletionsArgs, mut cmd: clap::Command) -> Result<()>
 
 fn render(cmd: &clap::Command, title: &str) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).title(title.to_string()).render(&mut buf).context("rendering a manual page")?;
+    clap_mangen::Man::new(cmd.clone())
+        .title(title.to_string())
+        .render(&mut buf)
+        .context("rendering a manual page")?;
     Ok(buf)
 }
 
@@ -46,7 +53,9 @@ pub fn run_man(a: ManArgs, cmd: clap::Command) -> Result<()> {
     match a.output {
         None => {
             use std::io::Write;
-            std::io::stdout().write_all(&render(&cmd, "wafer")?).context("writing to standard output")
+            std::io::stdout()
+                .write_all(&render(&cmd, "wafer")?)
+                .context("writing to standard output")
         }
         Some(dir) => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -23,13 +23,18 @@ pub struct Image {
 
 fn ext_magic_at(src: &dyn ReadAt, offset: u64) -> bool {
     let mut m = [0u8; 2];
-    src.read_exact_at(offset + rootfs::open::EXT_MAGIC_OFFSET, &mut m).is_ok() && u16::from_le_bytes(m) == 0xEF53
+    src.read_exact_at(offset + rootfs::open::EXT_MAGIC_OFFSET, &mut m)
+        .is_ok()
+        && u16::from_le_bytes(m) == 0xEF53
 }
 
 /// The partition holding the root filesystem: a GPT "Linux root" partition with an ext
 /// filesystem, else the first Linux-typed one with ext, else the first with an ext superblock.
 pub fn root_partition(src: &dyn ReadAt, parts: &[Partition]) -> Option<Partition> {
-    let ext: Vec<&Partition> = parts.iter().filter(|p| ext_magic_at(src, p.offset)).collect();
+    let ext: Vec<&Partition> = parts
+        .iter()
+        .filter(|p| ext_magic_at(src, p.offset))
+        .collect();
     ext.iter()
         .find(|p| p.root)
         .or_else(|| ext.iter().find(|p| p.linux))
@@ -51,11 +56,18 @@ pub fn open(path: &Path) -> Result<Image> {
             let manifest = if o.kind == SourceKind::Bundle {
                 let mp = path.join("wafer.json");
                 let b = std::fs::read(&mp).with_context(|| format!("reading {}", mp.display()))?;
-                Some(serde_json::from_slice(&b).with_context(|| format!("parsing {}", mp.display()))?)
+                Some(
+                    serde_json::from_slice(&b)
+                        .with_context(|| format!("parsing {}", mp.display()))?,
+                )
             } else {
                 None
             };
-            Ok(Image { tree: o.tree, kind, manifest })
+            Ok(Image {
+                tree: o.tree,
+                kind,
+                manifest,
+            })
         }
         Err(OpenError::Unknown { .. }) => open_disk(path),
         Err(e) => Err(anyhow!(e)).with_context(|| format!("opening {}", path.display())),
@@ -64,7 +76,8 @@ pub fn open(path: &Path) -> Result<Image> {
 
 fn open_disk(path: &Path) -> Result<Image> {
     let shown = path.display();
-    let src: Arc<dyn ReadAt> = Arc::new(FileSource::open(path).with_context(|| format!("opening {shown}"))?);
+    let src: Arc<dyn ReadAt> =
+        Arc::new(FileSource::open(path).with_context(|| format!("opening {shown}"))?);
     let table = match part::read_table(src.as_ref()) {
         Ok(t) => t,
         Err(part::PartError::NoTable) => {
@@ -75,12 +88,32 @@ fn open_disk(path: &Path) -> Result<Image> {
         Err(e) => return Err(anyhow!("{shown}: {e}")),
     };
     let p = root_partition(src.as_ref(), &table.partitions).ok_or_else(|| {
-        anyhow!("{shown}: {:?} partition table with {} partitions, none holds an ext2/3/4 filesystem", table.kind, table.partitions.len())
+        anyhow!(
+            "{shown}: {:?} partition table with {} partitions, none holds an ext2/3/4 filesystem",
+            table.kind,
+            table.partitions.len()
+        )
     })?;
-    tracing::info!(partition = p.number, offset = p.offset, "reading the root partition");
+    tracing::info!(
+        partition = p.number,
+        offset = p.offset,
+        "reading the root partition"
+    );
     let slice: Arc<dyn ReadAt> = Arc::new(Slice::new(src, p.offset, p.size));
     let img = rootfs::ext::read_image(slice, &rootfs::ext::ReadOptions::default())
         .with_context(|| format!("{shown}: partition {} (byte {})", p.number, p.offset))?;
-    let kind = format!("disk ({} partition {})", if table.kind == part::TableKind::Gpt { "gpt" } else { "mbr" }, p.number);
-    Ok(Image { tree: img.tree, kind, manifest: None })
+    let kind = format!(
+        "disk ({} partition {})",
+        if table.kind == part::TableKind::Gpt {
+            "gpt"
+        } else {
+            "mbr"
+        },
+        p.number
+    );
+    Ok(Image {
+        tree: img.tree,
+        kind,
+        manifest: None,
+    })
 }

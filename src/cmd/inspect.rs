@@ -54,8 +54,12 @@ pub fn inventory(path: &Path, hash: bool, ui: &Ui) -> Result<(vetter::Inventory,
     let spinner = ui.spinner(&format!("reading {}", path.display()));
     let img = image::open(path)?;
     spinner.set_message(format!("inspecting {}", path.display()));
-    let opts = vetter::InspectOptions { hash, ..Default::default() };
-    let inv = vetter::inspect(&img.tree, &opts).with_context(|| format!("inspecting {}", path.display()))?;
+    let opts = vetter::InspectOptions {
+        hash,
+        ..Default::default()
+    };
+    let inv = vetter::inspect(&img.tree, &opts)
+        .with_context(|| format!("inspecting {}", path.display()))?;
     spinner.finish_and_clear();
     Ok((inv, img))
 }
@@ -66,7 +70,8 @@ pub fn emit(output: Option<&Path>, text: &str) -> Result<()> {
         Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display())),
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes()).context("writing to standard output")
+            out.write_all(text.as_bytes())
+                .context("writing to standard output")
         }
     }
 }
@@ -75,7 +80,8 @@ pub fn emit(output: Option<&Path>, text: &str) -> Result<()> {
 pub fn run(a: InspectArgs, ui: &Ui) -> Result<()> {
     let (inv, img) = inventory(&a.image, !a.no_hash, ui)?;
     let text = if a.sbom == Some(SbomFormat::Cyclonedx) {
-        let mut v = serde_json::to_string_pretty(&vetter::sbom::cyclonedx(&inv)).context("serializing the SBOM")?;
+        let mut v = serde_json::to_string_pretty(&vetter::sbom::cyclonedx(&inv))
+            .context("serializing the SBOM")?;
         v.push('\n');
         v
     } else if a.json {
@@ -89,7 +95,13 @@ pub fn run(a: InspectArgs, ui: &Ui) -> Result<()> {
     };
     emit(a.output.as_deref(), &text)?;
     if a.output.is_some() && !ui.quiet && std::io::stderr().is_terminal() {
-        eprintln!("wrote {}", a.output.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
+        eprintln!(
+            "wrote {}",
+            a.output
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
     }
     Ok(())
 }

@@ -10,7 +10,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use trust::digest::{digest_seekable, DigestOptions};
 use trust::store::TrustStore;
-use trust::verify::{approval_statement, sign_statement, verify, ApprovalRequest, Report, Streamed};
+use trust::verify::{
+    approval_statement, sign_statement, verify, ApprovalRequest, Report, Streamed,
+};
 
 use super::build::load_private_key;
 use super::vet::{now, VetArgs};
@@ -24,7 +26,12 @@ pub const MAX_ATTESTATIONS: usize = 256;
 fn read_capped(path: &Path) -> Result<Vec<u8>> {
     let md = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if md.len() > MAX_JSON {
-        bail!("{}: {} bytes, larger than the {} accepted", path.display(), md.len(), MAX_JSON);
+        bail!(
+            "{}: {} bytes, larger than the {} accepted",
+            path.display(),
+            md.len(),
+            MAX_JSON
+        );
     }
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
@@ -40,7 +47,12 @@ pub struct BundleCheck {
 /// Verifies the bundle in `dir`: reads wafer.json and attestations once, streams disk.img.zst
 /// (dm-verity root with the manifest's salt, sha256 of the compressed file, optionally the
 /// raw sha256; frames decompressed in parallel), then checks everything against `store`.
-pub fn verify_bundle(dir: &Path, store: &TrustStore, sha256: bool, threads: usize) -> Result<BundleCheck> {
+pub fn verify_bundle(
+    dir: &Path,
+    store: &TrustStore,
+    sha256: bool,
+    threads: usize,
+) -> Result<BundleCheck> {
     let manifest_bytes = read_capped(&dir.join("wafer.json"))?;
     let mut attestations = Vec::new();
     let adir = dir.join("attestations");
@@ -54,12 +66,18 @@ pub fn verify_bundle(dir: &Path, store: &TrustStore, sha256: bool, threads: usiz
                     paths.push(p);
                 }
                 if paths.len() > MAX_ATTESTATIONS {
-                    bail!("{}: more than {MAX_ATTESTATIONS} attestations", adir.display());
+                    bail!(
+                        "{}: more than {MAX_ATTESTATIONS} attestations",
+                        adir.display()
+                    );
                 }
             }
             paths.sort();
             for p in paths {
-                let label = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let label = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 attestations.push((label, read_capped(&p)?));
             }
         }
@@ -73,20 +91,37 @@ pub fn verify_bundle(dir: &Path, store: &TrustStore, sha256: bool, threads: usiz
         .and_then(|m| hex::decode(m.image.verity.salt).ok());
     let zst = dir.join("disk.img.zst");
     let streamed = match salt {
-        None => Streamed { error: Some("wafer.json has no valid image.verity.salt".into()), ..Default::default() },
+        None => Streamed {
+            error: Some("wafer.json has no valid image.verity.salt".into()),
+            ..Default::default()
+        },
         Some(salt) => match std::fs::File::open(&zst) {
-            Err(e) => Streamed { error: Some(format!("{}: {e}", zst.display())), ..Default::default() },
+            Err(e) => Streamed {
+                error: Some(format!("{}: {e}", zst.display())),
+                ..Default::default()
+            },
             Ok(f) => {
-                let opts = DigestOptions { salt, sha256, compressed_sha256: true, threads };
+                let opts = DigestOptions {
+                    salt,
+                    sha256,
+                    compressed_sha256: true,
+                    threads,
+                };
                 match digest_seekable(std::io::BufReader::with_capacity(1 << 20, f), &opts) {
                     Ok(d) => Streamed::from(&d),
-                    Err(e) => Streamed { error: Some(format!("{}: {e}", zst.display())), ..Default::default() },
+                    Err(e) => Streamed {
+                        error: Some(format!("{}: {e}", zst.display())),
+                        ..Default::default()
+                    },
                 }
             }
         },
     };
     let report = verify(&manifest_bytes, &attestations, store, now(), &streamed);
-    Ok(BundleCheck { report, manifest_bytes })
+    Ok(BundleCheck {
+        report,
+        manifest_bytes,
+    })
 }
 
 /// Loads the trust store in `dir`.
@@ -131,8 +166,15 @@ pub fn run_verify(a: VerifyArgs, ui: &Ui) -> Result<u8> {
     sp.finish_and_clear();
     let r = &check.report;
     if a.json {
-        let checks: Vec<_> = r.checks.iter().map(|c| json!({"name": c.name, "passed": c.passed, "detail": c.detail})).collect();
-        println!("{}", json!({"bundle": a.bundle, "passed": r.passed(), "checks": checks}));
+        let checks: Vec<_> = r
+            .checks
+            .iter()
+            .map(|c| json!({"name": c.name, "passed": c.passed, "detail": c.detail}))
+            .collect();
+        println!(
+            "{}",
+            json!({"bundle": a.bundle, "passed": r.passed(), "checks": checks})
+        );
     } else {
         print!("{r}");
         std::io::stdout().flush().ok();
@@ -142,7 +184,12 @@ pub fn run_verify(a: VerifyArgs, ui: &Ui) -> Result<u8> {
     } else {
         if !a.json {
             for c in r.failures() {
-                eprintln!("wafer: verify {}: {}: {}", a.bundle.display(), c.name, c.detail);
+                eprintln!(
+                    "wafer: verify {}: {}: {}",
+                    a.bundle.display(),
+                    c.name,
+                    c.detail
+                );
             }
         }
         Ok(1)
@@ -189,14 +236,20 @@ pub struct ApproveArgs {
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 90d"))?;
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 90d"))?;
     let mult = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" | "" => 86_400,
         "w" => 7 * 86_400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h, d or w)")),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use s, m, h, d or w)"
+            ))
+        }
     };
     if n <= 0 || n > 3650 * 86_400 / mult {
         return Err(format!("{s:?}: must be positive and at most ten years"));
@@ -209,27 +262,54 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
     let key = load_private_key(&a.key)?;
     let mpath = a.bundle.join("wafer.json");
     let manifest_bytes = read_capped(&mpath)?;
-    let m: trust::verify::Manifest =
-        serde_json::from_slice(&manifest_bytes).with_context(|| format!("parsing {}", mpath.display()))?;
-    let policy = vetter::policy::Policy::load(&a.policy).with_context(|| format!("loading policy {}", a.policy.display()))?;
+    let m: trust::verify::Manifest = serde_json::from_slice(&manifest_bytes)
+        .with_context(|| format!("parsing {}", mpath.display()))?;
+    let policy = vetter::policy::Policy::load(&a.policy)
+        .with_context(|| format!("loading policy {}", a.policy.display()))?;
 
     // The verdict: given, or computed now.
     let report_bytes = match &a.report {
         Some(p) => {
             let bytes = read_capped(p)?;
-            let v: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("parsing verdict {}", p.display()))?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing verdict {}", p.display()))?;
             let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("");
             if field("schema") != vetter::policy::VERDICT_SCHEMA {
-                bail!("{}: not a wafer verdict (schema {:?})", p.display(), field("schema"));
+                bail!(
+                    "{}: not a wafer verdict (schema {:?})",
+                    p.display(),
+                    field("schema")
+                );
             }
-            if field("wafer") != m.name || v.get("vo").and_then(|x| x.as_str()).is_some_and(|vo| vo != m.vo) {
-                bail!("{}: the verdict is for wafer {} (VO {}), not this bundle's {} (VO {})", p.display(), field("wafer"), field("vo"), m.name, m.vo);
+            if field("wafer") != m.name
+                || v.get("vo")
+                    .and_then(|x| x.as_str())
+                    .is_some_and(|vo| vo != m.vo)
+            {
+                bail!(
+                    "{}: the verdict is for wafer {} (VO {}), not this bundle's {} (VO {})",
+                    p.display(),
+                    field("wafer"),
+                    field("vo"),
+                    m.name,
+                    m.vo
+                );
             }
             if field("policy_digest") != policy.digest {
-                bail!("{}: the verdict was made with policy digest {}, not {}'s {}", p.display(), field("policy_digest"), a.policy.display(), policy.digest);
+                bail!(
+                    "{}: the verdict was made with policy digest {}, not {}'s {}",
+                    p.display(),
+                    field("policy_digest"),
+                    a.policy.display(),
+                    policy.digest
+                );
             }
             if field("outcome") != "pass" {
-                bail!("{}: the verdict is {:?}; only a passing wafer is approved", p.display(), field("outcome"));
+                bail!(
+                    "{}: the verdict is {:?}; only a passing wafer is approved",
+                    p.display(),
+                    field("outcome")
+                );
             }
             bytes
         }
@@ -249,31 +329,53 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
             let (v, _) = super::vet::vet(&va, ui)?;
             if v.exit_code() != 0 {
                 eprint!("{}", vetter::report::terminal(&v, false));
-                bail!("{} fails policy {}: not approved", a.bundle.display(), a.policy.display());
+                bail!(
+                    "{} fails policy {}: not approved",
+                    a.bundle.display(),
+                    a.policy.display()
+                );
             }
             vetter::report::json(&v).into_bytes()
         }
     };
 
     // The bundle must be what its manifest says before anyone signs the manifest.
-    let salt = hex::decode(&m.image.verity.salt).map_err(|e| anyhow!("{}: image.verity.salt: {e}", mpath.display()))?;
+    let salt = hex::decode(&m.image.verity.salt)
+        .map_err(|e| anyhow!("{}: image.verity.salt: {e}", mpath.display()))?;
     let zst = a.bundle.join("disk.img.zst");
     let f = std::fs::File::open(&zst).with_context(|| format!("opening {}", zst.display()))?;
-    let d = digest_seekable(std::io::BufReader::with_capacity(1 << 20, f), &DigestOptions { salt, sha256: false, compressed_sha256: true, threads: 0 })
-        .with_context(|| format!("hashing {}", zst.display()))?;
+    let d = digest_seekable(
+        std::io::BufReader::with_capacity(1 << 20, f),
+        &DigestOptions {
+            salt,
+            sha256: false,
+            compressed_sha256: true,
+            threads: 0,
+        },
+    )
+    .with_context(|| format!("hashing {}", zst.display()))?;
     let root = d.verity.root_hex();
     if root != m.image.verity.root {
-        bail!("{}: dm-verity root {root} differs from wafer.json's {}: the bundle is damaged", zst.display(), m.image.verity.root);
+        bail!(
+            "{}: dm-verity root {root} differs from wafer.json's {}: the bundle is damaged",
+            zst.display(),
+            m.image.verity.root
+        );
     }
     let csha = d.compressed_sha256.map(hex::encode).unwrap_or_default();
     if csha != m.compressed.sha256 {
-        bail!("{}: sha256 {csha} differs from wafer.json's {}: the bundle is damaged", zst.display(), m.compressed.sha256);
+        bail!(
+            "{}: sha256 {csha} differs from wafer.json's {}: the bundle is damaged",
+            zst.display(),
+            m.compressed.sha256
+        );
     }
 
     let policy_uri = match &a.policy_uri {
         Some(u) => u.clone(),
         None => {
-            let abs = std::fs::canonicalize(&a.policy).with_context(|| format!("resolving {}", a.policy.display()))?;
+            let abs = std::fs::canonicalize(&a.policy)
+                .with_context(|| format!("resolving {}", a.policy.display()))?;
             format!("file://{}", abs.display())
         }
     };
@@ -287,7 +389,8 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
         time: t,
         expires: t + a.expires,
     };
-    let st = approval_statement(&req).with_context(|| format!("approving {}", a.bundle.display()))?;
+    let st =
+        approval_statement(&req).with_context(|| format!("approving {}", a.bundle.display()))?;
     let env = sign_statement(&st, &key);
     let dir = a.bundle.join("attestations");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -295,7 +398,13 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
     let path = dir.join(format!("approval-{}.json", kid.get(..16).unwrap_or(&kid)));
     std::fs::write(&path, env).with_context(|| format!("writing {}", path.display()))?;
     if !ui.quiet {
-        println!("approved {} {} (VO {}) by key {kid}, valid until {}", m.name, m.version, m.vo, trust::time::format_rfc3339(t + a.expires));
+        println!(
+            "approved {} {} (VO {}) by key {kid}, valid until {}",
+            m.name,
+            m.version,
+            m.vo,
+            trust::time::format_rfc3339(t + a.expires)
+        );
         println!("wrote {}", path.display());
     }
     Ok(())

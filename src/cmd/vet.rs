@@ -64,26 +64,45 @@ pub struct VetArgs {
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Name and VO from the bundle manifest, the overrides, or the file name.
-pub fn identity(path: &Path, img: &image::Image, name: Option<&str>, vo: Option<&str>) -> (String, Option<String>) {
+pub fn identity(
+    path: &Path,
+    img: &image::Image,
+    name: Option<&str>,
+    vo: Option<&str>,
+) -> (String, Option<String>) {
     let m = img.manifest.as_ref();
     let name = name
         .map(str::to_string)
         .or_else(|| m.and_then(|m| m["name"].as_str()).map(str::to_string))
-        .unwrap_or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    let vo = vo.map(str::to_string).or_else(|| m.and_then(|m| m["vo"].as_str()).map(str::to_string));
+        .unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+    let vo = vo
+        .map(str::to_string)
+        .or_else(|| m.and_then(|m| m["vo"].as_str()).map(str::to_string));
     (name, vo)
 }
 
 /// Loads the policy, inspects the image and evaluates: the verdict plus the inventory.
 pub fn vet(a: &VetArgs, ui: &Ui) -> Result<(Verdict, vetter::Inventory)> {
-    let policy = Policy::load(&a.policy).with_context(|| format!("loading policy {}", a.policy.display()))?;
+    let policy = Policy::load(&a.policy)
+        .with_context(|| format!("loading policy {}", a.policy.display()))?;
     let (inv, img) = inventory(&a.image, true, ui)?;
     let old = match &a.since {
-        Some(p) => Some(inventory(p, true, ui).with_context(|| format!("--since {}", p.display()))?.0),
+        Some(p) => Some(
+            inventory(p, true, ui)
+                .with_context(|| format!("--since {}", p.display()))?
+                .0,
+        ),
         None => None,
     };
     let (name, vo) = identity(&a.image, &img, a.name.as_deref(), a.vo.as_deref());
@@ -95,14 +114,17 @@ pub fn vet(a: &VetArgs, ui: &Ui) -> Result<(Verdict, vetter::Inventory)> {
 
 fn write_reports(a: &VetArgs, v: &Verdict, inv: &vetter::Inventory) -> Result<()> {
     if let Some(p) = &a.sarif {
-        let s = serde_json::to_string_pretty(&vetter::report::sarif(v)).context("serializing SARIF")?;
+        let s =
+            serde_json::to_string_pretty(&vetter::report::sarif(v)).context("serializing SARIF")?;
         std::fs::write(p, s).with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &a.html {
-        std::fs::write(p, vetter::report::html(v, inv)).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, vetter::report::html(v, inv))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &a.report {
-        std::fs::write(p, vetter::report::json(v)).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, vetter::report::json(v))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     if a.json {
         let mut j = vetter::report::json(v);
@@ -111,7 +133,10 @@ fn write_reports(a: &VetArgs, v: &Verdict, inv: &vetter::Inventory) -> Result<()
         }
         emit(None, &j)?;
     } else {
-        emit(None, &vetter::report::terminal(v, std::io::stdout().is_terminal()))?;
+        emit(
+            None,
+            &vetter::report::terminal(v, std::io::stdout().is_terminal()),
+        )?;
     }
     Ok(())
 }

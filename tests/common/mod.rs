@@ -18,7 +18,9 @@ pub fn wafer(args: &[&str]) -> Output {
 /// Run `wafer` with extra environment variables.
 pub fn wafer_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wafer"));
-    c.args(args).env_remove("WAFER_PASSPHRASE").env("SOURCE_DATE_EPOCH", "1500000000");
+    c.args(args)
+        .env_remove("WAFER_PASSPHRASE")
+        .env("SOURCE_DATE_EPOCH", "1500000000");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -37,13 +39,21 @@ pub fn stderr(o: &Output) -> String {
 
 /// Assert success, showing stderr otherwise.
 pub fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "wafer failed ({}):\nstdout: {}\nstderr: {}", o.status, stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "wafer failed ({}):\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
     o
 }
 
 /// Run a command; panic with its output unless it succeeds. Returns stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is the Debian package installed?)"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is the Debian package installed?)"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
@@ -56,7 +66,9 @@ pub fn run(cmd: &mut Command) -> String {
 
 /// Lowercase hex sha256 of a file.
 pub fn sha256_hex(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).expect("read file to hash")))
+    hex::encode(Sha256::digest(
+        std::fs::read(path).expect("read file to hash"),
+    ))
 }
 
 /// Write a file, creating parents.
@@ -82,17 +94,41 @@ pub fn fake_elf() -> Vec<u8> {
 /// sshd configured, a couple of ELF programs.
 pub fn make_root(root: &Path) {
     put(root, "etc/passwd", b"root:x:0:0:root:/root:/bin/bash\nbin:x:1:1:bin:/bin:/sbin/nologin\nsquid:x:23:23::/var/spool/squid:/sbin/nologin\n");
-    put(root, "etc/shadow", b"root:*:15000:0:99999:7:::\nbin:*:15000:0:99999:7:::\nsquid:!!:15000::::::\n");
-    put(root, "etc/group", b"root:x:0:root\nbin:x:1:root,bin\nsquid:x:23:\n");
-    put(root, "etc/gshadow", b"root:::root\nbin:::root,bin\nsquid:!::\n");
-    put(root, "etc/redhat-release", b"Scientific Linux SL release 5.11 (Boron)\n");
+    put(
+        root,
+        "etc/shadow",
+        b"root:*:15000:0:99999:7:::\nbin:*:15000:0:99999:7:::\nsquid:!!:15000::::::\n",
+    );
+    put(
+        root,
+        "etc/group",
+        b"root:x:0:root\nbin:x:1:root,bin\nsquid:x:23:\n",
+    );
+    put(
+        root,
+        "etc/gshadow",
+        b"root:::root\nbin:::root,bin\nsquid:!::\n",
+    );
+    put(
+        root,
+        "etc/redhat-release",
+        b"Scientific Linux SL release 5.11 (Boron)\n",
+    );
     put(root, "etc/inittab", b"id:3:initdefault:\n");
     for l in 0..=6 {
         std::fs::create_dir_all(root.join(format!("etc/rc.d/rc{l}.d"))).expect("mkdir");
     }
     std::os::unix::fs::symlink("rc.d/init.d", root.join("etc/init.d")).expect("symlink");
-    put(root, "etc/ssh/sshd_config", b"Port 22\nPermitRootLogin no\n");
-    put(root, "boot/vmlinuz-2.6.18-400.el5xen", b"KERNEL-IMAGE-BYTES xen pv kernel");
+    put(
+        root,
+        "etc/ssh/sshd_config",
+        b"Port 22\nPermitRootLogin no\n",
+    );
+    put(
+        root,
+        "boot/vmlinuz-2.6.18-400.el5xen",
+        b"KERNEL-IMAGE-BYTES xen pv kernel",
+    );
     put(root, "boot/initrd-2.6.18-400.el5xen.img", b"INITRD-BYTES");
     put(root, "bin/sh", &fake_elf());
     put(root, "bin/ls", &fake_elf());
@@ -135,7 +171,11 @@ impl Fixture {
         let dir = tmp.path().join("recipe");
         std::fs::create_dir_all(dir.join("files")).expect("mkdir");
         tar_root(&root, &dir.join("base.tar"));
-        put(&dir, "files/squid.conf", b"http_port 3128\ncache_mem 256 MB\n");
+        put(
+            &dir,
+            "files/squid.conf",
+            b"http_port 3128\ncache_mem 256 MB\n",
+        );
         let base_sha = sha256_hex(&dir.join("base.tar"));
         Fixture { tmp, dir, base_sha }
     }
