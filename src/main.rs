@@ -55,6 +55,7 @@ enum Command {
     Stop(cmd::deploy::StopArgs),
     Completions(cmd::docs::CompletionsArgs),
     Man(cmd::docs::ManArgs),
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -101,6 +102,7 @@ fn main() -> ExitCode {
         Command::Stop(a) => cmd::deploy::run_stop(a).map(|()| 0),
         Command::Completions(a) => cmd::docs::run_completions(a, Cli::command()).map(|()| 0),
         Command::Man(a) => cmd::docs::run_man(a, Cli::command()).map(|()| 0),
+        Command::Demo(a) => cmd::demo::run(a, &ui).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,6 +1,7 @@
 //! Subcommands of the `wafer` command.
 
 pub mod build;
+pub mod demo;
 pub mod deploy;
 pub mod docs;
 pub mod image;
