@@ -146,8 +146,9 @@ pub fn inspect(tree: &Tree, opts: &InspectOptions) -> Result<Inventory, Error> {
     problems.extend(scan.problems.iter().cloned());
     let credentials = scan.credentials.clone();
     let files = scan.files;
-    let packages = packages::inspect(tree, &scan.hashes, &users, system.distro.as_deref(), &mut problems);
     let services = services::inspect(tree, &system, &mut problems);
+    let owner_paths = privileged_paths(&files, &services);
+    let packages = packages::inspect(tree, &scan.hashes, &users, system.distro.as_deref(), &owner_paths, &mut problems);
     let accounts = accounts::inspect(tree, &system, &mut problems);
     let elf = elf_entries(tree, &files, &services, &mut problems);
     problems.sort();
@@ -174,6 +175,17 @@ impl Ord for Problem {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (&self.path, &self.message).cmp(&(&other.path, &other.message))
     }
+}
+
+/// Setuid, setgid and capability files and enabled services' daemons: the paths whose owning
+/// packages the inventory records.
+fn privileged_paths(files: &files::Files, services: &services::Services) -> Vec<String> {
+    let mut v: Vec<String> = files.setuid.iter().chain(files.setgid.iter()).cloned().collect();
+    v.extend(files.capabilities.iter().map(|c| c.path.clone()));
+    v.extend(services.list.iter().filter(|s| s.enabled).filter_map(|s| s.daemon.clone()));
+    v.sort();
+    v.dedup();
+    v
 }
 
 fn elf_entries(tree: &Tree, files: &files::Files, services: &services::Services, problems: &mut Vec<Problem>) -> Vec<ElfEntry> {

@@ -2,7 +2,7 @@
 //! image's files, an offline `rpm -V` / `dpkg --verify` against the image's inodes, and the
 //! files in system directories that no package owns.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use rayon::prelude::*;
@@ -89,6 +89,11 @@ pub struct Packages {
     pub mismatches: Vec<Mismatch>,
     /// Files under /bin, /sbin, /usr, /lib*, /etc owned by no package (only when a database was read).
     pub unowned_system_files: Vec<String>,
+    /// Owning package names (sorted, without version) of the paths [`inspect`] was asked about:
+    /// every setuid, setgid and capability file and every enabled service's daemon. A path no
+    /// package lists is absent. Matched by inode, so a package listing `/bin/su` owns
+    /// `/usr/bin/su` on a /usr-merged image.
+    pub owners: BTreeMap<String, Vec<String>>,
     /// Why the database could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -239,11 +244,55 @@ fn check_meta(tree: &Tree, ids: &Ids, id: NodeId, mode: u16, user: Option<&str>,
     }
 }
 
+/// Paths whose owning packages are recorded in [`Packages::owners`], keyed by the inode the
+/// path names (its last component not followed), so any packaged path reaching it counts.
+struct OwnerWatch<'a> {
+    by_node: HashMap<NodeId, Vec<&'a str>>,
+    found: BTreeMap<String, Vec<String>>,
+}
+
+impl<'a> OwnerWatch<'a> {
+    fn new(tree: &Tree, paths: &'a [String]) -> Self {
+        let mut by_node: HashMap<NodeId, Vec<&'a str>> = HashMap::new();
+        for p in paths {
+            if let Ok(id) = tree.resolve(p.as_bytes(), false) {
+                by_node.entry(id).or_default().push(p.as_str());
+            }
+        }
+        OwnerWatch { by_node, found: BTreeMap::new() }
+    }
+
+    fn note(&mut self, id: NodeId, package: &str) {
+        if let Some(paths) = self.by_node.get(&id) {
+            for p in paths {
+                self.found.entry((*p).to_string()).or_default().push(package.to_string());
+            }
+        }
+    }
+
+    fn finish(mut self) -> BTreeMap<String, Vec<String>> {
+        for v in self.found.values_mut() {
+            v.sort();
+            v.dedup();
+        }
+        self.found
+    }
+}
+
 /// Read packages and verify them against the tree. `hashes` holds the sha256 of regular files
-/// already computed by the file scan.
-pub fn inspect(tree: &Tree, hashes: &HashMap<NodeId, String>, ids: &Ids, distro: Option<&str>, problems: &mut Vec<Problem>) -> Packages {
+/// already computed by the file scan; `owner_paths` are the paths whose owning packages go to
+/// [`Packages::owners`] (the setuid/setgid/capability files and service daemons).
+pub fn inspect(
+    tree: &Tree,
+    hashes: &HashMap<NodeId, String>,
+    ids: &Ids,
+    distro: Option<&str>,
+    owner_paths: &[String],
+    problems: &mut Vec<Problem>,
+) -> Packages {
     let mut out = Packages::default();
     let mut owned = vec![false; tree.node_slots()];
+    let mut watch = OwnerWatch::new(tree, owner_paths);
     let mut jobs: Vec<DigestJob> = Vec::new();
     let mut pending: Vec<Mismatch> = Vec::new();
     let mut found_db = false;
@@ -324,6 +373,7 @@ pub fn inspect(tree: &Tree, hashes: &HashMap<NodeId, String>, ids: &Ids, distro:
                             if let Some(o) = owned.get_mut(id.0 as usize) {
                                 *o = true;
                             }
+                            watch.note(id, &p.name);
                         }
                         if ghost {
                             continue;
@@ -387,7 +437,8 @@ pub fn inspect(tree: &Tree, hashes: &HashMap<NodeId, String>, ids: &Ids, distro:
         }
         break;
     }
-    dpkg(tree, distro, &mut out, &mut owned, &mut jobs, &mut pending, &mut found_db, problems);
+    dpkg(tree, distro, &mut out, &mut owned, &mut watch, &mut jobs, &mut pending, &mut found_db, problems);
+    out.owners = watch.finish();
     let results: Vec<(usize, bool)> = jobs
         .par_iter()
         .map(|j| (j.mismatch, digest_of(tree, j.node, j.algo).as_deref() == Some(j.expected.as_str())))
@@ -423,6 +474,7 @@ fn dpkg(
     distro: Option<&str>,
     out: &mut Packages,
     owned: &mut [bool],
+    watch: &mut OwnerWatch<'_>,
     jobs: &mut Vec<DigestJob>,
     pending: &mut Vec<Mismatch>,
     found_db: &mut bool,
@@ -502,6 +554,7 @@ fn dpkg(
                     if let Some(o) = owned.get_mut(id.0 as usize) {
                         *o = true;
                     }
+                    watch.note(id, &p.name);
                 }
                 let Some(sum) = md5s.get(path) else { continue };
                 out.verified_files += 1;

@@ -175,3 +175,30 @@ fn rpm_packages_verify_and_sbom_validates() {
     assert!(out.status.success(), "CycloneDX schema rejects the SBOM:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("VALID"));
 }
+
+#[test]
+fn dpkg_owners_of_privileged_files_match_by_inode_across_usr_merge() {
+    let mut t = rootfs::Tree::new(meta(0o755));
+    file(&mut t, "/etc/debian_version", "12.5\n");
+    file(&mut t, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n");
+    file(&mut t, "/etc/group", "root:x:0:\n");
+    symlink(&mut t, "/bin", "usr/bin");
+    file_mode(&mut t, "/usr/bin/su", b"su", 0o4755);
+    file_mode(&mut t, "/usr/bin/chfn", b"chfn", 0o4755);
+    file_mode(&mut t, "/usr/bin/mine", b"mine", 0o2755);
+    file(
+        &mut t,
+        "/var/lib/dpkg/status",
+        "Package: util-linux\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.38.1-5\n\n\
+         Package: passwd\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:4.13+dfsg1-1\n\n",
+    );
+    // util-linux lists /bin/su (the pre-merge path); passwd lists /usr/bin/chfn.
+    file(&mut t, "/var/lib/dpkg/info/util-linux.list", "/.\n/bin\n/bin/su\n");
+    file(&mut t, "/var/lib/dpkg/info/passwd:amd64.list", "/.\n/usr/bin\n/usr/bin/chfn\n");
+    let inv = inspect(&t);
+    let o = &inv.packages.owners;
+    assert_eq!(o.get("/usr/bin/su"), Some(&vec!["util-linux".to_string()]), "{o:#?}");
+    assert_eq!(o.get("/usr/bin/chfn"), Some(&vec!["passwd".to_string()]), "{o:#?}");
+    assert!(!o.contains_key("/usr/bin/mine"), "{o:#?}");
+    assert_eq!(o.len(), 2, "only privileged paths are recorded: {o:#?}");
+}

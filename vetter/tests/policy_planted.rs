@@ -554,6 +554,70 @@ fn fixed_wafer_passes() {
 }
 
 #[test]
+fn setuid_pinned_as_shipped_by_a_package_checks_the_real_owner() {
+    let inv = inspect(&wafer(Plant::default()));
+    // The inventory records the owners of privileged files, by name, from the rpm database.
+    assert_eq!(
+        inv.packages.owners.get("/usr/bin/passwd"),
+        Some(&vec!["passwd".to_string()]),
+        "{:#?}",
+        inv.packages.owners
+    );
+    assert!(!inv.packages.owners.contains_key("/usr/sbin/userhelper"));
+    // Pinned to its real owner: passes (the base policy pins it to passwd).
+    let ok = evaluate(&inv, &policy(""), &ctx());
+    assert_eq!(
+        keys(&ok),
+        vec![],
+        "{}",
+        vetter::report::terminal(&ok, false)
+    );
+    // Pinned to another installed package (openssl, unmodified, installed): fails, naming passwd.
+    let wrong = r#"
+[[privileged]]
+id = "priv.pinned"
+severity = "high"
+check = ["setuid"]
+allow = [
+  { path = "/usr/bin/passwd", package = "openssl" },
+  { path = "/usr/sbin/userhelper", package = "passwd" },
+]
+"#;
+    let v = evaluate(&inv, &policy(wrong), &ctx());
+    assert_eq!(
+        keys(&v),
+        vec![
+            ("priv.pinned".to_string(), "/usr/bin/passwd".to_string()),
+            (
+                "priv.pinned".to_string(),
+                "/usr/sbin/userhelper".to_string()
+            ),
+        ],
+        "{}",
+        vetter::report::terminal(&v, false)
+    );
+    let msg = |subject: &str| {
+        v.findings
+            .iter()
+            .find(|f| f.subject == subject)
+            .map(|f| f.message.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        msg("/usr/bin/passwd").contains("it is shipped by passwd, not openssl"),
+        "{}",
+        msg("/usr/bin/passwd")
+    );
+    // userhelper is setuid but no package lists it.
+    assert!(
+        msg("/usr/sbin/userhelper").contains("no package owns it (expected passwd)"),
+        "{}",
+        msg("/usr/sbin/userhelper")
+    );
+    assert_eq!(v.outcome, Outcome::Fail);
+}
+
+#[test]
 fn waivers_apply_until_they_expire() {
     let inv = inspect(&wafer(ALL));
     let waivers = r#"

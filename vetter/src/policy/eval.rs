@@ -556,10 +556,14 @@ fn ports(inv: &Inventory, r: &format::PortsRule) -> Vec<Draft> {
     out
 }
 
-/// Owning package names of a path, when the inventory records them.
-fn owners_of<'a>(inv: &'a Inventory, idx: &Index<'a>, path: &str) -> Option<Vec<String>> {
-    let _ = inv;
-    idx.mismatches.get(path).map(|m| vec![m.package.clone()])
+/// Owning package names of a setuid/setgid/capability path (or service daemon), as the
+/// inventory records them; `None` when no package lists it.
+fn owners_of<'a>(inv: &'a Inventory, path: &str) -> Option<&'a [String]> {
+    inv.packages
+        .owners
+        .get(path)
+        .map(Vec::as_slice)
+        .filter(|o| !o.is_empty())
 }
 
 fn privileged(inv: &Inventory, idx: &Index, r: &format::PrivilegedRule) -> Vec<Draft> {
@@ -646,32 +650,7 @@ fn privileged(inv: &Inventory, idx: &Index, r: &format::PrivilegedRule) -> Vec<D
                 }
             }
             if let (None, Some(pkg)) = (&fail, &a.package) {
-                if inv.packages.format.is_none() {
-                    fail = Some(format!(
-                        "no package database, so \"as shipped by {pkg}\" cannot be checked"
-                    ));
-                } else if inv.packages.unowned_system_files.iter().any(|u| u == path) {
-                    fail = Some(format!("no package owns it (expected {pkg})"));
-                } else if let Some(m) = idx.mismatches.get(path) {
-                    let owner_ok = m.package == *pkg
-                        || m.package.starts_with(&format!("{pkg}-"))
-                        || m.package.starts_with(&format!("{pkg}_"));
-                    fail = Some(if owner_ok {
-                        format!(
-                            "it differs from what {} shipped ({})",
-                            m.package,
-                            m.differs.join(", ")
-                        )
-                    } else {
-                        format!("it is shipped by {}, not {pkg}", m.package)
-                    });
-                } else if let Some(owners) = owners_of(inv, idx, path) {
-                    if !owners.iter().any(|o| o == pkg) {
-                        fail = Some(format!("it is shipped by {}, not {pkg}", owners.join(", ")));
-                    }
-                } else if !inv.packages.list.iter().any(|p| p.name == *pkg) {
-                    fail = Some(format!("package {pkg} is not installed"));
-                }
+                fail = shipped_by_check(inv, idx, path, pkg);
             }
             match fail {
                 None => {
@@ -694,6 +673,47 @@ fn privileged(inv: &Inventory, idx: &Index, r: &format::PrivilegedRule) -> Vec<D
         }
     }
     out
+}
+
+/// Why `path` is not "as shipped by `pkg`": package X must own it (by the inventory's
+/// `packages.owners`) and offline `rpm -V` / `dpkg --verify` must show no difference.
+fn shipped_by_check(inv: &Inventory, idx: &Index, path: &str, pkg: &str) -> Option<String> {
+    let pk = &inv.packages;
+    if pk.format.is_none() {
+        return Some(format!(
+            "no package database, so \"as shipped by {pkg}\" cannot be checked"
+        ));
+    }
+    if let Some(e) = &pk.error {
+        return Some(format!(
+            "the package database could not be read ({e}), so \"as shipped by {pkg}\" cannot be checked"
+        ));
+    }
+    let Some(owners) = owners_of(inv, path) else {
+        let unlisted = pk
+            .list
+            .iter()
+            .filter(|p| p.file_list_error.is_some())
+            .count();
+        return Some(if unlisted > 0 {
+            format!(
+                "no package lists it (expected {pkg}; the file lists of {unlisted} package(s) could not be read)"
+            )
+        } else {
+            format!("no package owns it (expected {pkg})")
+        });
+    };
+    if !owners.iter().any(|o| o == pkg) {
+        return Some(format!("it is shipped by {}, not {pkg}", owners.join(", ")));
+    }
+    if let Some(m) = idx.mismatches.get(path) {
+        return Some(format!(
+            "it differs from what {} shipped ({})",
+            m.package,
+            m.differs.join(", ")
+        ));
+    }
+    None
 }
 
 fn packages(inv: &Inventory, policy: &Policy, i: usize, r: &format::PackagesRule) -> Vec<Draft> {
