@@ -421,11 +421,14 @@ fn debian_tree_as_ext4_inventory_matches_find_dpkg_query_sha256sum() {
     let mut tree = read_dir(root, &DirOptions::default())
         .unwrap_or_else(|e| panic!("read_dir {}: {e}", root.display()));
     let work = scratch();
-    let inv = inventory_via_ext4(
-        &tree,
-        &work.path().join("debian.img"),
-        &InspectOptions::default(),
-    );
+    // Every file is hashed; only files up to 16 KiB (configuration files, keys) are scanned for
+    // credentials: the vetter's byte-by-byte pattern search costs ~0.5 s per MB at opt-level 0,
+    // which would spend a minute on the tree's 130 MB of files under the default 1 MiB limit.
+    let opts = InspectOptions {
+        scan_limit: 16 << 10,
+        ..InspectOptions::default()
+    };
+    let inv = inventory_via_ext4(&tree, &work.path().join("debian.img"), &opts);
     lap("vetter: write ext4 + read back + inspect", &mut t);
     assert!(inv.files.entries.len() > 5000);
 
@@ -588,6 +591,31 @@ fn debian_tree_as_ext4_inventory_matches_find_dpkg_query_sha256sum() {
     );
     lap("vetter: find / dpkg-query / sha256sum comparisons", &mut t);
 
+    // The host keys openssh-server's postinst generated: found by name and by content.
+    let keys: Vec<String> = run(Command::new("find").arg(root.join("etc/ssh")).args([
+        "-name",
+        "ssh_host_*_key",
+        "-printf",
+        "/etc/ssh/%f\\n",
+    ]))
+    .split(|&b| b == b'\n')
+    .filter(|l| !l.is_empty())
+    .map(show)
+    .collect();
+    assert!(!keys.is_empty(), "openssh-server made no host keys");
+    for k in &keys {
+        let kinds: BTreeSet<&str> = inv
+            .credentials
+            .iter()
+            .filter(|c| &c.path == k)
+            .map(|c| c.kind.as_str())
+            .collect();
+        assert!(
+            kinds.contains("ssh-host-private-key") && kinds.contains("pem-private-key:OPENSSH"),
+            "{k}: credentials found {kinds:?}"
+        );
+    }
+
     // Services: this tree has ssh enabled (systemd's multi-user.target.wants/ssh.service and
     // SysV rcN.d/S01ssh both exist); sshd_config leaves Port commented: 22/tcp by default.
     let ports = listening(&inv);
@@ -653,6 +681,7 @@ fn debian_tree_as_ext4_inventory_matches_find_dpkg_query_sha256sum() {
     let opts = InspectOptions {
         hash: false,
         list_files: false,
+        scan_limit: 0,
         ..InspectOptions::default()
     };
     let inv2 = inventory_via_ext4(&tree, &work.path().join("debian-2222.img"), &opts);
