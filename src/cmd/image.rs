@@ -8,6 +8,7 @@ use anyhow::{anyhow, Context, Result};
 use rootfs::content::FileSource;
 use rootfs::open::{open_source, OpenError, OpenOptions, SourceKind};
 use rootfs::{ReadAt, Tree};
+use sha2::{Digest, Sha256};
 
 use crate::part::{self, Partition, Slice};
 
@@ -19,6 +20,8 @@ pub struct Image {
     pub kind: String,
     /// The bundle's manifest (`wafer.json`), when IMAGE is a bundle.
     pub manifest: Option<serde_json::Value>,
+    /// sha256 (lowercase hex) of the `wafer.json` bytes parsed into `manifest`.
+    pub manifest_sha256: Option<String>,
 }
 
 fn ext_magic_at(src: &dyn ReadAt, offset: u64) -> bool {
@@ -53,20 +56,20 @@ pub fn open(path: &Path) -> Result<Image> {
                 SourceKind::Directory => "directory".to_string(),
                 SourceKind::Tar(_) => "tar".to_string(),
             };
-            let manifest = if o.kind == SourceKind::Bundle {
+            let (manifest, manifest_sha256) = if o.kind == SourceKind::Bundle {
                 let mp = path.join("wafer.json");
                 let b = std::fs::read(&mp).with_context(|| format!("reading {}", mp.display()))?;
-                Some(
-                    serde_json::from_slice(&b)
-                        .with_context(|| format!("parsing {}", mp.display()))?,
-                )
+                let m = serde_json::from_slice(&b)
+                    .with_context(|| format!("parsing {}", mp.display()))?;
+                (Some(m), Some(hex::encode(Sha256::digest(&b))))
             } else {
-                None
+                (None, None)
             };
             Ok(Image {
                 tree: o.tree,
                 kind,
                 manifest,
+                manifest_sha256,
             })
         }
         Err(OpenError::Unknown { .. }) => open_disk(path),
@@ -115,5 +118,6 @@ fn open_disk(path: &Path) -> Result<Image> {
         tree: img.tree,
         kind,
         manifest: None,
+        manifest_sha256: None,
     })
 }

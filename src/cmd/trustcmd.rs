@@ -17,6 +17,7 @@ use trust::verify::{
 use super::build::load_private_key;
 use super::vet::{now, VetArgs};
 use super::Ui;
+use vetter::policy::ImageIdentity;
 
 /// Largest wafer.json or attestation read.
 pub const MAX_JSON: u64 = 16 << 20;
@@ -268,11 +269,18 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
         .with_context(|| format!("loading policy {}", a.policy.display()))?;
 
     // The verdict: given, or computed now.
-    let report_bytes = match &a.report {
+    let (report_bytes, vetted) = match &a.report {
         Some(p) => {
             let bytes = read_capped(p)?;
             let v: serde_json::Value = serde_json::from_slice(&bytes)
                 .with_context(|| format!("parsing verdict {}", p.display()))?;
+            let vetted: Option<ImageIdentity> = match v.get("image") {
+                None => None,
+                Some(x) => Some(
+                    serde_json::from_value(x.clone())
+                        .with_context(|| format!("{}: field \"image\"", p.display()))?,
+                ),
+            };
             let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("");
             if field("schema") != vetter::policy::VERDICT_SCHEMA {
                 bail!(
@@ -311,7 +319,7 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
                     field("outcome")
                 );
             }
-            bytes
+            (bytes, vetted)
         }
         None => {
             let va = VetArgs {
@@ -335,9 +343,44 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
                     a.policy.display()
                 );
             }
-            vetter::report::json(&v).into_bytes()
+            (vetter::report::json(&v).into_bytes(), v.image.clone())
         }
     };
+    // The verdict must be about these bytes: the wafer.json being signed and the disk.img.zst
+    // hashed below, exactly as `wafer vet` read them.
+    let which = match &a.report {
+        Some(p) => p.display().to_string(),
+        None => "the verdict".into(),
+    };
+    let revet = format!(
+        "vet this bundle again (wafer vet {} --policy {} --report FILE)",
+        a.bundle.display(),
+        a.policy.display()
+    );
+    let (vetted_manifest, vetted_zst) = match vetted {
+        Some(ImageIdentity {
+            manifest_sha256: Some(m),
+            compressed_sha256: Some(z),
+            ..
+        }) => (m, z),
+        Some(id) => bail!(
+            "{which}: the verdict (of a {} image) does not record the sha256 of the wafer.json and \
+             disk.img.zst it judged; {revet}",
+            id.kind
+        ),
+        None => bail!(
+            "{which}: the verdict does not record which bytes it judged (no \"image\" digests; made by \
+             an older wafer?); {revet}"
+        ),
+    };
+    let manifest_sha = hex::encode(Sha256::digest(&manifest_bytes));
+    if !vetted_manifest.eq_ignore_ascii_case(&manifest_sha) {
+        bail!(
+            "{which}: the verdict judged a wafer.json with sha256 {vetted_manifest}, but {} has sha256 \
+             {manifest_sha}: it is about other bytes; {revet}",
+            mpath.display()
+        );
+    }
 
     // The bundle must be what its manifest says before anyone signs the manifest.
     let salt = hex::decode(&m.image.verity.salt)
@@ -368,6 +411,13 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
             "{}: sha256 {csha} differs from wafer.json's {}: the bundle is damaged",
             zst.display(),
             m.compressed.sha256
+        );
+    }
+    if !vetted_zst.eq_ignore_ascii_case(&csha) {
+        bail!(
+            "{which}: the verdict judged a disk.img.zst with sha256 {vetted_zst}, but {} has sha256 \
+             {csha}: it is about other bytes; {revet}",
+            zst.display()
         );
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use vetter::policy::{EvalContext, Policy, Severity, Verdict};
+use vetter::policy::{EvalContext, ImageIdentity, Policy, Severity, Verdict};
 
 use super::inspect::{emit, inventory};
 use super::{image, Ui};
@@ -92,11 +92,56 @@ pub fn identity(
     (name, vo)
 }
 
-/// Loads the policy, inspects the image and evaluates: the verdict plus the inventory.
+/// sha256 (lowercase hex) of a file, streamed.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Loads the policy, inspects the image and evaluates: the verdict plus the inventory. For a
+/// bundle the verdict records the sha256 of the `wafer.json` and `disk.img.zst` it read
+/// (`Verdict::image`), hashed alongside the inspection.
 pub fn vet(a: &VetArgs, ui: &Ui) -> Result<(Verdict, vetter::Inventory)> {
     let policy = Policy::load(&a.policy)
         .with_context(|| format!("loading policy {}", a.policy.display()))?;
-    let (inv, img) = inventory(&a.image, true, ui)?;
+    let zst = a.image.join("disk.img.zst");
+    let (read, zst_sha) = std::thread::scope(|sc| {
+        let hasher = (a.image.join("wafer.json").is_file() && zst.is_file())
+            .then(|| sc.spawn(|| file_sha256(&zst)));
+        let read = inventory(&a.image, true, ui);
+        let zst_sha = hasher.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("hashing {} failed", zst.display())))
+        });
+        (read, zst_sha)
+    });
+    let (inv, img) = read?;
+    let vetted = ImageIdentity {
+        kind: img.kind.clone(),
+        manifest_sha256: img.manifest_sha256.clone(),
+        compressed_sha256: match (img.kind.as_str(), zst_sha) {
+            ("bundle", Some(h)) => Some(h?),
+            _ => None,
+        },
+        image_sha256: img
+            .manifest
+            .as_ref()
+            .and_then(|m| m["image"]["sha256"].as_str())
+            .map(str::to_string),
+    };
     let old = match &a.since {
         Some(p) => Some(
             inventory(p, true, ui)
@@ -109,7 +154,9 @@ pub fn vet(a: &VetArgs, ui: &Ui) -> Result<(Verdict, vetter::Inventory)> {
     let mut ctx = EvalContext::new(now(), name, vo);
     ctx.fail_on = a.fail_on;
     ctx.since = old.as_ref();
-    Ok((vetter::policy::evaluate(&inv, &policy, &ctx), inv))
+    let mut v = vetter::policy::evaluate(&inv, &policy, &ctx);
+    v.image = Some(vetted);
+    Ok((v, inv))
 }
 
 fn write_reports(a: &VetArgs, v: &Verdict, inv: &vetter::Inventory) -> Result<()> {

@@ -328,6 +328,29 @@ pub struct Verdict {
     pub waivers: Vec<WaiverUse>,
     /// Whether findings were compared with an older wafer.
     pub since: bool,
+    /// Which bytes were vetted (set by the caller that read them; `wafer approve --report`
+    /// refuses a verdict whose identity is not the bundle being approved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageIdentity>,
+}
+
+/// The identity of the vetted image's bytes: for a wafer bundle, the sha256 of the exact
+/// `wafer.json` and `disk.img.zst` that were read (docs/bundle.md; the manifest digest is the
+/// subject every approval signs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageIdentity {
+    /// What was vetted: `bundle`, `ext`, `tar`, `directory`, `disk (gpt partition 2)`.
+    pub kind: String,
+    /// sha256 (lowercase hex) of the bundle's `wafer.json` bytes as read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
+    /// sha256 (lowercase hex) of the bundle's `disk.img.zst` as read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_sha256: Option<String>,
+    /// The raw image's sha256 that the manifest claims (`image.sha256`), for the reader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_sha256: Option<String>,
 }
 
 impl Verdict {
@@ -1492,5 +1515,6 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
         findings,
         waivers,
         since: ctx.since.is_some(),
+        image: None,
     }
 }

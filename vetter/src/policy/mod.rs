@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 
 pub use advisory::Advisory;
 pub use eval::{
-    compare_installed_version, evaluate, EvalContext, Evidence, Finding, Outcome, RuleResult,
-    Totals, Verdict, WaiverState, WaiverUse, VERDICT_SCHEMA,
+    compare_installed_version, evaluate, EvalContext, Evidence, Finding, ImageIdentity, Outcome,
+    RuleResult, Totals, Verdict, WaiverState, WaiverUse, VERDICT_SCHEMA,
 };
 pub use format::{PolicyFile, Severity};
 
