@@ -58,9 +58,17 @@ fn single_file(dir: &Path, prefix: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
         .collect();
-    assert_eq!(found.len(), 1, "{}: expected one {prefix}* file, found {found:?}", dir.display());
+    assert_eq!(
+        found.len(),
+        1,
+        "{}: expected one {prefix}* file, found {found:?}",
+        dir.display()
+    );
     found.into_iter().next().unwrap_or_default()
 }
 
@@ -72,7 +80,10 @@ fn demo_runs_every_stage() {
 
     // One line per stage, numbered.
     for n in 1..=7 {
-        assert!(stdout.contains(&format!("[{n}/7] ")), "stage {n} line missing:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("[{n}/7] ")),
+            "stage {n} line missing:\n{stdout}"
+        );
     }
 
     // 1. The base: a clean ext3 image whose rpm database the real rpm reads.
@@ -82,12 +93,18 @@ fn demo_runs_every_stage() {
     std::fs::create_dir_all(&db).unwrap();
     ok(Command::new("debugfs")
         .arg("-R")
-        .arg(format!("dump /var/lib/rpm/Packages {}", db.join("Packages").display()))
+        .arg(format!(
+            "dump /var/lib/rpm/Packages {}",
+            db.join("Packages").display()
+        ))
         .arg(&base));
-    let qa = ok(Command::new("rpm")
-        .arg("--dbpath")
-        .arg(&db)
-        .args(["--define", "_db_backend bdb_ro", "-qa", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}:[%{FILENAMES},]\\n"]));
+    let qa = ok(Command::new("rpm").arg("--dbpath").arg(&db).args([
+        "--define",
+        "_db_backend bdb_ro",
+        "-qa",
+        "--qf",
+        "%{NAME}-%{VERSION}-%{RELEASE}:[%{FILENAMES},]\\n",
+    ]));
     let pkgs: BTreeSet<&str> = qa.lines().filter_map(|l| l.split(':').next()).collect();
     for want in [
         "openssl-0.9.8e-7.el5",
@@ -100,14 +117,23 @@ fn demo_runs_every_stage() {
     assert!(qa.contains("squid-2.6.STABLE21-3.el5:/etc/rc.d/init.d/squid,/etc/squid/squid.conf,/usr/sbin/squid,"), "{qa}");
     // The packaged files' digests are those of the files in the image.
     let squid = tmp.path().join("squid-bin");
-    ok(Command::new("debugfs").arg("-R").arg(format!("dump /usr/sbin/squid {}", squid.display())).arg(&base));
-    let digests = ok(Command::new("rpm")
-        .arg("--dbpath")
-        .arg(&db)
-        .args(["--define", "_db_backend bdb_ro", "-qa", "--qf", "[%{FILENAMES} %{FILEDIGESTS}\\n]"]));
+    ok(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump /usr/sbin/squid {}", squid.display()))
+        .arg(&base));
+    let digests = ok(Command::new("rpm").arg("--dbpath").arg(&db).args([
+        "--define",
+        "_db_backend bdb_ro",
+        "-qa",
+        "--qf",
+        "[%{FILENAMES} %{FILEDIGESTS}\\n]",
+    ]));
     let sha = ok(Command::new("sha256sum").arg(&squid));
     let sha = sha.split_whitespace().next().unwrap_or_default();
-    assert!(digests.contains(&format!("/usr/sbin/squid {sha}")), "{digests}");
+    assert!(
+        digests.contains(&format!("/usr/sbin/squid {sha}")),
+        "{digests}"
+    );
 
     // 2-3. The planted wafer fails with exactly the four planted findings.
     let planted = json(&dir.join("reports/vet-planted.json"));
@@ -147,12 +173,24 @@ fn demo_runs_every_stage() {
         .decode(env["payload"].as_str().unwrap())
         .unwrap();
     let st: Value = serde_json::from_slice(&payload).unwrap();
-    assert_eq!(st["predicateType"], "https://slsa.dev/verification_summary/v1");
+    assert_eq!(
+        st["predicateType"],
+        "https://slsa.dev/verification_summary/v1"
+    );
     assert_eq!(st["predicate"]["verificationResult"], "PASSED");
-    let keyid = ok(Command::new(WAFER).args(["key", "id"]).arg(dir.join("keys/demo-reviewer.pub")));
-    assert_eq!(env["signatures"][0]["keyid"].as_str().unwrap(), keyid.trim());
+    let keyid = ok(Command::new(WAFER)
+        .args(["key", "id"])
+        .arg(dir.join("keys/demo-reviewer.pub")));
+    assert_eq!(
+        env["signatures"][0]["keyid"].as_str().unwrap(),
+        keyid.trim()
+    );
     assert!(dir.join("trust/trust.toml").is_file());
-    ok(Command::new(WAFER).arg("verify").arg(&fixed).arg("--trust").arg(dir.join("trust")));
+    ok(Command::new(WAFER)
+        .arg("verify")
+        .arg(&fixed)
+        .arg("--trust")
+        .arg(dir.join("trust")));
 
     // 6. The tampered copy is refused, by the demo and by `wafer verify`.
     let tampered = dir.join("wafers/squid-fixed-tampered");
@@ -161,7 +199,11 @@ fn demo_runs_every_stage() {
     assert_eq!(a.len(), b.len());
     let diff: u32 = a.iter().zip(&b).map(|(x, y)| (x ^ y).count_ones()).sum();
     assert_eq!(diff, 1, "exactly one bit flipped");
-    let out = run(Command::new(WAFER).arg("verify").arg(&tampered).arg("--trust").arg(dir.join("trust")));
+    let out = run(Command::new(WAFER)
+        .arg("verify")
+        .arg(&tampered)
+        .arg("--trust")
+        .arg(dir.join("trust")));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
     assert!(stdout.contains("REFUSED"), "{stdout}");
@@ -171,18 +213,35 @@ fn demo_runs_every_stage() {
     let xl = std::fs::read_to_string(storage.join("xl.cfg")).unwrap();
     assert!(xl.contains("name = \"cms-demo-frontier-squid\""), "{xl}");
     assert!(xl.contains("type = \"pv\""), "{xl}");
-    assert!(xl.contains(&format!("kernel = \"{}\"", storage.join("kernel").display())), "{xl}");
+    assert!(
+        xl.contains(&format!(
+            "kernel = \"{}\"",
+            storage.join("kernel").display()
+        )),
+        "{xl}"
+    );
     assert!(xl.contains("bridge=xenbr0"), "{xl}");
-    assert!(stdout.contains(&format!("xl create {}", storage.join("xl.cfg").display())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("xl create {}", storage.join("xl.cfg").display())),
+        "{stdout}"
+    );
     let kernel = std::fs::read(storage.join("kernel")).unwrap();
     assert!(String::from_utf8_lossy(&kernel).contains("2.6.18 kernel-xen"));
     let cidata = storage.join("cidata.img");
     ok(Command::new("fsck.fat").arg("-n").arg(&cidata));
     assert!(stdout.contains("label CIDATA"), "{stdout}");
-    assert!(stdout.contains("local-hostname: cms-demo-frontier-squid"), "{stdout}");
+    assert!(
+        stdout.contains("local-hostname: cms-demo-frontier-squid"),
+        "{stdout}"
+    );
     let lease = json(&dir.join("site/state/leases/public/192.0.2.100.json"));
-    assert!(lease.to_string().contains("cms-demo-frontier-squid"), "{lease}");
-    assert!(dir.join("site/state/deployments/cms-demo-frontier-squid.json").is_file());
+    assert!(
+        lease.to_string().contains("cms-demo-frontier-squid"),
+        "{lease}"
+    );
+    assert!(dir
+        .join("site/state/deployments/cms-demo-frontier-squid.json")
+        .is_file());
     let disk = std::fs::metadata(storage.join("disk.img")).unwrap();
     assert!(disk.len() > 0);
 
@@ -193,5 +252,9 @@ fn demo_runs_every_stage() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
     let before = std::fs::read(&base).unwrap();
     ok(Command::new(WAFER).arg("demo").arg(&dir).arg("--force"));
-    assert_eq!(std::fs::read(&base).unwrap(), before, "the base is deterministic");
+    assert_eq!(
+        std::fs::read(&base).unwrap(),
+        before,
+        "the base is deterministic"
+    );
 }

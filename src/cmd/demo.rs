@@ -42,7 +42,8 @@ pub const BASE_UPDATED_IMG: &str = "centos5-demo-base-updated.img";
 
 /// Run the whole wafer story on a built-in demo.
 #[derive(Args, Debug)]
-#[command(long_about = "Run the whole wafer story on a built-in demo, offline and without root:\n\
+#[command(
+    long_about = "Run the whole wafer story on a built-in demo, offline and without root:\n\
     1. make a small CentOS 5 base image (ext3, rpm database readable by rpm, real ELF programs);\n\
     2. build a FroNTier Squid wafer from recipes/demo-frontier-squid/recipe.toml on it, planted with\n\
     \x20  four problems (outdated openssl, squid on port 8080, an extra setuid binary, a leftover ssh\n\
@@ -54,7 +55,8 @@ pub const BASE_UPDATED_IMG: &str = "centos5-demo-base-updated.img";
     7. deploy with --dry-run into a demo site under DIR/site and show the xl.cfg and CIDATA disk.\n\
     Everything is written under DIR (default ./wafer-demo), which must be empty or absent unless\n\
     --force is given.\n\n\
-    Examples:\n  wafer demo\n  wafer demo /tmp/wafer-demo --force")]
+    Examples:\n  wafer demo\n  wafer demo /tmp/wafer-demo --force"
+)]
 pub struct DemoArgs {
     /// Output folder.
     #[arg(default_value = "wafer-demo")]
@@ -68,7 +70,9 @@ pub struct DemoArgs {
 /// when a subcommand gains options).
 fn parse_args<T: Args + FromArgMatches>(argv: &[OsString]) -> Result<T> {
     let cmd = T::augment_args(clap::Command::new("wafer-demo").no_binary_name(true));
-    let m = cmd.try_get_matches_from(argv).map_err(|e| anyhow!("demo: internal arguments: {e}"))?;
+    let m = cmd
+        .try_get_matches_from(argv)
+        .map_err(|e| anyhow!("demo: internal arguments: {e}"))?;
     T::from_arg_matches(&m).map_err(|e| anyhow!("demo: internal arguments: {e}"))
 }
 
@@ -115,8 +119,20 @@ fn evidence_text(e: &Evidence) -> String {
             }
             s
         }
-        Evidence::Package { name, version, manager } => format!("{manager} package {name}-{version}"),
-        Evidence::Port { protocol, port, service, file, line, text, .. } => {
+        Evidence::Package {
+            name,
+            version,
+            manager,
+        } => format!("{manager} package {name}-{version}"),
+        Evidence::Port {
+            protocol,
+            port,
+            service,
+            file,
+            line,
+            text,
+            ..
+        } => {
             let mut s = format!("{service} listens on {protocol}/{port}, set in {file}");
             if let Some(l) = line {
                 s.push_str(&format!(":{l}"));
@@ -133,8 +149,18 @@ fn evidence_text(e: &Evidence) -> String {
 fn print_findings(v: &Verdict) {
     for f in &v.findings {
         let ev: Vec<String> = f.evidence.iter().map(evidence_text).collect();
-        let sev = if f.waived() { "waived".to_string() } else { f.severity.to_string() };
-        println!("      {:<16} {:<8} {:<28} {}", f.rule, sev, f.subject, ev.join("; "));
+        let sev = if f.waived() {
+            "waived".to_string()
+        } else {
+            f.severity.to_string()
+        };
+        println!(
+            "      {:<16} {:<8} {:<28} {}",
+            f.rule,
+            sev,
+            f.subject,
+            ev.join("; ")
+        );
     }
 }
 
@@ -150,15 +176,23 @@ fn verdict_line(v: &Verdict) -> String {
         "{} with {n} finding{}{}",
         if v.exit_code() == 0 { "PASS" } else { "FAIL" },
         if n == 1 { "" } else { "s" },
-        if w > 0 { format!(" ({w} waived)") } else { String::new() }
+        if w > 0 {
+            format!(" ({w} waived)")
+        } else {
+            String::new()
+        }
     )
 }
 
 fn vet(bundle: &Path, policy: &Path, report: &Path, ui: &Ui) -> Result<Verdict> {
     let a: super::vet::VetArgs = parse_args(&os(&[&bundle, &"--policy", &policy]))?;
-    let (v, inv) = super::vet::vet(&a, ui).with_context(|| format!("vetting {}", bundle.display()))?;
+    let (v, inv) =
+        super::vet::vet(&a, ui).with_context(|| format!("vetting {}", bundle.display()))?;
     write(report, vetter::report::json(&v))?;
-    write(&report.with_extension("html"), vetter::report::html(&v, &inv))?;
+    write(
+        &report.with_extension("html"),
+        vetter::report::html(&v, &inv),
+    )?;
     Ok(v)
 }
 
@@ -167,7 +201,8 @@ fn build(recipe: &Path, out: &Path) -> Result<builder::BuildReport> {
         std::fs::remove_dir_all(out).with_context(|| format!("removing {}", out.display()))?;
     }
     let opts = builder::BuildOptions::new(out);
-    builder::build(recipe, &opts, &builder::NoProgress).with_context(|| format!("building {}", recipe.display()))
+    builder::build(recipe, &opts, &builder::NoProgress)
+        .with_context(|| format!("building {}", recipe.display()))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
@@ -178,28 +213,42 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         if e.file_type()?.is_dir() {
             copy_dir(&src, &dst)?;
         } else {
-            std::fs::copy(&src, &dst).with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+            std::fs::copy(&src, &dst)
+                .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
         }
     }
     Ok(())
 }
 
 /// The folders the demo writes under DIR.
-const OUTPUTS: [&str; 7] = ["recipe", "wafers", "reports", "keys", "trust", "site", "README.txt"];
+const OUTPUTS: [&str; 7] = [
+    "recipe",
+    "wafers",
+    "reports",
+    "keys",
+    "trust",
+    "site",
+    "README.txt",
+];
 
 fn prepare(dir: &Path, force: bool) -> Result<()> {
     match std::fs::read_dir(dir) {
         Ok(mut rd) => {
             if rd.next().is_some() {
                 if !force {
-                    bail!("{} is not empty: give another folder, or --force to reuse it", dir.display());
+                    bail!(
+                        "{} is not empty: give another folder, or --force to reuse it",
+                        dir.display()
+                    );
                 }
                 for o in OUTPUTS {
                     let p = dir.join(o);
                     if p.is_dir() {
-                        std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+                        std::fs::remove_dir_all(&p)
+                            .with_context(|| format!("removing {}", p.display()))?;
                     } else if p.exists() {
-                        std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+                        std::fs::remove_file(&p)
+                            .with_context(|| format!("removing {}", p.display()))?;
                     }
                 }
             }
@@ -214,7 +263,8 @@ fn prepare(dir: &Path, force: bool) -> Result<()> {
 pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     let t0 = Instant::now();
     prepare(&a.dir, a.force)?;
-    let dir = std::fs::canonicalize(&a.dir).with_context(|| format!("resolving {}", a.dir.display()))?;
+    let dir =
+        std::fs::canonicalize(&a.dir).with_context(|| format!("resolving {}", a.dir.display()))?;
     let quiet = Ui { quiet: true };
     let _ = ui;
 
@@ -241,25 +291,31 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     let wdir = dir.join("wafers");
     let planted = wdir.join("squid-planted");
     let r = build(&rdir.join("recipe.toml"), &planted)?;
-    stage(2, format!(
-        "built wafer {} {} from {} ({} steps): {}",
-        r.name,
-        r.version,
-        rdir.join("recipe.toml").display(),
-        r.steps.len(),
-        planted.display()
-    ));
+    stage(
+        2,
+        format!(
+            "built wafer {} {} from {} ({} steps): {}",
+            r.name,
+            r.version,
+            rdir.join("recipe.toml").display(),
+            r.steps.len(),
+            planted.display()
+        ),
+    );
 
     // 3. vetted: four findings
     let policy = rdir.join("demo-policy.toml");
     let reports = dir.join("reports");
     let v = vet(&planted, &policy, &reports.join("vet-planted.json"), &quiet)?;
-    stage(3, format!(
-        "vetted it against {}: {} (report {})",
-        policy.display(),
-        verdict_line(&v),
-        reports.join("vet-planted.json").display()
-    ));
+    stage(
+        3,
+        format!(
+            "vetted it against {}: {} (report {})",
+            policy.display(),
+            verdict_line(&v),
+            reports.join("vet-planted.json").display()
+        ),
+    );
     print_findings(&v);
     if v.exit_code() == 0 {
         bail!("the planted wafer passed the demo policy: the vetter missed the planted problems");
@@ -269,14 +325,17 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     let fixed = wdir.join("squid-fixed");
     let r = build(&rdir.join("recipe-fixed.toml"), &fixed)?;
     let v2 = vet(&fixed, &policy, &reports.join("vet-fixed.json"), &quiet)?;
-    stage(4, format!(
-        "built the fixed recipe ({} {}) into {} and vetted it: {} (report {})",
-        r.name,
-        r.version,
-        fixed.display(),
-        verdict_line(&v2),
-        reports.join("vet-fixed.json").display()
-    ));
+    stage(
+        4,
+        format!(
+            "built the fixed recipe ({} {}) into {} and vetted it: {} (report {})",
+            r.name,
+            r.version,
+            fixed.display(),
+            verdict_line(&v2),
+            reports.join("vet-fixed.json").display()
+        ),
+    );
     if v2.exit_code() != 0 {
         print_findings(&v2);
         bail!("the fixed wafer does not pass the demo policy");
@@ -295,13 +354,27 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
             .mode(0o600)
             .open(&key_path)
             .with_context(|| format!("creating {}", key_path.display()))?;
-        f.write_all(key.to_pem(None).context("encoding the reviewer key")?.as_bytes())
-            .with_context(|| format!("writing {}", key_path.display()))?;
+        f.write_all(
+            key.to_pem(None)
+                .context("encoding the reviewer key")?
+                .as_bytes(),
+        )
+        .with_context(|| format!("writing {}", key_path.display()))?;
     }
-    let pub_pem = key.public().to_pem().context("encoding the reviewer's public key")?;
+    let pub_pem = key
+        .public()
+        .to_pem()
+        .context("encoding the reviewer's public key")?;
     write(&keys.join("demo-reviewer.pub"), &pub_pem)?;
-    let approve: super::trustcmd::ApproveArgs =
-        parse_args(&os(&[&fixed, &"--key", &key_path, &"--policy", &policy, &"--expires", &"30d"]))?;
+    let approve: super::trustcmd::ApproveArgs = parse_args(&os(&[
+        &fixed,
+        &"--key",
+        &key_path,
+        &"--policy",
+        &policy,
+        &"--expires",
+        &"30d",
+    ]))?;
     super::trustcmd::run_approve(approve, &quiet).context("approving the fixed wafer")?;
     let tdir = dir.join("trust");
     write(&tdir.join("reviewers/demo-reviewer.pub"), &pub_pem)?;
@@ -313,7 +386,11 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     let store = super::trustcmd::load_store(&tdir)?;
     let check = super::trustcmd::verify_bundle(&fixed, &store, false, 0)?;
     let approvals: Vec<String> = std::fs::read_dir(fixed.join("attestations"))
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().display().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     stage(5, format!(
         "generated reviewer key {} (id {}), approved the fixed wafer ({}), wrote trust store {}; verify: {}",
@@ -324,7 +401,12 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
         if check.report.passed() { "ACCEPTED" } else { "REFUSED" }
     ));
     for c in &check.report.checks {
-        println!("      {} {}: {}", if c.passed { "PASS" } else { "FAIL" }, c.name, c.detail);
+        println!(
+            "      {} {}: {}",
+            if c.passed { "PASS" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
     }
     if !check.report.passed() {
         bail!("the approved wafer did not verify against the demo trust store");
@@ -334,10 +416,15 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     let tampered = wdir.join("squid-fixed-tampered");
     copy_dir(&fixed, &tampered)?;
     let zst = tampered.join("disk.img.zst");
-    let len = std::fs::metadata(&zst).with_context(|| format!("reading {}", zst.display()))?.len();
+    let len = std::fs::metadata(&zst)
+        .with_context(|| format!("reading {}", zst.display()))?
+        .len();
     let at = len / 2;
     {
-        let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&zst)
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&zst)
             .with_context(|| format!("opening {}", zst.display()))?;
         let mut b = [0u8; 1];
         f.seek(SeekFrom::Start(at))?;
@@ -347,12 +434,24 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
         f.write_all(&b)?;
     }
     let bad = super::trustcmd::verify_bundle(&tampered, &store, false, 0)?;
-    let why: Vec<String> = bad.report.failures().iter().map(|c| format!("{}: {}", c.name, c.detail)).collect();
-    stage(6, format!(
-        "flipped bit 4 of byte {at} in {}; verify: {}",
-        zst.display(),
-        if bad.report.passed() { "ACCEPTED" } else { "REFUSED" }
-    ));
+    let why: Vec<String> = bad
+        .report
+        .failures()
+        .iter()
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    stage(
+        6,
+        format!(
+            "flipped bit 4 of byte {at} in {}; verify: {}",
+            zst.display(),
+            if bad.report.passed() {
+                "ACCEPTED"
+            } else {
+                "REFUSED"
+            }
+        ),
+    );
     for w in &why {
         println!("      FAIL {w}");
     }
@@ -363,13 +462,23 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     // 7. deploy (dry run) into the demo site
     let sdir = dir.join("site");
     let site_file = sdir.join("site.toml");
-    let trust_toml = tdir.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
-    write(&site_file, SITE.replace("\"TRUST_STORE\"", &format!("\"{trust_toml}\"")))?;
+    let trust_toml = tdir
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    write(
+        &site_file,
+        SITE.replace("\"TRUST_STORE\"", &format!("\"{trust_toml}\"")),
+    )?;
     let site = deploy::site::Site::from_file(&site_file)
         .with_context(|| format!("loading site configuration {}", site_file.display()))?;
     let check = super::trustcmd::verify_bundle(&fixed, &store, false, 0)?;
     if !check.report.passed() {
-        bail!("{} refused by verification before deployment", fixed.display());
+        bail!(
+            "{} refused by verification before deployment",
+            fixed.display()
+        );
     }
     let wafer = super::deploy::BundleWafer::new(&fixed, &check.manifest_bytes)?;
     let verified = deploy::deployment::Verified::after_verification(wafer);
@@ -384,10 +493,16 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     let rec = deploy::deployment::deploy(&site, &verified, &opts, &hv)
         .with_context(|| format!("deploying {}", fixed.display()))?;
     let launch = match &rec.launch {
-        Some(deploy::deployment::Launch::Printed(c)) | Some(deploy::deployment::Launch::Ran(c)) => c.clone(),
+        Some(deploy::deployment::Launch::Printed(c)) | Some(deploy::deployment::Launch::Ran(c)) => {
+            c.clone()
+        }
         None => String::new(),
     };
-    let leases: Vec<String> = rec.leases.iter().map(|l| format!("{} {} mac {}", l.network, l.ip, l.mac)).collect();
+    let leases: Vec<String> = rec
+        .leases
+        .iter()
+        .map(|l| format!("{} {} mac {}", l.network, l.ip, l.mac))
+        .collect();
     stage(7, format!(
         "deployed (dry run) as {} in slot {} of {} with lease {}; files in {}, leases in {}; would run: {}",
         rec.name,
@@ -416,22 +531,33 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
             site_file.display()
         ),
     )?;
-    println!("done in {:.1}s; everything is under {}", t0.elapsed().as_secs_f64(), dir.display());
+    println!(
+        "done in {:.1}s; everything is under {}",
+        t0.elapsed().as_secs_f64(),
+        dir.display()
+    );
     Ok(())
 }
 
 /// Prints the xl.cfg and the files of the CIDATA disk (read back with a FAT reader).
 fn show_outputs(files: &[PathBuf]) -> Result<()> {
     for f in files {
-        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.ends_with(".cfg") {
             println!("\n---- {} ----", f.display());
-            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
             print!("{text}");
         }
     }
     for f in files {
-        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if !name.to_ascii_lowercase().contains("cidata") {
             continue;
         }
@@ -449,9 +575,14 @@ fn show_outputs(files: &[PathBuf]) -> Result<()> {
             .collect();
         names.sort();
         for n in names {
-            let mut file = root.open_file(&n).with_context(|| format!("{}: {n}", f.display()))?;
+            let mut file = root
+                .open_file(&n)
+                .with_context(|| format!("{}: {n}", f.display()))?;
             let mut data = Vec::new();
-            (&mut file).take(1 << 20).read_to_end(&mut data).with_context(|| format!("{}: reading {n}", f.display()))?;
+            (&mut file)
+                .take(1 << 20)
+                .read_to_end(&mut data)
+                .with_context(|| format!("{}: reading {n}", f.display()))?;
             println!("== {n} ({} bytes)", data.len());
             let text = String::from_utf8_lossy(&data);
             print!("{text}");

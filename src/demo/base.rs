@@ -61,32 +61,113 @@ pub struct PackageSpec {
 }
 
 /// The openssl of the updated base (`yum update openssl` applied), which the demo policy accepts.
-pub const OPENSSL_UPDATED: PackageSpec = PackageSpec { name: "openssl", version: "0.9.8e", release: "27.el5_10.4", summary: "The OpenSSL toolkit", license: "BSD", group: "System Environment/Libraries" };
+pub const OPENSSL_UPDATED: PackageSpec = PackageSpec {
+    name: "openssl",
+    version: "0.9.8e",
+    release: "27.el5_10.4",
+    summary: "The OpenSSL toolkit",
+    license: "BSD",
+    group: "System Environment/Libraries",
+};
 
 /// The packages the base's rpm database lists.
 pub const PACKAGES: &[PackageSpec] = &[
-    PackageSpec { name: "centos-release", version: "5", release: "11.el5.centos", summary: "CentOS release file", license: "GPL", group: "System Environment/Base" },
-    PackageSpec { name: "bash", version: "3.2", release: "33.el5_11.4", summary: "The GNU Bourne Again shell (bash) version 3.2", license: "GPLv2+", group: "System Environment/Shells" },
-    PackageSpec { name: "openssl", version: "0.9.8e", release: "7.el5", summary: "The OpenSSL toolkit", license: "BSD", group: "System Environment/Libraries" },
-    PackageSpec { name: "openssh-server", version: "4.3p2", release: "82.el5", summary: "The OpenSSH server daemon", license: "BSD", group: "System Environment/Daemons" },
-    PackageSpec { name: "iputils", version: "20020927", release: "46.el5", summary: "Network monitoring tools including ping", license: "BSD", group: "System Environment/Daemons" },
-    PackageSpec { name: "squid", version: "2.6.STABLE21", release: "3.el5", summary: "The Squid proxy caching server", license: "GPL", group: "System Environment/Daemons" },
+    PackageSpec {
+        name: "centos-release",
+        version: "5",
+        release: "11.el5.centos",
+        summary: "CentOS release file",
+        license: "GPL",
+        group: "System Environment/Base",
+    },
+    PackageSpec {
+        name: "bash",
+        version: "3.2",
+        release: "33.el5_11.4",
+        summary: "The GNU Bourne Again shell (bash) version 3.2",
+        license: "GPLv2+",
+        group: "System Environment/Shells",
+    },
+    PackageSpec {
+        name: "openssl",
+        version: "0.9.8e",
+        release: "7.el5",
+        summary: "The OpenSSL toolkit",
+        license: "BSD",
+        group: "System Environment/Libraries",
+    },
+    PackageSpec {
+        name: "openssh-server",
+        version: "4.3p2",
+        release: "82.el5",
+        summary: "The OpenSSH server daemon",
+        license: "BSD",
+        group: "System Environment/Daemons",
+    },
+    PackageSpec {
+        name: "iputils",
+        version: "20020927",
+        release: "46.el5",
+        summary: "Network monitoring tools including ping",
+        license: "BSD",
+        group: "System Environment/Daemons",
+    },
+    PackageSpec {
+        name: "squid",
+        version: "2.6.STABLE21",
+        release: "3.el5",
+        summary: "The Squid proxy caching server",
+        license: "GPL",
+        group: "System Environment/Daemons",
+    },
 ];
 
-fn file(path: &'static str, data: impl Into<Vec<u8>>, perm: u16, package: Option<&'static str>) -> Entry {
-    Entry { path, kind: Kind::File(data.into()), perm, uid: 0, gid: 0, package, config: false }
+fn file(
+    path: &'static str,
+    data: impl Into<Vec<u8>>,
+    perm: u16,
+    package: Option<&'static str>,
+) -> Entry {
+    Entry {
+        path,
+        kind: Kind::File(data.into()),
+        perm,
+        uid: 0,
+        gid: 0,
+        package,
+        config: false,
+    }
 }
 
 fn config(path: &'static str, data: impl Into<Vec<u8>>, perm: u16, package: &'static str) -> Entry {
-    Entry { config: true, ..file(path, data, perm, Some(package)) }
+    Entry {
+        config: true,
+        ..file(path, data, perm, Some(package))
+    }
 }
 
 fn dir(path: &'static str, perm: u16) -> Entry {
-    Entry { path, kind: Kind::Dir, perm, uid: 0, gid: 0, package: None, config: false }
+    Entry {
+        path,
+        kind: Kind::Dir,
+        perm,
+        uid: 0,
+        gid: 0,
+        package: None,
+        config: false,
+    }
 }
 
 fn link(path: &'static str, target: &'static str, package: Option<&'static str>) -> Entry {
-    Entry { path, kind: Kind::Link(target), perm: 0o777, uid: 0, gid: 0, package, config: false }
+    Entry {
+        path,
+        kind: Kind::Link(target),
+        perm: 0o777,
+        uid: 0,
+        gid: 0,
+        package,
+        config: false,
+    }
 }
 
 const SSHD_INIT: &str = "#!/bin/bash\n#\n# Init file for OpenSSH server daemon\n#\n# chkconfig: 2345 55 25\n\
@@ -185,11 +266,51 @@ si::sysinit:/etc/rc.d/rc.sysinit\nl3:3:wait:/etc/rc.d/rc 3\nco:2345:respawn:/sbi
     // SysV runlevel directories and links, as chkconfig leaves them on CentOS 5 (squid enabled
     // in runlevel 3 only, sshd in 2-5).
     const LEVELS: [&str; 7] = ["0", "1", "2", "3", "4", "5", "6"];
-    const RC_DIRS: [&str; 7] = ["/etc/rc.d/rc0.d", "/etc/rc.d/rc1.d", "/etc/rc.d/rc2.d", "/etc/rc.d/rc3.d", "/etc/rc.d/rc4.d", "/etc/rc.d/rc5.d", "/etc/rc.d/rc6.d"];
-    const RC_LINKS: [&str; 7] = ["/etc/rc0.d", "/etc/rc1.d", "/etc/rc2.d", "/etc/rc3.d", "/etc/rc4.d", "/etc/rc5.d", "/etc/rc6.d"];
-    const RC_TARGETS: [&str; 7] = ["rc.d/rc0.d", "rc.d/rc1.d", "rc.d/rc2.d", "rc.d/rc3.d", "rc.d/rc4.d", "rc.d/rc5.d", "rc.d/rc6.d"];
-    const SSHD: [&str; 7] = ["/etc/rc.d/rc0.d/K25sshd", "/etc/rc.d/rc1.d/K25sshd", "/etc/rc.d/rc2.d/S55sshd", "/etc/rc.d/rc3.d/S55sshd", "/etc/rc.d/rc4.d/S55sshd", "/etc/rc.d/rc5.d/S55sshd", "/etc/rc.d/rc6.d/K25sshd"];
-    const SQUID: [&str; 7] = ["/etc/rc.d/rc0.d/K25squid", "/etc/rc.d/rc1.d/K25squid", "/etc/rc.d/rc2.d/K25squid", "/etc/rc.d/rc3.d/S90squid", "/etc/rc.d/rc4.d/K25squid", "/etc/rc.d/rc5.d/K25squid", "/etc/rc.d/rc6.d/K25squid"];
+    const RC_DIRS: [&str; 7] = [
+        "/etc/rc.d/rc0.d",
+        "/etc/rc.d/rc1.d",
+        "/etc/rc.d/rc2.d",
+        "/etc/rc.d/rc3.d",
+        "/etc/rc.d/rc4.d",
+        "/etc/rc.d/rc5.d",
+        "/etc/rc.d/rc6.d",
+    ];
+    const RC_LINKS: [&str; 7] = [
+        "/etc/rc0.d",
+        "/etc/rc1.d",
+        "/etc/rc2.d",
+        "/etc/rc3.d",
+        "/etc/rc4.d",
+        "/etc/rc5.d",
+        "/etc/rc6.d",
+    ];
+    const RC_TARGETS: [&str; 7] = [
+        "rc.d/rc0.d",
+        "rc.d/rc1.d",
+        "rc.d/rc2.d",
+        "rc.d/rc3.d",
+        "rc.d/rc4.d",
+        "rc.d/rc5.d",
+        "rc.d/rc6.d",
+    ];
+    const SSHD: [&str; 7] = [
+        "/etc/rc.d/rc0.d/K25sshd",
+        "/etc/rc.d/rc1.d/K25sshd",
+        "/etc/rc.d/rc2.d/S55sshd",
+        "/etc/rc.d/rc3.d/S55sshd",
+        "/etc/rc.d/rc4.d/S55sshd",
+        "/etc/rc.d/rc5.d/S55sshd",
+        "/etc/rc.d/rc6.d/K25sshd",
+    ];
+    const SQUID: [&str; 7] = [
+        "/etc/rc.d/rc0.d/K25squid",
+        "/etc/rc.d/rc1.d/K25squid",
+        "/etc/rc.d/rc2.d/K25squid",
+        "/etc/rc.d/rc3.d/S90squid",
+        "/etc/rc.d/rc4.d/K25squid",
+        "/etc/rc.d/rc5.d/K25squid",
+        "/etc/rc.d/rc6.d/K25squid",
+    ];
     for i in 0..LEVELS.len() {
         v.push(dir(RC_DIRS[i], 0o755));
         v.push(link(RC_LINKS[i], RC_TARGETS[i], None));
@@ -205,23 +326,40 @@ fn hex_sha256(data: &[u8]) -> String {
 
 /// The rpm header of package `p` listing `files` (path order), as rpm would store it after
 /// installing it: one immutable region, per-file lists, sha256 file digests (algorithm 8).
-pub fn header_for(p: &PackageSpec, arch: &str, files: &[PackagedFile], install_time: u32) -> Header {
+pub fn header_for(
+    p: &PackageSpec,
+    arch: &str,
+    files: &[PackagedFile],
+    install_time: u32,
+) -> Header {
     let mut h = Header::default();
     let s = |v: &str| Value::String(v.to_string());
     h.set(tag::NAME, s(p.name));
     h.set(tag::VERSION, s(p.version));
     h.set(tag::RELEASE, s(p.release));
     h.set(tag::SUMMARY, s(p.summary));
-    h.set(tag::DESCRIPTION, s(&format!("{} (wafer demo package header)", p.summary)));
+    h.set(
+        tag::DESCRIPTION,
+        s(&format!("{} (wafer demo package header)", p.summary)),
+    );
     h.set(tag::BUILDTIME, Value::Int32(vec![install_time]));
-    h.set(tag::SIZE, Value::Int32(vec![files.iter().map(|f| f.size as u32).sum()]));
+    h.set(
+        tag::SIZE,
+        Value::Int32(vec![files.iter().map(|f| f.size as u32).sum()]),
+    );
     h.set(tag::VENDOR, s("CentOS"));
     h.set(tag::LICENSE, s(p.license));
     h.set(tag::GROUP, s(p.group));
     h.set(tag::OS, s("linux"));
     h.set(tag::ARCH, s(arch));
-    h.set(tag::SOURCERPM, s(&format!("{}-{}-{}.src.rpm", p.name, p.version, p.release)));
-    h.set(tag::PROVIDENAME, Value::StringArray(vec![p.name.to_string()]));
+    h.set(
+        tag::SOURCERPM,
+        s(&format!("{}-{}-{}.src.rpm", p.name, p.version, p.release)),
+    );
+    h.set(
+        tag::PROVIDENAME,
+        Value::StringArray(vec![p.name.to_string()]),
+    );
     if !files.is_empty() {
         let mut dirs: Vec<String> = Vec::new();
         let mut dir_idx = Vec::new();
@@ -241,16 +379,48 @@ pub fn header_for(p: &PackageSpec, arch: &str, files: &[PackagedFile], install_t
             dir_idx.push(i as u32);
             bases.push(b);
         }
-        h.set(tag::FILESIZES, Value::Int32(files.iter().map(|f| f.size as u32).collect()));
-        h.set(tag::FILEMODES, Value::Int16(files.iter().map(|f| f.mode).collect()));
+        h.set(
+            tag::FILESIZES,
+            Value::Int32(files.iter().map(|f| f.size as u32).collect()),
+        );
+        h.set(
+            tag::FILEMODES,
+            Value::Int16(files.iter().map(|f| f.mode).collect()),
+        );
         h.set(tag::FILERDEVS, Value::Int16(vec![0; files.len()]));
-        h.set(tag::FILEMTIMES, Value::Int32(vec![install_time; files.len()]));
-        h.set(tag::FILEDIGESTS, Value::StringArray(files.iter().map(|f| f.digest.clone()).collect()));
-        h.set(tag::FILELINKTOS, Value::StringArray(files.iter().map(|f| f.link.clone()).collect()));
-        h.set(tag::FILEFLAGS, Value::Int32(files.iter().map(|f| if f.config { 1 | (1 << 4) } else { 0 }).collect()));
-        h.set(tag::FILEUSERNAME, Value::StringArray(files.iter().map(|f| f.user.clone()).collect()));
-        h.set(tag::FILEGROUPNAME, Value::StringArray(files.iter().map(|f| f.group.clone()).collect()));
-        h.set(tag::FILEINODES, Value::Int32((1..=files.len() as u32).collect()));
+        h.set(
+            tag::FILEMTIMES,
+            Value::Int32(vec![install_time; files.len()]),
+        );
+        h.set(
+            tag::FILEDIGESTS,
+            Value::StringArray(files.iter().map(|f| f.digest.clone()).collect()),
+        );
+        h.set(
+            tag::FILELINKTOS,
+            Value::StringArray(files.iter().map(|f| f.link.clone()).collect()),
+        );
+        h.set(
+            tag::FILEFLAGS,
+            Value::Int32(
+                files
+                    .iter()
+                    .map(|f| if f.config { 1 | (1 << 4) } else { 0 })
+                    .collect(),
+            ),
+        );
+        h.set(
+            tag::FILEUSERNAME,
+            Value::StringArray(files.iter().map(|f| f.user.clone()).collect()),
+        );
+        h.set(
+            tag::FILEGROUPNAME,
+            Value::StringArray(files.iter().map(|f| f.group.clone()).collect()),
+        );
+        h.set(
+            tag::FILEINODES,
+            Value::Int32((1..=files.len() as u32).collect()),
+        );
         h.set(tag::DIRINDEXES, Value::Int32(dir_idx));
         h.set(tag::BASENAMES, Value::StringArray(bases));
         h.set(tag::DIRNAMES, Value::StringArray(dirs));
@@ -314,14 +484,35 @@ pub fn tree(variant: Variant) -> Result<Tree> {
     for e in &all {
         let meta = Metadata::new(e.perm, e.uid, e.gid, t);
         let (kind, type_bits, size, digest, linkto) = match &e.kind {
-            Kind::File(d) => (NodeKind::Regular(Content::from_bytes(d.clone())), 0o100000u16, d.len() as u64, hex_sha256(d), String::new()),
-            Kind::Dir => (NodeKind::empty_dir(), 0o040000, 4096, String::new(), String::new()),
-            Kind::Link(target) => (NodeKind::Symlink(target.as_bytes().to_vec()), 0o120000, target.len() as u64, String::new(), target.to_string()),
+            Kind::File(d) => (
+                NodeKind::Regular(Content::from_bytes(d.clone())),
+                0o100000u16,
+                d.len() as u64,
+                hex_sha256(d),
+                String::new(),
+            ),
+            Kind::Dir => (
+                NodeKind::empty_dir(),
+                0o040000,
+                4096,
+                String::new(),
+                String::new(),
+            ),
+            Kind::Link(target) => (
+                NodeKind::Symlink(target.as_bytes().to_vec()),
+                0o120000,
+                target.len() as u64,
+                String::new(),
+                target.to_string(),
+            ),
         };
         tree.insert(e.path.as_bytes(), Node::new(kind, meta), &dir_meta)
             .map_err(|err| anyhow!("demo base {}: {err}", e.path))?;
         if let Some(p) = e.package {
-            let i = PACKAGES.iter().position(|s| s.name == p).ok_or_else(|| anyhow!("demo base: unknown package {p}"))?;
+            let i = PACKAGES
+                .iter()
+                .position(|s| s.name == p)
+                .ok_or_else(|| anyhow!("demo base: unknown package {p}"))?;
             if let Some(list) = per_pkg.get_mut(i) {
                 list.push(PackagedFile {
                     path: e.path.to_string(),
@@ -339,13 +530,25 @@ pub fn tree(variant: Variant) -> Result<Tree> {
     let mut records = Vec::new();
     for (n, (spec, mut files)) in PACKAGES.iter().zip(per_pkg).enumerate() {
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        let spec = if spec.name == "openssl" && variant == Variant::Updated { &OPENSSL_UPDATED } else { spec };
+        let spec = if spec.name == "openssl" && variant == Variant::Updated {
+            &OPENSSL_UPDATED
+        } else {
+            spec
+        };
         let h = header_for(spec, "x86_64", &files, BASE_EPOCH as u32);
         records.push((n as u32 + 1, h.to_bytes()));
     }
-    let packages = pkgdb::rpmdb::bdb::write_packages(&records).context("writing the demo base's rpm database")?;
-    tree.insert(b"/var/lib/rpm/Packages", Node::new(NodeKind::Regular(Content::from_bytes(packages)), Metadata::new(0o644, 0, 0, t)), &dir_meta)
-        .map_err(|err| anyhow!("demo base /var/lib/rpm/Packages: {err}"))?;
+    let packages = pkgdb::rpmdb::bdb::write_packages(&records)
+        .context("writing the demo base's rpm database")?;
+    tree.insert(
+        b"/var/lib/rpm/Packages",
+        Node::new(
+            NodeKind::Regular(Content::from_bytes(packages)),
+            Metadata::new(0o644, 0, 0, t),
+        ),
+        &dir_meta,
+    )
+    .map_err(|err| anyhow!("demo base /var/lib/rpm/Packages: {err}"))?;
     Ok(tree)
 }
 
@@ -355,7 +558,8 @@ pub fn write_image(out: &Path, variant: Variant) -> Result<String> {
     let mut opts = rootfs::ext::WriteOptions::for_profile(rootfs::ext::Profile::El5);
     opts.epoch = BASE_EPOCH;
     opts.label = b"centos5-demo".to_vec();
-    rootfs::ext::write_image(&tree, out, &opts).with_context(|| format!("writing the demo base {}", out.display()))?;
+    rootfs::ext::write_image(&tree, out, &opts)
+        .with_context(|| format!("writing the demo base {}", out.display()))?;
     let bytes = std::fs::read(out).with_context(|| format!("reading back {}", out.display()))?;
     Ok(hex_sha256(&bytes))
 }
