@@ -107,7 +107,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("wafer: error: {e:#}");
+            eprintln!("wafer: error: {}", cmd::error_text(&e));
             ExitCode::from(cmd::ERROR_EXIT)
         }
     }

@@ -51,6 +51,40 @@ impl Ui {
     }
 }
 
+/// The text of an error and its causes, outermost first, joined by `": "` like anyhow's `{:#}`,
+/// without the repetition our typed errors bring: a typed error both shows its source in its
+/// message (`"{path}: {source}"`, so libraries' errors read well alone) and returns it from
+/// `source()`, and a command's context often names the same path. So a cause whose text the
+/// previous message already ends with is left out, and a cause starting with `"P: "` where the
+/// previous message ends with `P` (a path named twice) loses that prefix.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut prev = String::new();
+    for link in e.chain() {
+        let text = link.to_string();
+        if text.is_empty() || (!prev.is_empty() && prev.ends_with(&text)) {
+            continue;
+        }
+        let mut shown = text.as_str();
+        if let Some((head, rest)) = text.split_once(": ") {
+            if !head.is_empty() && !rest.is_empty() && ends_with_word(&prev, head) {
+                shown = rest;
+            }
+        }
+        parts.push(shown.to_string());
+        prev = text;
+    }
+    parts.join(": ")
+}
+
+/// `text` ends with `word`, and `word` starts `text` or follows a space or a colon.
+fn ends_with_word(text: &str, word: &str) -> bool {
+    match text.strip_suffix(word) {
+        Some(before) => before.is_empty() || before.ends_with([' ', ':']),
+        None => false,
+    }
+}
+
 /// Parse a size: bytes, or a number with K/M/G/T (binary) suffix, e.g. `512M`, `2G`, `1.5G`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -81,7 +115,35 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{error_text, parse_size};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Typed {
+        path: String,
+        source: std::io::Error,
+    }
+
+    fn not_found() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)")
+    }
+
+    #[test]
+    fn error_chain_without_repetition() {
+        let e = anyhow::Error::new(Typed { path: "/p.toml".into(), source: not_found() })
+            .context("loading policy /p.toml");
+        assert_eq!(format!("{e:#}").matches("No such file").count(), 2, "the problem this fixes");
+        assert_eq!(error_text(&e), "loading policy /p.toml: No such file or directory (os error 2)");
+        // A context not naming the path keeps it.
+        let e = anyhow::Error::new(Typed { path: "/p.toml".into(), source: not_found() }).context("building");
+        assert_eq!(error_text(&e), "building: /p.toml: No such file or directory (os error 2)");
+        // Only a whole word is a repeated path: "/x/p.toml" does not end with the word "p.toml".
+        let e = anyhow::Error::new(Typed { path: "p.toml".into(), source: not_found() }).context("reading /x/p.toml");
+        assert_eq!(error_text(&e), "reading /x/p.toml: p.toml: No such file or directory (os error 2)");
+        // Plain chains are unchanged.
+        let e = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(error_text(&e), format!("{e:#}"));
+    }
 
     #[test]
     fn sizes() {

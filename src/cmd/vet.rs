@@ -197,7 +197,11 @@ pub fn run(a: VetArgs, ui: &Ui) -> Result<u8> {
     match result {
         Ok(v) => Ok(if v.exit_code() == 0 { 0 } else { 1 }),
         Err(e) => {
-            eprintln!("wafer: could not vet {}: {e:#}", a.image.display());
+            eprintln!(
+                "wafer: could not vet {}: {}",
+                a.image.display(),
+                super::error_text(&e)
+            );
             Ok(COULD_NOT_VET)
         }
     }
