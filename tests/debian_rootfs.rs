@@ -210,7 +210,12 @@ fn check_image(img: &Path, entries: &[host::Entry], want_sha: &HashMap<Vec<u8>, 
             "{p}: type (mode {:o})",
             le.mode
         );
-        assert_eq!(le.mode & 0o7777, e.perm, "{p}: permission bits");
+        assert!(
+            le.mode & 0o7777 == e.perm,
+            "{p}: permission bits {:o} in the image, {:o} in the source",
+            le.mode & 0o7777,
+            e.perm
+        );
         assert_eq!((le.uid, le.gid), (e.uid, e.gid), "{p}: owner");
         if e.kind != Kind::Directory {
             assert_eq!(le.size, Some(e.size), "{p}: size");
