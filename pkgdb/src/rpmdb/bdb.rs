@@ -299,6 +299,17 @@ pub fn add_package(file: &[u8], header: &crate::rpm::Header) -> Result<(Vec<u8>,
     Ok((write_packages(&recs)?, next))
 }
 
+/// Remove package number `number` from an existing `Packages` file (either byte order): returns
+/// the rewritten file (little-endian, see [`write_packages`]) and whether the number was there.
+/// As with [`add_package`], rpm's BDB index files are not written and go stale.
+pub fn remove_package(file: &[u8], number: u32) -> Result<(Vec<u8>, bool), BdbError> {
+    let mut recs = read_packages(file)?;
+    let before = recs.len();
+    recs.retain(|(n, _)| *n != number);
+    let found = recs.len() != before;
+    Ok((write_packages(&recs)?, found))
+}
+
 mod writer {
     use super::*;
 

@@ -1,4 +1,4 @@
-//! rpm's SQLite database (`rpmdb.sqlite`, rpm ≥ 4.16): read, and register new headers.
+//! rpm's SQLite database (`rpmdb.sqlite`, rpm ≥ 4.16): read, register new headers and remove old ones.
 //!
 //! Schema (rpm lib/backend/sqlite.c): `Packages(hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB)`
 //! holds the header blobs; one index table per indexed tag (`Name`, `Basenames`, `Group`,
@@ -186,4 +186,41 @@ pub fn add_package(path: &Path, header: &Header) -> Result<u32, SqliteError> {
     }
     tx.commit().map_err(sql(path))?;
     Ok(hnum as u32)
+}
+
+/// Remove package `hnum` from the existing database at `path` (the database half of `rpm -e
+/// --justdb`, and of the erase an upgrade does): its row in `Packages` and its keys in every index
+/// table that exists, in one transaction. Returns whether a package with that number was there.
+///
+/// This writes the file in place: call it on the image's copy, never on a live system.
+pub fn remove_package(path: &Path, hnum: u32) -> Result<bool, SqliteError> {
+    let mut conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(sql(path))?;
+    let tx = conn.transaction().map_err(sql(path))?;
+    let existing: Vec<String> = {
+        let mut st = tx
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .map_err(sql(path))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(sql(path))?;
+        rows.collect::<Result<_, _>>().map_err(sql(path))?
+    };
+    for (table, _) in INDEXES {
+        if existing.iter().any(|t| t == table) {
+            tx.execute(
+                &format!("DELETE FROM '{table}' WHERE hnum = ?1"),
+                params![i64::from(hnum)],
+            )
+            .map_err(sql(path))?;
+        }
+    }
+    let n = tx
+        .execute(
+            "DELETE FROM Packages WHERE hnum = ?1",
+            params![i64::from(hnum)],
+        )
+        .map_err(sql(path))?;
+    tx.commit().map_err(sql(path))?;
+    Ok(n > 0)
 }
