@@ -30,6 +30,8 @@
 #   BENCH_CACHE   where the debootstrap tree and the syft venv live (default ~/.cache/wafer-bench)
 #   BENCH_BYTES / BENCH_ENTRIES   tree size targets (default 1e9 bytes and 50,000 entries)
 #   BENCH_VERIFY_SIZE             size of the verify wafer's image (default 4G, --small 1G)
+#   WAFER         a wafer binary to use instead of building this checkout's (cargo build --release)
+#   WAFER_COMMIT  the commit that binary was built from (shown in the table; default HEAD)
 #
 # Times are wall-clock seconds and peak RSS (max resident set size of the largest single
 # process, from /usr/bin/time -f '%e %M'); ratio = other / wafer, so > 1 means wafer is faster.
@@ -89,9 +91,14 @@ if want inspect; then
     "$syft" version >/dev/null
 fi
 
-log "building wafer (release)"
-(cd "$here" && cargo build --release -p wafer -q)
-wafer="${CARGO_TARGET_DIR:-$here/target}/release/wafer"
+if [ -n "${WAFER:-}" ]; then
+    wafer=$WAFER
+    log "using WAFER=$wafer"
+else
+    log "building wafer (release)"
+    (cd "$here" && cargo build --release -p wafer -q)
+    wafer="${CARGO_TARGET_DIR:-$here/target}/release/wafer"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Results: one row per comparison
@@ -372,7 +379,7 @@ fi
 {
     echo
     echo "wafer benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p')), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "wafer $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?'); tree: $tree_desc"
+    echo "wafer ${WAFER_COMMIT:-$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo '?')}; tree: $tree_desc"
     echo "times: wall seconds; RSS: peak of the largest process, MiB; ratio = other/wafer (> 1: wafer faster); best of $reps run(s)$([ "$warm_runs" = 1 ] && echo ', after one unmeasured warm-up run' || echo ', inputs in the page cache')"
     echo
     echo "| issue | wafer | s | RSS MiB | compared with | s | RSS MiB | ratio | target |"
