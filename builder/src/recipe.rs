@@ -178,6 +178,9 @@ pub enum Step {
     Rpm {
         /// Package files, relative to the recipe's folder.
         packages: Vec<String>,
+        /// Let a package replace a newer installed version of itself (`rpm -U --oldpackage`).
+        #[serde(default)]
+        allow_downgrade: bool,
     },
     /// Add or modify user accounts.
     Users {
@@ -638,7 +641,7 @@ impl Recipe {
                     return Err(bad("give owner, group or both".into()));
                 }
             }
-            Step::Rpm { packages } => {
+            Step::Rpm { packages, .. } => {
                 if packages.is_empty() {
                     return Err(bad("packages is empty".into()));
                 }

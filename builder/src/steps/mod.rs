@@ -78,6 +78,9 @@ pub struct PackageAdded {
     pub files: usize,
     /// sha256 of the .rpm file.
     pub sha256: String,
+    /// `[epoch:]version-release` of the version this one replaced (an upgrade or downgrade).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<String>,
 }
 
 /// What every step may use besides the tree.
@@ -149,7 +152,10 @@ pub fn apply(tree: &mut Tree, step: &Step, ctx: &StepContext) -> StepResult<Step
             owner,
             group,
         } => files::chown(tree, ctx, paths, owner, group, &mut r)?,
-        Step::Rpm { packages } => rpm::install(tree, ctx, packages, &mut r)?,
+        Step::Rpm {
+            packages,
+            allow_downgrade,
+        } => rpm::install(tree, ctx, packages, *allow_downgrade, &mut r)?,
         Step::Users { users } => accounts::users(tree, ctx, users, &mut r)?,
         Step::Groups { groups } => accounts::groups(tree, ctx, groups, &mut r)?,
         Step::Services {

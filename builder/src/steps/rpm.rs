@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use pkgdb::rpm::{Header, RpmPackage};
+use pkgdb::Package;
 use rootfs::{Content, Device, Metadata, Node, NodeKind, Timestamp, Tree};
 use sha2::{Digest, Sha256};
 
@@ -190,40 +191,326 @@ fn evr(p: &pkgdb::Package) -> String {
     }
 }
 
-/// Install every package, then register them in the image's rpm database.
+/// Packages yum and dnf install side by side instead of upgrading (yum's default
+/// `installonlypkgs`, plus anything providing `installonlypkg(...)`, as dnf decides).
+pub const INSTALL_ONLY: &[&str] = &[
+    "kernel",
+    "kernel-bigmem",
+    "kernel-enterprise",
+    "kernel-smp",
+    "kernel-modules",
+    "kernel-debug",
+    "kernel-unsupported",
+    "kernel-source",
+    "kernel-devel",
+    "kernel-PAE",
+    "kernel-PAE-debug",
+    "kernel-xen",
+    "kernel-xenU",
+    "kernel-kdump",
+    "kernel-core",
+    "kernel-modules-extra",
+    "kernel-uek",
+    "installonlypkg",
+];
+
+/// Whether a package is installed side by side with its other versions (kernels).
+pub fn is_install_only(h: &Header, name: &str) -> bool {
+    INSTALL_ONLY.contains(&name)
+        || h.strings(pkgdb::rpm::header::tag::PROVIDENAME)
+            .unwrap_or_default()
+            .iter()
+            .any(|p| p.starts_with("installonlypkg("))
+}
+
+/// Where an installed package's header lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// In the image's database, under this record number.
+    Db(u32),
+    /// Installed earlier in this step: index into the new headers.
+    New(usize),
+}
+
+/// A package the image holds (or will hold once this step registers it).
+struct Held {
+    pkg: pkgdb::Package,
+    origin: Origin,
+}
+
+/// Whether `a` and `b` are the same package for `rpm -U` (same name; same arch, or one of them
+/// noarch), rather than a multilib sibling.
+fn same_slot(a: &pkgdb::Package, b: &pkgdb::Package) -> bool {
+    let arch = |p: &pkgdb::Package| p.arch.clone().unwrap_or_default();
+    a.name == b.name
+        && (arch(a) == arch(b) || arch(a) == "noarch" || arch(b) == "noarch" || arch(a).is_empty())
+}
+
+/// Install every package (upgrading installed versions as `rpm -U` does, kernels side by side),
+/// then update the image's rpm database: replaced headers out, new ones in.
 pub fn install(
     tree: &mut Tree,
     ctx: &StepContext,
     packages: &[String],
+    allow_downgrade: bool,
     r: &mut StepReport,
 ) -> StepResult {
     let dbdir = inspect::rpmdb_dir(tree).ok_or_else(|| {
         StepError::new("the image has no rpm database (/var/lib/rpm or /usr/lib/sysimage/rpm)")
     })?;
-    let mut headers = Vec::new();
+    let src = inspect::TreeDb {
+        tree,
+        dir: dbdir.to_string(),
+    };
+    let mut held: Vec<Held> = pkgdb::rpmdb::read_packages(&src)
+        .map_err(|e| StepError::new(format!("{dbdir}: {e}")))?
+        .into_iter()
+        .filter(|p| !p.is_gpg_pubkey)
+        .filter_map(|p| {
+            let origin = Origin::Db(p.db_id?);
+            Some(Held { pkg: p, origin })
+        })
+        .collect();
+    let mut headers: Vec<Option<Header>> = Vec::new();
+    let mut erase: Vec<u32> = Vec::new();
     for rel in packages {
         let host = host_path(ctx, rel)?;
         let bytes = std::fs::read(&host)
             .map_err(|e| StepError::new(format!("package '{rel}' ({}): {e}", host.display())))?;
         super::record_input(ctx, rel, &bytes);
         let sha = hex::encode(Sha256::digest(&bytes));
-        let (added, header) = install_one(tree, ctx, rel, bytes, &sha, r)?;
+        let bad = |e: &dyn std::fmt::Display| StepError::new(format!("package '{rel}': {e}"));
+        let pkg = RpmPackage::open(std::io::Cursor::new(bytes)).map_err(|e| bad(&e))?;
+        let info = pkg.package().map_err(|e| bad(&e))?;
+        let install_only = is_install_only(&pkg.header, &info.name);
+        // What this package replaces.
+        let mut replaced = Vec::new();
+        for (i, h) in held.iter().enumerate() {
+            if !same_slot(&h.pkg, &info) {
+                continue;
+            }
+            let order = h.pkg.evr().compare(&info.evr());
+            if order == std::cmp::Ordering::Equal {
+                return Err(bad(&format!(
+                    "{} {} is already installed in the image",
+                    info.name,
+                    evr(&h.pkg)
+                )));
+            }
+            if install_only {
+                continue;
+            }
+            if order == std::cmp::Ordering::Greater && !allow_downgrade {
+                return Err(bad(&format!(
+                    "would downgrade {} from {} to {} (set allow_downgrade = true in the step to allow it)",
+                    info.name,
+                    evr(&h.pkg),
+                    evr(&info)
+                )));
+            }
+            replaced.push(i);
+        }
+        let fates = if replaced.is_empty() {
+            HashMap::new()
+        } else {
+            let olds: Vec<&pkgdb::Package> = replaced.iter().map(|&i| &held[i].pkg).collect();
+            config_fates(tree, &olds, pkg.files(), rel)?
+        };
+        let (mut added, header) = install_one(tree, ctx, rel, pkg, &sha, &fates, r)?;
+        // Erase what the replaced versions own and nobody else does.
+        if !replaced.is_empty() {
+            let mut keep: std::collections::HashSet<String> = std::collections::HashSet::new();
+            for f in Package::files_of_header(&header).map_err(|e| bad(&e))? {
+                keep.insert(f.path);
+            }
+            for (i, h) in held.iter().enumerate() {
+                if replaced.contains(&i) {
+                    continue;
+                }
+                // A header whose file list does not parse owns nothing we can name; keep going.
+                for f in h.pkg.files().unwrap_or_default() {
+                    keep.insert(f.path);
+                }
+            }
+            for &i in replaced.iter().rev() {
+                let old = held.remove(i);
+                erase_files(tree, ctx, &old.pkg, &keep, r)?;
+                let verb = if old.pkg.evr().compare(&info.evr()) == std::cmp::Ordering::Greater {
+                    "downgraded"
+                } else {
+                    "upgraded"
+                };
+                r.notes.push(format!(
+                    "{verb} {} {} -> {}",
+                    info.name,
+                    evr(&old.pkg),
+                    evr(&info)
+                ));
+                added.replaced = Some(evr(&old.pkg));
+                match old.origin {
+                    Origin::Db(n) => erase.push(n),
+                    Origin::New(k) => {
+                        if let Some(slot) = headers.get_mut(k) {
+                            *slot = None;
+                        }
+                    }
+                }
+            }
+        }
+        let held_pkg = pkgdb::Package::from_header(header.clone()).map_err(|e| bad(&e))?;
+        held.push(Held {
+            pkg: held_pkg,
+            origin: Origin::New(headers.len()),
+        });
+        headers.push(Some(header));
         r.packages.push(added);
-        headers.push(header);
     }
-    register(tree, ctx, dbdir, &headers, r)
+    let headers: Vec<Header> = headers.into_iter().flatten().collect();
+    register(tree, ctx, dbdir, &erase, &headers, r)
+}
+
+/// What to do with a `%config` file both the old and the new version ship, decided as rpm does
+/// (`rpmfiDecideFate`) when the file in the image no longer matches the old version's digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Edited locally and the package's version did not change: leave the image's file alone.
+    Keep,
+    /// Edited locally, `%config(noreplace)`: keep the image's file, write the new one as `.rpmnew`.
+    AsRpmnew,
+    /// Edited locally, plain `%config`: move the image's file to `.rpmsave`, install the new one.
+    SaveOld,
+}
+
+/// Decide the fate of every `%config` file the new package shares with a replaced version.
+fn config_fates(
+    tree: &Tree,
+    olds: &[&pkgdb::Package],
+    new: &[pkgdb::rpm::FileEntry],
+    rel: &str,
+) -> StepResult<HashMap<String, Fate>> {
+    let mut out = HashMap::new();
+    for old in olds {
+        let files = old
+            .files()
+            .map_err(|e| StepError::new(format!("package '{rel}': installed {}: {e}", old.name)))?;
+        for of in files.iter().filter(|f| f.is_config()) {
+            let Some(nf) = new.iter().find(|n| n.path == of.path && n.is_config()) else {
+                continue;
+            };
+            if !modified(tree, of)? {
+                continue;
+            }
+            let fate = if nf.digest == of.digest {
+                Fate::Keep
+            } else if nf
+                .flags
+                .is_some_and(|f| f & pkgdb::rpm::fileflags::NOREPLACE != 0)
+            {
+                Fate::AsRpmnew
+            } else {
+                Fate::SaveOld
+            };
+            out.insert(of.path.clone(), fate);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the regular file at `f.path` differs from what the header says was installed there.
+/// Files whose digest cannot be checked (no digest, unknown algorithm) count as modified, so they
+/// are kept rather than lost.
+fn modified(tree: &Tree, f: &pkgdb::rpm::FileEntry) -> StepResult<bool> {
+    use pkgdb::rpm::DigestAlgo;
+    let Some(id) = tree.lookup(f.path.as_bytes()) else {
+        return Ok(false);
+    };
+    let NodeKind::Regular(c) = &tree.node(id).kind else {
+        return Ok(false);
+    };
+    let Some(want) = &f.digest else {
+        return Ok(true);
+    };
+    let data = c
+        .read_to_vec(MAX_FILE)
+        .map_err(|e| StepError::new(format!("{}: cannot read from the image: {e}", f.path)))?;
+    let got = match f.digest_algo {
+        DigestAlgo::Md5 => hex::encode(md5::Md5::digest(&data)),
+        DigestAlgo::Sha1 => hex::encode(sha1::Sha1::digest(&data)),
+        DigestAlgo::Sha224 => hex::encode(sha2::Sha224::digest(&data)),
+        DigestAlgo::Sha256 => hex::encode(Sha256::digest(&data)),
+        DigestAlgo::Sha384 => hex::encode(sha2::Sha384::digest(&data)),
+        DigestAlgo::Sha512 => hex::encode(sha2::Sha512::digest(&data)),
+        DigestAlgo::Other(_) => return Ok(true),
+    };
+    Ok(!got.eq_ignore_ascii_case(want))
+}
+
+/// Rename `from` to `to` inside the tree (the node keeps its metadata).
+fn rename(tree: &mut Tree, ctx: &StepContext, from: &str, to: &str) -> StepResult {
+    super::remove_if_present(tree, to);
+    let id = tree.remove(from.as_bytes())?;
+    tree.link_at(to.as_bytes(), id, &dir_meta(ctx))?;
+    Ok(())
+}
+
+/// Remove the files of a replaced package that are not in `keep` (the new version's files and
+/// every other package's), as the erase half of `rpm -U` does: directories only once empty,
+/// locally modified `%config` files kept as `.rpmsave`.
+fn erase_files(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    old: &pkgdb::Package,
+    keep: &std::collections::HashSet<String>,
+    r: &mut StepReport,
+) -> StepResult {
+    let mut files = old
+        .files()
+        .map_err(|e| StepError::new(format!("installed {}: {e}", old.name)))?;
+    // Deepest first, so a directory comes after everything in it.
+    files.sort_by(|a, b| b.path.cmp(&a.path));
+    for f in files {
+        if keep.contains(&f.path) {
+            continue;
+        }
+        let Some(id) = tree.lookup(f.path.as_bytes()) else {
+            continue;
+        };
+        match &tree.node(id).kind {
+            NodeKind::Directory(e) => {
+                if !e.is_empty() {
+                    continue;
+                }
+            }
+            NodeKind::Regular(_) if f.is_config() && modified(tree, &f)? => {
+                let save = format!("{}.rpmsave", f.path);
+                rename(tree, ctx, &f.path, &save)?;
+                r.removed.push(f.path.clone());
+                r.added.push(save.clone());
+                r.notes.push(format!(
+                    "{}: {} was modified in the image, saved as {save}",
+                    old.name, f.path
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        if super::remove_if_present(tree, &f.path) {
+            r.removed.push(f.path);
+        }
+    }
+    Ok(())
 }
 
 fn install_one(
     tree: &mut Tree,
     ctx: &StepContext,
     rel: &str,
-    bytes: Vec<u8>,
+    mut pkg: RpmPackage<'static>,
     sha: &str,
+    fates: &HashMap<String, Fate>,
     r: &mut StepReport,
 ) -> StepResult<(super::PackageAdded, Header)> {
     let bad = |e: &dyn std::fmt::Display| StepError::new(format!("package '{rel}': {e}"));
-    let mut pkg = RpmPackage::open(std::io::Cursor::new(bytes)).map_err(|e| bad(&e))?;
     let info = pkg.package().map_err(|e| bad(&e))?;
     if info.source_rpm.is_none() && pkg.lead.kind == 1 {
         return Err(bad(&"is a source package"));
@@ -305,6 +592,32 @@ fn install_one(
                     .take(sz)
                     .read_to_end(&mut data)
                     .map_err(|er| bad(&format!("{path}: {er}")))?;
+                // Payload paths are absolute, as the header's file list.
+                let abs = path.clone();
+                let mut path = path;
+                match fates.get(&abs) {
+                    Some(Fate::Keep) => {
+                        r.notes
+                            .push(format!("{label}: {abs} was modified in the image, kept"));
+                        continue;
+                    }
+                    Some(Fate::AsRpmnew) => {
+                        path = format!("{abs}.rpmnew");
+                        r.notes.push(format!(
+                            "{label}: {abs} was modified in the image, kept; the new one is {path}"
+                        ));
+                    }
+                    Some(Fate::SaveOld) => {
+                        let save = format!("{abs}.rpmsave");
+                        rename(tree, ctx, &abs, &save)?;
+                        r.added.push(save.clone());
+                        r.notes.push(format!(
+                            "{label}: {abs} was modified in the image, saved as {save}"
+                        ));
+                    }
+                    None => {}
+                }
+                let existed = tree.lookup(path.as_bytes()).is_some();
                 let node = Node::new(NodeKind::Regular(Content::from_bytes(data)), meta);
                 let id = tree.insert(path.as_bytes(), node, &dir_meta(ctx))?;
                 if let Some(i) = ino {
@@ -382,16 +695,19 @@ fn install_one(
             arch: info.arch.clone().unwrap_or_default(),
             files: pkg.files().len(),
             sha256: sha.to_string(),
+            replaced: None,
         },
         header,
     ))
 }
 
-/// Add the install headers to the image's database, in its own format.
+/// Update the image's database, in its own format: the records `erase` out (replaced versions),
+/// the install `headers` in.
 fn register(
     tree: &mut Tree,
     ctx: &StepContext,
     dbdir: &str,
+    erase: &[u32],
     headers: &[Header],
     r: &mut StepReport,
 ) -> StepResult {
@@ -413,6 +729,10 @@ fn register(
                     StepError::new(format!("temporary copy of the rpm database: {e}"))
                 })?;
             }
+            for &n in erase {
+                pkgdb::rpmdb::sqlite::remove_package(&file, n)
+                    .map_err(|e| StepError::new(format!("{dbdir}/rpmdb.sqlite: {e}")))?;
+            }
             for h in headers {
                 pkgdb::rpmdb::sqlite::add_package(&file, h)
                     .map_err(|e| StepError::new(format!("{dbdir}/rpmdb.sqlite: {e}")))?;
@@ -432,6 +752,7 @@ fn register(
         pkgdb::rpmdb::Backend::Bdb => {
             let mut records = pkgdb::rpmdb::bdb::read_packages(&bytes)
                 .map_err(|e| StepError::new(format!("{dbdir}/Packages: {e}")))?;
+            records.retain(|(n, _)| !erase.contains(n));
             let mut next = records.iter().map(|(n, _)| *n).max().unwrap_or(0);
             for h in headers {
                 next += 1;
