@@ -137,9 +137,18 @@ fn full_build_is_accepted_by_the_real_tools() {
     assert!(debugfs(&img, "cat /etc/gshadow").contains("frontier:!::\n"));
     let st = debugfs(&img, "stat /home/frontier");
     assert!(st.contains("User:   499   Group:   499"), "{st}");
-    // chkconfig header "- 90 25": no default runlevels, so enabling gives K links everywhere...
+    // chkconfig header "- 90 25": no default runlevels, so enabling means what `chkconfig squid
+    // on` does: S links in 2345, K links in 0, 1 and 6...
+    for level in 0..=6 {
+        let rc = debugfs(&img, &format!("ls /etc/rc.d/rc{level}.d"));
+        let (want, not) = if (2..=5).contains(&level) {
+            ("S90squid", "K25squid")
+        } else {
+            ("K25squid", "S90squid")
+        };
+        assert!(rc.contains(want) && !rc.contains(not), "rc{level}.d: {rc}");
+    }
     let rc3 = debugfs(&img, "ls /etc/rc.d/rc3.d");
-    assert!(rc3.contains("K25squid"), "{rc3}");
     // ...and the contextualization hook (2345 09 91) starts in 3, stops in 0.
     assert!(rc3.contains("S09wafer-context"), "{rc3}");
     assert!(debugfs(&img, "ls /etc/rc.d/rc0.d").contains("K91wafer-context"));

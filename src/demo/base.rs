@@ -175,10 +175,8 @@ const SSHD_INIT: &str = "#!/bin/bash\n#\n# Init file for OpenSSH server daemon\n
 # pidfile: /var/run/sshd.pid\n\n. /etc/rc.d/init.d/functions\n\ncase \"$1\" in\n  start) daemon /usr/sbin/sshd ;;\n\
   stop) killproc /usr/sbin/sshd ;;\n  *) echo \"Usage: $0 {start|stop}\"; exit 1 ;;\nesac\n";
 
-/// CentOS 5's own squid script says `# chkconfig: - 90 25`; the demo's says 345 (as
-/// frontier-squid's does) because wafer's `services` step takes a `-` header to mean no runlevel.
 const SQUID_INIT: &str = "#!/bin/bash\n# squid\t\tThis shell script takes care of starting and stopping\n#\t\tSquid Internet Object Cache\n#\n\
-# chkconfig: 345 90 25\n# description: Squid - Internet Object Cache.\n# pidfile: /var/run/squid.pid\n# config: /etc/squid/squid.conf\n\n\
+# chkconfig: - 90 25\n# description: Squid - Internet Object Cache.\n# pidfile: /var/run/squid.pid\n# config: /etc/squid/squid.conf\n\n\
 . /etc/rc.d/init.d/functions\n\ncase \"$1\" in\n  start) daemon /usr/sbin/squid -D ;;\n  stop) /usr/sbin/squid -k shutdown ;;\n\
   *) echo \"Usage: $0 {start|stop}\"; exit 1 ;;\nesac\n";
 

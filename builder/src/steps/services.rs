@@ -3,7 +3,9 @@
 //!
 //! * SysV: the script's `# chkconfig: <levels> <start> <stop>` header decides the links:
 //!   `rcN.d/S<start>name` for the listed runlevels and `rcN.d/K<stop>name` for the others
-//!   (`chkconfig --add` + `on`); disabling leaves `K` links in every runlevel. Links point to
+//!   (`chkconfig --add` + `on`); a header with no default runlevels (`-`, as CentOS 5's squid)
+//!   is enabled in 2, 3, 4 and 5, as `chkconfig NAME on` without `--level` does; disabling
+//!   leaves `K` links in every runlevel. Links point to
 //!   `../init.d/name`. Red Hat layout (`/etc/rc.d/rcN.d`) when `/etc/rc.d` exists, Debian otherwise.
 //! * xinetd: the `disable = yes|no` line of `/etc/xinetd.d/name`.
 //! * systemd: `[Install]` `WantedBy=`/`RequiredBy=` give `/etc/systemd/system/<target>.<wants|requires>/unit`
@@ -113,6 +115,9 @@ pub fn chkconfig_header(script: &str) -> Option<(Vec<u8>, u32, u32)> {
     None
 }
 
+/// Runlevels `chkconfig NAME on` enables when no `--level` is given.
+pub const ON_LEVELS: [u8; 4] = [2, 3, 4, 5];
+
 fn rc_dir(tree: &Tree, level: u8) -> String {
     if tree.lookup(b"/etc/rc.d").is_some() {
         format!("/etc/rc.d/rc{level}.d")
@@ -154,6 +159,12 @@ fn sysv(
     let (levels, start, stop) = chkconfig_header(&script).ok_or_else(|| {
         StepError::new(format!("{initd}/{name}: no '# chkconfig: <levels> <start> <stop>' header, cannot choose link priorities"))
     })?;
+    // `-`: no runlevel by default; `chkconfig NAME on` then means 2345.
+    let levels = if levels.is_empty() {
+        ON_LEVELS.to_vec()
+    } else {
+        levels
+    };
     clear_rc_links(tree, name, r);
     let target = format!("../init.d/{name}");
     for level in 0..=6u8 {
