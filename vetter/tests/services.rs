@@ -55,6 +55,46 @@ fn sysv_runlevel_links_and_sshd() {
 }
 
 #[test]
+fn known_portless_services_open_no_port() {
+    // wafer's own first-boot hook (as the builder's contextualize step installs it) and base
+    // services that listen on nothing; `network` is not among them (dhclient binds UDP 68).
+    let mut t = Tree::default();
+    sysv_base(&mut t, &["wafer-context", "crond", "messagebus", "network", "unknownd"], &[]);
+    let inv = inspect(&t);
+    for name in ["wafer-context", "crond", "messagebus"] {
+        let s = service(&inv, name);
+        assert!(s.enabled, "{name}");
+        assert_eq!(s.port_status, "none", "{name}");
+        assert!(s.ports.is_empty(), "{name}");
+        assert!(s.notes.iter().any(|n| n.starts_with("known service that opens no network port")), "{name}: {:?}", s.notes);
+    }
+    assert_eq!(service(&inv, "network").port_status, "unknown");
+    assert_eq!(service(&inv, "unknownd").port_status, "unknown");
+    let summary = vetter::render::summary(&inv);
+    assert!(summary.contains("wafer-context [sysv]: enabled, no network port"), "{summary}");
+    assert!(summary.contains("network [sysv]: enabled, port unknown"), "{summary}");
+
+    // The systemd oneshot unit the builder writes on systemd images without cloud-init.
+    let mut t = Tree::default();
+    base(&mut t);
+    file_mode(&mut t, "/usr/lib/systemd/systemd", b"\x7fELF", 0o755);
+    symlink(&mut t, "/sbin/init", "../usr/lib/systemd/systemd");
+    let u = "/usr/lib/systemd/system";
+    file(&mut t, &format!("{u}/multi-user.target"), "[Unit]\nDescription=Multi-User\n");
+    symlink(&mut t, "/etc/systemd/system/default.target", &format!("{u}/multi-user.target"));
+    file(
+        &mut t,
+        "/etc/systemd/system/wafer-context.service",
+        "[Unit]\nDescription=wafer contextualization\n[Service]\nType=oneshot\nExecStart=/etc/init.d/wafer-context start\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    symlink(&mut t, "/etc/systemd/system/multi-user.target.wants/wafer-context.service", "/etc/systemd/system/wafer-context.service");
+    let inv = inspect(&t);
+    let s = service(&inv, "wafer-context.service");
+    assert!(s.enabled);
+    assert_eq!(s.port_status, "none");
+}
+
+#[test]
 fn sshd_defaults_include_and_match() {
     let mut t = Tree::default();
     sysv_base(&mut t, &["sshd"], &[]);

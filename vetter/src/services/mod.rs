@@ -252,6 +252,44 @@ fn daemon_candidates(d: Daemon) -> &'static [&'static str] {
     }
 }
 
+/// Services known to open no network port at all (they talk over Unix sockets or not at all),
+/// so an enabled one is reported as "no network port" rather than "port unknown". Only services
+/// whose every mode of running listens on nothing belong here: not `network` (dhclient binds
+/// UDP 68), `syslog`/`rsyslog` (UDP 514 with `-r` or imudp), `auditd` (`tcp_listen_port`) or
+/// `netfs` (NFS mounts bring up lockd's RPC ports).
+pub const PORTLESS: &[(&str, &str)] = &[
+    ("wafer-context", "wafer's first-boot contextualization hook: reads the CIDATA disk"),
+    ("crond", "cron daemon"),
+    ("anacron", "periodic command scheduler"),
+    ("atd", "at job daemon"),
+    ("messagebus", "D-Bus system bus (Unix socket)"),
+    ("dbus", "D-Bus system bus (Unix socket)"),
+    ("haldaemon", "hardware abstraction layer (D-Bus)"),
+    ("irqbalance", "interrupt balancing"),
+    ("kudzu", "boot-time hardware probe"),
+    ("readahead", "boot-time file preloading"),
+    ("readahead_early", "boot-time file preloading"),
+    ("readahead_later", "boot-time file preloading"),
+    ("cpuspeed", "CPU frequency scaling"),
+    ("lvm2-monitor", "LVM event monitoring (dmeventd)"),
+    ("mdmonitor", "software RAID monitoring"),
+    ("microcode_ctl", "CPU microcode loader"),
+    ("sysstat", "resets sysstat counters at boot"),
+    ("acpid", "ACPI event daemon (Unix socket)"),
+    ("smartd", "disk SMART monitoring"),
+    ("iptables", "loads IPv4 firewall rules"),
+    ("ip6tables", "loads IPv6 firewall rules"),
+    ("rawdevices", "binds raw devices at boot"),
+    ("udev-post", "saves udev rules at boot"),
+    ("psacct", "process accounting"),
+    ("gpm", "console mouse (Unix socket)"),
+];
+
+/// Why `name` (without `.service`) is known to open no network port, if it is.
+pub fn portless(name: &str) -> Option<&'static str> {
+    PORTLESS.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
+}
+
 /// The daemon executable for `name`, if it is a known service and its binary is in the image.
 pub fn find_daemon(tree: &Tree, name: &str) -> Option<String> {
     let d = known_daemon(name)?;
@@ -347,6 +385,12 @@ pub fn inspect(tree: &Tree, system: &System, problems: &mut Vec<Problem>) -> Ser
         if svc.ports.is_empty() {
             if let Some(c) = daemon_ports(tree, &base, problems) {
                 svc.set_ports(c);
+            }
+        }
+        if svc.ports.is_empty() && svc.port_status == "unknown" {
+            if let Some(why) = portless(&base) {
+                svc.port_status = "none".into();
+                svc.notes.push(format!("known service that opens no network port ({why})"));
             }
         }
     }
