@@ -8,15 +8,26 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn wafer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wafer")).args(args).output().expect("run wafer")
+    Command::new(env!("CARGO_BIN_EXE_wafer"))
+        .args(args)
+        .output()
+        .expect("run wafer")
 }
 
 fn make_tree(root: &Path) {
     fs::create_dir_all(root.join("etc/init.d")).unwrap();
     fs::create_dir_all(root.join("var/empty")).unwrap();
-    fs::write(root.join("etc/passwd"), b"root:x:0:0::/root:/bin/sh\nsquid:x:23:23::/var/spool/squid:/sbin/nologin\n").unwrap();
+    fs::write(
+        root.join("etc/passwd"),
+        b"root:x:0:0::/root:/bin/sh\nsquid:x:23:23::/var/spool/squid:/sbin/nologin\n",
+    )
+    .unwrap();
     fs::write(root.join("etc/init.d/squid"), "#!/bin/sh\n".repeat(500)).unwrap();
-    fs::set_permissions(root.join("etc/init.d/squid"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        root.join("etc/init.d/squid"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     fs::write(root.join("var/big"), big).unwrap();
     fs::hard_link(root.join("etc/passwd"), root.join("var/passwd.hl")).unwrap();
@@ -24,17 +35,33 @@ fn make_tree(root: &Path) {
     std::os::unix::fs::symlink("x".repeat(200), root.join("var/longlink")).unwrap();
     std::os::unix::fs::chown(root.join("var/empty"), Some(23), Some(23)).unwrap();
     for i in 0..300 {
-        fs::write(root.join("etc").join(format!("file-{i:04}")), format!("{i}\n")).unwrap();
+        fs::write(
+            root.join("etc").join(format!("file-{i:04}")),
+            format!("{i}\n"),
+        )
+        .unwrap();
     }
-    let st = Command::new("mknod").arg(root.join("null")).args(["c", "1", "3"]).status().expect("mknod");
+    let st = Command::new("mknod")
+        .arg(root.join("null"))
+        .args(["c", "1", "3"])
+        .status()
+        .expect("mknod");
     assert!(st.success());
     xattr::set(root.join("etc/passwd"), "user.checked", b"yes").unwrap();
 }
 
 fn listing(out: &Output) -> BTreeMap<String, serde_json::Value> {
-    assert!(out.status.success(), "wafer failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "wafer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
-    v.as_array().unwrap().iter().map(|e| (e["path"].as_str().unwrap().to_string(), e.clone())).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["path"].as_str().unwrap().to_string(), e.clone()))
+        .collect()
 }
 
 #[test]
@@ -43,12 +70,35 @@ fn mkfs_directory_to_ext4_is_clean_and_lists_like_the_source() {
     let root = tmp.path().join("tree");
     make_tree(&root);
     let img = tmp.path().join("a.img");
-    let out = wafer(&["mkfs", root.to_str().unwrap(), "-o", img.to_str().unwrap(), "--fs", "ext4", "--epoch", "1700000000", "--json"]);
-    assert!(out.status.success(), "mkfs failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = wafer(&[
+        "mkfs",
+        root.to_str().unwrap(),
+        "-o",
+        img.to_str().unwrap(),
+        "--fs",
+        "ext4",
+        "--epoch",
+        "1700000000",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "mkfs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
     assert_eq!(summary["epoch"], 1_700_000_000);
-    let fsck = Command::new("e2fsck").arg("-fn").arg(&img).output().expect("e2fsck (Debian package e2fsprogs)");
-    assert!(fsck.status.success(), "e2fsck -fn: {}{}", String::from_utf8_lossy(&fsck.stdout), String::from_utf8_lossy(&fsck.stderr));
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&img)
+        .output()
+        .expect("e2fsck (Debian package e2fsprogs)");
+    assert!(
+        fsck.status.success(),
+        "e2fsck -fn: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
 
     let src = listing(&wafer(&["ls", "--json", root.to_str().unwrap()]));
     let got = listing(&wafer(&["ls", "--json", img.to_str().unwrap()]));
@@ -56,8 +106,22 @@ fn mkfs_directory_to_ext4_is_clean_and_lists_like_the_source() {
         if path == "/" {
             continue;
         }
-        let g = got.get(path).unwrap_or_else(|| panic!("{path} missing from the image"));
-        for field in ["type", "mode", "uid", "gid", "size", "link_target", "device", "sha256", "xattrs", "nlink", "mtime_sec"] {
+        let g = got
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} missing from the image"));
+        for field in [
+            "type",
+            "mode",
+            "uid",
+            "gid",
+            "size",
+            "link_target",
+            "device",
+            "sha256",
+            "xattrs",
+            "nlink",
+            "mtime_sec",
+        ] {
             if want["type"] == "directory" && (field == "size" || field == "nlink") {
                 continue;
             }
@@ -71,17 +135,45 @@ fn mkfs_directory_to_ext4_is_clean_and_lists_like_the_source() {
     // Reproducible: the same input and epoch give the same bytes. (A tar archive as input: reading
     // a directory updates its files' atimes, which are part of the input.)
     let tarball = tmp.path().join("tree.tar");
-    let st = Command::new("tar").args(["--format=posix", "--xattrs", "-cf"]).arg(&tarball).arg("-C").arg(&root).arg(".").status().expect("GNU tar");
+    let st = Command::new("tar")
+        .args(["--format=posix", "--xattrs", "-cf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&root)
+        .arg(".")
+        .status()
+        .expect("GNU tar");
     assert!(st.success());
     let mut images = Vec::new();
-    for (i, epoch) in ["1700000000", "1700000000", "1700000001"].iter().enumerate() {
+    for (i, epoch) in ["1700000000", "1700000000", "1700000001"]
+        .iter()
+        .enumerate()
+    {
         let img = tmp.path().join(format!("r{i}.img"));
-        let out = wafer(&["mkfs", tarball.to_str().unwrap(), "-o", img.to_str().unwrap(), "--epoch", epoch, "--quiet"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = wafer(&[
+            "mkfs",
+            tarball.to_str().unwrap(),
+            "-o",
+            img.to_str().unwrap(),
+            "--epoch",
+            epoch,
+            "--quiet",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         images.push(fs::read(&img).unwrap());
     }
-    assert!(images[0] == images[1], "two builds of the same input differ");
-    assert!(images[0] != images[2], "a different epoch gives the same image");
+    assert!(
+        images[0] == images[1],
+        "two builds of the same input differ"
+    );
+    assert!(
+        images[0] != images[2],
+        "a different epoch gives the same image"
+    );
 }
 
 #[test]
@@ -89,24 +181,59 @@ fn mkfs_errors_exit_1_with_clear_messages() {
     let tmp = tempfile::tempdir().unwrap();
     let img = tmp.path().join("x.img");
     let missing = tmp.path().join("missing-src");
-    let out = wafer(&["mkfs", missing.to_str().unwrap(), "-o", img.to_str().unwrap()]);
+    let out = wafer(&[
+        "mkfs",
+        missing.to_str().unwrap(),
+        "-o",
+        img.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("missing-src") && err.contains("No such file"), "{err}");
+    assert!(
+        err.contains("missing-src") && err.contains("No such file"),
+        "{err}"
+    );
 
     let root = tmp.path().join("tree");
     make_tree(&root);
-    let out = wafer(&["mkfs", root.to_str().unwrap(), "-o", img.to_str().unwrap(), "--profile", "el99"]);
+    let out = wafer(&[
+        "mkfs",
+        root.to_str().unwrap(),
+        "-o",
+        img.to_str().unwrap(),
+        "--profile",
+        "el99",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown profile") && err.contains("el99") && err.contains("el7"), "{err}");
+    assert!(
+        err.contains("unknown profile") && err.contains("el99") && err.contains("el7"),
+        "{err}"
+    );
 
-    let out = wafer(&["mkfs", root.to_str().unwrap(), "-o", img.to_str().unwrap(), "--size", "64K"]);
+    let out = wafer(&[
+        "mkfs",
+        root.to_str().unwrap(),
+        "-o",
+        img.to_str().unwrap(),
+        "--size",
+        "64K",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
-    assert!(err.contains("small") || err.contains("does not fit") || err.contains("too"), "{err}");
+    assert!(
+        err.contains("small") || err.contains("does not fit") || err.contains("too"),
+        "{err}"
+    );
 
-    let out = wafer(&["mkfs", root.to_str().unwrap(), "-o", img.to_str().unwrap(), "--size", "12Q"]);
+    let out = wafer(&[
+        "mkfs",
+        root.to_str().unwrap(),
+        "-o",
+        img.to_str().unwrap(),
+        "--size",
+        "12Q",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("suffix"));
 }

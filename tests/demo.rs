@@ -164,7 +164,11 @@ fn demo_runs_every_stage() {
     assert_eq!(fixed_v["outcome"], "pass");
     assert!(counted_findings(&fixed_v).is_empty(), "{fixed_v}");
     // Not even waived ones: wafer's own first-boot hook is a known port-less service.
-    assert_eq!(fixed_v["findings"].as_array().map(Vec::len), Some(0), "{fixed_v}");
+    assert_eq!(
+        fixed_v["findings"].as_array().map(Vec::len),
+        Some(0),
+        "{fixed_v}"
+    );
 
     // 5. The approval: a DSSE envelope of an in-toto statement with a PASSED SLSA VSA, signed
     // by the reviewer key in the trust store; the CLI verifies the bundle.

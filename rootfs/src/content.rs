@@ -153,7 +153,11 @@ impl Default for Content {
 impl Content {
     /// An empty file.
     pub fn empty() -> Self {
-        Content { size: 0, source: Source::None, extents: Vec::new() }
+        Content {
+            size: 0,
+            source: Source::None,
+            extents: Vec::new(),
+        }
     }
 
     /// Contents held in memory.
@@ -163,9 +167,17 @@ impl Content {
         let extents = if size == 0 {
             Vec::new()
         } else {
-            vec![Extent { logical: 0, physical: 0, len: size }]
+            vec![Extent {
+                logical: 0,
+                physical: 0,
+                len: size,
+            }]
         };
-        Content { size, source: Source::Memory(bytes), extents }
+        Content {
+            size,
+            source: Source::Memory(bytes),
+            extents,
+        }
     }
 
     /// A whole host file of `size` bytes, opened when read.
@@ -173,15 +185,27 @@ impl Content {
         let extents = if size == 0 {
             Vec::new()
         } else {
-            vec![Extent { logical: 0, physical: 0, len: size }]
+            vec![Extent {
+                logical: 0,
+                physical: 0,
+                len: size,
+            }]
         };
-        Content { size, source: Source::Path(Arc::new(path.into())), extents }
+        Content {
+            size,
+            source: Source::Path(Arc::new(path.into())),
+            extents,
+        }
     }
 
     /// A file of logical `size` whose mapped ranges are `extents` in `source`.
     ///
     /// Extents are sorted by logical offset; overlapping or out-of-range extents are an error.
-    pub fn from_extents(source: Source, size: u64, mut extents: Vec<Extent>) -> Result<Self, ContentError> {
+    pub fn from_extents(
+        source: Source,
+        size: u64,
+        mut extents: Vec<Extent>,
+    ) -> Result<Self, ContentError> {
         extents.retain(|e| e.len > 0);
         extents.sort_by_key(|e| e.logical);
         let mut end = 0u64;
@@ -193,9 +217,15 @@ impl Content {
             if end > size {
                 return Err(ContentError::BeyondSize { end, size });
             }
-            e.physical.checked_add(e.len).ok_or(ContentError::Overflow)?;
+            e.physical
+                .checked_add(e.len)
+                .ok_or(ContentError::Overflow)?;
         }
-        Ok(Content { size, source, extents })
+        Ok(Content {
+            size,
+            source,
+            extents,
+        })
     }
 
     /// Logical size in bytes (including holes).
@@ -231,7 +261,12 @@ impl Content {
             Source::Path(p) => Arc::new(FileSource::open(p.as_ref().clone())?),
             Source::Shared(s) => s.clone(),
         };
-        Ok(ContentReader { content: self.clone(), src, pos: 0, ext_idx: 0 })
+        Ok(ContentReader {
+            content: self.clone(),
+            src,
+            pos: 0,
+            ext_idx: 0,
+        })
     }
 
     /// Read the whole file into memory, refusing files larger than `limit` bytes.
@@ -239,7 +274,10 @@ impl Content {
         if self.size > limit {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("file of {} bytes exceeds the {} byte limit", self.size, limit),
+                format!(
+                    "file of {} bytes exceeds the {} byte limit",
+                    self.size, limit
+                ),
             ));
         }
         let mut out = Vec::with_capacity(self.size as usize);
@@ -285,7 +323,9 @@ impl io::Read for ContentReader {
             return Ok(0);
         }
         let exts = &self.content.extents;
-        while self.ext_idx < exts.len() && exts[self.ext_idx].logical + exts[self.ext_idx].len <= self.pos {
+        while self.ext_idx < exts.len()
+            && exts[self.ext_idx].logical + exts[self.ext_idx].len <= self.pos
+        {
             self.ext_idx += 1;
         }
         let want = (buf.len() as u64).min(size - self.pos);
@@ -326,7 +366,18 @@ mod tests {
         let c = Content::from_extents(
             Source::Shared(src),
             12,
-            vec![Extent { logical: 2, physical: 0, len: 3 }, Extent { logical: 8, physical: 5, len: 3 }],
+            vec![
+                Extent {
+                    logical: 2,
+                    physical: 0,
+                    len: 3,
+                },
+                Extent {
+                    logical: 8,
+                    physical: 5,
+                    len: 3,
+                },
+            ],
         )
         .unwrap();
         let mut out = Vec::new();
@@ -341,10 +392,29 @@ mod tests {
         let r = Content::from_extents(
             Source::None,
             10,
-            vec![Extent { logical: 0, physical: 0, len: 5 }, Extent { logical: 4, physical: 0, len: 2 }],
+            vec![
+                Extent {
+                    logical: 0,
+                    physical: 0,
+                    len: 5,
+                },
+                Extent {
+                    logical: 4,
+                    physical: 0,
+                    len: 2,
+                },
+            ],
         );
         assert!(matches!(r, Err(ContentError::Overlap { logical: 4 })));
-        let r = Content::from_extents(Source::None, 3, vec![Extent { logical: 0, physical: 0, len: 5 }]);
+        let r = Content::from_extents(
+            Source::None,
+            3,
+            vec![Extent {
+                logical: 0,
+                physical: 0,
+                len: 5,
+            }],
+        );
         assert!(matches!(r, Err(ContentError::BeyondSize { .. })));
     }
 }

@@ -32,7 +32,10 @@ pub struct DirOptions {
 
 impl Default for DirOptions {
     fn default() -> Self {
-        DirOptions { xattrs: true, detect_sparse: true }
+        DirOptions {
+            xattrs: true,
+            detect_sparse: true,
+        }
     }
 }
 
@@ -92,7 +95,10 @@ pub fn dev_minor(dev: u64) -> u32 {
 }
 
 fn ts(sec: i64, nsec: i64) -> Timestamp {
-    Timestamp { sec, nsec: u32::try_from(nsec).unwrap_or(0).min(999_999_999) }
+    Timestamp {
+        sec,
+        nsec: u32::try_from(nsec).unwrap_or(0).min(999_999_999),
+    }
 }
 
 fn metadata_of(path: &Path, md: &fs::Metadata, opts: &DirOptions) -> Result<Metadata, DirError> {
@@ -116,7 +122,9 @@ fn metadata_of(path: &Path, md: &fs::Metadata, opts: &DirOptions) -> Result<Meta
                             meta.xattrs.insert(name.as_bytes().to_vec(), v);
                         }
                         Ok(None) => {}
-                        Err(e) => tracing::debug!(path = %path.display(), name = ?name, error = %e, "xattr not readable"),
+                        Err(e) => {
+                            tracing::debug!(path = %path.display(), name = ?name, error = %e, "xattr not readable")
+                        }
                     }
                 }
             }
@@ -132,7 +140,11 @@ fn sparse_extents(path: &Path, size: u64) -> Result<Vec<Extent>, DirError> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|source| DirError::Io { path: path.to_path_buf(), what: "open", source })?;
+        .map_err(|source| DirError::Io {
+            path: path.to_path_buf(),
+            what: "open",
+            source,
+        })?;
     let fd = file.as_raw_fd();
     let mut extents = Vec::new();
     let mut pos: i64 = 0;
@@ -147,9 +159,17 @@ fn sparse_extents(path: &Path, size: u64) -> Result<Vec<Extent>, DirError> {
             }
             if e.raw_os_error() == Some(libc::EINVAL) && pos == 0 {
                 // SEEK_DATA unsupported: treat the file as dense.
-                return Ok(vec![Extent { logical: 0, physical: 0, len: size }]);
+                return Ok(vec![Extent {
+                    logical: 0,
+                    physical: 0,
+                    len: size,
+                }]);
             }
-            return Err(DirError::Io { path: path.to_path_buf(), what: "lseek SEEK_DATA", source: e });
+            return Err(DirError::Io {
+                path: path.to_path_buf(),
+                what: "lseek SEEK_DATA",
+                source: e,
+            });
         }
         if data >= end {
             break;
@@ -158,13 +178,21 @@ fn sparse_extents(path: &Path, size: u64) -> Result<Vec<Extent>, DirError> {
         let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
         if hole < 0 {
             let e = io::Error::last_os_error();
-            return Err(DirError::Io { path: path.to_path_buf(), what: "lseek SEEK_HOLE", source: e });
+            return Err(DirError::Io {
+                path: path.to_path_buf(),
+                what: "lseek SEEK_HOLE",
+                source: e,
+            });
         }
         let hole = hole.min(end);
         if hole <= data {
             break;
         }
-        extents.push(Extent { logical: data as u64, physical: data as u64, len: (hole - data) as u64 });
+        extents.push(Extent {
+            logical: data as u64,
+            physical: data as u64,
+            len: (hole - data) as u64,
+        });
         pos = hole;
     }
     drop(file);
@@ -174,9 +202,15 @@ fn sparse_extents(path: &Path, size: u64) -> Result<Vec<Extent>, DirError> {
 /// Read the directory `root` (recursively) into a tree. The root's own metadata becomes the
 /// tree root's.
 pub fn read_dir(root: &Path, opts: &DirOptions) -> Result<Tree, DirError> {
-    let md = fs::metadata(root).map_err(|source| DirError::Io { path: root.to_path_buf(), what: "stat", source })?;
+    let md = fs::metadata(root).map_err(|source| DirError::Io {
+        path: root.to_path_buf(),
+        what: "stat",
+        source,
+    })?;
     if !md.is_dir() {
-        return Err(DirError::NotADirectory { path: root.to_path_buf() });
+        return Err(DirError::NotADirectory {
+            path: root.to_path_buf(),
+        });
     }
     let mut tree = Tree::new(metadata_of(root, &md, opts)?);
     let root_dev = md.dev();
@@ -186,21 +220,37 @@ pub fn read_dir(root: &Path, opts: &DirOptions) -> Result<Tree, DirError> {
     while let Some((dir, dir_id)) = stack.pop() {
         let mut names: Vec<std::ffi::OsString> = Vec::new();
         {
-            let rd = fs::read_dir(&dir).map_err(|source| DirError::Io { path: dir.clone(), what: "read directory", source })?;
+            let rd = fs::read_dir(&dir).map_err(|source| DirError::Io {
+                path: dir.clone(),
+                what: "read directory",
+                source,
+            })?;
             for ent in rd {
-                let ent = ent.map_err(|source| DirError::Io { path: dir.clone(), what: "read directory", source })?;
+                let ent = ent.map_err(|source| DirError::Io {
+                    path: dir.clone(),
+                    what: "read directory",
+                    source,
+                })?;
                 names.push(ent.file_name());
             }
         }
         names.sort();
         for name in names {
             let path = dir.join(&name);
-            let md = fs::symlink_metadata(&path).map_err(|source| DirError::Io { path: path.clone(), what: "lstat", source })?;
+            let md = fs::symlink_metadata(&path).map_err(|source| DirError::Io {
+                path: path.clone(),
+                what: "lstat",
+                source,
+            })?;
             let ft = md.file_type();
             let key = (md.dev(), md.ino());
             if !ft.is_dir() && md.nlink() > 1 {
                 if let Some(&existing) = links.get(&key) {
-                    tree.attach(dir_id, name.as_bytes(), existing).map_err(|source| DirError::Tree { path: path.clone(), source })?;
+                    tree.attach(dir_id, name.as_bytes(), existing)
+                        .map_err(|source| DirError::Tree {
+                            path: path.clone(),
+                            source,
+                        })?;
                     continue;
                 }
             }
@@ -212,29 +262,54 @@ pub fn read_dir(root: &Path, opts: &DirOptions) -> Result<Tree, DirError> {
                     let allocated = md.blocks().saturating_mul(512);
                     if opts.detect_sparse && size > 0 && allocated < size {
                         let extents = sparse_extents(&path, size)?;
-                        let c = Content::from_extents(Source::Path(Arc::new(path.clone())), size, extents)
-                            .map_err(|source| DirError::Content { path: path.clone(), source })?;
+                        let c = Content::from_extents(
+                            Source::Path(Arc::new(path.clone())),
+                            size,
+                            extents,
+                        )
+                        .map_err(|source| DirError::Content {
+                            path: path.clone(),
+                            source,
+                        })?;
                         NodeKind::Regular(c)
                     } else {
                         // Check readability now so errors name the file here, not at write time.
-                        File::open(&path).map_err(|source| DirError::Io { path: path.clone(), what: "open", source })?;
+                        File::open(&path).map_err(|source| DirError::Io {
+                            path: path.clone(),
+                            what: "open",
+                            source,
+                        })?;
                         NodeKind::Regular(Content::from_path(path.clone(), size))
                     }
                 }
                 0o040000 => NodeKind::empty_dir(),
                 0o120000 => {
-                    let target = fs::read_link(&path).map_err(|source| DirError::Io { path: path.clone(), what: "readlink", source })?;
+                    let target = fs::read_link(&path).map_err(|source| DirError::Io {
+                        path: path.clone(),
+                        what: "readlink",
+                        source,
+                    })?;
                     NodeKind::Symlink(target.as_os_str().as_bytes().to_vec())
                 }
-                0o020000 => NodeKind::CharDevice(Device { major: dev_major(md.rdev()), minor: dev_minor(md.rdev()) }),
-                0o060000 => NodeKind::BlockDevice(Device { major: dev_major(md.rdev()), minor: dev_minor(md.rdev()) }),
+                0o020000 => NodeKind::CharDevice(Device {
+                    major: dev_major(md.rdev()),
+                    minor: dev_minor(md.rdev()),
+                }),
+                0o060000 => NodeKind::BlockDevice(Device {
+                    major: dev_major(md.rdev()),
+                    minor: dev_minor(md.rdev()),
+                }),
                 0o010000 => NodeKind::Fifo,
                 0o140000 => NodeKind::Socket,
                 _ => return Err(DirError::UnknownType { path, mode }),
             };
             let is_dir = matches!(kind, NodeKind::Directory(_));
             let id = tree.add_node(Node::new(kind, meta));
-            tree.attach(dir_id, name.as_bytes(), id).map_err(|source| DirError::Tree { path: path.clone(), source })?;
+            tree.attach(dir_id, name.as_bytes(), id)
+                .map_err(|source| DirError::Tree {
+                    path: path.clone(),
+                    source,
+                })?;
             if is_dir {
                 if md.dev() != root_dev {
                     tracing::debug!(path = %path.display(), "directory on another filesystem");
@@ -256,7 +331,10 @@ mod tests {
     fn major_minor_match_glibc_encoding() {
         // makedev(8, 1) = 0x801; makedev(259, 65536+3) has both high parts.
         assert_eq!((dev_major(0x801), dev_minor(0x801)), (8, 1));
-        let dev: u64 = ((259u64 & 0xfff) << 8) | ((259u64 & !0xfff) << 32) | (65539u64 & 0xff) | ((65539u64 & !0xff) << 12);
+        let dev: u64 = ((259u64 & 0xfff) << 8)
+            | ((259u64 & !0xfff) << 32)
+            | (65539u64 & 0xff)
+            | ((65539u64 & !0xff) << 12);
         assert_eq!((dev_major(dev), dev_minor(dev)), (259, 65539));
     }
 }

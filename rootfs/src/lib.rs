@@ -11,8 +11,8 @@ pub mod content;
 pub mod dir;
 pub mod ext;
 pub mod open;
-pub mod tree;
 pub mod tar;
+pub mod tree;
 pub mod zseek;
 
 pub use content::{Content, Extent, ReadAt, Source};

@@ -65,7 +65,9 @@ pub enum OpenError {
         source: io::Error,
     },
     /// Not a directory, tar archive or ext image.
-    #[error("{path}: not a directory, tar archive (plain, gzip, xz, bzip2, zstd) or ext2/3/4 image")]
+    #[error(
+        "{path}: not a directory, tar archive (plain, gzip, xz, bzip2, zstd) or ext2/3/4 image"
+    )]
     Unknown {
         /// The path.
         path: PathBuf,
@@ -104,7 +106,10 @@ pub const EXT_MAGIC_OFFSET: u64 = 1024 + 0x38;
 
 /// Tell what `path` holds, from its content.
 pub fn detect(path: &Path) -> Result<SourceKind, OpenError> {
-    let io_err = |source| OpenError::Io { path: path.to_path_buf(), source };
+    let io_err = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let md = std::fs::metadata(path).map_err(io_err)?;
     if md.is_dir() {
         if path.join("wafer.json").is_file() && path.join("disk.img.zst").is_file() {
@@ -123,10 +128,14 @@ pub fn detect(path: &Path) -> Result<SourceKind, OpenError> {
         return Ok(SourceKind::Tar(Compression::None));
     }
     let mut magic = [0u8; 2];
-    if read_up_to(&src, EXT_MAGIC_OFFSET, &mut magic).map_err(io_err)? == 2 && u16::from_le_bytes(magic) == 0xEF53 {
+    if read_up_to(&src, EXT_MAGIC_OFFSET, &mut magic).map_err(io_err)? == 2
+        && u16::from_le_bytes(magic) == 0xEF53
+    {
         return Ok(SourceKind::Ext);
     }
-    Err(OpenError::Unknown { path: path.to_path_buf() })
+    Err(OpenError::Unknown {
+        path: path.to_path_buf(),
+    })
 }
 
 fn read_up_to(src: &dyn ReadAt, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
@@ -150,17 +159,30 @@ pub struct ZseekSource {
 impl ZseekSource {
     /// Open the seekable zstd file at `path`.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
-        let f = File::open(path).map_err(|source| OpenError::Io { path: path.to_path_buf(), source })?;
-        let r = SeekableReader::new(f).map_err(|source| OpenError::Zseek { path: path.to_path_buf(), source })?;
+        let f = File::open(path).map_err(|source| OpenError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let r = SeekableReader::new(f).map_err(|source| OpenError::Zseek {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let len = r.size();
-        Ok(ZseekSource { inner: Mutex::new(r), len })
+        Ok(ZseekSource {
+            inner: Mutex::new(r),
+            len,
+        })
     }
 }
 
 impl ReadAt for ZseekSource {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let mut r = self.inner.lock().map_err(|_| io::Error::other("seekable zstd reader poisoned"))?;
-        r.read_at(offset, buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+        let mut r = self
+            .inner
+            .lock()
+            .map_err(|_| io::Error::other("seekable zstd reader poisoned"))?;
+        r.read_at(offset, buf)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
     }
     fn len(&self) -> u64 {
         self.len
@@ -172,23 +194,51 @@ pub fn open_source(path: &Path, opts: &OpenOptions) -> Result<Opened, OpenError>
     let kind = detect(path)?;
     tracing::debug!(path = %path.display(), ?kind, "opening source");
     match kind {
-        SourceKind::Directory => Ok(Opened { kind, tree: read_dir(path, &opts.dir)?, fs_info: None }),
+        SourceKind::Directory => Ok(Opened {
+            kind,
+            tree: read_dir(path, &opts.dir)?,
+            fs_info: None,
+        }),
         SourceKind::Tar(_) => {
             let (tree, _) =
-                tar::read_tar_file(path, &opts.tar).map_err(|source| OpenError::Tar { path: path.to_path_buf(), source })?;
-            Ok(Opened { kind, tree, fs_info: None })
+                tar::read_tar_file(path, &opts.tar).map_err(|source| OpenError::Tar {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            Ok(Opened {
+                kind,
+                tree,
+                fs_info: None,
+            })
         }
         SourceKind::Ext => {
             let src: Arc<dyn ReadAt> =
-                Arc::new(FileSource::open(path).map_err(|source| OpenError::Io { path: path.to_path_buf(), source })?);
-            let img = ext::read_image(src, &opts.ext).map_err(|source| OpenError::Ext { path: path.to_path_buf(), source })?;
-            Ok(Opened { kind, tree: img.tree, fs_info: Some(img.info) })
+                Arc::new(FileSource::open(path).map_err(|source| OpenError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?);
+            let img = ext::read_image(src, &opts.ext).map_err(|source| OpenError::Ext {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Ok(Opened {
+                kind,
+                tree: img.tree,
+                fs_info: Some(img.info),
+            })
         }
         SourceKind::Bundle => {
             let zst = path.join("disk.img.zst");
             let src: Arc<dyn ReadAt> = Arc::new(ZseekSource::open(&zst)?);
-            let img = ext::read_image(src, &opts.ext).map_err(|source| OpenError::Ext { path: zst.clone(), source })?;
-            Ok(Opened { kind, tree: img.tree, fs_info: Some(img.info) })
+            let img = ext::read_image(src, &opts.ext).map_err(|source| OpenError::Ext {
+                path: zst.clone(),
+                source,
+            })?;
+            Ok(Opened {
+                kind,
+                tree: img.tree,
+                fs_info: Some(img.info),
+            })
         }
     }
 }

@@ -30,7 +30,9 @@ use std::sync::Arc;
 use base64::Engine;
 
 use crate::content::{Content, ContentError, Extent, FileSource, ReadAt, Source};
-use crate::tree::{display_path, normalize, Device, Metadata, Node, NodeKind, PathError, Timestamp, Tree};
+use crate::tree::{
+    display_path, normalize, Device, Metadata, Node, NodeKind, PathError, Timestamp, Tree,
+};
 
 /// Size of a tar block.
 pub const BLOCK: u64 = 512;
@@ -102,7 +104,11 @@ pub struct TarOptions {
 
 impl Default for TarOptions {
     fn default() -> Self {
-        TarOptions { spool_dir: None, max_header_bytes: DEFAULT_MAX_HEADER_BYTES, max_decompressed_bytes: None }
+        TarOptions {
+            spool_dir: None,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_decompressed_bytes: None,
+        }
     }
 }
 
@@ -206,7 +212,9 @@ pub enum TarError {
         source: PathError,
     },
     /// A hard link names a path not (yet) in the archive.
-    #[error("entry {entry:?} at offset {offset}: hard link target {target:?} is not an earlier entry")]
+    #[error(
+        "entry {entry:?} at offset {offset}: hard link target {target:?} is not an earlier entry"
+    )]
     MissingLinkTarget {
         /// Header offset.
         offset: u64,
@@ -275,9 +283,15 @@ impl ReadAt for SpoolFile {
 
 /// Open the archive at `path`: detect its compression, decompress into a spool if needed, and
 /// return a positional source over the uncompressed tar bytes.
-pub fn open_archive(path: &Path, opts: &TarOptions) -> Result<(Arc<dyn ReadAt>, Compression), TarError> {
+pub fn open_archive(
+    path: &Path,
+    opts: &TarOptions,
+) -> Result<(Arc<dyn ReadAt>, Compression), TarError> {
     let shown = || path.display().to_string();
-    let io_err = |source| TarError::Io { path: shown(), source };
+    let io_err = |source| TarError::Io {
+        path: shown(),
+        source,
+    };
     let src = FileSource::open(path).map_err(io_err)?;
     let mut head = [0u8; 6];
     let n = src.read_at(0, &mut head).map_err(io_err)?;
@@ -291,11 +305,16 @@ pub fn open_archive(path: &Path, opts: &TarOptions) -> Result<(Arc<dyn ReadAt>, 
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
         Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(input)),
         Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(io_err)?),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(io_err)?)
+        }
         Compression::None => return Ok((Arc::new(src), compression)),
     };
     let dir = opts.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let spool = tempfile::tempfile_in(&dir).map_err(|source| TarError::Io { path: dir.display().to_string(), source })?;
+    let spool = tempfile::tempfile_in(&dir).map_err(|source| TarError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let mut out = BufWriter::with_capacity(1 << 16, &spool);
     let cap = opts.max_decompressed_bytes.unwrap_or(u64::MAX);
     let mut buf = vec![0u8; 1 << 16];
@@ -306,7 +325,12 @@ pub fn open_archive(path: &Path, opts: &TarOptions) -> Result<(Arc<dyn ReadAt>, 
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(TarError::Decompress { path: shown(), compression, at: total, what: e.to_string() });
+                return Err(TarError::Decompress {
+                    path: shown(),
+                    compression,
+                    at: total,
+                    what: e.to_string(),
+                });
             }
         };
         total += n as u64;
@@ -318,9 +342,15 @@ pub fn open_archive(path: &Path, opts: &TarOptions) -> Result<(Arc<dyn ReadAt>, 
                 what: format!("decompressed size exceeds the cap of {cap} bytes"),
             });
         }
-        out.write_all(&buf[..n]).map_err(|source| TarError::Io { path: dir.display().to_string(), source })?;
+        out.write_all(&buf[..n]).map_err(|source| TarError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
-    out.flush().map_err(|source| TarError::Io { path: dir.display().to_string(), source })?;
+    out.flush().map_err(|source| TarError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
     drop(out);
     tracing::debug!(archive = %path.display(), ?compression, bytes = total, "spooled decompressed archive");
     Ok((Arc::new(SpoolFile::new(spool, total)), compression))
@@ -344,7 +374,10 @@ pub fn read_tar(src: Arc<dyn ReadAt>, opts: &TarOptions) -> Result<(Tree, TarSta
         tree: Tree::default(),
         global: Vec::new(),
         current_pax: Vec::new(),
-        stats: TarStats { entries: 0, archive_bytes: src.len() },
+        stats: TarStats {
+            entries: 0,
+            archive_bytes: src.len(),
+        },
     };
     r.run()?;
     Ok((r.tree, r.stats))
@@ -427,7 +460,10 @@ fn parse_pax_time(v: &[u8]) -> Option<Timestamp> {
         Some((a, b)) => (a, b),
         None => (s, ""),
     };
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let sec: i64 = int.parse().ok()?;
@@ -437,9 +473,15 @@ fn parse_pax_time(v: &[u8]) -> Option<Timestamp> {
     }
     if neg {
         if nsec == 0 {
-            Some(Timestamp { sec: sec.checked_neg()?, nsec: 0 })
+            Some(Timestamp {
+                sec: sec.checked_neg()?,
+                nsec: 0,
+            })
         } else {
-            Some(Timestamp { sec: sec.checked_neg()?.checked_sub(1)?, nsec: 1_000_000_000 - nsec })
+            Some(Timestamp {
+                sec: sec.checked_neg()?.checked_sub(1)?,
+                nsec: 1_000_000_000 - nsec,
+            })
         }
     } else {
         Some(Timestamp { sec, nsec })
@@ -478,23 +520,41 @@ type PaxRecord = (Vec<u8>, Vec<u8>);
 fn parse_pax(data: &[u8], offset: u64) -> Result<Vec<PaxRecord>, TarError> {
     let mut out = Vec::new();
     let mut pos = 0usize;
-    let bad = |at: usize, what: &str| TarError::Pax { offset, at, what: what.to_string() };
+    let bad = |at: usize, what: &str| TarError::Pax {
+        offset,
+        at,
+        what: what.to_string(),
+    };
     while pos < data.len() {
         let rest = &data[pos..];
         if rest.iter().all(|&b| b == 0) {
             break;
         }
-        let sp = rest.iter().take(21).position(|&b| b == b' ').ok_or_else(|| bad(pos, "no length field"))?;
-        let len = parse_decimal(&rest[..sp]).ok_or_else(|| bad(pos, "length is not a decimal number"))?;
+        let sp = rest
+            .iter()
+            .take(21)
+            .position(|&b| b == b' ')
+            .ok_or_else(|| bad(pos, "no length field"))?;
+        let len =
+            parse_decimal(&rest[..sp]).ok_or_else(|| bad(pos, "length is not a decimal number"))?;
         let len = usize::try_from(len).map_err(|_| bad(pos, "length too large"))?;
         if len <= sp + 1 || len > rest.len() {
-            return Err(bad(pos, &format!("length {len} does not fit the {} remaining bytes", rest.len())));
+            return Err(bad(
+                pos,
+                &format!(
+                    "length {len} does not fit the {} remaining bytes",
+                    rest.len()
+                ),
+            ));
         }
         let rec = &rest[sp + 1..len];
         let Some((&b'\n', body)) = rec.split_last() else {
             return Err(bad(pos, "record does not end with a newline"));
         };
-        let eq = body.iter().position(|&b| b == b'=').ok_or_else(|| bad(pos, "record has no '='"))?;
+        let eq = body
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(|| bad(pos, "record has no '='"))?;
         if eq == 0 {
             return Err(bad(pos, "empty keyword"));
         }
@@ -530,12 +590,25 @@ struct TarReader {
 
 impl TarReader {
     /// Read `out.len()` bytes at `offset` through a small window cache.
-    fn read_exact(&mut self, offset: u64, out: &mut [u8], entry: &str, what: &'static str) -> Result<(), TarError> {
-        let end = offset.checked_add(out.len() as u64).filter(|&e| e <= self.len);
+    fn read_exact(
+        &mut self,
+        offset: u64,
+        out: &mut [u8],
+        entry: &str,
+        what: &'static str,
+    ) -> Result<(), TarError> {
+        let end = offset
+            .checked_add(out.len() as u64)
+            .filter(|&e| e <= self.len);
         if end.is_none() {
-            return Err(TarError::Truncated { offset, entry: entry.to_string(), what });
+            return Err(TarError::Truncated {
+                offset,
+                entry: entry.to_string(),
+                what,
+            });
         }
-        let in_window = offset >= self.buf_off && offset + out.len() as u64 <= self.buf_off + self.buf_len as u64;
+        let in_window = offset >= self.buf_off
+            && offset + out.len() as u64 <= self.buf_off + self.buf_len as u64;
         if !in_window {
             if out.len() > self.buf.len() {
                 return self
@@ -546,7 +619,10 @@ impl TarReader {
             let want = (self.len - offset).min(self.buf.len() as u64) as usize;
             let mut filled = 0;
             while filled < want {
-                match self.src.read_at(offset + filled as u64, &mut self.buf[filled..want]) {
+                match self
+                    .src
+                    .read_at(offset + filled as u64, &mut self.buf[filled..want])
+                {
                     Ok(0) => break,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -556,7 +632,11 @@ impl TarReader {
             self.buf_off = offset;
             self.buf_len = filled;
             if filled < out.len() {
-                return Err(TarError::Truncated { offset: offset + filled as u64, entry: entry.to_string(), what });
+                return Err(TarError::Truncated {
+                    offset: offset + filled as u64,
+                    entry: entry.to_string(),
+                    what,
+                });
             }
         }
         let start = (offset - self.buf_off) as usize;
@@ -566,16 +646,35 @@ impl TarReader {
 
     fn io_error(&self, offset: u64, entry: &str, what: &'static str, e: io::Error) -> TarError {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            TarError::Truncated { offset, entry: entry.to_string(), what }
+            TarError::Truncated {
+                offset,
+                entry: entry.to_string(),
+                what,
+            }
         } else {
-            TarError::Io { path: format!("archive offset {offset} ({entry})"), source: e }
+            TarError::Io {
+                path: format!("archive offset {offset} ({entry})"),
+                source: e,
+            }
         }
     }
 
     /// Read an extended header's data (capped) at `offset`.
-    fn read_ext_data(&mut self, offset: u64, size: u64, hdr: u64, what: &'static str) -> Result<Vec<u8>, TarError> {
+    fn read_ext_data(
+        &mut self,
+        offset: u64,
+        size: u64,
+        hdr: u64,
+        what: &'static str,
+    ) -> Result<Vec<u8>, TarError> {
         if size > self.opts.max_header_bytes {
-            return Err(TarError::TooLarge { offset: hdr, entry: "-".into(), what, size, limit: self.opts.max_header_bytes });
+            return Err(TarError::TooLarge {
+                offset: hdr,
+                entry: "-".into(),
+                what,
+                size,
+                limit: self.opts.max_header_bytes,
+            });
         }
         let mut v = vec![0u8; size as usize];
         self.read_exact(offset, &mut v, "-", what)?;
@@ -591,16 +690,30 @@ impl TarReader {
                 if off > 0 {
                     tracing::warn!(offset = off, "tar archive has no end-of-archive blocks");
                 }
-                if pending.long_name.is_some() || pending.long_link.is_some() || !pending.pax.is_empty() {
-                    return Err(TarError::Truncated { offset: off, entry: "-".into(), what: "header after extended header" });
+                if pending.long_name.is_some()
+                    || pending.long_link.is_some()
+                    || !pending.pax.is_empty()
+                {
+                    return Err(TarError::Truncated {
+                        offset: off,
+                        entry: "-".into(),
+                        what: "header after extended header",
+                    });
                 }
                 break;
             }
             self.read_exact(off, &mut block, "-", "header")?;
             if block.iter().all(|&b| b == 0) {
                 // End of archive (two zero blocks; a lone one at the end is accepted too).
-                if pending.long_name.is_some() || pending.long_link.is_some() || !pending.pax.is_empty() {
-                    return Err(TarError::Truncated { offset: off, entry: "-".into(), what: "header after extended header" });
+                if pending.long_name.is_some()
+                    || pending.long_link.is_some()
+                    || !pending.pax.is_empty()
+                {
+                    return Err(TarError::Truncated {
+                        offset: off,
+                        entry: "-".into(),
+                        what: "header after extended header",
+                    });
                 }
                 break;
             }
@@ -612,7 +725,11 @@ impl TarReader {
             })?;
             let (u, s) = checksums(&block);
             if stored != u && stored as i64 != s {
-                return Err(TarError::BadChecksum { offset: off, stored, computed: u });
+                return Err(TarError::BadChecksum {
+                    offset: off,
+                    stored,
+                    computed: u,
+                });
             }
             let typeflag = block[156];
             let hdr_name = display_path(cstr(&block[..100]));
@@ -652,7 +769,11 @@ impl TarReader {
                         }
                     }
                     // Several extended headers in a row must not add up past the cap either.
-                    let held = |v: &[(Vec<u8>, Vec<u8>)]| v.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>();
+                    let held = |v: &[(Vec<u8>, Vec<u8>)]| {
+                        v.iter()
+                            .map(|(k, v)| (k.len() + v.len()) as u64)
+                            .sum::<u64>()
+                    };
                     let total = held(&pending.pax) + held(&self.global);
                     if total > self.opts.max_header_bytes {
                         return Err(TarError::TooLarge {
@@ -682,7 +803,13 @@ impl TarReader {
     }
 
     /// Handle one member whose main header is `block` at `off`; returns the next header offset.
-    fn member(&mut self, off: u64, block: &[u8; 512], hdr_size: u64, p: Pending) -> Result<u64, TarError> {
+    fn member(
+        &mut self,
+        off: u64,
+        block: &[u8; 512],
+        hdr_size: u64,
+        p: Pending,
+    ) -> Result<u64, TarError> {
         let typeflag = block[156];
         let magic = &block[257..265];
         let is_ustar = &magic[..6] == b"ustar\0";
@@ -705,7 +832,11 @@ impl TarReader {
             n.clone()
         } else {
             let base = cstr(&block[..100]);
-            let prefix = if is_ustar { cstr(&block[345..500]) } else { &[][..] };
+            let prefix = if is_ustar {
+                cstr(&block[345..500])
+            } else {
+                &[][..]
+            };
             if prefix.is_empty() {
                 base.to_vec()
             } else {
@@ -724,7 +855,12 @@ impl TarReader {
             cstr(&block[157..257]).to_vec()
         };
 
-        let field_err = |field: &'static str, what: String| TarError::BadField { offset: off, entry: entry.clone(), field, what };
+        let field_err = |field: &'static str, what: String| TarError::BadField {
+            offset: off,
+            entry: entry.clone(),
+            field,
+            what,
+        };
         let num = |range: std::ops::Range<usize>, field: &'static str| -> Result<i128, TarError> {
             parse_numeric(&block[range]).ok_or_else(|| field_err(field, "not a number".into()))
         };
@@ -734,16 +870,25 @@ impl TarReader {
                 Some(v) => parse_decimal(v)
                     .and_then(|n| u32::try_from(n).ok())
                     .map(Some)
-                    .ok_or_else(|| field_err(field, format!("{:?} is not a 32-bit decimal", display_path(v)))),
+                    .ok_or_else(|| {
+                        field_err(
+                            field,
+                            format!("{:?} is not a 32-bit decimal", display_path(v)),
+                        )
+                    }),
             }
         };
         let pax_time = |k: &str, field: &'static str| -> Result<Option<Timestamp>, TarError> {
             match pax_get(k) {
                 None => Ok(None),
-                Some(v) => parse_pax_time(v).map(Some).ok_or_else(|| field_err(field, format!("bad time {:?}", display_path(v)))),
+                Some(v) => parse_pax_time(v)
+                    .map(Some)
+                    .ok_or_else(|| field_err(field, format!("bad time {:?}", display_path(v)))),
             }
         };
-        let to_u32 = |v: i128, field: &'static str| u32::try_from(v).map_err(|_| field_err(field, format!("{v} out of range")));
+        let to_u32 = |v: i128, field: &'static str| {
+            u32::try_from(v).map_err(|_| field_err(field, format!("{v} out of range")))
+        };
 
         let mode = num(100..108, "mode")?;
         let perm = (mode & 0o7777) as u16;
@@ -758,9 +903,13 @@ impl TarReader {
         let hdr_mtime = num(136..148, "mtime")?;
         let mtime = match pax_time("mtime", "pax mtime")? {
             Some(t) => t,
-            None => Timestamp::from_secs(i64::try_from(hdr_mtime).map_err(|_| field_err("mtime", "out of range".into()))?),
+            None => Timestamp::from_secs(
+                i64::try_from(hdr_mtime).map_err(|_| field_err("mtime", "out of range".into()))?,
+            ),
         };
-        let gnu_time = |range: std::ops::Range<usize>, field: &'static str| -> Result<Option<Timestamp>, TarError> {
+        let gnu_time = |range: std::ops::Range<usize>,
+                        field: &'static str|
+         -> Result<Option<Timestamp>, TarError> {
             if !is_gnu {
                 return Ok(None);
             }
@@ -768,7 +917,9 @@ impl TarReader {
             if v == 0 {
                 return Ok(None);
             }
-            Ok(Some(Timestamp::from_secs(i64::try_from(v).map_err(|_| field_err(field, "out of range".into()))?)))
+            Ok(Some(Timestamp::from_secs(
+                i64::try_from(v).map_err(|_| field_err(field, "out of range".into()))?,
+            )))
         };
         let atime = match pax_time("atime", "pax atime")? {
             Some(t) => t,
@@ -781,7 +932,12 @@ impl TarReader {
         let crtime = pax_time("LIBARCHIVE.creationtime", "pax LIBARCHIVE.creationtime")?;
 
         let size = match pax_get("size") {
-            Some(v) => parse_decimal(v).ok_or_else(|| field_err("pax size", format!("{:?} is not a decimal", display_path(v))))?,
+            Some(v) => parse_decimal(v).ok_or_else(|| {
+                field_err(
+                    "pax size",
+                    format!("{:?} is not a decimal", display_path(v)),
+                )
+            })?,
             None => hdr_size,
         };
         let data_off = off + BLOCK;
@@ -797,23 +953,44 @@ impl TarReader {
         }
         for (k, v) in &pax {
             if let Some(n) = k.strip_prefix(b"LIBARCHIVE.xattr.") {
-                let name = url_decode(n).ok_or_else(|| field_err("pax LIBARCHIVE.xattr", "bad %-encoding in name".into()))?;
+                let name = url_decode(n).ok_or_else(|| {
+                    field_err("pax LIBARCHIVE.xattr", "bad %-encoding in name".into())
+                })?;
                 let value = base64::engine::general_purpose::STANDARD
                     .decode(v)
                     .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(v))
-                    .map_err(|e| field_err("pax LIBARCHIVE.xattr", format!("bad base64 value: {e}")))?;
+                    .map_err(|e| {
+                        field_err("pax LIBARCHIVE.xattr", format!("bad base64 value: {e}"))
+                    })?;
                 xattrs.insert(name, value);
             }
         }
-        let meta = Metadata { perm, uid, gid, atime, mtime, ctime, crtime, xattrs };
+        let meta = Metadata {
+            perm,
+            uid,
+            gid,
+            atime,
+            mtime,
+            ctime,
+            crtime,
+            xattrs,
+        };
         let dir_meta = Metadata::new(0o755, 0, 0, mtime);
 
         // Path safety: absolute paths are made relative, `..` must not climb out.
-        let comps = normalize(&name).map_err(|source| TarError::Path { offset: off, entry: entry.clone(), source })?;
+        let comps = normalize(&name).map_err(|source| TarError::Path {
+            offset: off,
+            entry: entry.clone(),
+            source,
+        })?;
         let is_root = comps.is_empty();
         let clean: Vec<u8> = comps.join(&b'/');
 
-        let path_err = |source: PathError| TarError::Path { offset: off, entry: entry.clone(), source };
+        let path_err = |source: PathError| TarError::Path {
+            offset: off,
+            entry: entry.clone(),
+            source,
+        };
         let dev = |major_k: &str, minor_k: &str| -> Result<Device, TarError> {
             let major = match pax_u32(major_k, "pax SCHILY.devmajor")? {
                 Some(v) => v,
@@ -840,27 +1017,50 @@ impl TarReader {
                     limit: archive_len.saturating_sub(data_off),
                 });
             }
-            next_header(data_off, skip).ok_or(TarError::Truncated { offset: data_off, entry: entry.clone(), what: "data" })
+            next_header(data_off, skip).ok_or(TarError::Truncated {
+                offset: data_off,
+                entry: entry.clone(),
+                what: "data",
+            })
         };
 
         let kind: NodeKind = match typeflag {
-            b'0' | 0 | b'7' if name.last() == Some(&b'/') && !is_ustar && !is_gnu => NodeKind::empty_dir(),
+            b'0' | 0 | b'7' if name.last() == Some(&b'/') && !is_ustar && !is_gnu => {
+                NodeKind::empty_dir()
+            }
             b'0' | 0 | b'7' | b'S' => {
-                let (content, stored) = self.regular(off, block, &entry, &pax, size, data_off, is_gnu)?;
+                let (content, stored) =
+                    self.regular(off, block, &entry, &pax, size, data_off, is_gnu)?;
                 skip = stored;
                 NodeKind::Regular(content)
             }
             b'1' => {
-                let target = normalize(&link).map_err(|source| TarError::Path { offset: off, entry: entry.clone(), source })?;
+                let target = normalize(&link).map_err(|source| TarError::Path {
+                    offset: off,
+                    entry: entry.clone(),
+                    source,
+                })?;
                 let target_path: Vec<u8> = target.join(&b'/');
-                let tid = if target_path.is_empty() { None } else { self.tree.lookup(&target_path) };
+                let tid = if target_path.is_empty() {
+                    None
+                } else {
+                    self.tree.lookup(&target_path)
+                };
                 let Some(tid) = tid else {
-                    return Err(TarError::MissingLinkTarget { offset: off, entry, target: display_path(&link) });
+                    return Err(TarError::MissingLinkTarget {
+                        offset: off,
+                        entry,
+                        target: display_path(&link),
+                    });
                 };
                 if is_root {
-                    return Err(path_err(PathError::NoName { path: entry.clone() }));
+                    return Err(path_err(PathError::NoName {
+                        path: entry.clone(),
+                    }));
                 }
-                self.tree.link_at(&clean, tid, &dir_meta).map_err(path_err)?;
+                self.tree
+                    .link_at(&clean, tid, &dir_meta)
+                    .map_err(path_err)?;
                 return next(skip);
             }
             b'2' => NodeKind::Symlink(link.clone()),
@@ -873,12 +1073,17 @@ impl TarReader {
                 return next(skip);
             }
             b'M' => {
-                return Err(TarError::Unsupported { offset: off, entry, what: "multi-volume continuation member".into() });
+                return Err(TarError::Unsupported {
+                    offset: off,
+                    entry,
+                    what: "multi-volume continuation member".into(),
+                });
             }
             other => {
                 // POSIX: an unknown type is read as a regular file.
                 tracing::warn!(offset = off, entry = %entry, typeflag = other, "unknown tar entry type, reading as a regular file");
-                let (content, stored) = self.regular(off, block, &entry, &pax, size, data_off, false)?;
+                let (content, stored) =
+                    self.regular(off, block, &entry, &pax, size, data_off, false)?;
                 skip = stored;
                 NodeKind::Regular(content)
             }
@@ -890,9 +1095,13 @@ impl TarReader {
                 self.tree.node_mut(root).meta = meta;
                 return Ok(next_off);
             }
-            return Err(path_err(PathError::NoName { path: entry.clone() }));
+            return Err(path_err(PathError::NoName {
+                path: entry.clone(),
+            }));
         }
-        self.tree.insert(&clean, Node::new(kind, meta), &dir_meta).map_err(path_err)?;
+        self.tree
+            .insert(&clean, Node::new(kind, meta), &dir_meta)
+            .map_err(path_err)?;
         Ok(next_off)
     }
 
@@ -909,7 +1118,11 @@ impl TarReader {
         data_off: u64,
         is_gnu: bool,
     ) -> Result<(Content, u64), TarError> {
-        let sparse_err = |what: String| TarError::Sparse { offset: off, entry: entry.to_string(), what };
+        let sparse_err = |what: String| TarError::Sparse {
+            offset: off,
+            entry: entry.to_string(),
+            what,
+        };
         let pax_get = |k: &str| pax.get(k.as_bytes()).filter(|v| !v.is_empty());
         let avail = self.len.saturating_sub(data_off);
 
@@ -919,21 +1132,22 @@ impl TarReader {
                 .and_then(|v| u64::try_from(v).ok())
                 .ok_or_else(|| sparse_err("bad realsize".into()))?;
             let mut map: Vec<(u64, u64)> = Vec::new();
-            let read_entries = |bytes: &[u8], n: usize, map: &mut Vec<(u64, u64)>| -> Result<(), TarError> {
-                for i in 0..n {
-                    let e = &bytes[i * 24..i * 24 + 24];
-                    if e[0] == 0 {
-                        break;
+            let read_entries =
+                |bytes: &[u8], n: usize, map: &mut Vec<(u64, u64)>| -> Result<(), TarError> {
+                    for i in 0..n {
+                        let e = &bytes[i * 24..i * 24 + 24];
+                        if e[0] == 0 {
+                            break;
+                        }
+                        let o = parse_numeric(&e[..12]).and_then(|v| u64::try_from(v).ok());
+                        let l = parse_numeric(&e[12..]).and_then(|v| u64::try_from(v).ok());
+                        match (o, l) {
+                            (Some(o), Some(l)) => map.push((o, l)),
+                            _ => return Err(sparse_err(format!("bad map entry {}", map.len()))),
+                        }
                     }
-                    let o = parse_numeric(&e[..12]).and_then(|v| u64::try_from(v).ok());
-                    let l = parse_numeric(&e[12..]).and_then(|v| u64::try_from(v).ok());
-                    match (o, l) {
-                        (Some(o), Some(l)) => map.push((o, l)),
-                        _ => return Err(sparse_err(format!("bad map entry {}", map.len()))),
-                    }
-                }
-                Ok(())
-            };
+                    Ok(())
+                };
             read_entries(&block[386..482], 4, &mut map)?;
             let mut extended = block[482] != 0;
             let mut ext_off = data_off;
@@ -959,20 +1173,31 @@ impl TarReader {
             // Format 1.0: the map is at the start of the data, decimal numbers one per line,
             // padded to a block boundary.
             if minor.map(|v| v.as_slice()) != Some(b"0") {
-                return Err(sparse_err(format!("unsupported GNU sparse version 1.{}", minor.map(|v| display_path(v)).unwrap_or_default())));
+                return Err(sparse_err(format!(
+                    "unsupported GNU sparse version 1.{}",
+                    minor.map(|v| display_path(v)).unwrap_or_default()
+                )));
             }
             let realsize = realsize_key
                 .and_then(|v| parse_decimal(v))
                 .ok_or_else(|| sparse_err("missing or bad GNU.sparse.realsize".into()))?;
             if size > avail {
-                return Err(TarError::TooLarge { offset: off, entry: entry.into(), what: "member data", size, limit: avail });
+                return Err(TarError::TooLarge {
+                    offset: off,
+                    entry: entry.into(),
+                    what: "member data",
+                    size,
+                    limit: avail,
+                });
             }
             let mut pos = data_off;
             let limit_end = data_off + size.min(self.opts.max_header_bytes);
             let count = self.read_map_number(&mut pos, limit_end, entry, off)?;
             // Each map entry needs at least 4 bytes ("0\n0\n").
             if count > (limit_end - data_off) / 4 + 1 {
-                return Err(sparse_err(format!("{count} map entries cannot fit in the map")));
+                return Err(sparse_err(format!(
+                    "{count} map entries cannot fit in the map"
+                )));
             }
             let mut map = Vec::with_capacity(count as usize);
             for _ in 0..count {
@@ -984,21 +1209,33 @@ impl TarReader {
             if map_len > size {
                 return Err(sparse_err("map is longer than the member data".into()));
             }
-            let content = self.sparse_content(off, entry, &map, realsize, data_off + map_len, size - map_len)?;
+            let content = self.sparse_content(
+                off,
+                entry,
+                &map,
+                realsize,
+                data_off + map_len,
+                size - map_len,
+            )?;
             return Ok((content, size));
         }
         if let Some(realsize) = realsize_key {
             // Formats 0.0 (repeated offset/numbytes records) and 0.1 (GNU.sparse.map).
-            let realsize = parse_decimal(realsize).ok_or_else(|| sparse_err("bad GNU.sparse.size".into()))?;
+            let realsize =
+                parse_decimal(realsize).ok_or_else(|| sparse_err("bad GNU.sparse.size".into()))?;
             let mut map = Vec::new();
             if let Some(m) = pax_get("GNU.sparse.map") {
                 let nums: Vec<&[u8]> = m.split(|&b| b == b',').collect();
                 if nums.len() & 1 == 1 {
-                    return Err(sparse_err("GNU.sparse.map has an odd number of values".into()));
+                    return Err(sparse_err(
+                        "GNU.sparse.map has an odd number of values".into(),
+                    ));
                 }
                 for pair in nums.chunks(2) {
-                    let o = parse_decimal(pair[0]).ok_or_else(|| sparse_err("bad offset in GNU.sparse.map".into()))?;
-                    let l = parse_decimal(pair[1]).ok_or_else(|| sparse_err("bad size in GNU.sparse.map".into()))?;
+                    let o = parse_decimal(pair[0])
+                        .ok_or_else(|| sparse_err("bad offset in GNU.sparse.map".into()))?;
+                    let l = parse_decimal(pair[1])
+                        .ok_or_else(|| sparse_err("bad size in GNU.sparse.map".into()))?;
                     map.push((o, l));
                 }
             } else {
@@ -1007,11 +1244,17 @@ impl TarReader {
                 for (k, v) in self.current_pax.iter() {
                     match k.as_slice() {
                         b"GNU.sparse.offset" => {
-                            cur_off = Some(parse_decimal(v).ok_or_else(|| sparse_err("bad GNU.sparse.offset".into()))?);
+                            cur_off = Some(
+                                parse_decimal(v)
+                                    .ok_or_else(|| sparse_err("bad GNU.sparse.offset".into()))?,
+                            );
                         }
                         b"GNU.sparse.numbytes" => {
-                            let o = cur_off.take().ok_or_else(|| sparse_err("GNU.sparse.numbytes without offset".into()))?;
-                            let l = parse_decimal(v).ok_or_else(|| sparse_err("bad GNU.sparse.numbytes".into()))?;
+                            let o = cur_off.take().ok_or_else(|| {
+                                sparse_err("GNU.sparse.numbytes without offset".into())
+                            })?;
+                            let l = parse_decimal(v)
+                                .ok_or_else(|| sparse_err("bad GNU.sparse.numbytes".into()))?;
                             map.push((o, l));
                         }
                         _ => {}
@@ -1020,7 +1263,10 @@ impl TarReader {
             }
             if let Some(n) = pax_get("GNU.sparse.numblocks").and_then(|v| parse_decimal(v)) {
                 if n != map.len() as u64 {
-                    return Err(sparse_err(format!("GNU.sparse.numblocks is {n} but the map has {} entries", map.len())));
+                    return Err(sparse_err(format!(
+                        "GNU.sparse.numblocks is {n} but the map has {} entries",
+                        map.len()
+                    )));
                 }
             }
             let content = self.sparse_content(off, entry, &map, realsize, data_off, size)?;
@@ -1028,20 +1274,48 @@ impl TarReader {
         }
 
         if size > avail {
-            return Err(TarError::TooLarge { offset: off, entry: entry.into(), what: "member data", size, limit: avail });
+            return Err(TarError::TooLarge {
+                offset: off,
+                entry: entry.into(),
+                what: "member data",
+                size,
+                limit: avail,
+            });
         }
-        let extents = if size == 0 { Vec::new() } else { vec![Extent { logical: 0, physical: data_off, len: size }] };
+        let extents = if size == 0 {
+            Vec::new()
+        } else {
+            vec![Extent {
+                logical: 0,
+                physical: data_off,
+                len: size,
+            }]
+        };
         let content = Content::from_extents(Source::Shared(self.src.clone()), size, extents)
-            .map_err(|source| TarError::Content { offset: off, entry: entry.into(), source })?;
+            .map_err(|source| TarError::Content {
+                offset: off,
+                entry: entry.into(),
+                source,
+            })?;
         Ok((content, size))
     }
 
-    fn read_map_number(&mut self, pos: &mut u64, limit_end: u64, entry: &str, off: u64) -> Result<u64, TarError> {
+    fn read_map_number(
+        &mut self,
+        pos: &mut u64,
+        limit_end: u64,
+        entry: &str,
+        off: u64,
+    ) -> Result<u64, TarError> {
         let mut digits = Vec::with_capacity(20);
         let mut b = [0u8; 1];
         loop {
             if *pos >= limit_end {
-                return Err(TarError::Sparse { offset: off, entry: entry.into(), what: "map runs past its limit".into() });
+                return Err(TarError::Sparse {
+                    offset: off,
+                    entry: entry.into(),
+                    what: "map runs past its limit".into(),
+                });
             }
             self.read_exact(*pos, &mut b, entry, "sparse map")?;
             *pos += 1;
@@ -1049,11 +1323,19 @@ impl TarReader {
                 break;
             }
             if !b[0].is_ascii_digit() || digits.len() >= 20 {
-                return Err(TarError::Sparse { offset: off, entry: entry.into(), what: format!("bad map byte at offset {}", *pos - 1) });
+                return Err(TarError::Sparse {
+                    offset: off,
+                    entry: entry.into(),
+                    what: format!("bad map byte at offset {}", *pos - 1),
+                });
             }
             digits.push(b[0]);
         }
-        parse_decimal(&digits).ok_or_else(|| TarError::Sparse { offset: off, entry: entry.into(), what: "bad map number".into() })
+        parse_decimal(&digits).ok_or_else(|| TarError::Sparse {
+            offset: off,
+            entry: entry.into(),
+            what: "bad map number".into(),
+        })
     }
 
     /// Turn a sparse map (chunks stored back to back from `data_start`) into a content.
@@ -1066,34 +1348,65 @@ impl TarReader {
         data_start: u64,
         stored: u64,
     ) -> Result<Content, TarError> {
-        let sparse_err = |what: String| TarError::Sparse { offset: off, entry: entry.to_string(), what };
+        let sparse_err = |what: String| TarError::Sparse {
+            offset: off,
+            entry: entry.to_string(),
+            what,
+        };
         let avail = self.len.saturating_sub(data_start);
         if stored > avail {
-            return Err(TarError::TooLarge { offset: off, entry: entry.into(), what: "sparse member data", size: stored, limit: avail });
+            return Err(TarError::TooLarge {
+                offset: off,
+                entry: entry.into(),
+                what: "sparse member data",
+                size: stored,
+                limit: avail,
+            });
         }
         let mut extents = Vec::with_capacity(map.len());
         let mut phys = 0u64;
         let mut end = 0u64;
         for (i, &(o, l)) in map.iter().enumerate() {
-            let e = o.checked_add(l).ok_or_else(|| sparse_err(format!("entry {i} overflows")))?;
+            let e = o
+                .checked_add(l)
+                .ok_or_else(|| sparse_err(format!("entry {i} overflows")))?;
             if e > realsize {
-                return Err(sparse_err(format!("entry {i} ({o}+{l}) reaches past the file size {realsize}")));
+                return Err(sparse_err(format!(
+                    "entry {i} ({o}+{l}) reaches past the file size {realsize}"
+                )));
             }
             if o < end {
-                return Err(sparse_err(format!("entry {i} at {o} overlaps or is out of order")));
+                return Err(sparse_err(format!(
+                    "entry {i} at {o} overlaps or is out of order"
+                )));
             }
             end = e;
             if l > 0 {
-                let physical = data_start.checked_add(phys).ok_or_else(|| sparse_err("stored size overflows".into()))?;
-                extents.push(Extent { logical: o, physical, len: l });
+                let physical = data_start
+                    .checked_add(phys)
+                    .ok_or_else(|| sparse_err("stored size overflows".into()))?;
+                extents.push(Extent {
+                    logical: o,
+                    physical,
+                    len: l,
+                });
             }
-            phys = phys.checked_add(l).ok_or_else(|| sparse_err("stored size overflows".into()))?;
+            phys = phys
+                .checked_add(l)
+                .ok_or_else(|| sparse_err("stored size overflows".into()))?;
         }
         if phys != stored {
-            return Err(sparse_err(format!("map holds {phys} bytes but the member stores {stored}")));
+            return Err(sparse_err(format!(
+                "map holds {phys} bytes but the member stores {stored}"
+            )));
         }
-        Content::from_extents(Source::Shared(self.src.clone()), realsize, extents)
-            .map_err(|source| TarError::Content { offset: off, entry: entry.into(), source })
+        Content::from_extents(Source::Shared(self.src.clone()), realsize, extents).map_err(
+            |source| TarError::Content {
+                offset: off,
+                entry: entry.into(),
+                source,
+            },
+        )
     }
 }
 

@@ -22,7 +22,19 @@ pub const MAX_SYMLINK_FOLLOWS: usize = 40;
 pub struct NodeId(pub u32);
 
 /// Seconds and nanoseconds since the Unix epoch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Timestamp {
     /// Whole seconds (may be negative).
     pub sec: i64,
@@ -38,7 +50,9 @@ impl Timestamp {
 }
 
 /// A device's major and minor numbers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Device {
     /// Major number.
     pub major: u32,
@@ -171,7 +185,16 @@ pub struct Metadata {
 impl Metadata {
     /// Metadata with the given permissions and owner, all times at `time`.
     pub fn new(perm: u16, uid: u32, gid: u32, time: Timestamp) -> Self {
-        Metadata { perm: perm & 0o7777, uid, gid, atime: time, mtime: time, ctime: time, crtime: None, xattrs: BTreeMap::new() }
+        Metadata {
+            perm: perm & 0o7777,
+            uid,
+            gid,
+            atime: time,
+            mtime: time,
+            ctime: time,
+            crtime: None,
+            xattrs: BTreeMap::new(),
+        }
     }
 
     /// Set all four times to `time` (crtime only if present).
@@ -199,7 +222,11 @@ pub struct Node {
 impl Node {
     /// A node of `kind` with `meta`.
     pub fn new(kind: NodeKind, meta: Metadata) -> Self {
-        Node { kind, meta, source_ino: 0 }
+        Node {
+            kind,
+            meta,
+            source_ino: 0,
+        }
     }
 
     /// The node's type.
@@ -293,12 +320,16 @@ pub fn normalize(path: &[u8]) -> Result<Vec<&[u8]>, PathError> {
             b"" | b"." => {}
             b".." => {
                 if out.pop().is_none() {
-                    return Err(PathError::Escapes { path: display_path(path) });
+                    return Err(PathError::Escapes {
+                        path: display_path(path),
+                    });
                 }
             }
             c => {
                 if c.contains(&0) {
-                    return Err(PathError::Nul { path: display_path(path) });
+                    return Err(PathError::Nul {
+                        path: display_path(path),
+                    });
                 }
                 out.push(c);
             }
@@ -322,7 +353,9 @@ impl Default for Tree {
 impl Tree {
     /// A tree holding only a root directory with `root_meta`.
     pub fn new(root_meta: Metadata) -> Self {
-        Tree { nodes: vec![Node::new(NodeKind::empty_dir(), root_meta)] }
+        Tree {
+            nodes: vec![Node::new(NodeKind::empty_dir(), root_meta)],
+        }
     }
 
     /// The root directory.
@@ -377,13 +410,19 @@ impl Tree {
     ///
     /// `..` from `start` climbs through the directories above it (found by a search from the
     /// root, since nodes keep no parent pointers), never above the root.
-    pub fn resolve_from(&self, start: NodeId, path: &[u8], follow_last: bool) -> Result<NodeId, PathError> {
+    pub fn resolve_from(
+        &self,
+        start: NodeId,
+        path: &[u8],
+        follow_last: bool,
+    ) -> Result<NodeId, PathError> {
         let shown = || display_path(path);
         // The chain of directories from the root to the current directory.
         let mut chain: Vec<NodeId> = if path.first() == Some(&b'/') || start == self.root() {
             vec![self.root()]
         } else {
-            self.chain_to(start).ok_or_else(|| PathError::NotFound { path: shown() })?
+            self.chain_to(start)
+                .ok_or_else(|| PathError::NotFound { path: shown() })?
         };
         // Pending components, processed from the back.
         let mut pending: Vec<Vec<u8>> = path
@@ -405,8 +444,12 @@ impl Tree {
                 }
                 _ => {}
             }
-            let entries = self.entries(cur).ok_or_else(|| PathError::NotADirectory { path: shown() })?;
-            let &child = entries.get(&comp).ok_or_else(|| PathError::NotFound { path: shown() })?;
+            let entries = self
+                .entries(cur)
+                .ok_or_else(|| PathError::NotADirectory { path: shown() })?;
+            let &child = entries
+                .get(&comp)
+                .ok_or_else(|| PathError::NotFound { path: shown() })?;
             let is_last = pending.is_empty();
             match &self.node(child).kind {
                 NodeKind::Symlink(target) if !is_last || follow_last => {
@@ -442,7 +485,9 @@ impl Tree {
             }
             if let Some(entries) = tree.entries(cur) {
                 for &child in entries.values() {
-                    if matches!(tree.node(child).kind, NodeKind::Directory(_)) && dfs(tree, child, target, chain) {
+                    if matches!(tree.node(child).kind, NodeKind::Directory(_))
+                        && dfs(tree, child, target, chain)
+                    {
                         return true;
                     }
                 }
@@ -461,9 +506,15 @@ impl Tree {
 
     /// Split `path` into (parent directory id, final name), creating missing parent
     /// directories with `dir_meta`. Intermediate symlinks are followed, confined to the tree.
-    fn parent_for_insert(&mut self, path: &[u8], dir_meta: &Metadata) -> Result<(NodeId, Vec<u8>), PathError> {
+    fn parent_for_insert(
+        &mut self,
+        path: &[u8],
+        dir_meta: &Metadata,
+    ) -> Result<(NodeId, Vec<u8>), PathError> {
         let comps = normalize(path)?;
-        let (name, parents) = comps.split_last().ok_or_else(|| PathError::NoName { path: display_path(path) })?;
+        let (name, parents) = comps.split_last().ok_or_else(|| PathError::NoName {
+            path: display_path(path),
+        })?;
         let mut cur = self.root();
         for comp in parents {
             let existing = self.entries(cur).and_then(|e| e.get(*comp)).copied();
@@ -473,16 +524,24 @@ impl Tree {
                     NodeKind::Symlink(_) => {
                         let target = self.resolve_from(cur, comp, true)?;
                         if self.entries(target).is_none() {
-                            return Err(PathError::NotADirectory { path: display_path(path) });
+                            return Err(PathError::NotADirectory {
+                                path: display_path(path),
+                            });
                         }
                         target
                     }
-                    _ => return Err(PathError::NotADirectory { path: display_path(path) }),
+                    _ => {
+                        return Err(PathError::NotADirectory {
+                            path: display_path(path),
+                        })
+                    }
                 },
                 None => {
                     let id = self.add_node(Node::new(NodeKind::empty_dir(), dir_meta.clone()));
                     self.entries_mut(cur)
-                        .ok_or_else(|| PathError::NotADirectory { path: display_path(path) })?
+                        .ok_or_else(|| PathError::NotADirectory {
+                            path: display_path(path),
+                        })?
                         .insert(comp.to_vec(), id);
                     id
                 }
@@ -495,7 +554,12 @@ impl Tree {
     /// `dir_meta`. If both the existing entry and `node` are directories, the existing
     /// directory keeps its entries and takes the new metadata (as `tar -x` does).
     /// Replacing a non-empty directory with a non-directory is an error.
-    pub fn insert(&mut self, path: &[u8], node: Node, dir_meta: &Metadata) -> Result<NodeId, PathError> {
+    pub fn insert(
+        &mut self,
+        path: &[u8],
+        node: Node,
+        dir_meta: &Metadata,
+    ) -> Result<NodeId, PathError> {
         let (parent, name) = self.parent_for_insert(path, dir_meta)?;
         let existing = self.entries(parent).and_then(|e| e.get(&name)).copied();
         if let Some(old) = existing {
@@ -508,29 +572,46 @@ impl Tree {
                 return Ok(old);
             }
             if old_is_dir && self.entries(old).is_some_and(|e| !e.is_empty()) {
-                return Err(PathError::Invalid { path: display_path(path), what: "would replace a non-empty directory" });
+                return Err(PathError::Invalid {
+                    path: display_path(path),
+                    what: "would replace a non-empty directory",
+                });
             }
         }
         let id = self.add_node(node);
         self.entries_mut(parent)
-            .ok_or_else(|| PathError::NotADirectory { path: display_path(path) })?
+            .ok_or_else(|| PathError::NotADirectory {
+                path: display_path(path),
+            })?
             .insert(name, id);
         Ok(id)
     }
 
     /// Make `path` another name (hard link) for node `target`. Directories cannot be hard-linked.
-    pub fn link_at(&mut self, path: &[u8], target: NodeId, dir_meta: &Metadata) -> Result<(), PathError> {
+    pub fn link_at(
+        &mut self,
+        path: &[u8],
+        target: NodeId,
+        dir_meta: &Metadata,
+    ) -> Result<(), PathError> {
         if matches!(self.node(target).kind, NodeKind::Directory(_)) {
-            return Err(PathError::LinkToDirectory { path: display_path(path) });
+            return Err(PathError::LinkToDirectory {
+                path: display_path(path),
+            });
         }
         let (parent, name) = self.parent_for_insert(path, dir_meta)?;
         if let Some(old) = self.entries(parent).and_then(|e| e.get(&name)).copied() {
             if self.entries(old).is_some_and(|e| !e.is_empty()) {
-                return Err(PathError::Invalid { path: display_path(path), what: "would replace a non-empty directory" });
+                return Err(PathError::Invalid {
+                    path: display_path(path),
+                    what: "would replace a non-empty directory",
+                });
             }
         }
         self.entries_mut(parent)
-            .ok_or_else(|| PathError::NotADirectory { path: display_path(path) })?
+            .ok_or_else(|| PathError::NotADirectory {
+                path: display_path(path),
+            })?
             .insert(name, target);
         Ok(())
     }
@@ -541,11 +622,21 @@ impl Tree {
     /// [`Tree::walk`] visits a directory only once even if a corrupt source broke that.
     /// Fails if `parent` is not a directory or `name` is empty, `.`, `..`, or contains `/` or NUL.
     pub fn attach(&mut self, parent: NodeId, name: &[u8], child: NodeId) -> Result<(), PathError> {
-        if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
-            return Err(PathError::Invalid { path: display_path(name), what: "invalid file name" });
+        if name.is_empty()
+            || name == b"."
+            || name == b".."
+            || name.contains(&b'/')
+            || name.contains(&0)
+        {
+            return Err(PathError::Invalid {
+                path: display_path(name),
+                what: "invalid file name",
+            });
         }
         self.entries_mut(parent)
-            .ok_or_else(|| PathError::NotADirectory { path: display_path(name) })?
+            .ok_or_else(|| PathError::NotADirectory {
+                path: display_path(name),
+            })?
             .insert(name.to_vec(), child);
         Ok(())
     }
@@ -553,15 +644,24 @@ impl Tree {
     /// Remove the entry at `path` (a directory goes with everything under it). The root cannot be removed.
     pub fn remove(&mut self, path: &[u8]) -> Result<NodeId, PathError> {
         let comps = normalize(path)?;
-        let (name, parents) = comps.split_last().ok_or(PathError::Invalid { path: display_path(path), what: "cannot remove the root" })?;
+        let (name, parents) = comps.split_last().ok_or(PathError::Invalid {
+            path: display_path(path),
+            what: "cannot remove the root",
+        })?;
         let mut parent_path = Vec::new();
         for p in parents {
             parent_path.push(b'/');
             parent_path.extend_from_slice(p);
         }
         let parent = self.resolve(&parent_path, true)?;
-        let entries = self.entries_mut(parent).ok_or_else(|| PathError::NotADirectory { path: display_path(path) })?;
-        entries.remove(*name).ok_or_else(|| PathError::NotFound { path: display_path(path) })
+        let entries = self
+            .entries_mut(parent)
+            .ok_or_else(|| PathError::NotADirectory {
+                path: display_path(path),
+            })?;
+        entries.remove(*name).ok_or_else(|| PathError::NotFound {
+            path: display_path(path),
+        })
     }
 
     /// Visit every reachable entry depth-first in name order (pre-order: a directory before its
@@ -575,7 +675,10 @@ impl Tree {
         f(&path, self.root());
         seen_dirs[0] = true;
         // Stack of (directory, its entries iterator position via cloned key list index).
-        let mut stack: Vec<(std::collections::btree_map::Iter<'_, Vec<u8>, NodeId>, usize)> = Vec::new();
+        let mut stack: Vec<(
+            std::collections::btree_map::Iter<'_, Vec<u8>, NodeId>,
+            usize,
+        )> = Vec::new();
         if let Some(e) = self.entries(self.root()) {
             stack.push((e.iter(), path.len()));
         }
@@ -647,7 +750,15 @@ mod tests {
     }
 
     fn file(tree: &mut Tree, path: &str) -> NodeId {
-        tree.insert(path.as_bytes(), Node::new(NodeKind::Regular(Content::from_bytes(b"x".to_vec())), meta()), &meta()).unwrap()
+        tree.insert(
+            path.as_bytes(),
+            Node::new(
+                NodeKind::Regular(Content::from_bytes(b"x".to_vec())),
+                meta(),
+            ),
+            &meta(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -663,9 +774,18 @@ mod tests {
 
     #[test]
     fn normalize_refuses_escape() {
-        assert_eq!(normalize(b"a/../b/./c//").unwrap(), vec![&b"b"[..], &b"c"[..]]);
-        assert!(matches!(normalize(b"../etc/passwd"), Err(PathError::Escapes { .. })));
-        assert!(matches!(normalize(b"/a/../../x"), Err(PathError::Escapes { .. })));
+        assert_eq!(
+            normalize(b"a/../b/./c//").unwrap(),
+            vec![&b"b"[..], &b"c"[..]]
+        );
+        assert!(matches!(
+            normalize(b"../etc/passwd"),
+            Err(PathError::Escapes { .. })
+        ));
+        assert!(matches!(
+            normalize(b"/a/../../x"),
+            Err(PathError::Escapes { .. })
+        ));
         let mut t = Tree::default();
         let r = t.insert(b"a/../../evil", Node::new(NodeKind::Fifo, meta()), &meta());
         assert!(matches!(r, Err(PathError::Escapes { .. })));
@@ -675,8 +795,18 @@ mod tests {
     fn symlinks_resolve_inside_the_tree() {
         let mut t = Tree::default();
         let passwd = file(&mut t, "/etc/passwd");
-        t.insert(b"/link", Node::new(NodeKind::Symlink(b"/etc/passwd".to_vec()), meta()), &meta()).unwrap();
-        t.insert(b"/up", Node::new(NodeKind::Symlink(b"../../../../etc".to_vec()), meta()), &meta()).unwrap();
+        t.insert(
+            b"/link",
+            Node::new(NodeKind::Symlink(b"/etc/passwd".to_vec()), meta()),
+            &meta(),
+        )
+        .unwrap();
+        t.insert(
+            b"/up",
+            Node::new(NodeKind::Symlink(b"../../../../etc".to_vec()), meta()),
+            &meta(),
+        )
+        .unwrap();
         assert_eq!(t.resolve(b"/link", true).unwrap(), passwd);
         assert_eq!(t.resolve(b"/up/passwd", true).unwrap(), passwd);
         assert_ne!(t.resolve(b"/link", false).unwrap(), passwd);
@@ -688,11 +818,32 @@ mod tests {
     #[test]
     fn symlink_loops_are_detected() {
         let mut t = Tree::default();
-        t.insert(b"/a", Node::new(NodeKind::Symlink(b"b".to_vec()), meta()), &meta()).unwrap();
-        t.insert(b"/b", Node::new(NodeKind::Symlink(b"/a".to_vec()), meta()), &meta()).unwrap();
-        assert!(matches!(t.resolve(b"/a", true), Err(PathError::SymlinkLoop { .. })));
-        t.insert(b"/self", Node::new(NodeKind::Symlink(b"./self/x".to_vec()), meta()), &meta()).unwrap();
-        assert!(matches!(t.resolve(b"/self", true), Err(PathError::SymlinkLoop { .. })));
+        t.insert(
+            b"/a",
+            Node::new(NodeKind::Symlink(b"b".to_vec()), meta()),
+            &meta(),
+        )
+        .unwrap();
+        t.insert(
+            b"/b",
+            Node::new(NodeKind::Symlink(b"/a".to_vec()), meta()),
+            &meta(),
+        )
+        .unwrap();
+        assert!(matches!(
+            t.resolve(b"/a", true),
+            Err(PathError::SymlinkLoop { .. })
+        ));
+        t.insert(
+            b"/self",
+            Node::new(NodeKind::Symlink(b"./self/x".to_vec()), meta()),
+            &meta(),
+        )
+        .unwrap();
+        assert!(matches!(
+            t.resolve(b"/self", true),
+            Err(PathError::SymlinkLoop { .. })
+        ));
     }
 
     #[test]
@@ -706,7 +857,10 @@ mod tests {
         assert_eq!(counts[d.0 as usize], 2);
         assert_eq!(counts[0], 4); // root: 2 + two subdirectories
         let d2 = t.lookup(b"/d").unwrap();
-        assert!(matches!(t.link_at(b"/x", d2, &meta()), Err(PathError::LinkToDirectory { .. })));
+        assert!(matches!(
+            t.link_at(b"/x", d2, &meta()),
+            Err(PathError::LinkToDirectory { .. })
+        ));
         t.remove(b"/d").unwrap();
         assert_eq!(t.link_counts()[f.0 as usize], 1);
         assert!(t.lookup(b"/d/f").is_none());
@@ -716,7 +870,15 @@ mod tests {
     fn directory_reinsert_keeps_entries() {
         let mut t = Tree::default();
         file(&mut t, "/d/f");
-        t.insert(b"/d", Node::new(NodeKind::empty_dir(), Metadata::new(0o700, 5, 5, Timestamp::from_secs(9))), &meta()).unwrap();
+        t.insert(
+            b"/d",
+            Node::new(
+                NodeKind::empty_dir(),
+                Metadata::new(0o700, 5, 5, Timestamp::from_secs(9)),
+            ),
+            &meta(),
+        )
+        .unwrap();
         let d = t.lookup(b"/d").unwrap();
         assert_eq!(t.node(d).meta.uid, 5);
         assert!(t.lookup(b"/d/f").is_some());

@@ -54,7 +54,12 @@ impl Rng {
 fn regions(img: &Path, data: &[u8], dirs: &[&str]) -> Vec<(String, u64, u64)> {
     let sb = Superblock::parse(&data[1024..2048]).unwrap();
     let bs = u64::from(sb.block_size().unwrap());
-    let gdt = (if sb.first_data_block == 0 && bs == 1024 { 1 } else { u64::from(sb.first_data_block) } + 1) * bs;
+    let gdt = (if sb.first_data_block == 0 && bs == 1024 {
+        1
+    } else {
+        u64::from(sb.first_data_block)
+    } + 1)
+        * bs;
     let gd = GroupDesc::parse(&data[gdt as usize..], usize::from(sb.desc_size())).unwrap();
     let isz = u64::from(sb.inode_size());
     let itable = gd.inode_table() * bs;
@@ -71,7 +76,10 @@ fn regions(img: &Path, data: &[u8], dirs: &[&str]) -> Vec<(String, u64, u64)> {
         }
     }
     for d in dirs {
-        let out = run(Command::new("debugfs").arg("-R").arg(format!("blocks {d}")).arg(img));
+        let out = run(Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("blocks {d}"))
+            .arg(img));
         for b in out.split_whitespace().take(8) {
             let b: u64 = b.parse().unwrap();
             r.push((format!("directory {d} block {b}"), b * bs, bs));
@@ -117,7 +125,10 @@ fn sweep(img: &Path, dirs: &[&str], rounds: u64, seed: u64) {
             };
             patches.insert(off, byte);
         }
-        let src: Arc<dyn ReadAt> = Arc::new(Patched { base: data.clone(), patches: patches.clone() });
+        let src: Arc<dyn ReadAt> = Arc::new(Patched {
+            base: data.clone(),
+            patches: patches.clone(),
+        });
         let t = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| read_all(src)));
         let took = t.elapsed();
@@ -127,11 +138,21 @@ fn sweep(img: &Path, dirs: &[&str], rounds: u64, seed: u64) {
                 assert!(!e.to_string().is_empty());
                 err += 1
             }
-            Err(_) => panic!("{}: round {round} ({name}, patches {patches:?}) panicked", img.display()),
+            Err(_) => panic!(
+                "{}: round {round} ({name}, patches {patches:?}) panicked",
+                img.display()
+            ),
         }
-        assert!(took < Duration::from_secs(20), "{}: round {round} ({name}) took {took:?}", img.display());
+        assert!(
+            took < Duration::from_secs(20),
+            "{}: round {round} ({name}) took {took:?}",
+            img.display()
+        );
     }
-    eprintln!("{}: {rounds} corruptions: {ok} read, {err} refused", img.display());
+    eprintln!(
+        "{}: {rounds} corruptions: {ok} read, {err} refused",
+        img.display()
+    );
     assert!(err > 0, "some corruptions must be detected");
 }
 
@@ -139,7 +160,12 @@ fn sweep(img: &Path, dirs: &[&str], rounds: u64, seed: u64) {
 fn corrupted_ext4_csum_image() {
     let work = tempfile::tempdir().unwrap();
     let img = unpack("test_disk1.bin", work.path());
-    sweep(&img, &["/", "/medium_dir", "/big_dir"], 40, 0x9E37_79B9_7F4A_7C15);
+    sweep(
+        &img,
+        &["/", "/medium_dir", "/big_dir"],
+        40,
+        0x9E37_79B9_7F4A_7C15,
+    );
 }
 
 #[test]
@@ -175,16 +201,23 @@ fn small_image(work: &Path, args: &[&str]) -> std::path::PathBuf {
         .arg("8M")
         .output()
         .expect("mke2fs must be installed");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     img
 }
 
 #[test]
 fn corrupted_mke2fs_images() {
     let work = tempfile::tempdir().unwrap();
-    for (i, args) in [&["-t", "ext4", "-O", "metadata_csum,64bit,inline_data"][..], &["-t", "ext2", "-b", "1024", "-I", "128"]]
-        .iter()
-        .enumerate()
+    for (i, args) in [
+        &["-t", "ext4", "-O", "metadata_csum,64bit,inline_data"][..],
+        &["-t", "ext2", "-b", "1024", "-I", "128"],
+    ]
+    .iter()
+    .enumerate()
     {
         let img = small_image(work.path(), args);
         sweep(&img, &["/", "/a", "/a/b"], 150, 0x5EED_0000 + i as u64);
@@ -211,13 +244,19 @@ fn directory_cycles_extent_loops_and_absurd_sizes_are_refused() {
         gd.inode_table() * bs + ((ino - 1) % u64::from(sb.inodes_per_group)) * isz
     };
     let ino_of = |path: &str| -> u64 {
-        let out = run(Command::new("debugfs").arg("-R").arg(format!("stat {path}")).arg(&img));
+        let out = run(Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("stat {path}"))
+            .arg(&img));
         out.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
     let read_patched = |d: Vec<u8>| read_image(Arc::new(d), &ReadOptions::default());
 
     // 1. A directory entry of /a/b renamed to point at /a: a cycle.
-    let b_blocks = run(Command::new("debugfs").arg("-R").arg("blocks /a/b").arg(&img));
+    let b_blocks = run(Command::new("debugfs")
+        .arg("-R")
+        .arg("blocks /a/b")
+        .arg(&img));
     let b_blk: u64 = b_blocks.split_whitespace().next().unwrap().parse().unwrap();
     let a_ino = ino_of("/a") as u32;
     let mut d = data.clone();
@@ -254,7 +293,10 @@ fn directory_cycles_extent_loops_and_absurd_sizes_are_refused() {
     node.extend_from_slice(&[0u8; 4]);
     put(&mut d, loop_blk * bs, &node);
     let e = read_patched(d).expect_err("extent loop");
-    assert!(e.to_string().contains("reached twice") || e.to_string().contains("depth"), "{e}");
+    assert!(
+        e.to_string().contains("reached twice") || e.to_string().contains("depth"),
+        "{e}"
+    );
 
     // 3. An absurd file size.
     let mut d = data.clone();

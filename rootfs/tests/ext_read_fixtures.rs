@@ -9,7 +9,10 @@ use rootfs::ext::{FsKind, ReadOptions};
 use rootfs::NodeKind;
 
 fn content_of(image: &rootfs::ext::ExtImage, path: &str) -> Vec<u8> {
-    let id = image.tree.lookup(path.as_bytes()).unwrap_or_else(|| panic!("{path} missing"));
+    let id = image
+        .tree
+        .lookup(path.as_bytes())
+        .unwrap_or_else(|| panic!("{path} missing"));
     match &image.tree.node(id).kind {
         NodeKind::Regular(c) => {
             let mut v = Vec::new();
@@ -22,7 +25,9 @@ fn content_of(image: &rootfs::ext::ExtImage, path: &str) -> Vec<u8> {
 
 fn check_holes(image: &rootfs::ext::ExtImage) {
     let id = image.tree.lookup(b"/holes").unwrap();
-    let NodeKind::Regular(c) = &image.tree.node(id).kind else { panic!() };
+    let NodeKind::Regular(c) = &image.tree.node(id).kind else {
+        panic!()
+    };
     assert_eq!(c.size(), 10240);
     assert!(c.is_sparse());
     assert_eq!(c.stored_bytes(), 4 * 1024, "holes: 4 data blocks");
@@ -43,12 +48,22 @@ fn check_holes(image: &rootfs::ext::ExtImage) {
 fn ext4_disk1_agrees_with_debugfs() {
     let work = tempfile::tempdir().unwrap();
     let img = unpack("test_disk1.bin", work.path());
-    let image = read(&img, &ReadOptions { verify_checksums: true, strict_checksums: true });
+    let image = read(
+        &img,
+        &ReadOptions {
+            verify_checksums: true,
+            strict_checksums: true,
+        },
+    );
     let info = &image.info;
     assert_eq!(info.kind, FsKind::Ext4);
     assert_eq!(info.block_size, 1024);
     assert_eq!(info.label, b"ext4-view testfs");
-    assert!(info.checksum_errors.is_empty(), "{:?}", info.checksum_errors);
+    assert!(
+        info.checksum_errors.is_empty(),
+        "{:?}",
+        info.checksum_errors
+    );
     assert!(!info.needs_recovery);
     assert!(info.feature_names.iter().any(|f| f == "metadata_csum"));
     assert_eq!(hex::encode(info.uuid), "b71b09903859457c816036deac864c27");
@@ -60,18 +75,27 @@ fn ext4_disk1_agrees_with_debugfs() {
     for (dir, n) in [("medium_dir", 1000), ("big_dir", 10000)] {
         let d = image.tree.lookup(format!("/{dir}").as_bytes()).unwrap();
         assert_eq!(image.tree.entries(d).unwrap().len(), n);
-        assert_eq!(content_of(&image, &format!("/{dir}/{}", n - 1)), (n - 1).to_string().as_bytes());
+        assert_eq!(
+            content_of(&image, &format!("/{dir}/{}", n - 1)),
+            (n - 1).to_string().as_bytes()
+        );
     }
     let sym = image.tree.node(image.tree.lookup(b"/sym_long").unwrap());
     assert!(matches!(&sym.kind, NodeKind::Symlink(t) if t.len() == 1023));
     // Confined resolution through the read symlinks.
-    assert_eq!(image.tree.resolve(b"/dir1/dir2/sym_rel", true), image.tree.resolve(b"/small_file", true));
+    assert_eq!(
+        image.tree.resolve(b"/dir1/dir2/sym_rel", true),
+        image.tree.resolve(b"/small_file", true)
+    );
     // The encrypted directory: one entry, named by digest; debugfs cannot show its names.
     let enc = image.tree.lookup(b"/encrypted_dir").unwrap();
     assert_eq!(image.tree.entries(enc).unwrap().len(), 1);
     assert!(info.warnings.iter().any(|w| w.contains("encrypted")));
     let c = compare_with_debugfs(&img, &image, &["/encrypted_dir"], work.path());
-    assert!(c.paths > 11000 && c.contents > 11000 && c.symlinks >= 10 && c.xattrs > 11000, "{c:?}");
+    assert!(
+        c.paths > 11000 && c.contents > 11000 && c.symlinks >= 10 && c.xattrs > 11000,
+        "{c:?}"
+    );
 }
 
 #[test]
@@ -86,7 +110,10 @@ fn ext2_triple_indirect_and_holes_agree_with_debugfs() {
     assert_eq!(big.len(), 71_577_600);
     for (i, block) in big.chunks(1024).enumerate() {
         let n = (i as u32).to_le_bytes();
-        assert!(block[..4] == n && block[1020..] == n, "big_file block {i} markers");
+        assert!(
+            block[..4] == n && block[1020..] == n,
+            "big_file block {i} markers"
+        );
     }
     drop(big);
     let c = compare_with_debugfs(&img, &image, &[], work.path());
@@ -104,7 +131,9 @@ fn ext3_128_byte_inodes_tea_htree_agree_with_debugfs() {
     let j = image.info.journal.as_ref().expect("ext3 has a journal");
     assert_eq!(j.start, 0);
     // 128-byte inodes have no crtime or nanoseconds.
-    let f = image.tree.node(image.tree.lookup(b"/medium_dir/7").unwrap());
+    let f = image
+        .tree
+        .node(image.tree.lookup(b"/medium_dir/7").unwrap());
     assert_eq!(f.meta.crtime, None);
     assert_eq!(f.meta.mtime.nsec, 0);
     let c = compare_with_debugfs(&img, &image, &[], work.path());

@@ -20,12 +20,24 @@ fn mknod(path: &Path, mode: u32, major: u32, minor: u32) {
     let dev = libc::makedev(major, minor);
     // SAFETY: c is a valid NUL-terminated path.
     let r = unsafe { libc::mknod(c.as_ptr(), mode, dev) };
-    assert_eq!(r, 0, "mknod {}: {}", path.display(), std::io::Error::last_os_error());
+    assert_eq!(
+        r,
+        0,
+        "mknod {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 fn acl_value() -> Vec<u8> {
     let mut v = 2u32.to_le_bytes().to_vec();
-    for (tag, perm, id) in [(1u16, 6u16, u32::MAX), (2, 4, 1000), (4, 4, u32::MAX), (0x10, 4, u32::MAX), (0x20, 0, u32::MAX)] {
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 4, 1000),
+        (4, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
         v.extend_from_slice(&tag.to_le_bytes());
         v.extend_from_slice(&perm.to_le_bytes());
         v.extend_from_slice(&id.to_le_bytes());
@@ -56,7 +68,8 @@ fn make_source(root: &Path, big_sparse: bool) {
         let mut f = fs::File::create(root.join("huge_sparse")).unwrap();
         f.write_all(b"head").unwrap();
         f.seek(SeekFrom::Start(80 << 20)).unwrap();
-        f.write_all(b"tail past the triple indirect boundary").unwrap();
+        f.write_all(b"tail past the triple indirect boundary")
+            .unwrap();
     }
     // setuid, setgid, sticky, large ids.
     fs::write(root.join("su"), b"#!/bin/sh\n").unwrap();
@@ -90,15 +103,27 @@ fn make_source(root: &Path, big_sparse: bool) {
     xattr::set(root.join("etc/passwd"), "trusted.t", b"trusted value").unwrap();
     xattr::set(root.join("medium"), "user.big", &[b'v'; 600]).unwrap();
     fs::write(root.join("acl-file"), b"acl").unwrap();
-    xattr::set(root.join("acl-file"), "system.posix_acl_access", &acl_value()).unwrap();
+    xattr::set(
+        root.join("acl-file"),
+        "system.posix_acl_access",
+        &acl_value(),
+    )
+    .unwrap();
     // Long names and a wide directory.
     fs::write(root.join("n".repeat(255)), b"long name").unwrap();
     fs::create_dir(root.join("wide")).unwrap();
     for i in 0..3000 {
-        fs::write(root.join(format!("wide/entry-with-a-longish-name-{i:05}")), i.to_string()).unwrap();
+        fs::write(
+            root.join(format!("wide/entry-with-a-longish-name-{i:05}")),
+            i.to_string(),
+        )
+        .unwrap();
     }
     // Make times distinctive (nanoseconds).
-    let ts = libc::timespec { tv_sec: 1_234_567_890, tv_nsec: 123_456_789 };
+    let ts = libc::timespec {
+        tv_sec: 1_234_567_890,
+        tv_nsec: 123_456_789,
+    };
     let c = std::ffi::CString::new(root.join("tiny").as_os_str().as_bytes()).unwrap();
     // SAFETY: valid path and two timespecs.
     unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [ts, ts].as_ptr(), 0) };
@@ -128,12 +153,26 @@ fn check(name: &str, args: &[&str], size: &str, big_sparse: bool, kind: FsKind) 
     let img = work.path().join(format!("{name}.img"));
     assert!(mkfs(&src, &img, args, size), "{name}: mke2fs failed");
     // mke2fs -d writes linear directories; e2fsck -D indexes the large ones (htree).
-    let st = Command::new("e2fsck").args(["-fyD"]).arg(&img).output().expect("e2fsck must be installed");
-    assert!(st.status.code().is_some_and(|c| c <= 1), "{name}: e2fsck -fyD: {}", String::from_utf8_lossy(&st.stdout));
+    let st = Command::new("e2fsck")
+        .args(["-fyD"])
+        .arg(&img)
+        .output()
+        .expect("e2fsck must be installed");
+    assert!(
+        st.status.code().is_some_and(|c| c <= 1),
+        "{name}: e2fsck -fyD: {}",
+        String::from_utf8_lossy(&st.stdout)
+    );
     if let Some(keep) = std::env::var_os("WAFER_KEEP_IMAGES") {
         fs::copy(&img, Path::new(&keep).join(format!("{name}.img"))).unwrap();
     }
-    let image = read(&img, &ReadOptions { verify_checksums: true, strict_checksums: true });
+    let image = read(
+        &img,
+        &ReadOptions {
+            verify_checksums: true,
+            strict_checksums: true,
+        },
+    );
     assert_eq!(image.info.kind, kind, "{name}");
     assert!(!image.info.needs_recovery);
     let t = &image.tree;
@@ -145,12 +184,31 @@ fn check(name: &str, args: &[&str], size: &str, big_sparse: bool, kind: FsKind) 
     assert_eq!(t.node(t.lookup(b"/su").unwrap()).meta.perm, 0o4755);
     assert_eq!(t.node(t.lookup(b"/tmp").unwrap()).meta.perm, 0o1777);
     let shared = t.node(t.lookup(b"/shared").unwrap());
-    assert_eq!((shared.meta.perm, shared.meta.uid, shared.meta.gid), (0o2775, 70000, 80000));
-    assert!(matches!(t.node(t.lookup(b"/dev/big").unwrap()).kind, NodeKind::CharDevice(d) if d.major == 300 && d.minor == 70000));
-    assert!(matches!(t.node(t.lookup(b"/sock").unwrap()).kind, NodeKind::Socket));
-    assert!(matches!(t.node(t.lookup(b"/fifo").unwrap()).kind, NodeKind::Fifo));
-    assert_eq!(t.node(t.lookup(b"/acl-file").unwrap()).meta.xattrs.get(&b"system.posix_acl_access"[..]), Some(&acl_value()));
-    let NodeKind::Regular(sp) = &t.node(t.lookup(b"/sparse").unwrap()).kind else { panic!() };
+    assert_eq!(
+        (shared.meta.perm, shared.meta.uid, shared.meta.gid),
+        (0o2775, 70000, 80000)
+    );
+    assert!(
+        matches!(t.node(t.lookup(b"/dev/big").unwrap()).kind, NodeKind::CharDevice(d) if d.major == 300 && d.minor == 70000)
+    );
+    assert!(matches!(
+        t.node(t.lookup(b"/sock").unwrap()).kind,
+        NodeKind::Socket
+    ));
+    assert!(matches!(
+        t.node(t.lookup(b"/fifo").unwrap()).kind,
+        NodeKind::Fifo
+    ));
+    assert_eq!(
+        t.node(t.lookup(b"/acl-file").unwrap())
+            .meta
+            .xattrs
+            .get(&b"system.posix_acl_access"[..]),
+        Some(&acl_value())
+    );
+    let NodeKind::Regular(sp) = &t.node(t.lookup(b"/sparse").unwrap()).kind else {
+        panic!()
+    };
     // mke2fs 1.47.0 with inline_data drops the trailing hole of a sparse file (its size ends at
     // the last data block); debugfs agrees with us on that below, so only check it elsewhere.
     if name != "inline" {
@@ -162,24 +220,51 @@ fn check(name: &str, args: &[&str], size: &str, big_sparse: bool, kind: FsKind) 
         sp.stored_bytes()
     );
     if name == "inline" {
-        let stat = run(Command::new("debugfs").arg("-R").arg("stat /tiny").arg(&img));
-        assert!(stat.contains("Size of inline data"), "{name}: /tiny should be inline:\n{stat}");
+        let stat = run(Command::new("debugfs")
+            .arg("-R")
+            .arg("stat /tiny")
+            .arg(&img));
+        assert!(
+            stat.contains("Size of inline data"),
+            "{name}: /tiny should be inline:\n{stat}"
+        );
     }
     assert_eq!(t.entries(t.lookup(b"/wide").unwrap()).unwrap().len(), 3000);
-    let htree = run(Command::new("debugfs").arg("-R").arg("htree /wide").arg(&img));
-    assert!(htree.contains("Root node dump"), "{name}: /wide should be an htree directory");
+    let htree = run(Command::new("debugfs")
+        .arg("-R")
+        .arg("htree /wide")
+        .arg(&img));
+    assert!(
+        htree.contains("Root node dump"),
+        "{name}: /wide should be an htree directory"
+    );
     let c = compare_with_debugfs(&img, &image, &[], work.path());
-    assert!(c.devices == 3 && c.symlinks == 2 && c.xattrs >= 5, "{name}: {c:?}");
+    assert!(
+        c.devices == 3 && c.symlinks == 2 && c.xattrs >= 5,
+        "{name}: {c:?}"
+    );
 }
 
 #[test]
 fn ext2_1k_blocks_128_byte_inodes_triple_indirect() {
-    check("ext2", &["-t", "ext2", "-b", "1024", "-I", "128"], "160M", true, FsKind::Ext2);
+    check(
+        "ext2",
+        &["-t", "ext2", "-b", "1024", "-I", "128"],
+        "160M",
+        true,
+        FsKind::Ext2,
+    );
 }
 
 #[test]
 fn ext3_with_journal() {
-    check("ext3", &["-t", "ext3", "-b", "1024"], "64M", false, FsKind::Ext3);
+    check(
+        "ext3",
+        &["-t", "ext3", "-b", "1024"],
+        "64M",
+        false,
+        FsKind::Ext3,
+    );
 }
 
 #[test]
@@ -189,25 +274,55 @@ fn ext4_default() {
 
 #[test]
 fn ext4_metadata_csum_64bit() {
-    check("csum64", &["-t", "ext4", "-O", "metadata_csum,64bit", "-b", "1024"], "64M", false, FsKind::Ext4);
+    check(
+        "csum64",
+        &["-t", "ext4", "-O", "metadata_csum,64bit", "-b", "1024"],
+        "64M",
+        false,
+        FsKind::Ext4,
+    );
 }
 
 #[test]
 fn ext4_inline_data() {
-    check("inline", &["-t", "ext4", "-O", "inline_data"], "64M", false, FsKind::Ext4);
+    check(
+        "inline",
+        &["-t", "ext4", "-O", "inline_data"],
+        "64M",
+        false,
+        FsKind::Ext4,
+    );
 }
 
 #[test]
 fn ext4_meta_bg() {
-    check("metabg", &["-t", "ext4", "-O", "meta_bg,^resize_inode", "-b", "1024"], "96M", false, FsKind::Ext4);
+    check(
+        "metabg",
+        &["-t", "ext4", "-O", "meta_bg,^resize_inode", "-b", "1024"],
+        "96M",
+        false,
+        FsKind::Ext4,
+    );
 }
 
 #[test]
 fn ext4_64k_blocks() {
-    check("b64k", &["-t", "ext4", "-b", "65536"], "256M", false, FsKind::Ext4);
+    check(
+        "b64k",
+        &["-t", "ext4", "-b", "65536"],
+        "256M",
+        false,
+        FsKind::Ext4,
+    );
 }
 
 #[test]
 fn ext4_bigalloc() {
-    check("bigalloc", &["-t", "ext4", "-O", "bigalloc", "-C", "16384"], "128M", false, FsKind::Ext4);
+    check(
+        "bigalloc",
+        &["-t", "ext4", "-O", "bigalloc", "-C", "16384"],
+        "128M",
+        false,
+        FsKind::Ext4,
+    );
 }

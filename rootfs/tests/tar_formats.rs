@@ -14,11 +14,18 @@ use rootfs::tar::{read_tar_file, Compression, TarOptions};
 use rootfs::{FileType, NodeKind, Tree};
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (install the Debian package providing it)"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run {cmd:?}: {e} (install the Debian package providing it)")
+    });
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
-const CAP: &[u8] = b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+const CAP: &[u8] =
+    b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
 
 /// Build the source tree. `full`: include things ustar cannot hold (long names, big ids).
 fn build_source(root: &Path, full: bool) {
@@ -33,9 +40,15 @@ fn build_source(root: &Path, full: bool) {
     fs::hard_link(root.join("etc/passwd"), root.join("hl2")).unwrap();
     std::os::unix::fs::symlink("etc/passwd", root.join("sym")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/dangling", root.join("dangling")).unwrap();
-    run(Command::new("mknod").arg(root.join("null")).args(["c", "1", "3"]));
-    run(Command::new("mknod").arg(root.join("sda1")).args(["b", "8", "1"]));
-    run(Command::new("mknod").arg(root.join("bigdev")).args(["c", "300", "70000"]));
+    run(Command::new("mknod")
+        .arg(root.join("null"))
+        .args(["c", "1", "3"]));
+    run(Command::new("mknod")
+        .arg(root.join("sda1"))
+        .args(["b", "8", "1"]));
+    run(Command::new("mknod")
+        .arg(root.join("bigdev"))
+        .args(["c", "300", "70000"]));
     run(Command::new("mkfifo").arg(root.join("fifo")));
     std::os::unix::fs::chown(root.join("etc/passwd"), Some(12), Some(34)).unwrap();
     xattr::set(root.join("etc/big.bin"), "security.capability", CAP).unwrap();
@@ -62,13 +75,20 @@ fn build_source(root: &Path, full: bool) {
     let mut paths = Vec::new();
     collect(root, &mut paths);
     for (i, p) in paths.iter().enumerate() {
-        let stamp = format!("@{}.{:09}", 1_600_000_000 + i as i64 * 1000, 123_456_789u32 + i as u32);
+        let stamp = format!(
+            "@{}.{:09}",
+            1_600_000_000 + i as i64 * 1000,
+            123_456_789u32 + i as u32
+        );
         run(Command::new("touch").arg("-h").arg("-d").arg(&stamp).arg(p));
     }
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut ents: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut ents: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     ents.sort();
     for p in ents {
         if fs::symlink_metadata(&p).unwrap().is_dir() {
@@ -105,7 +125,11 @@ fn compare(tree: &Tree, root: &Path, ex: &Expect) {
     tree.walk(|p, id| {
         seen += 1;
         let rel = std::ffi::OsStr::from_bytes(&p[1..]);
-        let host = if p == b"/" { root.to_path_buf() } else { root.join(rel) };
+        let host = if p == b"/" {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
         let md = fs::symlink_metadata(&host).unwrap_or_else(|e| panic!("{}: {e}", host.display()));
         let node = tree.node(id);
         let shown = String::from_utf8_lossy(p).into_owned();
@@ -117,28 +141,47 @@ fn compare(tree: &Tree, root: &Path, ex: &Expect) {
         assert_eq!(node.meta.gid, md.gid(), "{shown}: gid");
         assert_eq!(node.meta.mtime.sec, md.mtime(), "{shown}: mtime");
         if ex.nsec {
-            assert_eq!(i64::from(node.meta.mtime.nsec), md.mtime_nsec(), "{shown}: mtime ns");
+            assert_eq!(
+                i64::from(node.meta.mtime.nsec),
+                md.mtime_nsec(),
+                "{shown}: mtime ns"
+            );
         }
         if ex.xattrs {
             let mut want = BTreeMap::new();
             for n in xattr::list(&host).unwrap() {
-                want.insert(n.as_bytes().to_vec(), xattr::get(&host, &n).unwrap().unwrap());
+                want.insert(
+                    n.as_bytes().to_vec(),
+                    xattr::get(&host, &n).unwrap().unwrap(),
+                );
             }
             assert_eq!(node.meta.xattrs, want, "{shown}: xattrs");
         }
         match &node.kind {
             NodeKind::Regular(c) => {
                 assert_eq!(c.size(), md.len(), "{shown}: size");
-                assert_eq!(read_all(tree, id), fs::read(&host).unwrap(), "{shown}: contents");
+                assert_eq!(
+                    read_all(tree, id),
+                    fs::read(&host).unwrap(),
+                    "{shown}: contents"
+                );
                 if md.nlink() > 1 {
                     let prev = ino_to_node.entry(md.ino()).or_insert(id);
                     assert_eq!(*prev, id, "{shown}: hard link to the same node");
                 }
             }
-            NodeKind::Symlink(t) => assert_eq!(t.as_slice(), fs::read_link(&host).unwrap().as_os_str().as_bytes(), "{shown}"),
+            NodeKind::Symlink(t) => assert_eq!(
+                t.as_slice(),
+                fs::read_link(&host).unwrap().as_os_str().as_bytes(),
+                "{shown}"
+            ),
             NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => {
                 let rdev = md.rdev();
-                assert_eq!((d.major, d.minor), (rootfs::dir::dev_major(rdev), rootfs::dir::dev_minor(rdev)), "{shown}: device");
+                assert_eq!(
+                    (d.major, d.minor),
+                    (rootfs::dir::dev_major(rdev), rootfs::dir::dev_minor(rdev)),
+                    "{shown}: device"
+                );
             }
             NodeKind::Directory(_) => assert!(md.is_dir()),
             NodeKind::Fifo => assert_eq!(node.file_type(), FileType::Fifo),
@@ -173,7 +216,13 @@ fn check_sparse(tree: &Tree) {
 
 fn gnu_tar(tmp: &Path, src: &Path, name: &str, args: &[&str]) -> PathBuf {
     let out = tmp.join(name);
-    run(Command::new("tar").args(args).arg("-cf").arg(&out).arg("-C").arg(src).arg("."));
+    run(Command::new("tar")
+        .args(args)
+        .arg("-cf")
+        .arg(&out)
+        .arg("-C")
+        .arg(src)
+        .arg("."));
     out
 }
 
@@ -183,7 +232,15 @@ fn gnu_format_with_long_names_and_old_sparse() {
     let a = gnu_tar(tmp.path(), &src, "gnu.tar", &["--format=gnu", "--sparse"]);
     let (tree, stats) = read_tar_file(&a, &TarOptions::default()).unwrap();
     assert!(stats.entries > 10);
-    compare(&tree, &src, &Expect { nsec: false, xattrs: false, check_root: true });
+    compare(
+        &tree,
+        &src,
+        &Expect {
+            nsec: false,
+            xattrs: false,
+            check_root: true,
+        },
+    );
     check_sparse(&tree);
 }
 
@@ -195,10 +252,25 @@ fn posix_format_with_xattrs_and_each_sparse_version() {
             tmp.path(),
             &src,
             &format!("posix-{v}.tar"),
-            &["--format=posix", "--xattrs", "--xattrs-include=*", "--sparse", &format!("--sparse-version={v}")],
+            &[
+                "--format=posix",
+                "--xattrs",
+                "--xattrs-include=*",
+                "--sparse",
+                &format!("--sparse-version={v}"),
+            ],
         );
-        let (tree, _) = read_tar_file(&a, &TarOptions::default()).unwrap_or_else(|e| panic!("sparse {v}: {e}"));
-        compare(&tree, &src, &Expect { nsec: true, xattrs: true, check_root: true });
+        let (tree, _) =
+            read_tar_file(&a, &TarOptions::default()).unwrap_or_else(|e| panic!("sparse {v}: {e}"));
+        compare(
+            &tree,
+            &src,
+            &Expect {
+                nsec: true,
+                xattrs: true,
+                check_root: true,
+            },
+        );
         check_sparse(&tree);
     }
 }
@@ -208,22 +280,57 @@ fn ustar_format() {
     let (tmp, src) = setup(false);
     let a = gnu_tar(tmp.path(), &src, "ustar.tar", &["--format=ustar"]);
     let (tree, _) = read_tar_file(&a, &TarOptions::default()).unwrap();
-    compare(&tree, &src, &Expect { nsec: false, xattrs: false, check_root: true });
+    compare(
+        &tree,
+        &src,
+        &Expect {
+            nsec: false,
+            xattrs: false,
+            check_root: true,
+        },
+    );
 }
 
 #[test]
 fn each_compression_by_magic() {
     let (tmp, src) = setup(true);
-    for (flag, want) in [("-z", Compression::Gzip), ("-J", Compression::Xz), ("-j", Compression::Bzip2), ("--zstd", Compression::Zstd)] {
+    for (flag, want) in [
+        ("-z", Compression::Gzip),
+        ("-J", Compression::Xz),
+        ("-j", Compression::Bzip2),
+        ("--zstd", Compression::Zstd),
+    ] {
         // A misleading extension: detection must use the magic.
-        let a = gnu_tar(tmp.path(), &src, &format!("c{flag}.tar"), &["--format=posix", "--xattrs", "--xattrs-include=*", "--sparse", flag]);
+        let a = gnu_tar(
+            tmp.path(),
+            &src,
+            &format!("c{flag}.tar"),
+            &[
+                "--format=posix",
+                "--xattrs",
+                "--xattrs-include=*",
+                "--sparse",
+                flag,
+            ],
+        );
         let head = fs::read(&a).unwrap();
         assert_eq!(Compression::detect(&head[..8]), want);
         let spool = tmp.path().join("spool");
         fs::create_dir_all(&spool).unwrap();
-        let opts = TarOptions { spool_dir: Some(spool.clone()), ..TarOptions::default() };
+        let opts = TarOptions {
+            spool_dir: Some(spool.clone()),
+            ..TarOptions::default()
+        };
         let (tree, _) = read_tar_file(&a, &opts).unwrap_or_else(|e| panic!("{flag}: {e}"));
-        compare(&tree, &src, &Expect { nsec: true, xattrs: true, check_root: true });
+        compare(
+            &tree,
+            &src,
+            &Expect {
+                nsec: true,
+                xattrs: true,
+                check_root: true,
+            },
+        );
         check_sparse(&tree);
         // The spool is anonymous: nothing is left in the directory.
         assert_eq!(fs::read_dir(&spool).unwrap().count(), 0);
@@ -232,19 +339,37 @@ fn each_compression_by_magic() {
 
 fn bsdtar(tmp: &Path, src: &Path, name: &str, args: &[&str]) -> PathBuf {
     let out = tmp.join(name);
-    run(Command::new("bsdtar").args(args).arg("-cf").arg(&out).arg("-C").arg(src).arg("."));
+    run(Command::new("bsdtar")
+        .args(args)
+        .arg("-cf")
+        .arg(&out)
+        .arg("-C")
+        .arg(src)
+        .arg("."));
     out
 }
 
 #[test]
 fn bsdtar_pax_with_xattrs_sparse_and_compression() {
     let (tmp, src) = setup(true);
-    for (i, extra) in [&[][..], &["--zstd"][..], &["-z"][..], &["-J"][..]].iter().enumerate() {
+    for (i, extra) in [&[][..], &["--zstd"][..], &["-z"][..], &["-J"][..]]
+        .iter()
+        .enumerate()
+    {
         let mut args = vec!["--format=pax", "--xattrs"];
         args.extend_from_slice(extra);
         let a = bsdtar(tmp.path(), &src, &format!("bsd{i}.tar"), &args);
-        let (tree, _) = read_tar_file(&a, &TarOptions::default()).unwrap_or_else(|e| panic!("{extra:?}: {e}"));
-        compare(&tree, &src, &Expect { nsec: true, xattrs: true, check_root: true });
+        let (tree, _) =
+            read_tar_file(&a, &TarOptions::default()).unwrap_or_else(|e| panic!("{extra:?}: {e}"));
+        compare(
+            &tree,
+            &src,
+            &Expect {
+                nsec: true,
+                xattrs: true,
+                check_root: true,
+            },
+        );
         check_sparse(&tree);
     }
 }
@@ -254,8 +379,17 @@ fn bsdtar_ustar_and_gnutar_formats() {
     let (tmp, src) = setup(false);
     for fmt in ["--format=ustar", "--format=gnutar"] {
         let a = bsdtar(tmp.path(), &src, "b.tar", &[fmt]);
-        let (tree, _) = read_tar_file(&a, &TarOptions::default()).unwrap_or_else(|e| panic!("{fmt}: {e}"));
-        compare(&tree, &src, &Expect { nsec: false, xattrs: false, check_root: true });
+        let (tree, _) =
+            read_tar_file(&a, &TarOptions::default()).unwrap_or_else(|e| panic!("{fmt}: {e}"));
+        compare(
+            &tree,
+            &src,
+            &Expect {
+                nsec: false,
+                xattrs: false,
+                check_root: true,
+            },
+        );
     }
 }
 
@@ -265,7 +399,9 @@ fn uncompressed_contents_point_into_the_archive() {
     let a = gnu_tar(tmp.path(), &src, "plain.tar", &["--format=gnu"]);
     let (tree, _) = read_tar_file(&a, &TarOptions::default()).unwrap();
     let id = tree.lookup(b"/etc/passwd").unwrap();
-    let NodeKind::Regular(c) = &tree.node(id).kind else { panic!() };
+    let NodeKind::Regular(c) = &tree.node(id).kind else {
+        panic!()
+    };
     match c.source() {
         rootfs::Source::Shared(s) => assert_eq!(s.len(), fs::metadata(&a).unwrap().len()),
         other => panic!("expected a shared source, got {other:?}"),
@@ -273,7 +409,10 @@ fn uncompressed_contents_point_into_the_archive() {
     let e = c.extents()[0];
     assert_eq!(e.physical % 512, 0);
     let raw = fs::read(&a).unwrap();
-    assert_eq!(&raw[e.physical as usize..(e.physical + e.len) as usize], b"root:x:0:0:root:/root:/bin/sh\n");
+    assert_eq!(
+        &raw[e.physical as usize..(e.physical + e.len) as usize],
+        b"root:x:0:0:root:/root:/bin/sh\n"
+    );
 }
 
 #[test]
@@ -289,5 +428,13 @@ fn v7_format_without_magic() {
     assert_ne!(&raw[257..262], b"ustar");
     assert!(rootfs::tar::looks_like_tar(&raw[..512]));
     let (tree, _) = read_tar_file(&a, &TarOptions::default()).unwrap();
-    compare(&tree, &src, &Expect { nsec: false, xattrs: false, check_root: false });
+    compare(
+        &tree,
+        &src,
+        &Expect {
+            nsec: false,
+            xattrs: false,
+            check_root: false,
+        },
+    );
 }

@@ -62,26 +62,49 @@ fn read(bytes: Vec<u8>) -> Result<Tree, TarError> {
 
 #[test]
 fn a_well_formed_hand_made_archive_reads() {
-    let a = archive(&[header(b"./a/b", b'0', 3, b""), data(b"abc"), header(b"/abs/c", b'1', 0, b"a/b")]);
+    let a = archive(&[
+        header(b"./a/b", b'0', 3, b""),
+        data(b"abc"),
+        header(b"/abs/c", b'1', 0, b"a/b"),
+    ]);
     let t = read(a).unwrap();
     let b = t.lookup(b"/a/b").unwrap();
-    assert_eq!(t.lookup(b"/abs/c"), Some(b), "absolute path made relative; hard link shares the node");
-    let NodeKind::Regular(c) = &t.node(b).kind else { panic!() };
+    assert_eq!(
+        t.lookup(b"/abs/c"),
+        Some(b),
+        "absolute path made relative; hard link shares the node"
+    );
+    let NodeKind::Regular(c) = &t.node(b).kind else {
+        panic!()
+    };
     assert_eq!(c.read_to_vec(10).unwrap(), b"abc");
 }
 
 #[test]
 fn path_escaping_entries_are_refused() {
-    for name in [&b"../etc/passwd"[..], b"a/../../x", b"/../root/.ssh/authorized_keys"] {
+    for name in [
+        &b"../etc/passwd"[..],
+        b"a/../../x",
+        b"/../root/.ssh/authorized_keys",
+    ] {
         let a = archive(&[header(name, b'0', 1, b""), data(b"x")]);
         match read(a) {
-            Err(TarError::Path { entry, offset: 0, .. }) => assert_eq!(entry.as_bytes(), name),
-            other => panic!("{}: expected a path error, got {other:?}", String::from_utf8_lossy(name)),
+            Err(TarError::Path {
+                entry, offset: 0, ..
+            }) => assert_eq!(entry.as_bytes(), name),
+            other => panic!(
+                "{}: expected a path error, got {other:?}",
+                String::from_utf8_lossy(name)
+            ),
         }
     }
     // Through a pax path too, at the second header's offset.
     let p = pax(&[("path", b"x/../../../evil")]);
-    let a = archive(&[header(b"pax", b'x', p.len() as u64, b""), data(&p), header(b"innocent", b'0', 0, b"")]);
+    let a = archive(&[
+        header(b"pax", b'x', p.len() as u64, b""),
+        data(&p),
+        header(b"innocent", b'0', 0, b""),
+    ]);
     assert!(matches!(read(a), Err(TarError::Path { offset: 1024, .. })));
     // A hard link whose target climbs out.
     let a = archive(&[header(b"l", b'1', 0, b"../../etc/shadow")]);
@@ -91,7 +114,10 @@ fn path_escaping_entries_are_refused() {
 #[test]
 fn hard_link_to_a_missing_target_is_refused() {
     let a = archive(&[header(b"l", b'1', 0, b"nothere")]);
-    assert!(matches!(read(a), Err(TarError::MissingLinkTarget { offset: 0, .. })));
+    assert!(matches!(
+        read(a),
+        Err(TarError::MissingLinkTarget { offset: 0, .. })
+    ));
 }
 
 #[test]
@@ -100,40 +126,68 @@ fn bad_checksum_is_refused_with_offset() {
     let mut bad = header(b"bad", b'0', 0, b"");
     bad[0] = b'c';
     h.extend(bad);
-    assert!(matches!(read(archive(&[h])), Err(TarError::BadChecksum { offset: 512, .. })));
+    assert!(matches!(
+        read(archive(&[h])),
+        Err(TarError::BadChecksum { offset: 512, .. })
+    ));
 }
 
 #[test]
 fn truncated_and_absurd_sizes_are_refused() {
     // Data cut short.
     let mut a = [header(b"f", b'0', 5000, b""), data(&[1u8; 100])].concat();
-    assert!(matches!(read(a.clone()), Err(TarError::TooLarge { offset: 0, .. })));
+    assert!(matches!(
+        read(a.clone()),
+        Err(TarError::TooLarge { offset: 0, .. })
+    ));
     // Header cut short.
     a = header(b"f", b'0', 0, b"");
     a.truncate(300);
-    assert!(matches!(read(a), Err(TarError::Truncated { offset: 0, .. })));
+    assert!(matches!(
+        read(a),
+        Err(TarError::Truncated { offset: 0, .. })
+    ));
     // Size of 2^60 (base-256).
     let mut h = header(b"f", b'0', 0, b"");
     h[124..136].copy_from_slice(&[0x80, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0]);
     fix_checksum(&mut h);
-    assert!(matches!(read(archive(&[h])), Err(TarError::TooLarge { .. })));
+    assert!(matches!(
+        read(archive(&[h])),
+        Err(TarError::TooLarge { .. })
+    ));
     // Negative size.
     let mut h = header(b"f", b'0', 0, b"");
     h[124..136].copy_from_slice(&[0xff; 12]);
     fix_checksum(&mut h);
-    assert!(matches!(read(archive(&[h])), Err(TarError::BadField { field: "size", .. })));
+    assert!(matches!(
+        read(archive(&[h])),
+        Err(TarError::BadField { field: "size", .. })
+    ));
     // A pax header larger than the cap, and a pax size beyond the archive.
     let a = archive(&[header(b"pax", b'x', 2 << 20, b"")]);
     assert!(matches!(read(a), Err(TarError::TooLarge { .. })));
     let p = pax(&[("size", b"99999999999999")]);
-    let a = archive(&[header(b"pax", b'x', p.len() as u64, b""), data(&p), header(b"f", b'0', 0, b"")]);
-    assert!(matches!(read(a), Err(TarError::TooLarge { offset: 1024, .. })));
+    let a = archive(&[
+        header(b"pax", b'x', p.len() as u64, b""),
+        data(&p),
+        header(b"f", b'0', 0, b""),
+    ]);
+    assert!(matches!(
+        read(a),
+        Err(TarError::TooLarge { offset: 1024, .. })
+    ));
     // Many extended headers in a row, each under the cap, together over it.
     let big = vec![b'a'; 600 * 1024];
     let p = pax(&[("comment", &big)]);
     let x = [header(b"pax", b'x', p.len() as u64, b""), data(&p)].concat();
     let a = archive(&[x.clone(), x, header(b"f", b'0', 0, b"")]);
-    assert!(matches!(read(a), Err(TarError::TooLarge { what: "extended header records held at once", .. })));
+    assert!(matches!(
+        read(a),
+        Err(TarError::TooLarge {
+            what: "extended header records held at once",
+            ..
+        })
+    ));
     // An extended header with nothing after it.
     let p = pax(&[("path", b"x")]);
     let a = [header(b"pax", b'x', p.len() as u64, b""), data(&p)].concat();
@@ -142,16 +196,50 @@ fn truncated_and_absurd_sizes_are_refused() {
 
 #[test]
 fn malformed_pax_records_are_refused() {
-    for body in [&b"999 path=x\n"[..], b"5 path=x\n", b"abc path=x\n", b"12 pathx\n\n\n\n", b"11 path=xyz"] {
-        let a = archive(&[header(b"pax", b'x', body.len() as u64, b""), data(body), header(b"f", b'0', 0, b"")]);
-        assert!(matches!(read(a), Err(TarError::Pax { offset: 0, .. })), "{}", String::from_utf8_lossy(body));
+    for body in [
+        &b"999 path=x\n"[..],
+        b"5 path=x\n",
+        b"abc path=x\n",
+        b"12 pathx\n\n\n\n",
+        b"11 path=xyz",
+    ] {
+        let a = archive(&[
+            header(b"pax", b'x', body.len() as u64, b""),
+            data(body),
+            header(b"f", b'0', 0, b""),
+        ]);
+        assert!(
+            matches!(read(a), Err(TarError::Pax { offset: 0, .. })),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
     }
     let p = pax(&[("uid", b"-5")]);
-    let a = archive(&[header(b"pax", b'x', p.len() as u64, b""), data(&p), header(b"f", b'0', 0, b"")]);
-    assert!(matches!(read(a), Err(TarError::BadField { field: "pax uid", .. })));
+    let a = archive(&[
+        header(b"pax", b'x', p.len() as u64, b""),
+        data(&p),
+        header(b"f", b'0', 0, b""),
+    ]);
+    assert!(matches!(
+        read(a),
+        Err(TarError::BadField {
+            field: "pax uid",
+            ..
+        })
+    ));
     let p = pax(&[("mtime", b"12.x")]);
-    let a = archive(&[header(b"pax", b'x', p.len() as u64, b""), data(&p), header(b"f", b'0', 0, b"")]);
-    assert!(matches!(read(a), Err(TarError::BadField { field: "pax mtime", .. })));
+    let a = archive(&[
+        header(b"pax", b'x', p.len() as u64, b""),
+        data(&p),
+        header(b"f", b'0', 0, b""),
+    ]);
+    assert!(matches!(
+        read(a),
+        Err(TarError::BadField {
+            field: "pax mtime",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -164,38 +252,82 @@ fn pax_times_xattrs_and_ids_are_honoured() {
         ("LIBARCHIVE.xattr.user.a%3Db", b"aGk="),
         ("path", b"dir/file"),
     ]);
-    let a = archive(&[header(b"pax", b'x', p.len() as u64, b""), data(&p), header(b"short", b'0', 2, b""), data(b"hi")]);
+    let a = archive(&[
+        header(b"pax", b'x', p.len() as u64, b""),
+        data(&p),
+        header(b"short", b'0', 2, b""),
+        data(b"hi"),
+    ]);
     let t = read(a).unwrap();
     let n = t.node(t.lookup(b"/dir/file").unwrap());
-    assert_eq!((n.meta.mtime.sec, n.meta.mtime.nsec), (1_700_000_000, 500_000_000));
+    assert_eq!(
+        (n.meta.mtime.sec, n.meta.mtime.nsec),
+        (1_700_000_000, 500_000_000)
+    );
     assert_eq!((n.meta.atime.sec, n.meta.atime.nsec), (-2, 750_000_000));
     assert_eq!(n.meta.uid, 4_000_000_000);
-    assert_eq!(n.meta.xattrs.get(&b"security.capability"[..]).unwrap(), b"\x01\x00\n\x00=");
+    assert_eq!(
+        n.meta.xattrs.get(&b"security.capability"[..]).unwrap(),
+        b"\x01\x00\n\x00="
+    );
     assert_eq!(n.meta.xattrs.get(&b"user.a=b"[..]).unwrap(), b"hi");
 }
 
 #[test]
 fn bad_sparse_maps_are_refused() {
     // pax 0.1 map reaching past the real size.
-    let p = pax(&[("GNU.sparse.size", b"100"), ("GNU.sparse.numblocks", b"1"), ("GNU.sparse.map", b"90,20")]);
-    let a = archive(&[header(b"pax", b'x', p.len() as u64, b""), data(&p), header(b"s", b'0', 20, b""), data(&[7; 20])]);
-    assert!(matches!(read(a), Err(TarError::Sparse { offset: 1024, .. })));
+    let p = pax(&[
+        ("GNU.sparse.size", b"100"),
+        ("GNU.sparse.numblocks", b"1"),
+        ("GNU.sparse.map", b"90,20"),
+    ]);
+    let a = archive(&[
+        header(b"pax", b'x', p.len() as u64, b""),
+        data(&p),
+        header(b"s", b'0', 20, b""),
+        data(&[7; 20]),
+    ]);
+    assert!(matches!(
+        read(a),
+        Err(TarError::Sparse { offset: 1024, .. })
+    ));
     // Map whose chunks do not add up to the stored size.
     let p = pax(&[("GNU.sparse.size", b"100"), ("GNU.sparse.map", b"0,10")]);
-    let a = archive(&[header(b"pax", b'x', p.len() as u64, b""), data(&p), header(b"s", b'0', 20, b""), data(&[7; 20])]);
+    let a = archive(&[
+        header(b"pax", b'x', p.len() as u64, b""),
+        data(&p),
+        header(b"s", b'0', 20, b""),
+        data(&[7; 20]),
+    ]);
     assert!(matches!(read(a), Err(TarError::Sparse { .. })));
     // pax 1.0 claiming a huge number of entries.
-    let p = pax(&[("GNU.sparse.major", b"1"), ("GNU.sparse.minor", b"0"), ("GNU.sparse.realsize", b"10")]);
+    let p = pax(&[
+        ("GNU.sparse.major", b"1"),
+        ("GNU.sparse.minor", b"0"),
+        ("GNU.sparse.realsize", b"10"),
+    ]);
     let map = b"99999999999999\n0\n";
-    let a = archive(&[header(b"pax", b'x', p.len() as u64, b""), data(&p), header(b"s", b'0', 512, b""), data(map)]);
+    let a = archive(&[
+        header(b"pax", b'x', p.len() as u64, b""),
+        data(&p),
+        header(b"s", b'0', 512, b""),
+        data(map),
+    ]);
     assert!(matches!(read(a), Err(TarError::Sparse { .. })));
     // pax 1.0 well formed: 2 chunks.
     let map = b"2\n0\n3\n8\n2\n";
     let mut body = data(map);
     body.extend(data(b"abcxy"));
-    let a = archive(&[header(b"pax", b'x', p.len() as u64, b""), data(&p), header(b"s", b'0', 512 + 5, b""), body]);
+    let a = archive(&[
+        header(b"pax", b'x', p.len() as u64, b""),
+        data(&p),
+        header(b"s", b'0', 512 + 5, b""),
+        body,
+    ]);
     let t = read(a).unwrap();
-    let NodeKind::Regular(c) = &t.node(t.lookup(b"/s").unwrap()).kind else { panic!() };
+    let NodeKind::Regular(c) = &t.node(t.lookup(b"/s").unwrap()).kind else {
+        panic!()
+    };
     assert_eq!(c.read_to_vec(100).unwrap(), b"abc\0\0\0\0\0xy");
     // Old GNU 'S' with an overlapping map.
     let mut h = header(b"s", b'S', 4, b"");
@@ -242,7 +374,9 @@ fn seeded_corruption_sweep_never_panics() {
             .expect("GNU tar (Debian package tar) is needed");
         assert!(st.success());
         let orig = std::fs::read(&out).unwrap();
-        let header_blocks: Vec<usize> = (0..orig.len() / 512).filter(|i| orig[i * 512..i * 512 + 512].iter().any(|&b| b != 0)).collect();
+        let header_blocks: Vec<usize> = (0..orig.len() / 512)
+            .filter(|i| orig[i * 512..i * 512 + 512].iter().any(|&b| b != 0))
+            .collect();
         for _ in 0..1500 {
             let mut a = orig.clone();
             let blk = header_blocks[(next() % header_blocks.len() as u64) as usize];

@@ -8,8 +8,14 @@ use rootfs::tar::Compression;
 use rootfs::NodeKind;
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn content(t: &rootfs::Tree, path: &[u8]) -> Vec<u8> {
@@ -33,16 +39,34 @@ fn every_kind_is_detected_and_read() {
 
     // Tar, with a misleading name.
     let t = tmp.path().join("archive.img");
-    run(Command::new("tar").arg("-cJf").arg(&t).arg("-C").arg(&src).arg("."));
+    run(Command::new("tar")
+        .arg("-cJf")
+        .arg(&t)
+        .arg("-C")
+        .arg(&src)
+        .arg("."));
     assert_eq!(detect(&t).unwrap(), SourceKind::Tar(Compression::Xz));
-    assert_eq!(content(&open_source(&t, &opts).unwrap().tree, b"/etc/hostname"), b"wafer\n");
+    assert_eq!(
+        content(&open_source(&t, &opts).unwrap().tree, b"/etc/hostname"),
+        b"wafer\n"
+    );
     let t2 = tmp.path().join("plain.bin");
-    run(Command::new("tar").arg("--format=ustar").arg("-cf").arg(&t2).arg("-C").arg(&src).arg("."));
+    run(Command::new("tar")
+        .arg("--format=ustar")
+        .arg("-cf")
+        .arg(&t2)
+        .arg("-C")
+        .arg(&src)
+        .arg("."));
     assert_eq!(detect(&t2).unwrap(), SourceKind::Tar(Compression::None));
 
     // ext4 image made by mke2fs.
     let img = tmp.path().join("disk.tar");
-    run(Command::new("mke2fs").args(["-q", "-F", "-t", "ext4", "-d"]).arg(&src).arg(&img).arg("4M"));
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&src)
+        .arg(&img)
+        .arg("4M"));
     assert_eq!(detect(&img).unwrap(), SourceKind::Ext);
     let o = open_source(&img, &opts).unwrap();
     assert!(o.fs_info.is_some());
@@ -66,6 +90,8 @@ fn every_kind_is_detected_and_read() {
     let empty = tmp.path().join("empty");
     fs::write(&empty, b"").unwrap();
     assert!(matches!(detect(&empty), Err(OpenError::Unknown { .. })));
-    let e = open_source(&tmp.path().join("missing"), &opts).err().unwrap();
+    let e = open_source(&tmp.path().join("missing"), &opts)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("missing"), "{e}");
 }

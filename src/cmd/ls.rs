@@ -60,13 +60,19 @@ pub fn hash_contents(tree: &Tree, ui: &Ui) -> Result<Vec<Option<[u8; 32]>>> {
                     return Ok((id, Sha256::digest(b"").into()));
                 };
                 let mut h = Sha256::new();
-                let mut r = c.reader().with_context(|| format!("opening the contents of node {}", id.0))?;
+                let mut r = c
+                    .reader()
+                    .with_context(|| format!("opening the contents of node {}", id.0))?;
                 loop {
                     let n = match r.read(buf) {
                         Ok(0) => break,
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(e).with_context(|| format!("reading the contents of node {} ({:?})", id.0, c.source())),
+                        Err(e) => {
+                            return Err(e).with_context(|| {
+                                format!("reading the contents of node {} ({:?})", id.0, c.source())
+                            })
+                        }
                     };
                     h.update(&buf[..n]);
                 }
@@ -97,7 +103,12 @@ pub fn format_time(sec: i64, nsec: u32) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    let base = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let base = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
     if nsec == 0 {
         format!("{base}Z")
     } else {
@@ -109,7 +120,17 @@ pub fn format_time(sec: i64, nsec: u32) -> String {
 pub fn mode_string(kind_char: char, perm: u16) -> String {
     let mut s = String::with_capacity(10);
     s.push(kind_char);
-    let bits = [(0o400, 'r'), (0o200, 'w'), (0o100, 'x'), (0o040, 'r'), (0o020, 'w'), (0o010, 'x'), (0o004, 'r'), (0o002, 'w'), (0o001, 'x')];
+    let bits = [
+        (0o400, 'r'),
+        (0o200, 'w'),
+        (0o100, 'x'),
+        (0o040, 'r'),
+        (0o020, 'w'),
+        (0o010, 'x'),
+        (0o004, 'r'),
+        (0o002, 'w'),
+        (0o001, 'x'),
+    ];
     for (i, (bit, c)) in bits.iter().enumerate() {
         let on = perm & bit != 0;
         let special = match i {
@@ -128,25 +149,42 @@ pub fn mode_string(kind_char: char, perm: u16) -> String {
 
 fn xattr_json(v: &[u8]) -> serde_json::Value {
     match std::str::from_utf8(v) {
-        Ok(s) if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => serde_json::json!({ "text": s }),
+        Ok(s) if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
+            serde_json::json!({ "text": s })
+        }
         _ => serde_json::json!({ "hex": hex::encode(v) }),
     }
 }
 
-fn entry_json(tree: &Tree, path: &[u8], id: NodeId, hashes: Option<&[Option<[u8; 32]>]>, nlinks: &[u32]) -> serde_json::Value {
+fn entry_json(
+    tree: &Tree,
+    path: &[u8],
+    id: NodeId,
+    hashes: Option<&[Option<[u8; 32]>]>,
+    nlinks: &[u32],
+) -> serde_json::Value {
     let n = tree.node(id);
     let mut o = serde_json::Map::new();
     o.insert("path".into(), String::from_utf8_lossy(path).into());
     if std::str::from_utf8(path).is_err() {
         o.insert("path_hex".into(), hex::encode(path).into());
     }
-    o.insert("type".into(), serde_json::to_value(n.file_type()).unwrap_or_default());
+    o.insert(
+        "type".into(),
+        serde_json::to_value(n.file_type()).unwrap_or_default(),
+    );
     o.insert("mode".into(), format!("{:04o}", n.meta.perm).into());
     o.insert("uid".into(), n.meta.uid.into());
     o.insert("gid".into(), n.meta.gid.into());
     o.insert("size".into(), n.size().into());
-    o.insert("nlink".into(), nlinks.get(id.0 as usize).copied().unwrap_or(0).into());
-    o.insert("mtime".into(), format_time(n.meta.mtime.sec, n.meta.mtime.nsec).into());
+    o.insert(
+        "nlink".into(),
+        nlinks.get(id.0 as usize).copied().unwrap_or(0).into(),
+    );
+    o.insert(
+        "mtime".into(),
+        format_time(n.meta.mtime.sec, n.meta.mtime.nsec).into(),
+    );
     o.insert("mtime_sec".into(), n.meta.mtime.sec.into());
     o.insert("mtime_nsec".into(), n.meta.mtime.nsec.into());
     match &n.kind {
@@ -154,27 +192,47 @@ fn entry_json(tree: &Tree, path: &[u8], id: NodeId, hashes: Option<&[Option<[u8;
             o.insert("link_target".into(), String::from_utf8_lossy(t).into());
         }
         NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => {
-            o.insert("device".into(), serde_json::json!({ "major": d.major, "minor": d.minor }));
+            o.insert(
+                "device".into(),
+                serde_json::json!({ "major": d.major, "minor": d.minor }),
+            );
         }
         NodeKind::Regular(c) => {
             o.insert("sparse".into(), c.is_sparse().into());
-            let h = hashes.and_then(|h| h.get(id.0 as usize).copied().flatten()).map(hex::encode);
-            o.insert("sha256".into(), h.map(Into::into).unwrap_or(serde_json::Value::Null));
+            let h = hashes
+                .and_then(|h| h.get(id.0 as usize).copied().flatten())
+                .map(hex::encode);
+            o.insert(
+                "sha256".into(),
+                h.map(Into::into).unwrap_or(serde_json::Value::Null),
+            );
         }
         _ => {}
     }
-    let x: serde_json::Map<String, serde_json::Value> =
-        n.meta.xattrs.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), xattr_json(v))).collect();
+    let x: serde_json::Map<String, serde_json::Value> = n
+        .meta
+        .xattrs
+        .iter()
+        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), xattr_json(v)))
+        .collect();
     o.insert("xattrs".into(), x.into());
     serde_json::Value::Object(o)
 }
 
 /// Run `wafer ls`.
 pub fn run(args: LsArgs, ui: &Ui) -> Result<()> {
-    let opened = open_source(&args.image, &OpenOptions::default()).with_context(|| format!("reading {}", args.image.display()))?;
+    let opened = open_source(&args.image, &OpenOptions::default())
+        .with_context(|| format!("reading {}", args.image.display()))?;
     let tree = &opened.tree;
     let want_hash = (args.long || args.json) && !args.no_hash;
-    let hashes = if want_hash { Some(hash_contents(tree, ui).with_context(|| format!("hashing the files of {}", args.image.display()))?) } else { None };
+    let hashes = if want_hash {
+        Some(
+            hash_contents(tree, ui)
+                .with_context(|| format!("hashing the files of {}", args.image.display()))?,
+        )
+    } else {
+        None
+    };
     let nlinks = tree.link_counts();
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -194,15 +252,25 @@ pub fn run(args: LsArgs, ui: &Ui) -> Result<()> {
                 }
                 first = false;
                 out.write_all(b"\n")?;
-                serde_json::to_writer(&mut out, &entry_json(tree, path, id, hashes.as_deref(), &nlinks))?;
+                serde_json::to_writer(
+                    &mut out,
+                    &entry_json(tree, path, id, hashes.as_deref(), &nlinks),
+                )?;
             } else if args.long {
                 let n = tree.node(id);
                 let size = match &n.kind {
-                    NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => format!("{},{}", d.major, d.minor),
+                    NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => {
+                        format!("{},{}", d.major, d.minor)
+                    }
                     _ => n.size().to_string(),
                 };
                 let hash = match (&n.kind, hashes.as_deref()) {
-                    (NodeKind::Regular(_), Some(h)) => h.get(id.0 as usize).copied().flatten().map(hex::encode).unwrap_or_else(|| "-".into()),
+                    (NodeKind::Regular(_), Some(h)) => h
+                        .get(id.0 as usize)
+                        .copied()
+                        .flatten()
+                        .map(hex::encode)
+                        .unwrap_or_else(|| "-".into()),
                     _ => "-".into(),
                 };
                 write!(
@@ -242,7 +310,9 @@ pub fn run(args: LsArgs, ui: &Ui) -> Result<()> {
     if args.json && result.is_ok() {
         result = out.write_all(b"\n]\n");
     }
-    result.and_then(|_| out.flush()).context("writing the listing to stdout")?;
+    result
+        .and_then(|_| out.flush())
+        .context("writing the listing to stdout")?;
     Ok(())
 }
 
@@ -253,7 +323,10 @@ mod tests {
     #[test]
     fn times_and_modes() {
         assert_eq!(format_time(0, 0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_time(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
+        assert_eq!(
+            format_time(951_782_400, 5),
+            "2000-02-29T00:00:00.000000005Z"
+        );
         assert_eq!(format_time(-1, 0), "1969-12-31T23:59:59Z");
         assert_eq!(mode_string('-', 0o4755), "-rwsr-xr-x");
         assert_eq!(mode_string('d', 0o1777), "drwxrwxrwt");

@@ -80,7 +80,9 @@ pub struct MkfsArgs {
 }
 
 /// Profile names [`Profile::from_name`] accepts (the ext writer defines what each means).
-pub const PROFILES: &[&str] = &["el4", "el5", "el6", "el7", "el8", "el9", "fedora", "ext2", "ext3", "ext4"];
+pub const PROFILES: &[&str] = &[
+    "el4", "el5", "el6", "el7", "el8", "el9", "fedora", "ext2", "ext3", "ext4",
+];
 
 /// The epoch: explicit, else SOURCE_DATE_EPOCH, else the newest mtime in the tree.
 pub fn choose_epoch(explicit: Option<i64>, tree: &Tree) -> Result<(i64, &'static str)> {
@@ -88,7 +90,10 @@ pub fn choose_epoch(explicit: Option<i64>, tree: &Tree) -> Result<(i64, &'static
         return Ok((e, "--epoch"));
     }
     if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
-        let e: i64 = v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not an integer"))?;
+        let e: i64 = v
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not an integer"))?;
         return Ok((e, "SOURCE_DATE_EPOCH"));
     }
     let mut newest = i64::MIN;
@@ -133,16 +138,23 @@ fn counts(tree: &Tree) -> TreeCounts {
 pub fn run(args: MkfsArgs, ui: &Ui) -> Result<()> {
     if let Some(p) = &args.profile {
         if Profile::from_name(p).is_none() {
-            bail!("unknown profile {p:?}; known profiles: {}", PROFILES.join(", "));
+            bail!(
+                "unknown profile {p:?}; known profiles: {}",
+                PROFILES.join(", ")
+            );
         }
     }
     if let Some(l) = &args.label {
         if l.len() > 16 {
-            bail!("label {l:?} is {} bytes; ext labels hold at most 16", l.len());
+            bail!(
+                "label {l:?} is {} bytes; ext labels hold at most 16",
+                l.len()
+            );
         }
     }
     let start = Instant::now();
-    let opened = open_source(&args.source, &OpenOptions::default()).with_context(|| format!("reading {}", args.source.display()))?;
+    let opened = open_source(&args.source, &OpenOptions::default())
+        .with_context(|| format!("reading {}", args.source.display()))?;
     let read_secs = start.elapsed().as_secs_f64();
     let (epoch, epoch_from) = choose_epoch(args.epoch, &opened.tree)?;
     let c = counts(&opened.tree);
@@ -214,7 +226,12 @@ pub struct Written {
 pub fn write_options(args: &MkfsArgs, epoch: i64) -> Result<WriteOptions> {
     let mut opts = match &args.profile {
         Some(p) => {
-            let profile = Profile::from_name(p).with_context(|| format!("unknown profile {p:?}; known profiles: {}", PROFILES.join(", ")))?;
+            let profile = Profile::from_name(p).with_context(|| {
+                format!(
+                    "unknown profile {p:?}; known profiles: {}",
+                    PROFILES.join(", ")
+                )
+            })?;
             WriteOptions::for_profile(profile)
         }
         None => WriteOptions::new(fs_kind(args.fs.unwrap_or(Fs::Ext4))),
@@ -260,6 +277,12 @@ fn write_image(tree: &Tree, args: &MkfsArgs, epoch: i64, _ui: &Ui) -> Result<Wri
         FsKind::Ext3 => Fs::Ext3,
         FsKind::Ext4 => Fs::Ext4,
     };
-    let report = ext::write_image(tree, &args.output, &opts).with_context(|| format!("writing {}", args.output.display()))?;
-    Ok(Written { fs, size: report.size, block_size: report.block_size, report })
+    let report = ext::write_image(tree, &args.output, &opts)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    Ok(Written {
+        fs,
+        size: report.size,
+        block_size: report.block_size,
+        report,
+    })
 }

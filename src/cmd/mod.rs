@@ -96,13 +96,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
                 'G' => 1 << 30,
                 'T' => 1 << 40,
                 'B' => 1,
-                _ => return Err(format!("unknown size suffix {c:?} in {s:?} (use K, M, G or T)")),
+                _ => {
+                    return Err(format!(
+                        "unknown size suffix {c:?} in {s:?} (use K, M, G or T)"
+                    ))
+                }
             };
             (&s[..i], m)
         }
         _ => (s, 1),
     };
-    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 4096, 512M, 2G)"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 4096, 512M, 2G)"))?;
     if !(v.is_finite() && v > 0.0) {
         return Err(format!("{s:?}: size must be positive"));
     }
@@ -125,21 +131,48 @@ mod tests {
     }
 
     fn not_found() -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)")
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "No such file or directory (os error 2)",
+        )
     }
 
     #[test]
     fn error_chain_without_repetition() {
-        let e = anyhow::Error::new(Typed { path: "/p.toml".into(), source: not_found() })
-            .context("loading policy /p.toml");
-        assert_eq!(format!("{e:#}").matches("No such file").count(), 2, "the problem this fixes");
-        assert_eq!(error_text(&e), "loading policy /p.toml: No such file or directory (os error 2)");
+        let e = anyhow::Error::new(Typed {
+            path: "/p.toml".into(),
+            source: not_found(),
+        })
+        .context("loading policy /p.toml");
+        assert_eq!(
+            format!("{e:#}").matches("No such file").count(),
+            2,
+            "the problem this fixes"
+        );
+        assert_eq!(
+            error_text(&e),
+            "loading policy /p.toml: No such file or directory (os error 2)"
+        );
         // A context not naming the path keeps it.
-        let e = anyhow::Error::new(Typed { path: "/p.toml".into(), source: not_found() }).context("building");
-        assert_eq!(error_text(&e), "building: /p.toml: No such file or directory (os error 2)");
+        let e = anyhow::Error::new(Typed {
+            path: "/p.toml".into(),
+            source: not_found(),
+        })
+        .context("building");
+        assert_eq!(
+            error_text(&e),
+            "building: /p.toml: No such file or directory (os error 2)"
+        );
         // Only a whole word is a repeated path: "/x/p.toml" does not end with the word "p.toml".
-        let e = anyhow::Error::new(Typed { path: "p.toml".into(), source: not_found() }).context("reading /x/p.toml");
-        assert_eq!(error_text(&e), "reading /x/p.toml: p.toml: No such file or directory (os error 2)");
+        let e = anyhow::Error::new(Typed {
+            path: "p.toml".into(),
+            source: not_found(),
+        })
+        .context("reading /x/p.toml");
+        assert_eq!(
+            error_text(&e),
+            "reading /x/p.toml: p.toml: No such file or directory (os error 2)"
+        );
         // Plain chains are unchanged.
         let e = anyhow::anyhow!("inner").context("middle").context("outer");
         assert_eq!(error_text(&e), format!("{e:#}"));

@@ -37,7 +37,10 @@ pub fn read_ids(tree: &Tree) -> Ids {
         ids.have_group = true;
         for l in t.lines() {
             let f: Vec<&str> = l.split(':').collect();
-            if let (Some(n), Some(g)) = (f.first(), f.get(2).and_then(|g| g.trim().parse::<u32>().ok())) {
+            if let (Some(n), Some(g)) = (
+                f.first(),
+                f.get(2).and_then(|g| g.trim().parse::<u32>().ok()),
+            ) {
                 ids.groups.entry(g).or_insert_with(|| n.to_string());
             }
         }
@@ -141,7 +144,10 @@ fn parse_passwd(text: &str) -> Vec<PwLine> {
             continue;
         }
         let f: Vec<&str> = l.split(':').collect();
-        let (Some(uid), Some(gid)) = (f.get(2).and_then(|v| v.parse().ok()), f.get(3).and_then(|v| v.parse().ok())) else {
+        let (Some(uid), Some(gid)) = (
+            f.get(2).and_then(|v| v.parse().ok()),
+            f.get(3).and_then(|v| v.parse().ok()),
+        ) else {
             continue;
         };
         out.push(PwLine {
@@ -159,7 +165,10 @@ fn parse_passwd(text: &str) -> Vec<PwLine> {
 
 fn is_login_shell(shell: &str) -> bool {
     let name = shell.rsplit('/').next().unwrap_or("");
-    !matches!(name, "nologin" | "false" | "sync" | "shutdown" | "halt" | "true")
+    !matches!(
+        name,
+        "nologin" | "false" | "sync" | "shutdown" | "halt" | "true"
+    )
 }
 
 fn password_state(field: &str) -> &'static str {
@@ -192,7 +201,10 @@ fn uid_min(tree: &Tree, system: &System) -> u32 {
 
 /// Gather the accounts section.
 pub fn inspect(tree: &Tree, system: &System, problems: &mut Vec<Problem>) -> Accounts {
-    let mut a = Accounts { uid_min: uid_min(tree, system), ..Default::default() };
+    let mut a = Accounts {
+        uid_min: uid_min(tree, system),
+        ..Default::default()
+    };
     let shadow: HashMap<String, String> = read_text(tree, "/etc/shadow")
         .map(|t| {
             t.lines()
@@ -204,7 +216,9 @@ pub fn inspect(tree: &Tree, system: &System, problems: &mut Vec<Problem>) -> Acc
         })
         .unwrap_or_default();
     let have_shadow = util::exists(tree, "/etc/shadow");
-    let pw = read_text(tree, "/etc/passwd").map(|t| parse_passwd(&t)).unwrap_or_default();
+    let pw = read_text(tree, "/etc/passwd")
+        .map(|t| parse_passwd(&t))
+        .unwrap_or_default();
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     let mut uids: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for p in &pw {
@@ -245,14 +259,27 @@ pub fn inspect(tree: &Tree, system: &System, problems: &mut Vec<Problem>) -> Acc
             line: u32::try_from(p.line).unwrap_or(u32::MAX),
         });
     }
-    a.duplicate_names = names.into_iter().filter(|(_, n)| *n > 1).map(|(k, _)| k).collect();
+    a.duplicate_names = names
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(k, _)| k)
+        .collect();
     a.duplicate_uids = uids.into_iter().filter(|(_, v)| v.len() > 1).collect();
     if let Some(t) = read_text(tree, "/etc/group") {
         for l in t.lines() {
             let f: Vec<&str> = l.split(':').collect();
-            let (Some(name), Some(gid)) = (f.first(), f.get(2)) else { continue };
-            let members: Vec<String> =
-                f.get(3).map(|m| m.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_string()).collect()).unwrap_or_default();
+            let (Some(name), Some(gid)) = (f.first(), f.get(2)) else {
+                continue;
+            };
+            let members: Vec<String> = f
+                .get(3)
+                .map(|m| {
+                    m.split(',')
+                        .filter(|s| !s.trim().is_empty())
+                        .map(|s| s.trim().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
             if (*gid == "0" || matches!(*name, "wheel" | "sudo" | "admin")) && !members.is_empty() {
                 a.admin_groups.insert(name.to_string(), members);
             }
@@ -265,7 +292,10 @@ pub fn inspect(tree: &Tree, system: &System, problems: &mut Vec<Problem>) -> Acc
         .filter(|n| n.starts_with("ssh_host_") && n.ends_with("_key"))
         .map(|n| format!("/etc/ssh/{n}"))
         .collect();
-    let mut homes: Vec<(String, String)> = pw.iter().map(|p| (p.name.clone(), p.home.clone())).collect();
+    let mut homes: Vec<(String, String)> = pw
+        .iter()
+        .map(|p| (p.name.clone(), p.home.clone()))
+        .collect();
     if !homes.iter().any(|(n, _)| n == "root") {
         homes.push(("root".into(), "/root".into()));
     }
@@ -284,10 +314,19 @@ pub fn inspect(tree: &Tree, system: &System, problems: &mut Vec<Problem>) -> Acc
                     .lines()
                     .map(str::trim)
                     .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("ssh-") || w.starts_with("ecdsa-") || w.starts_with("sk-")))
+                    .filter_map(|l| {
+                        l.split_whitespace().find(|w| {
+                            w.starts_with("ssh-") || w.starts_with("ecdsa-") || w.starts_with("sk-")
+                        })
+                    })
                     .map(str::to_string)
                     .collect();
-                a.authorized_keys.push(AuthorizedKeys { path, user: user.clone(), keys: types.len(), types });
+                a.authorized_keys.push(AuthorizedKeys {
+                    path,
+                    user: user.clone(),
+                    keys: types.len(),
+                    types,
+                });
             }
         }
     }
@@ -308,14 +347,21 @@ fn sudoers(
     problems: &mut Vec<Problem>,
 ) {
     if depth > MAX_SUDO_DEPTH {
-        problems.push(Problem { path: path.into(), message: "sudoers include chain too deep".into() });
+        problems.push(Problem {
+            path: path.into(),
+            message: "sudoers include chain too deep".into(),
+        });
         return;
     }
-    let Some(id) = util::resolve(tree, path) else { return };
+    let Some(id) = util::resolve(tree, path) else {
+        return;
+    };
     if !seen.insert(id) {
         return;
     }
-    let Some(text) = read_text(tree, path) else { return };
+    let Some(text) = read_text(tree, path) else {
+        return;
+    };
     let mut pending = String::new();
     let mut start = 0usize;
     for (i, raw) in text.lines().enumerate() {
@@ -331,7 +377,9 @@ fn sudoers(
         pending.push_str(l);
         let line = std::mem::take(&mut pending);
         let t = line.trim();
-        let inc = t.strip_prefix("#includedir").or_else(|| t.strip_prefix("@includedir"));
+        let inc = t
+            .strip_prefix("#includedir")
+            .or_else(|| t.strip_prefix("@includedir"));
         if let Some(dir) = inc {
             let dir = dir.trim();
             for name in util::list_dir(tree, dir) {
@@ -339,23 +387,47 @@ fn sudoers(
                 if name.ends_with('~') || name.contains('.') {
                     continue;
                 }
-                sudoers(tree, &util::join(dir, &name), depth + 1, seen, out, problems);
+                sudoers(
+                    tree,
+                    &util::join(dir, &name),
+                    depth + 1,
+                    seen,
+                    out,
+                    problems,
+                );
             }
             continue;
         }
-        let inc = t.strip_prefix("#include").or_else(|| t.strip_prefix("@include"));
+        let inc = t
+            .strip_prefix("#include")
+            .or_else(|| t.strip_prefix("@include"));
         if let Some(f) = inc.filter(|r| r.starts_with(char::is_whitespace)) {
             let f = f.trim();
-            let f = if f.starts_with('/') { f.to_string() } else { util::join("/etc", f) };
+            let f = if f.starts_with('/') {
+                f.to_string()
+            } else {
+                util::join("/etc", f)
+            };
             sudoers(tree, &f, depth + 1, seen, out, problems);
             continue;
         }
         if t.is_empty() || t.starts_with('#') || t.starts_with("Defaults") {
             continue;
         }
-        if ["User_Alias", "Runas_Alias", "Host_Alias", "Cmnd_Alias", "Cmd_Alias"].iter().any(|a| t.starts_with(a)) {
+        if [
+            "User_Alias",
+            "Runas_Alias",
+            "Host_Alias",
+            "Cmnd_Alias",
+            "Cmd_Alias",
+        ]
+        .iter()
+        .any(|a| t.starts_with(a))
+        {
             continue;
         }
-        out.push(SudoRule { at: Provenance::line(path, start, t) });
+        out.push(SudoRule {
+            at: Provenance::line(path, start, t),
+        });
     }
 }

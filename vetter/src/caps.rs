@@ -107,7 +107,12 @@ fn le32(b: &[u8], off: usize) -> u32 {
 pub fn names(mask: u64) -> Vec<String> {
     (0..64)
         .filter(|b| mask & (1u64 << b) != 0)
-        .map(|b| CAP_NAMES.get(b as usize).map(|s| s.to_string()).unwrap_or_else(|| format!("cap_{b}")))
+        .map(|b| {
+            CAP_NAMES
+                .get(b as usize)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| format!("cap_{b}"))
+        })
         .collect()
 }
 
@@ -125,7 +130,11 @@ pub fn decode(value: &[u8]) -> Result<FileCaps, CapsError> {
         v => return Err(CapsError::Revision(v)),
     };
     if value.len() < need {
-        return Err(CapsError::Length { len: value.len(), version, need });
+        return Err(CapsError::Length {
+            len: value.len(),
+            version,
+            need,
+        });
     }
     let effective = magic & 1 != 0;
     let mut permitted = u64::from(le32(value, 4));
@@ -167,13 +176,20 @@ fn text(permitted: u64, inheritable: u64, effective: bool) -> String {
         if flags.is_empty() {
             continue;
         }
-        let name = CAP_NAMES.get(b as usize).map(|s| s.to_string()).unwrap_or_else(|| format!("cap_{b}"));
+        let name = CAP_NAMES
+            .get(b as usize)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| format!("cap_{b}"));
         match groups.iter_mut().find(|(f, _)| *f == flags) {
             Some((_, v)) => v.push(name),
             None => groups.push((flags, vec![name])),
         }
     }
-    groups.iter().map(|(f, v)| format!("{}={f}", v.join(","))).collect::<Vec<_>>().join(" ")
+    groups
+        .iter()
+        .map(|(f, v)| format!("{}={f}", v.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -214,7 +230,10 @@ mod tests {
         let c = decode(&v).unwrap();
         assert_eq!(c.version, 3);
         assert_eq!(c.rootid, Some(100000));
-        assert_eq!(c.permitted_names, vec!["cap_net_bind_service", "cap_net_admin"]);
+        assert_eq!(
+            c.permitted_names,
+            vec!["cap_net_bind_service", "cap_net_admin"]
+        );
         assert_eq!(c.text, "cap_net_bind_service,cap_net_admin=ep");
     }
 
@@ -223,8 +242,18 @@ mod tests {
         let c = decode(&enc(&[0x0100_0000, 1, 1])).unwrap();
         assert_eq!(c.version, 1);
         assert_eq!(c.text, "cap_chown=ip");
-        assert_eq!(decode(&enc(&[0x0300_0001, 1, 0, 0, 0])), Err(CapsError::Length { len: 20, version: 3, need: 24 }));
+        assert_eq!(
+            decode(&enc(&[0x0300_0001, 1, 0, 0, 0])),
+            Err(CapsError::Length {
+                len: 20,
+                version: 3,
+                need: 24
+            })
+        );
         assert_eq!(decode(&[1, 2]), Err(CapsError::Short(2)));
-        assert_eq!(decode(&enc(&[0x0700_0000, 0, 0])), Err(CapsError::Revision(7)));
+        assert_eq!(
+            decode(&enc(&[0x0700_0000, 0, 0])),
+            Err(CapsError::Revision(7))
+        );
     }
 }

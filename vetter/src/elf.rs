@@ -141,7 +141,10 @@ fn search_paths(tree: Option<&Tree>, list: &[&str]) -> Vec<SearchPath> {
     list.iter()
         .flat_map(|s| s.split(':'))
         .map(|e| {
-            let relative = !e.is_empty() && !e.starts_with('/') && !e.starts_with("$ORIGIN") && !e.starts_with("${ORIGIN}");
+            let relative = !e.is_empty()
+                && !e.starts_with('/')
+                && !e.starts_with("$ORIGIN")
+                && !e.starts_with("${ORIGIN}");
             let world_writable = e.starts_with('/')
                 && tree.is_some_and(|t| {
                     t.resolve(e.as_bytes(), true).ok().is_some_and(|id| {
@@ -149,7 +152,12 @@ fn search_paths(tree: Option<&Tree>, list: &[&str]) -> Vec<SearchPath> {
                         matches!(n.kind, rootfs::NodeKind::Directory(_)) && n.meta.perm & 0o002 != 0
                     })
                 });
-            SearchPath { entry: e.to_string(), relative, empty: e.is_empty(), world_writable }
+            SearchPath {
+                entry: e.to_string(),
+                relative,
+                empty: e.is_empty(),
+                world_writable,
+            }
         })
         .collect()
 }
@@ -202,11 +210,17 @@ pub fn analyse(bytes: &[u8], tree: Option<&Tree>) -> Result<ElfInfo, ElfError> {
     } else {
         Relro::None
     };
-    let nx = elf.program_headers.iter().any(|p| p.p_type == PT_GNU_STACK && p.p_flags & PF_X == 0);
+    let nx = elf
+        .program_headers
+        .iter()
+        .any(|p| p.p_type == PT_GNU_STACK && p.p_flags & PF_X == 0);
     let mut canary = false;
     let mut fortified = std::collections::BTreeSet::new();
     let mut check = |name: &str| {
-        if name == "__stack_chk_fail" || name == "__stack_chk_guard" || name == "__stack_chk_fail_local" {
+        if name == "__stack_chk_fail"
+            || name == "__stack_chk_guard"
+            || name == "__stack_chk_fail_local"
+        {
             canary = true;
         } else if name.starts_with("__") && name.ends_with("_chk") {
             fortified.insert(name.to_string());

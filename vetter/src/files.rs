@@ -161,7 +161,11 @@ struct Hashed {
 
 fn hash_one(tree: &Tree, id: NodeId, path: &str, opts: &InspectOptions) -> Hashed {
     let NodeKind::Regular(content) = &tree.node(id).kind else {
-        return Hashed { sha256: None, not_hashed: None, credentials: Vec::new() };
+        return Hashed {
+            sha256: None,
+            not_hashed: None,
+            credentials: Vec::new(),
+        };
     };
     let size = content.size();
     let mut credentials = Vec::new();
@@ -170,18 +174,35 @@ fn hash_one(tree: &Tree, id: NodeId, path: &str, opts: &InspectOptions) -> Hashe
             Ok(bytes) => {
                 credentials = secrets::scan_bytes(path, &bytes);
                 let sha = opts.hash.then(|| hex::encode(Sha256::digest(&bytes)));
-                return Hashed { sha256: sha, not_hashed: None, credentials };
+                return Hashed {
+                    sha256: sha,
+                    not_hashed: None,
+                    credentials,
+                };
             }
-            Err(e) => return Hashed { sha256: None, not_hashed: Some(format!("read error: {e}")), credentials },
+            Err(e) => {
+                return Hashed {
+                    sha256: None,
+                    not_hashed: Some(format!("read error: {e}")),
+                    credentials,
+                }
+            }
         }
     }
     if !opts.hash {
-        return Hashed { sha256: None, not_hashed: None, credentials };
+        return Hashed {
+            sha256: None,
+            not_hashed: None,
+            credentials,
+        };
     }
     if size > opts.hash_limit {
         return Hashed {
             sha256: None,
-            not_hashed: Some(format!("larger than the {} byte hashing limit", opts.hash_limit)),
+            not_hashed: Some(format!(
+                "larger than the {} byte hashing limit",
+                opts.hash_limit
+            )),
             credentials,
         };
     }
@@ -195,8 +216,16 @@ fn hash_one(tree: &Tree, id: NodeId, path: &str, opts: &InspectOptions) -> Hashe
         hasher.update(&buf[..n]);
     });
     match r {
-        Ok(()) => Hashed { sha256: Some(hex::encode(hasher.finalize())), not_hashed: None, credentials },
-        Err(e) => Hashed { sha256: None, not_hashed: Some(format!("read error: {e}")), credentials },
+        Ok(()) => Hashed {
+            sha256: Some(hex::encode(hasher.finalize())),
+            not_hashed: None,
+            credentials,
+        },
+        Err(e) => Hashed {
+            sha256: None,
+            not_hashed: Some(format!("read error: {e}")),
+            credentials,
+        },
     }
 }
 
@@ -222,7 +251,14 @@ pub fn scan(tree: &Tree, opts: &InspectOptions, ids: &Ids) -> Scan {
     });
     let hashed: Vec<Hashed> = groups
         .par_iter()
-        .map(|(id, paths)| hash_one(tree, *id, paths.first().map(String::as_str).unwrap_or("/"), opts))
+        .map(|(id, paths)| {
+            hash_one(
+                tree,
+                *id,
+                paths.first().map(String::as_str).unwrap_or("/"),
+                opts,
+            )
+        })
         .collect();
 
     let mut out = Scan::default();
@@ -243,9 +279,16 @@ pub fn scan(tree: &Tree, opts: &InspectOptions, ids: &Ids) -> Scan {
         }
         if let Some(reason) = &h.not_hashed {
             if reason.starts_with("read error") {
-                out.problems.push(Problem { path: first.clone(), message: reason.clone() });
+                out.problems.push(Problem {
+                    path: first.clone(),
+                    message: reason.clone(),
+                });
             }
-            f.not_hashed.push(NotHashed { path: first.clone(), size: node.size(), reason: reason.clone() });
+            f.not_hashed.push(NotHashed {
+                path: first.clone(),
+                size: node.size(),
+                reason: reason.clone(),
+            });
         }
         out.credentials.extend(h.credentials);
         for p in &paths {
@@ -259,7 +302,9 @@ pub fn scan(tree: &Tree, opts: &InspectOptions, ids: &Ids) -> Scan {
         }
         if perm & 0o002 != 0 {
             match ft {
-                FileType::Directory if perm & 0o1000 == 0 => f.world_writable_dirs_without_sticky.push(first.clone()),
+                FileType::Directory if perm & 0o1000 == 0 => {
+                    f.world_writable_dirs_without_sticky.push(first.clone())
+                }
                 FileType::Directory | FileType::Symlink => {}
                 _ => f.world_writable.extend(paths.iter().cloned()),
             }
@@ -291,12 +336,24 @@ pub fn scan(tree: &Tree, opts: &InspectOptions, ids: &Ids) -> Scan {
             match caps::decode(v) {
                 Ok(c) => {
                     capabilities = Some(c.clone());
-                    f.capabilities.push(CapFile { path: first.clone(), caps: Some(c), error: None });
+                    f.capabilities.push(CapFile {
+                        path: first.clone(),
+                        caps: Some(c),
+                        error: None,
+                    });
                 }
-                Err(e) => f.capabilities.push(CapFile { path: first.clone(), caps: None, error: Some(e.to_string()) }),
+                Err(e) => f.capabilities.push(CapFile {
+                    path: first.clone(),
+                    caps: None,
+                    error: Some(e.to_string()),
+                }),
             }
         }
-        if node.meta.xattrs.contains_key(b"security.selinux".as_slice()) {
+        if node
+            .meta
+            .xattrs
+            .contains_key(b"security.selinux".as_slice())
+        {
             f.selinux_labelled += 1;
         }
         if let Some(h) = &h.sha256 {
@@ -320,7 +377,12 @@ pub fn scan(tree: &Tree, opts: &InspectOptions, ids: &Ids) -> Scan {
                     _ => None,
                 },
                 device,
-                xattrs: node.meta.xattrs.iter().map(|(k, v)| (crate::util::show(k), xattr_text(v))).collect(),
+                xattrs: node
+                    .meta
+                    .xattrs
+                    .iter()
+                    .map(|(k, v)| (crate::util::show(k), xattr_text(v)))
+                    .collect(),
                 capabilities,
                 sha256: h.sha256,
             });

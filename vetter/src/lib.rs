@@ -43,7 +43,12 @@ pub struct InspectOptions {
 
 impl Default for InspectOptions {
     fn default() -> Self {
-        InspectOptions { hash: true, hash_limit: 4 << 30, scan_limit: 1 << 20, list_files: true }
+        InspectOptions {
+            hash: true,
+            hash_limit: 4 << 30,
+            scan_limit: 1 << 20,
+            list_files: true,
+        }
     }
 }
 
@@ -72,7 +77,11 @@ pub struct Provenance {
 impl Provenance {
     /// A file (or symlink) as a whole.
     pub fn file(file: impl Into<String>, text: Option<String>) -> Self {
-        Provenance { file: file.into(), line: None, text }
+        Provenance {
+            file: file.into(),
+            line: None,
+            text,
+        }
     }
     /// A line of a file.
     pub fn line(file: impl Into<String>, line: usize, text: &str) -> Self {
@@ -84,7 +93,11 @@ impl Provenance {
             }
             t.truncate(cut);
         }
-        Provenance { file: file.into(), line: Some(u32::try_from(line).unwrap_or(u32::MAX)), text: Some(t) }
+        Provenance {
+            file: file.into(),
+            line: Some(u32::try_from(line).unwrap_or(u32::MAX)),
+            text: Some(t),
+        }
     }
 }
 
@@ -148,7 +161,14 @@ pub fn inspect(tree: &Tree, opts: &InspectOptions) -> Result<Inventory, Error> {
     let files = scan.files;
     let services = services::inspect(tree, &system, &mut problems);
     let owner_paths = privileged_paths(&files, &services);
-    let packages = packages::inspect(tree, &scan.hashes, &users, system.distro.as_deref(), &owner_paths, &mut problems);
+    let packages = packages::inspect(
+        tree,
+        &scan.hashes,
+        &users,
+        system.distro.as_deref(),
+        &owner_paths,
+        &mut problems,
+    );
     let accounts = accounts::inspect(tree, &system, &mut problems);
     let elf = elf_entries(tree, &files, &services, &mut problems);
     problems.sort();
@@ -180,15 +200,31 @@ impl Ord for Problem {
 /// Setuid, setgid and capability files and enabled services' daemons: the paths whose owning
 /// packages the inventory records.
 fn privileged_paths(files: &files::Files, services: &services::Services) -> Vec<String> {
-    let mut v: Vec<String> = files.setuid.iter().chain(files.setgid.iter()).cloned().collect();
+    let mut v: Vec<String> = files
+        .setuid
+        .iter()
+        .chain(files.setgid.iter())
+        .cloned()
+        .collect();
     v.extend(files.capabilities.iter().map(|c| c.path.clone()));
-    v.extend(services.list.iter().filter(|s| s.enabled).filter_map(|s| s.daemon.clone()));
+    v.extend(
+        services
+            .list
+            .iter()
+            .filter(|s| s.enabled)
+            .filter_map(|s| s.daemon.clone()),
+    );
     v.sort();
     v.dedup();
     v
 }
 
-fn elf_entries(tree: &Tree, files: &files::Files, services: &services::Services, problems: &mut Vec<Problem>) -> Vec<ElfEntry> {
+fn elf_entries(
+    tree: &Tree,
+    files: &files::Files,
+    services: &services::Services,
+    problems: &mut Vec<Problem>,
+) -> Vec<ElfEntry> {
     use std::collections::BTreeMap;
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for p in &files.setuid {
@@ -198,11 +234,17 @@ fn elf_entries(tree: &Tree, files: &files::Files, services: &services::Services,
         wanted.entry(p.clone()).or_default().push("setgid".into());
     }
     for c in &files.capabilities {
-        wanted.entry(c.path.clone()).or_default().push("capabilities".into());
+        wanted
+            .entry(c.path.clone())
+            .or_default()
+            .push("capabilities".into());
     }
     for s in services.list.iter().filter(|s| s.enabled) {
         if let Some(d) = &s.daemon {
-            wanted.entry(d.clone()).or_default().push(format!("service:{}", s.name));
+            wanted
+                .entry(d.clone())
+                .or_default()
+                .push(format!("service:{}", s.name));
         }
     }
     let list: Vec<(String, Vec<String>)> = wanted.into_iter().collect();
@@ -217,13 +259,21 @@ fn elf_entries(tree: &Tree, files: &files::Files, services: &services::Services,
                 },
                 Err(e) => (None, Some(e.to_string())),
             };
-            ElfEntry { path, reasons, info, error }
+            ElfEntry {
+                path,
+                reasons,
+                info,
+                error,
+            }
         })
         .collect();
     for e in &out {
         if let Some(err) = &e.error {
             if err != "not an ELF file" {
-                problems.push(Problem { path: e.path.clone(), message: err.clone() });
+                problems.push(Problem {
+                    path: e.path.clone(),
+                    message: err.clone(),
+                });
             }
         }
     }

@@ -110,7 +110,10 @@ impl pkgdb::rpmdb::DbSource for TreeDb<'_> {
         match util::read_file(self.tree, &p, MAX_DB_BYTES) {
             Ok(b) => Ok(Some(b)),
             Err(util::ReadError::Path { .. }) | Err(util::ReadError::NotRegular { .. }) => Ok(None),
-            Err(e) => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())),
+            Err(e) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e.to_string(),
+            )),
         }
     }
 }
@@ -147,7 +150,9 @@ struct DigestJob {
 
 fn digest_of(tree: &Tree, id: NodeId, algo: &str) -> Option<String> {
     use sha2::Digest;
-    let NodeKind::Regular(c) = &tree.node(id).kind else { return None };
+    let NodeKind::Regular(c) = &tree.node(id).kind else {
+        return None;
+    };
     let mut r = c.reader().ok()?;
     let mut buf = vec![0u8; 256 << 10];
     macro_rules! run {
@@ -179,14 +184,19 @@ fn digest_of(tree: &Tree, id: NodeId, algo: &str) -> Option<String> {
 pub fn parse_cap_text(text: &str) -> (u64, u64, u64) {
     let (mut p, mut i, mut e) = (0u64, 0u64, 0u64);
     for clause in text.split_whitespace() {
-        let Some(pos) = clause.find(['=', '+', '-']) else { continue };
+        let Some(pos) = clause.find(['=', '+', '-']) else {
+            continue;
+        };
         let (names, ops) = clause.split_at(pos);
         let mut mask = 0u64;
         if names.is_empty() || names == "all" {
             mask = (1u64 << crate::caps::CAP_NAMES.len()) - 1;
         }
         for n in names.split(',').filter(|n| !n.is_empty()) {
-            if let Some(b) = crate::caps::CAP_NAMES.iter().position(|c| c.eq_ignore_ascii_case(n)) {
+            if let Some(b) = crate::caps::CAP_NAMES
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(n))
+            {
                 mask |= 1u64 << b;
             }
         }
@@ -219,7 +229,15 @@ pub fn parse_cap_text(text: &str) -> (u64, u64, u64) {
     (p, i, e)
 }
 
-fn check_meta(tree: &Tree, ids: &Ids, id: NodeId, mode: u16, user: Option<&str>, group: Option<&str>, differs: &mut Vec<String>) {
+fn check_meta(
+    tree: &Tree,
+    ids: &Ids,
+    id: NodeId,
+    mode: u16,
+    user: Option<&str>,
+    group: Option<&str>,
+    differs: &mut Vec<String>,
+) {
     let node = tree.node(id);
     if mode != 0 {
         if let Some(ft) = FileType::from_mode(u32::from(mode)) {
@@ -233,12 +251,16 @@ fn check_meta(tree: &Tree, ids: &Ids, id: NodeId, mode: u16, user: Option<&str>,
         }
     }
     if let Some(u) = user {
-        if ids.users.get(&node.meta.uid).map(String::as_str) != Some(u) && !(u == "root" && node.meta.uid == 0) {
+        if ids.users.get(&node.meta.uid).map(String::as_str) != Some(u)
+            && !(u == "root" && node.meta.uid == 0)
+        {
             differs.push("owner".into());
         }
     }
     if let Some(g) = group {
-        if ids.groups.get(&node.meta.gid).map(String::as_str) != Some(g) && !(g == "root" && node.meta.gid == 0) {
+        if ids.groups.get(&node.meta.gid).map(String::as_str) != Some(g)
+            && !(g == "root" && node.meta.gid == 0)
+        {
             differs.push("group".into());
         }
     }
@@ -259,13 +281,19 @@ impl<'a> OwnerWatch<'a> {
                 by_node.entry(id).or_default().push(p.as_str());
             }
         }
-        OwnerWatch { by_node, found: BTreeMap::new() }
+        OwnerWatch {
+            by_node,
+            found: BTreeMap::new(),
+        }
     }
 
     fn note(&mut self, id: NodeId, package: &str) {
         if let Some(paths) = self.by_node.get(&id) {
             for p in paths {
-                self.found.entry((*p).to_string()).or_default().push(package.to_string());
+                self.found
+                    .entry((*p).to_string())
+                    .or_default()
+                    .push(package.to_string());
             }
         }
     }
@@ -301,13 +329,19 @@ pub fn inspect(
         if !is_dir {
             continue;
         }
-        let src = TreeDb { tree, dir: dir.to_string() };
+        let src = TreeDb {
+            tree,
+            dir: dir.to_string(),
+        };
         let backend = match pkgdb::rpmdb::detect(&src) {
             Ok((b, _)) => b,
             Err(pkgdb::Error::NoDatabase) => continue,
             Err(e) => {
                 out.error = Some(format!("{dir}: {e}"));
-                problems.push(Problem { path: dir.into(), message: e.to_string() });
+                problems.push(Problem {
+                    path: dir.into(),
+                    message: e.to_string(),
+                });
                 continue;
             }
         };
@@ -325,17 +359,25 @@ pub fn inspect(
             Ok(p) => p,
             Err(e) => {
                 out.error = Some(format!("{dir}: {e}"));
-                problems.push(Problem { path: dir.into(), message: e.to_string() });
+                problems.push(Problem {
+                    path: dir.into(),
+                    message: e.to_string(),
+                });
                 break;
             }
         };
         let ns = rpm_namespace(distro);
         for p in pkgs {
             if p.is_gpg_pubkey {
-                out.gpg_keys.push(format!("gpg-pubkey-{}-{}", p.version, p.release));
+                out.gpg_keys
+                    .push(format!("gpg-pubkey-{}-{}", p.version, p.release));
                 continue;
             }
-            let mut purl = format!("pkg:rpm/{ns}/{}@{}", purl_encode(&p.name), purl_encode(&format!("{}-{}", p.version, p.release)));
+            let mut purl = format!(
+                "pkg:rpm/{ns}/{}@{}",
+                purl_encode(&p.name),
+                purl_encode(&format!("{}-{}", p.version, p.release))
+            );
             let mut q = Vec::new();
             if let Some(a) = &p.arch {
                 q.push(format!("arch={}", purl_encode(a)));
@@ -366,8 +408,12 @@ pub fn inspect(
                 Ok(files) => {
                     info.files = files.len();
                     for f in files {
-                        let ghost = f.flags.is_some_and(|x| x & pkgdb::rpm::fileflags::GHOST != 0);
-                        let missingok = f.flags.is_some_and(|x| x & pkgdb::rpm::fileflags::MISSINGOK != 0);
+                        let ghost = f
+                            .flags
+                            .is_some_and(|x| x & pkgdb::rpm::fileflags::GHOST != 0);
+                        let missingok = f
+                            .flags
+                            .is_some_and(|x| x & pkgdb::rpm::fileflags::MISSINGOK != 0);
                         let id = tree.resolve(f.path.as_bytes(), false).ok();
                         if let Some(id) = id {
                             if let Some(o) = owned.get_mut(id.0 as usize) {
@@ -382,11 +428,24 @@ pub fn inspect(
                         let mut differs = Vec::new();
                         let Some(id) = id else {
                             if !missingok {
-                                pending.push(Mismatch { path: f.path.clone(), package: p.nevra(), config: f.is_config(), differs: vec!["missing".into()] });
+                                pending.push(Mismatch {
+                                    path: f.path.clone(),
+                                    package: p.nevra(),
+                                    config: f.is_config(),
+                                    differs: vec!["missing".into()],
+                                });
                             }
                             continue;
                         };
-                        check_meta(tree, ids, id, f.mode, f.user.as_deref(), f.group.as_deref(), &mut differs);
+                        check_meta(
+                            tree,
+                            ids,
+                            id,
+                            f.mode,
+                            f.user.as_deref(),
+                            f.group.as_deref(),
+                            &mut differs,
+                        );
                         let node = tree.node(id);
                         if let (Some(t), NodeKind::Symlink(actual)) = (&f.link_target, &node.kind) {
                             if t.as_bytes() != actual.as_slice() {
@@ -399,7 +458,13 @@ pub fn inspect(
                             .xattrs
                             .get(b"security.capability".as_slice())
                             .and_then(|v| crate::caps::decode(v).ok())
-                            .map(|c| (c.permitted, c.inheritable, if c.effective { c.permitted } else { 0 }))
+                            .map(|c| {
+                                (
+                                    c.permitted,
+                                    c.inheritable,
+                                    if c.effective { c.permitted } else { 0 },
+                                )
+                            })
                             .unwrap_or((0, 0, 0));
                         if want_caps != have_caps && node.file_type() == FileType::Regular {
                             differs.push("capabilities".into());
@@ -422,26 +487,54 @@ pub fn inspect(
                                     differs.push("digest".into());
                                 }
                             } else {
-                                jobs.push(DigestJob { node: id, algo, expected: d.to_ascii_lowercase(), mismatch: idx });
+                                jobs.push(DigestJob {
+                                    node: id,
+                                    algo,
+                                    expected: d.to_ascii_lowercase(),
+                                    mismatch: idx,
+                                });
                             }
                         }
-                        pending.push(Mismatch { path: f.path.clone(), package: p.nevra(), config: f.is_config(), differs });
+                        pending.push(Mismatch {
+                            path: f.path.clone(),
+                            package: p.nevra(),
+                            config: f.is_config(),
+                            differs,
+                        });
                     }
                 }
                 Err(e) => {
                     info.file_list_error = Some(e.to_string());
-                    problems.push(Problem { path: dir.into(), message: format!("package {}: {e}", p.name) });
+                    problems.push(Problem {
+                        path: dir.into(),
+                        message: format!("package {}: {e}", p.name),
+                    });
                 }
             }
             out.list.push(info);
         }
         break;
     }
-    dpkg(tree, distro, &mut out, &mut owned, &mut watch, &mut jobs, &mut pending, &mut found_db, problems);
+    dpkg(
+        tree,
+        distro,
+        &mut out,
+        &mut owned,
+        &mut watch,
+        &mut jobs,
+        &mut pending,
+        &mut found_db,
+        problems,
+    );
     out.owners = watch.finish();
     let results: Vec<(usize, bool)> = jobs
         .par_iter()
-        .map(|j| (j.mismatch, digest_of(tree, j.node, j.algo).as_deref() == Some(j.expected.as_str())))
+        .map(|j| {
+            (
+                j.mismatch,
+                digest_of(tree, j.node, j.algo).as_deref() == Some(j.expected.as_str()),
+            )
+        })
         .collect();
     for (idx, ok) in results {
         if !ok {
@@ -450,13 +543,19 @@ pub fn inspect(
             }
         }
     }
-    out.mismatches = pending.into_iter().filter(|m| !m.differs.is_empty()).collect();
+    out.mismatches = pending
+        .into_iter()
+        .filter(|m| !m.differs.is_empty())
+        .collect();
     out.mismatches.sort_by(|a, b| a.path.cmp(&b.path));
-    out.list.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+    out.list
+        .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
     if found_db {
         tree.walk(|path, id| {
             let p = util::show(path);
-            let system = ["/bin/", "/sbin/", "/usr/", "/lib", "/etc/"].iter().any(|d| p.starts_with(d));
+            let system = ["/bin/", "/sbin/", "/usr/", "/lib", "/etc/"]
+                .iter()
+                .any(|d| p.starts_with(d));
             if !system || matches!(tree.node(id).kind, NodeKind::Directory(_)) {
                 return;
             }
@@ -485,7 +584,10 @@ fn dpkg(
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(util::ReadError::Path { .. }) => return,
         Err(e) => {
-            problems.push(Problem { path: status_path.into(), message: e.to_string() });
+            problems.push(Problem {
+                path: status_path.into(),
+                message: e.to_string(),
+            });
             return;
         }
     };
@@ -493,7 +595,10 @@ fn dpkg(
         Ok(p) => p,
         Err(e) => {
             out.error = Some(e.to_string());
-            problems.push(Problem { path: status_path.into(), message: e.to_string() });
+            problems.push(Problem {
+                path: status_path.into(),
+                message: e.to_string(),
+            });
             return;
         }
     };
@@ -507,7 +612,11 @@ fn dpkg(
         _ => "debian".into(),
     };
     for p in pkgs.into_iter().filter(|p| p.is_installed()) {
-        let mut purl = format!("pkg:deb/{ns}/{}@{}", purl_encode(&p.name), purl_encode(&p.version));
+        let mut purl = format!(
+            "pkg:deb/{ns}/{}@{}",
+            purl_encode(&p.name),
+            purl_encode(&p.version)
+        );
         if let Some(a) = &p.arch {
             purl.push_str(&format!("?arch={}", purl_encode(a)));
         }
@@ -518,7 +627,8 @@ fn dpkg(
             version: p.version.clone(),
             release: None,
             arch: p.arch.clone(),
-            source: (p.source != p.name || p.source_version != p.version).then(|| format!("{} ({})", p.source, p.source_version)),
+            source: (p.source != p.name || p.source_version != p.version)
+                .then(|| format!("{} ({})", p.source, p.source_version)),
             vendor: p.fields.get("Maintainer").cloned(),
             license: None,
             install_time: None,
@@ -530,7 +640,11 @@ fn dpkg(
         let conffiles: Vec<String> = p
             .fields
             .get("Conffiles")
-            .map(|c| c.lines().filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect())
+            .map(|c| {
+                c.lines()
+                    .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut names = vec![p.name.clone()];
         if let Some(a) = &p.arch {
@@ -538,15 +652,21 @@ fn dpkg(
         }
         for n in names {
             let list_path = format!("/var/lib/dpkg/info/{n}.list");
-            let Some(list) = util::read_text(tree, &list_path) else { continue };
-            let md5s: HashMap<String, String> = util::read_text(tree, &format!("/var/lib/dpkg/info/{n}.md5sums"))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| {
-                    let (sum, path) = l.split_once(char::is_whitespace)?;
-                    Some((format!("/{}", path.trim_start().trim_start_matches('/')), sum.to_ascii_lowercase()))
-                })
-                .collect();
+            let Some(list) = util::read_text(tree, &list_path) else {
+                continue;
+            };
+            let md5s: HashMap<String, String> =
+                util::read_text(tree, &format!("/var/lib/dpkg/info/{n}.md5sums"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| {
+                        let (sum, path) = l.split_once(char::is_whitespace)?;
+                        Some((
+                            format!("/{}", path.trim_start().trim_start_matches('/')),
+                            sum.to_ascii_lowercase(),
+                        ))
+                    })
+                    .collect();
             for path in list.lines().filter(|l| !l.is_empty() && *l != "/.") {
                 info.files += 1;
                 let id = tree.resolve(path.as_bytes(), false).ok();
@@ -561,12 +681,27 @@ fn dpkg(
                 let config = conffiles.iter().any(|c| c == path);
                 let Some(id) = id else {
                     // dpkg-diverted or removed; dpkg --verify reports it missing.
-                    pending.push(Mismatch { path: path.to_string(), package: label.clone(), config, differs: vec!["missing".into()] });
+                    pending.push(Mismatch {
+                        path: path.to_string(),
+                        package: label.clone(),
+                        config,
+                        differs: vec!["missing".into()],
+                    });
                     continue;
                 };
                 if tree.node(id).file_type() == FileType::Regular {
-                    jobs.push(DigestJob { node: id, algo: "md5", expected: sum.clone(), mismatch: pending.len() });
-                    pending.push(Mismatch { path: path.to_string(), package: label.clone(), config, differs: Vec::new() });
+                    jobs.push(DigestJob {
+                        node: id,
+                        algo: "md5",
+                        expected: sum.clone(),
+                        mismatch: pending.len(),
+                    });
+                    pending.push(Mismatch {
+                        path: path.to_string(),
+                        package: label.clone(),
+                        config,
+                        differs: Vec::new(),
+                    });
                 }
             }
             break;
@@ -584,7 +719,10 @@ mod tests {
         let raw = 1u64 << 13;
         assert_eq!(parse_cap_text("cap_net_raw=ep"), (raw, 0, raw));
         assert_eq!(parse_cap_text("= cap_net_raw+ep"), (raw, 0, raw));
-        assert_eq!(parse_cap_text("cap_net_admin,cap_net_raw+p"), (raw | (1 << 12), 0, 0));
+        assert_eq!(
+            parse_cap_text("cap_net_admin,cap_net_raw+p"),
+            (raw | (1 << 12), 0, 0)
+        );
         assert_eq!(parse_cap_text("cap_chown=i"), (0, 1, 0));
     }
 

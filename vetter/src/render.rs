@@ -35,7 +35,11 @@ pub fn summary(inv: &Inventory) -> String {
         "  init {}, SELinux {}{}",
         s.init,
         s.selinux.as_deref().unwrap_or("not configured"),
-        if inv.files.selinux_labelled > 0 { format!(" ({} labelled inodes)", inv.files.selinux_labelled) } else { String::new() }
+        if inv.files.selinux_labelled > 0 {
+            format!(" ({} labelled inodes)", inv.files.selinux_labelled)
+        } else {
+            String::new()
+        }
     );
     for k in &s.kernels {
         let _ = writeln!(
@@ -43,7 +47,10 @@ pub fn summary(inv: &Inventory) -> String {
             "  kernel {} ({}){}: Xen PV {}, PVH {}",
             k.version,
             k.format,
-            k.initrd.as_ref().map(|i| format!(", initrd {i}")).unwrap_or_default(),
+            k.initrd
+                .as_ref()
+                .map(|i| format!(", initrd {i}"))
+                .unwrap_or_default(),
             k.xen_pv,
             k.xen_pvh
         );
@@ -54,7 +61,11 @@ pub fn summary(inv: &Inventory) -> String {
 
     let f = &inv.files;
     let _ = writeln!(o, "Files");
-    let _ = writeln!(o, "  {} inodes, {} regular files, {} bytes, {} hashed", f.inodes, f.regular_files, f.total_bytes, f.hashed);
+    let _ = writeln!(
+        o,
+        "  {} inodes, {} regular files, {} bytes, {} hashed",
+        f.inodes, f.regular_files, f.total_bytes, f.hashed
+    );
     list(&mut o, "setuid", &f.setuid, 50);
     list(&mut o, "setgid", &f.setgid, 50);
     let caps: Vec<String> = f
@@ -68,26 +79,62 @@ pub fn summary(inv: &Inventory) -> String {
         .collect();
     list(&mut o, "capabilities", &caps, 50);
     list(&mut o, "world-writable files", &f.world_writable, 20);
-    list(&mut o, "world-writable directories without sticky bit", &f.world_writable_dirs_without_sticky, 20);
+    list(
+        &mut o,
+        "world-writable directories without sticky bit",
+        &f.world_writable_dirs_without_sticky,
+        20,
+    );
     list(&mut o, "devices outside /dev", &f.devices_outside_dev, 20);
-    let unowned: Vec<String> = f.unknown_owner.iter().map(|u| format!("{} (uid {}, gid {})", u.path, u.uid, u.gid)).collect();
+    let unowned: Vec<String> = f
+        .unknown_owner
+        .iter()
+        .map(|u| format!("{} (uid {}, gid {})", u.path, u.uid, u.gid))
+        .collect();
     list(&mut o, "owned by unknown user/group", &unowned, 20);
-    let nh: Vec<String> = f.not_hashed.iter().map(|n| format!("{} ({} bytes): {}", n.path, n.size, n.reason)).collect();
+    let nh: Vec<String> = f
+        .not_hashed
+        .iter()
+        .map(|n| format!("{} ({} bytes): {}", n.path, n.size, n.reason))
+        .collect();
     list(&mut o, "not hashed", &nh, 10);
 
     let p = &inv.packages;
     let _ = writeln!(o, "Packages");
     match &p.format {
         Some(fmt) => {
-            let _ = writeln!(o, "  {} packages ({fmt} at {}), {} signing keys", p.list.len(), p.database.as_deref().unwrap_or("?"), p.gpg_keys.len());
-            let _ = writeln!(o, "  {} packaged files verified, {} differ", p.verified_files, p.mismatches.len());
+            let _ = writeln!(
+                o,
+                "  {} packages ({fmt} at {}), {} signing keys",
+                p.list.len(),
+                p.database.as_deref().unwrap_or("?"),
+                p.gpg_keys.len()
+            );
+            let _ = writeln!(
+                o,
+                "  {} packaged files verified, {} differ",
+                p.verified_files,
+                p.mismatches.len()
+            );
             let mm: Vec<String> = p
                 .mismatches
                 .iter()
-                .map(|m| format!("{} [{}]{} ({})", m.path, m.differs.join(","), if m.config { " config" } else { "" }, m.package))
+                .map(|m| {
+                    format!(
+                        "{} [{}]{} ({})",
+                        m.path,
+                        m.differs.join(","),
+                        if m.config { " config" } else { "" },
+                        m.package
+                    )
+                })
                 .collect();
             list(&mut o, "changed packaged files", &mm, 30);
-            let _ = writeln!(o, "  {} files in system directories owned by no package", p.unowned_system_files.len());
+            let _ = writeln!(
+                o,
+                "  {} files in system directories owned by no package",
+                p.unowned_system_files.len()
+            );
         }
         None => {
             let _ = writeln!(o, "  no package database found");
@@ -107,7 +154,11 @@ pub fn summary(inv: &Inventory) -> String {
     }
     for s in sv.list.iter().filter(|s| s.enabled) {
         if s.ports.is_empty() {
-            let what = if s.port_status == "none" { "no network port" } else { "port unknown" };
+            let what = if s.port_status == "none" {
+                "no network port"
+            } else {
+                "port unknown"
+            };
             let _ = writeln!(o, "  {} [{}]: enabled, {what}", s.name, s.kind);
         }
         for p in &s.ports {
@@ -126,7 +177,12 @@ pub fn summary(inv: &Inventory) -> String {
             );
         }
     }
-    let masked: Vec<String> = sv.list.iter().filter(|s| s.state == "masked").map(|s| s.name.clone()).collect();
+    let masked: Vec<String> = sv
+        .list
+        .iter()
+        .filter(|s| s.state == "masked")
+        .map(|s| s.name.clone())
+        .collect();
     list(&mut o, "masked", &masked, 20);
 
     let _ = writeln!(o, "ELF hardening");
@@ -144,8 +200,30 @@ pub fn summary(inv: &Inventory) -> String {
                     if i.nx { "yes" } else { "no" },
                     if i.canary { "yes" } else { "no" },
                     if i.fortified.is_empty() { "no" } else { "yes" },
-                    if i.rpath.is_empty() { String::new() } else { format!(", RPATH {}", i.rpath.iter().map(|r| r.entry.as_str()).collect::<Vec<_>>().join(":")) },
-                    if i.runpath.is_empty() { String::new() } else { format!(", RUNPATH {}", i.runpath.iter().map(|r| r.entry.as_str()).collect::<Vec<_>>().join(":")) },
+                    if i.rpath.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", RPATH {}",
+                            i.rpath
+                                .iter()
+                                .map(|r| r.entry.as_str())
+                                .collect::<Vec<_>>()
+                                .join(":")
+                        )
+                    },
+                    if i.runpath.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", RUNPATH {}",
+                            i.runpath
+                                .iter()
+                                .map(|r| r.entry.as_str())
+                                .collect::<Vec<_>>()
+                                .join(":")
+                        )
+                    },
                 );
             }
             (None, Some(err)) => {
@@ -157,33 +235,93 @@ pub fn summary(inv: &Inventory) -> String {
 
     let a = &inv.accounts;
     let _ = writeln!(o, "Accounts");
-    let _ = writeln!(o, "  {} accounts; uid 0: {}", a.users.len(), a.uid0.join(", "));
+    let _ = writeln!(
+        o,
+        "  {} accounts; uid 0: {}",
+        a.users.len(),
+        a.uid0.join(", ")
+    );
     list(&mut o, "empty password", &a.empty_password, 20);
-    list(&mut o, "shadowed but no shadow entry", &a.missing_shadow, 20);
-    list(&mut o, "system accounts with a login shell", &a.system_with_shell, 20);
+    list(
+        &mut o,
+        "shadowed but no shadow entry",
+        &a.missing_shadow,
+        20,
+    );
+    list(
+        &mut o,
+        "system accounts with a login shell",
+        &a.system_with_shell,
+        20,
+    );
     list(&mut o, "duplicate names", &a.duplicate_names, 20);
-    let dup: Vec<String> = a.duplicate_uids.iter().map(|(u, n)| format!("uid {u}: {}", n.join(", "))).collect();
+    let dup: Vec<String> = a
+        .duplicate_uids
+        .iter()
+        .map(|(u, n)| format!("uid {u}: {}", n.join(", ")))
+        .collect();
     list(&mut o, "duplicate uids", &dup, 20);
-    let sudo: Vec<String> = a.sudoers.iter().map(|r| format!("{}:{}: {}", r.at.file, r.at.line.unwrap_or(0), r.at.text.as_deref().unwrap_or(""))).collect();
+    let sudo: Vec<String> = a
+        .sudoers
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}: {}",
+                r.at.file,
+                r.at.line.unwrap_or(0),
+                r.at.text.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
     list(&mut o, "sudoers rules", &sudo, 20);
-    list(&mut o, "ssh host private keys (should be purged)", &a.ssh_host_keys, 20);
-    let ak: Vec<String> = a.authorized_keys.iter().map(|k| format!("{} ({}): {} keys", k.path, k.user, k.keys)).collect();
+    list(
+        &mut o,
+        "ssh host private keys (should be purged)",
+        &a.ssh_host_keys,
+        20,
+    );
+    let ak: Vec<String> = a
+        .authorized_keys
+        .iter()
+        .map(|k| format!("{} ({}): {} keys", k.path, k.user, k.keys))
+        .collect();
     list(&mut o, "authorized_keys", &ak, 20);
     let _ = writeln!(
         o,
         "  sshd PermitRootLogin {}, PasswordAuthentication {}",
-        a.permit_root_login.as_ref().map(|s| s.value.as_str()).unwrap_or("(default)"),
-        a.password_authentication.as_ref().map(|s| s.value.as_str()).unwrap_or("(default yes)")
+        a.permit_root_login
+            .as_ref()
+            .map(|s| s.value.as_str())
+            .unwrap_or("(default)"),
+        a.password_authentication
+            .as_ref()
+            .map(|s| s.value.as_str())
+            .unwrap_or("(default yes)")
     );
 
     let _ = writeln!(o, "Credentials");
-    let creds: Vec<String> = inv.credentials.iter().map(|c| format!("{} {}{}", c.kind, c.path, c.line.map(|l| format!(":{l}")).unwrap_or_default())).collect();
+    let creds: Vec<String> = inv
+        .credentials
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}{}",
+                c.kind,
+                c.path,
+                c.line.map(|l| format!(":{l}")).unwrap_or_default()
+            )
+        })
+        .collect();
     if creds.is_empty() {
         let _ = writeln!(o, "  none found");
     }
     list(&mut o, "found", &creds, 50);
     if !inv.problems.is_empty() {
-        let pr: Vec<String> = inv.problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+        let pr: Vec<String> = inv
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
         let _ = writeln!(o, "Problems");
         list(&mut o, "could not read or parse", &pr, 30);
     }

@@ -34,7 +34,14 @@ fn uuid_from(bytes: &[u8]) -> String {
     b[6] = (b[6] & 0x0f) | 0x50; // version 5-style (name-based)
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
     let x = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
 }
 
 /// A CycloneDX 1.5 SBOM of the inventory.
@@ -97,7 +104,9 @@ pub fn cyclonedx_with(inv: &Inventory, opts: &SbomOptions) -> Value {
     }
     if opts.files {
         for (i, e) in inv.files.entries.iter().enumerate() {
-            let (Some(sha), Some(path)) = (&e.sha256, e.paths.first()) else { continue };
+            let (Some(sha), Some(path)) = (&e.sha256, e.paths.first()) else {
+                continue;
+            };
             seed.update(sha.as_bytes());
             seed.update(path.as_bytes());
             components.push(json!({

@@ -18,7 +18,10 @@ pub struct Credential {
 }
 
 fn line_of(bytes: &[u8], off: usize) -> u32 {
-    let n = bytes.get(..off).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0);
+    let n = bytes
+        .get(..off)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0);
     u32::try_from(n + 1).unwrap_or(u32::MAX)
 }
 
@@ -33,18 +36,90 @@ type TokenFormat = (&'static [u8], &'static str, fn(u8) -> bool, usize, usize);
 
 /// Token formats.
 const TOKENS: &[TokenFormat] = &[
-    (b"AKIA", "aws-access-key-id", |c| c.is_ascii_uppercase() || c.is_ascii_digit(), 16, 16),
-    (b"ASIA", "aws-temporary-access-key-id", |c| c.is_ascii_uppercase() || c.is_ascii_digit(), 16, 16),
-    (b"ghp_", "github-token", |c| c.is_ascii_alphanumeric(), 36, 36),
-    (b"gho_", "github-oauth-token", |c| c.is_ascii_alphanumeric(), 36, 36),
-    (b"ghs_", "github-app-token", |c| c.is_ascii_alphanumeric(), 36, 36),
-    (b"ghu_", "github-user-token", |c| c.is_ascii_alphanumeric(), 36, 36),
-    (b"github_pat_", "github-fine-grained-token", |c| c.is_ascii_alphanumeric() || c == b'_', 70, 100),
-    (b"glpat-", "gitlab-token", |c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-', 20, 20),
-    (b"xoxb-", "slack-token", |c| c.is_ascii_alphanumeric() || c == b'-', 20, 200),
-    (b"xoxp-", "slack-token", |c| c.is_ascii_alphanumeric() || c == b'-', 20, 200),
-    (b"AIza", "google-api-key", |c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-', 35, 35),
-    (b"sk_live_", "stripe-secret-key", |c| c.is_ascii_alphanumeric(), 24, 99),
+    (
+        b"AKIA",
+        "aws-access-key-id",
+        |c| c.is_ascii_uppercase() || c.is_ascii_digit(),
+        16,
+        16,
+    ),
+    (
+        b"ASIA",
+        "aws-temporary-access-key-id",
+        |c| c.is_ascii_uppercase() || c.is_ascii_digit(),
+        16,
+        16,
+    ),
+    (
+        b"ghp_",
+        "github-token",
+        |c| c.is_ascii_alphanumeric(),
+        36,
+        36,
+    ),
+    (
+        b"gho_",
+        "github-oauth-token",
+        |c| c.is_ascii_alphanumeric(),
+        36,
+        36,
+    ),
+    (
+        b"ghs_",
+        "github-app-token",
+        |c| c.is_ascii_alphanumeric(),
+        36,
+        36,
+    ),
+    (
+        b"ghu_",
+        "github-user-token",
+        |c| c.is_ascii_alphanumeric(),
+        36,
+        36,
+    ),
+    (
+        b"github_pat_",
+        "github-fine-grained-token",
+        |c| c.is_ascii_alphanumeric() || c == b'_',
+        70,
+        100,
+    ),
+    (
+        b"glpat-",
+        "gitlab-token",
+        |c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-',
+        20,
+        20,
+    ),
+    (
+        b"xoxb-",
+        "slack-token",
+        |c| c.is_ascii_alphanumeric() || c == b'-',
+        20,
+        200,
+    ),
+    (
+        b"xoxp-",
+        "slack-token",
+        |c| c.is_ascii_alphanumeric() || c == b'-',
+        20,
+        200,
+    ),
+    (
+        b"AIza",
+        "google-api-key",
+        |c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-',
+        35,
+        35,
+    ),
+    (
+        b"sk_live_",
+        "stripe-secret-key",
+        |c| c.is_ascii_alphanumeric(),
+        24,
+        99,
+    ),
 ];
 
 fn is_word(c: u8) -> bool {
@@ -57,8 +132,14 @@ pub fn scan_bytes(path: &str, bytes: &[u8]) -> Vec<Credential> {
     // PEM: "-----BEGIN <X>PRIVATE KEY-----" and PGP private key blocks.
     for off in find_all(bytes, b"-----BEGIN ") {
         let rest = bytes.get(off + 11..).unwrap_or(&[]);
-        let end = rest.iter().take(80).position(|&c| c == b'-' || c == b'\n').unwrap_or(0);
-        let label = String::from_utf8_lossy(rest.get(..end).unwrap_or(&[])).trim().to_string();
+        let end = rest
+            .iter()
+            .take(80)
+            .position(|&c| c == b'-' || c == b'\n')
+            .unwrap_or(0);
+        let label = String::from_utf8_lossy(rest.get(..end).unwrap_or(&[]))
+            .trim()
+            .to_string();
         let closes = rest.get(end..end + 5) == Some(b"-----".as_slice());
         if !closes {
             continue;
@@ -75,7 +156,11 @@ pub fn scan_bytes(path: &str, bytes: &[u8]) -> Vec<Credential> {
         } else {
             continue;
         };
-        out.push(Credential { path: path.to_string(), kind, line: Some(line_of(bytes, off)) });
+        out.push(Credential {
+            path: path.to_string(),
+            kind,
+            line: Some(line_of(bytes, off)),
+        });
     }
     for (prefix, kind, ok, min, max) in TOKENS {
         for off in find_all(bytes, prefix) {
@@ -85,7 +170,11 @@ pub fn scan_bytes(path: &str, bytes: &[u8]) -> Vec<Credential> {
             let body = bytes.get(off + prefix.len()..).unwrap_or(&[]);
             let n = body.iter().take(max + 1).take_while(|&&c| ok(c)).count();
             if n >= *min && n <= *max {
-                out.push(Credential { path: path.to_string(), kind: kind.to_string(), line: Some(line_of(bytes, off)) });
+                out.push(Credential {
+                    path: path.to_string(),
+                    kind: kind.to_string(),
+                    line: Some(line_of(bytes, off)),
+                });
             }
         }
     }
@@ -106,12 +195,23 @@ pub fn by_name(path: &str, ft: FileType) -> Vec<Credential> {
         Some("grid-user-key")
     } else if path.starts_with("/etc/ssh/ssh_host_") && name.ends_with("_key") {
         Some("ssh-host-private-key")
-    } else if name == ".netrc" || name == ".pgpass" || name == ".my.cnf" || name == "credentials" && path.contains("/.aws/") {
+    } else if name == ".netrc"
+        || name == ".pgpass"
+        || name == ".my.cnf"
+        || name == "credentials" && path.contains("/.aws/")
+    {
         Some("credentials-file")
     } else {
         None
     };
-    kind.map(|k| vec![Credential { path: path.to_string(), kind: k.to_string(), line: None }]).unwrap_or_default()
+    kind.map(|k| {
+        vec![Credential {
+            path: path.to_string(),
+            kind: k.to_string(),
+            line: None,
+        }]
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -127,20 +227,39 @@ mod tests {
         let kinds: Vec<(&str, Option<u32>)> = c.iter().map(|c| (c.kind.as_str(), c.line)).collect();
         assert_eq!(
             kinds,
-            vec![("pem-private-key:RSA", Some(2)), ("aws-access-key-id", Some(5)), ("github-token", Some(7))]
+            vec![
+                ("pem-private-key:RSA", Some(2)),
+                ("aws-access-key-id", Some(5)),
+                ("github-token", Some(7))
+            ]
         );
         let json = serde_json::to_string(&c).unwrap();
         assert!(!json.contains("AKIAABCD") && !json.contains("MIIB"));
-        assert_eq!(scan_bytes("/a", b"-----BEGIN PRIVATE KEY-----\n")[0].kind, "pem-private-key:PKCS8");
-        assert_eq!(scan_bytes("/a", b"-----BEGIN ENCRYPTED PRIVATE KEY-----")[0].kind, "pem-private-key:ENCRYPTED");
+        assert_eq!(
+            scan_bytes("/a", b"-----BEGIN PRIVATE KEY-----\n")[0].kind,
+            "pem-private-key:PKCS8"
+        );
+        assert_eq!(
+            scan_bytes("/a", b"-----BEGIN ENCRYPTED PRIVATE KEY-----")[0].kind,
+            "pem-private-key:ENCRYPTED"
+        );
         assert!(scan_bytes("/a", b"-----BEGIN PUBLIC KEY-----\n").is_empty());
     }
 
     #[test]
     fn by_names() {
-        assert_eq!(by_name("/tmp/x509up_u500", FileType::Regular)[0].kind, "grid-proxy");
-        assert_eq!(by_name("/etc/grid-security/hostkey.pem", FileType::Regular)[0].kind, "grid-host-key");
-        assert_eq!(by_name("/etc/ssh/ssh_host_rsa_key", FileType::Regular)[0].kind, "ssh-host-private-key");
+        assert_eq!(
+            by_name("/tmp/x509up_u500", FileType::Regular)[0].kind,
+            "grid-proxy"
+        );
+        assert_eq!(
+            by_name("/etc/grid-security/hostkey.pem", FileType::Regular)[0].kind,
+            "grid-host-key"
+        );
+        assert_eq!(
+            by_name("/etc/ssh/ssh_host_rsa_key", FileType::Regular)[0].kind,
+            "ssh-host-private-key"
+        );
         assert!(by_name("/etc/ssh/ssh_host_rsa_key.pub", FileType::Regular).is_empty());
     }
 }

@@ -78,7 +78,11 @@ fn kv(text: &str, key: &str) -> Option<String> {
 }
 
 fn major(release: &str) -> Option<u32> {
-    release.split(|c: char| !c.is_ascii_digit()).find(|s| !s.is_empty())?.parse().ok()
+    release
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|s| !s.is_empty())?
+        .parse()
+        .ok()
 }
 
 /// Parse a Red Hat style release line: "CentOS release 4.8 (Final)".
@@ -108,14 +112,25 @@ fn redhat_line(line: &str) -> (Option<String>, Option<String>) {
 }
 
 fn distribution(tree: &Tree, s: &mut System) {
-    if let Some(t) = read_text(tree, "/etc/os-release").or_else(|| read_text(tree, "/usr/lib/os-release")) {
+    if let Some(t) =
+        read_text(tree, "/etc/os-release").or_else(|| read_text(tree, "/usr/lib/os-release"))
+    {
         s.release_files.push("/etc/os-release".into());
         s.distro = kv(&t, "ID");
         s.release = kv(&t, "VERSION_ID");
         s.pretty_name = kv(&t, "PRETTY_NAME");
         let like = kv(&t, "ID_LIKE").unwrap_or_default();
         let id = s.distro.clone().unwrap_or_default();
-        s.family = if ["rhel", "centos", "fedora", "scientific", "rocky", "almalinux", "ol"].contains(&id.as_str())
+        s.family = if [
+            "rhel",
+            "centos",
+            "fedora",
+            "scientific",
+            "rocky",
+            "almalinux",
+            "ol",
+        ]
+        .contains(&id.as_str())
             || like.contains("rhel")
             || like.contains("fedora")
         {
@@ -128,7 +143,11 @@ fn distribution(tree: &Tree, s: &mut System) {
             None
         };
     }
-    for f in ["/etc/redhat-release", "/etc/centos-release", "/etc/fedora-release"] {
+    for f in [
+        "/etc/redhat-release",
+        "/etc/centos-release",
+        "/etc/fedora-release",
+    ] {
         if let Some(t) = read_text(tree, f) {
             s.release_files.push(f.into());
             let line = t.lines().next().unwrap_or("").trim().to_string();
@@ -179,7 +198,12 @@ fn distribution(tree: &Tree, s: &mut System) {
 }
 
 fn architecture(tree: &Tree, s: &mut System) {
-    let mut candidates = vec!["/bin/sh".to_string(), "/sbin/init".to_string(), "/bin/bash".to_string(), "/bin/ls".to_string()];
+    let mut candidates = vec![
+        "/bin/sh".to_string(),
+        "/sbin/init".to_string(),
+        "/bin/bash".to_string(),
+        "/bin/ls".to_string(),
+    ];
     for d in ["/lib64", "/lib", "/usr/lib64", "/usr/lib"] {
         for n in util::list_dir(tree, d) {
             if n.starts_with("libc.so.") || n.starts_with("libc-2.") {
@@ -193,10 +217,16 @@ fn architecture(tree: &Tree, s: &mut System) {
         }
     }
     for c in candidates {
-        let Some(id) = util::resolve(tree, &c) else { continue };
-        let rootfs::NodeKind::Regular(content) = &tree.node(id).kind else { continue };
+        let Some(id) = util::resolve(tree, &c) else {
+            continue;
+        };
+        let rootfs::NodeKind::Regular(content) = &tree.node(id).kind else {
+            continue;
+        };
         let mut head = [0u8; 64];
-        let Ok(mut r) = content.reader() else { continue };
+        let Ok(mut r) = content.reader() else {
+            continue;
+        };
         let mut got = 0usize;
         while got < head.len() {
             match std::io::Read::read(&mut r, &mut head[got..]) {
@@ -217,7 +247,11 @@ fn init_system(tree: &Tree) -> String {
     if target.contains("systemd") {
         return "systemd".into();
     }
-    if target.is_empty() && util::readlink(tree, "/usr/sbin/init").unwrap_or_default().contains("systemd") {
+    if target.is_empty()
+        && util::readlink(tree, "/usr/sbin/init")
+            .unwrap_or_default()
+            .contains("systemd")
+    {
         return "systemd".into();
     }
     if (util::exists(tree, "/sbin/initctl") || util::exists(tree, "/usr/sbin/initctl"))
@@ -232,7 +266,8 @@ fn init_system(tree: &Tree) -> String {
         }
         return "sysvinit".into();
     }
-    if util::exists(tree, "/lib/systemd/systemd") || util::exists(tree, "/usr/lib/systemd/systemd") {
+    if util::exists(tree, "/lib/systemd/systemd") || util::exists(tree, "/usr/lib/systemd/systemd")
+    {
         return "systemd".into();
     }
     "unknown".into()
@@ -251,7 +286,10 @@ fn boot_version(name: &str) -> Option<(&'static str, String)> {
     for p in ["initramfs-", "initrd-"] {
         if let Some(v) = name.strip_prefix(p) {
             let v = v.strip_suffix(".img").unwrap_or(v);
-            let v = v.strip_suffix("kdump").map(|s| s.trim_end_matches('-').trim_end_matches('.')).unwrap_or(v);
+            let v = v
+                .strip_suffix("kdump")
+                .map(|s| s.trim_end_matches('-').trim_end_matches('.'))
+                .unwrap_or(v);
             return Some(("initrd", v.to_string()));
         }
     }
@@ -291,7 +329,9 @@ fn xen_from_config(text: &str) -> (Option<bool>, Option<bool>, Vec<String>) {
 
 /// Xen ELF notes of an uncompressed vmlinux: (pv, pvh, evidence).
 pub fn xen_from_elf(bytes: &[u8]) -> (Option<bool>, Option<bool>, Vec<String>) {
-    let Ok(elf) = goblin::elf::Elf::parse(bytes) else { return (None, None, vec!["not a parsable ELF".into()]) };
+    let Ok(elf) = goblin::elf::Elf::parse(bytes) else {
+        return (None, None, vec!["not a parsable ELF".into()]);
+    };
     let mut ev = Vec::new();
     let mut pv = false;
     let mut pvh = false;
@@ -313,7 +353,10 @@ pub fn xen_from_elf(bytes: &[u8]) -> (Option<bool>, Option<bool>, Vec<String>) {
     if pvh {
         ev.push("XEN_ELFNOTE_PHYS32_ENTRY".into());
     }
-    let guest_section = elf.section_headers.iter().any(|s| elf.shdr_strtab.get_at(s.sh_name) == Some("__xen_guest"));
+    let guest_section = elf
+        .section_headers
+        .iter()
+        .any(|s| elf.shdr_strtab.get_at(s.sh_name) == Some("__xen_guest"));
     if guest_section {
         pv = true;
         ev.push("__xen_guest section".into());
@@ -339,9 +382,15 @@ fn kernels(tree: &Tree, s: &mut System, problems: &mut Vec<Problem>) {
     }
     let mut used = std::collections::HashSet::new();
     for n in &names {
-        let Some(("kernel", version)) = boot_version(n) else { continue };
+        let Some(("kernel", version)) = boot_version(n) else {
+            continue;
+        };
         let path = format!("/boot/{n}");
-        let mut k = Kernel { path: path.clone(), version: version.clone(), ..Default::default() };
+        let mut k = Kernel {
+            path: path.clone(),
+            version: version.clone(),
+            ..Default::default()
+        };
         if let Some((_, p)) = initrds.iter().find(|(v, _)| *v == version) {
             k.initrd = Some(p.clone());
             used.insert(p.clone());
@@ -390,18 +439,27 @@ fn kernels(tree: &Tree, s: &mut System, problems: &mut Vec<Problem>) {
                     pvh = if pvh == Some(true) { pvh } else { b.or(pvh) };
                     ev.extend(e.into_iter().map(|e| format!("{path}: {e}")));
                 }
-                Err(e) => problems.push(Problem { path: path.clone(), message: e.to_string() }),
+                Err(e) => problems.push(Problem {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }),
             }
         }
         if k.config.is_none() && k.format != "elf" {
-            ev.push(format!("{path}: compressed image without a config file; not decompressed"));
+            ev.push(format!(
+                "{path}: compressed image without a config file; not decompressed"
+            ));
         }
         k.xen_pv = yn(pv);
         k.xen_pvh = yn(pvh);
         k.xen_evidence = ev;
         s.kernels.push(k);
     }
-    s.orphan_initrds = initrds.into_iter().map(|(_, p)| p).filter(|p| !used.contains(p)).collect();
+    s.orphan_initrds = initrds
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| !used.contains(p))
+        .collect();
 }
 
 /// Gather the system section.
@@ -428,18 +486,34 @@ mod tests {
             redhat_line("Scientific Linux SL release 5.11 (Boron)"),
             (Some("scientific".into()), Some("5.11".into()))
         );
-        assert_eq!(redhat_line("CentOS release 4.8 (Final)"), (Some("centos".into()), Some("4.8".into())));
-        assert_eq!(boot_version("vmlinuz-2.6.18-398.el5xen"), Some(("kernel", "2.6.18-398.el5xen".into())));
-        assert_eq!(boot_version("initrd-2.6.18-398.el5xen.img"), Some(("initrd", "2.6.18-398.el5xen".into())));
-        assert_eq!(boot_version("initrd.img-6.1.0-9-amd64"), Some(("initrd", "6.1.0-9-amd64".into())));
-        assert_eq!(boot_version("initramfs-3.10.0.img"), Some(("initrd", "3.10.0".into())));
+        assert_eq!(
+            redhat_line("CentOS release 4.8 (Final)"),
+            (Some("centos".into()), Some("4.8".into()))
+        );
+        assert_eq!(
+            boot_version("vmlinuz-2.6.18-398.el5xen"),
+            Some(("kernel", "2.6.18-398.el5xen".into()))
+        );
+        assert_eq!(
+            boot_version("initrd-2.6.18-398.el5xen.img"),
+            Some(("initrd", "2.6.18-398.el5xen".into()))
+        );
+        assert_eq!(
+            boot_version("initrd.img-6.1.0-9-amd64"),
+            Some(("initrd", "6.1.0-9-amd64".into()))
+        );
+        assert_eq!(
+            boot_version("initramfs-3.10.0.img"),
+            Some(("initrd", "3.10.0".into()))
+        );
     }
 
     #[test]
     fn xen_config() {
         let (pv, pvh, _) = xen_from_config("CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\n");
         assert_eq!((pv, pvh), (Some(true), Some(true)));
-        let (pv, pvh, _) = xen_from_config("CONFIG_XEN=y\n# CONFIG_XEN_PV is not set\nCONFIG_XEN_PVH=y\n");
+        let (pv, pvh, _) =
+            xen_from_config("CONFIG_XEN=y\n# CONFIG_XEN_PV is not set\nCONFIG_XEN_PVH=y\n");
         assert_eq!((pv, pvh), (Some(false), Some(true)));
         let (pv, pvh, _) = xen_from_config("CONFIG_XEN=y\n");
         assert_eq!((pv, pvh), (Some(true), Some(false)));

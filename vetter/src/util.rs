@@ -59,7 +59,10 @@ pub fn exists(tree: &Tree, path: &str) -> bool {
 pub fn read_file(tree: &Tree, path: &str, limit: u64) -> Result<Vec<u8>, ReadError> {
     let id = tree
         .resolve(path.as_bytes(), true)
-        .map_err(|source| ReadError::Path { path: path.to_string(), source })?;
+        .map_err(|source| ReadError::Path {
+            path: path.to_string(),
+            source,
+        })?;
     read_node(tree, id, path, limit)
 }
 
@@ -68,11 +71,20 @@ pub fn read_node(tree: &Tree, id: NodeId, path: &str, limit: u64) -> Result<Vec<
     match &tree.node(id).kind {
         NodeKind::Regular(c) => {
             if c.size() > limit {
-                return Err(ReadError::TooBig { path: path.to_string(), size: c.size(), limit });
+                return Err(ReadError::TooBig {
+                    path: path.to_string(),
+                    size: c.size(),
+                    limit,
+                });
             }
-            c.read_to_vec(limit).map_err(|source| ReadError::Io { path: path.to_string(), source })
+            c.read_to_vec(limit).map_err(|source| ReadError::Io {
+                path: path.to_string(),
+                source,
+            })
         }
-        _ => Err(ReadError::NotRegular { path: path.to_string() }),
+        _ => Err(ReadError::NotRegular {
+            path: path.to_string(),
+        }),
     }
 }
 
@@ -91,7 +103,10 @@ pub fn read_text(tree: &Tree, path: &str) -> Option<String> {
 /// The names in directory `path` (following symlinks), sorted; empty if it is not a directory.
 pub fn list_dir(tree: &Tree, path: &str) -> Vec<String> {
     match resolve(tree, path).and_then(|id| tree.entries(id)) {
-        Some(e) => e.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect(),
+        Some(e) => e
+            .keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect(),
         None => Vec::new(),
     }
 }
@@ -197,7 +212,11 @@ pub fn glob(tree: &Tree, pattern: &str, max: usize) -> Vec<String> {
         let mut next = Vec::new();
         for base in &current {
             if comp.contains(['*', '?', '[']) {
-                let dir = if base.is_empty() { "/".to_string() } else { base.clone() };
+                let dir = if base.is_empty() {
+                    "/".to_string()
+                } else {
+                    base.clone()
+                };
                 for name in list_dir(tree, &dir) {
                     if name.starts_with('.') && !comp.starts_with('.') {
                         continue;

@@ -3,7 +3,10 @@
 
 use vetter::elf::{analyse, Pie, Relro};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/elf-rpm-tests-misc");
+const DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../testdata/elf-rpm-tests-misc"
+);
 
 /// Split one CSV line with double-quoted fields.
 fn csv(line: &str) -> Vec<String> {
@@ -24,7 +27,20 @@ fn hardening_matches_expected_csv() {
     let text = std::fs::read_to_string(format!("{DIR}/expected.csv")).unwrap();
     let mut lines = text.lines();
     let header = csv(lines.next().unwrap());
-    assert_eq!(&header[..9], ["file", "e_type", "pie", "relro", "nx(gnu_stack)", "canary", "rpath", "runpath", "needed"]);
+    assert_eq!(
+        &header[..9],
+        [
+            "file",
+            "e_type",
+            "pie",
+            "relro",
+            "nx(gnu_stack)",
+            "canary",
+            "rpath",
+            "runpath",
+            "needed"
+        ]
+    );
     let mut n = 0;
     for line in lines.filter(|l| !l.trim().is_empty()) {
         let f = csv(line);
@@ -32,7 +48,12 @@ fn hardening_matches_expected_csv() {
         let info = analyse(&bytes, None).unwrap_or_else(|e| panic!("{}: {e}", f[0]));
         assert_eq!(info.machine, "x86_64");
         // e_type column: "EXEC", "DYN (FLAGS_1=PIE)", "DYN (shared object)".
-        assert_eq!(info.e_type, f[1].split_whitespace().next().unwrap(), "{}", f[0]);
+        assert_eq!(
+            info.e_type,
+            f[1].split_whitespace().next().unwrap(),
+            "{}",
+            f[0]
+        );
         let pie = match f[2].as_str() {
             "yes" => Pie::Yes,
             "no" => Pie::No,
@@ -51,11 +72,21 @@ fn hardening_matches_expected_csv() {
         assert_eq!(info.canary, f[5] == "yes", "{}", f[0]);
         let rpath: Vec<&str> = info.rpath.iter().map(|r| r.entry.as_str()).collect();
         let runpath: Vec<&str> = info.runpath.iter().map(|r| r.entry.as_str()).collect();
-        let want = |s: &str| if s.is_empty() { Vec::new() } else { s.split(':').map(str::to_string).collect::<Vec<_>>() };
+        let want = |s: &str| {
+            if s.is_empty() {
+                Vec::new()
+            } else {
+                s.split(':').map(str::to_string).collect::<Vec<_>>()
+            }
+        };
         assert_eq!(rpath, want(&f[6]), "{}", f[0]);
         assert_eq!(runpath, want(&f[7]), "{}", f[0]);
         // $ORIGIN entries are not relative.
-        assert!(info.rpath.iter().chain(&info.runpath).all(|r| !r.relative && !r.world_writable));
+        assert!(info
+            .rpath
+            .iter()
+            .chain(&info.runpath)
+            .all(|r| !r.relative && !r.world_writable));
         let needed: Vec<String> = f[8].split(';').map(str::to_string).collect();
         assert_eq!(info.needed, needed, "{}", f[0]);
         n += 1;

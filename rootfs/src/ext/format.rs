@@ -26,7 +26,10 @@ pub struct FormatError {
 }
 
 fn ferr(structure: &'static str, what: impl Into<String>) -> FormatError {
-    FormatError { structure, what: what.into() }
+    FormatError {
+        structure,
+        what: what.into(),
+    }
 }
 
 fn need(structure: &'static str, b: &[u8], n: usize) -> Result<(), FormatError> {
@@ -309,8 +312,13 @@ pub const FEATURE_NAMES: [&[(u32, &str)]; 3] = [
 /// The names of the set feature bits (unknown bits as `FEATURE_C12`-style names like e2fsprogs).
 pub fn feature_names(compat: u32, incompat: u32, ro_compat: u32) -> Vec<String> {
     let mut out = Vec::new();
-    for (kind, (bits, table)) in
-        [(compat, FEATURE_NAMES[0]), (incompat, FEATURE_NAMES[1]), (ro_compat, FEATURE_NAMES[2])].into_iter().enumerate()
+    for (kind, (bits, table)) in [
+        (compat, FEATURE_NAMES[0]),
+        (incompat, FEATURE_NAMES[1]),
+        (ro_compat, FEATURE_NAMES[2]),
+    ]
+    .into_iter()
+    .enumerate()
     {
         for bit in 0..32 {
             let mask = 1u32 << bit;
@@ -554,7 +562,10 @@ impl Superblock {
         need("superblock", b, Self::SIZE)?;
         let sb = Self::read_fields(b);
         if sb.magic != EXT4_SUPER_MAGIC {
-            return Err(ferr("superblock", format!("bad magic {:#06x} (want 0xef53)", sb.magic)));
+            return Err(ferr(
+                "superblock",
+                format!("bad magic {:#06x} (want 0xef53)", sb.magic),
+            ));
         }
         Ok(sb)
     }
@@ -571,12 +582,20 @@ impl Superblock {
     }
     /// Total block count (64-bit when the 64bit feature is set).
     pub fn blocks_count(&self) -> u64 {
-        let hi = if self.has_incompat(INCOMPAT_64BIT) { u64::from(self.blocks_count_hi) << 32 } else { 0 };
+        let hi = if self.has_incompat(INCOMPAT_64BIT) {
+            u64::from(self.blocks_count_hi) << 32
+        } else {
+            0
+        };
         hi | u64::from(self.blocks_count_lo)
     }
     /// Free block count.
     pub fn free_blocks_count(&self) -> u64 {
-        let hi = if self.has_incompat(INCOMPAT_64BIT) { u64::from(self.free_blocks_count_hi) << 32 } else { 0 };
+        let hi = if self.has_incompat(INCOMPAT_64BIT) {
+            u64::from(self.free_blocks_count_hi) << 32
+        } else {
+            0
+        };
         hi | u64::from(self.free_blocks_count_lo)
     }
     /// Inode size (128 for revision 0).
@@ -609,7 +628,11 @@ impl Superblock {
     }
     /// The label as bytes up to the first NUL.
     pub fn label(&self) -> &[u8] {
-        let end = self.volume_name.iter().position(|&c| c == 0).unwrap_or(self.volume_name.len());
+        let end = self
+            .volume_name
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(self.volume_name.len());
         &self.volume_name[..end]
     }
     /// The seed of every metadata checksum ("Checksums"): `checksum_seed` with
@@ -697,8 +720,15 @@ impl GroupDesc {
     /// Parse a descriptor of `desc_size` bytes (32, or >= 64 with 64bit); fields beyond a
     /// 32-byte descriptor are zero.
     pub fn parse(b: &[u8], desc_size: usize) -> Result<Self, FormatError> {
-        if desc_size < 32 || (desc_size > 32 && desc_size < 64) || desc_size > 1024 || !desc_size.is_power_of_two() {
-            return Err(ferr("group descriptor", format!("bad descriptor size {desc_size}")));
+        if desc_size < 32
+            || (desc_size > 32 && desc_size < 64)
+            || desc_size > 1024
+            || !desc_size.is_power_of_two()
+        {
+            return Err(ferr(
+                "group descriptor",
+                format!("bad descriptor size {desc_size}"),
+            ));
         }
         need("group descriptor", b, desc_size)?;
         let mut buf = [0u8; 64];
@@ -746,7 +776,10 @@ impl GroupDesc {
     /// bits of crc32c(seed, group, desc with checksum zeroed); with uninit_bg (gdt_csum)
     /// crc16(~0, uuid, group, desc without the checksum, the rest for 64-byte descriptors).
     pub fn compute_checksum(sb: &Superblock, group: u32, raw: &[u8]) -> u16 {
-        let (head, tail) = match (raw.get(..GROUP_DESC_CHECKSUM_OFFSET), raw.get(GROUP_DESC_CHECKSUM_OFFSET + 2..)) {
+        let (head, tail) = match (
+            raw.get(..GROUP_DESC_CHECKSUM_OFFSET),
+            raw.get(GROUP_DESC_CHECKSUM_OFFSET + 2..),
+        ) {
             (Some(h), Some(t)) => (h, t),
             _ => return 0,
         };
@@ -892,7 +925,13 @@ impl Inode {
         if b.len() > GOOD_OLD_INODE_SIZE {
             let extra = usize::from(u16::from_le_bytes([buf[0x80], buf[0x81]]));
             if GOOD_OLD_INODE_SIZE + extra > b.len() || extra % 4 != 0 {
-                return Err(ferr("inode", format!("i_extra_isize {extra} does not fit an inode of {} bytes", b.len())));
+                return Err(ferr(
+                    "inode",
+                    format!(
+                        "i_extra_isize {extra} does not fit an inode of {} bytes",
+                        b.len()
+                    ),
+                ));
             }
             let end = (GOOD_OLD_INODE_SIZE + extra).max(0x82);
             if end < Self::SIZE {
@@ -911,7 +950,10 @@ impl Inode {
         let mut buf = [0u8; Self::SIZE];
         self.write_fields(&mut buf);
         let n = if b.len() > GOOD_OLD_INODE_SIZE {
-            (GOOD_OLD_INODE_SIZE + usize::from(self.extra_isize)).max(0x82).min(b.len()).min(Self::SIZE)
+            (GOOD_OLD_INODE_SIZE + usize::from(self.extra_isize))
+                .max(0x82)
+                .min(b.len())
+                .min(Self::SIZE)
         } else {
             GOOD_OLD_INODE_SIZE
         };
@@ -920,7 +962,8 @@ impl Inode {
 
     /// Whether an extra field ending at byte `end` is present (inode size and extra_isize).
     pub fn has_extra(&self, inode_size: usize, end: usize) -> bool {
-        inode_size > GOOD_OLD_INODE_SIZE && GOOD_OLD_INODE_SIZE + usize::from(self.extra_isize) >= end
+        inode_size > GOOD_OLD_INODE_SIZE
+            && GOOD_OLD_INODE_SIZE + usize::from(self.extra_isize) >= end
     }
     /// File size (`i_size_lo | i_size_high << 32`).
     pub fn size(&self) -> u64 {
@@ -940,8 +983,11 @@ impl Inode {
     }
     /// `i_blocks` in 512-byte units, given the superblock's huge_file setting and block size.
     pub fn blocks_512(&self, huge_file: bool, block_size: u32) -> u64 {
-        let raw =
-            if huge_file { u64::from(self.blocks_high) << 32 | u64::from(self.blocks_lo) } else { u64::from(self.blocks_lo) };
+        let raw = if huge_file {
+            u64::from(self.blocks_high) << 32 | u64::from(self.blocks_lo)
+        } else {
+            u64::from(self.blocks_lo)
+        };
         if huge_file && self.flags & INODE_FLAG_HUGE_FILE != 0 {
             raw.saturating_mul(u64::from(block_size / 512))
         } else {
@@ -1019,7 +1065,10 @@ pub fn encode_device(major: u32, minor: u32) -> (u32, u32) {
     if major < 256 && minor < 256 {
         ((major << 8) | minor, 0)
     } else {
-        (0, (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12))
+        (
+            0,
+            (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12),
+        )
     }
 }
 
@@ -1057,10 +1106,16 @@ impl ExtentHeader {
             return Err(ferr("extent header", format!("bad magic {:#06x}", h.magic)));
         }
         if h.entries > h.max {
-            return Err(ferr("extent header", format!("{} entries exceed max {}", h.entries, h.max)));
+            return Err(ferr(
+                "extent header",
+                format!("{} entries exceed max {}", h.entries, h.max),
+            ));
         }
         if Self::SIZE + usize::from(h.max) * 12 > b.len() {
-            return Err(ferr("extent header", format!("max {} entries do not fit in {} bytes", h.max, b.len())));
+            return Err(ferr(
+                "extent header",
+                format!("max {} entries do not fit in {} bytes", h.max, b.len()),
+            ));
         }
         Ok(h)
     }
@@ -1151,7 +1206,10 @@ pub fn extent_block_checksum(inode_seed: u32, block: &[u8], max: u16) -> Option<
 
 /// The per-inode checksum seed: crc32c(crc32c(fs seed, ino), generation).
 pub fn inode_csum_seed(csum_seed: u32, ino: u32, generation: u32) -> u32 {
-    crc32c_raw(crc32c_raw(csum_seed, &ino.to_le_bytes()), &generation.to_le_bytes())
+    crc32c_raw(
+        crc32c_raw(csum_seed, &ino.to_le_bytes()),
+        &generation.to_le_bytes(),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1229,18 +1287,36 @@ impl DirEntry {
         need("directory entry", b, 8)?;
         let inode = u32::get_le(b, 0);
         let rec_len = rec_len_from_disk(u16::get_le(b, 4), block_size);
-        let (name_len, file_type) = if filetype { (usize::from(b[6]), b[7]) } else { (usize::from(u16::get_le(b, 6)), 0) };
+        let (name_len, file_type) = if filetype {
+            (usize::from(b[6]), b[7])
+        } else {
+            (usize::from(u16::get_le(b, 6)), 0)
+        };
         let rl = rec_len as usize;
         if rl < 8 || rl % 4 != 0 {
             return Err(ferr("directory entry", format!("bad rec_len {rec_len}")));
         }
         if rl > b.len() {
-            return Err(ferr("directory entry", format!("rec_len {rec_len} runs past the block ({} bytes left)", b.len())));
+            return Err(ferr(
+                "directory entry",
+                format!(
+                    "rec_len {rec_len} runs past the block ({} bytes left)",
+                    b.len()
+                ),
+            ));
         }
         if 8 + name_len > rl {
-            return Err(ferr("directory entry", format!("name_len {name_len} does not fit rec_len {rec_len}")));
+            return Err(ferr(
+                "directory entry",
+                format!("name_len {name_len} does not fit rec_len {rec_len}"),
+            ));
         }
-        Ok(DirEntry { inode, rec_len, file_type, name: b[8..8 + name_len].to_vec() })
+        Ok(DirEntry {
+            inode,
+            rec_len,
+            file_type,
+            name: b[8..8 + name_len].to_vec(),
+        })
     }
 
     /// Write the entry (header and name) into `b[..rec_len]`; the slack after the name is zeroed.
@@ -1280,14 +1356,24 @@ impl DirTail {
     pub fn parse(b: &[u8]) -> Result<Self, FormatError> {
         need("directory tail", b, Self::SIZE)?;
         let t = Self::read_fields(b);
-        if t.reserved_zero1 != 0 || t.rec_len != 12 || t.reserved_zero2 != 0 || t.reserved_ft != ftype::CSUM_TAIL {
+        if t.reserved_zero1 != 0
+            || t.rec_len != 12
+            || t.reserved_zero2 != 0
+            || t.reserved_ft != ftype::CSUM_TAIL
+        {
             return Err(ferr("directory tail", "not a checksum tail"));
         }
         Ok(t)
     }
     /// A tail with the given checksum.
     pub fn new(checksum: u32) -> Self {
-        DirTail { reserved_zero1: 0, rec_len: 12, reserved_zero2: 0, reserved_ft: ftype::CSUM_TAIL, checksum }
+        DirTail {
+            reserved_zero1: 0,
+            rec_len: 12,
+            reserved_zero2: 0,
+            reserved_ft: ftype::CSUM_TAIL,
+            checksum,
+        }
     }
     /// Write into `b[..12]`.
     pub fn serialize(&self, b: &mut [u8]) {
@@ -1295,7 +1381,12 @@ impl DirTail {
     }
     /// Checksum of a leaf block (`block` is the whole block; the tail is its last 12 bytes).
     pub fn compute_checksum(inode_seed: u32, block: &[u8]) -> u32 {
-        crc32c_raw(inode_seed, block.get(..block.len().saturating_sub(Self::SIZE)).unwrap_or(&[]))
+        crc32c_raw(
+            inode_seed,
+            block
+                .get(..block.len().saturating_sub(Self::SIZE))
+                .unwrap_or(&[]),
+        )
     }
 }
 
@@ -1325,7 +1416,10 @@ impl DxRootInfo {
         need("dx_root_info", b, Self::SIZE)?;
         let i = Self::read_fields(b);
         if i.info_length != 8 {
-            return Err(ferr("dx_root_info", format!("info_length {} (want 8)", i.info_length)));
+            return Err(ferr(
+                "dx_root_info",
+                format!("info_length {} (want 8)", i.info_length),
+            ));
         }
         Ok(i)
     }
@@ -1354,7 +1448,10 @@ impl DxCountLimit {
         need("dx_countlimit", b, Self::SIZE)?;
         let c = Self::read_fields(b);
         if c.count > c.limit {
-            return Err(ferr("dx_countlimit", format!("count {} exceeds limit {}", c.count, c.limit)));
+            return Err(ferr(
+                "dx_countlimit",
+                format!("count {} exceeds limit {}", c.count, c.limit),
+            ));
         }
         Ok(c)
     }
@@ -1409,7 +1506,13 @@ impl DxTail {
     }
     /// Checksum of an htree index block: `count_offset` is where the `dx_countlimit` sits,
     /// `count` its count (the kernel's `ext4_dx_csum`).
-    pub fn compute_checksum(inode_seed: u32, block: &[u8], count_offset: usize, count: u16, reserved: u32) -> u32 {
+    pub fn compute_checksum(
+        inode_seed: u32,
+        block: &[u8],
+        count_offset: usize,
+        count: u16,
+        reserved: u32,
+    ) -> u32 {
         let size = count_offset + usize::from(count) * DxEntry::SIZE;
         let mut c = crc32c_raw(inode_seed, block.get(..size).unwrap_or(&[]));
         c = crc32c_raw(c, &reserved.to_le_bytes());
@@ -1448,7 +1551,10 @@ impl XattrHeader {
         need("xattr block header", b, Self::SIZE)?;
         let h = Self::read_fields(b);
         if h.magic != XATTR_MAGIC {
-            return Err(ferr("xattr block header", format!("bad magic {:#010x}", h.magic)));
+            return Err(ferr(
+                "xattr block header",
+                format!("bad magic {:#010x}", h.magic),
+            ));
         }
         Ok(h)
     }
@@ -1481,7 +1587,10 @@ impl XattrIbodyHeader {
         need("in-inode xattr header", b, Self::SIZE)?;
         let magic = u32::get_le(b, 0);
         if magic != XATTR_MAGIC {
-            return Err(ferr("in-inode xattr header", format!("bad magic {magic:#010x}")));
+            return Err(ferr(
+                "in-inode xattr header",
+                format!("bad magic {magic:#010x}"),
+            ));
         }
         Ok(XattrIbodyHeader { magic })
     }
@@ -1524,7 +1633,12 @@ impl XattrEntry {
         let name_len = usize::from(b[0]);
         let name = b
             .get(Self::HEADER_SIZE..Self::HEADER_SIZE + name_len)
-            .ok_or_else(|| ferr("xattr entry", format!("name of {name_len} bytes runs past the area")))?
+            .ok_or_else(|| {
+                ferr(
+                    "xattr entry",
+                    format!("name of {name_len} bytes runs past the area"),
+                )
+            })?
             .to_vec();
         Ok(Some(XattrEntry {
             name_index: b[1],
@@ -1578,12 +1692,21 @@ pub fn xattr_prefix(index: u8) -> Option<&'static [u8]> {
 /// Split a full xattr name into (index, suffix) using the longest matching prefix, as the
 /// kernel does when storing it.
 pub fn xattr_split_name(full: &[u8]) -> (u8, &[u8]) {
-    for (idx, prefix) in [(2u8, &b"system.posix_acl_access"[..]), (3, b"system.posix_acl_default"), (8, b"system.richacl")] {
+    for (idx, prefix) in [
+        (2u8, &b"system.posix_acl_access"[..]),
+        (3, b"system.posix_acl_default"),
+        (8, b"system.richacl"),
+    ] {
         if full == prefix {
             return (idx, b"");
         }
     }
-    for (idx, prefix) in [(1u8, &b"user."[..]), (4, b"trusted."), (6, b"security."), (7, b"system.")] {
+    for (idx, prefix) in [
+        (1u8, &b"user."[..]),
+        (4, b"trusted."),
+        (6, b"security."),
+        (7, b"system."),
+    ] {
         if let Some(rest) = full.strip_prefix(prefix) {
             return (idx, rest);
         }
@@ -1597,7 +1720,10 @@ pub fn xattr_split_name(full: &[u8]) -> (u8, &[u8]) {
 pub fn acl_disk_to_xattr(disk: &[u8]) -> Result<Vec<u8>, FormatError> {
     need("posix acl", disk, 4)?;
     if u32::get_le(disk, 0) != 1 {
-        return Err(ferr("posix acl", format!("version {} (want 1)", u32::get_le(disk, 0))));
+        return Err(ferr(
+            "posix acl",
+            format!("version {} (want 1)", u32::get_le(disk, 0)),
+        ));
     }
     let mut out = 2u32.to_le_bytes().to_vec();
     let mut pos = 4usize;
@@ -1712,10 +1838,16 @@ impl JournalSuperblock {
         need("journal superblock", b, Self::SIZE)?;
         let j = Self::read_fields(b);
         if j.magic != JBD2_MAGIC {
-            return Err(ferr("journal superblock", format!("bad magic {:#010x}", j.magic)));
+            return Err(ferr(
+                "journal superblock",
+                format!("bad magic {:#010x}", j.magic),
+            ));
         }
         if j.blocktype != JBD2_SUPERBLOCK_V1 && j.blocktype != JBD2_SUPERBLOCK_V2 {
-            return Err(ferr("journal superblock", format!("block type {} is not a superblock", j.blocktype)));
+            return Err(ferr(
+                "journal superblock",
+                format!("block type {} is not a superblock", j.blocktype),
+            ));
         }
         Ok(j)
     }
@@ -1741,7 +1873,11 @@ pub fn crc16(mut crc: u16, data: &[u8]) -> u16 {
     for &byte in data {
         crc ^= u16::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xA001 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
         }
     }
     crc
@@ -1753,7 +1889,13 @@ mod tests {
 
     #[test]
     fn time_roundtrip_and_epoch_bits() {
-        for (s, n) in [(0i64, 0u32), (-1, 5), (1_700_000_000, 123_456_789), (i64::from(i32::MAX) + 10, 1), (-(1 << 31), 0)] {
+        for (s, n) in [
+            (0i64, 0u32),
+            (-1, 5),
+            (1_700_000_000, 123_456_789),
+            (i64::from(i32::MAX) + 10, 1),
+            (-(1 << 31), 0),
+        ] {
             let (a, b) = encode_time(s, n);
             assert_eq!(decode_time(a, Some(b)), (s, n), "time {s}.{n}");
         }
@@ -1776,14 +1918,25 @@ mod tests {
 
     #[test]
     fn rec_len_64k() {
-        assert_eq!(rec_len_from_disk(rec_len_to_disk(65536, 65536), 65536), 65536);
-        assert_eq!(rec_len_from_disk(rec_len_to_disk(65532, 65536), 65536), 65532);
+        assert_eq!(
+            rec_len_from_disk(rec_len_to_disk(65536, 65536), 65536),
+            65536
+        );
+        assert_eq!(
+            rec_len_from_disk(rec_len_to_disk(65532, 65536), 65536),
+            65532
+        );
         assert_eq!(rec_len_from_disk(12, 4096), 12);
     }
 
     #[test]
     fn dirent_roundtrip_and_bounds() {
-        let e = DirEntry { inode: 12, rec_len: 20, file_type: ftype::REG, name: b"hello".to_vec() };
+        let e = DirEntry {
+            inode: 12,
+            rec_len: 20,
+            file_type: ftype::REG,
+            name: b"hello".to_vec(),
+        };
         let mut b = [0xAAu8; 20];
         e.serialize(&mut b, 4096, true);
         assert_eq!(DirEntry::parse(&b, 4096, true).unwrap(), e);
@@ -1797,8 +1950,13 @@ mod tests {
     fn acl_conversion_roundtrip() {
         // user::rw-, user:1000:r--, group::r--, mask::r--, other::---
         let mut x = 2u32.to_le_bytes().to_vec();
-        for (tag, perm, id) in [(1u16, 6u16, u32::MAX), (2, 4, 1000), (4, 4, u32::MAX), (0x10, 4, u32::MAX), (0x20, 0, u32::MAX)]
-        {
+        for (tag, perm, id) in [
+            (1u16, 6u16, u32::MAX),
+            (2, 4, 1000),
+            (4, 4, u32::MAX),
+            (0x10, 4, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
             x.extend_from_slice(&tag.to_le_bytes());
             x.extend_from_slice(&perm.to_le_bytes());
             x.extend_from_slice(&id.to_le_bytes());
@@ -1813,7 +1971,10 @@ mod tests {
     fn crc32c_raw_matches_standard() {
         // Standard crc32c("123456789") = 0xE3069283 = !raw(!0, data).
         assert_eq!(!crc32c_raw(!0, b"123456789"), 0xE306_9283);
-        assert_eq!(crc32c_raw(crc32c_raw(!0, b"1234"), b"56789"), crc32c_raw(!0, b"123456789"));
+        assert_eq!(
+            crc32c_raw(crc32c_raw(!0, b"1234"), b"56789"),
+            crc32c_raw(!0, b"123456789")
+        );
     }
 
     #[test]

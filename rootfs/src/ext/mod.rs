@@ -39,7 +39,10 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { verify_checksums: true, strict_checksums: false }
+        ReadOptions {
+            verify_checksums: true,
+            strict_checksums: false,
+        }
     }
 }
 

@@ -34,7 +34,10 @@ fn fmt_err(place: impl Into<String>) -> impl FnOnce(FormatError) -> ExtError {
 }
 
 fn ino_err(ino: u32, what: impl Into<String>) -> ExtError {
-    ExtError::Inode { ino: u64::from(ino), what: what.into() }
+    ExtError::Inode {
+        ino: u64::from(ino),
+        what: what.into(),
+    }
 }
 
 /// A physical run of blocks: `count` blocks at `physical` hold logical blocks from `logical`.
@@ -52,7 +55,11 @@ fn push_run(runs: &mut Vec<Run>, logical: u64, physical: u64, count: u64) {
             return;
         }
     }
-    runs.push(Run { logical, physical, count });
+    runs.push(Run {
+        logical,
+        physical,
+        count,
+    });
 }
 
 /// Where an inode's in-inode xattr value lives (image byte offset), for inline data.
@@ -94,13 +101,22 @@ struct Reader {
 impl Reader {
     fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, ExtError> {
         let mut buf = vec![0u8; len];
-        self.src.read_exact_at(offset, &mut buf).map_err(|source| ExtError::Io { offset, len, source })?;
+        self.src
+            .read_exact_at(offset, &mut buf)
+            .map_err(|source| ExtError::Io {
+                offset,
+                len,
+                source,
+            })?;
         Ok(buf)
     }
 
     fn charge(&mut self, bytes: u64, what: &str) -> Result<(), ExtError> {
         if bytes > self.budget {
-            return Err(ExtError::Limit { what: format!("metadata read while {what}"), limit: self.budget_total });
+            return Err(ExtError::Limit {
+                what: format!("metadata read while {what}"),
+                limit: self.budget_total,
+            });
         }
         self.budget -= bytes;
         Ok(())
@@ -108,7 +124,13 @@ impl Reader {
 
     fn check_block(&self, blk: u64, ino: u32, what: &str) -> Result<(), ExtError> {
         if blk == 0 || blk >= self.blocks_count {
-            return Err(ino_err(ino, format!("{what} block {blk} is outside the filesystem (0..{})", self.blocks_count)));
+            return Err(ino_err(
+                ino,
+                format!(
+                    "{what} block {blk} is outside the filesystem (0..{})",
+                    self.blocks_count
+                ),
+            ));
         }
         Ok(())
     }
@@ -137,16 +159,24 @@ impl Reader {
 
     fn read_inode(&mut self, ino: u32) -> Result<RawInode, ExtError> {
         if ino == 0 || ino > self.inodes_count {
-            return Err(ino_err(ino, format!("inode number out of range 1..={}", self.inodes_count)));
+            return Err(ino_err(
+                ino,
+                format!("inode number out of range 1..={}", self.inodes_count),
+            ));
         }
         let group = (ino - 1) / self.ipg;
         let index = u64::from((ino - 1) % self.ipg);
-        let table =
-            *self.inode_tables.get(group as usize).ok_or_else(|| ino_err(ino, format!("group {group} does not exist")))?;
+        let table = *self
+            .inode_tables
+            .get(group as usize)
+            .ok_or_else(|| ino_err(ino, format!("group {group} does not exist")))?;
         if table == 0 || table.saturating_add(self.itable_blocks) > self.blocks_count {
             return Err(ExtError::Group {
                 group,
-                what: format!("inode table at block {table} ({} blocks) is outside the filesystem", self.itable_blocks),
+                what: format!(
+                    "inode table at block {table} ({} blocks) is outside the filesystem",
+                    self.itable_blocks
+                ),
             });
         }
         let isz = self.inode_size as u64;
@@ -165,7 +195,11 @@ impl Reader {
             self.itable_cache.insert(chunk, full);
         }
         let within = (offset - chunk * ITABLE_CHUNK) as usize;
-        let raw = self.itable_cache.get(&chunk).and_then(|c| c.get(within..within + self.inode_size)).map(|s| s.to_vec());
+        let raw = self
+            .itable_cache
+            .get(&chunk)
+            .and_then(|c| c.get(within..within + self.inode_size))
+            .map(|s| s.to_vec());
         let raw = match raw {
             Some(r) => r,
             // An inode straddling a chunk boundary (cannot happen with power-of-two sizes).
@@ -176,15 +210,25 @@ impl Reader {
             let computed = Inode::compute_checksum(self.csum_seed, ino, &raw);
             let has_hi = inode.has_extra(self.inode_size, 0x84);
             let (stored, want) = if has_hi {
-                (u32::from(inode.checksum_hi) << 16 | u32::from(inode.checksum_lo), computed)
+                (
+                    u32::from(inode.checksum_hi) << 16 | u32::from(inode.checksum_lo),
+                    computed,
+                )
             } else {
                 (u32::from(inode.checksum_lo), computed & 0xFFFF)
             };
             if stored != want {
-                self.checksum_mismatch(format!("inode {ino}: stored {stored:#x}, computed {want:#x}"))?;
+                self.checksum_mismatch(format!(
+                    "inode {ino}: stored {stored:#x}, computed {want:#x}"
+                ))?;
             }
         }
-        Ok(RawInode { ino, inode, raw, offset })
+        Ok(RawInode {
+            ino,
+            inode,
+            raw,
+            offset,
+        })
     }
 
     fn inode_seed(&self, ri: &RawInode) -> u32 {
@@ -222,7 +266,14 @@ impl Reader {
                     break;
                 }
                 if w != 0 {
-                    self.walk_indirect(ri.ino, u64::from(w), level as u32 + 1, base, nblocks, &mut runs)?;
+                    self.walk_indirect(
+                        ri.ino,
+                        u64::from(w),
+                        level as u32 + 1,
+                        base,
+                        nblocks,
+                        &mut runs,
+                    )?;
                 }
                 base = base.saturating_add(span);
                 span = span.saturating_mul(ppb);
@@ -277,16 +328,24 @@ impl Reader {
     ) -> Result<(), ExtError> {
         let h = ExtentHeader::parse(node).map_err(fmt_err(format!("inode {ino} extent node")))?;
         if h.depth > MAX_EXTENT_DEPTH {
-            return Err(ino_err(ino, format!("extent tree depth {} exceeds {MAX_EXTENT_DEPTH}", h.depth)));
+            return Err(ino_err(
+                ino,
+                format!("extent tree depth {} exceeds {MAX_EXTENT_DEPTH}", h.depth),
+            ));
         }
         if let Some(d) = expect_depth {
             if h.depth != d {
-                return Err(ino_err(ino, format!("extent node has depth {} where {d} was expected", h.depth)));
+                return Err(ino_err(
+                    ino,
+                    format!("extent node has depth {} where {d} was expected", h.depth),
+                ));
             }
         }
         for i in 0..usize::from(h.entries) {
             let at = ExtentHeader::SIZE + i * 12;
-            let e = node.get(at..at + 12).ok_or_else(|| ino_err(ino, "extent entry runs past its node"))?;
+            let e = node
+                .get(at..at + 12)
+                .ok_or_else(|| ino_err(ino, "extent entry runs past its node"))?;
             if h.depth == 0 {
                 let leaf = ExtentLeaf::parse(e).map_err(fmt_err(format!("inode {ino} extent")))?;
                 let logical = u64::from(leaf.block);
@@ -304,21 +363,27 @@ impl Reader {
                 let count = count.min(nblocks - logical);
                 push_run(runs, logical, start, count);
             } else {
-                let idx = ExtentIndex::parse(e).map_err(fmt_err(format!("inode {ino} extent index")))?;
+                let idx =
+                    ExtentIndex::parse(e).map_err(fmt_err(format!("inode {ino} extent index")))?;
                 if u64::from(idx.block) >= nblocks {
                     continue;
                 }
                 let child = idx.leaf();
                 if !visited.insert(child) {
-                    return Err(ino_err(ino, format!("extent tree loop: block {child} reached twice")));
+                    return Err(ino_err(
+                        ino,
+                        format!("extent tree loop: block {child} reached twice"),
+                    ));
                 }
                 let data = self.read_block(child, ino, "extent tree")?;
                 if self.verifying() {
-                    let ch = ExtentHeader::parse(&data).map_err(fmt_err(format!("inode {ino} extent block {child}")))?;
+                    let ch = ExtentHeader::parse(&data)
+                        .map_err(fmt_err(format!("inode {ino} extent block {child}")))?;
                     let tail_at = ExtentHeader::SIZE + usize::from(ch.max) * 12;
-                    if let (Some(computed), Some(t)) =
-                        (extent_block_checksum(seed, &data, ch.max), data.get(tail_at..tail_at + 4))
-                    {
+                    if let (Some(computed), Some(t)) = (
+                        extent_block_checksum(seed, &data, ch.max),
+                        data.get(tail_at..tail_at + 4),
+                    ) {
                         let stored = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
                         if stored != computed {
                             self.checksum_mismatch(format!(
@@ -357,12 +422,20 @@ impl Reader {
     ) -> Result<(), ExtError> {
         let mut pos = 0usize;
         while pos + 4 <= entries.len() {
-            let Some(e) = XattrEntry::parse(&entries[pos..]).map_err(fmt_err(format!("inode {} xattr", ri.ino)))? else {
+            let Some(e) = XattrEntry::parse(&entries[pos..])
+                .map_err(fmt_err(format!("inode {} xattr", ri.ino)))?
+            else {
                 break;
             };
             pos += e.len();
             if e.value_size > MAX_XATTR_VALUE {
-                return Err(ino_err(ri.ino, format!("xattr value of {} bytes exceeds {MAX_XATTR_VALUE}", e.value_size)));
+                return Err(ino_err(
+                    ri.ino,
+                    format!(
+                        "xattr value of {} bytes exceeds {MAX_XATTR_VALUE}",
+                        e.value_size
+                    ),
+                ));
             }
             let value = if e.value_inum != 0 {
                 XattrValue::EaInode(e.value_inum, e.value_size)
@@ -370,7 +443,13 @@ impl Reader {
                 let start = usize::from(e.value_offs);
                 let end = start + e.value_size as usize;
                 let bytes = value_base.get(start..end).ok_or_else(|| {
-                    ino_err(ri.ino, format!("xattr value {start}..{end} runs past its area ({} bytes)", value_base.len()))
+                    ino_err(
+                        ri.ino,
+                        format!(
+                            "xattr value {start}..{end} runs past its area ({} bytes)",
+                            value_base.len()
+                        ),
+                    )
                 })?;
                 XattrValue::Inline(bytes.to_vec(), value_base_off + start as u64)
             };
@@ -390,9 +469,13 @@ impl Reader {
         let acl = ri.inode.file_acl();
         if acl != 0 {
             let block = self.read_block(acl, ri.ino, "xattr")?;
-            let h = XattrHeader::parse(&block).map_err(fmt_err(format!("inode {} xattr block {acl}", ri.ino)))?;
+            let h = XattrHeader::parse(&block)
+                .map_err(fmt_err(format!("inode {} xattr block {acl}", ri.ino)))?;
             if h.blocks != 1 {
-                return Err(ino_err(ri.ino, format!("xattr block {acl} claims {} blocks", h.blocks)));
+                return Err(ino_err(
+                    ri.ino,
+                    format!("xattr block {acl} claims {} blocks", h.blocks),
+                ));
             }
             if self.verifying() {
                 let computed = XattrHeader::compute_checksum(self.csum_seed, acl, &block);
@@ -404,7 +487,13 @@ impl Reader {
                 }
             }
             let entries = block.get(XattrHeader::SIZE..).unwrap_or(&[]).to_vec();
-            self.parse_xattr_entries(ri, &entries, &block, acl * u64::from(self.bs), &mut raw_entries)?;
+            self.parse_xattr_entries(
+                ri,
+                &entries,
+                &block,
+                acl * u64::from(self.bs),
+                &mut raw_entries,
+            )?;
         }
         let mut out = Vec::new();
         let mut inline = None;
@@ -416,11 +505,17 @@ impl Reader {
                 continue;
             }
             let Some(prefix) = xattr_prefix(index) else {
-                self.warn(format!("inode {}: xattr with unknown name index {index} skipped", ri.ino));
+                self.warn(format!(
+                    "inode {}: xattr with unknown name index {index} skipped",
+                    ri.ino
+                ));
                 continue;
             };
             if index == 0 {
-                self.warn(format!("inode {}: xattr without a name prefix skipped", ri.ino));
+                self.warn(format!(
+                    "inode {}: xattr without a name prefix skipped",
+                    ri.ino
+                ));
                 continue;
             }
             let mut full = prefix.to_vec();
@@ -449,10 +544,16 @@ impl Reader {
         }
         let vri = self.read_inode(vino)?;
         if vri.inode.flags & INODE_FLAG_EA_INODE == 0 {
-            return Err(ino_err(owner, format!("xattr value inode {vino} is not an EA inode")));
+            return Err(ino_err(
+                owner,
+                format!("xattr value inode {vino} is not an EA inode"),
+            ));
         }
         if vri.inode.size() < u64::from(size) {
-            return Err(ino_err(owner, format!("xattr value inode {vino} holds fewer than {size} bytes")));
+            return Err(ino_err(
+                owner,
+                format!("xattr value inode {vino} holds fewer than {size} bytes"),
+            ));
         }
         let nblocks = u64::from(size).div_ceil(u64::from(self.bs));
         let runs = self.map_blocks(&vri, nblocks)?;
@@ -478,20 +579,36 @@ impl Reader {
     }
 
     /// Byte extents of an inode's data (block-mapped, extents, or inline), clipped to `size`.
-    fn data_extents(&mut self, ri: &RawInode, size: u64, inline: Option<InlineData>) -> Result<Vec<Extent>, ExtError> {
+    fn data_extents(
+        &mut self,
+        ri: &RawInode,
+        size: u64,
+        inline: Option<InlineData>,
+    ) -> Result<Vec<Extent>, ExtError> {
         if let Some(inl) = inline {
             let mut ext = Vec::new();
             let first = size.min(I_BLOCK_SIZE as u64);
             if first > 0 {
-                ext.push(Extent { logical: 0, physical: inl.iblock_off, len: first });
+                ext.push(Extent {
+                    logical: 0,
+                    physical: inl.iblock_off,
+                    len: first,
+                });
             }
             if size > I_BLOCK_SIZE as u64 {
                 let rest = size - I_BLOCK_SIZE as u64;
                 match inl.extra {
-                    Some((off, len)) if u64::from(len) >= rest => {
-                        ext.push(Extent { logical: I_BLOCK_SIZE as u64, physical: off, len: rest })
+                    Some((off, len)) if u64::from(len) >= rest => ext.push(Extent {
+                        logical: I_BLOCK_SIZE as u64,
+                        physical: off,
+                        len: rest,
+                    }),
+                    _ => {
+                        return Err(ino_err(
+                            ri.ino,
+                            format!("inline data holds fewer than its size {size} bytes"),
+                        ))
                     }
-                    _ => return Err(ino_err(ri.ino, format!("inline data holds fewer than its size {size} bytes"))),
                 }
             }
             return Ok(ext);
@@ -503,7 +620,11 @@ impl Reader {
             let logical = r.logical * bs;
             let len = (r.count * bs).min(size.saturating_sub(logical));
             if len > 0 {
-                ext.push(Extent { logical, physical: r.physical * bs, len });
+                ext.push(Extent {
+                    logical,
+                    physical: r.physical * bs,
+                    len,
+                });
             }
         }
         Ok(ext)
@@ -512,7 +633,10 @@ impl Reader {
     fn read_extents(&mut self, ext: &[Extent], cap: u64, ino: u32) -> Result<Vec<u8>, ExtError> {
         let size = ext.iter().map(|e| e.logical + e.len).max().unwrap_or(0);
         if size > cap {
-            return Err(ino_err(ino, format!("{size} bytes exceed the limit of {cap}")));
+            return Err(ino_err(
+                ino,
+                format!("{size} bytes exceed the limit of {cap}"),
+            ));
         }
         self.charge(size, "reading small data")?;
         let mut out = vec![0u8; size as usize];
@@ -550,26 +674,47 @@ impl Reader {
         let (xattrs, sysdata) = self.xattrs(ri)?;
         let meta = self.metadata(ri, xattrs);
         let size = ri.inode.size();
-        let inline = (ri.inode.flags & INODE_FLAG_INLINE_DATA != 0)
-            .then(|| InlineData { iblock_off: ri.offset + I_BLOCK_OFFSET as u64, extra: sysdata });
-        let ftype = crate::tree::FileType::from_mode(u32::from(ri.inode.mode))
-            .ok_or_else(|| ino_err(ri.ino, format!("mode {:#o} has no valid file type", ri.inode.mode)))?;
+        let inline = (ri.inode.flags & INODE_FLAG_INLINE_DATA != 0).then(|| InlineData {
+            iblock_off: ri.offset + I_BLOCK_OFFSET as u64,
+            extra: sysdata,
+        });
+        let ftype =
+            crate::tree::FileType::from_mode(u32::from(ri.inode.mode)).ok_or_else(|| {
+                ino_err(
+                    ri.ino,
+                    format!("mode {:#o} has no valid file type", ri.inode.mode),
+                )
+            })?;
         use crate::tree::FileType as F;
         let kind = match ftype {
             F::Regular => {
                 if size > self.max_size() {
-                    return Err(ino_err(ri.ino, format!("size {size} exceeds the largest possible file")));
+                    return Err(ino_err(
+                        ri.ino,
+                        format!("size {size} exceeds the largest possible file"),
+                    ));
                 }
                 let ext = self.data_extents(ri, size, inline)?;
-                let source = if ext.is_empty() { Source::None } else { Source::Shared(self.src.clone()) };
-                let c = Content::from_extents(source, size, ext)
-                    .map_err(|source| ExtError::Content { ino: u64::from(ri.ino), source })?;
+                let source = if ext.is_empty() {
+                    Source::None
+                } else {
+                    Source::Shared(self.src.clone())
+                };
+                let c = Content::from_extents(source, size, ext).map_err(|source| {
+                    ExtError::Content {
+                        ino: u64::from(ri.ino),
+                        source,
+                    }
+                })?;
                 NodeKind::Regular(c)
             }
             F::Symlink => {
                 let cap = u64::from(self.bs).max(4096);
                 if size == 0 || size > cap {
-                    return Err(ino_err(ri.ino, format!("symlink target length {size} is not in 1..={cap}")));
+                    return Err(ino_err(
+                        ri.ino,
+                        format!("symlink target length {size} is not in 1..={cap}"),
+                    ));
                 }
                 let target = if inline.is_none() && size < I_BLOCK_SIZE as u64 {
                     ri.inode.block[..size as usize].to_vec()
@@ -611,7 +756,12 @@ impl Reader {
         if ri.inode.flags & INODE_FLAG_INLINE_DATA != 0 {
             let (_, sysdata) = self.xattrs(ri)?;
             // i_block: parent inode (4 bytes), then entries; then the system.data value.
-            let parent = u32::from_le_bytes([ri.inode.block[0], ri.inode.block[1], ri.inode.block[2], ri.inode.block[3]]);
+            let parent = u32::from_le_bytes([
+                ri.inode.block[0],
+                ri.inode.block[1],
+                ri.inode.block[2],
+                ri.inode.block[3],
+            ]);
             let _ = parent;
             let first = ri.inode.block[4..].to_vec();
             self.parse_dir_block(dir, 0, &first, encrypted, &mut out)?;
@@ -624,7 +774,10 @@ impl Reader {
             return Ok(out);
         }
         if size > self.max_size() || size % bs != 0 {
-            return Err(ino_err(ri.ino, format!("directory size {size} is not a multiple of the block size {bs}")));
+            return Err(ino_err(
+                ri.ino,
+                format!("directory size {size} is not a multiple of the block size {bs}"),
+            ));
         }
         let runs = self.map_blocks(ri, size / bs)?;
         let indexed = ri.inode.flags & INODE_FLAG_INDEX != 0;
@@ -642,7 +795,14 @@ impl Reader {
         Ok(out)
     }
 
-    fn verify_dir_block(&mut self, ino: u32, lblk: u64, data: &[u8], indexed: bool, seed: u32) -> Result<(), ExtError> {
+    fn verify_dir_block(
+        &mut self,
+        ino: u32,
+        lblk: u64,
+        data: &[u8],
+        indexed: bool,
+        seed: u32,
+    ) -> Result<(), ExtError> {
         let bs = data.len();
         // htree root (block 0) or interior node (one empty dirent spanning the block). Their
         // dx_tail can look like a dirent tail (its reserved word may hold 0xDE00000C left over
@@ -658,7 +818,10 @@ impl Reader {
             }
         };
         let Some(count_offset) = dx_offset else {
-            if let Some(tail) = data.get(bs.saturating_sub(DirTail::SIZE)..).and_then(|t| DirTail::parse(t).ok()) {
+            if let Some(tail) = data
+                .get(bs.saturating_sub(DirTail::SIZE)..)
+                .and_then(|t| DirTail::parse(t).ok())
+            {
                 let computed = DirTail::compute_checksum(seed, data);
                 if computed != tail.checksum {
                     self.checksum_mismatch(format!(
@@ -669,11 +832,17 @@ impl Reader {
             }
             return Ok(());
         };
-        let Some(cl) = data.get(count_offset..).and_then(|b| DxCountLimit::parse(b).ok()) else {
+        let Some(cl) = data
+            .get(count_offset..)
+            .and_then(|b| DxCountLimit::parse(b).ok())
+        else {
             return Ok(());
         };
         let tail_at = count_offset + usize::from(cl.limit) * DxEntry::SIZE;
-        if let Some(t) = data.get(tail_at..tail_at + DxTail::SIZE).and_then(|b| DxTail::parse(b).ok()) {
+        if let Some(t) = data
+            .get(tail_at..tail_at + DxTail::SIZE)
+            .and_then(|b| DxTail::parse(b).ok())
+        {
             let computed = DxTail::compute_checksum(seed, data, count_offset, cl.count, t.reserved);
             if computed != t.checksum {
                 self.checksum_mismatch(format!(
@@ -697,20 +866,31 @@ impl Reader {
         while pos < data.len() {
             let rest = &data[pos..];
             if rest.len() < 8 {
-                return Err(ExtError::DirEntry { dir, block: lblk, offset: pos, what: format!("{} trailing bytes", rest.len()) });
+                return Err(ExtError::DirEntry {
+                    dir,
+                    block: lblk,
+                    offset: pos,
+                    what: format!("{} trailing bytes", rest.len()),
+                });
             }
-            let e = DirEntry::parse(rest, self.bs, self.filetype).map_err(|f| ExtError::DirEntry {
-                dir,
-                block: lblk,
-                offset: pos,
-                what: f.what,
-            })?;
+            let e =
+                DirEntry::parse(rest, self.bs, self.filetype).map_err(|f| ExtError::DirEntry {
+                    dir,
+                    block: lblk,
+                    offset: pos,
+                    what: f.what,
+                })?;
             pos += e.rec_len as usize;
             if e.inode == 0 || e.name == b"." || e.name == b".." {
                 continue;
             }
             if e.name.is_empty() {
-                return Err(ExtError::DirEntry { dir, block: lblk, offset: pos, what: "empty name".into() });
+                return Err(ExtError::DirEntry {
+                    dir,
+                    block: lblk,
+                    offset: pos,
+                    what: "empty name".into(),
+                });
             }
             let name = if encrypted {
                 // Ciphertext names are arbitrary bytes: name them by their digest.
@@ -770,17 +950,22 @@ fn group_has_super(sb: &Superblock, g: u32) -> bool {
 }
 
 fn sb_err(field: &'static str, value: impl Into<u64>, what: &'static str) -> ExtError {
-    ExtError::Superblock { field, value: value.into(), what }
+    ExtError::Superblock {
+        field,
+        value: value.into(),
+        what,
+    }
 }
 
 pub(super) fn read_image(src: Arc<dyn ReadAt>, opts: &ReadOptions) -> Result<ExtImage, ExtError> {
     let image_len = src.len();
     let mut raw_sb = vec![0u8; Superblock::SIZE];
-    src.read_exact_at(SUPERBLOCK_OFFSET, &mut raw_sb).map_err(|source| ExtError::Io {
-        offset: SUPERBLOCK_OFFSET,
-        len: Superblock::SIZE,
-        source,
-    })?;
+    src.read_exact_at(SUPERBLOCK_OFFSET, &mut raw_sb)
+        .map_err(|source| ExtError::Io {
+            offset: SUPERBLOCK_OFFSET,
+            len: Superblock::SIZE,
+            source,
+        })?;
     let sb = Superblock::parse(&raw_sb).map_err(fmt_err("superblock at byte 1024"))?;
 
     // Features.
@@ -811,46 +996,92 @@ pub(super) fn read_image(src: Arc<dyn ReadAt>, opts: &ReadOptions) -> Result<Ext
         });
     }
 
-    let bs = sb.block_size().ok_or_else(|| sb_err("s_log_block_size", sb.log_block_size, "block size must be 1 KiB..64 KiB"))?;
+    let bs = sb.block_size().ok_or_else(|| {
+        sb_err(
+            "s_log_block_size",
+            sb.log_block_size,
+            "block size must be 1 KiB..64 KiB",
+        )
+    })?;
     let blocks_count = sb.blocks_count();
     let first_data_block = u64::from(sb.first_data_block);
     if blocks_count <= first_data_block {
-        return Err(sb_err("s_blocks_count", blocks_count, "not above s_first_data_block"));
+        return Err(sb_err(
+            "s_blocks_count",
+            blocks_count,
+            "not above s_first_data_block",
+        ));
     }
     if blocks_count.checked_mul(u64::from(bs)).is_none() {
-        return Err(sb_err("s_blocks_count", blocks_count, "filesystem size overflows 64 bits"));
+        return Err(sb_err(
+            "s_blocks_count",
+            blocks_count,
+            "filesystem size overflows 64 bits",
+        ));
     }
     let bpg = sb.blocks_per_group;
     let cluster_ratio = if sb.has_ro_compat(RO_COMPAT_BIGALLOC) {
         if sb.log_cluster_size < sb.log_block_size || sb.log_cluster_size - sb.log_block_size > 16 {
-            return Err(sb_err("s_log_cluster_size", sb.log_cluster_size, "bad cluster size"));
+            return Err(sb_err(
+                "s_log_cluster_size",
+                sb.log_cluster_size,
+                "bad cluster size",
+            ));
         }
         1u64 << (sb.log_cluster_size - sb.log_block_size)
     } else {
         1
     };
     if bpg == 0 || u64::from(bpg) > 8 * u64::from(bs) * cluster_ratio {
-        return Err(sb_err("s_blocks_per_group", bpg, "must be 1..=8 * block size (clusters)"));
+        return Err(sb_err(
+            "s_blocks_per_group",
+            bpg,
+            "must be 1..=8 * block size (clusters)",
+        ));
     }
     let ipg = sb.inodes_per_group;
     if ipg == 0 || ipg > 8 * bs {
-        return Err(sb_err("s_inodes_per_group", ipg, "must be 1..=8 * block size"));
+        return Err(sb_err(
+            "s_inodes_per_group",
+            ipg,
+            "must be 1..=8 * block size",
+        ));
     }
     let inode_size = sb.inode_size();
     if inode_size < 128 || !inode_size.is_power_of_two() || u32::from(inode_size) > bs {
-        return Err(sb_err("s_inode_size", inode_size, "must be a power of two between 128 and the block size"));
+        return Err(sb_err(
+            "s_inode_size",
+            inode_size,
+            "must be a power of two between 128 and the block size",
+        ));
     }
     let groups64 = (blocks_count - first_data_block).div_ceil(u64::from(bpg));
     let desc_size = usize::from(sb.desc_size());
-    if sb.has_incompat(INCOMPAT_64BIT) && (!(64..=1024).contains(&desc_size) || !desc_size.is_power_of_two()) {
-        return Err(sb_err("s_desc_size", desc_size as u64, "must be a power of two from 64 to 1024 with 64bit"));
+    if sb.has_incompat(INCOMPAT_64BIT)
+        && (!(64..=1024).contains(&desc_size) || !desc_size.is_power_of_two())
+    {
+        return Err(sb_err(
+            "s_desc_size",
+            desc_size as u64,
+            "must be a power of two from 64 to 1024 with 64bit",
+        ));
     }
     if groups64.saturating_mul(desc_size as u64) > image_len {
-        return Err(sb_err("s_blocks_count", blocks_count, "needs more group descriptors than the image could hold"));
+        return Err(sb_err(
+            "s_blocks_count",
+            blocks_count,
+            "needs more group descriptors than the image could hold",
+        ));
     }
-    let groups = u32::try_from(groups64).map_err(|_| sb_err("s_blocks_count", blocks_count, "too many block groups"))?;
-    if u64::from(sb.inodes_count) > u64::from(groups) * u64::from(ipg) || sb.inodes_count < ROOT_INO {
-        return Err(sb_err("s_inodes_count", sb.inodes_count, "does not match groups * inodes per group"));
+    let groups = u32::try_from(groups64)
+        .map_err(|_| sb_err("s_blocks_count", blocks_count, "too many block groups"))?;
+    if u64::from(sb.inodes_count) > u64::from(groups) * u64::from(ipg) || sb.inodes_count < ROOT_INO
+    {
+        return Err(sb_err(
+            "s_inodes_count",
+            sb.inodes_count,
+            "does not match groups * inodes per group",
+        ));
     }
 
     let csum = sb.has_ro_compat(RO_COMPAT_METADATA_CSUM);
@@ -858,7 +1089,10 @@ pub(super) fn read_image(src: Arc<dyn ReadAt>, opts: &ReadOptions) -> Result<Ext
     if csum && opts.verify_checksums {
         let computed = Superblock::compute_checksum(&raw_sb);
         if computed != sb.checksum {
-            let what = format!("superblock: stored {:#x}, computed {computed:#x}", sb.checksum);
+            let what = format!(
+                "superblock: stored {:#x}, computed {computed:#x}",
+                sb.checksum
+            );
             if opts.strict_checksums {
                 return Err(ExtError::Checksum { what });
             }
@@ -896,30 +1130,50 @@ pub(super) fn read_image(src: Arc<dyn ReadAt>, opts: &ReadOptions) -> Result<Ext
     let gdt_csum = sb.has_ro_compat(RO_COMPAT_GDT_CSUM) || csum;
     for g in 0..groups {
         let gdt_index = g as usize / dpb;
-        let blk = if !sb.has_incompat(INCOMPAT_META_BG) || (gdt_index as u64) < u64::from(sb.first_meta_bg) {
+        let blk = if !sb.has_incompat(INCOMPAT_META_BG)
+            || (gdt_index as u64) < u64::from(sb.first_meta_bg)
+        {
             // The superblock's block: 1 for 1 KiB blocks even when s_first_data_block is 0 (bigalloc).
-            let sb_block = if first_data_block == 0 && bs == 1024 { 1 } else { first_data_block };
+            let sb_block = if first_data_block == 0 && bs == 1024 {
+                1
+            } else {
+                first_data_block
+            };
             sb_block + 1 + gdt_index as u64
         } else {
             let mg_first = (gdt_index * dpb) as u32;
-            first_data_block + u64::from(mg_first) * u64::from(bpg) + u64::from(group_has_super(&sb, mg_first))
+            first_data_block
+                + u64::from(mg_first) * u64::from(bpg)
+                + u64::from(group_has_super(&sb, mg_first))
         };
         if gdt_block_data.as_ref().map(|(b, _)| *b) != Some(blk) {
             let data = r
                 .read_block(blk, 0, &format!("group descriptor table for group {g}"))
-                .map_err(|e| ExtError::Group { group: g, what: format!("descriptor block {blk}: {e}") })?;
+                .map_err(|e| ExtError::Group {
+                    group: g,
+                    what: format!("descriptor block {blk}: {e}"),
+                })?;
             gdt_block_data = Some((blk, data));
         }
-        let Some((_, data)) = gdt_block_data.as_ref() else { continue };
+        let Some((_, data)) = gdt_block_data.as_ref() else {
+            continue;
+        };
         let at = (g as usize % dpb) * desc_size;
         let raw = data
             .get(at..at + desc_size)
-            .ok_or_else(|| ExtError::Group { group: g, what: "descriptor outside its block".into() })?;
-        let gd = GroupDesc::parse(raw, desc_size).map_err(fmt_err(format!("group descriptor {g}")))?;
+            .ok_or_else(|| ExtError::Group {
+                group: g,
+                what: "descriptor outside its block".into(),
+            })?;
+        let gd =
+            GroupDesc::parse(raw, desc_size).map_err(fmt_err(format!("group descriptor {g}")))?;
         if gdt_csum && opts.verify_checksums {
             let computed = GroupDesc::compute_checksum(&sb, g, raw);
             if computed != gd.checksum {
-                r.checksum_mismatch(format!("group descriptor {g}: stored {:#x}, computed {computed:#x}", gd.checksum))?;
+                r.checksum_mismatch(format!(
+                    "group descriptor {g}: stored {:#x}, computed {computed:#x}",
+                    gd.checksum
+                ))?;
             }
         }
         tables.push(gd.inode_table());
@@ -934,7 +1188,8 @@ pub(super) fn read_image(src: Arc<dyn ReadAt>, opts: &ReadOptions) -> Result<Ext
             Err(e) => r.warn(format!("journal inode {}: {e}", sb.journal_inum)),
         }
     }
-    let needs_recovery = sb.has_incompat(INCOMPAT_RECOVER) || journal.as_ref().is_some_and(|j| j.start != 0);
+    let needs_recovery =
+        sb.has_incompat(INCOMPAT_RECOVER) || journal.as_ref().is_some_and(|j| j.start != 0);
     if needs_recovery {
         tracing::warn!("the journal needs recovery; reading the un-replayed filesystem");
     }
@@ -968,14 +1223,22 @@ pub(super) fn read_image(src: Arc<dyn ReadAt>, opts: &ReadOptions) -> Result<Ext
 fn read_journal(r: &mut Reader, jino: u32) -> Result<JournalInfo, ExtError> {
     let ri = r.read_inode(jino)?;
     let runs = r.map_blocks(&ri, 1)?;
-    let first = runs.first().filter(|run| run.logical == 0).ok_or_else(|| ino_err(jino, "journal has no first block"))?;
+    let first = runs
+        .first()
+        .filter(|run| run.logical == 0)
+        .ok_or_else(|| ino_err(jino, "journal has no first block"))?;
     let raw = r.read_at(first.physical * u64::from(r.bs), JournalSuperblock::SIZE)?;
-    let j = JournalSuperblock::parse(&raw).map_err(fmt_err(format!("journal inode {jino} superblock")))?;
+    let j = JournalSuperblock::parse(&raw)
+        .map_err(fmt_err(format!("journal inode {jino} superblock")))?;
     Ok(JournalInfo {
         inode: jino,
         size: ri.inode.size(),
         block_size: j.blocksize,
-        version: if j.blocktype == JBD2_SUPERBLOCK_V2 { 2 } else { 1 },
+        version: if j.blocktype == JBD2_SUPERBLOCK_V2 {
+            2
+        } else {
+            1
+        },
         sequence: j.sequence,
         start: j.start,
     })
@@ -993,7 +1256,13 @@ fn path_join(parent: &[u8], name: &[u8]) -> Vec<u8> {
 fn build_tree(r: &mut Reader) -> Result<Tree, ExtError> {
     let root = r.read_inode(ROOT_INO)?;
     if u32::from(root.inode.mode) & 0o170000 != 0o040000 {
-        return Err(ino_err(ROOT_INO, format!("root inode is not a directory (mode {:#o})", root.inode.mode)));
+        return Err(ino_err(
+            ROOT_INO,
+            format!(
+                "root inode is not a directory (mode {:#o})",
+                root.inode.mode
+            ),
+        ));
     }
     let root_node = r.build_node(&root)?;
     let mut tree = Tree::new(root_node.meta.clone());
@@ -1012,23 +1281,40 @@ fn build_tree(r: &mut Reader) -> Result<Tree, ExtError> {
             let shown = || String::from_utf8_lossy(&path).into_owned();
             if let Some(&nid) = node_of.get(&cino) {
                 if matches!(tree.node(nid).kind, NodeKind::Directory(_)) {
-                    return Err(ExtError::DirectoryCycle { ino: u64::from(cino), path: shown() });
+                    return Err(ExtError::DirectoryCycle {
+                        ino: u64::from(cino),
+                        path: shown(),
+                    });
                 }
-                tree.attach(dir_id, &name, nid).map_err(|source| ExtError::Tree { place: shown(), source })?;
+                tree.attach(dir_id, &name, nid)
+                    .map_err(|source| ExtError::Tree {
+                        place: shown(),
+                        source,
+                    })?;
                 continue;
             }
             let cri = r.read_inode(cino).map_err(|e| match e {
-                ExtError::Inode { ino, what } => ExtError::Inode { ino, what: format!("{what} (named by {})", shown()) },
+                ExtError::Inode { ino, what } => ExtError::Inode {
+                    ino,
+                    what: format!("{what} (named by {})", shown()),
+                },
                 e => e,
             })?;
             if cri.inode.mode == 0 || cri.inode.links_count == 0 && cri.inode.dtime != 0 {
-                return Err(ino_err(cino, format!("{} names a deleted or unused inode", shown())));
+                return Err(ino_err(
+                    cino,
+                    format!("{} names a deleted or unused inode", shown()),
+                ));
             }
             let node = r.build_node(&cri)?;
             let is_dir = matches!(node.kind, NodeKind::Directory(_));
             let nid = tree.add_node(node);
             node_of.insert(cino, nid);
-            tree.attach(dir_id, &name, nid).map_err(|source| ExtError::Tree { place: shown(), source })?;
+            tree.attach(dir_id, &name, nid)
+                .map_err(|source| ExtError::Tree {
+                    place: shown(),
+                    source,
+                })?;
             if is_dir {
                 stack.push((cri, nid, path));
             }

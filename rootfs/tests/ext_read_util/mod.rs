@@ -16,14 +16,20 @@ use rootfs::{NodeId, NodeKind, ReadAt, Tree};
 
 /// Path of a fixture file in testdata/.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/ext-images-ext4-view-rs")).join(name)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/ext-images-ext4-view-rs"
+    ))
+    .join(name)
 }
 
 /// Decompress a `.zst` fixture into `dir`, returning the raw image path.
 pub fn unpack(name: &str, dir: &Path) -> PathBuf {
     let src = fixture(&format!("{name}.zst"));
     let out = dir.join(name);
-    let data = zstd::decode_all(fs::File::open(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()))).unwrap();
+    let data =
+        zstd::decode_all(fs::File::open(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display())))
+            .unwrap();
     fs::write(&out, data).unwrap();
     out
 }
@@ -36,8 +42,14 @@ pub fn read(path: &Path, opts: &ReadOptions) -> ExtImage {
 
 /// Run `cmd`; panics with its stderr when it fails or cannot start (the tool must exist).
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is e2fsprogs installed?)"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is e2fsprogs installed?)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -65,7 +77,13 @@ pub fn debugfs_batch(img: &Path, cmds: &[String], work: &Path) -> Vec<String> {
         if let Some(c) = cur.take() {
             got.push(c);
         }
-        assert_eq!(got.len(), chunk.len(), "debugfs answered {} of {} commands", got.len(), chunk.len());
+        assert_eq!(
+            got.len(),
+            chunk.len(),
+            "debugfs answered {} of {} commands",
+            got.len(),
+            chunk.len()
+        );
         outputs.extend(got);
     }
     outputs
@@ -73,7 +91,10 @@ pub fn debugfs_batch(img: &Path, cmds: &[String], work: &Path) -> Vec<String> {
 
 fn quote(p: &[u8]) -> String {
     let s = String::from_utf8(p.to_vec()).expect("test paths are UTF-8");
-    assert!(!s.contains('"') && !s.contains(' '), "test paths must not need escaping: {s}");
+    assert!(
+        !s.contains('"') && !s.contains(' '),
+        "test paths must not need escaping: {s}"
+    );
     format!("\"{s}\"")
 }
 
@@ -121,7 +142,9 @@ pub fn compare_with_debugfs(img: &Path, image: &ExtImage, skip: &[&str], work: &
     // Batch 1: ls -p of every directory, stat and ea_list of every path.
     let mut cmds = Vec::new();
     for (p, id) in &items {
-        if matches!(tree.node(*id).kind, NodeKind::Directory(_)) && !skip.iter().any(|k| String::from_utf8_lossy(p) == *k) {
+        if matches!(tree.node(*id).kind, NodeKind::Directory(_))
+            && !skip.iter().any(|k| String::from_utf8_lossy(p) == *k)
+        {
             cmds.push(format!("ls -p {}", quote(p)));
         }
         cmds.push(format!("stat {}", quote(p)));
@@ -154,7 +177,13 @@ pub fn compare_with_debugfs(img: &Path, image: &ExtImage, skip: &[&str], work: &
                     }
                     theirs.insert(
                         name.into_bytes(),
-                        (f[1].to_string(), f[2].to_string(), f[3].to_string(), f[4].to_string(), f[f.len() - 2].to_string()),
+                        (
+                            f[1].to_string(),
+                            f[2].to_string(),
+                            f[3].to_string(),
+                            f[4].to_string(),
+                            f[f.len() - 2].to_string(),
+                        ),
                     );
                 }
                 let ours: Vec<&Vec<u8>> = entries.keys().collect();
@@ -175,20 +204,49 @@ pub fn compare_with_debugfs(img: &Path, image: &ExtImage, skip: &[&str], work: &
             }
         }
         let stat = &out_of[&format!("stat {}", quote(p))];
-        assert_eq!(stat_field(stat, "Inode:"), Some(node.source_ino.to_string().as_str()), "{shown}: inode\n{stat}");
-        assert_eq!(stat_field(stat, "User:"), Some(node.meta.uid.to_string().as_str()), "{shown}: uid");
-        assert_eq!(stat_field(stat, "Group:"), Some(node.meta.gid.to_string().as_str()), "{shown}: gid");
+        assert_eq!(
+            stat_field(stat, "Inode:"),
+            Some(node.source_ino.to_string().as_str()),
+            "{shown}: inode\n{stat}"
+        );
+        assert_eq!(
+            stat_field(stat, "User:"),
+            Some(node.meta.uid.to_string().as_str()),
+            "{shown}: uid"
+        );
+        assert_eq!(
+            stat_field(stat, "Group:"),
+            Some(node.meta.gid.to_string().as_str()),
+            "{shown}: gid"
+        );
         let mode = stat_field(stat, "Mode:").unwrap();
-        assert_eq!(u32::from_str_radix(mode, 8).unwrap(), u32::from(node.meta.perm), "{shown}: perm");
+        assert_eq!(
+            u32::from_str_radix(mode, 8).unwrap(),
+            u32::from(node.meta.perm),
+            "{shown}: perm"
+        );
         if !matches!(node.kind, NodeKind::Directory(_)) {
-            assert_eq!(stat_field(stat, "Size:"), Some(node.size().to_string().as_str()), "{shown}: size");
+            assert_eq!(
+                stat_field(stat, "Size:"),
+                Some(node.size().to_string().as_str()),
+                "{shown}: size"
+            );
         }
-        for (key, t) in [("ctime:", node.meta.ctime), ("atime:", node.meta.atime), ("mtime:", node.meta.mtime)] {
-            let (secs, extra) = stat_time(stat, key).unwrap_or_else(|| panic!("{shown}: no {key} in\n{stat}"));
+        for (key, t) in [
+            ("ctime:", node.meta.ctime),
+            ("atime:", node.meta.atime),
+            ("mtime:", node.meta.mtime),
+        ] {
+            let (secs, extra) =
+                stat_time(stat, key).unwrap_or_else(|| panic!("{shown}: no {key} in\n{stat}"));
             assert_eq!(secs, t.sec as u32, "{shown}: {key} seconds");
             if let Some(x) = extra {
                 assert_eq!(x >> 2, t.nsec, "{shown}: {key} nanoseconds");
-                assert_eq!(i64::from(x & 3), (t.sec - i64::from(t.sec as i32)) >> 32, "{shown}: {key} epoch bits");
+                assert_eq!(
+                    i64::from(x & 3),
+                    (t.sec - i64::from(t.sec as i32)) >> 32,
+                    "{shown}: {key} epoch bits"
+                );
             } else {
                 assert_eq!(t.nsec, 0, "{shown}: {key} nanoseconds");
             }
@@ -196,15 +254,21 @@ pub fn compare_with_debugfs(img: &Path, image: &ExtImage, skip: &[&str], work: &
         match (stat_time(stat, "crtime:"), node.meta.crtime) {
             (Some((secs, extra)), Some(t)) => {
                 assert_eq!(secs, t.sec as u32, "{shown}: crtime");
-                assert_eq!(extra.map(|x| x >> 2).unwrap_or(0), t.nsec, "{shown}: crtime nsec");
+                assert_eq!(
+                    extra.map(|x| x >> 2).unwrap_or(0),
+                    t.nsec,
+                    "{shown}: crtime nsec"
+                );
             }
             (None, None) => {}
             (a, b) => panic!("{shown}: crtime debugfs {a:?} ours {b:?}"),
         }
         match &node.kind {
             NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => {
-                let line =
-                    stat.lines().find(|l| l.contains("Device major/minor number:")).unwrap_or_else(|| panic!("{shown}: {stat}"));
+                let line = stat
+                    .lines()
+                    .find(|l| l.contains("Device major/minor number:"))
+                    .unwrap_or_else(|| panic!("{shown}: {stat}"));
                 let hexpart = line.split("(hex ").nth(1).unwrap().trim_end_matches(')');
                 let mut mm = hexpart.split(':');
                 let major = u32::from_str_radix(mm.next().unwrap(), 16).unwrap();
@@ -215,11 +279,22 @@ pub fn compare_with_debugfs(img: &Path, image: &ExtImage, skip: &[&str], work: &
             NodeKind::Symlink(target) => {
                 checked.symlinks += 1;
                 if let Some(line) = stat.lines().find(|l| l.starts_with("Fast link dest: ")) {
-                    let t = line.trim_start_matches("Fast link dest: ").trim_matches('"');
-                    assert_eq!(t.as_bytes(), target.as_slice(), "{shown}: fast symlink target");
+                    let t = line
+                        .trim_start_matches("Fast link dest: ")
+                        .trim_matches('"');
+                    assert_eq!(
+                        t.as_bytes(),
+                        target.as_slice(),
+                        "{shown}: fast symlink target"
+                    );
                 } else {
                     let out = work.join(format!("dump{}", dumps.len()));
-                    dumps.push((format!("dump {} {}", quote(p), out.display()), out, p.clone(), *id));
+                    dumps.push((
+                        format!("dump {} {}", quote(p), out.display()),
+                        out,
+                        p.clone(),
+                        *id,
+                    ));
                 }
             }
             NodeKind::Regular(_) => {
@@ -227,7 +302,12 @@ pub fn compare_with_debugfs(img: &Path, image: &ExtImage, skip: &[&str], work: &
                 if stat.contains("Size of inline data") {
                     inline.insert(*id);
                 }
-                dumps.push((format!("dump {} {}", quote(p), out.display()), out, p.clone(), *id));
+                dumps.push((
+                    format!("dump {} {}", quote(p), out.display()),
+                    out,
+                    p.clone(),
+                    *id,
+                ));
             }
             _ => {}
         }
@@ -247,7 +327,12 @@ pub fn compare_with_debugfs(img: &Path, image: &ExtImage, skip: &[&str], work: &
         for name in names {
             let out = work.join(format!("ea{}", ea_gets.len()));
             ea_gets.push((
-                format!("ea_get -f {} {} {}", out.display(), quote(p), String::from_utf8(name.clone()).unwrap()),
+                format!(
+                    "ea_get -f {} {} {}",
+                    out.display(),
+                    quote(p),
+                    String::from_utf8(name.clone()).unwrap()
+                ),
                 out,
                 p.clone(),
                 *id,
@@ -257,16 +342,24 @@ pub fn compare_with_debugfs(img: &Path, image: &ExtImage, skip: &[&str], work: &
     }
 
     // Batch 2: dump contents and xattr values, compare bytes.
-    let cmds: Vec<String> = dumps.iter().map(|d| d.0.clone()).chain(ea_gets.iter().map(|e| e.0.clone())).collect();
+    let cmds: Vec<String> = dumps
+        .iter()
+        .map(|d| d.0.clone())
+        .chain(ea_gets.iter().map(|e| e.0.clone()))
+        .collect();
     debugfs_batch(img, &cmds, work);
     for (_, out, p, id) in &dumps {
         let shown = String::from_utf8_lossy(p);
-        let mut theirs = fs::read(out).unwrap_or_else(|e| panic!("{shown}: debugfs dump missing: {e}"));
+        let mut theirs =
+            fs::read(out).unwrap_or_else(|e| panic!("{shown}: debugfs dump missing: {e}"));
         if let (true, NodeKind::Regular(c)) = (inline.contains(id), &tree.node(*id).kind) {
             // debugfs 1.47.0 dumps an inline-data file padded with zeros to the 60 bytes of
             // i_block; the bytes past the size must be zeros.
             if theirs.len() as u64 > c.size() {
-                assert!(theirs[c.size() as usize..].iter().all(|&b| b == 0), "{shown}: inline data past the size");
+                assert!(
+                    theirs[c.size() as usize..].iter().all(|&b| b == 0),
+                    "{shown}: inline data past the size"
+                );
                 theirs.truncate(c.size() as usize);
             }
         }
@@ -285,14 +378,24 @@ pub fn compare_with_debugfs(img: &Path, image: &ExtImage, skip: &[&str], work: &
         fs::remove_file(out).unwrap();
     }
     for (_, out, p, id, name) in &ea_gets {
-        let theirs = fs::read(out).unwrap_or_else(|e| panic!("{}: ea_get missing: {e}", String::from_utf8_lossy(p)));
+        let theirs = fs::read(out)
+            .unwrap_or_else(|e| panic!("{}: ea_get missing: {e}", String::from_utf8_lossy(p)));
         let ours = tree.node(*id).meta.xattrs.get(name).cloned();
         let (ours, theirs) = if name.starts_with(b"system.posix_acl_") {
-            (ours.map(|v| acl_ids_normalised(&v)), acl_ids_normalised(&theirs))
+            (
+                ours.map(|v| acl_ids_normalised(&v)),
+                acl_ids_normalised(&theirs),
+            )
         } else {
             (ours, theirs)
         };
-        assert_eq!(ours, Some(theirs), "{}: xattr {} value", String::from_utf8_lossy(p), String::from_utf8_lossy(name));
+        assert_eq!(
+            ours,
+            Some(theirs),
+            "{}: xattr {} value",
+            String::from_utf8_lossy(p),
+            String::from_utf8_lossy(name)
+        );
         checked.xattrs += 1;
     }
     checked

@@ -21,7 +21,10 @@ pub fn addr_port(s: &str) -> Option<(Option<String>, u16)> {
 }
 
 fn first_existing(tree: &Tree, paths: &[&str]) -> Option<String> {
-    paths.iter().find(|p| util::exists(tree, p)).map(|p| p.to_string())
+    paths
+        .iter()
+        .find(|p| util::exists(tree, p))
+        .map(|p| p.to_string())
 }
 
 fn strip_comment(line: &str) -> &str {
@@ -30,8 +33,18 @@ fn strip_comment(line: &str) -> &str {
 
 // ---------------------------------------------------------------- squid
 
-fn squid_walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, out: &mut ConfigPorts, http_seen: &mut bool, problems: &mut Vec<Problem>) {
-    let Some(text) = inc.open(tree, path, depth, problems) else { return };
+fn squid_walk(
+    tree: &Tree,
+    path: &str,
+    depth: usize,
+    inc: &mut Includes,
+    out: &mut ConfigPorts,
+    http_seen: &mut bool,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(text) = inc.open(tree, path, depth, problems) else {
+        return;
+    };
     for (i, raw) in text.lines().enumerate() {
         let line = strip_comment(raw);
         let mut it = line.split_whitespace();
@@ -48,13 +61,19 @@ fn squid_walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, out: &m
                 *http_seen |= key == "http_port";
                 match addr_port(arg) {
                     Some((addr, p)) => out.ports.push(Port::new(p, "tcp", addr, false, at())),
-                    None => problems.push(Problem { path: path.into(), message: format!("line {}: bad {key} {arg:?}", i + 1) }),
+                    None => problems.push(Problem {
+                        path: path.into(),
+                        message: format!("line {}: bad {key} {arg:?}", i + 1),
+                    }),
                 }
             }
             "icp_port" | "htcp_port" | "snmp_port" => match arg.parse::<u16>() {
                 Ok(0) => {}
                 Ok(p) => out.ports.push(Port::new(p, "udp", None, false, at())),
-                Err(_) => problems.push(Problem { path: path.into(), message: format!("line {}: bad {key} {arg:?}", i + 1) }),
+                Err(_) => problems.push(Problem {
+                    path: path.into(),
+                    message: format!("line {}: bad {key} {arg:?}", i + 1),
+                }),
             },
             _ => {}
         }
@@ -66,15 +85,37 @@ fn squid_walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, out: &m
 /// (udp, 0 = off), `include`. Without `http_port`, the default 3128/tcp.
 pub fn squid(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
     let mut out = ConfigPorts::default();
-    let Some(path) = first_existing(tree, &["/etc/squid/squid.conf", "/etc/squid3/squid.conf", "/usr/local/squid/etc/squid.conf"]) else {
-        out.ports.push(Port::new(3128, "tcp", None, true, Provenance::file("/etc/squid/squid.conf", Some("absent; default http_port 3128".into()))));
+    let Some(path) = first_existing(
+        tree,
+        &[
+            "/etc/squid/squid.conf",
+            "/etc/squid3/squid.conf",
+            "/usr/local/squid/etc/squid.conf",
+        ],
+    ) else {
+        out.ports.push(Port::new(
+            3128,
+            "tcp",
+            None,
+            true,
+            Provenance::file(
+                "/etc/squid/squid.conf",
+                Some("absent; default http_port 3128".into()),
+            ),
+        ));
         return out;
     };
     let mut inc = Includes::new();
     let mut http_seen = false;
     squid_walk(tree, &path, 0, &mut inc, &mut out, &mut http_seen, problems);
     if !http_seen {
-        out.ports.push(Port::new(3128, "tcp", None, true, Provenance::file(&path, Some("default http_port 3128".into()))));
+        out.ports.push(Port::new(
+            3128,
+            "tcp",
+            None,
+            true,
+            Provenance::file(&path, Some("default http_port 3128".into())),
+        ));
     }
     out.notes.push("squid 2.x opens icp_port 3130/udp and htcp_port 4827/udp by default when they are not set; squid 3.1+ does not".into());
     out.files = inc.files;
@@ -92,11 +133,25 @@ struct MyCnf {
 
 fn mysql_section_applies(s: &str) -> bool {
     let s = s.trim().to_ascii_lowercase();
-    s == "mysqld" || s == "server" || s == "mariadb" || s == "mariadbd" || s.starts_with("mysqld-") || s.starts_with("mariadb-")
+    s == "mysqld"
+        || s == "server"
+        || s == "mariadb"
+        || s == "mariadbd"
+        || s.starts_with("mysqld-")
+        || s.starts_with("mariadb-")
 }
 
-fn mysql_walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, cnf: &mut MyCnf, problems: &mut Vec<Problem>) {
-    let Some(text) = inc.open(tree, path, depth, problems) else { return };
+fn mysql_walk(
+    tree: &Tree,
+    path: &str,
+    depth: usize,
+    inc: &mut Includes,
+    cnf: &mut MyCnf,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(text) = inc.open(tree, path, depth, problems) else {
+        return;
+    };
     let mut in_section = false;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -125,7 +180,10 @@ fn mysql_walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, cnf: &m
         }
         let line = line.split('#').next().unwrap_or("").trim();
         let (k, v) = match line.split_once('=') {
-            Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"').trim_matches('\''))),
+            Some((k, v)) => (
+                k.trim(),
+                Some(v.trim().trim_matches('"').trim_matches('\'')),
+            ),
             None => (line, None),
         };
         let k = k.replace('_', "-").to_ascii_lowercase();
@@ -134,11 +192,17 @@ fn mysql_walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, cnf: &m
         match (k.as_str(), v) {
             ("port", Some(v)) => match v.parse() {
                 Ok(p) => cnf.port = Some((p, at)),
-                Err(_) => problems.push(Problem { path: path.into(), message: format!("line {}: bad port {v:?}", i + 1) }),
+                Err(_) => problems.push(Problem {
+                    path: path.into(),
+                    message: format!("line {}: bad port {v:?}", i + 1),
+                }),
             },
             ("bind-address", Some(v)) => cnf.bind = Some((v.to_string(), at)),
             ("skip-networking", v) => {
-                let on = !matches!(v.map(|s| s.to_ascii_lowercase()).as_deref(), Some("0" | "off" | "false"));
+                let on = !matches!(
+                    v.map(|s| s.to_ascii_lowercase()).as_deref(),
+                    Some("0" | "off" | "false")
+                );
                 cnf.skip_networking = Some((on, at));
             }
             _ => {}
@@ -159,19 +223,35 @@ pub fn mysql(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
         }
     }
     out.files = inc.files.clone();
-    let main = out.files.first().cloned().unwrap_or_else(|| "/etc/my.cnf".into());
+    let main = out
+        .files
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "/etc/my.cnf".into());
     if let Some((true, at)) = &cnf.skip_networking {
         out.no_network = true;
-        out.notes.push(format!("skip-networking at {}:{}: no TCP port", at.file, at.line.unwrap_or(0)));
+        out.notes.push(format!(
+            "skip-networking at {}:{}: no TCP port",
+            at.file,
+            at.line.unwrap_or(0)
+        ));
         return out;
     }
     let addr = cnf.bind.as_ref().map(|(a, _)| a.clone());
     let (port, src, default) = match &cnf.port {
         Some((p, at)) => (*p, at.clone(), false),
-        None => (3306, Provenance::file(&main, Some("default port 3306".into())), true),
+        None => (
+            3306,
+            Provenance::file(&main, Some("default port 3306".into())),
+            true,
+        ),
     };
     if let Some((_, at)) = &cnf.bind {
-        out.notes.push(format!("bind-address set at {}:{}", at.file, at.line.unwrap_or(0)));
+        out.notes.push(format!(
+            "bind-address set at {}:{}",
+            at.file,
+            at.line.unwrap_or(0)
+        ));
     }
     out.ports.push(Port::new(port, "tcp", addr, default, src));
     out
@@ -190,8 +270,18 @@ fn unquote(s: &str) -> &str {
     s.trim().trim_matches('"').trim_matches('\'')
 }
 
-fn httpd_walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, st: &mut HttpdState, out: &mut ConfigPorts, problems: &mut Vec<Problem>) {
-    let Some(text) = inc.open(tree, path, depth, problems) else { return };
+fn httpd_walk(
+    tree: &Tree,
+    path: &str,
+    depth: usize,
+    inc: &mut Includes,
+    st: &mut HttpdState,
+    out: &mut ConfigPorts,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(text) = inc.open(tree, path, depth, problems) else {
+        return;
+    };
     let mut pending = String::new();
     let mut start = 0usize;
     for (i, raw) in text.lines().enumerate() {
@@ -227,10 +317,17 @@ fn httpd_walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, st: &mu
             "serverroot" => st.server_root = unquote(args.first().unwrap_or(&"")).to_string(),
             "include" | "includeoptional" => {
                 let pat = unquote(args.first().unwrap_or(&"")).to_string();
-                let pat = if pat.starts_with('/') { pat } else { util::join(&st.server_root, &pat) };
+                let pat = if pat.starts_with('/') {
+                    pat
+                } else {
+                    util::join(&st.server_root, &pat)
+                };
                 let mut files = util::glob(tree, &pat, MAX_FILES);
                 if files.is_empty() && key == "include" && !pat.contains(['*', '?', '[']) {
-                    problems.push(Problem { path: path.into(), message: format!("line {start}: Include {pat} not found") });
+                    problems.push(Problem {
+                        path: path.into(),
+                        message: format!("line {start}: Include {pat} not found"),
+                    });
                 }
                 // A directory includes every file under it.
                 let mut expanded = Vec::new();
@@ -255,7 +352,10 @@ fn httpd_walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, st: &mu
                             out.notes.push(format!("{path}:{start}: Listen {arg} is inside a conditional <If...> section"));
                         }
                     }
-                    None => problems.push(Problem { path: path.into(), message: format!("line {start}: bad Listen {arg:?}") }),
+                    None => problems.push(Problem {
+                        path: path.into(),
+                        message: format!("line {start}: bad Listen {arg:?}"),
+                    }),
                 }
             }
             "port" => {
@@ -285,13 +385,22 @@ pub fn httpd(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
         out.notes.push("no httpd configuration found".into());
         return out;
     };
-    let mut st = HttpdState { server_root: root.to_string(), conditional: 0, port13: None, bind13: None };
+    let mut st = HttpdState {
+        server_root: root.to_string(),
+        conditional: 0,
+        port13: None,
+        bind13: None,
+    };
     let mut inc = Includes::new();
     httpd_walk(tree, main, 0, &mut inc, &mut st, &mut out, problems);
     if out.ports.is_empty() {
         match st.port13 {
-            Some((p, at)) => out.ports.push(Port::new(p, "tcp", st.bind13.clone(), false, at)),
-            None => out.notes.push("no Listen directive: httpd 2.x refuses to start without one".into()),
+            Some((p, at)) => out
+                .ports
+                .push(Port::new(p, "tcp", st.bind13.clone(), false, at)),
+            None => out
+                .notes
+                .push("no Listen directive: httpd 2.x refuses to start without one".into()),
         }
     }
     out.files = inc.files;
@@ -309,14 +418,18 @@ pub fn vsftpd(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
         return out;
     };
     let mut inc = Includes::new();
-    let Some(text) = inc.open(tree, &path, 0, problems) else { return out };
+    let Some(text) = inc.open(tree, &path, 0, problems) else {
+        return out;
+    };
     let (mut listen, mut listen6, mut port, mut addr, mut addr6) = (None, None, None, None, None);
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.starts_with('#') {
             continue;
         }
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         let at = Provenance::line(&path, i + 1, raw);
         let yes = v.trim().eq_ignore_ascii_case("yes");
         match k.trim() {
@@ -324,7 +437,10 @@ pub fn vsftpd(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
             "listen_ipv6" => listen6 = Some((yes, at)),
             "listen_port" => match v.trim().parse::<u16>() {
                 Ok(p) => port = Some((p, at)),
-                Err(_) => problems.push(Problem { path: path.clone(), message: format!("line {}: bad listen_port", i + 1) }),
+                Err(_) => problems.push(Problem {
+                    path: path.clone(),
+                    message: format!("line {}: bad listen_port", i + 1),
+                }),
             },
             "listen_address" => addr = Some(v.trim().to_string()),
             "listen_address6" => addr6 = Some(v.trim().to_string()),
@@ -333,17 +449,28 @@ pub fn vsftpd(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
     }
     inc.close();
     out.files = inc.files;
-    let standalone = listen.as_ref().is_some_and(|(y, _)| *y) || listen6.as_ref().is_some_and(|(y, _)| *y);
+    let standalone =
+        listen.as_ref().is_some_and(|(y, _)| *y) || listen6.as_ref().is_some_and(|(y, _)| *y);
     if !standalone {
         out.no_network = true;
-        out.notes.push("listen=NO and listen_ipv6=NO: vsftpd only serves when started from (x)inetd".into());
+        out.notes.push(
+            "listen=NO and listen_ipv6=NO: vsftpd only serves when started from (x)inetd".into(),
+        );
         return out;
     }
     let (p, src, d) = match port {
         Some((p, at)) => (p, at, false),
-        None => (21, Provenance::file(&path, Some("default listen_port 21".into())), true),
+        None => (
+            21,
+            Provenance::file(&path, Some("default listen_port 21".into())),
+            true,
+        ),
     };
-    let address = if listen6.as_ref().is_some_and(|(y, _)| *y) { addr6.or(Some("::".into())) } else { addr };
+    let address = if listen6.as_ref().is_some_and(|(y, _)| *y) {
+        addr6.or(Some("::".into()))
+    } else {
+        addr
+    };
     out.ports.push(Port::new(p, "tcp", address, d, src));
     out
 }
@@ -391,23 +518,48 @@ fn named_tokens(text: &str, file: usize, out: &mut Vec<Tok>) {
                 i += 1;
             }
             let s = text.get(start..i.min(b.len())).unwrap_or("").to_string();
-            out.push(Tok { text: s, line, file });
+            out.push(Tok {
+                text: s,
+                line,
+                file,
+            });
             i += 1;
         } else if c == b'{' || c == b'}' || c == b';' {
-            out.push(Tok { text: (c as char).to_string(), line, file });
+            out.push(Tok {
+                text: (c as char).to_string(),
+                line,
+                file,
+            });
             i += 1;
         } else {
             let start = i;
-            while i < b.len() && !b[i].is_ascii_whitespace() && !matches!(b[i], b'{' | b'}' | b';' | b'"') {
+            while i < b.len()
+                && !b[i].is_ascii_whitespace()
+                && !matches!(b[i], b'{' | b'}' | b';' | b'"')
+            {
                 i += 1;
             }
-            out.push(Tok { text: text.get(start..i).unwrap_or("").to_string(), line, file });
+            out.push(Tok {
+                text: text.get(start..i).unwrap_or("").to_string(),
+                line,
+                file,
+            });
         }
     }
 }
 
-fn named_load(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, toks: &mut Vec<Tok>, files: &mut Vec<String>, problems: &mut Vec<Problem>) {
-    let Some(text) = inc.open(tree, path, depth, problems) else { return };
+fn named_load(
+    tree: &Tree,
+    path: &str,
+    depth: usize,
+    inc: &mut Includes,
+    toks: &mut Vec<Tok>,
+    files: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(text) = inc.open(tree, path, depth, problems) else {
+        return;
+    };
     let idx = files.len();
     files.push(path.to_string());
     let mut mine = Vec::new();
@@ -422,7 +574,14 @@ fn named_load(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, toks: &
             k += 3;
             continue;
         }
-        toks.push(std::mem::replace(&mut mine[k], Tok { text: String::new(), line: 0, file: 0 }));
+        toks.push(std::mem::replace(
+            &mut mine[k],
+            Tok {
+                text: String::new(),
+                line: 0,
+                file: 0,
+            },
+        ));
         k += 1;
     }
     inc.close();
@@ -432,7 +591,14 @@ fn named_load(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, toks: &
 /// on all interfaces), `include "file";`, `controls { inet ADDR [port N] ... }` (rndc, 953).
 pub fn named(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
     let mut out = ConfigPorts::default();
-    let Some(path) = first_existing(tree, &["/etc/named.conf", "/etc/bind/named.conf", "/var/named/chroot/etc/named.conf"]) else {
+    let Some(path) = first_existing(
+        tree,
+        &[
+            "/etc/named.conf",
+            "/etc/bind/named.conf",
+            "/var/named/chroot/etc/named.conf",
+        ],
+    ) else {
         out.notes.push("no named.conf found".into());
         return out;
     };
@@ -442,7 +608,11 @@ pub fn named(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
     named_load(tree, &path, 0, &mut inc, &mut toks, &mut files, problems);
     let at = |t: &Tok| {
         let f = files.get(t.file).cloned().unwrap_or_default();
-        Provenance { file: f, line: Some(u32::try_from(t.line).unwrap_or(u32::MAX)), text: Some(t.text.clone()) }
+        Provenance {
+            file: f,
+            line: Some(u32::try_from(t.line).unwrap_or(u32::MAX)),
+            text: Some(t.text.clone()),
+        }
     };
     let mut any_listen = false;
     let mut controls = false;
@@ -456,7 +626,10 @@ pub fn named(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
             let mut port = 53u16;
             let mut j = i + 1;
             if toks.get(j).is_some_and(|t| t.text == "port") {
-                port = toks.get(j + 1).and_then(|t| t.text.parse().ok()).unwrap_or(53);
+                port = toks
+                    .get(j + 1)
+                    .and_then(|t| t.text.parse().ok())
+                    .unwrap_or(53);
                 j += 2;
             }
             // Addresses inside the braces.
@@ -482,7 +655,13 @@ pub fn named(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
             }
             for a in addrs {
                 for proto in ["tcp", "udp"] {
-                    out.ports.push(Port::new(port, proto, Some(a.trim_start_matches('!').to_string()), false, src.clone()));
+                    out.ports.push(Port::new(
+                        port,
+                        proto,
+                        Some(a.trim_start_matches('!').to_string()),
+                        false,
+                        src.clone(),
+                    ));
                 }
             }
             i = j;
@@ -494,17 +673,26 @@ pub fn named(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
         if t == "inet" && controls {
             let addr = toks.get(i + 1).map(|t| t.text.clone());
             let port = if toks.get(i + 2).is_some_and(|t| t.text == "port") {
-                toks.get(i + 3).and_then(|t| t.text.parse().ok()).unwrap_or(953)
+                toks.get(i + 3)
+                    .and_then(|t| t.text.parse().ok())
+                    .unwrap_or(953)
             } else {
                 953
             };
-            out.ports.push(Port::new(port, "tcp", addr.filter(|a| a != "*"), false, at(&toks[i])));
+            out.ports.push(Port::new(
+                port,
+                "tcp",
+                addr.filter(|a| a != "*"),
+                false,
+                at(&toks[i]),
+            ));
         }
         i += 1;
     }
     if !any_listen {
         let src = Provenance::file(&path, Some("default listen-on port 53 { any; }".into()));
-        out.ports.push(Port::new(53, "tcp", None, true, src.clone()));
+        out.ports
+            .push(Port::new(53, "tcp", None, true, src.clone()));
         out.ports.push(Port::new(53, "udp", None, true, src));
     }
     if !controls {
@@ -518,22 +706,37 @@ pub fn named(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
 
 /// rpcbind / portmap: 111 on tcp and udp (no configuration file).
 pub fn rpcbind(tree: &Tree) -> ConfigPorts {
-    let d = ["/sbin/rpcbind", "/usr/sbin/rpcbind", "/sbin/portmap", "/usr/sbin/portmap"]
-        .iter()
-        .find(|p| util::exists(tree, p))
-        .copied()
-        .unwrap_or("rpcbind");
+    let d = [
+        "/sbin/rpcbind",
+        "/usr/sbin/rpcbind",
+        "/sbin/portmap",
+        "/usr/sbin/portmap",
+    ]
+    .iter()
+    .find(|p| util::exists(tree, p))
+    .copied()
+    .unwrap_or("rpcbind");
     let src = Provenance::file(d, Some("built-in port 111".into()));
     let mut out = ConfigPorts::default();
-    out.ports.push(Port::new(111, "tcp", None, true, src.clone()));
+    out.ports
+        .push(Port::new(111, "tcp", None, true, src.clone()));
     out.ports.push(Port::new(111, "udp", None, true, src));
     out
 }
 
 // ---------------------------------------------------------------- xrootd
 
-fn xrootd_walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, found: &mut Option<(Option<u16>, Provenance)>, problems: &mut Vec<Problem>) {
-    let Some(text) = inc.open(tree, path, depth, problems) else { return };
+fn xrootd_walk(
+    tree: &Tree,
+    path: &str,
+    depth: usize,
+    inc: &mut Includes,
+    found: &mut Option<(Option<u16>, Provenance)>,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(text) = inc.open(tree, path, depth, problems) else {
+        return;
+    };
     for (i, raw) in text.lines().enumerate() {
         let line = strip_comment(raw);
         let mut it = line.split_whitespace();
@@ -571,7 +774,11 @@ pub fn xrootd(tree: &Tree, instance: Option<&str>, problems: &mut Vec<Problem>) 
     if let Some(i) = instance {
         cands.push(format!("/etc/xrootd/xrootd-{i}.cfg"));
     }
-    cands.extend(["/etc/xrootd/xrootd-clustered.cfg".into(), "/etc/xrootd/xrootd-standalone.cfg".into(), "/etc/xrootd/xrootd.cfg".into()]);
+    cands.extend([
+        "/etc/xrootd/xrootd-clustered.cfg".into(),
+        "/etc/xrootd/xrootd-standalone.cfg".into(),
+        "/etc/xrootd/xrootd.cfg".into(),
+    ]);
     let path = cands.into_iter().find(|p| util::exists(tree, p));
     let mut found = None;
     let mut inc = Includes::new();
@@ -581,10 +788,20 @@ pub fn xrootd(tree: &Tree, instance: Option<&str>, problems: &mut Vec<Problem>) 
     out.files = inc.files;
     match found {
         Some((Some(p), at)) => out.ports.push(Port::new(p, "tcp", None, false, at)),
-        Some((None, at)) => out.notes.push(format!("{}:{}: xrd.port any: an ephemeral port", at.file, at.line.unwrap_or(0))),
+        Some((None, at)) => out.notes.push(format!(
+            "{}:{}: xrd.port any: an ephemeral port",
+            at.file,
+            at.line.unwrap_or(0)
+        )),
         None => {
             let f = path.unwrap_or_else(|| "/etc/xrootd".into());
-            out.ports.push(Port::new(1094, "tcp", None, true, Provenance::file(f, Some("default xrd.port 1094".into()))));
+            out.ports.push(Port::new(
+                1094,
+                "tcp",
+                None,
+                true,
+                Provenance::file(f, Some("default xrd.port 1094".into())),
+            ));
         }
     }
     out
@@ -597,8 +814,14 @@ pub fn xrootd(tree: &Tree, instance: Option<&str>, problems: &mut Vec<Problem>) 
 pub fn gatekeeper(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
     let mut out = ConfigPorts::default();
     let mut inc = Includes::new();
-    for path in ["/etc/sysconfig/globus-gatekeeper", "/etc/globus-gatekeeper.conf", "/opt/globus/etc/globus-gatekeeper.conf"] {
-        let Some(text) = inc.open(tree, path, 0, problems) else { continue };
+    for path in [
+        "/etc/sysconfig/globus-gatekeeper",
+        "/etc/globus-gatekeeper.conf",
+        "/opt/globus/etc/globus-gatekeeper.conf",
+    ] {
+        let Some(text) = inc.open(tree, path, 0, problems) else {
+            continue;
+        };
         for (i, raw) in text.lines().enumerate() {
             let line = strip_comment(raw);
             let v = line
@@ -607,7 +830,13 @@ pub fn gatekeeper(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
                 .or_else(|| line.strip_prefix("port"));
             if let Some(p) = v.and_then(|v| v.trim().trim_matches('"').parse::<u16>().ok()) {
                 if out.ports.is_empty() {
-                    out.ports.push(Port::new(p, "tcp", None, false, Provenance::line(path, i + 1, raw)));
+                    out.ports.push(Port::new(
+                        p,
+                        "tcp",
+                        None,
+                        false,
+                        Provenance::line(path, i + 1, raw),
+                    ));
                 }
             }
         }
@@ -615,8 +844,18 @@ pub fn gatekeeper(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
     }
     out.files = inc.files.clone();
     if out.ports.is_empty() {
-        let f = inc.files.first().cloned().unwrap_or_else(|| "/etc/globus-gatekeeper.conf".into());
-        out.ports.push(Port::new(2119, "tcp", None, true, Provenance::file(f, Some("default port 2119".into()))));
+        let f = inc
+            .files
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "/etc/globus-gatekeeper.conf".into());
+        out.ports.push(Port::new(
+            2119,
+            "tcp",
+            None,
+            true,
+            Provenance::file(f, Some("default port 2119".into())),
+        ));
     }
     out
 }
@@ -625,15 +864,30 @@ pub fn gatekeeper(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
 pub fn gridftp(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
     let mut out = ConfigPorts::default();
     let mut inc = Includes::new();
-    for path in ["/etc/gridftp.conf", "/etc/globus-gridftp-server.conf", "/etc/grid-security/gridftp.conf"] {
-        let Some(text) = inc.open(tree, path, 0, problems) else { continue };
+    for path in [
+        "/etc/gridftp.conf",
+        "/etc/globus-gridftp-server.conf",
+        "/etc/grid-security/gridftp.conf",
+    ] {
+        let Some(text) = inc.open(tree, path, 0, problems) else {
+            continue;
+        };
         for (i, raw) in text.lines().enumerate() {
             let line = strip_comment(raw);
             let mut it = line.split_whitespace();
             if it.next() == Some("port") {
-                if let Some(p) = it.next().and_then(|v| v.trim_matches('"').parse::<u16>().ok()) {
+                if let Some(p) = it
+                    .next()
+                    .and_then(|v| v.trim_matches('"').parse::<u16>().ok())
+                {
                     if out.ports.is_empty() {
-                        out.ports.push(Port::new(p, "tcp", None, false, Provenance::line(path, i + 1, raw)));
+                        out.ports.push(Port::new(
+                            p,
+                            "tcp",
+                            None,
+                            false,
+                            Provenance::line(path, i + 1, raw),
+                        ));
                     }
                 }
             }
@@ -642,8 +896,18 @@ pub fn gridftp(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
     }
     out.files = inc.files.clone();
     if out.ports.is_empty() {
-        let f = inc.files.first().cloned().unwrap_or_else(|| "/etc/gridftp.conf".into());
-        out.ports.push(Port::new(2811, "tcp", None, true, Provenance::file(f, Some("default port 2811".into()))));
+        let f = inc
+            .files
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "/etc/gridftp.conf".into());
+        out.ports.push(Port::new(
+            2811,
+            "tcp",
+            None,
+            true,
+            Provenance::file(f, Some("default port 2811".into())),
+        ));
     }
     out
 }

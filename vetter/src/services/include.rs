@@ -33,31 +33,52 @@ impl Includes {
 
     /// Open `path` at include `depth`: its text, or `None` (absent, a loop, over a cap; the
     /// reason goes to `problems` except for absence).
-    pub fn open(&mut self, tree: &Tree, path: &str, depth: usize, problems: &mut Vec<Problem>) -> Option<String> {
+    pub fn open(
+        &mut self,
+        tree: &Tree,
+        path: &str,
+        depth: usize,
+        problems: &mut Vec<Problem>,
+    ) -> Option<String> {
         let id = util::resolve(tree, path)?;
         if depth > MAX_DEPTH {
-            problems.push(Problem { path: path.into(), message: format!("include chain deeper than {MAX_DEPTH}; not followed") });
+            problems.push(Problem {
+                path: path.into(),
+                message: format!("include chain deeper than {MAX_DEPTH}; not followed"),
+            });
             return None;
         }
         if self.active.contains(&id) {
-            problems.push(Problem { path: path.into(), message: "include loop; not followed again".into() });
+            problems.push(Problem {
+                path: path.into(),
+                message: "include loop; not followed again".into(),
+            });
             return None;
         }
         if self.files.len() >= MAX_FILES {
-            problems.push(Problem { path: path.into(), message: format!("more than {MAX_FILES} included files; not followed") });
+            problems.push(Problem {
+                path: path.into(),
+                message: format!("more than {MAX_FILES} included files; not followed"),
+            });
             return None;
         }
         let text = match util::read_node(tree, id, path, util::MAX_CONFIG_BYTES) {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),
             Err(util::ReadError::NotRegular { .. }) => return None,
             Err(e) => {
-                problems.push(Problem { path: path.into(), message: e.to_string() });
+                problems.push(Problem {
+                    path: path.into(),
+                    message: e.to_string(),
+                });
                 return None;
             }
         };
         self.lines += text.lines().count();
         if self.lines > MAX_LINES {
-            problems.push(Problem { path: path.into(), message: format!("more than {MAX_LINES} configuration lines; not read") });
+            problems.push(Problem {
+                path: path.into(),
+                message: format!("more than {MAX_LINES} configuration lines; not read"),
+            });
             return None;
         }
         self.seen.insert(id);

@@ -36,8 +36,16 @@ pub enum BindClass {
 
 /// Classify a bind address.
 pub fn bind_class(addr: Option<&str>) -> BindClass {
-    let Some(a) = addr.map(|a| a.trim().trim_start_matches('[').trim_end_matches(']')) else { return BindClass::Any };
-    if a.is_empty() || a == "*" || a == "0.0.0.0" || a == "::" || a == "any" || a == "0:0:0:0:0:0:0:0" {
+    let Some(a) = addr.map(|a| a.trim().trim_start_matches('[').trim_end_matches(']')) else {
+        return BindClass::Any;
+    };
+    if a.is_empty()
+        || a == "*"
+        || a == "0.0.0.0"
+        || a == "::"
+        || a == "any"
+        || a == "0:0:0:0:0:0:0:0"
+    {
         return BindClass::Any;
     }
     if a == "localhost" || a == "::1" || a == "localhost6" || a == "ip6-localhost" {
@@ -91,9 +99,22 @@ pub struct Port {
 
 impl Port {
     /// A port with its address classified.
-    pub fn new(port: u16, protocol: &str, address: Option<String>, default: bool, source: Provenance) -> Port {
+    pub fn new(
+        port: u16,
+        protocol: &str,
+        address: Option<String>,
+        default: bool,
+        source: Provenance,
+    ) -> Port {
         let bind = bind_class(address.as_deref());
-        Port { port, protocol: protocol.to_string(), address, bind, default, source }
+        Port {
+            port,
+            protocol: protocol.to_string(),
+            address,
+            bind,
+            default,
+            source,
+        }
     }
 }
 
@@ -138,7 +159,13 @@ pub struct Service {
 
 impl Service {
     /// A service with no ports yet.
-    pub fn new(name: &str, kind: &str, enabled: bool, state: &str, enabled_by: Vec<Provenance>) -> Service {
+    pub fn new(
+        name: &str,
+        kind: &str,
+        enabled: bool,
+        state: &str,
+        enabled_by: Vec<Provenance>,
+    ) -> Service {
         Service {
             name: name.to_string(),
             kind: kind.to_string(),
@@ -189,7 +216,10 @@ pub struct Services {
 impl Services {
     /// Every port of every enabled service.
     pub fn listening(&self) -> impl Iterator<Item = (&Service, &Port)> {
-        self.list.iter().filter(|s| s.enabled).flat_map(|s| s.ports.iter().map(move |p| (s, p)))
+        self.list
+            .iter()
+            .filter(|s| s.enabled)
+            .flat_map(|s| s.ports.iter().map(move |p| (s, p)))
     }
 }
 
@@ -240,15 +270,35 @@ pub fn known_daemon(name: &str) -> Option<Daemon> {
 fn daemon_candidates(d: Daemon) -> &'static [&'static str] {
     match d {
         Daemon::Sshd => &["/usr/sbin/sshd"],
-        Daemon::Squid => &["/usr/sbin/squid", "/usr/sbin/squid3", "/usr/local/squid/sbin/squid"],
-        Daemon::Mysql => &["/usr/libexec/mysqld", "/usr/sbin/mysqld", "/usr/sbin/mariadbd", "/usr/libexec/mariadbd"],
+        Daemon::Squid => &[
+            "/usr/sbin/squid",
+            "/usr/sbin/squid3",
+            "/usr/local/squid/sbin/squid",
+        ],
+        Daemon::Mysql => &[
+            "/usr/libexec/mysqld",
+            "/usr/sbin/mysqld",
+            "/usr/sbin/mariadbd",
+            "/usr/libexec/mariadbd",
+        ],
         Daemon::Httpd => &["/usr/sbin/httpd", "/usr/sbin/apache2"],
         Daemon::Vsftpd => &["/usr/sbin/vsftpd"],
         Daemon::Named => &["/usr/sbin/named"],
-        Daemon::Rpcbind => &["/sbin/rpcbind", "/usr/sbin/rpcbind", "/sbin/portmap", "/usr/sbin/portmap"],
+        Daemon::Rpcbind => &[
+            "/sbin/rpcbind",
+            "/usr/sbin/rpcbind",
+            "/sbin/portmap",
+            "/usr/sbin/portmap",
+        ],
         Daemon::Xrootd => &["/usr/bin/xrootd"],
-        Daemon::Gatekeeper => &["/usr/sbin/globus-gatekeeper", "/opt/globus/sbin/globus-gatekeeper"],
-        Daemon::Gridftp => &["/usr/sbin/globus-gridftp-server", "/opt/globus/sbin/globus-gridftp-server"],
+        Daemon::Gatekeeper => &[
+            "/usr/sbin/globus-gatekeeper",
+            "/opt/globus/sbin/globus-gatekeeper",
+        ],
+        Daemon::Gridftp => &[
+            "/usr/sbin/globus-gridftp-server",
+            "/opt/globus/sbin/globus-gridftp-server",
+        ],
     }
 }
 
@@ -258,7 +308,10 @@ fn daemon_candidates(d: Daemon) -> &'static [&'static str] {
 /// UDP 68), `syslog`/`rsyslog` (UDP 514 with `-r` or imudp), `auditd` (`tcp_listen_port`) or
 /// `netfs` (NFS mounts bring up lockd's RPC ports).
 pub const PORTLESS: &[(&str, &str)] = &[
-    ("wafer-context", "wafer's first-boot contextualization hook: reads the CIDATA disk"),
+    (
+        "wafer-context",
+        "wafer's first-boot contextualization hook: reads the CIDATA disk",
+    ),
     ("crond", "cron daemon"),
     ("anacron", "periodic command scheduler"),
     ("atd", "at job daemon"),
@@ -287,13 +340,19 @@ pub const PORTLESS: &[(&str, &str)] = &[
 
 /// Why `name` (without `.service`) is known to open no network port, if it is.
 pub fn portless(name: &str) -> Option<&'static str> {
-    PORTLESS.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
+    PORTLESS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, why)| *why)
 }
 
 /// The daemon executable for `name`, if it is a known service and its binary is in the image.
 pub fn find_daemon(tree: &Tree, name: &str) -> Option<String> {
     let d = known_daemon(name)?;
-    daemon_candidates(d).iter().find(|p| util::exists(tree, p)).map(|p| p.to_string())
+    daemon_candidates(d)
+        .iter()
+        .find(|p| util::exists(tree, p))
+        .map(|p| p.to_string())
 }
 
 /// Ports of a known daemon, read from its configuration in the image.
@@ -331,14 +390,22 @@ pub fn etc_services(tree: &Tree, name: &str, protocol: &str) -> Option<ServicePo
     for (i, line) in text.lines().enumerate() {
         let l = line.split('#').next().unwrap_or("");
         let mut it = l.split_whitespace();
-        let (Some(n), Some(pp)) = (it.next(), it.next()) else { continue };
-        let Some((p, proto)) = pp.split_once('/') else { continue };
+        let (Some(n), Some(pp)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let Some((p, proto)) = pp.split_once('/') else {
+            continue;
+        };
         if proto != protocol {
             continue;
         }
         if n == name || it.any(|a| a == name) {
             if let Ok(port) = p.parse() {
-                return Some(ServicePort { port, protocol: proto.to_string(), at: Provenance::line("/etc/services", i + 1, line) });
+                return Some(ServicePort {
+                    port,
+                    protocol: proto.to_string(),
+                    at: Provenance::line("/etc/services", i + 1, line),
+                });
             }
         }
     }
@@ -347,7 +414,10 @@ pub fn etc_services(tree: &Tree, name: &str, protocol: &str) -> Option<ServicePo
 
 /// Gather the services section.
 pub fn inspect(tree: &Tree, system: &System, problems: &mut Vec<Problem>) -> Services {
-    let mut s = Services { init: system.init.clone(), ..Default::default() };
+    let mut s = Services {
+        init: system.init.clone(),
+        ..Default::default()
+    };
     let mut list = Vec::new();
     let (runlevel, rl_src) = sysv::default_runlevel(tree, system);
     match system.init.as_str() {
@@ -357,7 +427,11 @@ pub fn inspect(tree: &Tree, system: &System, problems: &mut Vec<Problem>) -> Ser
             let native: std::collections::HashSet<String> = sd.known_units.clone();
             list.extend(sd.services);
             // systemd-sysv-generator: SysV scripts without a native unit, per the target's runlevel.
-            let rl = if s.default_target.as_deref() == Some("graphical.target") { 5 } else { 3 };
+            let rl = if s.default_target.as_deref() == Some("graphical.target") {
+                5
+            } else {
+                3
+            };
             for svc in sysv::services(tree, rl, problems) {
                 if !native.contains(&format!("{}.service", svc.name)) {
                     list.push(svc);
@@ -390,11 +464,15 @@ pub fn inspect(tree: &Tree, system: &System, problems: &mut Vec<Problem>) -> Ser
         if svc.ports.is_empty() && svc.port_status == "unknown" {
             if let Some(why) = portless(&base) {
                 svc.port_status = "none".into();
-                svc.notes.push(format!("known service that opens no network port ({why})"));
+                svc.notes
+                    .push(format!("known service that opens no network port ({why})"));
             }
         }
     }
-    let xinetd_on = list.iter().find(|x| x.name.trim_end_matches(".service") == "xinetd").map(|x| x.enabled);
+    let xinetd_on = list
+        .iter()
+        .find(|x| x.name.trim_end_matches(".service") == "xinetd")
+        .map(|x| x.enabled);
     list.extend(xinetd::services(tree, xinetd_on, problems));
     list.sort_by(|a, b| (!a.enabled, &a.name, &a.kind).cmp(&(!b.enabled, &b.name, &b.kind)));
     s.list = list;

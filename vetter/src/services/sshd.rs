@@ -53,8 +53,18 @@ pub fn split_host_port(s: &str) -> (String, Option<u16>) {
     (s.to_string(), None)
 }
 
-fn walk(tree: &Tree, path: &str, depth: usize, in_match: bool, inc: &mut Includes, cfg: &mut SshdConfig, problems: &mut Vec<Problem>) {
-    let Some(text) = inc.open(tree, path, depth, problems) else { return };
+fn walk(
+    tree: &Tree,
+    path: &str,
+    depth: usize,
+    in_match: bool,
+    inc: &mut Includes,
+    cfg: &mut SshdConfig,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(text) = inc.open(tree, path, depth, problems) else {
+        return;
+    };
     let mut in_match = in_match;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -62,17 +72,31 @@ fn walk(tree: &Tree, path: &str, depth: usize, in_match: bool, inc: &mut Include
             continue;
         }
         let (key, value) = match line.find(|c: char| c.is_whitespace() || c == '=') {
-            Some(p) => (&line[..p], line[p..].trim_start_matches(|c: char| c.is_whitespace() || c == '=').trim()),
+            Some(p) => (
+                &line[..p],
+                line[p..]
+                    .trim_start_matches(|c: char| c.is_whitespace() || c == '=')
+                    .trim(),
+            ),
             None => (line, ""),
         };
-        let value = value.split('#').next().unwrap_or("").trim().trim_matches('"');
+        let value = value
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
         let key = key.to_ascii_lowercase();
         let at = || Provenance::line(path, i + 1, raw);
         match key.as_str() {
             "match" => in_match = !value.eq_ignore_ascii_case("all"),
             "include" => {
                 for pat in value.split_whitespace() {
-                    let pat = if pat.starts_with('/') { pat.to_string() } else { util::join("/etc/ssh", pat) };
+                    let pat = if pat.starts_with('/') {
+                        pat.to_string()
+                    } else {
+                        util::join("/etc/ssh", pat)
+                    };
                     for f in util::glob(tree, &pat, super::include::MAX_FILES) {
                         walk(tree, &f, depth + 1, in_match, inc, cfg, problems);
                     }
@@ -80,7 +104,10 @@ fn walk(tree: &Tree, path: &str, depth: usize, in_match: bool, inc: &mut Include
             }
             "port" if !in_match => match value.parse::<u16>() {
                 Ok(p) => cfg.ports.push((p, at())),
-                Err(_) => problems.push(Problem { path: path.into(), message: format!("line {}: bad Port {value:?}", i + 1) }),
+                Err(_) => problems.push(Problem {
+                    path: path.into(),
+                    message: format!("line {}: bad Port {value:?}", i + 1),
+                }),
             },
             "listenaddress" if !in_match => {
                 let addr = value.split_whitespace().next().unwrap_or("");
@@ -89,16 +116,28 @@ fn walk(tree: &Tree, path: &str, depth: usize, in_match: bool, inc: &mut Include
             }
             "permitrootlogin" => {
                 if in_match {
-                    cfg.notes.push(format!("{path}:{}: PermitRootLogin {value} inside a Match block", i + 1));
+                    cfg.notes.push(format!(
+                        "{path}:{}: PermitRootLogin {value} inside a Match block",
+                        i + 1
+                    ));
                 } else if cfg.permit_root_login.is_none() {
-                    cfg.permit_root_login = Some(Setting { value: value.to_string(), at: at() });
+                    cfg.permit_root_login = Some(Setting {
+                        value: value.to_string(),
+                        at: at(),
+                    });
                 }
             }
             "passwordauthentication" => {
                 if in_match {
-                    cfg.notes.push(format!("{path}:{}: PasswordAuthentication {value} inside a Match block", i + 1));
+                    cfg.notes.push(format!(
+                        "{path}:{}: PasswordAuthentication {value} inside a Match block",
+                        i + 1
+                    ));
                 } else if cfg.password_authentication.is_none() {
-                    cfg.password_authentication = Some(Setting { value: value.to_string(), at: at() });
+                    cfg.password_authentication = Some(Setting {
+                        value: value.to_string(),
+                        at: at(),
+                    });
                 }
             }
             _ => {}
@@ -119,11 +158,22 @@ pub fn parse(tree: &Tree, path: &str, problems: &mut Vec<Problem>) -> SshdConfig
 /// Resolve the listening sockets: each ListenAddress with its own port or with every Port;
 /// no ListenAddress means all addresses on every Port; no Port means 22.
 pub fn sockets(cfg: &SshdConfig, config_path: &str) -> ConfigPorts {
-    let mut out = ConfigPorts { files: cfg.files.clone(), notes: cfg.notes.clone(), ..Default::default() };
+    let mut out = ConfigPorts {
+        files: cfg.files.clone(),
+        notes: cfg.notes.clone(),
+        ..Default::default()
+    };
     let ports: Vec<(u16, Provenance, bool)> = if cfg.ports.is_empty() {
-        vec![(22, Provenance::file(config_path, Some("default Port 22".into())), true)]
+        vec![(
+            22,
+            Provenance::file(config_path, Some("default Port 22".into())),
+            true,
+        )]
     } else {
-        cfg.ports.iter().map(|(p, at)| (*p, at.clone(), false)).collect()
+        cfg.ports
+            .iter()
+            .map(|(p, at)| (*p, at.clone(), false))
+            .collect()
     };
     if cfg.listen.is_empty() {
         for (p, at, d) in &ports {
@@ -132,14 +182,18 @@ pub fn sockets(cfg: &SshdConfig, config_path: &str) -> ConfigPorts {
     } else {
         for (addr, port, at) in &cfg.listen {
             match port {
-                Some(p) => out.ports.push(Port::new(*p, "tcp", Some(addr.clone()), false, at.clone())),
+                Some(p) => {
+                    out.ports
+                        .push(Port::new(*p, "tcp", Some(addr.clone()), false, at.clone()))
+                }
                 None => {
                     for (p, pat, d) in &ports {
                         let mut src = pat.clone();
                         if *d {
                             src = at.clone();
                         }
-                        out.ports.push(Port::new(*p, "tcp", Some(addr.clone()), *d, src));
+                        out.ports
+                            .push(Port::new(*p, "tcp", Some(addr.clone()), *d, src));
                     }
                 }
             }
@@ -154,7 +208,8 @@ pub fn ports(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
     let cfg = parse(tree, path, problems);
     let mut out = sockets(&cfg, path);
     if cfg.files.is_empty() {
-        out.notes.push(format!("{path} not found; sshd defaults assumed"));
+        out.notes
+            .push(format!("{path} not found; sshd defaults assumed"));
     }
     out
 }

@@ -13,8 +13,13 @@ use crate::util::{self, read_text};
 use crate::{Problem, Provenance};
 
 /// Unit directories in priority order.
-pub const UNIT_DIRS: [&str; 5] =
-    ["/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
+pub const UNIT_DIRS: [&str; 5] = [
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
 
 /// Most units followed from the default target.
 pub const MAX_UNITS: usize = 20_000;
@@ -64,11 +69,19 @@ fn parse_unit(text: &str, path: &str, out: &mut Vec<Entry>) {
             continue;
         }
         if line.starts_with('[') && line.ends_with(']') {
-            section = line.trim_start_matches('[').trim_end_matches(']').to_string();
+            section = line
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
             continue;
         }
         if let Some((k, v)) = line.split_once('=') {
-            out.push(Entry { section: section.clone(), key: k.trim().to_string(), value: v.trim().to_string(), at: Provenance::line(path, start, line) });
+            out.push(Entry {
+                section: section.clone(),
+                key: k.trim().to_string(),
+                value: v.trim().to_string(),
+                at: Provenance::line(path, start, line),
+            });
         }
     }
 }
@@ -105,23 +118,45 @@ impl Ctx<'_> {
         for cand in &candidates {
             for d in &self.dirs {
                 let p = format!("{d}/{cand}");
-                let Ok(id) = self.tree.resolve(p.as_bytes(), false) else { continue };
+                let Ok(id) = self.tree.resolve(p.as_bytes(), false) else {
+                    continue;
+                };
                 match &self.tree.node(id).kind {
                     NodeKind::Symlink(t) => {
                         let target = util::show(t);
                         if target == "/dev/null" {
-                            return (None, Some(Provenance::file(&p, Some("-> /dev/null (masked)".into()))), name.to_string());
+                            return (
+                                None,
+                                Some(Provenance::file(&p, Some("-> /dev/null (masked)".into()))),
+                                name.to_string(),
+                            );
                         }
                         match self.tree.resolve(p.as_bytes(), true) {
                             Ok(rid) => match &self.tree.node(rid).kind {
                                 NodeKind::CharDevice(_) => {
-                                    return (None, Some(Provenance::file(&p, Some(format!("-> {target} (masked)")))), name.to_string());
+                                    return (
+                                        None,
+                                        Some(Provenance::file(
+                                            &p,
+                                            Some(format!("-> {target} (masked)")),
+                                        )),
+                                        name.to_string(),
+                                    );
                                 }
                                 NodeKind::Regular(_) => {
                                     // An alias: the real unit's name is the link target's base name.
-                                    let base = target.rsplit('/').next().unwrap_or(&target).to_string();
-                                    let real = if base.contains('.') && cand == name { base } else { name.to_string() };
-                                    let real_path = if target.starts_with('/') { target.clone() } else { util::join(d, &target) };
+                                    let base =
+                                        target.rsplit('/').next().unwrap_or(&target).to_string();
+                                    let real = if base.contains('.') && cand == name {
+                                        base
+                                    } else {
+                                        name.to_string()
+                                    };
+                                    let real_path = if target.starts_with('/') {
+                                        target.clone()
+                                    } else {
+                                        util::join(d, &target)
+                                    };
                                     return (Some(real_path), None, real);
                                 }
                                 _ => continue,
@@ -131,12 +166,23 @@ impl Ctx<'_> {
                     }
                     NodeKind::Regular(c) => {
                         if c.size() == 0 && d.starts_with("/etc") {
-                            return (None, Some(Provenance::file(&p, Some("empty unit file (masked)".into()))), name.to_string());
+                            return (
+                                None,
+                                Some(Provenance::file(
+                                    &p,
+                                    Some("empty unit file (masked)".into()),
+                                )),
+                                name.to_string(),
+                            );
                         }
                         return (Some(p), None, name.to_string());
                     }
                     NodeKind::CharDevice(_) => {
-                        return (None, Some(Provenance::file(&p, Some("/dev/null (masked)".into()))), name.to_string());
+                        return (
+                            None,
+                            Some(Provenance::file(&p, Some("/dev/null (masked)".into()))),
+                            name.to_string(),
+                        );
                     }
                     _ => continue,
                 }
@@ -165,7 +211,9 @@ impl Ctx<'_> {
                 let dir = format!("{d}/{n}.d");
                 for f in util::list_dir(self.tree, &dir) {
                     if f.ends_with(".conf") {
-                        dropins.entry(format!("{n}/{f}")).or_insert_with(|| format!("{dir}/{f}"));
+                        dropins
+                            .entry(format!("{n}/{f}"))
+                            .or_insert_with(|| format!("{dir}/{f}"));
                     }
                 }
             }
@@ -177,7 +225,12 @@ impl Ctx<'_> {
                 parse_unit(&t, &p, &mut entries);
             }
         }
-        Unit { name: real, fragment, masked, entries }
+        Unit {
+            name: real,
+            fragment,
+            masked,
+            entries,
+        }
     }
 
     /// `.wants/` and `.requires/` entries of `name` (and its template), with the link as provenance.
@@ -237,7 +290,10 @@ fn exec_daemon(tree: &Tree, entries: &[Entry]) -> Option<String> {
     if prog.starts_with('/') {
         return Some(prog.to_string());
     }
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().map(|d| format!("{d}/{prog}")).find(|p| util::exists(tree, p))
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|d| format!("{d}/{prog}"))
+        .find(|p| util::exists(tree, p))
 }
 
 /// Units enabled at boot: everything reachable from the default target.
@@ -255,12 +311,22 @@ pub fn enabled(tree: &Tree, problems: &mut Vec<Problem>) -> Enabled {
         out.known_units.extend(util::list_dir(tree, d));
     }
     let def = ctx.load("default.target");
-    let default_name = if def.fragment.is_some() { def.name.clone() } else { "default.target".into() };
+    let default_name = if def.fragment.is_some() {
+        def.name.clone()
+    } else {
+        "default.target".into()
+    };
     out.default_target = Some(default_name.clone());
     let mut queue: VecDeque<(String, Provenance)> = VecDeque::new();
     let mut visited: HashSet<String> = HashSet::new();
     let mut by_name: BTreeMap<String, Service> = BTreeMap::new();
-    queue.push_back((default_name.clone(), Provenance::file(def.fragment.clone().unwrap_or_default(), Some("default target".into()))));
+    queue.push_back((
+        default_name.clone(),
+        Provenance::file(
+            def.fragment.clone().unwrap_or_default(),
+            Some("default target".into()),
+        ),
+    ));
     while let Some((name, via)) = queue.pop_front() {
         if let Some(s) = by_name.get_mut(&name) {
             if s.enabled_by.len() < 16 && !s.enabled_by.contains(&via) {
@@ -272,7 +338,10 @@ pub fn enabled(tree: &Tree, problems: &mut Vec<Problem>) -> Enabled {
             continue;
         }
         if visited.len() > MAX_UNITS {
-            problems.push(Problem { path: "/etc/systemd/system".into(), message: format!("more than {MAX_UNITS} units reachable; stopped") });
+            problems.push(Problem {
+                path: "/etc/systemd/system".into(),
+                message: format!("more than {MAX_UNITS} units reachable; stopped"),
+            });
             break;
         }
         let unit = ctx.load(&name);
@@ -280,7 +349,17 @@ pub fn enabled(tree: &Tree, problems: &mut Vec<Problem>) -> Enabled {
         let is_socket = name.ends_with(".socket");
         if let Some(m) = unit.masked {
             if is_service || is_socket {
-                let mut s = Service::new(&name, if is_socket { "systemd-socket" } else { "systemd" }, false, "masked", vec![via, m]);
+                let mut s = Service::new(
+                    &name,
+                    if is_socket {
+                        "systemd-socket"
+                    } else {
+                        "systemd"
+                    },
+                    false,
+                    "masked",
+                    vec![via, m],
+                );
                 s.port_status = "none".into();
                 by_name.insert(name.clone(), s);
             }
@@ -313,20 +392,36 @@ pub fn enabled(tree: &Tree, problems: &mut Vec<Problem>) -> Enabled {
             by_name.insert(name.clone(), s);
         } else if is_socket {
             let mut s = Service::new(&name, "systemd-socket", true, "enabled", vec![via]);
-            for (key, proto) in [("ListenStream", "tcp"), ("ListenDatagram", "udp"), ("ListenSequentialPacket", "seqpacket")] {
+            for (key, proto) in [
+                ("ListenStream", "tcp"),
+                ("ListenDatagram", "udp"),
+                ("ListenSequentialPacket", "seqpacket"),
+            ] {
                 for e in values(&unit.entries, "Socket", key) {
                     if let Some(p) = listen_port(&e.value, proto, &e.at) {
                         s.ports.push(p);
                     }
                 }
             }
-            s.port_status = if s.ports.is_empty() { "none".into() } else { "known".into() };
-            let accept = values(&unit.entries, "Socket", "Accept").last().is_some_and(|e| matches!(e.value.as_str(), "yes" | "true" | "1"));
+            s.port_status = if s.ports.is_empty() {
+                "none".into()
+            } else {
+                "known".into()
+            };
+            let accept = values(&unit.entries, "Socket", "Accept")
+                .last()
+                .is_some_and(|e| matches!(e.value.as_str(), "yes" | "true" | "1"));
             let base = name.trim_end_matches(".socket");
             let svc = values(&unit.entries, "Socket", "Service")
                 .last()
                 .map(|e| e.value.clone())
-                .unwrap_or_else(|| if accept { format!("{base}@.service") } else { format!("{base}.service") });
+                .unwrap_or_else(|| {
+                    if accept {
+                        format!("{base}@.service")
+                    } else {
+                        format!("{base}.service")
+                    }
+                });
             let svc_unit = ctx.load(&svc);
             s.daemon = exec_daemon(tree, &svc_unit.entries);
             s.notes.push(format!("activates {svc}"));
@@ -338,13 +433,30 @@ pub fn enabled(tree: &Tree, problems: &mut Vec<Problem>) -> Enabled {
         if !(u.ends_with(".service") || u.ends_with(".socket")) || by_name.contains_key(u) {
             continue;
         }
-        let base = u.trim_end_matches(".service").trim_end_matches(".socket").trim_end_matches('@');
+        let base = u
+            .trim_end_matches(".service")
+            .trim_end_matches(".socket")
+            .trim_end_matches('@');
         if super::known_daemon(base).is_none() && base != "xinetd" {
             continue;
         }
         let unit = ctx.load(u);
-        let state = if unit.masked.is_some() { "masked" } else { "disabled" };
-        let mut s = Service::new(u, if u.ends_with(".socket") { "systemd-socket" } else { "systemd" }, false, state, unit.masked.into_iter().collect());
+        let state = if unit.masked.is_some() {
+            "masked"
+        } else {
+            "disabled"
+        };
+        let mut s = Service::new(
+            u,
+            if u.ends_with(".socket") {
+                "systemd-socket"
+            } else {
+                "systemd"
+            },
+            false,
+            state,
+            unit.masked.into_iter().collect(),
+        );
         s.daemon = exec_daemon(tree, &unit.entries);
         by_name.insert(u.clone(), s);
     }
@@ -358,7 +470,10 @@ mod tests {
 
     #[test]
     fn templates_and_listen_values() {
-        assert_eq!(template_of("getty@tty1.service").as_deref(), Some("getty@.service"));
+        assert_eq!(
+            template_of("getty@tty1.service").as_deref(),
+            Some("getty@.service")
+        );
         assert_eq!(template_of("sshd.service"), None);
         let at = Provenance::file("/x", None);
         assert_eq!(listen_port("22", "tcp", &at).map(|p| p.port), Some(22));

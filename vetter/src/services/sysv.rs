@@ -30,7 +30,10 @@ pub fn default_runlevel(tree: &Tree, system: &System) -> (Option<u8>, Option<Pro
         for (i, raw) in t.lines().enumerate() {
             if let Some(v) = raw.trim().strip_prefix("env DEFAULT_RUNLEVEL=") {
                 if let Ok(n) = v.trim().parse() {
-                    return (Some(n), Some(Provenance::line("/etc/init/rc-sysinit.conf", i + 1, raw)));
+                    return (
+                        Some(n),
+                        Some(Provenance::line("/etc/init/rc-sysinit.conf", i + 1, raw)),
+                    );
                 }
             }
         }
@@ -43,9 +46,9 @@ pub fn default_runlevel(tree: &Tree, system: &System) -> (Option<u8>, Option<Pro
 }
 
 fn rc_dir(tree: &Tree, rl: u8) -> Option<String> {
-    [format!("/etc/rc.d/rc{rl}.d"), format!("/etc/rc{rl}.d")].into_iter().find(|d| {
-        util::resolve(tree, d).is_some_and(|id| tree.entries(id).is_some())
-    })
+    [format!("/etc/rc.d/rc{rl}.d"), format!("/etc/rc{rl}.d")]
+        .into_iter()
+        .find(|d| util::resolve(tree, d).is_some_and(|id| tree.entries(id).is_some()))
 }
 
 /// Split an rc link name `S55sshd` into (start?, service).
@@ -66,10 +69,14 @@ fn rc_link(name: &str) -> Option<(bool, &str)> {
 /// SysV services: every init script, enabled if an `S` link in runlevel `rl` starts it.
 pub fn services(tree: &Tree, rl: u8, _problems: &mut Vec<Problem>) -> Vec<Service> {
     let mut out: Vec<Service> = Vec::new();
-    let init_dir = ["/etc/rc.d/init.d", "/etc/init.d"].into_iter().find(|d| !util::list_dir(tree, d).is_empty());
+    let init_dir = ["/etc/rc.d/init.d", "/etc/init.d"]
+        .into_iter()
+        .find(|d| !util::list_dir(tree, d).is_empty());
     if let Some(dir) = rc_dir(tree, rl) {
         for name in util::list_dir(tree, &dir) {
-            let Some((start, svc)) = rc_link(&name) else { continue };
+            let Some((start, svc)) = rc_link(&name) else {
+                continue;
+            };
             let link = format!("{dir}/{name}");
             let target = util::readlink(tree, &link);
             let at = Provenance::file(&link, target.map(|t| format!("-> {t}")));
@@ -90,12 +97,19 @@ pub fn services(tree: &Tree, rl: u8, _problems: &mut Vec<Problem>) -> Vec<Servic
     }
     if let Some(dir) = init_dir {
         for name in util::list_dir(tree, dir) {
-            if name.starts_with('.') || name == "functions" || name == "README" || name.ends_with(".dpkg-dist") || name == "rc" || name == "rcS" {
+            if name.starts_with('.')
+                || name == "functions"
+                || name == "README"
+                || name.ends_with(".dpkg-dist")
+                || name == "rc"
+                || name == "rcS"
+            {
                 continue;
             }
             if !out.iter().any(|s| s.name == name) {
                 let mut s = Service::new(&name, "sysv", false, "disabled", Vec::new());
-                s.notes.push(format!("{dir}/{name} has no link in runlevel {rl}"));
+                s.notes
+                    .push(format!("{dir}/{name} has no link in runlevel {rl}"));
                 out.push(s);
             }
         }
@@ -107,17 +121,32 @@ pub fn services(tree: &Tree, rl: u8, _problems: &mut Vec<Problem>) -> Vec<Servic
 pub fn upstart_jobs(tree: &Tree) -> Vec<Service> {
     let mut out = Vec::new();
     for name in util::list_dir(tree, "/etc/init") {
-        let Some(job) = name.strip_suffix(".conf") else { continue };
+        let Some(job) = name.strip_suffix(".conf") else {
+            continue;
+        };
         let path = format!("/etc/init/{name}");
-        let Some(text) = read_text(tree, &path) else { continue };
-        let start = text.lines().enumerate().find(|(_, l)| l.trim_start().starts_with("start on"));
+        let Some(text) = read_text(tree, &path) else {
+            continue;
+        };
+        let start = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.trim_start().starts_with("start on"));
         let Some((i, line)) = start else { continue };
         let override_path = format!("/etc/init/{job}.override");
-        let manual = read_text(tree, &override_path).is_some_and(|t| t.lines().any(|l| l.trim() == "manual"));
+        let manual = read_text(tree, &override_path)
+            .is_some_and(|t| t.lines().any(|l| l.trim() == "manual"));
         let enabled = !manual;
-        let mut s = Service::new(job, "upstart", enabled, if enabled { "enabled" } else { "disabled" }, vec![Provenance::line(&path, i + 1, line)]);
+        let mut s = Service::new(
+            job,
+            "upstart",
+            enabled,
+            if enabled { "enabled" } else { "disabled" },
+            vec![Provenance::line(&path, i + 1, line)],
+        );
         if manual {
-            s.enabled_by.push(Provenance::file(override_path, Some("manual".into())));
+            s.enabled_by
+                .push(Provenance::file(override_path, Some("manual".into())));
         }
         out.push(s);
     }

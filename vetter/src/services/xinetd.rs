@@ -22,8 +22,18 @@ impl Block {
     }
 }
 
-fn walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, blocks: &mut Vec<Block>, defaults: &mut Vec<(String, String, Provenance)>, problems: &mut Vec<Problem>) {
-    let Some(text) = inc.open(tree, path, depth, problems) else { return };
+fn walk(
+    tree: &Tree,
+    path: &str,
+    depth: usize,
+    inc: &mut Includes,
+    blocks: &mut Vec<Block>,
+    defaults: &mut Vec<(String, String, Provenance)>,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(text) = inc.open(tree, path, depth, problems) else {
+        return;
+    };
     let mut cur: Option<Block> = None;
     let mut in_defaults = false;
     let mut pending_header: Option<Block> = None;
@@ -40,7 +50,15 @@ fn walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, blocks: &mut 
                     if n.ends_with('~') || n.contains('.') {
                         continue;
                     }
-                    walk(tree, &util::join(dir, &n), depth + 1, inc, blocks, defaults, problems);
+                    walk(
+                        tree,
+                        &util::join(dir, &n),
+                        depth + 1,
+                        inc,
+                        blocks,
+                        defaults,
+                        problems,
+                    );
                 }
                 continue;
             }
@@ -56,7 +74,11 @@ fn walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, blocks: &mut 
             }
             if let Some(n) = line.strip_prefix("service") {
                 let name = n.trim().trim_end_matches('{').trim().to_string();
-                let b = Block { name, start: Provenance::line(path, i + 1, raw), attrs: Vec::new() };
+                let b = Block {
+                    name,
+                    start: Provenance::line(path, i + 1, raw),
+                    attrs: Vec::new(),
+                };
                 if line.ends_with('{') {
                     cur = Some(b);
                 } else {
@@ -89,14 +111,21 @@ fn walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, blocks: &mut 
         } else {
             continue;
         };
-        let entry = (k.trim().to_string(), v.trim().to_string(), Provenance::line(path, i + 1, raw));
+        let entry = (
+            k.trim().to_string(),
+            v.trim().to_string(),
+            Provenance::line(path, i + 1, raw),
+        );
         match cur.as_mut() {
             Some(b) => b.attrs.push(entry),
             None => defaults.push(entry),
         }
     }
     if let Some(b) = cur.take() {
-        problems.push(Problem { path: path.into(), message: format!("service {} block not closed", b.name) });
+        problems.push(Problem {
+            path: path.into(),
+            message: format!("service {} block not closed", b.name),
+        });
         blocks.push(b);
     }
     inc.close();
@@ -104,27 +133,53 @@ fn walk(tree: &Tree, path: &str, depth: usize, inc: &mut Includes, blocks: &mut 
 
 /// xinetd services. `xinetd_enabled`: whether the xinetd service itself starts at boot
 /// (`None` if no xinetd service was found).
-pub fn services(tree: &Tree, xinetd_enabled: Option<bool>, problems: &mut Vec<Problem>) -> Vec<Service> {
+pub fn services(
+    tree: &Tree,
+    xinetd_enabled: Option<bool>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Service> {
     let mut inc = Includes::new();
     let mut blocks = Vec::new();
     let mut defaults = Vec::new();
-    walk(tree, "/etc/xinetd.conf", 0, &mut inc, &mut blocks, &mut defaults, problems);
+    walk(
+        tree,
+        "/etc/xinetd.conf",
+        0,
+        &mut inc,
+        &mut blocks,
+        &mut defaults,
+        problems,
+    );
     if inc.files.is_empty() {
         // Some images have only the directory.
         for n in util::list_dir(tree, "/etc/xinetd.d") {
             if !n.ends_with('~') && !n.contains('.') {
-                walk(tree, &format!("/etc/xinetd.d/{n}"), 1, &mut inc, &mut blocks, &mut defaults, problems);
+                walk(
+                    tree,
+                    &format!("/etc/xinetd.d/{n}"),
+                    1,
+                    &mut inc,
+                    &mut blocks,
+                    &mut defaults,
+                    problems,
+                );
             }
         }
     }
     let listed = |key: &str, name: &str| -> Option<Provenance> {
-        defaults.iter().find(|(k, v, _)| k == key && v.split_whitespace().any(|n| n == name)).map(|(_, _, at)| at.clone())
+        defaults
+            .iter()
+            .find(|(k, v, _)| k == key && v.split_whitespace().any(|n| n == name))
+            .map(|(_, _, at)| at.clone())
     };
     let has_enabled_list = defaults.iter().any(|(k, _, _)| k == "enabled");
     let daemon_on = xinetd_enabled.unwrap_or(false);
     let mut out = Vec::new();
     for b in blocks {
-        let id = b.get("id").map(|(_, v, _)| v.clone()).unwrap_or_else(|| b.name.clone());
+        let id = b
+            .get("id")
+            .map(|(_, v, _)| v.clone())
+            .unwrap_or_else(|| b.name.clone());
         let mut on = true;
         let mut by = vec![b.start.clone()];
         if let Some((_, v, at)) = b.get("disable") {
@@ -156,23 +211,42 @@ pub fn services(tree: &Tree, xinetd_enabled: Option<bool>, problems: &mut Vec<Pr
                 _ => "tcp".into(),
             },
         };
-        let addr = b.get("bind").or_else(|| b.get("interface")).map(|(_, v, _)| v.clone());
-        let unlisted = b.get("type").is_some_and(|(_, v, _)| v.split_whitespace().any(|t| t == "UNLISTED"));
+        let addr = b
+            .get("bind")
+            .or_else(|| b.get("interface"))
+            .map(|(_, v, _)| v.clone());
+        let unlisted = b
+            .get("type")
+            .is_some_and(|(_, v, _)| v.split_whitespace().any(|t| t == "UNLISTED"));
         if let Some((_, v, at)) = b.get("port") {
             match v.parse::<u16>() {
-                Ok(p) => s.ports.push(Port::new(p, &protocol, addr.clone(), false, at.clone())),
-                Err(_) => problems.push(Problem { path: at.file.clone(), message: format!("line {}: bad port {v:?}", at.line.unwrap_or(0)) }),
+                Ok(p) => s
+                    .ports
+                    .push(Port::new(p, &protocol, addr.clone(), false, at.clone())),
+                Err(_) => problems.push(Problem {
+                    path: at.file.clone(),
+                    message: format!("line {}: bad port {v:?}", at.line.unwrap_or(0)),
+                }),
             }
         } else if !unlisted {
             match super::etc_services(tree, &b.name, &protocol) {
-                Some(sp) => s.ports.push(Port::new(sp.port, &protocol, addr.clone(), false, sp.at)),
-                None => s.notes.push(format!("{} not in /etc/services for {protocol}", b.name)),
+                Some(sp) => s
+                    .ports
+                    .push(Port::new(sp.port, &protocol, addr.clone(), false, sp.at)),
+                None => s
+                    .notes
+                    .push(format!("{} not in /etc/services for {protocol}", b.name)),
             }
         }
         if xinetd_enabled.is_none() {
-            s.notes.push("no xinetd service found in the init configuration".into());
+            s.notes
+                .push("no xinetd service found in the init configuration".into());
         }
-        s.port_status = if s.ports.is_empty() { "unknown".into() } else { "known".into() };
+        s.port_status = if s.ports.is_empty() {
+            "unknown".into()
+        } else {
+            "known".into()
+        };
         out.push(s);
     }
     out
