@@ -21,7 +21,7 @@
 #   --warm-runs   run every command once unmeasured before measuring it (default: both sides'
 #                 inputs are read into the page cache first, then each side runs once, measured)
 #   --reps N      measure each command N times and keep the fastest (default 1)
-#   --work DIR    working directory (default: a new /tmp/wafer-bench.XXXXXX; needs ~25 GB full)
+#   --work DIR    working directory (default: a new /tmp/wafer-bench.XXXXXX; ~12 GB for a full run)
 #   --keep        keep the working directory afterwards
 #
 # Environment:
