@@ -7,6 +7,7 @@
 //! * readers for tar archives, host directories and ext2/3/4 images; the ext2/3/4 writer;
 //! * [`zseek`]: the zstd seekable format used for `disk.img.zst` in wafer bundles.
 
+pub mod caps;
 pub mod content;
 pub mod dir;
 pub mod ext;

@@ -180,53 +180,10 @@ fn digest_of(tree: &Tree, id: NodeId, algo: &str) -> Option<String> {
 }
 
 /// Parse rpm's capability text (`cap_to_text`: `cap_net_raw=ep`, `= cap_a,cap_b+ep`) to
-/// (permitted, inheritable, effective) masks.
+/// (permitted, inheritable, effective) masks; what is not understood is skipped.
 pub fn parse_cap_text(text: &str) -> (u64, u64, u64) {
-    let (mut p, mut i, mut e) = (0u64, 0u64, 0u64);
-    for clause in text.split_whitespace() {
-        let Some(pos) = clause.find(['=', '+', '-']) else {
-            continue;
-        };
-        let (names, ops) = clause.split_at(pos);
-        let mut mask = 0u64;
-        if names.is_empty() || names == "all" {
-            mask = (1u64 << crate::caps::CAP_NAMES.len()) - 1;
-        }
-        for n in names.split(',').filter(|n| !n.is_empty()) {
-            if let Some(b) = crate::caps::CAP_NAMES
-                .iter()
-                .position(|c| c.eq_ignore_ascii_case(n))
-            {
-                mask |= 1u64 << b;
-            }
-        }
-        let mut op = ' ';
-        for c in ops.chars() {
-            match c {
-                '=' => {
-                    op = '+';
-                    p &= !mask;
-                    i &= !mask;
-                    e &= !mask;
-                }
-                '+' | '-' => op = c,
-                f => {
-                    let target = match f {
-                        'p' => &mut p,
-                        'i' => &mut i,
-                        'e' => &mut e,
-                        _ => continue,
-                    };
-                    if op == '-' {
-                        *target &= !mask;
-                    } else {
-                        *target |= mask;
-                    }
-                }
-            }
-        }
-    }
-    (p, i, e)
+    let s = rootfs::caps::parse_text_lenient(text);
+    (s.permitted, s.inheritable, s.effective)
 }
 
 fn check_meta(
