@@ -18,6 +18,7 @@
 //! same parameters, so the output is byte-identical whatever the thread count.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::{mpsc, Mutex};
 
 use rayon::prelude::*;
 
@@ -358,6 +359,49 @@ fn seek_checksum(data: &[u8]) -> u32 {
     xxh64(data, 0) as u32
 }
 
+thread_local! {
+    /// One compression context per worker thread, with the level it was set up for.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    /// One decompression context per worker thread.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's compressor for `level` (content size and checksum enabled).
+fn with_compressor<T>(
+    level: i32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> io::Result<T>,
+) -> io::Result<T> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if !matches!(slot.as_ref(), Some((l, _)) if *l == level) {
+            let mut z = zstd::bulk::Compressor::new(level)?;
+            z.include_checksum(true)?;
+            z.include_contentsize(true)?;
+            *slot = Some((level, z));
+        }
+        match slot.as_mut() {
+            Some((_, z)) => f(z),
+            None => Err(io::Error::other("no compression context")),
+        }
+    })
+}
+
+/// The content checksum stored at the end of a zstd frame (RFC 8878 section 3.1.1:
+/// the low 32 bits of XXH64 of the content, seed 0), if the frame header says it has one.
+/// `frame` must be exactly one frame.
+fn frame_checksum(frame: &[u8]) -> Option<u32> {
+    const ZSTD_MAGIC: u32 = 0xFD2F_B528;
+    let magic = u32::from_le_bytes(frame.get(0..4)?.try_into().ok()?);
+    let descriptor = *frame.get(4)?;
+    if magic != ZSTD_MAGIC || descriptor & 0x04 == 0 || frame.len() < 9 {
+        return None;
+    }
+    let tail = frame.get(frame.len() - 4..)?;
+    Some(u32::from_le_bytes(tail.try_into().ok()?))
+}
+
 fn make_pool(threads: usize) -> Result<rayon::ThreadPool, ZseekError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -403,7 +447,7 @@ pub fn compress<R: Read, W: Write>(
         threads
     };
     let pool = make_pool(threads)?;
-    let batch = threads * 2;
+    let batch = threads * 8;
     let mut table = SeekTable {
         frames: Vec::new(),
         has_checksums: true,
@@ -431,11 +475,9 @@ pub fn compress<R: Read, W: Write>(
             chunks
                 .par_iter()
                 .map(|c| {
-                    let mut z = zstd::bulk::Compressor::new(level)?;
-                    z.include_checksum(true)?;
-                    z.include_contentsize(true)?;
-                    let out = z.compress(c)?;
-                    Ok((out, seek_checksum(c)))
+                    let out = with_compressor(level, |z| z.compress(c))?;
+                    let sum = frame_checksum(&out).unwrap_or_else(|| seek_checksum(c));
+                    Ok((out, sum))
                 })
                 .collect()
         });
@@ -477,6 +519,18 @@ pub fn decompress_frame(
     entry: &FrameEntry,
     src: &[u8],
 ) -> Result<Vec<u8>, ZseekError> {
+    let mut out = Vec::new();
+    decompress_frame_into(index, entry, src, &mut out)?;
+    Ok(out)
+}
+
+/// Like [`decompress_frame`], into a reused buffer (cleared first).
+fn decompress_frame_into(
+    index: usize,
+    entry: &FrameEntry,
+    src: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), ZseekError> {
     let bad = |what: String| ZseekError::BadFrame {
         index,
         offset: entry.compressed_offset,
@@ -505,10 +559,21 @@ pub fn decompress_frame(
         }
     }
     let cap = entry.decompressed_size as usize;
-    let mut out = Vec::with_capacity(cap);
-    let mut d = zstd::bulk::Decompressor::new().map_err(|e| bad(e.to_string()))?;
-    d.decompress_to_buffer(src, &mut out)
-        .map_err(|e| bad(format!("decompression failed: {e}")))?;
+    out.clear();
+    out.reserve(cap);
+    DECOMPRESSOR.with(|cell| -> Result<(), ZseekError> {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| bad(e.to_string()))?);
+        }
+        match slot.as_mut() {
+            Some(d) => d
+                .decompress_to_buffer(src, &mut *out)
+                .map(|_| ())
+                .map_err(|e| bad(format!("decompression failed: {e}"))),
+            None => Err(bad("no decompression context".into())),
+        }
+    })?;
     if out.len() != cap {
         return Err(bad(format!(
             "decompressed to {} bytes, table says {cap}",
@@ -516,14 +581,17 @@ pub fn decompress_frame(
         )));
     }
     if let Some(sum) = entry.checksum {
-        let got = seek_checksum(&out);
+        // When the frame carries zstd's content checksum, the decompressor has already
+        // verified it against the data; the seek-table checksum is the low 32 bits of that
+        // same XXH64, so comparing the two stored values is enough.
+        let got = frame_checksum(src).unwrap_or_else(|| seek_checksum(out));
         if got != sum {
             return Err(bad(format!(
                 "checksum {got:#010x} does not match the table's {sum:#010x}"
             )));
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Random access to a seekable zstd file.
@@ -607,15 +675,16 @@ impl<R: Read + Seek> SeekableReader<R> {
     }
 }
 
-/// Decompresses every frame of a seekable zstd file in parallel, in batches, and hands each
+/// Decompresses every frame of a seekable zstd file in parallel, as a stream, and hands each
 /// frame to the caller in order.
 ///
-/// `src` is read sequentially from offset 0 to the end (every byte, seek table included, is
-/// passed to `on_compressed`, so a caller can hash the compressed file in the same pass).
-/// For each frame, `map(index, decompressed_offset, data)` runs on a worker thread (e.g. block
-/// hashing), then `consume(index, decompressed_offset, data, mapped)` runs in frame order.
-/// While `consume` handles one batch, the workers already decompress the next one.
-/// Memory: about `4 * threads` frames.
+/// `src` is read sequentially from offset 0 to the end by a reader thread (every byte, seek
+/// table included, is passed to `on_compressed` on that thread, so a caller can hash the
+/// compressed file concurrently with decompression). For each frame,
+/// `map(index, decompressed_offset, data)` runs on one of `threads` worker threads (e.g. block
+/// hashing), then `consume(index, decompressed_offset, data, mapped)` runs in frame order on
+/// the calling thread. Buffers are reused. Memory: at most `max(4 * threads, 8)` frames in
+/// flight (compressed and decompressed).
 pub fn for_each_frame<R, T, M, C, H>(
     src: &mut R,
     table: &SeekTable,
@@ -636,71 +705,123 @@ where
     } else {
         threads
     };
-    let pool = make_pool(threads)?;
-    let batch = (threads * 2).max(2);
-    type Batch<T> = Vec<(usize, Vec<u8>, T)>;
-    let load = |src: &mut R, on_c: &mut H, first: usize| -> Result<Batch<T>, ZseekError> {
-        let end = (first + batch).min(table.frames.len());
-        let mut raws = Vec::with_capacity(end - first);
-        for i in first..end {
-            let e = &table.frames[i];
-            let mut buf = vec![0u8; e.compressed_size as usize];
-            src.read_exact(&mut buf)
-                .map_err(|err| ZseekError::BadFrame {
+    let n = table.frames.len();
+    // Frames in flight (read, queued, decompressing, waiting to be consumed): the reader takes
+    // a token before reading a frame and the consumer gives it back after `consume`, so memory
+    // stays bounded whatever the relative speeds.
+    let in_flight = (threads * 4).max(8);
+    type Job = (usize, Vec<u8>);
+    type Done<T> = Result<(usize, Vec<u8>, Vec<u8>, T), ZseekError>;
+    let (token_tx, token_rx) = mpsc::sync_channel::<Vec<u8>>(in_flight);
+    for _ in 0..in_flight {
+        // Cannot fail: the channel has room for exactly `in_flight` tokens.
+        let _ = token_tx.send(Vec::new());
+    }
+    let (job_tx, job_rx) = mpsc::sync_channel::<Result<Job, ZseekError>>(in_flight + 1);
+    let job_rx = Mutex::new(job_rx);
+    let (done_tx, done_rx) = mpsc::sync_channel::<Done<T>>(in_flight);
+    let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    let map = &map;
+    let spare = &spare;
+    let job_rx = &job_rx;
+    std::thread::scope(|scope| -> Result<(), ZseekError> {
+        // Owned by this closure so that an early return drops them, which stops the reader
+        // and the workers (their channel operations fail) before the scope joins them.
+        let token_tx = token_tx;
+        let done_rx = done_rx;
+        // Reader: reads the compressed frames in order and hashes them as they go by.
+        scope.spawn(move || {
+            let mut read = |i: usize, buf: &mut Vec<u8>| -> Result<(), ZseekError> {
+                let e = &table.frames[i];
+                buf.clear();
+                buf.resize(e.compressed_size as usize, 0);
+                src.read_exact(buf).map_err(|err| ZseekError::BadFrame {
                     index: i,
                     offset: e.compressed_offset,
                     what: format!("read failed: {err}"),
-                })?;
-            on_c(&buf);
-            raws.push((i, buf));
-        }
-        if end == table.frames.len() {
+                })
+            };
+            for i in 0..n {
+                let Ok(mut buf) = token_rx.recv() else { return };
+                if let Err(e) = read(i, &mut buf) {
+                    let _ = job_tx.send(Err(e));
+                    return;
+                }
+                on_compressed(&buf);
+                if job_tx.send(Ok((i, buf))).is_err() {
+                    return;
+                }
+            }
             // The seek table frame: read it too, so the compressed hash covers the whole file.
             let mut rest = Vec::new();
-            src.read_to_end(&mut rest)?;
-            on_c(&rest);
-        }
-        raws.into_par_iter()
-            .map(|(i, raw)| {
-                let e = &table.frames[i];
-                let data = decompress_frame(i, e, &raw)?;
-                let t = map(i, e.decompressed_offset, &data);
-                Ok((i, data, t))
-            })
-            .collect()
-    };
-    pool.install(|| {
-        let mut current = load(src, &mut on_compressed, 0)?;
-        let mut next_first = current.len();
-        loop {
-            let more = next_first < table.frames.len();
-            let work = current;
-            let (next, consumed) = rayon::join(
-                || {
-                    if more {
-                        load(src, &mut on_compressed, next_first).map(Some)
-                    } else {
-                        Ok(None)
-                    }
-                },
-                || -> Result<(), ZseekError> {
-                    for (i, data, t) in work {
-                        let off = table.frames[i].decompressed_offset;
-                        consume(i, off, &data, t)
-                            .map_err(|message| ZseekError::Callback { index: i, message })?;
-                    }
-                    Ok(())
-                },
-            );
-            consumed?;
-            match next? {
-                Some(b) => {
-                    next_first += b.len();
-                    current = b;
+            match src.read_to_end(&mut rest) {
+                Ok(_) => on_compressed(&rest),
+                Err(e) => {
+                    let _ = job_tx.send(Err(e.into()));
                 }
-                None => return Ok(()),
+            }
+        });
+        // Workers: decompress (checking the frame against its entry) and run `map`.
+        for _ in 0..threads {
+            let done_tx = done_tx.clone();
+            scope.spawn(move || loop {
+                let job = match job_rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                let Ok(job) = job else { return };
+                let result = job.and_then(|(i, raw)| {
+                    let e = &table.frames[i];
+                    let mut data = spare
+                        .lock()
+                        .ok()
+                        .and_then(|mut s| s.pop())
+                        .unwrap_or_default();
+                    decompress_frame_into(i, e, &raw, &mut data)?;
+                    let t = map(i, e.decompressed_offset, &data);
+                    Ok((i, raw, data, t))
+                });
+                let failed = result.is_err();
+                if done_tx.send(result).is_err() || failed {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        // Consumer (this thread): hands the frames to `consume` in order.
+        let mut pending: std::collections::BTreeMap<usize, (Vec<u8>, Vec<u8>, T)> =
+            std::collections::BTreeMap::new();
+        let mut next = 0usize;
+        while next < n {
+            let (i, raw, data, t) = match done_rx.recv() {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(ZseekError::Param(
+                        "seekable zstd: a worker thread stopped early".into(),
+                    ))
+                }
+            };
+            pending.insert(i, (raw, data, t));
+            while let Some((raw, data, t)) = pending.remove(&next) {
+                let off = table.frames[next].decompressed_offset;
+                consume(next, off, &data, t).map_err(|message| ZseekError::Callback {
+                    index: next,
+                    message,
+                })?;
+                if let Ok(mut s) = spare.lock() {
+                    s.push(data);
+                }
+                // The reader may already be done; a failed send just drops the buffer.
+                let _ = token_tx.send(raw);
+                next += 1;
             }
         }
+        drop(token_tx);
+        // Surface a read error on the seek table frame (sent after the last frame).
+        while let Ok(r) = done_rx.recv() {
+            r?;
+        }
+        Ok(())
     })
 }
 
@@ -721,6 +842,23 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn frame_checksum_is_the_low_half_of_xxh64() {
+        for len in [0usize, 1, 31, 4096, 100_000] {
+            let data = sample(len);
+            let frame = with_compressor(3, |z| z.compress(&data)).unwrap();
+            assert_eq!(
+                frame_checksum(&frame),
+                Some(seek_checksum(&data)),
+                "len {len}"
+            );
+        }
+        let mut plain = zstd::bulk::Compressor::new(3).unwrap();
+        plain.include_checksum(false).unwrap();
+        let frame = plain.compress(&sample(1000)).unwrap();
+        assert_eq!(frame_checksum(&frame), None);
     }
 
     #[test]
@@ -771,6 +909,86 @@ mod tests {
         .unwrap();
         assert_eq!(out, data);
         assert_eq!(compressed, a);
+    }
+
+    /// Many more frames than the pipeline keeps in flight: order, content, compressed bytes;
+    /// and every kind of failure ends the stream with an error instead of hanging.
+    #[test]
+    fn for_each_frame_streams_in_order_and_stops_on_errors() {
+        let data = sample(200 * 4096 + 123);
+        let mut z = Vec::new();
+        let table = compress(&data[..], &mut z, 4096, 1, 2).unwrap();
+        assert_eq!(table.frames.len(), 201);
+        let run = |bytes: &[u8], fail_at: Option<usize>| {
+            let mut out = Vec::new();
+            let mut order = Vec::new();
+            let mut compressed = Vec::new();
+            let r = for_each_frame(
+                &mut Cursor::new(bytes),
+                &table,
+                2,
+                |i, off, d| (i, off, d.len()),
+                |i, off, d, t| {
+                    assert_eq!(t, (i, off, d.len()));
+                    order.push(i);
+                    out.extend_from_slice(d);
+                    match fail_at {
+                        Some(f) if f == i => Err(format!("stop at {i}")),
+                        _ => Ok(()),
+                    }
+                },
+                |c| compressed.extend_from_slice(c),
+            );
+            (r, out, order, compressed)
+        };
+        let (r, out, order, compressed) = run(&z, None);
+        r.unwrap();
+        assert_eq!(out, data);
+        assert_eq!(order, (0..201).collect::<Vec<_>>());
+        assert_eq!(compressed, z);
+
+        let (r, _, order, _) = run(&z, Some(7));
+        assert!(
+            matches!(r, Err(ZseekError::Callback { index: 7, .. })),
+            "{r:?}"
+        );
+        assert_eq!(order.len(), 8);
+
+        // A flipped byte inside frame 150's compressed data.
+        let f = &table.frames[150];
+        let mut bad = z.clone();
+        bad[(f.compressed_offset + u64::from(f.compressed_size) / 2) as usize] ^= 0x55;
+        let (r, _, order, _) = run(&bad, None);
+        assert!(
+            matches!(r, Err(ZseekError::BadFrame { index: 150, .. })),
+            "{r:?}"
+        );
+        assert!(order.len() <= 150);
+
+        // A seek table checksum that disagrees with the frame's own checksum.
+        let mut t2 = table.clone();
+        t2.frames[3].checksum = t2.frames[3].checksum.map(|c| c ^ 1);
+        let r = for_each_frame(
+            &mut Cursor::new(&z),
+            &t2,
+            2,
+            |_, _, _| (),
+            |_, _, _, _| Ok(()),
+            |_| {},
+        );
+        assert!(
+            matches!(r, Err(ZseekError::BadFrame { index: 3, .. })),
+            "{r:?}"
+        );
+
+        // The source ends early (truncated in frame 100).
+        let cut = table.frames[100].compressed_offset as usize + 3;
+        let (r, _, order, _) = run(&z[..cut], None);
+        assert!(
+            matches!(r, Err(ZseekError::BadFrame { index: 100, .. })),
+            "{r:?}"
+        );
+        assert_eq!(order.len(), 100);
     }
 
     /// Runs the real `zstd` CLI (Debian package `zstd`); fails loudly if it is missing.
