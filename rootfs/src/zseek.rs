@@ -446,6 +446,8 @@ pub fn compress<R: Read, W: Write>(
     // This thread reads frames and writes finished ones in order while `threads` workers
     // compress; at most `in_flight` frames are read but not yet written.
     let in_flight = (threads * 4).max(8);
+    /// A frame's input and its compressed bytes with their seek-table checksum.
+    type Compressed = (Vec<u8>, io::Result<(Vec<u8>, u32)>);
     type Done = (usize, Vec<u8>, io::Result<(Vec<u8>, u32)>);
     let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(in_flight);
     let (done_tx, done_rx) = mpsc::sync_channel::<Done>(in_flight);
@@ -474,7 +476,7 @@ pub fn compress<R: Read, W: Write>(
         }
         drop(done_tx);
         let mut free: Vec<Vec<u8>> = Vec::new();
-        let mut pending: std::collections::BTreeMap<usize, (Vec<u8>, io::Result<(Vec<u8>, u32)>)> =
+        let mut pending: std::collections::BTreeMap<usize, Compressed> =
             std::collections::BTreeMap::new();
         let (mut next_read, mut next_write, mut outstanding) = (0usize, 0usize, 0usize);
         let mut eof = false;
