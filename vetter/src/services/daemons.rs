@@ -809,35 +809,35 @@ pub fn xrootd(tree: &Tree, instance: Option<&str>, problems: &mut Vec<Problem>) 
 
 // ---------------------------------------------------------------- Globus
 
-/// globus-gatekeeper: `-port N` in /etc/globus-gatekeeper.conf (or
-/// `GLOBUS_GATEKEEPER_PORT=` in /etc/sysconfig/globus-gatekeeper); default 2119/tcp.
-pub fn gatekeeper(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
+/// Scan `paths` in order for the first line `port_of` recognises (tcp, with that line as
+/// provenance); without one, `default` with the first file read (or `paths[0]`) as provenance.
+/// The pattern of the single-port Grid daemons below.
+fn first_port_or_default(
+    tree: &Tree,
+    problems: &mut Vec<Problem>,
+    paths: &[&str],
+    default: u16,
+    port_of: impl Fn(&str) -> Option<u16>,
+) -> ConfigPorts {
     let mut out = ConfigPorts::default();
     let mut inc = Includes::new();
-    for path in [
-        "/etc/sysconfig/globus-gatekeeper",
-        "/etc/globus-gatekeeper.conf",
-        "/opt/globus/etc/globus-gatekeeper.conf",
-    ] {
+    for &path in paths {
         let Some(text) = inc.open(tree, path, 0, problems) else {
             continue;
         };
-        for (i, raw) in text.lines().enumerate() {
-            let line = strip_comment(raw);
-            let v = line
-                .strip_prefix("-port")
-                .or_else(|| line.strip_prefix("GLOBUS_GATEKEEPER_PORT="))
-                .or_else(|| line.strip_prefix("port"));
-            if let Some(p) = v.and_then(|v| v.trim().trim_matches('"').parse::<u16>().ok()) {
-                if out.ports.is_empty() {
-                    out.ports.push(Port::new(
-                        p,
-                        "tcp",
-                        None,
-                        false,
-                        Provenance::line(path, i + 1, raw),
-                    ));
-                }
+        if out.ports.is_empty() {
+            if let Some((i, raw, p)) = text
+                .lines()
+                .enumerate()
+                .find_map(|(i, raw)| port_of(strip_comment(raw)).map(|p| (i, raw, p)))
+            {
+                out.ports.push(Port::new(
+                    p,
+                    "tcp",
+                    None,
+                    false,
+                    Provenance::line(path, i + 1, raw),
+                ));
             }
         }
         inc.close();
@@ -848,66 +848,56 @@ pub fn gatekeeper(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
             .files
             .first()
             .cloned()
-            .unwrap_or_else(|| "/etc/globus-gatekeeper.conf".into());
+            .unwrap_or_else(|| paths.first().copied().unwrap_or_default().into());
         out.ports.push(Port::new(
-            2119,
+            default,
             "tcp",
             None,
             true,
-            Provenance::file(f, Some("default port 2119".into())),
+            Provenance::file(f, Some(format!("default port {default}"))),
         ));
     }
     out
 }
 
+/// globus-gatekeeper: `-port N` in /etc/globus-gatekeeper.conf (or
+/// `GLOBUS_GATEKEEPER_PORT=` in /etc/sysconfig/globus-gatekeeper); default 2119/tcp.
+pub fn gatekeeper(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
+    first_port_or_default(
+        tree,
+        problems,
+        &[
+            "/etc/sysconfig/globus-gatekeeper",
+            "/etc/globus-gatekeeper.conf",
+            "/opt/globus/etc/globus-gatekeeper.conf",
+        ],
+        2119,
+        |line| {
+            line.strip_prefix("-port")
+                .or_else(|| line.strip_prefix("GLOBUS_GATEKEEPER_PORT="))
+                .or_else(|| line.strip_prefix("port"))
+                .and_then(|v| v.trim().trim_matches('"').parse::<u16>().ok())
+        },
+    )
+}
+
 /// GridFTP server: `port N` in /etc/gridftp.conf (or /etc/globus-gridftp-server.conf); default 2811/tcp.
 pub fn gridftp(tree: &Tree, problems: &mut Vec<Problem>) -> ConfigPorts {
-    let mut out = ConfigPorts::default();
-    let mut inc = Includes::new();
-    for path in [
-        "/etc/gridftp.conf",
-        "/etc/globus-gridftp-server.conf",
-        "/etc/grid-security/gridftp.conf",
-    ] {
-        let Some(text) = inc.open(tree, path, 0, problems) else {
-            continue;
-        };
-        for (i, raw) in text.lines().enumerate() {
-            let line = strip_comment(raw);
+    first_port_or_default(
+        tree,
+        problems,
+        &[
+            "/etc/gridftp.conf",
+            "/etc/globus-gridftp-server.conf",
+            "/etc/grid-security/gridftp.conf",
+        ],
+        2811,
+        |line| {
             let mut it = line.split_whitespace();
-            if it.next() == Some("port") {
-                if let Some(p) = it
-                    .next()
-                    .and_then(|v| v.trim_matches('"').parse::<u16>().ok())
-                {
-                    if out.ports.is_empty() {
-                        out.ports.push(Port::new(
-                            p,
-                            "tcp",
-                            None,
-                            false,
-                            Provenance::line(path, i + 1, raw),
-                        ));
-                    }
-                }
-            }
-        }
-        inc.close();
-    }
-    out.files = inc.files.clone();
-    if out.ports.is_empty() {
-        let f = inc
-            .files
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "/etc/gridftp.conf".into());
-        out.ports.push(Port::new(
-            2811,
-            "tcp",
-            None,
-            true,
-            Provenance::file(f, Some("default port 2811".into())),
-        ));
-    }
-    out
+            (it.next() == Some("port"))
+                .then(|| it.next())
+                .flatten()
+                .and_then(|v| v.trim_matches('"').parse::<u16>().ok())
+        },
+    )
 }
