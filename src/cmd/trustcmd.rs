@@ -105,7 +105,7 @@ pub fn verify_bundle(
                 let opts = DigestOptions {
                     salt,
                     sha256,
-                    compressed_sha256: true,
+                    compressed_sha256: sha256,
                     threads,
                 };
                 match digest_seekable(std::io::BufReader::with_capacity(1 << 20, f), &opts) {
@@ -134,8 +134,9 @@ pub fn load_store(dir: &Path) -> Result<TrustStore> {
 #[derive(Args, Debug)]
 #[command(
     long_about = "Check a wafer bundle against the site trust store (keys/README.md): decompress and hash\n\
-        disk.img.zst in one parallel pass (dm-verity root, sha256 of the compressed file, with --sha256\n\
-        also the raw image's sha256), then every attestation's signature, the reviewer threshold,\n\
+        disk.img.zst in one parallel pass (the dm-verity root and size of the image, which cover every\n\
+        byte that will be booted; with --sha256 also the plain sha256 of the raw image and of the\n\
+        compressed file), then every attestation's signature, the reviewer threshold,\n\
         roles, expiry, revocation and rollback. Prints each check, PASS or FAIL with the reason, and\n\
         exits 1 on any failure.\n\n\
         Examples:\n  \
@@ -148,7 +149,8 @@ pub struct VerifyArgs {
     /// The trust store directory (trust.toml and public keys).
     #[arg(long, value_name = "DIR")]
     pub trust: PathBuf,
-    /// Also compute and check the raw image's plain sha256 (slower).
+    /// Also compute and check the plain sha256 of the raw image and of disk.img.zst (slower: two
+    /// sequential hashes on top of the parallel dm-verity pass).
     #[arg(long)]
     pub sha256: bool,
     /// Print the checks as JSON.

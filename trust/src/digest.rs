@@ -81,12 +81,39 @@ pub fn hash_block(base: &Sha256, block: &[u8]) -> Sha256Digest {
 }
 
 /// Hashes all whole blocks of `data` (which must start at a block boundary), in parallel.
+///
+/// Blocks are independent messages of the same length, so they are hashed 16 at a time in the
+/// lanes of one vector register by the multi-buffer kernel of `tape-sha256` (AVX-512 here;
+/// AVX2, SHA-NI or portable code elsewhere, picked at run time). That is about twice the speed
+/// of hashing them one by one with SHA-NI (`sha2`), and it is the bulk of `wafer verify`'s work.
+/// All-zero blocks (free space) share one precomputed hash.
 pub fn hash_full_blocks(salt: &[u8], data: &[u8]) -> Vec<Sha256Digest> {
-    let base = salted(salt);
-    data.par_chunks_exact(BLOCK_SIZE)
-        .with_min_len(16)
-        .map(|b| hash_block(&base, b))
-        .collect()
+    /// Blocks per parallel task (256 KiB): enough to fill the lanes and amortise the task.
+    const TASK_BLOCKS: usize = 64;
+    let n = data.len() / BLOCK_SIZE;
+    let mut out = vec![[0u8; 32]; n];
+    let zero = std::sync::OnceLock::new();
+    out.par_chunks_mut(TASK_BLOCKS)
+        .zip(data[..n * BLOCK_SIZE].par_chunks(TASK_BLOCKS * BLOCK_SIZE))
+        .for_each(|(hashes, chunk)| {
+            if is_zero(chunk) {
+                let z = *zero.get_or_init(|| hash_block(&salted(salt), &[0u8; BLOCK_SIZE]));
+                hashes.fill(z);
+            } else {
+                let blocks: Vec<&[u8]> = chunk.chunks_exact(BLOCK_SIZE).collect();
+                tape_sha256::hash_many_prefixed(salt, &blocks, hashes);
+            }
+        });
+    out
+}
+
+/// Whether every byte of `data` is zero (64 bytes at a time, stopping at the first non-zero run).
+pub(crate) fn is_zero(data: &[u8]) -> bool {
+    let mut chunks = data.chunks_exact(64);
+    chunks
+        .by_ref()
+        .all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
+        && chunks.remainder().iter().all(|&b| b == 0)
 }
 
 fn salted(salt: &[u8]) -> Sha256 {
@@ -128,11 +155,12 @@ impl VerityHasher {
                 self.pending.clear();
             }
         }
-        let mut blocks = data.chunks_exact(BLOCK_SIZE);
-        for b in &mut blocks {
-            self.level0.push(hash_block(&self.base, b));
+        let whole = data.len() / BLOCK_SIZE * BLOCK_SIZE;
+        if whole > 0 {
+            self.level0
+                .extend(hash_full_blocks(&self.salt, &data[..whole]));
         }
-        self.pending.extend_from_slice(blocks.remainder());
+        self.pending.extend_from_slice(&data[whole..]);
     }
 
     /// Appends hashes of whole blocks computed elsewhere (with [`hash_full_blocks`] and the same
@@ -184,10 +212,7 @@ impl VerityHasher {
         }
         loop {
             let blocks: Vec<u8> = pack(&current);
-            let next: Vec<Sha256Digest> = blocks
-                .par_chunks_exact(BLOCK_SIZE)
-                .map(|b| hash_block(&self.base, b))
-                .collect();
+            let next: Vec<Sha256Digest> = hash_full_blocks(&self.salt, &blocks);
             levels.push(blocks);
             if next.len() == 1 {
                 return VerityTree {
@@ -368,4 +393,85 @@ pub fn digest_reader<R: Read>(
         sha256: sha.map(|h| h.finalize().into()),
         compressed_sha256: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random bytes.
+    fn bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// The multi-buffer path agrees with hashing each block alone with `sha2`, for every salt
+    /// length class (empty, inside the first 64-byte block, exactly one, spanning two, maximum),
+    /// batch sizes that do and do not fill the 16 lanes, and zero blocks among data blocks.
+    #[test]
+    fn multi_buffer_blocks_match_one_at_a_time() {
+        for salt_len in [0usize, 1, 32, 55, 56, 63, 64, 65, 200, MAX_SALT] {
+            let salt = bytes(salt_len, salt_len as u64 + 7);
+            for blocks in [1usize, 15, 16, 17, 64, 65, 200] {
+                let mut data = bytes(blocks * BLOCK_SIZE, blocks as u64);
+                // Zero blocks: one inside a mixed task, and a whole zero task when there is one.
+                if blocks > 3 {
+                    data[2 * BLOCK_SIZE..3 * BLOCK_SIZE].fill(0);
+                }
+                if blocks >= 130 {
+                    data[64 * BLOCK_SIZE..128 * BLOCK_SIZE].fill(0);
+                }
+                let base = salted(&salt);
+                let want: Vec<Sha256Digest> = data
+                    .chunks_exact(BLOCK_SIZE)
+                    .map(|b| {
+                        let mut h = base.clone();
+                        h.update(b);
+                        h.finalize().into()
+                    })
+                    .collect();
+                assert_eq!(
+                    hash_full_blocks(&salt, &data),
+                    want,
+                    "salt {salt_len} bytes, {blocks} blocks"
+                );
+            }
+        }
+    }
+
+    /// Feeding the same bytes in odd-sized pieces gives the same tree as one call.
+    #[test]
+    fn streaming_update_matches_one_shot() {
+        let data = bytes(300 * BLOCK_SIZE + 123, 99);
+        let salt = bytes(32, 1);
+        let mut one = VerityHasher::new(&salt).unwrap();
+        one.update(&data);
+        let mut pieces = VerityHasher::new(&salt).unwrap();
+        for c in data.chunks(10_007) {
+            pieces.update(c);
+        }
+        assert_eq!(one.finish(), pieces.finish());
+    }
+
+    #[test]
+    fn zero_detection() {
+        assert!(is_zero(&[]));
+        assert!(is_zero(&[0u8; 4096]));
+        for i in [0usize, 63, 64, 4095] {
+            let mut b = [0u8; 4096];
+            b[i] = 1;
+            assert!(!is_zero(&b), "byte {i}");
+        }
+        let mut odd = [0u8; 100];
+        assert!(is_zero(&odd));
+        odd[99] = 2;
+        assert!(!is_zero(&odd));
+    }
 }

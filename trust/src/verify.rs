@@ -5,7 +5,7 @@
 //! `wafer.json` must hold at least (other fields are ignored here):
 //! ```json
 //! { "name": "atlas-squid", "version": "3.1", "vo": "atlas",
-//!   "image": { "sha256": "HEX", "verity": { "root": "HEX", "salt": "HEX",
+//!   "image": { "sha256": "HEX", "size": BYTES, "verity": { "root": "HEX", "salt": "HEX",
 //!              "hash_block_size": 4096, "data_block_size": 4096 } },
 //!   "compressed": { "sha256": "HEX" } }
 //! ```
@@ -60,6 +60,8 @@ pub struct Manifest {
 pub struct ManifestImage {
     /// sha256 of the raw image, hex.
     pub sha256: String,
+    /// Raw image size in bytes (the decompressed stream must be exactly this long).
+    pub size: u64,
     /// dm-verity parameters and root.
     pub verity: ManifestVerity,
 }
@@ -91,8 +93,10 @@ pub struct Streamed {
     pub verity_root: Option<String>,
     /// sha256 of the raw image, if computed.
     pub image_sha256: Option<String>,
-    /// sha256 of the compressed file.
+    /// sha256 of the compressed file, if computed.
     pub compressed_sha256: Option<String>,
+    /// Decompressed size in bytes, when the image was streamed.
+    pub image_size: Option<u64>,
     /// Why streaming failed, if it did.
     pub error: Option<String>,
 }
@@ -103,6 +107,7 @@ impl From<&ImageDigests> for Streamed {
             verity_root: Some(d.verity.root_hex()),
             image_sha256: d.sha256.map(hex::encode),
             compressed_sha256: d.compressed_sha256.map(hex::encode),
+            image_size: Some(d.size),
             error: None,
         }
     }
@@ -345,12 +350,28 @@ pub fn verify(
         &streamed.image_sha256,
         false,
     );
+    // The dm-verity root authenticates every byte of the image that will be booted; the
+    // compressed file's own sha256 adds nothing to that and costs a sequential pass, so it is
+    // checked only when it was computed (`--sha256`).
     digest_check(
         "compressed sha256",
         &manifest.compressed.sha256,
         &streamed.compressed_sha256,
-        true,
+        false,
     );
+    if let Some(got) = streamed.image_size {
+        // Zero padding past the last whole block would not change the root: the size must match.
+        let want = manifest.image.size;
+        r.add(
+            "image size",
+            got == want,
+            if got == want {
+                format!("{got} bytes")
+            } else {
+                format!("decompressed {got} bytes, manifest says {want}")
+            },
+        );
+    }
 
     // 4. Approvals.
     let reviewer_ids: BTreeSet<String> = store.reviewers.iter().map(|k| k.keyid()).collect();
@@ -728,14 +749,15 @@ pub fn sign_statement(st: &Statement, key: &PrivateKey) -> Vec<u8> {
 /// Options of [`verify_bundle_dir`].
 #[derive(Debug, Clone, Default)]
 pub struct BundleOptions {
-    /// Also compute the raw image's plain sha256.
+    /// Also compute the raw image's and the compressed file's plain sha256.
     pub sha256: bool,
     /// Worker threads (0 = all).
     pub threads: usize,
 }
 
 /// Verifies a bundle directory (`wafer.json`, `disk.img.zst`, `attestations/*.json`): streams the
-/// image once (dm-verity root with the manifest's salt, compressed sha256, optional sha256),
+/// image once (dm-verity root with the manifest's salt and size; with `opts.sha256` also the
+/// raw image's and the compressed file's sha256),
 /// then runs [`verify`]. I/O problems become failed checks.
 pub fn verify_bundle_dir(dir: &Path, store: &TrustStore, now: i64, opts: &BundleOptions) -> Report {
     let fail = |name: &str, detail: String| {
@@ -783,7 +805,7 @@ pub fn verify_bundle_dir(dir: &Path, store: &TrustStore, now: i64, opts: &Bundle
             let d = DigestOptions {
                 salt,
                 sha256: opts.sha256,
-                compressed_sha256: true,
+                compressed_sha256: opts.sha256,
                 threads: opts.threads,
             };
             match digest_seekable(std::io::BufReader::with_capacity(1 << 20, f), &d) {

@@ -53,7 +53,7 @@ fn write_image(bundle: &Path, raw: &[u8], salt: &[u8], version: &str) -> Vec<u8>
     use sha2::Digest;
     let manifest = serde_json::json!({
         "name": "atlas-squid", "version": version, "vo": "atlas", "os": "SL5", "arch": "x86_64",
-        "image": {"sha256": hex::encode(d.sha256.unwrap()), "verity": {"root": d.verity.root_hex(), "salt": hex::encode(salt), "hash_block_size": 4096, "data_block_size": 4096}},
+        "image": {"sha256": hex::encode(d.sha256.unwrap()), "size": d.size, "verity": {"root": d.verity.root_hex(), "salt": hex::encode(salt), "hash_block_size": 4096, "data_block_size": 4096}},
         "compressed": {"sha256": hex::encode(sha2::Sha256::digest(&z))}
     });
     let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
@@ -161,15 +161,17 @@ fn fixture() -> Fixture {
 }
 
 fn run(f: &Fixture) -> Report {
+    run_with(f, true)
+}
+
+/// Verifies with or without the plain sha256 passes (`wafer verify` with/without `--sha256`).
+fn run_with(f: &Fixture, sha256: bool) -> Report {
     let store = TrustStore::load(&f.store_dir).unwrap();
     verify_bundle_dir(
         &f.bundle,
         &store,
         NOW,
-        &BundleOptions {
-            sha256: true,
-            threads: 2,
-        },
+        &BundleOptions { sha256, threads: 2 },
     )
 }
 
@@ -198,6 +200,57 @@ fn good_bundle_passes() {
     let r = run(&f);
     assert!(r.passed(), "{r}");
     assert!(r.to_string().contains("PASS reviewer threshold: 2 of 2"));
+}
+
+/// The default pass (no `--sha256`) checks the dm-verity root and size only; it still refuses
+/// every change to the image, and `--sha256` adds both plain digests.
+#[test]
+fn default_pass_checks_verity_and_size_only() {
+    let f = fixture();
+    let quick = run_with(&f, false);
+    assert!(quick.passed(), "{quick}");
+    let text = quick.to_string();
+    assert!(text.contains("PASS image dm-verity root"), "{text}");
+    assert!(text.contains("PASS image size"), "{text}");
+    assert!(!text.contains("compressed sha256"), "{text}");
+    assert!(!text.contains("image sha256"), "{text}");
+    let full = run(&f).to_string();
+    assert!(full.contains("PASS compressed sha256"), "{full}");
+    assert!(full.contains("PASS image sha256"), "{full}");
+
+    // A changed image byte, a flipped compressed bit: refused without --sha256 too.
+    let mut raw = f.raw.clone();
+    raw[200_000] ^= 0x80;
+    let mut z = Vec::new();
+    rootfs::zseek::compress(&raw[..], &mut z, 64 * 4096, 3, 2).unwrap();
+    std::fs::write(f.bundle.join("disk.img.zst"), &z).unwrap();
+    let r = run_with(&f, false);
+    assert!(!r.passed(), "{r}");
+    assert!(r.to_string().contains("FAIL image dm-verity root"), "{r}");
+    let mut z = Vec::new();
+    rootfs::zseek::compress(&f.raw[..], &mut z, 64 * 4096, 3, 2).unwrap();
+    z[1000] ^= 1;
+    std::fs::write(f.bundle.join("disk.img.zst"), &z).unwrap();
+    let r = run_with(&f, false);
+    assert!(!r.passed(), "{r}");
+    assert!(r.to_string().contains("FAIL image stream"), "{r}");
+}
+
+/// Zero bytes appended after the last whole block do not change the dm-verity root (the
+/// last block is zero-padded anyway); the size check catches them.
+#[test]
+fn trailing_zeros_change_the_size_not_the_root() {
+    let f = fixture();
+    assert_eq!(f.raw.len() % 4096, 0);
+    let mut raw = f.raw.clone();
+    raw.extend_from_slice(&[0u8; 100]);
+    let mut z = Vec::new();
+    rootfs::zseek::compress(&raw[..], &mut z, 64 * 4096, 3, 2).unwrap();
+    std::fs::write(f.bundle.join("disk.img.zst"), &z).unwrap();
+    let r = run_with(&f, false);
+    assert!(!r.passed(), "{r}");
+    let text = r.to_string();
+    assert!(text.contains("FAIL image size"), "{text}");
 }
 
 #[test]
