@@ -32,9 +32,8 @@ pub enum Phase {
     Base,
     /// Writing the ext image.
     Image,
-    /// sha256 and dm-verity over the raw image.
-    Hash,
-    /// Compressing to seekable zstd.
+    /// Compressing to seekable zstd, hashing in the same pass (sha256 and dm-verity of the raw
+    /// image, sha256 of the compressed file).
     Compress,
 }
 

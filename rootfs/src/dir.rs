@@ -145,12 +145,34 @@ fn sparse_extents(path: &Path, size: u64) -> Result<Vec<Extent>, DirError> {
             what: "open",
             source,
         })?;
+    let ranges = data_ranges(&file, size).map_err(|(what, source)| DirError::Io {
+        path: path.to_path_buf(),
+        what,
+        source,
+    })?;
+    Ok(ranges
+        .into_iter()
+        .map(|(start, len)| Extent {
+            logical: start,
+            physical: start,
+            len,
+        })
+        .collect())
+}
+
+/// The data ranges `(offset, length)` of the first `size` bytes of an open file, in order, from
+/// `SEEK_DATA`/`SEEK_HOLE`; everything else is a hole (reads as zeros). A file system without
+/// `SEEK_DATA` gives one range covering the whole file. On error, says which call failed.
+pub fn data_ranges(
+    file: &fs::File,
+    size: u64,
+) -> Result<Vec<(u64, u64)>, (&'static str, io::Error)> {
     let fd = file.as_raw_fd();
-    let mut extents = Vec::new();
+    let mut ranges = Vec::new();
     let mut pos: i64 = 0;
     let end = i64::try_from(size).unwrap_or(i64::MAX);
     while pos < end {
-        // SAFETY: lseek on a descriptor we own; no memory is touched.
+        // SAFETY: lseek on a descriptor the caller keeps open; no memory is touched.
         let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
         if data < 0 {
             let e = io::Error::last_os_error();
@@ -159,17 +181,9 @@ fn sparse_extents(path: &Path, size: u64) -> Result<Vec<Extent>, DirError> {
             }
             if e.raw_os_error() == Some(libc::EINVAL) && pos == 0 {
                 // SEEK_DATA unsupported: treat the file as dense.
-                return Ok(vec![Extent {
-                    logical: 0,
-                    physical: 0,
-                    len: size,
-                }]);
+                return Ok(vec![(0, size)]);
             }
-            return Err(DirError::Io {
-                path: path.to_path_buf(),
-                what: "lseek SEEK_DATA",
-                source: e,
-            });
+            return Err(("lseek SEEK_DATA", e));
         }
         if data >= end {
             break;
@@ -177,26 +191,16 @@ fn sparse_extents(path: &Path, size: u64) -> Result<Vec<Extent>, DirError> {
         // SAFETY: as above.
         let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
         if hole < 0 {
-            let e = io::Error::last_os_error();
-            return Err(DirError::Io {
-                path: path.to_path_buf(),
-                what: "lseek SEEK_HOLE",
-                source: e,
-            });
+            return Err(("lseek SEEK_HOLE", io::Error::last_os_error()));
         }
         let hole = hole.min(end);
         if hole <= data {
             break;
         }
-        extents.push(Extent {
-            logical: data as u64,
-            physical: data as u64,
-            len: (hole - data) as u64,
-        });
+        ranges.push((data as u64, (hole - data) as u64));
         pos = hole;
     }
-    drop(file);
-    Ok(extents)
+    Ok(ranges)
 }
 
 /// Read the directory `root` (recursively) into a tree. The root's own metadata becomes the

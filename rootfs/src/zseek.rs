@@ -421,12 +421,47 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 /// level; `threads` (0 = all cores) only changes speed, never the output. Frames carry zstd's
 /// own content checksum and the seek table carries checksums too.
 pub fn compress<R: Read, W: Write>(
+    reader: R,
+    writer: W,
+    frame_size: usize,
+    level: i32,
+    threads: usize,
+) -> Result<SeekTable, ZseekError> {
+    compress_with(
+        reader,
+        writer,
+        frame_size,
+        level,
+        threads,
+        |_, _, _| (),
+        |_, _, ()| Ok(()),
+    )
+}
+
+/// [`compress`] with two hooks, so that a caller can hash the raw bytes in the same pass:
+/// `work(index, offset, raw)` runs on the compression worker of each frame (in parallel, any
+/// order) and `consume(index, raw, work_result)` runs on the calling thread for every frame in
+/// order, just before its compressed bytes are written. An error from `consume` stops the pass.
+///
+/// A frame whose bytes are all zero (free space of a file system image) is not compressed
+/// again: each worker keeps the frame zstd made the first time for that length, so the output
+/// is the same as compressing it.
+pub fn compress_with<R, W, T, M, C>(
     mut reader: R,
     mut writer: W,
     frame_size: usize,
     level: i32,
     threads: usize,
-) -> Result<SeekTable, ZseekError> {
+    work: M,
+    mut consume: C,
+) -> Result<SeekTable, ZseekError>
+where
+    R: Read,
+    W: Write,
+    T: Send,
+    M: Fn(usize, u64, &[u8]) -> T + Sync,
+    C: FnMut(usize, &[u8], T) -> Result<(), ZseekError>,
+{
     if frame_size == 0 || frame_size > MAX_FRAME_SIZE as usize {
         return Err(ZseekError::Param(format!(
             "frame size {frame_size} not in 1..={MAX_FRAME_SIZE}"
@@ -447,10 +482,11 @@ pub fn compress<R: Read, W: Write>(
     // compress; at most `in_flight` frames are read but not yet written.
     let in_flight = (threads * 4).max(8);
     /// A frame's input and its compressed bytes with their seek-table checksum.
-    type Compressed = (Vec<u8>, io::Result<(Vec<u8>, u32)>);
-    type Done = (usize, Vec<u8>, io::Result<(Vec<u8>, u32)>);
-    let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(in_flight);
-    let (done_tx, done_rx) = mpsc::sync_channel::<Done>(in_flight);
+    type Compressed<T> = (Vec<u8>, io::Result<(Vec<u8>, u32)>, T);
+    type Done<T> = (usize, Vec<u8>, io::Result<(Vec<u8>, u32)>, T);
+    let (job_tx, job_rx) = mpsc::sync_channel::<(usize, u64, Vec<u8>)>(in_flight);
+    let (done_tx, done_rx) = mpsc::sync_channel::<Done<T>>(in_flight);
+    let work = &work;
     let job_rx = Mutex::new(job_rx);
     let job_rx = &job_rx;
     std::thread::scope(|scope| -> Result<(), ZseekError> {
@@ -464,21 +500,20 @@ pub fn compress<R: Read, W: Write>(
                     Ok(rx) => rx.recv(),
                     Err(_) => return,
                 };
-                let Ok((i, chunk)) = job else { return };
-                let result = with_compressor(level, |z| z.compress(&chunk)).map(|out| {
-                    let sum = frame_checksum(&out).unwrap_or_else(|| seek_checksum(&chunk));
-                    (out, sum)
-                });
-                if done_tx.send((i, chunk, result)).is_err() {
+                let Ok((i, off, chunk)) = job else { return };
+                let result = compress_frame(level, &chunk);
+                let extra = work(i, off, &chunk);
+                if done_tx.send((i, chunk, result, extra)).is_err() {
                     return;
                 }
             });
         }
         drop(done_tx);
         let mut free: Vec<Vec<u8>> = Vec::new();
-        let mut pending: std::collections::BTreeMap<usize, Compressed> =
+        let mut pending: std::collections::BTreeMap<usize, Compressed<T>> =
             std::collections::BTreeMap::new();
         let (mut next_read, mut next_write, mut outstanding) = (0usize, 0usize, 0usize);
+        let mut read_off = 0u64;
         let mut eof = false;
         loop {
             if !eof && outstanding < in_flight {
@@ -497,7 +532,9 @@ pub fn compress<R: Read, W: Write>(
                         "more than {MAX_FRAMES} frames; use a larger frame size"
                     )));
                 }
-                if job_tx.send((next_read, buf)).is_err() {
+                let off = read_off;
+                read_off += n as u64;
+                if job_tx.send((next_read, off, buf)).is_err() {
                     return Err(ZseekError::Param(
                         "a compression worker stopped early".into(),
                     ));
@@ -509,14 +546,15 @@ pub fn compress<R: Read, W: Write>(
             if outstanding == 0 {
                 return Ok(());
             }
-            let Ok((i, chunk, result)) = done_rx.recv() else {
+            let Ok((i, chunk, result, extra)) = done_rx.recv() else {
                 return Err(ZseekError::Param(
                     "a compression worker stopped early".into(),
                 ));
             };
-            pending.insert(i, (chunk, result));
-            while let Some((chunk, result)) = pending.remove(&next_write) {
+            pending.insert(i, (chunk, result, extra));
+            while let Some((chunk, result, extra)) = pending.remove(&next_write) {
                 let (out, sum) = result?;
+                consume(next_write, &chunk, extra)?;
                 writer.write_all(&out)?;
                 let csize = u32::try_from(out.len())
                     .map_err(|_| ZseekError::Param("compressed frame larger than 4 GiB".into()))?;
@@ -544,6 +582,41 @@ pub fn compress<R: Read, W: Write>(
         "seekable zstd written"
     );
     Ok(table)
+}
+
+thread_local! {
+    /// The last all-zero frame this worker compressed: (level, length, frame, checksum).
+    static ZERO_FRAME: std::cell::RefCell<Option<(i32, usize, Vec<u8>, u32)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Compresses one frame with this thread's context; an all-zero frame reuses the bytes zstd
+/// made for the previous all-zero frame of the same length and level (identical output).
+fn compress_frame(level: i32, chunk: &[u8]) -> io::Result<(Vec<u8>, u32)> {
+    let zero = {
+        let mut words = chunk.chunks_exact(64);
+        words
+            .by_ref()
+            .all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
+            && words.remainder().iter().all(|&b| b == 0)
+    };
+    if zero {
+        let cached = ZERO_FRAME.with(|c| {
+            c.borrow()
+                .as_ref()
+                .filter(|(l, n, _, _)| *l == level && *n == chunk.len())
+                .map(|(_, _, f, s)| (f.clone(), *s))
+        });
+        if let Some(hit) = cached {
+            return Ok(hit);
+        }
+    }
+    let out = with_compressor(level, |z| z.compress(chunk))?;
+    let sum = frame_checksum(&out).unwrap_or_else(|| seek_checksum(chunk));
+    if zero {
+        ZERO_FRAME.with(|c| *c.borrow_mut() = Some((level, chunk.len(), out.clone(), sum)));
+    }
+    Ok((out, sum))
 }
 
 /// Decompresses one frame's bytes and checks them against its entry.
@@ -875,6 +948,56 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// All-zero frames reuse a cached frame: the bytes must be exactly what zstd makes for
+    /// them, whatever the thread count; the hooks see every frame once, in order, with its
+    /// offset and bytes.
+    #[test]
+    fn zero_frames_and_hooks() {
+        let fs = 8192;
+        let mut data = sample(fs);
+        data.extend_from_slice(&vec![0u8; 3 * fs]);
+        data.extend_from_slice(&sample(fs));
+        data.extend_from_slice(&vec![0u8; fs / 2]);
+        let mut want = Vec::new();
+        for c in data.chunks(fs) {
+            let mut z = zstd::bulk::Compressor::new(3).unwrap();
+            z.include_checksum(true).unwrap();
+            z.include_contentsize(true).unwrap();
+            want.push(z.compress(c).unwrap());
+        }
+        for threads in [1, 2, 3] {
+            let mut out = Vec::new();
+            let mut seen = Vec::new();
+            let table = compress_with(
+                &data[..],
+                &mut out,
+                fs,
+                3,
+                threads,
+                |i, off, raw| (i, off, raw.len()),
+                |i, raw, (wi, off, len)| {
+                    assert_eq!((i, len), (wi, raw.len()));
+                    seen.push((off, raw.to_vec()));
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(table.frames.len(), want.len());
+            for (e, w) in table.frames.iter().zip(&want) {
+                let o = e.compressed_offset as usize;
+                assert_eq!(
+                    &out[o..o + e.compressed_size as usize],
+                    &w[..],
+                    "{threads} threads"
+                );
+            }
+            let offs: Vec<u64> = seen.iter().map(|(o, _)| *o).collect();
+            assert_eq!(offs, vec![0, 8192, 16384, 24576, 32768, 40960]);
+            let joined: Vec<u8> = seen.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+            assert_eq!(joined, data);
+        }
     }
 
     #[test]

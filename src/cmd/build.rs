@@ -89,8 +89,7 @@ fn phase_name(p: Phase) -> &'static str {
     match p {
         Phase::Base => "reading base",
         Phase::Image => "writing image",
-        Phase::Hash => "hashing",
-        Phase::Compress => "compressing",
+        Phase::Compress => "compressing and hashing",
     }
 }
 

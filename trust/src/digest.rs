@@ -88,23 +88,47 @@ pub fn hash_block(base: &Sha256, block: &[u8]) -> Sha256Digest {
 /// of hashing them one by one with SHA-NI (`sha2`), and it is the bulk of `wafer verify`'s work.
 /// All-zero blocks (free space) share one precomputed hash.
 pub fn hash_full_blocks(salt: &[u8], data: &[u8]) -> Vec<Sha256Digest> {
-    /// Blocks per parallel task (256 KiB): enough to fill the lanes and amortise the task.
-    const TASK_BLOCKS: usize = 64;
     let n = data.len() / BLOCK_SIZE;
     let mut out = vec![[0u8; 32]; n];
     let zero = std::sync::OnceLock::new();
     out.par_chunks_mut(TASK_BLOCKS)
         .zip(data[..n * BLOCK_SIZE].par_chunks(TASK_BLOCKS * BLOCK_SIZE))
-        .for_each(|(hashes, chunk)| {
-            if is_zero(chunk) {
-                let z = *zero.get_or_init(|| hash_block(&salted(salt), &[0u8; BLOCK_SIZE]));
-                hashes.fill(z);
-            } else {
-                let blocks: Vec<&[u8]> = chunk.chunks_exact(BLOCK_SIZE).collect();
-                tape_sha256::hash_many_prefixed(salt, &blocks, hashes);
-            }
-        });
+        .for_each(|(hashes, chunk)| hash_task(salt, chunk, hashes, &zero));
     out
+}
+
+/// [`hash_full_blocks`] on the calling thread only (for callers that are already one of
+/// several parallel workers, such as the builder's compression workers).
+pub fn hash_full_blocks_serial(salt: &[u8], data: &[u8]) -> Vec<Sha256Digest> {
+    let n = data.len() / BLOCK_SIZE;
+    let mut out = vec![[0u8; 32]; n];
+    let zero = std::sync::OnceLock::new();
+    for (hashes, chunk) in out
+        .chunks_mut(TASK_BLOCKS)
+        .zip(data[..n * BLOCK_SIZE].chunks(TASK_BLOCKS * BLOCK_SIZE))
+    {
+        hash_task(salt, chunk, hashes, &zero);
+    }
+    out
+}
+
+/// Blocks per task (256 KiB): enough to fill the lanes and amortise a parallel task.
+const TASK_BLOCKS: usize = 64;
+
+/// Hashes the whole blocks of `chunk` into `hashes` (one per block).
+fn hash_task(
+    salt: &[u8],
+    chunk: &[u8],
+    hashes: &mut [Sha256Digest],
+    zero: &std::sync::OnceLock<Sha256Digest>,
+) {
+    if is_zero(chunk) {
+        let z = *zero.get_or_init(|| hash_block(&salted(salt), &[0u8; BLOCK_SIZE]));
+        hashes.fill(z);
+    } else {
+        let blocks: Vec<&[u8]> = chunk.chunks_exact(BLOCK_SIZE).collect();
+        tape_sha256::hash_many_prefixed(salt, &blocks, hashes);
+    }
 }
 
 /// Whether every byte of `data` is zero (64 bytes at a time, stopping at the first non-zero run).
@@ -442,6 +466,7 @@ mod tests {
                     want,
                     "salt {salt_len} bytes, {blocks} blocks"
                 );
+                assert_eq!(hash_full_blocks_serial(&salt, &data), want);
             }
         }
     }
