@@ -338,7 +338,7 @@ pub fn digest_frames<R: Read + Send>(
         opts.threads,
         |_, off, data| {
             if off % BLOCK_SIZE as u64 == 0 {
-                Some(hash_full_blocks(&salt, data))
+                Some(hash_full_blocks_serial(&salt, data))
             } else {
                 None
             }
