@@ -23,6 +23,13 @@ pub trait ReadAt: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The open host file behind this source when offsets in the source are offsets in that
+    /// file (and [`ReadAt::len`] bytes of it are readable): lets a writer copy ranges in the
+    /// kernel (`copy_file_range`) instead of through memory. `None` (the default) for anything
+    /// else: memory, decompressed or translated data.
+    fn as_file(&self) -> Option<&File> {
+        None
+    }
     /// Read exactly `buf.len()` bytes at `offset` or fail with `UnexpectedEof`.
     fn read_exact_at(&self, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
         while !buf.is_empty() {
@@ -72,6 +79,9 @@ impl ReadAt for FileSource {
     }
     fn len(&self) -> u64 {
         self.len
+    }
+    fn as_file(&self) -> Option<&File> {
+        Some(&self.file)
     }
 }
 

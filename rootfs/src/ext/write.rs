@@ -12,7 +12,11 @@
 //! 3. **Data** (one streaming pass in inode order): the journal (if any), then every inode's
 //!    data, directory blocks, block maps (extent trees or indirect blocks) and xattr blocks
 //!    are allocated sequentially and written with large writes; all-zero blocks are never
-//!    written (the file is created with `set_len`, so holes read as zeros).
+//!    written (the file is created with `set_len`, so holes read as zeros). Regular-file data
+//!    whose source is a host file (a directory tree's files, an uncompressed tar, a raw
+//!    image) is copied by the kernel (`copy_file_range`) from the source straight to its
+//!    blocks (holes skipped, all-zero blocks inside data copied as zeros: same bytes); other
+//!    data, and everything when the kernel cannot copy, goes through memory.
 //! 4. **Metadata**: inode tables, bitmaps, group descriptors and superblocks (with backups)
 //!    are computed in memory and written last, with every checksum when `metadata_csum` is on.
 //!
@@ -1189,6 +1193,9 @@ struct Writer<'a> {
     /// Shared xattr blocks: content (refcount 0, no checksum) -> (block, refcount).
     xattr_blocks: HashMap<Vec<u8>, (u64, u32)>,
     dirs_per_group: Vec<u32>,
+    /// Whether file data from host files is still copied in the kernel (`copy_file_range`);
+    /// cleared at the first failure, after which everything goes through user space.
+    kernel_copy: bool,
 }
 
 impl<'a> Writer<'a> {
@@ -1289,6 +1296,7 @@ impl<'a> Writer<'a> {
             journal_blocks,
             xattr_blocks: HashMap::new(),
             dirs_per_group: vec![0; groups],
+            kernel_copy: cfg!(target_os = "linux"),
         })
     }
 
@@ -1408,32 +1416,48 @@ impl<'a> Writer<'a> {
             Some(id) => self.write_node(LPF_INO, id, None)?,
             None => self.write_synthetic_lpf()?,
         }
-        // Small dense files are read ahead in parallel, in bounded batches; allocation and
-        // writing stay sequential in inode order, so the output does not depend on timing.
+        // Small dense files that must be read through user space (not copied in the kernel)
+        // are read ahead in parallel, in bounded batches; allocation and writing stay
+        // sequential in inode order, so the output does not depend on timing.
         let order = &self.plan.order;
         let mut k = 0usize;
         while k < order.len() {
+            let kernel_copy = self.kernel_copy;
+            let wanted = |id: NodeId| match &tree.node(id).kind {
+                NodeKind::Regular(c) => {
+                    prefetchable(c) && !(kernel_copy && kernel_copyable(c.source()))
+                }
+                _ => false,
+            };
             let mut end = k;
             let mut bytes = 0u64;
+            let mut any = false;
             while end < order.len() && end - k < PREFETCH_FILES && bytes < PREFETCH_BYTES {
-                if let NodeKind::Regular(c) = &tree.node(order[end]).kind {
-                    if prefetchable(c) {
+                let id = order[end];
+                if wanted(id) {
+                    if let NodeKind::Regular(c) = &tree.node(id).kind {
                         bytes += c.size();
                     }
+                    any = true;
                 }
                 end += 1;
             }
             let bs = self.geo.bs;
-            let mut pre: Vec<Option<io::Result<Vec<u8>>>> = order[k..end]
-                .par_iter()
-                .map(|&id| match &tree.node(id).kind {
-                    NodeKind::Regular(c) if prefetchable(c) => Some(read_dense(c, bs)),
-                    _ => None,
-                })
-                .collect();
-            for (i, slot) in pre.iter_mut().enumerate() {
+            let mut pre: Vec<Option<io::Result<Vec<u8>>>> = if any {
+                order[k..end]
+                    .par_iter()
+                    .map(|&id| match &tree.node(id).kind {
+                        NodeKind::Regular(c) if wanted(id) => Some(read_dense(c, bs)),
+                        _ => None,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            for i in 0..end - k {
                 let id = order[k + i];
-                self.write_node(12 + (k + i) as u32, id, slot.take())?;
+                let slot = pre.get_mut(i).and_then(Option::take);
+                self.write_node(12 + (k + i) as u32, id, slot)?;
             }
             k = end;
         }
@@ -1874,7 +1898,6 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Stream a regular file's data; returns (i_block, blocks used including the map).
     /// Write a prefetched dense file (`data` is whole blocks); returns (i_block, blocks).
     fn write_dense(
         &mut self,
@@ -1889,6 +1912,7 @@ impl<'a> Writer<'a> {
         Ok((i_block, n + meta))
     }
 
+    /// Stream a regular file's data; returns (i_block, blocks used including the map).
     fn write_file(
         &mut self,
         num: u32,
@@ -1916,23 +1940,51 @@ impl<'a> Writer<'a> {
         };
         let mut all_runs: Vec<Run> = Vec::new();
         let chunk_blocks: u64 = (1 << 20) / bs;
-        let mut buf = Vec::new();
+        // Reused across chunks; `fill_from_content` zeroes what it does not read, so the
+        // buffer is never cleared.
+        let mut buf: Vec<u8> = Vec::new();
         let mut total = 0u64;
         for (start, count) in ranges {
             let mut done = 0;
             while done < count {
                 let n = (count - done).min(chunk_blocks);
                 let lblk = start + done;
-                buf.clear();
-                buf.resize((n * bs) as usize, 0);
-                fill_from_content(c, src.as_ref(), lblk * bs, &mut buf).map_err(|e| {
-                    WriteError::Content {
-                        path: path(),
-                        source: e,
-                    }
-                })?;
                 let runs = self.alloc_runs(lblk, n)?;
-                self.write_runs(&runs, &buf)?;
+                // The blocks just allocated belong to this file alone, so bytes copied into
+                // them straight to the image never overlap what `Out` buffers (metadata and
+                // other files' blocks); `Out` is flushed before the final sync.
+                let copied = match src.as_file() {
+                    Some(file) if self.kernel_copy => {
+                        match copy_runs(c, src.as_ref(), file, &self.out.file, &runs, bs) {
+                            Ok(()) => true,
+                            Err(e) => {
+                                tracing::debug!(
+                                    error = %e,
+                                    "copy_file_range failed; copying file data through memory"
+                                );
+                                self.kernel_copy = false;
+                                false
+                            }
+                        }
+                    }
+                    _ => false,
+                };
+                if !copied {
+                    // Through user space (also redoes a failed kernel copy, which then
+                    // reports any real error as reading the content or writing the image).
+                    let len = (n * bs) as usize;
+                    if buf.len() < len {
+                        buf.resize(len, 0);
+                    }
+                    let chunk = &mut buf[..len];
+                    fill_from_content(c, src.as_ref(), lblk * bs, chunk).map_err(|e| {
+                        WriteError::Content {
+                            path: path(),
+                            source: e,
+                        }
+                    })?;
+                    self.write_runs(&runs, &buf[..len])?;
+                }
                 for r in runs {
                     match all_runs.last_mut() {
                         Some(l) if l.pblk + l.len == r.pblk && l.lblk + l.len == r.lblk => {
@@ -2194,6 +2246,108 @@ fn prefetchable(c: &Content) -> bool {
     c.size() > 0 && c.size() <= PREFETCH_MAX_FILE && !c.is_sparse()
 }
 
+/// Whether a content source is a host file whose ranges [`copy_runs`] can copy in the kernel.
+fn kernel_copyable(s: &Source) -> bool {
+    match s {
+        Source::Path(_) => true,
+        Source::Shared(s) => s.as_file().is_some(),
+        Source::None | Source::Memory(_) => false,
+    }
+}
+
+/// Copy the bytes of `c` that land in `runs` (logical blocks -> image blocks) from `file` (the
+/// open file behind `src`) to `image` in the kernel. Holes within the runs, and the tail of the
+/// last block past the end of the file, are not written: the image was created empty, so they
+/// read as zeros. `Err` when any piece could not be copied whole; the caller then copies the
+/// runs through user space.
+fn copy_runs(
+    c: &Content,
+    src: &dyn ReadAt,
+    file: &File,
+    image: &File,
+    runs: &[Run],
+    bs: u64,
+) -> io::Result<()> {
+    let exts = c.extents();
+    for r in runs {
+        let lo = r.lblk * bs;
+        let hi = (r.lblk + r.len) * bs;
+        let first = exts.partition_point(|e| e.logical + e.len <= lo);
+        for e in &exts[first..] {
+            if e.logical >= hi {
+                break;
+            }
+            let s = e.logical.max(lo);
+            let t = (e.logical + e.len).min(hi).min(c.size());
+            if t <= s {
+                continue;
+            }
+            let from = e.physical + (s - e.logical);
+            if from + (t - s) > src.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "extent beyond the end of the source",
+                ));
+            }
+            copy_file_range_all(file, from, image, r.pblk * bs + (s - lo), t - s)?;
+        }
+    }
+    Ok(())
+}
+
+/// `copy_file_range(2)` of exactly `len` bytes, looping on short copies; an early end of the
+/// source is `UnexpectedEof`.
+#[cfg(target_os = "linux")]
+fn copy_file_range_all(
+    src: &File,
+    src_off: u64,
+    dst: &File,
+    dst_off: u64,
+    len: u64,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let too_far = || io::Error::new(io::ErrorKind::InvalidInput, "offset beyond 2^63");
+    let mut off_in = i64::try_from(src_off).map_err(|_| too_far())?;
+    let mut off_out = i64::try_from(dst_off).map_err(|_| too_far())?;
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(1 << 30) as usize;
+        // SAFETY: both descriptors are open for the duration of the call (borrowed `File`s)
+        // and the offset pointers point at live locals.
+        let r = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                &mut off_out,
+                want,
+                0,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "copy_file_range: source ended early",
+            ));
+        }
+        // The kernel advanced `off_in`/`off_out` by `r`.
+        left -= (r as u64).min(left);
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn copy_file_range_all(_: &File, _: u64, _: &File, _: u64, _: u64) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 /// A dense file's bytes, zero-padded to whole blocks.
 fn read_dense(c: &Content, bs: u64) -> io::Result<Vec<u8>> {
     let src: Arc<dyn ReadAt> = match c.source() {
@@ -2219,23 +2373,31 @@ impl ReadAt for MemSource {
     }
 }
 
-/// Fill `buf` with the file's logical bytes from `offset` (holes and past-EOF as zeros).
+/// Fill all of `buf` with the file's logical bytes from `offset`: mapped bytes read from `src`,
+/// holes and past-EOF zeroed (so `buf` need not be zeroed beforehand).
 fn fill_from_content(c: &Content, src: &dyn ReadAt, offset: u64, buf: &mut [u8]) -> io::Result<()> {
     let end = offset + buf.len() as u64;
-    for e in c.extents() {
+    let exts = c.extents();
+    let first = exts.partition_point(|e| e.logical + e.len <= offset);
+    // Bytes of `buf` before `filled` (relative to `offset`) are written.
+    let mut filled = 0usize;
+    for e in &exts[first..] {
         let es = e.logical;
         let ee = e.logical + e.len;
-        if ee <= offset || es >= end {
-            continue;
+        if es >= end {
+            break;
         }
         let s = es.max(offset);
         let t = ee.min(end).min(c.size());
         if t <= s {
             continue;
         }
-        let dst = &mut buf[(s - offset) as usize..(t - offset) as usize];
-        src.read_exact_at(e.physical + (s - es), dst)?;
+        let (s_i, t_i) = ((s - offset) as usize, (t - offset) as usize);
+        buf[filled..s_i].fill(0);
+        src.read_exact_at(e.physical + (s - es), &mut buf[s_i..t_i])?;
+        filled = t_i;
     }
+    buf[filled..].fill(0);
     Ok(())
 }
 
@@ -2269,5 +2431,174 @@ mod tests {
     fn journal_default_sizes() {
         assert_eq!(default_journal_blocks(20000), 1024);
         assert_eq!(default_journal_blocks(300_000), 8192);
+    }
+
+    use crate::content::Extent;
+    use crate::tree::{Metadata, Node, Timestamp};
+
+    fn pseudo(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn ext(logical: u64, physical: u64, len: u64) -> Extent {
+        Extent {
+            logical,
+            physical,
+            len,
+        }
+    }
+
+    /// A source that reads the host file but offers a descriptor `copy_file_range` refuses
+    /// (opened write-only: `EBADF`), as a file system without the call would.
+    struct Refusing {
+        read: FileSource,
+        write_only: File,
+    }
+
+    impl ReadAt for Refusing {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+            self.read.read_at(offset, buf)
+        }
+        fn len(&self) -> u64 {
+            self.read.len()
+        }
+        fn as_file(&self) -> Option<&File> {
+            Some(&self.write_only)
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum From {
+        Host,
+        Memory,
+        Refusing,
+    }
+
+    /// Files of every shape over one host file, its bytes `data`: `from` says where each
+    /// file's bytes come from (the host file, the same bytes in memory, or the host file
+    /// behind a descriptor the kernel will not copy from).
+    fn shapes_tree(host: &Path, data: &Arc<[u8]>, from: From) -> Tree {
+        let m = Metadata::new(0o644, 0, 0, Timestamp::from_secs(1_600_000_000));
+        let mut t = Tree::new(m.clone());
+        let shared: Arc<dyn ReadAt> = match from {
+            From::Host => Arc::new(FileSource::open(host).unwrap()),
+            From::Memory => Arc::new(data.to_vec()),
+            From::Refusing => Arc::new(Refusing {
+                read: FileSource::open(host).unwrap(),
+                write_only: OpenOptions::new().write(true).open(host).unwrap(),
+            }),
+        };
+        let on_host = from == From::Host;
+        let mut add = |name: &str, c: Content| {
+            t.insert(
+                name.as_bytes(),
+                Node::new(NodeKind::Regular(c), m.clone()),
+                &m,
+            )
+            .unwrap();
+        };
+        let len = data.len() as u64;
+        // Whole file (directory reader style): several 1 MiB chunks and a partial last block.
+        add(
+            "/whole",
+            if on_host {
+                Content::from_path(host, len)
+            } else {
+                Content::from_bytes(data.clone())
+            },
+        );
+        let mk = |size, exts| Content::from_extents(Source::Shared(shared.clone()), size, exts);
+        // Small files at odd offsets (tar members), one ending mid-block.
+        add("/small/a", mk(100, vec![ext(0, 513, 100)]).unwrap());
+        add("/small/b", mk(4097, vec![ext(0, 7, 4097)]).unwrap());
+        add("/small/c", mk(9000, vec![ext(0, 12_345, 9000)]).unwrap());
+        // Sparse: unaligned extents mapped from scattered places, holes inside a block, whole
+        // blocks of hole, an extent across a 1 MiB chunk boundary, a hole at the end.
+        let sparse = mk(
+            3 << 20,
+            vec![
+                ext(10, 1000, 3000),
+                ext(5000, 200_000, 10),
+                ext(40_000, 3, 100_000),
+                ext((1 << 20) - 777, 500_000, 5000),
+                ext((2 << 20) + 1, 1_234_567, 300_000),
+            ],
+        )
+        .unwrap();
+        add("/sparse", sparse);
+        // A dense file whose source holds all-zero blocks (written as zeros or skipped: the
+        // same bytes either way).
+        add(
+            "/zeros",
+            mk(
+                3 * 4096 + 5,
+                vec![ext(0, len - (3 * 4096 + 5), 3 * 4096 + 5)],
+            )
+            .unwrap(),
+        );
+        add("/empty", Content::empty());
+        t
+    }
+
+    #[test]
+    fn kernel_copy_gives_the_bytes_of_the_user_space_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("source.bin");
+        let mut bytes = pseudo(7, (3 << 20) + 4321);
+        let n = bytes.len();
+        bytes[n - (3 * 4096 + 5)..n - 4096].fill(0);
+        std::fs::write(&host, &bytes).unwrap();
+        let data: Arc<[u8]> = bytes.into();
+        for (fs, bs) in [(FsKind::Ext4, 4096), (FsKind::Ext2, 1024)] {
+            let mut o = WriteOptions::new(fs);
+            o.block_size = bs;
+            o.epoch = 1_700_000_000;
+            let a = dir.path().join("kernel.img");
+            let b = dir.path().join("memory.img");
+            let c = dir.path().join("fallback.img");
+            write_image(&shapes_tree(&host, &data, From::Host), &a, &o).unwrap();
+            write_image(&shapes_tree(&host, &data, From::Memory), &b, &o).unwrap();
+            write_image(&shapes_tree(&host, &data, From::Refusing), &c, &o).unwrap();
+            let ia = std::fs::read(&a).unwrap();
+            assert!(
+                ia == std::fs::read(&b).unwrap(),
+                "{fs:?} {bs}: kernel and user-space copies differ"
+            );
+            assert!(
+                ia == std::fs::read(&c).unwrap(),
+                "{fs:?} {bs}: the fallback after a refused kernel copy differs"
+            );
+            let st = std::process::Command::new("e2fsck")
+                .args(["-fn"])
+                .arg(&a)
+                .output()
+                .unwrap();
+            assert!(st.status.success(), "e2fsck: {st:?}");
+        }
+    }
+
+    #[test]
+    fn a_source_shorter_than_its_extents_is_a_content_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("short.bin");
+        std::fs::write(&host, pseudo(3, 10_000)).unwrap();
+        let m = Metadata::new(0o644, 0, 0, Timestamp::from_secs(0));
+        let mut t = Tree::new(m.clone());
+        let c = Content::from_path(&host, 50_000);
+        t.insert(b"/f", Node::new(NodeKind::Regular(c), m.clone()), &m)
+            .unwrap();
+        let img = dir.path().join("x.img");
+        match write_image(&t, &img, &WriteOptions::new(FsKind::Ext4)) {
+            Err(WriteError::Content { path, .. }) => assert_eq!(path, "/f"),
+            r => panic!("unexpected {r:?}"),
+        }
     }
 }
