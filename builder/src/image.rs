@@ -48,6 +48,9 @@ pub fn write(
         .ok_or_else(|| ImageError::Other(format!("unknown profile {profile}")))?;
     let mut opts = WriteOptions::for_profile(p);
     opts.epoch = epoch;
+    // The raw image is an intermediate: it is compressed, hashed and deleted, never needed
+    // after a crash, so it is not fsync'ed.
+    opts.sync = false;
     opts.label = label.as_bytes().iter().copied().take(16).collect();
     match sizing {
         Sizing::Fixed(b) => opts.size = Some(b),

@@ -279,6 +279,9 @@ impl ReadAt for SpoolFile {
     fn len(&self) -> u64 {
         self.len
     }
+    fn as_file(&self) -> Option<&File> {
+        Some(&self.file)
+    }
 }
 
 /// Open the archive at `path`: detect its compression, decompress into a spool if needed, and

@@ -74,6 +74,10 @@ pub struct MkfsArgs {
     /// Volume label (at most 16 bytes).
     #[arg(long)]
     pub label: Option<String>,
+    /// Do not fsync the image before exiting (by default it is on disk when wafer returns, as
+    /// with mke2fs); for images that are only an intermediate step.
+    #[arg(long)]
+    pub no_sync: bool,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -256,6 +260,7 @@ pub fn write_options(args: &MkfsArgs, epoch: i64) -> Result<WriteOptions> {
     if args.sixty_four_bit {
         opts.sixty_four_bit = true;
     }
+    opts.sync = !args.no_sync;
     if let Some(l) = &args.label {
         opts.label = l.as_bytes().to_vec();
     }

@@ -149,6 +149,10 @@ pub struct WriteOptions {
     pub label: Vec<u8>,
     /// Blocks reserved for root, in percent (mke2fs `-m`, default 5).
     pub reserved_percent: u32,
+    /// `fsync` the image before returning (as mke2fs does), so that it is on disk when the
+    /// call returns. Off for images that are only an intermediate (the builder compresses and
+    /// deletes its raw image; the kernel writes it back, or never, in its own time).
+    pub sync: bool,
 }
 
 impl WriteOptions {
@@ -181,6 +185,7 @@ impl WriteOptions {
             journal_blocks: None,
             label: Vec::new(),
             reserved_percent: 5,
+            sync: true,
         };
         let old = |fs: FsKind, inode_size: u16| WriteOptions {
             fs,
@@ -2203,10 +2208,12 @@ impl<'a> Writer<'a> {
             self.out.put((start + 1) * geo.bs, &descs)?;
         }
         self.out.flush()?;
-        self.out
-            .file
-            .sync_all()
-            .map_err(|e| self.out.io_err(0, e))?;
+        if opts.sync {
+            self.out
+                .file
+                .sync_all()
+                .map_err(|e| self.out.io_err(0, e))?;
+        }
 
         let blocks_used = geo.blocks_count - free_blocks_total;
         Ok(WriteReport {
