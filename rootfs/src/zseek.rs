@@ -482,8 +482,8 @@ where
     // compress; at most `in_flight` frames are read but not yet written.
     let in_flight = (threads * 4).max(8);
     /// A frame's input and its compressed bytes with their seek-table checksum.
-    type Compressed<T> = (Vec<u8>, io::Result<(Vec<u8>, u32)>, T);
-    type Done<T> = (usize, Vec<u8>, io::Result<(Vec<u8>, u32)>, T);
+    type Compressed<T> = (Vec<u8>, io::Result<(Vec<u8>, u32)>, Option<T>);
+    type Done<T> = (usize, Vec<u8>, io::Result<(Vec<u8>, u32)>, Option<T>);
     let (job_tx, job_rx) = mpsc::sync_channel::<(usize, u64, Vec<u8>)>(in_flight);
     let (done_tx, done_rx) = mpsc::sync_channel::<Done<T>>(in_flight);
     let work = &work;
@@ -501,8 +501,21 @@ where
                     Err(_) => return,
                 };
                 let Ok((i, off, chunk)) = job else { return };
-                let result = compress_frame(level, &chunk);
-                let extra = work(i, off, &chunk);
+                // A panic must not leave the writer waiting for this frame forever: it becomes
+                // this frame's error.
+                let (result, extra) =
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        (compress_frame(level, &chunk), work(i, off, &chunk))
+                    })) {
+                        Ok((r, e)) => (r, Some(e)),
+                        Err(p) => (
+                            Err(io::Error::other(format!(
+                                "compression worker panicked on frame {i}: {}",
+                                panic_text(&*p)
+                            ))),
+                            None,
+                        ),
+                    };
                 if done_tx.send((i, chunk, result, extra)).is_err() {
                     return;
                 }
@@ -554,6 +567,11 @@ where
             pending.insert(i, (chunk, result, extra));
             while let Some((chunk, result, extra)) = pending.remove(&next_write) {
                 let (out, sum) = result?;
+                let Some(extra) = extra else {
+                    return Err(ZseekError::Param(format!(
+                        "frame {next_write}: no worker result"
+                    )));
+                };
                 consume(next_write, &chunk, extra)?;
                 writer.write_all(&out)?;
                 let csize = u32::try_from(out.len())
@@ -582,6 +600,14 @@ where
         "seekable zstd written"
     );
     Ok(table)
+}
+
+/// The message of a caught panic, when it is a string.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 thread_local! {
@@ -884,7 +910,15 @@ where
                         .and_then(|mut s| s.pop())
                         .unwrap_or_default();
                     decompress_frame_into(i, e, &raw, &mut data)?;
-                    let t = map(i, e.decompressed_offset, &data);
+                    // A panic in `map` must not leave the consumer waiting for this frame
+                    // forever: it becomes this frame's error.
+                    let t = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        map(i, e.decompressed_offset, &data)
+                    }))
+                    .map_err(|p| ZseekError::Callback {
+                        index: i,
+                        message: format!("worker panicked: {}", panic_text(&*p)),
+                    })?;
                     Ok((i, raw, data, t))
                 });
                 let failed = result.is_err();
@@ -948,6 +982,48 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// A panicking per-frame hook becomes an error naming the frame; neither pass hangs.
+    #[test]
+    fn panicking_hooks_are_errors_not_hangs() {
+        let data = sample(64 * 1024);
+        for threads in [1, 2] {
+            let mut out = Vec::new();
+            let r = compress_with(
+                &data[..],
+                &mut out,
+                4096,
+                1,
+                threads,
+                |i, _, _| {
+                    if i == 5 {
+                        panic!("boom in compress hook");
+                    }
+                },
+                |_, _, ()| Ok(()),
+            );
+            let e = r.expect_err("a panicking hook must fail the pass");
+            assert!(e.to_string().contains("frame 5"), "{e}");
+
+            let mut z = Vec::new();
+            let table = compress(&data[..], &mut z, 4096, 1, threads).unwrap();
+            let mut src = Cursor::new(&z[..]);
+            let r = for_each_frame(
+                &mut src,
+                &table,
+                threads,
+                |i, _, _| {
+                    if i == 7 {
+                        panic!("boom in map");
+                    }
+                },
+                |_, _, _, ()| Ok(()),
+                |_| {},
+            );
+            let e = r.expect_err("a panicking map must fail the pass");
+            assert!(e.to_string().contains("boom in map"), "{e}");
+        }
     }
 
     /// All-zero frames reuse a cached frame: the bytes must be exactly what zstd makes for
