@@ -375,6 +375,7 @@ size = \"$verify_size\""
     done
     rm -rf "$work/out4"
     "$wafer" --quiet build "$work/recipe4/recipe.toml" -o "$work/out4" >&2
+    rm -rf "$work/keys" "$work/trust"
     mkdir -p "$work/keys" "$work/trust/reviewers"
     "$wafer" --quiet key generate alice --dir "$work/keys" > /dev/null
     cp "$work/keys/alice.pub" "$work/trust/reviewers/"
