@@ -18,6 +18,8 @@
 use std::collections::HashSet;
 
 const MAGIC_HASH: u32 = 0x0006_1561;
+const MAGIC_BTREE: u32 = 0x0005_3162;
+const P_BTREEMETA: u8 = 9;
 const PAGE_HDR: usize = 26;
 const P_HASH_UNSORTED: u8 = 2;
 const P_OVERFLOW: u8 = 7;
@@ -73,6 +75,9 @@ pub enum BdbError {
     /// A record too large to store.
     #[error("Berkeley DB: record of {0} bytes is too large")]
     RecordTooLarge(usize),
+    /// The same key given twice to a writer that stores no duplicates.
+    #[error("Berkeley DB: duplicate key {0:02x?}")]
+    DuplicateKey(Vec<u8>),
 }
 
 #[derive(Clone, Copy)]
@@ -279,13 +284,13 @@ pub fn read_packages(file: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, BdbError> {
     Ok(out)
 }
 
-pub use writer::write_packages;
+pub use writer::{write_btree, write_hash, write_packages};
 
 /// Register `header` in an existing `Packages` file (either byte order): returns the rewritten
 /// file (little-endian, see [`write_packages`]) and the new package number (one above the
 /// highest in use). Only `Packages` is written: rpm's BDB index files (`Name`, `Basenames`, ...)
-/// are not, so stale ones beside it must be removed (rpm ≥ 4.? rebuilds missing indexes; older
-/// rpm needs `rpm --rebuilddb`).
+/// beside it go stale; regenerate them from the new records with
+/// [`super::bdb_index::build_indexes`] (rpm before 4.9 does not rebuild missing ones).
 pub fn add_package(file: &[u8], header: &crate::rpm::Header) -> Result<(Vec<u8>, u32), BdbError> {
     let mut recs = read_packages(file)?;
     let next = recs
@@ -301,7 +306,8 @@ pub fn add_package(file: &[u8], header: &crate::rpm::Header) -> Result<(Vec<u8>,
 
 /// Remove package number `number` from an existing `Packages` file (either byte order): returns
 /// the rewritten file (little-endian, see [`write_packages`]) and whether the number was there.
-/// As with [`add_package`], rpm's BDB index files are not written and go stale.
+/// As with [`add_package`], rpm's BDB index files are not written and go stale
+/// (see [`super::bdb_index`]).
 pub fn remove_package(file: &[u8], number: u32) -> Result<(Vec<u8>, bool), BdbError> {
     let mut recs = read_packages(file)?;
     let before = recs.len();
@@ -338,7 +344,6 @@ mod writer {
     /// key/data pairs; values that do not fit inline go to overflow chains (`H_OFFPAGE`); a bucket
     /// that overflows its page continues on a chained hash page (`next_pgno`).
     pub fn write_packages(records: &[(u32, Vec<u8>)]) -> Result<Vec<u8>, BdbError> {
-        const PS: usize = 4096;
         let max_key = records.iter().map(|(k, _)| *k).max().unwrap_or(0);
         let mut all: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(records.len() + 1);
         all.push((
@@ -346,10 +351,23 @@ mod writer {
             (max_key + 1).to_le_bytes().to_vec(),
         ));
         for (k, v) in records {
-            if v.len() > u32::MAX as usize / 2 {
-                return Err(BdbError::RecordTooLarge(v.len()));
-            }
             all.push((k.to_le_bytes().to_vec(), v.clone()));
+        }
+        write_hash(&all)
+    }
+
+    /// Write a little-endian Berkeley DB 5.3 hash file (version 9, 4096-byte pages) holding the
+    /// `(key, value)` pairs `all` (keys must be distinct). Same layout as [`write_packages`];
+    /// keys or values too large for a bucket page go to overflow chains (`H_OFFPAGE`). The
+    /// output depends only on `all` (deterministic).
+    pub fn write_hash(all: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<u8>, BdbError> {
+        const PS: usize = 4096;
+        for (k, v) in all {
+            for it in [k, v] {
+                if it.len() > u32::MAX as usize / 2 {
+                    return Err(BdbError::RecordTooLarge(it.len()));
+                }
+            }
         }
         // Buckets: a power of two with fill factor ~8 pairs per bucket.
         let mut nb: u32 = 2;
@@ -369,30 +387,13 @@ mod writer {
         let inline_max = PS / 4; // items bigger than this go off-page
                                  // Allocate overflow chains first (they get page numbers after the buckets).
         let mut offpage: Vec<Option<(u32, u32)>> = vec![None; all.len()];
-        for (i, (_, v)) in all.iter().enumerate() {
+        let mut offkey: Vec<Option<(u32, u32)>> = vec![None; all.len()];
+        for (i, (k, v)) in all.iter().enumerate() {
+            if k.len() + 1 > inline_max {
+                offkey[i] = Some(overflow_chain(&mut pages, k, PS));
+            }
             if v.len() + 1 > inline_max {
-                let first = pages.len() as u32;
-                let chunks: Vec<&[u8]> = v.chunks(PS - PAGE_HDR).collect();
-                let n = chunks.len();
-                for (c, chunk) in chunks.into_iter().enumerate() {
-                    let pgno = pages.len() as u32;
-                    let mut p = vec![0u8; PS];
-                    let prev = if c == 0 { 0 } else { pgno - 1 };
-                    let next = if c + 1 == n { 0 } else { pgno + 1 };
-                    page_header(
-                        &mut p,
-                        pgno,
-                        prev,
-                        next,
-                        0,
-                        chunk.len() as u16,
-                        1,
-                        P_OVERFLOW,
-                    );
-                    p[PAGE_HDR..PAGE_HDR + chunk.len()].copy_from_slice(chunk);
-                    pages.push(p);
-                }
-                offpage[i] = Some((first, v.len() as u32));
+                offpage[i] = Some(overflow_chain(&mut pages, v, PS));
             }
         }
         // Fill bucket pages (with chained continuation pages when full); pairs sorted by key as
@@ -402,15 +403,16 @@ mod writer {
             let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
             for &i in members.iter() {
                 let (k, v) = &all[i];
-                let mut key = vec![H_KEYDATA];
-                key.extend_from_slice(k);
-                let val = match offpage[i] {
-                    Some((pg, len)) => {
-                        let mut it = vec![H_OFFPAGE, 0, 0, 0];
-                        it.extend_from_slice(&pg.to_le_bytes());
-                        it.extend_from_slice(&len.to_le_bytes());
+                let key = match offkey[i] {
+                    Some((pg, len)) => offpage_item(pg, len),
+                    None => {
+                        let mut it = vec![H_KEYDATA];
+                        it.extend_from_slice(k);
                         it
                     }
+                };
+                let val = match offpage[i] {
+                    Some((pg, len)) => offpage_item(pg, len),
                     None => {
                         let mut it = vec![H_KEYDATA];
                         it.extend_from_slice(v);
@@ -495,8 +497,254 @@ mod writer {
         Ok(out)
     }
 
+    /// Write a little-endian Berkeley DB 5.3 btree file (version 9, 4096-byte pages, no
+    /// duplicates, no record numbers) holding the `(key, value)` pairs `all`; keys must be
+    /// distinct. Deterministic: the pairs are sorted by key (bytewise, shorter first: libdb's
+    /// default `__bam_defcmp`).
+    ///
+    /// Layout (`dbinc/btree.h`, `dbinc/db_page.h`): page 0 is `BTMETA` (magic 0x053162, `minkey`
+    /// 2 at 76, `re_pad` at 84, `root` at 88); the root is page 1; internal pages (type 3
+    /// `P_IBTREE`, level ≥ 2) of `BINTERNAL` items (`len` u16, `type` u8, pad, child `pgno`
+    /// u32, `nrecs` u32, key bytes; the first item of each internal page has an empty key),
+    /// leaf pages (type 5 `P_LBTREE`, level 1, linked by `prev`/`next`) of key/data
+    /// `BKEYDATA` items (`len` u16, `type` 1, bytes), every item 4-byte aligned; values longer
+    /// than the overflow threshold are `BOVERFLOW` items (type 3, `pgno` at 4, length at 8)
+    /// pointing at overflow pages placed after the tree.
+    pub fn write_btree(all: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<u8>, BdbError> {
+        const PS: usize = 4096;
+        // libdb's B_MINKEY_TO_OVFLSIZE for minkey 2: larger items go off-page.
+        const OVFL: usize = (PS - PAGE_HDR) / 4 - 10;
+        let mut sorted: Vec<&(Vec<u8>, Vec<u8>)> = all.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        for w in sorted.windows(2) {
+            if w[0].0 == w[1].0 {
+                return Err(BdbError::DuplicateKey(w[0].0.clone()));
+            }
+        }
+        let align = |n: usize| (n + 3) & !3;
+        let kd_size = |len: usize| align(3 + len);
+        for (k, v) in &sorted {
+            // Keys stay on the page (internal pages copy them); refuse what libdb would move off.
+            if kd_size(k.len()) > OVFL || k.is_empty() {
+                return Err(BdbError::RecordTooLarge(k.len()));
+            }
+            if v.len() > u32::MAX as usize / 2 {
+                return Err(BdbError::RecordTooLarge(v.len()));
+            }
+        }
+        // Leaves: fill pages in key order.
+        let item_size = |v: &[u8]| {
+            if kd_size(v.len()) > OVFL {
+                12
+            } else {
+                kd_size(v.len())
+            }
+        };
+        let mut leaves: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
+        let mut used = 0;
+        for (i, (k, v)) in sorted.iter().enumerate() {
+            let need = kd_size(k.len()) + item_size(v) + 4;
+            if i > start && PAGE_HDR + used + need > PS {
+                leaves.push(start..i);
+                start = i;
+                used = 0;
+            }
+            used += need;
+        }
+        leaves.push(start..sorted.len());
+        // Internal levels, bottom up: each entry is (first key of the child, child node index in
+        // the level below).
+        let bi_size = |len: usize| align(12 + len);
+        // levels[l][node] = (separator key, child index in the level below).
+        type Node = Vec<(Vec<u8>, usize)>;
+        let mut levels: Vec<Vec<Node>> = Vec::new();
+        let mut below: Vec<Vec<u8>> = leaves
+            .iter()
+            .map(|r| sorted.get(r.start).map(|p| p.0.clone()).unwrap_or_default())
+            .collect();
+        while below.len() > 1 {
+            let mut nodes: Vec<Node> = Vec::new();
+            let mut cur: Vec<(Vec<u8>, usize)> = Vec::new();
+            let mut used = 0;
+            for (child, key) in below.iter().enumerate() {
+                let key = if cur.is_empty() {
+                    Vec::new()
+                } else {
+                    key.clone()
+                };
+                let need = bi_size(key.len()) + 2;
+                if !cur.is_empty() && PAGE_HDR + used + need > PS {
+                    nodes.push(std::mem::take(&mut cur));
+                    used = 0;
+                    let need = bi_size(0) + 2;
+                    used += need;
+                    cur.push((Vec::new(), child));
+                    continue;
+                }
+                used += need;
+                cur.push((key, child));
+            }
+            nodes.push(cur);
+            below = nodes
+                .iter()
+                .map(|n| {
+                    n.first()
+                        .map(|(_, c)| below[*c].clone())
+                        .unwrap_or_default()
+                })
+                .collect();
+            levels.push(nodes);
+        }
+        // Page numbers: root first (page 1), then each level down to the leaves.
+        let mut next_pg = 1u32;
+        let mut level_pgnos: Vec<Vec<u32>> = Vec::new();
+        for nodes in levels.iter().rev() {
+            level_pgnos.push(
+                (0..nodes.len())
+                    .map(|_| {
+                        next_pg += 1;
+                        next_pg - 1
+                    })
+                    .collect(),
+            );
+        }
+        let leaf_pgnos: Vec<u32> = (0..leaves.len())
+            .map(|_| {
+                next_pg += 1;
+                next_pg - 1
+            })
+            .collect();
+        level_pgnos.reverse(); // level_pgnos[i] belongs to levels[i]
+        let mut pages: Vec<Vec<u8>> = vec![vec![0u8; PS]; next_pg as usize];
+        // Overflow chains for large values, after the tree.
+        let mut ovf: Vec<Option<(u32, u32)>> = vec![None; sorted.len()];
+        for (i, (_, v)) in sorted.iter().enumerate() {
+            if kd_size(v.len()) > OVFL {
+                ovf[i] = Some(overflow_chain(&mut pages, v, PS));
+            }
+        }
+        // Leaf pages.
+        for (li, r) in leaves.iter().enumerate() {
+            let pgno = leaf_pgnos[li];
+            let prev = if li == 0 { 0 } else { leaf_pgnos[li - 1] };
+            let next = leaf_pgnos.get(li + 1).copied().unwrap_or(0);
+            let p = &mut pages[pgno as usize];
+            let mut top = PS;
+            let mut slot = PAGE_HDR;
+            for i in r.clone() {
+                let (k, v) = sorted[i];
+                let mut items: Vec<Vec<u8>> = vec![bkeydata(k)];
+                items.push(match ovf[i] {
+                    Some((pg, len)) => {
+                        let mut it = vec![0u8, 0, 3, 0];
+                        it.extend_from_slice(&pg.to_le_bytes());
+                        it.extend_from_slice(&len.to_le_bytes());
+                        it
+                    }
+                    None => bkeydata(v),
+                });
+                for it in items {
+                    top -= align(it.len());
+                    p[top..top + it.len()].copy_from_slice(&it);
+                    p[slot..slot + 2].copy_from_slice(&(top as u16).to_le_bytes());
+                    slot += 2;
+                }
+            }
+            let entries = (r.len() * 2) as u16;
+            page_header(p, pgno, prev, next, 1, top as u16, entries, 5);
+        }
+        // Internal pages.
+        for (lvl, nodes) in levels.iter().enumerate() {
+            let child_pgnos = if lvl == 0 {
+                &leaf_pgnos
+            } else {
+                &level_pgnos[lvl - 1]
+            };
+            for (ni, node) in nodes.iter().enumerate() {
+                let pgno = level_pgnos[lvl][ni];
+                let p = &mut pages[pgno as usize];
+                let mut top = PS;
+                for (j, (key, child)) in node.iter().enumerate() {
+                    let mut it = Vec::with_capacity(12 + key.len());
+                    it.extend_from_slice(&(key.len() as u16).to_le_bytes());
+                    it.push(1); // B_KEYDATA
+                    it.push(0);
+                    it.extend_from_slice(&child_pgnos[*child].to_le_bytes());
+                    it.extend_from_slice(&0u32.to_le_bytes()); // nrecs: no DB_RECNUM
+                    it.extend_from_slice(key);
+                    top -= align(it.len());
+                    p[top..top + it.len()].copy_from_slice(&it);
+                    let slot = PAGE_HDR + j * 2;
+                    p[slot..slot + 2].copy_from_slice(&(top as u16).to_le_bytes());
+                }
+                let level = (lvl + 2) as u8;
+                page_header(p, pgno, 0, 0, level, top as u16, node.len() as u16, 3);
+            }
+        }
+        let last_pgno = pages.len() as u32 - 1;
+        let meta = &mut pages[0];
+        meta[12..16].copy_from_slice(&MAGIC_BTREE.to_le_bytes());
+        meta[16..20].copy_from_slice(&9u32.to_le_bytes()); // version
+        meta[20..24].copy_from_slice(&(PS as u32).to_le_bytes());
+        meta[25] = P_BTREEMETA;
+        meta[32..36].copy_from_slice(&last_pgno.to_le_bytes());
+        meta[76..80].copy_from_slice(&2u32.to_le_bytes()); // minkey
+        meta[84..88].copy_from_slice(&0x20u32.to_le_bytes()); // re_pad, libdb's default ' '
+        meta[88..92].copy_from_slice(&1u32.to_le_bytes()); // root
+        let mut out = Vec::with_capacity(pages.len() * PS);
+        for p in pages {
+            out.extend_from_slice(&p);
+        }
+        Ok(out)
+    }
+
+    /// A `BKEYDATA` item: length, type `B_KEYDATA`, bytes (unpadded; the caller aligns).
+    fn bkeydata(b: &[u8]) -> Vec<u8> {
+        let mut it = Vec::with_capacity(3 + b.len());
+        it.extend_from_slice(&(b.len() as u16).to_le_bytes());
+        it.push(1);
+        it.extend_from_slice(b);
+        it
+    }
+
+    /// An `H_OFFPAGE` item pointing at an overflow chain of `len` bytes starting at page `pg`.
+    fn offpage_item(pg: u32, len: u32) -> Vec<u8> {
+        let mut it = vec![H_OFFPAGE, 0, 0, 0];
+        it.extend_from_slice(&pg.to_le_bytes());
+        it.extend_from_slice(&len.to_le_bytes());
+        it
+    }
+
+    /// Append overflow pages (type 7, linked by `prev`/`next`) holding `v`; returns the first
+    /// page number and the length.
+    pub(super) fn overflow_chain(pages: &mut Vec<Vec<u8>>, v: &[u8], ps: usize) -> (u32, u32) {
+        let first = pages.len() as u32;
+        let chunks: Vec<&[u8]> = v.chunks(ps - PAGE_HDR).collect();
+        let n = chunks.len();
+        for (c, chunk) in chunks.into_iter().enumerate() {
+            let pgno = pages.len() as u32;
+            let mut p = vec![0u8; ps];
+            let prev = if c == 0 { 0 } else { pgno - 1 };
+            let next = if c + 1 == n { 0 } else { pgno + 1 };
+            page_header(
+                &mut p,
+                pgno,
+                prev,
+                next,
+                0,
+                chunk.len() as u16,
+                1,
+                P_OVERFLOW,
+            );
+            p[PAGE_HDR..PAGE_HDR + chunk.len()].copy_from_slice(chunk);
+            pages.push(p);
+        }
+        (first, v.len() as u32)
+    }
+
     #[allow(clippy::too_many_arguments)]
-    fn page_header(
+    pub(super) fn page_header(
         p: &mut [u8],
         pgno: u32,
         prev: u32,

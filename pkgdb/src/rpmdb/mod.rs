@@ -4,6 +4,7 @@
 //! `Packages.db`, Berkeley DB hash `Packages` (rpm ≤ 4.15, every old distribution).
 
 pub mod bdb;
+pub mod bdb_index;
 pub mod ndb;
 pub mod sqlite;
 
