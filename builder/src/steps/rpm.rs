@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use pkgdb::rpm::{Header, RpmPackage};
+use pkgdb::rpmdb::bdb_index;
 use pkgdb::Package;
 use rootfs::{Content, Device, Metadata, Node, NodeKind, Timestamp, Tree};
 use sha2::{Digest, Sha256};
@@ -608,6 +609,8 @@ fn register(
     };
     let (backend, bytes) =
         pkgdb::rpmdb::detect(&src).map_err(|e| StepError::new(format!("{dbdir}: {e}")))?;
+    // Berkeley DB: the index files regenerated from the new Packages, and which rpm they are for.
+    let mut bdb_indexes: Option<(bdb_index::Layout, Vec<bdb_index::IndexFile>)> = None;
     let (path, new) = match backend {
         pkgdb::rpmdb::Backend::Sqlite => {
             let tmp = tempdir()?;
@@ -651,6 +654,10 @@ fn register(
             }
             let new = pkgdb::rpmdb::bdb::write_packages(&records)
                 .map_err(|e| StepError::new(format!("{dbdir}/Packages: {e}")))?;
+            let layout = bdb_index::layout_for(&records);
+            let files = bdb_index::build_indexes(&records, layout)
+                .map_err(|e| StepError::new(format!("{dbdir}: {e}")))?;
+            bdb_indexes = Some((layout, files));
             (join(dbdir, "Packages"), new)
         }
         pkgdb::rpmdb::Backend::Ndb => {
@@ -661,23 +668,66 @@ fn register(
     };
     let existed = super::write_file(tree, ctx, &path, new, Metadata::new(0o644, 0, 0, ctx.epoch))?;
     r.note_write(&path, existed);
-    // The old Berkeley DB index files would now be stale: rpm rebuilds missing ones.
-    if backend == pkgdb::rpmdb::Backend::Bdb {
-        for name in super::list_dir(tree, dbdir) {
-            if name != "Packages"
-                && !name.starts_with("__db.")
-                && name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-            {
-                let p = join(dbdir, &name);
-                if super::remove_if_present(tree, &p) {
-                    r.removed.push(p);
-                }
+    if let Some((layout, files)) = bdb_indexes {
+        write_bdb_indexes(tree, ctx, dbdir, layout, files, r)?;
+    }
+    Ok(())
+}
+
+/// Put the regenerated Berkeley DB index files beside `Packages` (mode 0644, root, the step's
+/// epoch), replacing the old ones, as `rpm --rebuilddb` of the image's rpm would leave them (rpm
+/// before 4.9 does not rebuild missing indexes: without them `rpm -q NAME` and `rpm -qf PATH`
+/// find nothing). Other capitalised files but `Packages` and `DB_CONFIG` are stale indexes and
+/// go, as do the environment region files `__db.*`, which describe the old files.
+fn write_bdb_indexes(
+    tree: &mut Tree,
+    ctx: &StepContext,
+    dbdir: &str,
+    layout: bdb_index::Layout,
+    files: Vec<bdb_index::IndexFile>,
+    r: &mut StepReport,
+) -> StepResult {
+    let written: std::collections::HashSet<&str> = files.iter().map(|f| f.name).collect();
+    for name in super::list_dir(tree, dbdir) {
+        let stale_index = name != "Packages"
+            && name != "DB_CONFIG"
+            && !written.contains(name.as_str())
+            && name.chars().next().is_some_and(|c| c.is_ascii_uppercase());
+        if stale_index || name.starts_with("__db.") {
+            let p = join(dbdir, &name);
+            if super::remove_if_present(tree, &p) {
+                r.removed.push(p);
             }
         }
-        r.notes.push(format!(
-            "{dbdir}: index files removed; rpm rebuilds them (rpm --rebuilddb) on first use"
-        ));
     }
+    let names: Vec<&str> = files.iter().map(|f| f.name).collect();
+    for f in files {
+        let p = join(dbdir, f.name);
+        let existed = super::write_file(
+            tree,
+            ctx,
+            &p,
+            f.bytes,
+            Metadata::new(0o644, 0, 0, ctx.epoch),
+        )?;
+        r.note_write(&p, existed);
+    }
+    r.notes.push(match layout {
+        bdb_index::Layout::SelfRebuilding => format!(
+            "{dbdir}: index files removed; the image's rpm (4.9 or later) rebuilds them on first use"
+        ),
+        _ => {
+            let which = match layout {
+                bdb_index::Layout::Rpm44 => "as rpm 4.4 keeps them",
+                bdb_index::Layout::Rpm48 => "as rpm 4.8 keeps them",
+                _ => "for rpm 4.4 and 4.8 (the image's rpm version is unknown)",
+            };
+            format!(
+                "{dbdir}: index files regenerated from Packages {which}: {}",
+                names.join(", ")
+            )
+        }
+    });
     Ok(())
 }
 
