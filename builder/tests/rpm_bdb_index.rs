@@ -186,6 +186,13 @@ fn check(rpm_version: Option<&str>, want_md5_name: &[&str], absent: &[&str]) {
     for n in absent.iter().chain(&["__db.001"]) {
         assert!(!names.iter().any(|x| x == n), "{n} in {names:?}");
     }
+    // rpm 4.4 (libdb 4.3) reads hash version 8 only: Packages and hash indexes are written so.
+    let version = |n: &str| std::fs::read(db.join(n)).unwrap()[16];
+    let want = if rpm_version == Some("4.8.0") { 9 } else { 8 };
+    assert_eq!(version("Name"), want);
+    assert_eq!(version("Dirnames"), 9, "btree");
+    let want_packages = if rpm_version == Some("4.4.2.3") { 8 } else { 9 };
+    assert_eq!(version("Packages"), want_packages);
     let st = debugfs(&img, "stat /var/lib/rpm/Basenames");
     assert!(
         st.contains("Mode:  0644") && st.contains("User:     0   Group:     0"),

@@ -47,6 +47,13 @@ fn write_db(dir: &Path, records: &[(u32, Vec<u8>)], layout: Layout) -> Vec<&'sta
     std::fs::write(dir.join("Packages"), bdb::write_packages(records).unwrap()).unwrap();
     let mut names = Vec::new();
     for f in bdb_index::build_indexes(records, layout).unwrap() {
+        // Hash files: version 8 unless for rpm 4.8 (EL5's libdb 4.3 refuses 9); btree 9.
+        let version = u32::from_le_bytes(f.bytes[16..20].try_into().unwrap());
+        let want = match (f.kind, layout) {
+            (bdb_index::DbKind::Btree, _) | (_, Layout::Rpm48) => 9,
+            _ => 8,
+        };
+        assert_eq!(version, want, "{} {layout:?}", f.name);
         std::fs::write(dir.join(f.name), &f.bytes).unwrap();
         names.push(f.name);
     }
@@ -408,10 +415,21 @@ fn big_hash_and_btree_round_trip_through_db_dump() {
     pairs.push((b"big".to_vec(), vec![7u8; 50_000]));
     pairs.push((vec![0], vec![1u8; 8]));
     pairs.push((vec![b'k'; 900], vec![2u8; 8]));
+    pairs.push((vec![b'h'; 3000], vec![3u8; 8])); // off-page hash key
+    let btree_pairs = &pairs[..pairs.len() - 1];
     for (kind, bytes) in [
-        ("btree", bdb::write_btree(&pairs).unwrap()),
+        ("btree", bdb::write_btree(btree_pairs).unwrap()),
         ("hash", bdb::write_hash(&pairs).unwrap()),
+        (
+            "hash",
+            bdb::write_hash_as(&pairs, bdb::HashVersion::V8).unwrap(),
+        ),
     ] {
+        let pairs = if kind == "btree" {
+            btree_pairs
+        } else {
+            &pairs[..]
+        };
         let f = tmp.path().join(kind);
         std::fs::write(&f, &bytes).unwrap();
         run("db_verify", &["-q", f.to_str().unwrap()]);
@@ -436,10 +454,10 @@ fn big_hash_and_btree_round_trip_through_db_dump() {
         assert_eq!(got.len(), want.len(), "{kind}");
         assert!(got == want, "{kind}: db_dump differs");
         // Same input, same bytes.
-        let again = if kind == "btree" {
-            bdb::write_btree(&pairs).unwrap()
-        } else {
-            bdb::write_hash(&pairs).unwrap()
+        let again = match (kind, bytes[16]) {
+            ("btree", _) => bdb::write_btree(pairs).unwrap(),
+            (_, 8) => bdb::write_hash_as(pairs, bdb::HashVersion::V8).unwrap(),
+            _ => bdb::write_hash(pairs).unwrap(),
         };
         assert!(again == bytes);
     }
@@ -512,4 +530,29 @@ fn write_packages_bytes_unchanged() {
         hex::encode(Sha256::digest(bdb::write_packages(&many).unwrap())),
         "5712e28b965aa8ff8f65f6a4da10a0e042a24e0231837d4db3da6553eaff7f22"
     );
+}
+
+/// `Packages` in hash version 8 (for rpm 4.4's libdb 4.3): db_verify accepts it and the real
+/// rpm lists and finds the same packages.
+#[test]
+fn packages_hash_version_8() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records = bdb::read_packages(
+        &std::fs::read(testdata("rpmdb-bdb-go-rpmdb-libuuid").join("Packages")).unwrap(),
+    )
+    .unwrap();
+    let dir = tmp.path().join("v8");
+    let names = write_db(&dir, &records, Layout::Rpm44);
+    let v8 = bdb::write_packages_as(&records, bdb::HashVersion::V8).unwrap();
+    assert_eq!(&v8[16..20], &8u32.to_le_bytes());
+    assert_eq!(
+        v8[4096 + 25],
+        2,
+        "bucket pages of type 2 (P_HASH in libdb 4.x)"
+    );
+    std::fs::write(dir.join("Packages"), &v8).unwrap();
+    run("db_verify", &["-q", dir.join("Packages").to_str().unwrap()]);
+    assert_eq!(bdb::read_packages(&v8).unwrap(), records);
+    oracle(&dir, &records, &names);
+    assert_eq!(rpm_ro(&dir, &["-qa"]).1.len(), records.len());
 }

@@ -652,9 +652,14 @@ fn register(
                 next += 1;
                 records.push((next, h.to_bytes()));
             }
-            let new = pkgdb::rpmdb::bdb::write_packages(&records)
-                .map_err(|e| StepError::new(format!("{dbdir}/Packages: {e}")))?;
             let layout = bdb_index::layout_for(&records);
+            // rpm 4.4's libdb 4.3 reads only hash version 8; others keep today's version 9.
+            let version = match layout {
+                bdb_index::Layout::Rpm44 => pkgdb::rpmdb::bdb::HashVersion::V8,
+                _ => pkgdb::rpmdb::bdb::HashVersion::V9,
+            };
+            let new = pkgdb::rpmdb::bdb::write_packages_as(&records, version)
+                .map_err(|e| StepError::new(format!("{dbdir}/Packages: {e}")))?;
             let files = bdb_index::build_indexes(&records, layout)
                 .map_err(|e| StepError::new(format!("{dbdir}: {e}")))?;
             bdb_indexes = Some((layout, files));

@@ -284,7 +284,18 @@ pub fn read_packages(file: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, BdbError> {
     Ok(out)
 }
 
-pub use writer::{write_btree, write_hash, write_packages};
+pub use writer::{write_btree, write_hash, write_hash_as, write_packages, write_packages_as};
+
+/// On-disk version of a hash file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashVersion {
+    /// Version 8 (libdb 4.1–4.5), bucket pages of type 2 in any order. libdb 4.3/4.5 (rpm 4.4,
+    /// EL5) accept only versions 7 and 8 (`__ham_metachk` in `hash/hash_open.c`: "unsupported
+    /// hash version"); libdb 4.6 and later read version 8 as well.
+    V8,
+    /// Version 9 (libdb 4.6 and later), sorted bucket pages (type 13).
+    V9,
+}
 
 /// Register `header` in an existing `Packages` file (either byte order): returns the rewritten
 /// file (little-endian, see [`write_packages`]) and the new package number (one above the
@@ -344,6 +355,15 @@ mod writer {
     /// key/data pairs; values that do not fit inline go to overflow chains (`H_OFFPAGE`); a bucket
     /// that overflows its page continues on a chained hash page (`next_pgno`).
     pub fn write_packages(records: &[(u32, Vec<u8>)]) -> Result<Vec<u8>, BdbError> {
+        write_packages_as(records, HashVersion::V9)
+    }
+
+    /// [`write_packages`] in the hash format `version` (see [`HashVersion`]: rpm 4.4's libdb
+    /// 4.3 needs [`HashVersion::V8`]).
+    pub fn write_packages_as(
+        records: &[(u32, Vec<u8>)],
+        version: HashVersion,
+    ) -> Result<Vec<u8>, BdbError> {
         let max_key = records.iter().map(|(k, _)| *k).max().unwrap_or(0);
         let mut all: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(records.len() + 1);
         all.push((
@@ -353,7 +373,7 @@ mod writer {
         for (k, v) in records {
             all.push((k.to_le_bytes().to_vec(), v.clone()));
         }
-        write_hash(&all)
+        write_hash_as(&all, version)
     }
 
     /// Write a little-endian Berkeley DB 5.3 hash file (version 9, 4096-byte pages) holding the
@@ -361,7 +381,19 @@ mod writer {
     /// keys or values too large for a bucket page go to overflow chains (`H_OFFPAGE`). The
     /// output depends only on `all` (deterministic).
     pub fn write_hash(all: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<u8>, BdbError> {
+        write_hash_as(all, HashVersion::V9)
+    }
+
+    /// [`write_hash`] in the hash format `version`.
+    pub fn write_hash_as(
+        all: &[(Vec<u8>, Vec<u8>)],
+        version: HashVersion,
+    ) -> Result<Vec<u8>, BdbError> {
         const PS: usize = 4096;
+        let (meta_version, page_type) = match version {
+            HashVersion::V8 => (8u32, P_HASH_UNSORTED),
+            HashVersion::V9 => (9u32, P_HASH),
+        };
         for (k, v) in all {
             for it in [k, v] {
                 if it.len() > u32::MAX as usize / 2 {
@@ -458,7 +490,7 @@ mod writer {
                     0,
                     top as u16,
                     (n * 2) as u16,
-                    P_HASH,
+                    page_type,
                 );
                 pos += n;
                 if !more {
@@ -473,7 +505,7 @@ mod writer {
         let meta = &mut pages[0];
         meta[8..12].copy_from_slice(&0u32.to_le_bytes()); // pgno
         meta[12..16].copy_from_slice(&MAGIC_HASH.to_le_bytes());
-        meta[16..20].copy_from_slice(&9u32.to_le_bytes()); // version
+        meta[16..20].copy_from_slice(&meta_version.to_le_bytes()); // version
         meta[20..24].copy_from_slice(&(PS as u32).to_le_bytes());
         meta[24] = 0; // encrypt_alg
         meta[25] = P_HASHMETA;

@@ -30,12 +30,14 @@
 //!   SCRIPT_POSTUN`). `Triggername` skips a name already seen earlier in the same header; other
 //!   duplicates within one header give one item each. A header without `Group` is indexed under
 //!   `Unknown`.
+//! * file format: hash files are version 8 (libdb 4.1–4.5; EL5's libdb 4.3 refuses version 9)
+//!   unless the database is rpm 4.8's, see [`hash_version`]; btree files version 9.
 //! * value layout and reading: `set2dbt`/`dbt2set` (8 bytes per item), and rpm 4.18's
 //!   `lib/backend/bdb_ro.c` (`appenddbt`), the reader the tests check against.
 
 use std::collections::BTreeMap;
 
-use super::bdb::{write_btree, write_hash, BdbError};
+use super::bdb::{write_btree, write_hash_as, BdbError, HashVersion};
 use crate::rpm::header::{tag, Entry, Header, HeaderError, TagType};
 
 /// Berkeley DB access method of an index file.
@@ -212,6 +214,16 @@ pub fn layout_for(records: &[(u32, Vec<u8>)]) -> Layout {
     Layout::Unknown
 }
 
+/// The hash file version for `layout`: version 8 where rpm 4.4 may read the files (its libdb
+/// 4.3 rejects version 9), version 9 (what rpm 4.8's libdb 4.7 writes) for rpm 4.8. Btree
+/// files are version 9 in every libdb since 4.1.
+pub fn hash_version(layout: Layout) -> HashVersion {
+    match layout {
+        Layout::Rpm48 | Layout::SelfRebuilding => HashVersion::V9,
+        Layout::Rpm44 | Layout::Unknown => HashVersion::V8,
+    }
+}
+
 /// Build every index of `layout` from the `Packages` records `(number, header blob)`.
 /// Output is deterministic: the same records give the same bytes.
 pub fn build_indexes(
@@ -235,7 +247,7 @@ pub fn build_indexes(
             })
             .collect();
         let bytes = match spec.kind {
-            DbKind::Hash => write_hash(&pairs),
+            DbKind::Hash => write_hash_as(&pairs, hash_version(layout)),
             DbKind::Btree => write_btree(&pairs),
         }
         .map_err(|source| IndexError::Write {
