@@ -254,6 +254,7 @@ pub fn build_indexes(
             name: spec.name,
             source,
         })?;
+        let bytes = with_file_id(spec.name, bytes);
         out.push(IndexFile {
             name: spec.name,
             kind: spec.kind,
@@ -261,6 +262,24 @@ pub fn build_indexes(
         });
     }
     Ok(out)
+}
+
+/// Give a file its own 20-byte Berkeley DB file id (`DBMETA.uid`, offset 52 of the meta page):
+/// libdb's shared cache (the `__db.*` environment rpm 4.4/4.8 open every index in) tells files
+/// apart by it, so files sharing one id would read each other's pages. libdb makes it from the
+/// inode and time; ours is derived from the file name and contents, to stay deterministic
+/// (`Packages` keeps the all-zero id [`super::bdb::write_packages`] writes).
+fn with_file_id(name: &str, mut bytes: Vec<u8>) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(&bytes);
+    let id = h.finalize();
+    if let Some(uid) = bytes.get_mut(52..72) {
+        uid.copy_from_slice(&id[..20]);
+    }
+    bytes
 }
 
 /// The decoded contents of every index of `layout`: file name to key to items.
@@ -665,6 +684,10 @@ mod tests {
         assert_eq!(a.len(), 17);
         assert_eq!(build_indexes(&recs, Layout::Rpm44).unwrap().len(), 15);
         assert_eq!(build_indexes(&recs, Layout::Rpm48).unwrap().len(), 16);
+        // Every file has its own non-zero libdb file id.
+        let ids: std::collections::BTreeSet<&[u8]> = a.iter().map(|f| &f.bytes[52..72]).collect();
+        assert_eq!(ids.len(), a.len());
+        assert!(!ids.contains(&[0u8; 20][..]));
         assert!(build_indexes(&recs, Layout::SelfRebuilding)
             .unwrap()
             .is_empty());
