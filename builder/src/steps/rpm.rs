@@ -653,11 +653,10 @@ fn register(
                 records.push((next, h.to_bytes()));
             }
             let layout = bdb_index::layout_for(&records);
-            // rpm 4.4's libdb 4.3 reads only hash version 8; others keep today's version 9.
-            let version = match layout {
-                bdb_index::Layout::Rpm44 => pkgdb::rpmdb::bdb::HashVersion::V8,
-                _ => pkgdb::rpmdb::bdb::HashVersion::V9,
-            };
+            // rpm 4.4's libdb 4.3 reads only hash version 8: Packages is written in the same
+            // version as the indexes, so also in version 8 when the image's rpm is unknown
+            // (every later libdb reads version 8 too).
+            let version = bdb_index::hash_version(layout);
             let new = pkgdb::rpmdb::bdb::write_packages_as(&records, version)
                 .map_err(|e| StepError::new(format!("{dbdir}/Packages: {e}")))?;
             let files = bdb_index::build_indexes(&records, layout)
