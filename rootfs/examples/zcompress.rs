@@ -11,7 +11,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     }
     let level: i32 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3);
-    let frame: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(1 << 20);
+    let frame: usize = args
+        .get(4)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1 << 20);
     let input = std::fs::File::open(&args[1])?;
     let out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&args[2])?);
     let table = rootfs::zseek::compress(input, out, frame, level, 0)?;

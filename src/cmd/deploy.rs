@@ -229,7 +229,8 @@ impl VerifiedImage for BundleWafer {
             &table,
             0,
             |_, off, data| {
-                (off % BLOCK as u64 == 0).then(|| trust::digest::hash_full_blocks_serial(&salt, data))
+                (off % BLOCK as u64 == 0)
+                    .then(|| trust::digest::hash_full_blocks_serial(&salt, data))
             },
             |_, off, data, hashes| {
                 match hashes {
