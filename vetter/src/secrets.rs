@@ -27,39 +27,8 @@ fn line_of(bytes: &[u8], off: usize) -> u32 {
 
 /// Every offset of `needle` in `hay` (SIMD substring search from the `memchr` crate: the scan
 /// runs over every text file of an image, so a byte-by-byte compare is far too slow).
-/// The PEM armour prefix, pattern 0 of [`matcher`]; pattern `i + 1` is `TOKENS[i]`'s prefix.
-const PEM: &[u8] = b"-----BEGIN ";
-
-/// One automaton for the PEM prefix and every token prefix, built once: a file is read once
-/// for all of them instead of once per prefix (13 passes before).
-fn matcher() -> Option<&'static aho_corasick::AhoCorasick> {
-    static M: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>> = std::sync::OnceLock::new();
-    M.get_or_init(|| {
-        let pats: Vec<&[u8]> = std::iter::once(PEM)
-            .chain(TOKENS.iter().map(|t| t.0))
-            .collect();
-        aho_corasick::AhoCorasick::new(pats).ok()
-    })
-    .as_ref()
-}
-
-/// Every occurrence of every prefix, as (pattern index, offset), overlapping ones included,
-/// ordered by pattern then offset (the order the per-prefix searches gave).
-fn find_prefixes(hay: &[u8]) -> Vec<(usize, usize)> {
-    let mut hits: Vec<(usize, usize)> = match matcher() {
-        Some(ac) => ac
-            .find_overlapping_iter(hay)
-            .map(|m| (m.pattern().as_usize(), m.start()))
-            .collect(),
-        // Cannot happen with these fixed patterns; fall back to one search per prefix.
-        None => std::iter::once(PEM)
-            .chain(TOKENS.iter().map(|t| t.0))
-            .enumerate()
-            .flat_map(|(i, p)| memchr::memmem::find_iter(hay, p).map(move |o| (i, o)))
-            .collect(),
-    };
-    hits.sort_unstable();
-    hits
+fn find_all<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    memchr::memmem::find_iter(hay, needle)
 }
 
 /// A token format: (prefix, kind, allowed body characters, minimum body length, maximum body length).
@@ -160,9 +129,8 @@ fn is_word(c: u8) -> bool {
 /// Scan file contents for private keys and tokens.
 pub fn scan_bytes(path: &str, bytes: &[u8]) -> Vec<Credential> {
     let mut out = Vec::new();
-    let hits = find_prefixes(bytes);
     // PEM: "-----BEGIN <X>PRIVATE KEY-----" and PGP private key blocks.
-    for off in hits.iter().filter(|h| h.0 == 0).map(|h| h.1) {
+    for off in find_all(bytes, b"-----BEGIN ") {
         let rest = bytes.get(off + 11..).unwrap_or(&[]);
         let end = rest
             .iter()
@@ -194,8 +162,8 @@ pub fn scan_bytes(path: &str, bytes: &[u8]) -> Vec<Credential> {
             line: Some(line_of(bytes, off)),
         });
     }
-    for (i, (prefix, kind, ok, min, max)) in TOKENS.iter().enumerate() {
-        for off in hits.iter().filter(|h| h.0 == i + 1).map(|h| h.1) {
+    for (prefix, kind, ok, min, max) in TOKENS {
+        for off in find_all(bytes, prefix) {
             if off > 0 && bytes.get(off - 1).copied().is_some_and(is_word) {
                 continue;
             }
@@ -248,32 +216,6 @@ pub fn by_name(path: &str, ft: FileType) -> Vec<Credential> {
 
 #[cfg(test)]
 mod tests {
-    /// The one-pass automaton finds exactly what one search per prefix finds, overlapping
-    /// and adjacent occurrences included, in the same order.
-    #[test]
-    fn one_pass_equals_one_search_per_prefix() {
-        let mut hay = Vec::new();
-        let pats: Vec<&[u8]> = std::iter::once(PEM)
-            .chain(TOKENS.iter().map(|t| t.0))
-            .collect();
-        let mut x: u32 = 7;
-        for round in 0..400 {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            let p = pats[(x >> 16) as usize % pats.len()];
-            hay.extend_from_slice(p);
-            if round % 3 == 0 {
-                hay.extend_from_slice(&p[..p.len() / 2]);
-            }
-            hay.push(b"AKIAghp_ -\n"[(x >> 8) as usize % 11]);
-        }
-        hay.extend_from_slice(b"-----BEGIN -----BEGIN github_pat_ghp_AKIASIA");
-        let mut want = Vec::new();
-        for (i, p) in pats.iter().enumerate() {
-            want.extend(memchr::memmem::find_iter(&hay, p).map(|o| (i, o)));
-        }
-        assert!(want.len() > 400);
-        assert_eq!(find_prefixes(&hay), want);
-    }
     use super::*;
 
     #[test]
