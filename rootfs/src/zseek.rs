@@ -602,6 +602,16 @@ where
     Ok(table)
 }
 
+/// Whether every byte of `data` is zero (64 bytes at a time, which the compiler vectorises,
+/// stopping at the first block that is not).
+pub fn is_all_zero(data: &[u8]) -> bool {
+    let mut blocks = data.chunks_exact(64);
+    blocks
+        .by_ref()
+        .all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
+        && blocks.remainder().iter().all(|&b| b == 0)
+}
+
 /// The message of a caught panic, when it is a string.
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
@@ -619,13 +629,7 @@ thread_local! {
 /// Compresses one frame with this thread's context; an all-zero frame reuses the bytes zstd
 /// made for the previous all-zero frame of the same length and level (identical output).
 fn compress_frame(level: i32, chunk: &[u8]) -> io::Result<(Vec<u8>, u32)> {
-    let zero = {
-        let mut words = chunk.chunks_exact(64);
-        words
-            .by_ref()
-            .all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
-            && words.remainder().iter().all(|&b| b == 0)
-    };
+    let zero = is_all_zero(chunk);
     if zero {
         let cached = ZERO_FRAME.with(|c| {
             c.borrow()

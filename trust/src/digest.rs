@@ -131,13 +131,9 @@ fn hash_task(
     }
 }
 
-/// Whether every byte of `data` is zero (64 bytes at a time, stopping at the first non-zero run).
+/// Whether every byte of `data` is zero.
 pub(crate) fn is_zero(data: &[u8]) -> bool {
-    let mut chunks = data.chunks_exact(64);
-    chunks
-        .by_ref()
-        .all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
-        && chunks.remainder().iter().all(|&b| b == 0)
+    zseek::is_all_zero(data)
 }
 
 fn salted(salt: &[u8]) -> Sha256 {
