@@ -620,9 +620,12 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
+/// A compressed all-zero frame: (level, length, frame bytes, seek-table checksum).
+type ZeroFrame = (i32, usize, Vec<u8>, u32);
+
 thread_local! {
     /// The last all-zero frame this worker compressed: (level, length, frame, checksum).
-    static ZERO_FRAME: std::cell::RefCell<Option<(i32, usize, Vec<u8>, u32)>> =
+    static ZERO_FRAME: std::cell::RefCell<Option<ZeroFrame>> =
         const { std::cell::RefCell::new(None) };
 }
 
