@@ -296,3 +296,43 @@ fn no_sync_and_compressed_tar_give_the_same_image() {
         "tar.gz and tar gave different images"
     );
 }
+
+/// An output that is the source itself (or inside a source directory) is refused before
+/// anything is written: the source stays byte for byte what it was.
+#[test]
+fn output_that_is_the_source_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    make_tree(&root);
+    let img = tmp.path().join("a.img");
+    let out = wafer(&[
+        "mkfs",
+        root.to_str().unwrap(),
+        "-o",
+        img.to_str().unwrap(),
+        "--epoch",
+        "1700000000",
+    ]);
+    assert!(out.status.success());
+    let before = std::fs::read(&img).unwrap();
+    let out = wafer(&["mkfs", img.to_str().unwrap(), "-o", img.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is the source itself"), "{err}");
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "the source image was changed"
+    );
+
+    let inside = root.join("self.img");
+    let out = wafer(&[
+        "mkfs",
+        root.to_str().unwrap(),
+        "-o",
+        inside.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is inside the source directory"), "{err}");
+    assert!(!inside.exists(), "an image was written inside the source");
+}

@@ -1,6 +1,6 @@
 //! `wafer mkfs`: make an ext2/3/4 image from a tar archive, a directory or another ext image.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -159,6 +159,7 @@ pub fn run(args: MkfsArgs, ui: &Ui) -> Result<()> {
     let start = Instant::now();
     let opened = open_source(&args.source, &OpenOptions::default())
         .with_context(|| format!("reading {}", args.source.display()))?;
+    check_output_is_not_source(&args.source, &args.output, opened.kind)?;
     let read_secs = start.elapsed().as_secs_f64();
     let (epoch, epoch_from) = choose_epoch(args.epoch, &opened.tree)?;
     let c = counts(&opened.tree);
@@ -201,6 +202,41 @@ pub fn run(args: MkfsArgs, ui: &Ui) -> Result<()> {
             epoch_from,
             total
         );
+    }
+    Ok(())
+}
+
+/// Refuses an output that is the source itself (it would be truncated while it is read: the
+/// image would get whatever the half-written file held) or, for a directory source, a path
+/// inside that directory.
+fn check_output_is_not_source(source: &Path, output: &Path, kind: SourceKind) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(s), Ok(o)) = (std::fs::metadata(source), std::fs::metadata(output)) {
+        if s.dev() == o.dev() && s.ino() == o.ino() {
+            bail!(
+                "{} is the source itself: write the image to another file (the source would be \
+                 overwritten while it is read)",
+                output.display()
+            );
+        }
+    }
+    if kind == SourceKind::Directory {
+        let src = std::fs::canonicalize(source)
+            .with_context(|| format!("resolving {}", source.display()))?;
+        let parent = match output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Ok(dir) = std::fs::canonicalize(&parent) {
+            if dir.starts_with(&src) {
+                bail!(
+                    "{} is inside the source directory {}: write the image outside it (it \
+                     would otherwise be part of the tree it is made from)",
+                    output.display(),
+                    source.display()
+                );
+            }
+        }
     }
     Ok(())
 }
