@@ -3,42 +3,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use builder::{build, BuildOptions, NoProgress};
 use common::*;
 
-const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/builder/specs");
 const BDB_PACKAGES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../testdata/rpmdb-bdb-go-rpmdb-libuuid/Packages"
 );
-
-/// Build the test rpm `name` with the real rpmbuild; returns its path.
-fn rpmbuild(name: &str, top: &Path) -> PathBuf {
-    run(Command::new("rpmbuild")
-        .arg("-bb")
-        .arg("--quiet")
-        .arg("--define")
-        .arg(format!("_topdir {}", top.display()))
-        .arg("--define")
-        .arg("use_source_date_epoch_as_buildtime 1")
-        .env("SOURCE_DATE_EPOCH", BASE_MTIME.to_string())
-        .arg(format!("{SPECS}/{name}.spec")));
-    let dir = top.join("RPMS/noarch");
-    let f = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("{name}-"))
-        })
-        .unwrap();
-    f
-}
 
 const RECIPE: &str = "\n[[step]]\ntype = \"rpm\"\npackages = [\"wafer-demo.rpm\"]\n";
 
@@ -88,8 +62,18 @@ fn check_files(img: &Path, report: &builder::BuildReport) {
 #[test]
 fn rpm_into_a_sqlite_rpmdb_made_by_real_rpm() {
     let top = tempfile::tempdir().unwrap();
-    let base_rpm = rpmbuild("wafer-base", top.path());
-    let demo_rpm = rpmbuild("wafer-demo", top.path());
+    let base_rpm = rpmbuild(
+        &Path::new(SPECS).join("wafer-base.spec"),
+        "wafer-base",
+        top.path(),
+        &[],
+    );
+    let demo_rpm = rpmbuild(
+        &Path::new(SPECS).join("wafer-demo.spec"),
+        "wafer-demo",
+        top.path(),
+        &[],
+    );
     let fx = Fixture::new(|root| {
         let rpm = |args: &[&str]| {
             run(Command::new("rpm")
@@ -146,7 +130,12 @@ fn rpm_into_a_sqlite_rpmdb_made_by_real_rpm() {
 #[test]
 fn rpm_into_a_berkeley_db_packages_file() {
     let top = tempfile::tempdir().unwrap();
-    let demo_rpm = rpmbuild("wafer-demo", top.path());
+    let demo_rpm = rpmbuild(
+        &Path::new(SPECS).join("wafer-demo.spec"),
+        "wafer-demo",
+        top.path(),
+        &[],
+    );
     let fx = Fixture::new(|root| {
         std::fs::create_dir_all(root.join("var/lib/rpm")).unwrap();
         std::fs::copy(BDB_PACKAGES, root.join("var/lib/rpm/Packages")).unwrap();

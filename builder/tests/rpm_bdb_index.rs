@@ -4,41 +4,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use builder::{build, BuildOptions, NoProgress};
 use common::*;
 
-const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/builder/specs");
 const BDB_PACKAGES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../testdata/rpmdb-bdb-go-rpmdb-libuuid/Packages"
 );
 const RECIPE: &str = "\n[[step]]\ntype = \"rpm\"\npackages = [\"wafer-demo.rpm\"]\n";
-
-/// Build `spec` with the real rpmbuild; returns the first noarch rpm whose name starts `name-`.
-fn rpmbuild(spec: &Path, name: &str, top: &Path) -> PathBuf {
-    run(Command::new("rpmbuild")
-        .arg("-bb")
-        .arg("--quiet")
-        .arg("--define")
-        .arg(format!("_topdir {}", top.display()))
-        .arg("--define")
-        .arg("use_source_date_epoch_as_buildtime 1")
-        .env("SOURCE_DATE_EPOCH", BASE_MTIME.to_string())
-        .arg(spec));
-    std::fs::read_dir(top.join("RPMS/noarch"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("{name}-"))
-        })
-        .unwrap()
-}
 
 /// `rpm --dbpath DB --define '_db_backend bdb_ro' ARGS`: (success, stdout).
 fn rpm_ro(db: &Path, args: &[&str]) -> (bool, String) {
@@ -94,7 +70,7 @@ fn fixture(rpm_version: Option<&str>, top: &Path) -> Fixture {
                 ),
             )
             .unwrap();
-            let p = rpmbuild(&spec, "rpm", top);
+            let p = rpmbuild(&spec, "rpm", top, &[]);
             let pkg = pkgdb::rpm::RpmPackage::open(std::fs::File::open(p).unwrap()).unwrap();
             pkgdb::rpmdb::bdb::add_package(
                 &std::fs::read(BDB_PACKAGES).unwrap(),
@@ -121,6 +97,7 @@ fn check(rpm_version: Option<&str>, want_md5_name: &[&str], absent: &[&str]) {
         Path::new(&format!("{SPECS}/wafer-demo.spec")),
         "wafer-demo",
         top.path(),
+        &[],
     );
     let fx = fixture(rpm_version, top.path());
     std::fs::copy(&demo, fx.dir.join("wafer-demo.rpm")).unwrap();
@@ -257,6 +234,7 @@ fn bdb_indexes_are_reproducible() {
         Path::new(&format!("{SPECS}/wafer-demo.spec")),
         "wafer-demo",
         top.path(),
+        &[],
     );
     let fx = fixture(None, top.path());
     std::fs::copy(&demo, fx.dir.join("wafer-demo.rpm")).unwrap();

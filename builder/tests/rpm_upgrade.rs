@@ -10,7 +10,6 @@ use std::process::Command;
 use builder::{build, BuildOptions, NoProgress};
 use common::*;
 
-const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/builder/specs");
 const BDB_PACKAGES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../testdata/rpmdb-bdb-go-rpmdb-libuuid/Packages"
@@ -19,20 +18,8 @@ const BDB_PACKAGES: &str = concat!(
 /// Build `name` version `ver` (release 1, noarch) with the real rpmbuild; returns its path.
 fn rpmbuild(name: &str, ver: &str, top: &Path) -> PathBuf {
     let top = top.join(format!("{name}-{ver}"));
-    run(Command::new("rpmbuild")
-        .arg("-bb")
-        .arg("--quiet")
-        .arg("--define")
-        .arg(format!("_topdir {}", top.display()))
-        .arg("--define")
-        .arg(format!("upver {ver}"))
-        .arg("--define")
-        .arg("use_source_date_epoch_as_buildtime 1")
-        .env("SOURCE_DATE_EPOCH", BASE_MTIME.to_string())
-        .arg(format!("{SPECS}/{name}.spec")));
-    let p = top.join(format!("RPMS/noarch/{name}-{ver}-1.noarch.rpm"));
-    assert!(p.exists(), "rpmbuild made no {}", p.display());
-    p
+    let spec = Path::new(SPECS).join(format!("{name}.spec"));
+    common::rpmbuild(&spec, &format!("{name}-{ver}"), &top, &[("upver", ver)])
 }
 
 /// `rpm --root ROOT --dbpath /var/lib/rpm ARGS`.

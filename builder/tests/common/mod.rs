@@ -24,6 +24,39 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The spec files the tests build with rpmbuild.
+pub const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/builder/specs");
+
+/// Build `spec` with the real rpmbuild into `top`, reproducibly (build time = [`BASE_MTIME`]),
+/// with extra `--define NAME VALUE`s; returns the path of the noarch rpm whose file name starts
+/// with `name-`.
+pub fn rpmbuild(spec: &Path, name: &str, top: &Path, defines: &[(&str, &str)]) -> PathBuf {
+    let mut cmd = Command::new("rpmbuild");
+    cmd.arg("-bb")
+        .arg("--quiet")
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()));
+    for (k, v) in defines {
+        cmd.arg("--define").arg(format!("{k} {v}"));
+    }
+    run(cmd
+        .arg("--define")
+        .arg("use_source_date_epoch_as_buildtime 1")
+        .env("SOURCE_DATE_EPOCH", BASE_MTIME.to_string())
+        .arg(spec));
+    let dir = top.join("RPMS/noarch");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{name}-"))
+        })
+        .unwrap_or_else(|| panic!("rpmbuild made no {name}-*.rpm in {}", dir.display()))
+}
+
 /// Lowercase hex sha256 of a file.
 pub fn sha256_hex(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
