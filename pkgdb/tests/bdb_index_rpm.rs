@@ -261,21 +261,7 @@ fn build(top: &Path, name: &str, files: u32) -> PathBuf {
         .replace("NAME", name)
         .replace("GROUP", &format!("G{}", files % 2))
         .replace("FILES", &files.to_string());
-    let sp = top.join(format!("{name}.spec"));
-    std::fs::write(&sp, spec).unwrap();
-    run(
-        "rpmbuild",
-        &[
-            "-bb",
-            "--quiet",
-            "--define",
-            &format!("_topdir {}", top.display()),
-            "--define",
-            "_binary_payload w2.xzdio",
-            sp.to_str().unwrap(),
-        ],
-    );
-    top.join(format!("RPMS/noarch/{name}-1.2-3.noarch.rpm"))
+    rpmbuild_spec(top, name, &spec, "w2.xzdio")
 }
 
 /// Packages made by rpmbuild, installed (`--justdb`) by the real rpm into an SQLite database;

@@ -37,21 +37,7 @@ fn build(top: &Path, name: &str, epoch: u32, files: u32, payload: &str) -> PathB
         .replace("NAME", name)
         .replace("EPOCH", &epoch.to_string())
         .replace("FILES", &files.to_string());
-    let sp = top.join(format!("{name}.spec"));
-    std::fs::write(&sp, spec).unwrap();
-    run(
-        "rpmbuild",
-        &[
-            "-bb",
-            "--quiet",
-            "--define",
-            &format!("_topdir {}", top.display()),
-            "--define",
-            &format!("_binary_payload {payload}"),
-            sp.to_str().unwrap(),
-        ],
-    );
-    top.join(format!("RPMS/noarch/{name}-1.2-3.noarch.rpm"))
+    rpmbuild_spec(top, name, &spec, payload)
 }
 
 fn rpm_qa(dbpath: &Path, extra: &[&str]) -> Vec<String> {

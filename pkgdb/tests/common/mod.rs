@@ -76,3 +76,29 @@ impl Rng {
         &v[self.below(v.len() as u64) as usize]
     }
 }
+
+/// Write `spec` as `top/NAME.spec` and build it with the real rpmbuild (payload compression
+/// `payload`, e.g. `w2.xzdio`); returns `top/RPMS/noarch/NAME-1.2-3.noarch.rpm` (the test specs
+/// all use version 1.2, release 3, noarch).
+pub fn rpmbuild_spec(
+    top: &std::path::Path,
+    name: &str,
+    spec: &str,
+    payload: &str,
+) -> std::path::PathBuf {
+    let sp = top.join(format!("{name}.spec"));
+    std::fs::write(&sp, spec).unwrap();
+    run(
+        "rpmbuild",
+        &[
+            "-bb",
+            "--quiet",
+            "--define",
+            &format!("_topdir {}", top.display()),
+            "--define",
+            &format!("_binary_payload {payload}"),
+            sp.to_str().unwrap(),
+        ],
+    );
+    top.join(format!("RPMS/noarch/{name}-1.2-3.noarch.rpm"))
+}
