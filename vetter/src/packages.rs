@@ -97,6 +97,28 @@ pub struct Packages {
     /// Why the database could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Package databases that exist but could not be read completely. The vetter fails closed on
+    /// these: `wafer vet` gives "could not vet" unless the policy waives the source, because a
+    /// database read in part would show fewer packages than the image holds. Records that could be
+    /// read are still in [`Packages::list`] (as rpm lists the readable headers).
+    pub damaged: Vec<DamagedSource>,
+}
+
+/// A package database (or one of its files) that exists but could not be read completely.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DamagedSource {
+    /// Path in the image of the damaged file or directory (`/var/lib/rpm/Packages`,
+    /// `/var/lib/dpkg/status`).
+    pub path: String,
+    /// `rpm-bdb`, `rpm-sqlite`, `rpm-ndb` or `dpkg`.
+    pub format: String,
+    /// What is wrong, naming the offset, record or field where known.
+    pub reason: String,
+    /// Records read and trusted (they are listed in [`Packages::list`]).
+    pub records_read: u64,
+    /// Records found but not trusted (unreadable, or failing their digest), when countable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_unreadable: Option<u64>,
 }
 
 struct TreeDb<'a> {
@@ -295,6 +317,13 @@ pub fn inspect(
             Err(pkgdb::Error::NoDatabase) => continue,
             Err(e) => {
                 out.error = Some(format!("{dir}: {e}"));
+                out.damaged.push(DamagedSource {
+                    path: dir.into(),
+                    format: "rpm".into(),
+                    reason: e.to_string(),
+                    records_read: 0,
+                    records_unreadable: None,
+                });
                 problems.push(Problem {
                     path: dir.into(),
                     message: e.to_string(),
@@ -316,6 +345,13 @@ pub fn inspect(
             Ok(p) => p,
             Err(e) => {
                 out.error = Some(format!("{dir}: {e}"));
+                out.damaged.push(DamagedSource {
+                    path: dir.into(),
+                    format: out.format.clone().unwrap_or_else(|| "rpm".into()),
+                    reason: e.to_string(),
+                    records_read: 0,
+                    records_unreadable: None,
+                });
                 problems.push(Problem {
                     path: dir.into(),
                     message: e.to_string(),
@@ -541,6 +577,13 @@ fn dpkg(
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(util::ReadError::Path { .. }) => return,
         Err(e) => {
+            out.damaged.push(DamagedSource {
+                path: status_path.into(),
+                format: "dpkg".into(),
+                reason: e.to_string(),
+                records_read: 0,
+                records_unreadable: None,
+            });
             problems.push(Problem {
                 path: status_path.into(),
                 message: e.to_string(),
@@ -552,6 +595,13 @@ fn dpkg(
         Ok(p) => p,
         Err(e) => {
             out.error = Some(e.to_string());
+            out.damaged.push(DamagedSource {
+                path: status_path.into(),
+                format: "dpkg".into(),
+                reason: e.to_string(),
+                records_read: 0,
+                records_unreadable: None,
+            });
             problems.push(Problem {
                 path: status_path.into(),
                 message: e.to_string(),
