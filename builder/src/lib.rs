@@ -6,6 +6,7 @@
 //! writes the bundle ([`output`], documented in docs/bundle.md). Nothing is mounted, nothing
 //! runs as root, nothing of the build host ends up in the bundle.
 
+pub mod confine;
 pub mod error;
 pub mod inspect;
 pub mod output;
@@ -114,6 +115,12 @@ pub struct BuildOptions {
     pub threads: usize,
     /// Also keep the raw image as `disk.img` in the bundle.
     pub keep_raw: bool,
+    /// Host paths the operator allows `[base] path` to name outside the recipe's folder
+    /// (`--allow-host-path`): the base must lie in or beneath one of them, and is then read
+    /// confined beneath it. Never taken from the recipe.
+    pub allow_host_paths: Vec<PathBuf>,
+    /// Budgets for recipe inputs.
+    pub limits: Limits,
 }
 
 impl BuildOptions {
@@ -122,6 +129,31 @@ impl BuildOptions {
         BuildOptions {
             out_dir: out_dir.into(),
             ..Default::default()
+        }
+    }
+}
+
+/// Budgets bounding what a recipe can make the build read into memory or produce. Exceeding one
+/// stops the build with an error naming the input and the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest output of one `template` step, in bytes (`--max-template-output`, default 16 MiB).
+    pub template_file: u64,
+    /// Largest output of all `template` steps of a build together (`--max-template-total`,
+    /// default 256 MiB).
+    pub template_total: u64,
+    /// Most bytes of recipe files (`copy` sources up to 16 MiB each) held in memory by one build
+    /// (`--max-input-memory`, default 1 GiB); larger files are read from the open file when the
+    /// image is written.
+    pub input_memory: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            template_file: 16 << 20,
+            template_total: 256 << 20,
+            input_memory: 1 << 30,
         }
     }
 }
@@ -150,17 +182,21 @@ pub struct BuildReport {
 
 /// sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
-    use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| BuildError::io(path, e))?;
+    sha256_read(&mut f).map_err(|e| BuildError::io(path, e))
+}
+
+/// sha256 of everything `r` yields, streamed in 1 MiB reads (std::io::copy would use 8 KiB:
+/// ~130 read calls per MiB of a GB-sized base).
+pub fn sha256_read(r: &mut impl std::io::Read) -> std::io::Result<[u8; 32]> {
     let mut h = Sha256::new();
-    // 1 MiB reads (std::io::copy would use 8 KiB: ~130 read calls per MiB of a GB-sized base).
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        match f.read(&mut buf) {
+        match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => h.update(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(BuildError::io(path, e)),
+            Err(e) => return Err(e),
         }
     }
     Ok(h.finalize().into())
@@ -223,18 +259,132 @@ fn newest_mtime(tree: &Tree) -> i64 {
     m
 }
 
-/// Open the base, checking its kind and pinned digest.
-fn open_base(recipe: &Recipe, progress: &dyn Progress) -> Result<(Tree, String)> {
+/// Normalize `.` and `..` in an absolute path without looking at the filesystem.
+fn lexical_normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Where `[base] path` is read from: the root it is confined beneath, and its path there.
+/// A relative path without `..` is confined beneath the recipe's folder; anything else only
+/// when it lies in or beneath a host path the operator allowed (`--allow-host-path`).
+fn base_location(recipe: &Recipe, allowed: &[PathBuf]) -> Result<(confine::Root, String)> {
     let base = &recipe.doc.base;
-    let path = recipe.dir().join(base.path.get_ref());
+    let p = base.path.get_ref();
+    let dir = recipe.dir();
+    let inside = !p.is_empty() && !p.starts_with('/') && !p.split('/').any(|c| c == "..");
+    if inside {
+        let root = confine::Root::open(&dir, "the recipe's folder")
+            .map_err(|e| BuildError::io(&dir, e))?;
+        return Ok((root, p.clone()));
+    }
+    if allowed.is_empty() {
+        return Err(recipe.err_at(
+            base.path.span(),
+            format!(
+                "base.path '{p}' must be a relative path inside the recipe's folder (no leading '/', no '..'); \
+                 a base elsewhere on the host needs the operator's --allow-host-path"
+            ),
+        ));
+    }
+    let dir = std::fs::canonicalize(&dir).map_err(|e| BuildError::io(&dir, e))?;
+    let wanted = lexical_normalize(&dir.join(p));
+    for a in allowed {
+        let ca = std::fs::canonicalize(a).map_err(|source| BuildError::Io {
+            path: format!("--allow-host-path {}", a.display()),
+            source,
+        })?;
+        let Ok(rest) = wanted.strip_prefix(&ca) else {
+            continue;
+        };
+        let (root_dir, rel) = match (rest.as_os_str().is_empty(), ca.parent(), ca.file_name()) {
+            (true, Some(parent), Some(name)) => {
+                (parent.to_path_buf(), name.to_string_lossy().into_owned())
+            }
+            (true, _, _) => (ca.clone(), ".".to_string()),
+            (false, _, _) => (ca.clone(), rest.to_string_lossy().into_owned()),
+        };
+        let label = format!("the allowed host path {}", ca.display());
+        let root =
+            confine::Root::open(&root_dir, label).map_err(|e| BuildError::io(&root_dir, e))?;
+        tracing::info!(base = %wanted.display(), allowed = %ca.display(), "base outside the recipe's folder, allowed by the operator");
+        return Ok((root, rel));
+    }
+    let list: Vec<String> = allowed.iter().map(|a| a.display().to_string()).collect();
+    Err(recipe.err_at(
+        base.path.span(),
+        format!(
+            "base.path '{p}' is outside the recipe's folder and not within any --allow-host-path ({})",
+            list.join(", ")
+        ),
+    ))
+}
+
+/// Open the base, checking its kind and pinned digest. The base is resolved confined
+/// ([`base_location`], [`confine`]) before anything of it is read, so no message ever shows the
+/// digest of something the recipe may not read; it is hashed and parsed through the descriptor
+/// opened then (the parsers get `/proc/self/fd/N`, which reopens that very file). Returns the
+/// descriptor too: a `dir` base's files are read through it until the image is written.
+fn open_base(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<(Tree, String, std::os::fd::OwnedFd)> {
+    use std::os::fd::{AsFd, OwnedFd};
+    let base = &recipe.doc.base;
     let shown = base.path.get_ref().clone();
     let kind = *base.kind.get_ref();
     progress.event(&Event::PhaseStarted {
         phase: Phase::Base,
         total: 0,
     });
-    let detected = rootfs::open::detect(&path)
-        .map_err(|e| recipe.err_at(base.path.span(), format!("base: {e}")))?;
+    if !Path::new("/proc/self/fd").is_dir() {
+        return Err(BuildError::Base {
+            path: shown,
+            message: "/proc is not mounted: the base is read through /proc/self/fd".into(),
+        });
+    }
+    let (root, rel) = base_location(recipe, &opts.allow_host_paths)?;
+    let refused = |e: confine::ConfineError| recipe.err_at(base.path.span(), format!("base: {e}"));
+    let at = root.locate(&rel, true).map_err(refused)?;
+    let regular_in = |dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr| {
+        confine::stat_at(dir, name)
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+            .unwrap_or(false)
+    };
+    let (held, detected): (OwnedFd, rootfs::open::SourceKind) = if at.stat.st_mode & libc::S_IFMT
+        == libc::S_IFDIR
+    {
+        let d =
+            confine::open_dir_at(at.dir.as_fd(), &at.name, &at.stat, &shown).map_err(refused)?;
+        let k = if regular_in(d.as_fd(), c"wafer.json") && regular_in(d.as_fd(), c"disk.img.zst") {
+            rootfs::open::SourceKind::Bundle
+        } else {
+            rootfs::open::SourceKind::Directory
+        };
+        (d, k)
+    } else {
+        let (f, _) = confine::open_regular_at(at.dir.as_fd(), &at.name, &at.stat, &shown)
+            .map_err(refused)?;
+        let fd = OwnedFd::from(f);
+        let proc = confine::fd_path(fd.as_fd());
+        let k = rootfs::open::detect(&proc).map_err(|e| {
+            let m = e.to_string().replace(&proc.display().to_string(), &shown);
+            recipe.err_at(base.path.span(), format!("base: {m}"))
+        })?;
+        (fd, k)
+    };
+    let proc = confine::fd_path(held.as_fd());
+    let unproc = |m: String| m.replace(&proc.display().to_string(), &shown);
     let matches = matches!(
         (kind, detected),
         (recipe::BaseKind::Tar, rootfs::open::SourceKind::Tar(_))
@@ -249,12 +399,6 @@ fn open_base(recipe: &Recipe, progress: &dyn Progress) -> Result<(Tree, String)>
         ));
     }
     let pinned = base.sha256.get_ref().clone();
-    // Files are checked before they are parsed: a wrong base is never read.
-    let file_digest = match kind {
-        recipe::BaseKind::Tar | recipe::BaseKind::Ext => Some(hex::encode(sha256_file(&path)?)),
-        recipe::BaseKind::Wafer => Some(hex::encode(sha256_file(&path.join("disk.img.zst"))?)),
-        recipe::BaseKind::Dir => None,
-    };
     let mismatch = |actual: String| BuildError::BaseDigest {
         file: recipe.file.display().to_string(),
         line: recipe.line(base.sha256.span()),
@@ -262,26 +406,61 @@ fn open_base(recipe: &Recipe, progress: &dyn Progress) -> Result<(Tree, String)>
         expected: pinned.clone(),
         actual,
     };
-    if let Some(d) = &file_digest {
-        if *d != pinned {
-            return Err(mismatch(d.clone()));
-        }
-    }
-    let opened =
-        rootfs::open::open_source(&path, &rootfs::open::OpenOptions::default()).map_err(|e| {
-            BuildError::Base {
-                path: shown.clone(),
-                message: e.to_string(),
+    let io_err = |what: &str, e: std::io::Error| BuildError::Base {
+        path: shown.clone(),
+        message: format!("{what}: {e}"),
+    };
+    let base_err = |e: &dyn std::fmt::Display| BuildError::Base {
+        path: shown.clone(),
+        message: unproc(e.to_string()),
+    };
+    // Files are checked before they are parsed: a wrong base is never read.
+    let tree = match kind {
+        recipe::BaseKind::Tar | recipe::BaseKind::Ext => {
+            let mut f = std::fs::File::from(held.try_clone().map_err(|e| io_err("dup", e))?);
+            let d = hex::encode(sha256_read(&mut f).map_err(|e| io_err("read", e))?);
+            if d != pinned {
+                return Err(mismatch(d));
             }
-        })?;
-    if file_digest.is_none() {
-        let d = tree_digest(&opened.tree)?;
-        if d != pinned {
-            return Err(mismatch(d));
+            rootfs::open::open_source(&proc, &rootfs::open::OpenOptions::default())
+                .map_err(|e| base_err(&e))?
+                .tree
         }
-    }
+        recipe::BaseKind::Wafer => {
+            let name = c"disk.img.zst";
+            let shown_zst = format!("{shown}/disk.img.zst");
+            let st = confine::stat_at(held.as_fd(), name).map_err(|e| io_err("disk.img.zst", e))?;
+            let (mut f, _) =
+                confine::open_regular_at(held.as_fd(), name, &st, &shown_zst).map_err(refused)?;
+            let d = hex::encode(sha256_read(&mut f).map_err(|e| io_err("read", e))?);
+            if d != pinned {
+                return Err(mismatch(d));
+            }
+            let zproc = confine::fd_path(f.as_fd());
+            let unz = |m: String| m.replace(&zproc.display().to_string(), &shown_zst);
+            let src = rootfs::open::ZseekSource::open(&zproc).map_err(|e| BuildError::Base {
+                path: shown.clone(),
+                message: unz(e.to_string()),
+            })?;
+            rootfs::ext::read_image(std::sync::Arc::new(src), &Default::default())
+                .map_err(|e| BuildError::Base {
+                    path: shown.clone(),
+                    message: unz(e.to_string()),
+                })?
+                .tree
+        }
+        recipe::BaseKind::Dir => {
+            let tree =
+                rootfs::dir::read_dir(&proc, &Default::default()).map_err(|e| base_err(&e))?;
+            let d = tree_digest(&tree).map_err(|e| base_err(&e))?;
+            if d != pinned {
+                return Err(mismatch(d));
+            }
+            tree
+        }
+    };
     progress.event(&Event::PhaseFinished { phase: Phase::Base });
-    Ok((opened.tree, pinned))
+    Ok((tree, pinned, held))
 }
 
 fn env_epoch() -> Option<i64> {
@@ -340,7 +519,8 @@ pub fn build_recipe(
         }
     }
     let recipe_sha = hex::encode(Sha256::digest(recipe.text.as_bytes()));
-    let (mut tree, base_sha) = open_base(recipe, progress)?;
+    // Held until the image is written: a `dir` base's files are read through it.
+    let (mut tree, base_sha, _base_fd) = open_base(recipe, opts, progress)?;
     let epoch = opts
         .source_date_epoch
         .or_else(env_epoch)
@@ -351,8 +531,14 @@ pub fn build_recipe(
     vars.insert("wafer_name".into(), doc.wafer.name.get_ref().clone());
     vars.insert("wafer_version".into(), doc.wafer.version.get_ref().clone());
     vars.insert("wafer_vo".into(), doc.wafer.vo.get_ref().clone());
+    let dir = recipe.dir();
     let ctx = steps::StepContext {
-        recipe_dir: recipe.dir(),
+        root: confine::Root::open(&dir, "the recipe's folder")
+            .map_err(|e| BuildError::io(&dir, e))?,
+        limits: opts.limits,
+        template_bytes: Default::default(),
+        memory_bytes: Default::default(),
+        held_files: Default::default(),
         epoch: Timestamp::from_secs(epoch),
         vars,
         inputs: Default::default(),

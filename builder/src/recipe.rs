@@ -85,7 +85,8 @@ pub enum BaseKind {
 pub struct BaseSection {
     /// What the path holds.
     pub kind: Spanned<BaseKind>,
-    /// Path, relative to the recipe's folder.
+    /// Path, relative to the recipe's folder and beneath it (no leading `/`, no `..`), unless
+    /// the operator allows a host path with `--allow-host-path`.
     pub path: Spanned<String>,
     /// sha256 of the base (lowercase hex). For `dir` bases: the digest of its canonical listing
     /// (see docs/recipe.md); for `wafer` bases: the digest of its `disk.img.zst`.
@@ -429,20 +430,42 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 pub const MAX_RECIPE_BYTES: u64 = 4 << 20;
 
 impl Recipe {
-    /// Read and parse a recipe file.
+    /// Read and parse a recipe file: a regular file (opened without blocking, so a FIFO cannot
+    /// hang the build) of at most [`MAX_RECIPE_BYTES`].
     pub fn load(path: &Path) -> Result<Recipe, BuildError> {
-        let meta = std::fs::metadata(path).map_err(|e| BuildError::io(path, e))?;
-        if meta.len() > MAX_RECIPE_BYTES {
-            return Err(BuildError::Parse {
-                file: path.display().to_string(),
-                message: format!(
-                    "recipe of {} bytes is larger than the {} byte limit",
-                    meta.len(),
-                    MAX_RECIPE_BYTES
-                ),
-            });
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(|e| BuildError::io(path, e))?;
+        let meta = f.metadata().map_err(|e| BuildError::io(path, e))?;
+        let parse_err = |message: String| BuildError::Parse {
+            file: path.display().to_string(),
+            message,
+        };
+        if !meta.is_file() {
+            return Err(parse_err("a recipe must be a regular file".into()));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| BuildError::io(path, e))?;
+        let too_big = || {
+            parse_err(format!(
+                "recipe is larger than the {MAX_RECIPE_BYTES} byte limit"
+            ))
+        };
+        if meta.len() > MAX_RECIPE_BYTES {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(f, MAX_RECIPE_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(|e| BuildError::io(path, e))?;
+        if bytes.len() as u64 > MAX_RECIPE_BYTES {
+            return Err(too_big());
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| parse_err(format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to())))?;
         Recipe::parse(path, text)
     }
 

@@ -1,7 +1,7 @@
 //! Steps applied to the tree, in recipe order. Each returns a [`StepReport`] saying what it changed.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use rootfs::{Content, Metadata, Node, NodeId, NodeKind, Timestamp, Tree};
 use serde::Serialize;
@@ -84,10 +84,18 @@ pub struct PackageAdded {
 }
 
 /// What every step may use besides the tree.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StepContext {
-    /// The recipe's folder (sources of copy/template/rpm).
-    pub recipe_dir: PathBuf,
+    /// The recipe's folder (sources of copy/template/rpm), every read confined beneath it.
+    pub root: crate::confine::Root,
+    /// Budgets for what recipe inputs may cost.
+    pub limits: crate::Limits,
+    /// Bytes of template output produced so far (against [`crate::Limits::template_total`]).
+    pub template_bytes: Cell<u64>,
+    /// Bytes of recipe files held in memory so far (against [`crate::Limits::input_memory`]).
+    pub memory_bytes: Cell<u64>,
+    /// Large recipe files held open so far (against [`MAX_HELD_FILES`]).
+    pub held_files: Cell<usize>,
     /// Time given to everything the build creates or changes.
     pub epoch: Timestamp,
     /// Template variables (recipe `[vars]` plus `wafer_name`, `wafer_version`, `wafer_vo`).
@@ -372,25 +380,37 @@ pub fn resolve_owner(
     Ok((uid, gid))
 }
 
-/// A recipe-relative host path, refusing absolute paths and `..` so the build reads only
-/// from the recipe's folder.
-pub fn host_path(ctx: &StepContext, rel: &str) -> StepResult<PathBuf> {
-    let p = Path::new(rel);
-    if p.is_absolute()
-        || p.components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
+/// Largest recipe file a step reads into memory; larger `copy` sources stay on the host, held
+/// open, and are read when the image is written.
+pub const MAX_IN_MEMORY_FILE: u64 = 16 << 20;
+/// Most recipe files larger than [`MAX_IN_MEMORY_FILE`] one build holds open.
+pub const MAX_HELD_FILES: usize = 256;
+
+/// A step error for a recipe source that could not be read beneath the recipe's folder.
+pub fn source_err(e: crate::confine::ConfineError) -> StepError {
+    StepError::new(format!("source {e}"))
+}
+
+/// Count `n` more bytes of recipe input held in memory against the build's budget.
+pub fn charge_memory(ctx: &StepContext, rel: &str, n: u64) -> StepResult {
+    let used = ctx.memory_bytes.get().saturating_add(n);
+    if used > ctx.limits.input_memory {
         return Err(StepError::new(format!(
-            "source '{rel}' must be a path inside the recipe's folder (no leading '/', no '..')"
+            "source '{rel}': recipe files held in memory would exceed the budget of {} bytes per build (--max-input-memory)",
+            ctx.limits.input_memory
         )));
     }
-    Ok(ctx.recipe_dir.join(p))
+    ctx.memory_bytes.set(used);
+    Ok(())
 }
 
 /// Record a host input's digest for the report.
 pub fn record_input(ctx: &StepContext, rel: &str, bytes: &[u8]) {
     use sha2::Digest;
-    ctx.inputs
-        .borrow_mut()
-        .insert(rel.to_string(), hex::encode(sha2::Sha256::digest(bytes)));
+    record_digest(ctx, rel, hex::encode(sha2::Sha256::digest(bytes)));
+}
+
+/// Record a host input's digest (lowercase hex) for the report.
+pub fn record_digest(ctx: &StepContext, rel: &str, sha256: String) {
+    ctx.inputs.borrow_mut().insert(rel.to_string(), sha256);
 }

@@ -20,7 +20,9 @@ use rootfs::{Content, Device, Metadata, Node, NodeKind, Timestamp, Tree};
 use sha2::{Digest, Sha256};
 
 use super::accounts::Accounts;
-use super::{dir_meta, host_path, join, StepContext, StepError, StepReport, StepResult};
+use super::{
+    dir_meta, join, record_digest, source_err, StepContext, StepError, StepReport, StepResult,
+};
 use crate::inspect;
 
 /// Largest file of a package held in memory; bigger ones are refused (a wafer recipe installs
@@ -166,13 +168,15 @@ pub fn install(
     let mut headers: Vec<Option<Header>> = Vec::new();
     let mut erase: Vec<u32> = Vec::new();
     for rel in packages {
-        let host = host_path(ctx, rel)?;
-        let bytes = std::fs::read(&host)
-            .map_err(|e| StepError::new(format!("package '{rel}' ({}): {e}", host.display())))?;
-        super::record_input(ctx, rel, &bytes);
-        let sha = hex::encode(Sha256::digest(&bytes));
         let bad = |e: &dyn std::fmt::Display| StepError::new(format!("package '{rel}': {e}"));
-        let pkg = RpmPackage::open(std::io::Cursor::new(bytes)).map_err(|e| bad(&e))?;
+        // Opened beneath the recipe's folder (a regular file only), hashed and parsed through
+        // the same descriptor: never read into memory whole, never reopened by name.
+        let (mut file, _) = ctx.root.open_file(rel).map_err(source_err)?;
+        let sha = hex::encode(crate::sha256_read(&mut &file).map_err(|e| bad(&e))?);
+        record_digest(ctx, rel, sha.clone());
+        std::io::Seek::rewind(&mut file).map_err(|e| bad(&e))?;
+        let pkg = RpmPackage::open(std::io::BufReader::with_capacity(1 << 16, file))
+            .map_err(|e| bad(&e))?;
         let info = pkg.package().map_err(|e| bad(&e))?;
         let install_only = is_install_only(&pkg.header, &info.name);
         // What this package replaces.
