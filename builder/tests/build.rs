@@ -431,19 +431,25 @@ fn dir_base_is_pinned_by_its_listing_digest() {
     )
     .unwrap();
     let out = fx.tmp.path().join("dir-bundle");
-    build(&recipe, &BuildOptions::new(&out), &NoProgress).unwrap();
+    // The base lies outside the recipe's folder: only the operator can allow that.
+    let e = build(&recipe, &BuildOptions::new(&out), &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("base.path '../root' must be a relative path inside the recipe's folder"),
+        "{e}"
+    );
+    let mut opts = BuildOptions::new(&out);
+    opts.allow_host_paths = vec![root.clone()];
+    build(&recipe, &opts, &NoProgress).unwrap();
     assert_eq!(manifest(&out)["filesystem"]["type"], "ext4");
     let work = fx.tmp.path().join("w");
     std::fs::create_dir_all(&work).unwrap();
     fsck_clean(&unpack(&out, &work));
     // A changed file changes the digest: the build refuses.
     std::fs::write(root.join("etc/motd"), b"changed\n").unwrap();
-    let e = build(
-        &recipe,
-        &BuildOptions::new(fx.tmp.path().join("dir-bundle-2")),
-        &NoProgress,
-    )
-    .unwrap_err()
-    .to_string();
+    let mut opts = BuildOptions::new(fx.tmp.path().join("dir-bundle-2"));
+    opts.allow_host_paths = vec![root.clone()];
+    let e = build(&recipe, &opts, &NoProgress).unwrap_err().to_string();
     assert!(e.contains("sha256 mismatch"), "{e}");
 }

@@ -24,7 +24,10 @@ use super::Ui;
         OUT/wafer.json (manifest and digests), OUT/disk.img.zst and OUT/build-report.json.\n\
         The same recipe and inputs give the same bytes (SOURCE_DATE_EPOCH is honoured).\n\n\
         With --sign KEY, the VO administrator's private key signs a SLSA provenance v1\n\
-        attestation (recipe and base digests) into OUT/attestations/provenance.json.\n\
+        attestation (recipe and base digests) into OUT/attestations/provenance.json.\n\n\
+        Everything the recipe reads (copy, template and rpm sources, the base) is resolved\n\
+        beneath the recipe's folder: no absolute path, no '..', no symlink leading out, only\n\
+        regular files. A base elsewhere needs --allow-host-path from the operator.\n\n\
         An encrypted key's passphrase comes from WAFER_PASSPHRASE or a prompt on a terminal.\n\n\
         Examples:\n  \
         wafer build recipes/sl5-frontier-squid/recipe.toml -o out/squid\n  \
@@ -49,6 +52,24 @@ pub struct BuildArgs {
     /// Worker threads for hashing and compression (0: all cores; never changes the output).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Let `[base] path` name this host path, or anything beneath it, outside the recipe's
+    /// folder (repeatable). The base is then read confined beneath PATH. A recipe can never
+    /// allow this itself.
+    #[arg(long, value_name = "PATH")]
+    pub allow_host_path: Vec<PathBuf>,
+    /// Largest output of one template step (e.g. "16M").
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
+    pub max_template_output: u64,
+    /// Largest output of all template steps of the build together.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    pub max_template_total: u64,
+    /// Most bytes of recipe files (copy sources up to 16 MiB each) held in memory.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    pub max_input_memory: u64,
+}
+
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    builder::recipe::parse_size(s)
 }
 
 /// Progress as JSON lines on stdout.
@@ -285,6 +306,12 @@ pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
     let mut opts = BuildOptions::new(&a.output);
     opts.keep_raw = a.keep_raw;
     opts.threads = a.threads;
+    opts.allow_host_paths = a.allow_host_path.clone();
+    opts.limits = builder::Limits {
+        template_file: a.max_template_output,
+        template_total: a.max_template_total,
+        input_memory: a.max_input_memory,
+    };
     let report = if a.json {
         builder::build(&a.recipe, &opts, &JsonProgress)
     } else {

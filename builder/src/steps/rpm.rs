@@ -149,6 +149,10 @@ pub fn install(
     allow_downgrade: bool,
     r: &mut StepReport,
 ) -> StepResult {
+    // Every package must be a regular file beneath the recipe's folder before anything else.
+    for rel in packages {
+        ctx.root.open_file(rel).map_err(source_err)?;
+    }
     let dbdir = inspect::rpmdb_dir(tree).ok_or_else(|| {
         StepError::new("the image has no rpm database (/var/lib/rpm or /usr/lib/sysimage/rpm)")
     })?;
