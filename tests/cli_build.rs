@@ -129,3 +129,73 @@ fn build_errors_name_the_recipe_and_the_problem() {
         "a bad key stops before building"
     );
 }
+
+#[test]
+fn build_reads_a_base_outside_the_recipe_folder_only_with_allow_host_path() {
+    let f = Fixture::new(|_| {});
+    let bases = f.path("bases");
+    std::fs::create_dir_all(&bases).unwrap();
+    std::fs::rename(f.dir.join("base.tar"), bases.join("base.tar")).unwrap();
+    let text = std::fs::read_to_string(f.recipe(""))
+        .unwrap()
+        .replace("path = \"base.tar\"", "path = \"../bases/base.tar\"");
+    let recipe = f.dir.join("recipe.toml");
+    std::fs::write(&recipe, text).unwrap();
+    let o = wafer(&["build", s(&recipe), "-o", s(&f.path("b1"))]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains(
+            "base.path '../bases/base.tar' must be a relative path inside the recipe's folder"
+        ) && e.contains("--allow-host-path"),
+        "{e}"
+    );
+    assert!(!e.contains(&f.base_sha), "no digest of a refused base: {e}");
+    assert!(!f.path("b1").exists());
+    let out = f.path("b2");
+    ok(wafer(&[
+        "build",
+        s(&recipe),
+        "-o",
+        s(&out),
+        "--allow-host-path",
+        s(&bases),
+    ]));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("wafer.json")).unwrap()).unwrap();
+    assert_eq!(m["base"]["sha256"], f.base_sha.as_str());
+}
+
+#[test]
+fn build_template_budget_comes_from_the_command_line() {
+    let f = Fixture::new(|_| {});
+    put(
+        &f.dir,
+        "files/t.in",
+        "{{wafer_name}}\n".repeat(100).as_bytes(),
+    );
+    let recipe =
+        f.recipe("[[step]]\ntype = \"template\"\nsrc = \"files/t.in\"\ndest = \"/etc/t\"\n");
+    let o = wafer(&[
+        "build",
+        s(&recipe),
+        "-o",
+        s(&f.path("b1")),
+        "--max-template-output",
+        "999",
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("template 'files/t.in': output would exceed the budget of 999 bytes per file (--max-template-output)"),
+        "{e}"
+    );
+    ok(wafer(&[
+        "build",
+        s(&recipe),
+        "-o",
+        s(&f.path("b2")),
+        "--max-template-output",
+        "1000",
+    ]));
+}
