@@ -211,7 +211,7 @@ impl Root {
             let st = stat_at(top, &name).map_err(|e| io("lstat", e))?;
             let last = todo.is_empty();
             let fmt = st.st_mode & libc::S_IFMT;
-            if fmt == libc::S_IFLNK && !(last && !follow_final) {
+            if fmt == libc::S_IFLNK && (follow_final || !last) {
                 links += 1;
                 if links > MAX_SYMLINKS {
                     return Err(ConfineError::TooManyLinks {
