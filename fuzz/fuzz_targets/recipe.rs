@@ -41,15 +41,24 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
-            let Ok(md) = std::fs::symlink_metadata(&p) else { continue };
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
             if md.is_dir() {
                 todo.push(p.clone());
                 out.push((p, b"dir".to_vec()));
             } else if md.file_type().is_symlink() {
-                out.push((p.clone(), std::fs::read_link(&p).map(|t| t.into_os_string().into_encoded_bytes()).unwrap_or_default()));
+                out.push((
+                    p.clone(),
+                    std::fs::read_link(&p)
+                        .map(|t| t.into_os_string().into_encoded_bytes())
+                        .unwrap_or_default(),
+                ));
             } else if md.is_file() {
                 out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
             }
@@ -109,7 +118,8 @@ fn safe_name(name: &[u8]) -> Option<String> {
         && s != "recipe.toml"
         && s.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
         && s.split('/').count() <= 3
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
     ok.then(|| s.to_string())
 }
 
@@ -121,8 +131,14 @@ fn reset(w: &Work) {
             if p.file_name().is_some_and(|n| n == "base") {
                 continue;
             }
-            let is_dir = std::fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false);
-            let _ = if is_dir { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            let is_dir = std::fs::symlink_metadata(&p)
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
+            let _ = if is_dir {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
         }
     }
     let links: [(&str, PathBuf); 5] = [
@@ -163,8 +179,12 @@ fuzz_target!(|data: &[u8]| {
     reset(w);
     let parts = split(&data[1..], b"\n%%\n");
     for part in parts.iter().skip(1).take(16) {
-        let Some(nul) = part.iter().position(|&b| b == 0) else { continue };
-        let Some(name) = safe_name(&part[..nul]) else { continue };
+        let Some(nul) = part.iter().position(|&b| b == 0) else {
+            continue;
+        };
+        let Some(name) = safe_name(&part[..nul]) else {
+            continue;
+        };
         let content = &part[nul + 1..];
         let p = w.recipe.join(&name);
         if let Some(parent) = p.parent() {
@@ -199,7 +219,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let body = String::from_utf8_lossy(parts[0]);
-    let text = if data[0] % 2 == 0 { format!("{}{body}", w.header) } else { body.into_owned() };
+    let text = if data[0] % 2 == 0 {
+        format!("{}{body}", w.header)
+    } else {
+        body.into_owned()
+    };
     let recipe = w.recipe.join("recipe.toml");
     if std::fs::write(&recipe, &text).is_err() {
         return;
@@ -225,9 +249,15 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(e) => {
-            assert!(!contains_canary(w, e.to_string().as_bytes()), "the canary reached an error: {e}");
+            assert!(
+                !contains_canary(w, e.to_string().as_bytes()),
+                "the canary reached an error: {e}"
+            );
         }
     }
-    assert!(snapshot(&w.secret) == w.secret_before, "something outside the output changed");
+    assert!(
+        snapshot(&w.secret) == w.secret_before,
+        "something outside the output changed"
+    );
     let _ = std::fs::remove_dir_all(&out);
 });
