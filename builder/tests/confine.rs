@@ -431,3 +431,65 @@ fn rand_suffix() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
+
+#[test]
+fn ext_and_wafer_bases_are_read_through_the_confined_file() {
+    let a = Attack::new();
+    let d = &a.fx.dir;
+    let first = a.out("first");
+    let mut opts = BuildOptions::new(&first);
+    opts.keep_raw = true;
+    build(&a.recipe(""), &opts, &NoProgress).unwrap();
+    // The first bundle, inside the recipe's folder, as a wafer base; its raw image as an ext base.
+    let prev = d.join("prev");
+    std::fs::create_dir_all(&prev).unwrap();
+    for f in ["wafer.json", "disk.img.zst"] {
+        std::fs::copy(first.join(f), prev.join(f)).unwrap();
+    }
+    std::fs::copy(first.join("disk.img"), d.join("base.img")).unwrap();
+    let zst_sha = sha256_hex(&prev.join("disk.img.zst"));
+    let img_sha = sha256_hex(&d.join("base.img"));
+    let r = d.join("again.toml");
+    for (kind, path, sha) in [("wafer", "prev", &zst_sha), ("ext", "base.img", &img_sha)] {
+        std::fs::write(&r, base_header(kind, path, sha)).unwrap();
+        let out = a.out(&format!("from-{kind}"));
+        build(&r, &BuildOptions::new(&out), &NoProgress).unwrap();
+        assert_eq!(manifest(&out)["base"]["sha256"], sha.as_str());
+        assert_eq!(manifest(&out)["os"]["version"], "5.11");
+    }
+    // A bundle whose disk.img.zst leads outside is refused, without the digest of what it names.
+    let evil = d.join("evil-prev");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::fs::copy(first.join("wafer.json"), evil.join("wafer.json")).unwrap();
+    let outside = a.fx.tmp.path().join("outside.zst");
+    std::fs::copy(first.join("disk.img.zst"), &outside).unwrap();
+    symlink(&outside, evil.join("disk.img.zst")).unwrap();
+    std::fs::write(&r, base_header("wafer", "evil-prev", &"0".repeat(64))).unwrap();
+    let e = a.refused(&r, BuildOptions::new(a.out("o")));
+    assert!(
+        e.contains("base.kind is Wafer but evil-prev holds Directory"),
+        "{e}"
+    );
+    assert!(!e.contains(&zst_sha), "{e}");
+}
+
+#[test]
+fn a_large_copied_file_is_read_from_the_open_file() {
+    let a = Attack::new();
+    // Above the 16 MiB kept in memory: referenced by its open descriptor, hashed for the report.
+    let big: Vec<u8> = (0..(16u32 << 20) + 4099).map(|i| (i % 251) as u8).collect();
+    std::fs::write(a.fx.dir.join("files/big.bin"), &big).unwrap();
+    let r =
+        a.recipe("\n[[step]]\ntype = \"copy\"\nsrc = \"files/big.bin\"\ndest = \"/srv/big.bin\"\n");
+    let out = a.out("big");
+    let report = build(&r, &BuildOptions::new(&out), &NoProgress).unwrap();
+    use sha2::Digest;
+    let want = hex::encode(sha2::Sha256::digest(&big));
+    assert_eq!(report.inputs["files/big.bin"], want);
+    let work = a.fx.tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let img = unpack(&out, &work);
+    let dumped = work.join("big.out");
+    debugfs(&img, &format!("dump /srv/big.bin {}", dumped.display()));
+    assert_eq!(sha256_hex(&dumped), want);
+}
