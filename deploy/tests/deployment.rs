@@ -508,6 +508,11 @@ fn recovery_pending_live_deploy_is_left_alone_and_stop_waits_for_it() {
             .lines()
             .any(|l| l.contains("->") && l.contains("FLOCK") && l.contains(&waiting))
         {
+            assert!(
+                !stopper.is_finished(),
+                "stop did not wait for the deploy: {:?}",
+                stopper.join()
+            );
             std::thread::yield_now();
         }
         assert_eq!(
