@@ -56,19 +56,7 @@ struct World {
 
 fn world(build: bool) -> World {
     let fx = Fixture::new(|_| {});
-    let keys = fx.path("keys");
-    ok(wafer(&["key", "generate", "alice", "--dir", s(&keys)]));
-    ok(wafer(&["key", "generate", "cms-admin", "--dir", s(&keys)]));
-    let store = fx.path("trust");
-    std::fs::create_dir_all(store.join("reviewers")).unwrap();
-    std::fs::create_dir_all(store.join("vo")).unwrap();
-    std::fs::copy(keys.join("alice.pub"), store.join("reviewers/alice.pub")).unwrap();
-    std::fs::copy(keys.join("cms-admin.pub"), store.join("vo/cms-admin.pub")).unwrap();
-    std::fs::write(
-        store.join("trust.toml"),
-        "format = 1\nmax_approval_age_days = 30\nrequire_provenance = true\n\n[reviewers]\nthreshold = 1\nkeys = [\"reviewers/alice.pub\"]\n\n[[vo_admins]]\nvo = \"cms\"\nkey = \"vo/cms-admin.pub\"\nwafers = [\"cms-*\"]\n",
-    )
-    .unwrap();
+    let (store, alice, admin) = site_trust_store(&fx);
     let policy = fx.path("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let bundle = fx.path("squid");
@@ -76,7 +64,6 @@ fn world(build: bool) -> World {
         let recipe = fx.recipe(
             "[[step]]\ntype = \"copy\"\nsrc = \"files/squid.conf\"\ndest = \"/etc/squid/squid.conf\"\n",
         );
-        let admin = keys.join("cms-admin.key");
         ok(wafer(&[
             "build",
             s(&recipe),
@@ -85,7 +72,6 @@ fn world(build: bool) -> World {
             "--sign",
             s(&admin),
         ]));
-        let alice = keys.join("alice.key");
         ok(wafer(&[
             "approve",
             s(&bundle),
