@@ -292,6 +292,10 @@ pub struct Record {
     /// a dry run, which only prints the command. Records without the field count as true.
     #[serde(default = "yes")]
     pub launches: bool,
+    /// Set by `wafer stop --keep-disk` with [`State::Stopping`], so a recovery that finishes
+    /// the stop keeps the disk too.
+    #[serde(default)]
+    pub keep_disk: bool,
 }
 
 fn yes() -> bool {
@@ -551,7 +555,8 @@ pub fn recover(
             out.push((r.name, Teardown::InProgress));
             continue;
         };
-        let t = teardown(site, lock, hv, &r, false)?;
+        let keep_disk = r.state == State::Stopping && r.keep_disk;
+        let t = teardown(site, lock, hv, &r, keep_disk)?;
         match &t {
             Teardown::Held(why) => {
                 tracing::warn!(deployment = %r.name, reason = %why, "cannot reconcile; everything stays held")
@@ -654,6 +659,7 @@ pub fn deploy<W: VerifiedImage>(
             pid: Some(std::process::id()),
             launch: None,
             launches: hv.launches(),
+            keep_disk: false,
         };
         save(&lock, &r)?;
         (r, placement.guest_type, slot, claim)
@@ -898,6 +904,7 @@ pub fn stop(
             // from here on the stop is finished by recovery if this process dies
             let mut stopping = r;
             stopping.state = State::Stopping;
+            stopping.keep_disk = keep_disk;
             save(&lock, &stopping)?;
             stopping
         };

@@ -617,3 +617,23 @@ fn recovery_expired_deployment_is_destroyed_before_its_leases_go() {
     assert!(live(&xl).is_empty());
     assert!(ps(&s).unwrap().leases.is_empty());
 }
+
+#[test]
+fn recovery_finishes_a_stop_that_died_keeping_the_disk_if_asked() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let xl = fake_xl(d.path());
+    deploy(&s, &squid(), &opts(100), &xl).unwrap();
+    // what `wafer stop --keep-disk` writes before it runs xl destroy, then the process dies
+    let rec = d.path().join("state/deployments/cms-squid.json");
+    let mut r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
+    r["state"] = "stopping".into();
+    r["keep_disk"] = true.into();
+    std::fs::write(&rec, serde_json::to_vec(&r).unwrap()).unwrap();
+    let out = recover_site(&s, &xl, 200).unwrap();
+    assert!(matches!(&out[..], [(_, Teardown::Destroyed(_))]), "{out:?}");
+    assert!(live(&xl).is_empty());
+    assert!(ps(&s).unwrap().leases.is_empty());
+    assert!(d.path().join("storage/cms-squid/disk.img").is_file());
+    assert!(!d.path().join("storage/cms-squid/xl.cfg").exists());
+}
