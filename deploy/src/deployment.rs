@@ -76,6 +76,9 @@ pub enum DeployError {
         /// What happened to the guest and its resources.
         undone: String,
     },
+    /// The hypervisor already has a domain of that name that is no deployment of this site.
+    #[error("Xen already has a domain called {0} that is not a wafer deployment of this site; choose another --name (nothing was written)")]
+    DomainExists(String),
     /// Another wafer process is deploying or stopping this deployment right now.
     #[error("deployment {0} is being deployed or stopped by another process")]
     Busy(String),
@@ -623,6 +626,13 @@ pub fn deploy<W: VerifiedImage>(
         let existing = records(&lock)?;
         if existing.iter().any(|r| r.name == name) {
             return Err(DeployError::Exists(name));
+        }
+        // a domain of that name that is not ours: creating would fail, and tearing the failed
+        // deploy down would then destroy someone else's guest
+        if let Some(list) = hv.domains()? {
+            if list.iter().any(|d| d.name == name) {
+                return Err(DeployError::DomainExists(name));
+            }
         }
         let allocs: Vec<Allocation> = existing.iter().map(|r| r.allocation.clone()).collect();
         let placement = fit::place(site, &req, w.vo(), &allocs, opts.slot.as_deref())?;

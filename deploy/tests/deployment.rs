@@ -637,3 +637,24 @@ fn recovery_finishes_a_stop_that_died_keeping_the_disk_if_asked() {
     assert!(d.path().join("storage/cms-squid/disk.img").is_file());
     assert!(!d.path().join("storage/cms-squid/xl.cfg").exists());
 }
+
+#[test]
+fn a_foreign_domain_of_the_same_name_is_refused_not_destroyed() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let xl = fake_xl(d.path());
+    // an operator's own guest called cms-squid, made without wafer
+    let cfg = d.path().join("own/xl.cfg");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(&cfg, "name = \"cms-squid\"\nmemory = 512\n").unwrap();
+    xl.create(&cfg).unwrap();
+    let e = deploy(&s, &squid(), &opts(100), &xl).unwrap_err();
+    assert!(
+        matches!(e, DeployError::DomainExists(ref n) if n == "cms-squid"),
+        "{e}"
+    );
+    assert_eq!(live(&xl), ["cms-squid"], "left alone");
+    let st = ps(&s).unwrap();
+    assert!(st.deployments.is_empty() && st.leases.is_empty());
+    assert!(!d.path().join("storage/cms-squid").exists());
+}
