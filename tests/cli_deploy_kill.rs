@@ -321,8 +321,8 @@ fn deploys_killed_at_random_points_never_leave_a_guest_without_its_leases() {
     let mut orphans = BTreeSet::new();
     for i in 0..50 {
         // seconds the fake xl create spends before and after the domain appears
-        let before = rng.below(4) as f64 * 0.05;
-        let after = rng.below(4) as f64 * 0.05;
+        let before = rng.below(3) as f64 * 0.05;
+        let after = rng.below(3) as f64 * 0.05;
         std::fs::write(w.bin.join("create-delay"), format!("{before} {after}\n")).unwrap();
         let name = format!("cms-d{i}");
         let mut child = w.deploy(&name);
