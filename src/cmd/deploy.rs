@@ -358,7 +358,8 @@ pub struct DeployArgs {
     /// cloud-init user-data to give the guest.
     #[arg(long, value_name = "FILE")]
     pub user_data: Option<PathBuf>,
-    /// Lease lifetime in seconds (default: no expiry).
+    /// Lifetime in seconds (default: none). Once it has passed, the next deploy or `wafer recover`
+    /// stops the deployment: its guest is destroyed, then its addresses and slot are freed.
     #[arg(long)]
     pub ttl: Option<u64>,
     /// Trust store to verify with (default: the site's paths.trust_store).
@@ -622,8 +623,8 @@ pub fn run_stop(a: StopArgs) -> Result<()> {
 /// Reconcile what killed or failed deploys left with the hypervisor.
 #[derive(Args, Debug)]
 #[command(
-    long_about = "Reconcile the site's state with Xen after a crash (every deploy and stop does this first,\n\
-    too): a deployment whose deploy died half-way (killed, power loss, a full disk at the final commit)\n\
+    long_about = "Reconcile the site's state with Xen after a crash (every deploy does this first, too):\n\
+    a deployment whose deploy died half-way (killed, power loss, a full disk at the final commit)\n\
     is looked up with `xl list`; a guest that exists is destroyed with `xl destroy`, and only once Xen\n\
     no longer lists it are its addresses, slot and files released. A deployment whose guest cannot be\n\
     confirmed gone keeps everything it holds. Deployments past their --ttl expiry are stopped the same\n\
