@@ -64,27 +64,10 @@ ranges = ["192.0.2.16/29"]
     site
 }
 
-fn trust_store(f: &Fixture) -> (PathBuf, PathBuf, PathBuf) {
-    let keys = f.path("keys");
-    ok(wafer(&["key", "generate", "alice", "--dir", s(&keys)]));
-    ok(wafer(&["key", "generate", "cms-admin", "--dir", s(&keys)]));
-    let store = f.path("trust");
-    std::fs::create_dir_all(store.join("reviewers")).unwrap();
-    std::fs::create_dir_all(store.join("vo")).unwrap();
-    std::fs::copy(keys.join("alice.pub"), store.join("reviewers/alice.pub")).unwrap();
-    std::fs::copy(keys.join("cms-admin.pub"), store.join("vo/cms-admin.pub")).unwrap();
-    std::fs::write(
-        store.join("trust.toml"),
-        "format = 1\nmax_approval_age_days = 30\nrequire_provenance = true\n\n[reviewers]\nthreshold = 1\nkeys = [\"reviewers/alice.pub\"]\n\n[[vo_admins]]\nvo = \"cms\"\nkey = \"vo/cms-admin.pub\"\nwafers = [\"cms-*\"]\n",
-    )
-    .unwrap();
-    (store, keys.join("alice.key"), keys.join("cms-admin.key"))
-}
-
 #[test]
 fn end_to_end_build_vet_approve_verify_deploy_ps_stop() {
     let f = Fixture::new(|r| put(r, "usr/bin/evil", &fake_elf()));
-    let (store, alice, admin) = trust_store(&f);
+    let (store, alice, admin) = site_trust_store(&f);
     let policy = f.path("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let site = site_file(&f, &store);

@@ -19,6 +19,7 @@ const COMMANDS: &[&str] = &[
     "slots",
     "ps",
     "stop",
+    "recover",
     "completions",
     "man",
 ];

@@ -18,7 +18,7 @@ use crate::fsutil;
 use crate::lease::{self, Lease, LeaseError, StateDir, StateLock};
 use crate::names::{check_name, NameError};
 use crate::site::Site;
-use crate::xl::{DiskSpec, GuestConfig, VifSpec};
+use crate::xl::{DiskSpec, Domain, GuestConfig, VifSpec};
 
 /// Deployment error.
 #[derive(Debug, Error)]
@@ -60,6 +60,28 @@ pub enum DeployError {
         /// What.
         message: String,
     },
+    /// The deployment's guest may still exist, so nothing it holds was released.
+    #[error("deployment {name}: {reason}; its addresses, slot and disk stay held until the hypervisor confirms the guest is gone (retry `wafer stop {name}` or `wafer recover`)")]
+    Held {
+        /// Deployment.
+        name: String,
+        /// Why it could not be confirmed gone.
+        reason: String,
+    },
+    /// A deploy failed after its guest may have been created; says what was undone.
+    #[error("{cause}; {undone}")]
+    Undone {
+        /// What failed.
+        cause: Box<DeployError>,
+        /// What happened to the guest and its resources.
+        undone: String,
+    },
+    /// The hypervisor already has a domain of that name that is no deployment of this site.
+    #[error("Xen already has a domain called {0} that is not a wafer deployment of this site; choose another --name (nothing was written)")]
+    DomainExists(String),
+    /// Another wafer process is deploying or stopping this deployment right now.
+    #[error("deployment {0} is being deployed or stopped by another process")]
+    Busy(String),
     /// The hypervisor command failed.
     #[error("{command}: {message}")]
     Hypervisor {
@@ -86,20 +108,27 @@ pub enum Launch {
     Printed(String),
 }
 
-/// The Xen-facing commands, behind a trait so tests substitute a fake.
+/// The Xen-facing operations, behind a trait so tests substitute a fake hypervisor.
 pub trait Hypervisor {
+    /// True when [`Hypervisor::create`] really starts guests (false: it only prints the
+    /// command, as with `--dry-run` or without `xl`).
+    fn launches(&self) -> bool;
+    /// The domains that exist now, in any state; `Ok(None)` when this hypervisor cannot be
+    /// asked at all (no `xl` on this host).
+    fn domains(&self) -> Result<Option<Vec<Domain>>, DeployError>;
     /// Starts the guest described by `cfg`.
     fn create(&self, cfg: &Path) -> Result<Launch, DeployError>;
-    /// Destroys the running guest `name`.
+    /// Destroys the guest `name`.
     fn destroy(&self, name: &str) -> Result<Launch, DeployError>;
 }
 
-/// Runs the real `xl` when it exists and this is not a dry run; else prints.
+/// The real `xl`: runs it when it exists and this is not a dry run, else prints what it would
+/// run. `xl list` is read-only, so it is run even in a dry run (recovery needs it).
 #[derive(Debug, Clone)]
 pub struct XlTool {
     /// Path of `xl`, if found.
     pub xl: Option<PathBuf>,
-    /// Print instead of running.
+    /// Print instead of running `xl create` and `xl destroy`.
     pub dry_run: bool,
 }
 
@@ -113,24 +142,45 @@ impl XlTool {
         });
         XlTool { xl, dry_run }
     }
+
+    /// Runs `xl ARGS` and returns its stdout. The child gets SIGKILL if wafer dies first
+    /// (`PR_SET_PDEATHSIG`): an `xl create` orphaned by a killed deploy must not finish creating
+    /// a domain after recovery has looked (see docs/site.md, "Recovery").
+    fn output(xl: &Path, args: &[&str]) -> Result<Vec<u8>, DeployError> {
+        use std::os::unix::process::CommandExt;
+        let line = format!("xl {}", args.join(" "));
+        let failed = |message: String| DeployError::Hypervisor {
+            command: line.clone(),
+            message,
+        };
+        let parent = std::process::id();
+        let mut cmd = Command::new(xl);
+        cmd.args(args).stdin(std::process::Stdio::null());
+        // SAFETY: only async-signal-safe calls (prctl, getppid, kill) run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() as u32 != parent {
+                    // wafer died before prctl took effect: do not run orphaned
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().map_err(|e| failed(e.to_string()))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let err: String = err.trim().chars().take(2000).collect();
+            return Err(failed(format!("{} ({})", err, out.status)));
+        }
+        Ok(out.stdout)
+    }
+
     fn run(&self, args: &[&str]) -> Result<Launch, DeployError> {
         let line = format!("xl {}", args.join(" "));
         match (&self.xl, self.dry_run) {
             (Some(xl), false) => {
-                let out =
-                    Command::new(xl)
-                        .args(args)
-                        .output()
-                        .map_err(|e| DeployError::Hypervisor {
-                            command: line.clone(),
-                            message: e.to_string(),
-                        })?;
-                if !out.status.success() {
-                    return Err(DeployError::Hypervisor {
-                        command: line,
-                        message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                    });
-                }
+                Self::output(xl, args)?;
                 Ok(Launch::Ran(line))
             }
             _ => Ok(Launch::Printed(line)),
@@ -139,6 +189,18 @@ impl XlTool {
 }
 
 impl Hypervisor for XlTool {
+    fn launches(&self) -> bool {
+        self.xl.is_some() && !self.dry_run
+    }
+    fn domains(&self) -> Result<Option<Vec<Domain>>, DeployError> {
+        let Some(xl) = &self.xl else { return Ok(None) };
+        let out = Self::output(xl, &["list"])?;
+        let text = String::from_utf8(out).map_err(|_| DeployError::Hypervisor {
+            command: "xl list".into(),
+            message: "output is not UTF-8".into(),
+        })?;
+        Ok(Some(crate::xl::parse_list(&text)?))
+    }
     fn create(&self, cfg: &Path) -> Result<Launch, DeployError> {
         self.run(&["create", &cfg.to_string_lossy()])
     }
@@ -195,6 +257,8 @@ pub enum State {
     Running,
     /// Everything written; the launch command was printed, not run.
     Printed,
+    /// `wafer stop` has begun tearing it down; recovery finishes the stop if that process died.
+    Stopping,
 }
 
 /// `STATE/deployments/NAME.json`.
@@ -227,6 +291,18 @@ pub struct Record {
     pub pid: Option<u32>,
     /// The launch command.
     pub launch: Option<Launch>,
+    /// True when the deploy that made this record runs the hypervisor (`xl create`); false for
+    /// a dry run, which only prints the command. Records without the field count as true.
+    #[serde(default = "yes")]
+    pub launches: bool,
+    /// Set by `wafer stop --keep-disk` with [`State::Stopping`], so a recovery that finishes
+    /// the stop keeps the disk too.
+    #[serde(default)]
+    pub keep_disk: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn records_dir(lock: &StateLock) -> PathBuf {
@@ -257,6 +333,12 @@ pub fn records(lock: &StateLock) -> Result<Vec<Record>, DeployError> {
             Some(source) => DeployError::Io { path, source },
             None => DeployError::Corrupt { path, message },
         })?;
+        if format!("{}.json", r.name) != n || check_name("deployment name", &r.name).is_err() {
+            return Err(DeployError::Corrupt {
+                path: e.path(),
+                message: format!("the record is for deployment {:?}", r.name),
+            });
+        }
         out.push(r);
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -294,27 +376,232 @@ pub struct DeployOptions {
     pub now: u64,
 }
 
-/// Frees what killed deploys left: pending records of dead processes (with their storage
-/// folders), their leases, and temporary files.
-pub fn recover(site: &Site, lock: &StateLock) -> Result<Vec<String>, DeployError> {
-    let mut gone = Vec::new();
-    for r in records(lock)? {
-        if r.state == State::Pending && !r.pid.is_some_and(lease::pid_alive) {
-            lock.release_owner(&r.name)?;
-            let dir = site.storage_dir.join(&r.name);
-            if dir.exists() {
-                fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+/// `STATE/deployments/NAME.lock`: flock(2)ed exclusively by the process deploying NAME for the
+/// whole deploy, so "is its deploy still running?" is answered by the kernel (the lock goes away
+/// with the process, whatever kills it) rather than by a pid that may be reused.
+fn claim_path(lock: &StateLock, name: &str) -> PathBuf {
+    records_dir(lock).join(format!("{name}.lock"))
+}
+
+fn flock(file: &fs::File, path: &Path, block: bool) -> Result<bool, DeployError> {
+    use std::os::fd::AsRawFd;
+    let op = libc::LOCK_EX | if block { 0 } else { libc::LOCK_NB };
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) if !block => return Ok(false),
+            _ => {
+                return Err(DeployError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                })
             }
-            remove_record(lock, &r.name)?;
-            gone.push(r.name);
         }
     }
-    lock.recover(&lease::pid_alive)?;
+}
+
+fn open_claim(path: &Path) -> Result<fs::File, DeployError> {
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))
+}
+
+/// Takes NAME's deploy claim without waiting (under the state lock); `None` while another live
+/// process holds it.
+fn try_claim(lock: &StateLock, name: &str) -> Result<Option<fs::File>, DeployError> {
+    let dir = records_dir(lock);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let path = claim_path(lock, name);
+    let f = open_claim(&path)?;
+    Ok(flock(&f, &path, false)?.then_some(f))
+}
+
+/// What [`recover`] or [`stop`] did with one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Teardown {
+    /// Its deploy is still running in a live process: left alone.
+    InProgress,
+    /// The hypervisor has no such domain (or none could exist: a dry run's print-only deploy);
+    /// everything it held was released. Carries the destroy command printed for a print-only
+    /// deployment when no `xl` can be asked.
+    Released(Option<Launch>),
+    /// Its domain existed and was destroyed; once the hypervisor listed it gone, everything it
+    /// held was released.
+    Destroyed(Launch),
+    /// Its domain may exist and could not be destroyed or confirmed gone: nothing was released.
+    Held(String),
+}
+
+/// Releases what `r` holds: leases, files (the disk kept with `keep_disk`), record, claim file.
+fn release(site: &Site, lock: &StateLock, r: &Record, keep_disk: bool) -> Result<(), DeployError> {
+    lock.release_owner(&r.name)?;
+    let dir = site.storage_dir.join(&r.name);
+    if keep_disk {
+        for f in &r.files {
+            if f.starts_with(&dir) && f.file_name().is_some_and(|n| n != "disk.img") {
+                fsutil::remove_durable(f).map_err(io_err(f))?;
+            }
+        }
+    } else if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+    }
+    remove_record(lock, &r.name)?;
+    let claim = claim_path(lock, &r.name);
+    fsutil::remove_durable(&claim).map_err(io_err(&claim))?;
+    tracing::info!(deployment = %r.name, slot = %r.slot, "released");
+    Ok(())
+}
+
+/// Makes sure `r`'s guest is gone, then releases what it holds; the caller holds the state lock
+/// and `r`'s claim (so no deploy of `r` is running). The hypervisor decides: a domain it lists
+/// is destroyed and must then be listed gone; when it cannot be asked, cannot destroy, or still
+/// lists the domain, nothing is released ([`Teardown::Held`]). Only a deployment whose deploy
+/// never ran the hypervisor (a dry run) is released without asking, if no `xl` can be asked.
+pub fn teardown(
+    site: &Site,
+    lock: &StateLock,
+    hv: &dyn Hypervisor,
+    r: &Record,
+    keep_disk: bool,
+) -> Result<Teardown, DeployError> {
+    let has = |list: &[Domain]| list.iter().any(|d| d.name == r.name);
+    let listed = match hv.domains() {
+        Ok(l) => l,
+        Err(e) => return Ok(Teardown::Held(format!("cannot list the domains: {e}"))),
+    };
+    let outcome = match listed {
+        None if r.launches => {
+            return Ok(Teardown::Held(
+                "no xl on this host to ask whether its guest still runs".into(),
+            ))
+        }
+        None => {
+            let cmd = if r.state == State::Pending {
+                None
+            } else {
+                Some(hv.destroy(&r.name)?)
+            };
+            Teardown::Released(cmd)
+        }
+        Some(list) if !has(&list) => Teardown::Released(None),
+        Some(_) => match hv.destroy(&r.name) {
+            Err(e) => return Ok(Teardown::Held(format!("destroying its guest: {e}"))),
+            Ok(Launch::Printed(c)) => {
+                return Ok(Teardown::Held(format!(
+                    "its guest exists and this is a dry run ({c} not run)"
+                )))
+            }
+            Ok(Launch::Ran(c)) => match hv.domains() {
+                Ok(Some(list)) if !has(&list) => Teardown::Destroyed(Launch::Ran(c)),
+                Ok(_) => {
+                    return Ok(Teardown::Held(format!(
+                        "{c} succeeded but the domain is still listed"
+                    )))
+                }
+                Err(e) => {
+                    return Ok(Teardown::Held(format!(
+                        "{c} succeeded but listing the domains failed: {e}"
+                    )))
+                }
+            },
+        },
+    };
+    if let Teardown::Destroyed(_) = &outcome {
+        tracing::warn!(deployment = %r.name, "guest destroyed");
+    }
+    release(site, lock, r, keep_disk)?;
+    Ok(outcome)
+}
+
+/// Reconciles what killed or failed deploys left with the hypervisor, under the state lock:
+///
+/// * a pending deployment whose deploy still runs (its claim is held) is left alone;
+/// * a pending deployment whose process died is torn down ([`teardown`]): its domain, if the
+///   hypervisor lists one, is destroyed, and only once it is listed gone are its leases, slot
+///   and storage folder released — otherwise everything stays held;
+/// * a deployment a `wafer stop` began tearing down ([`State::Stopping`]) whose process died,
+///   and one whose expiry (`--ttl`) is at or before `now`, are torn down the same way;
+/// * pending leases of dead processes that belong to no deployment, expired leases of no
+///   deployment, and temporary files are removed.
+///
+/// Returns what happened to each deployment it looked at.
+pub fn recover(
+    site: &Site,
+    lock: &StateLock,
+    hv: &dyn Hypervisor,
+    now: u64,
+) -> Result<Vec<(String, Teardown)>, DeployError> {
+    let mut out = Vec::new();
+    for r in records(lock)? {
+        let expired = r.expires.is_some_and(|e| e <= now);
+        if !matches!(r.state, State::Pending | State::Stopping) && !expired {
+            continue;
+        }
+        let legacy_busy = r.state == State::Pending
+            && !claim_path(lock, &r.name).exists()
+            && r.pid.is_some_and(lease::pid_alive);
+        let claim = if legacy_busy {
+            None
+        } else {
+            try_claim(lock, &r.name)?
+        };
+        let Some(_claim) = claim else {
+            out.push((r.name, Teardown::InProgress));
+            continue;
+        };
+        let keep_disk = r.state == State::Stopping && r.keep_disk;
+        let t = teardown(site, lock, hv, &r, keep_disk)?;
+        match &t {
+            Teardown::Held(why) => {
+                tracing::warn!(deployment = %r.name, reason = %why, "cannot reconcile; everything stays held")
+            }
+            other => {
+                tracing::warn!(deployment = %r.name, outcome = ?other, expired, "recovered")
+            }
+        }
+        out.push((r.name, t));
+    }
+    let names: std::collections::BTreeSet<String> =
+        records(lock)?.into_iter().map(|r| r.name).collect();
+    // claim files of deploys killed before they wrote a record
+    let dir = records_dir(lock);
+    if let Ok(rd) = fs::read_dir(&dir) {
+        for e in rd {
+            let e = e.map_err(io_err(&dir))?;
+            let n = e.file_name().to_string_lossy().into_owned();
+            let Some(name) = n.strip_suffix(".lock") else {
+                continue;
+            };
+            if !names.contains(name) && check_name("deployment name", name).is_ok() {
+                if let Some(_claim) = try_claim(lock, name)? {
+                    let p = e.path();
+                    fsutil::remove_durable(&p).map_err(io_err(&p))?;
+                }
+            }
+        }
+    }
+    let keep = |owner: &str| names.contains(owner);
+    lock.recover_except(&lease::pid_alive, &keep)?;
+    lock.reclaim_expired_except(now, &keep)?;
     fsutil::remove_tmp_files(&records_dir(lock)).map_err(io_err(&records_dir(lock)))?;
-    Ok(gone)
+    Ok(out)
 }
 
 /// Deploys a verified wafer: fit, leases, disk, kernel/initrd, CIDATA, xl.cfg, launch, record.
+///
+/// If anything fails after the record was written — writing files, `xl create`, or the final
+/// commit (a full disk) — the deployment is torn down through the hypervisor ([`teardown`]):
+/// its leases are freed only once its domain is confirmed gone, else everything stays held and
+/// the error says so.
 pub fn deploy<W: VerifiedImage>(
     site: &Site,
     wafer: &Verified<W>,
@@ -332,14 +619,20 @@ pub fn deploy<W: VerifiedImage>(
     let req = w.requirements();
     let state = StateDir::open(&site.state_dir)?;
 
-    // phase 1, under the lock: choose a slot, take leases, record as pending
-    let record = {
+    // phase 1, under the lock: choose a slot, take leases, claim the name, record as pending
+    let (mut record, guest_type, slot, _claim) = {
         let lock = state.lock()?;
-        recover(site, &lock)?;
-        lock.reclaim_expired(opts.now)?;
+        recover(site, &lock, hv, opts.now)?;
         let existing = records(&lock)?;
         if existing.iter().any(|r| r.name == name) {
             return Err(DeployError::Exists(name));
+        }
+        // a domain of that name that is not ours: creating would fail, and tearing the failed
+        // deploy down would then destroy someone else's guest
+        if let Some(list) = hv.domains()? {
+            if list.iter().any(|d| d.name == name) {
+                return Err(DeployError::DomainExists(name));
+            }
         }
         let allocs: Vec<Allocation> = existing.iter().map(|r| r.allocation.clone()).collect();
         let placement = fit::place(site, &req, w.vo(), &allocs, opts.slot.as_deref())?;
@@ -347,6 +640,7 @@ pub fn deploy<W: VerifiedImage>(
             .slot(&placement.slot)
             .cloned()
             .ok_or_else(|| DeployError::NotFound(placement.slot.clone()))?;
+        let claim = try_claim(&lock, &name)?.ok_or_else(|| DeployError::Busy(name.clone()))?;
         let mut leases = Vec::new();
         for n in &slot.networks {
             let Some(net) = site.network(n) else { continue };
@@ -354,6 +648,8 @@ pub fn deploy<W: VerifiedImage>(
                 Ok(l) => leases.push(l),
                 Err(e) => {
                     lock.release_owner(&name)?;
+                    let p = claim_path(&lock, &name);
+                    fsutil::remove_durable(&p).map_err(io_err(&p))?;
                     return Err(e.into());
                 }
             }
@@ -372,137 +668,175 @@ pub fn deploy<W: VerifiedImage>(
             state: State::Pending,
             pid: Some(std::process::id()),
             launch: None,
+            launches: hv.launches(),
+            keep_disk: false,
         };
         save(&lock, &r)?;
-        (r, placement.guest_type, slot)
+        (r, placement.guest_type, slot, claim)
     };
-    let (mut record, guest_type, slot) = record;
 
-    // phase 2, without the lock: write the files
-    let result = (|| -> Result<(Vec<PathBuf>, Launch), DeployError> {
-        let dir = site.storage_dir.join(&name);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let mut files = Vec::new();
-        let disk = dir.join("disk.img");
-        {
-            let tmp = dir.join(".tmp-disk.img");
-            let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-            w.write_disk(&mut f).map_err(io_err(&tmp))?;
-            f.sync_all().map_err(io_err(&tmp))?;
-            fs::rename(&tmp, &disk).map_err(io_err(&disk))?;
-        }
-        files.push(disk.clone());
-        let kernel = dir.join("kernel");
-        fsutil::write_atomic(&kernel, &w.kernel().map_err(io_err(&kernel))?)
-            .map_err(io_err(&kernel))?;
-        files.push(kernel.clone());
-        let initrd = dir.join("initrd");
-        let initrd = match w.initrd().map_err(io_err(&initrd))? {
-            Some(b) => {
-                fsutil::write_atomic(&initrd, &b).map_err(io_err(&initrd))?;
-                files.push(initrd.clone());
-                Some(initrd)
-            }
-            None => None,
-        };
-        let mut interfaces = Vec::new();
-        let mut vifs = Vec::new();
-        let mut hostname = None;
-        for (i, l) in record.leases.iter().enumerate() {
-            let Some(net) = site.network(&l.network) else {
-                continue;
-            };
-            if hostname.is_none() {
-                hostname = l.hostname.clone();
-            }
-            let mac = l
-                .mac
-                .parse()
-                .map_err(|e: crate::net::NetError| DeployError::Corrupt {
-                    path: site.state_dir.clone(),
-                    message: e.to_string(),
-                })?;
-            interfaces.push(Interface {
-                name: format!("eth{i}"),
-                network: net.name.clone(),
-                mac,
-                address: l.ip,
-                prefix: net.net.prefix(),
-                gateway: net.gateway,
-                dns: net.dns.clone(),
-                search: net.domain.clone(),
-            });
-            vifs.push(VifSpec {
-                mac: Some(l.mac.clone()),
-                bridge: Some(net.bridge.clone()),
-                ..VifSpec::default()
-            });
-        }
-        let ctx = Context {
-            instance_id: format!("{name}-{}", opts.now),
-            hostname: hostname.unwrap_or_else(|| name.replace('_', "-")),
-            interfaces,
-            user_data: opts.user_data.clone(),
-        };
-        let cidata_path = dir.join("cidata.img");
-        cidata::write_image(&ctx, &cidata_path)?;
-        files.push(cidata_path.clone());
-        let guest = GuestConfig {
-            name: name.clone(),
-            guest_type,
-            kernel: Some(kernel.to_string_lossy().into_owned()),
-            ramdisk: initrd.map(|p| p.to_string_lossy().into_owned()),
-            cmdline: w.cmdline(),
-            memory_mib: slot.memory_mib,
-            vcpus: slot.vcpus,
-            cpu_weight: slot.cpu_weight,
-            cpu_cap: slot.cpu_cap,
-            cpus: slot.cpus.clone(),
-            disks: vec![
-                DiskSpec::raw(&disk.to_string_lossy(), "xvda", true),
-                DiskSpec::raw(&cidata_path.to_string_lossy(), "xvdb", false),
-            ],
-            vifs,
-            on_poweroff: "destroy".into(),
-            on_reboot: "restart".into(),
-            on_crash: "destroy".into(),
-        };
-        let cfg = dir.join("xl.cfg");
-        fsutil::write_atomic(&cfg, guest.to_xl()?.as_bytes()).map_err(io_err(&cfg))?;
-        files.push(cfg.clone());
-        let launch = hv.create(&cfg)?;
-        Ok((files, launch))
-    })();
+    // phase 2, without the lock: write the files and launch
+    let result = write_and_launch(site, w, opts, &record, guest_type, &slot, hv);
 
-    // phase 3, under the lock: commit or undo
+    // phase 3, under the lock: commit, or tear down through the hypervisor
     let lock = state.lock()?;
-    match result {
+    let failure = match result {
         Ok((files, launch)) => {
-            for l in &mut record.leases {
-                *l = lock.commit(&l.network, l.ip, &name)?;
-            }
             record.files = files;
-            record.state = if matches!(launch, Launch::Ran(_)) {
-                State::Running
-            } else {
-                State::Printed
-            };
-            record.launch = Some(launch);
-            record.pid = None;
-            save(&lock, &record)?;
-            tracing::info!(deployment = %name, slot = %record.slot, "deployed");
-            Ok(record)
-        }
-        Err(e) => {
-            lock.release_owner(&name)?;
-            let dir = site.storage_dir.join(&name);
-            if dir.exists() {
-                fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            let committed = (|| -> Result<Record, DeployError> {
+                let mut r = record.clone();
+                for l in &mut r.leases {
+                    *l = lock.commit(&l.network, l.ip, &name)?;
+                }
+                r.state = if matches!(launch, Launch::Ran(_)) {
+                    State::Running
+                } else {
+                    State::Printed
+                };
+                r.launch = Some(launch.clone());
+                r.pid = None;
+                save(&lock, &r)?;
+                Ok(r)
+            })();
+            match committed {
+                Ok(r) => {
+                    let p = claim_path(&lock, &name);
+                    fsutil::remove_durable(&p).map_err(io_err(&p))?;
+                    tracing::info!(deployment = %name, slot = %r.slot, "deployed");
+                    return Ok(r);
+                }
+                Err(e) => e,
             }
-            remove_record(&lock, &name)?;
-            Err(e)
         }
+        Err(e) => e,
+    };
+    tracing::warn!(deployment = %name, error = %failure, "deploy failed; tearing down");
+    let undone = match teardown(site, &lock, hv, &record, false) {
+        Ok(Teardown::Destroyed(c)) => format!(
+            "its guest was destroyed ({}) and its addresses and slot released",
+            match c {
+                Launch::Ran(c) | Launch::Printed(c) => c,
+            }
+        ),
+        Ok(Teardown::Held(why)) => DeployError::Held {
+            name: name.clone(),
+            reason: why,
+        }
+        .to_string(),
+        Ok(_) => "nothing was left running; its addresses and slot were released".into(),
+        Err(e) => format!(
+            "releasing its addresses and slot failed too ({e}); the next deploy or `wafer recover` retries"
+        ),
+    };
+    Err(DeployError::Undone {
+        cause: Box::new(failure),
+        undone,
+    })
+}
+
+/// Phase 2 of [`deploy`]: disk, kernel, initrd, CIDATA, xl.cfg in `STORAGE/NAME/`, then create.
+fn write_and_launch<W: VerifiedImage>(
+    site: &Site,
+    w: &W,
+    opts: &DeployOptions,
+    record: &Record,
+    guest_type: crate::site::GuestType,
+    slot: &crate::site::SlotConfig,
+    hv: &dyn Hypervisor,
+) -> Result<(Vec<PathBuf>, Launch), DeployError> {
+    let name = &record.name;
+    let dir = site.storage_dir.join(name);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let mut files = Vec::new();
+    let disk = dir.join("disk.img");
+    {
+        let tmp = dir.join(".tmp-disk.img");
+        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        w.write_disk(&mut f).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &disk).map_err(io_err(&disk))?;
     }
+    files.push(disk.clone());
+    let kernel = dir.join("kernel");
+    fsutil::write_atomic(&kernel, &w.kernel().map_err(io_err(&kernel))?)
+        .map_err(io_err(&kernel))?;
+    files.push(kernel.clone());
+    let initrd = dir.join("initrd");
+    let initrd = match w.initrd().map_err(io_err(&initrd))? {
+        Some(b) => {
+            fsutil::write_atomic(&initrd, &b).map_err(io_err(&initrd))?;
+            files.push(initrd.clone());
+            Some(initrd)
+        }
+        None => None,
+    };
+    let mut interfaces = Vec::new();
+    let mut vifs = Vec::new();
+    let mut hostname = None;
+    for (i, l) in record.leases.iter().enumerate() {
+        let Some(net) = site.network(&l.network) else {
+            continue;
+        };
+        if hostname.is_none() {
+            hostname = l.hostname.clone();
+        }
+        let mac = l
+            .mac
+            .parse()
+            .map_err(|e: crate::net::NetError| DeployError::Corrupt {
+                path: site.state_dir.clone(),
+                message: e.to_string(),
+            })?;
+        interfaces.push(Interface {
+            name: format!("eth{i}"),
+            network: net.name.clone(),
+            mac,
+            address: l.ip,
+            prefix: net.net.prefix(),
+            gateway: net.gateway,
+            dns: net.dns.clone(),
+            search: net.domain.clone(),
+        });
+        vifs.push(VifSpec {
+            mac: Some(l.mac.clone()),
+            bridge: Some(net.bridge.clone()),
+            ..VifSpec::default()
+        });
+    }
+    let ctx = Context {
+        instance_id: format!("{name}-{}", opts.now),
+        hostname: hostname.unwrap_or_else(|| name.replace('_', "-")),
+        interfaces,
+        user_data: opts.user_data.clone(),
+    };
+    let cidata_path = dir.join("cidata.img");
+    cidata::write_image(&ctx, &cidata_path)?;
+    files.push(cidata_path.clone());
+    let guest = GuestConfig {
+        name: name.clone(),
+        guest_type,
+        kernel: Some(kernel.to_string_lossy().into_owned()),
+        ramdisk: initrd.map(|p| p.to_string_lossy().into_owned()),
+        cmdline: w.cmdline(),
+        memory_mib: slot.memory_mib,
+        vcpus: slot.vcpus,
+        cpu_weight: slot.cpu_weight,
+        cpu_cap: slot.cpu_cap,
+        cpus: slot.cpus.clone(),
+        disks: vec![
+            DiskSpec::raw(&disk.to_string_lossy(), "xvda", true),
+            DiskSpec::raw(&cidata_path.to_string_lossy(), "xvdb", false),
+        ],
+        vifs,
+        on_poweroff: "destroy".into(),
+        on_reboot: "restart".into(),
+        on_crash: "destroy".into(),
+    };
+    let cfg = dir.join("xl.cfg");
+    fsutil::write_atomic(&cfg, guest.to_xl()?.as_bytes()).map_err(io_err(&cfg))?;
+    files.push(cfg.clone());
+    let launch = hv.create(&cfg)?;
+    Ok((files, launch))
 }
 
 /// `wafer ps`: deployments, all leases, and resource use against what the host set aside.
@@ -516,7 +850,7 @@ pub struct Status {
     pub used: fit::Totals,
 }
 
-/// Lists deployments, leases and use.
+/// Lists deployments, leases and use (read-only: recovery is [`recover`]'s job).
 pub fn ps(site: &Site) -> Result<Status, DeployError> {
     let state = StateDir::open(&site.state_dir)?;
     let lock = state.lock()?;
@@ -529,33 +863,67 @@ pub fn ps(site: &Site) -> Result<Status, DeployError> {
     })
 }
 
-/// `wafer stop NAME`: destroys the guest, releases leases and slot, removes the files (keeping
-/// `disk.img` when `keep_disk`).
+/// `wafer recover`: [`recover`] on its own, under the state lock.
+pub fn recover_site(
+    site: &Site,
+    hv: &dyn Hypervisor,
+    now: u64,
+) -> Result<Vec<(String, Teardown)>, DeployError> {
+    let state = StateDir::open(&site.state_dir)?;
+    let lock = state.lock()?;
+    recover(site, &lock, hv, now)
+}
+
+/// `wafer stop NAME`: destroys the guest, and once the hypervisor lists it gone releases its
+/// leases and slot and removes its files (keeping `disk.img` when `keep_disk`). A deployment
+/// whose deploy is still running (e.g. inside `xl create`) is waited for first: stop blocks on
+/// its claim, outside the state lock, then looks again. If the guest cannot be confirmed gone
+/// the error is [`DeployError::Held`] and nothing is released.
 pub fn stop(
     site: &Site,
     name: &str,
     keep_disk: bool,
     hv: &dyn Hypervisor,
-) -> Result<(Record, Launch), DeployError> {
+) -> Result<(Record, Teardown), DeployError> {
     check_name("deployment name", name)?;
     let state = StateDir::open(&site.state_dir)?;
-    let lock = state.lock()?;
-    let r = records(&lock)?
-        .into_iter()
-        .find(|r| r.name == name)
-        .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
-    let launch = hv.destroy(name)?;
-    lock.release_owner(name)?;
-    let dir = site.storage_dir.join(name);
-    for f in &r.files {
-        if !f.starts_with(&dir) || (keep_disk && f.file_name().is_some_and(|n| n == "disk.img")) {
+    loop {
+        let lock = state.lock()?;
+        let r = records(&lock)?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        let Some(_claim) = try_claim(&lock, name)? else {
+            // its deploy is running: wait for it without holding the state lock (the deploy
+            // needs it to finish), then look again
+            let path = claim_path(&lock, name);
+            drop(lock);
+            tracing::info!(deployment = name, "waiting for its deploy to finish");
+            match fs::File::open(&path) {
+                Ok(f) => {
+                    flock(&f, &path, true)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(DeployError::Io { path, source: e }),
+            }
             continue;
-        }
-        fsutil::remove_durable(f).map_err(io_err(f))?;
+        };
+        let r = if r.state == State::Pending {
+            r
+        } else {
+            // from here on the stop is finished by recovery if this process dies
+            let mut stopping = r;
+            stopping.state = State::Stopping;
+            stopping.keep_disk = keep_disk;
+            save(&lock, &stopping)?;
+            stopping
+        };
+        return match teardown(site, &lock, hv, &r, keep_disk)? {
+            Teardown::Held(reason) => Err(DeployError::Held {
+                name: name.to_string(),
+                reason,
+            }),
+            t => Ok((r, t)),
+        };
     }
-    if !keep_disk && dir.exists() {
-        fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-    }
-    remove_record(&lock, name)?;
-    Ok((r, launch))
 }

@@ -1,7 +1,9 @@
-//! Small file-system helpers: atomic writes and a guard that keeps paths inside a directory.
+//! Small file-system helpers: atomic writes, bounded reads of regular files only, and a guard
+//! that keeps paths inside a directory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -103,6 +105,73 @@ pub fn remove_tmp_files(dir: &Path) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Opens `path` for reading only if it is a regular file: the open itself uses `O_NONBLOCK`
+/// (a FIFO or a device never blocks the open) and `O_NOCTTY`, and `fstat` of the opened
+/// descriptor must say "regular file" (so a name swapped between a check and the open cannot
+/// slip a FIFO, device, socket or directory in). Non-blocking mode is then switched off again.
+/// Errors are `InvalidInput` naming the file type found; the caller adds the path.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let ft = f.metadata()?.file_type();
+    if !ft.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what}; only a regular file is accepted here"),
+        ));
+    }
+    // SAFETY: fcntl on a descriptor we own; only the O_NONBLOCK status flag is changed.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        let fd = f.as_raw_fd();
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        }
+    }
+    Ok(f)
+}
+
+/// Reads a whole regular file of at most `limit` bytes (see [`open_regular`]): the size from
+/// `fstat` is checked first, then at most `limit + 1` bytes are read, so a file that grows while
+/// it is read is refused too. Errors are `InvalidInput`/`InvalidData` with a message saying what
+/// is wrong; the caller adds the path.
+pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let f = open_regular(path)?;
+    let size = f.metadata()?.len();
+    let too_big = |n: u64| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{n} bytes or more, larger than the {limit} bytes accepted"),
+        )
+    };
+    if size > limit {
+        return Err(too_big(size));
+    }
+    let mut buf = Vec::with_capacity(size as usize);
+    f.take(limit.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(too_big(buf.len() as u64));
+    }
+    Ok(buf)
+}
+
 /// True when `rel` is a relative path made only of normal components (no `..`, no root, no `.`).
 pub fn is_confined_relative(rel: &Path) -> bool {
     let mut any = false;
@@ -140,6 +209,30 @@ mod tests {
         fs::write(d.path().join(".tmp-x.json.1.2"), b"junk").unwrap();
         assert_eq!(remove_tmp_files(d.path()).unwrap(), 1);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn read_regular_refuses_fifo_device_dir_and_oversize() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ok");
+        fs::write(&p, b"12345").unwrap();
+        assert_eq!(read_regular(&p, 5).unwrap(), b"12345");
+        let e = read_regular(&p, 4).unwrap_err();
+        assert!(e.to_string().contains("larger than the 4 bytes"), "{e}");
+        let fifo = d.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // would block forever in a plain open(2): no writer ever comes
+        let e = read_regular(&fifo, 100).unwrap_err();
+        assert!(e.to_string().contains("FIFO"), "{e}");
+        let e = read_regular(Path::new("/dev/zero"), 100).unwrap_err();
+        assert!(e.to_string().contains("character device"), "{e}");
+        let e = read_regular(d.path(), 100).unwrap_err();
+        assert!(e.to_string().contains("directory"), "{e}");
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(read_regular(&link, 100).is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! [`StateLock::reclaim_expired`] frees leases whose expiry has passed.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::net::Ipv4Addr;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -202,18 +202,12 @@ pub struct StateLock {
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
     path: &Path,
 ) -> Result<T, (PathBuf, String, Option<io::Error>)> {
-    let f = File::open(path).map_err(|e| (path.to_path_buf(), String::new(), Some(e)))?;
-    let mut buf = Vec::new();
-    f.take(MAX_RECORD + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| (path.to_path_buf(), String::new(), Some(e)))?;
-    if buf.len() as u64 > MAX_RECORD {
-        return Err((
-            path.to_path_buf(),
-            format!("larger than {MAX_RECORD} bytes"),
-            None,
-        ));
-    }
+    let buf = fsutil::read_regular(path, MAX_RECORD).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => {
+            (path.to_path_buf(), e.to_string(), None)
+        }
+        _ => (path.to_path_buf(), String::new(), Some(e)),
+    })?;
     serde_json::from_slice(&buf).map_err(|e| (path.to_path_buf(), e.to_string(), None))
 }
 
@@ -424,9 +418,19 @@ impl StateLock {
 
     /// Frees every lease whose expiry is at or before `now`.
     pub fn reclaim_expired(&self, now: u64) -> Result<Vec<Lease>, LeaseError> {
+        self.reclaim_expired_except(now, &|_| false)
+    }
+
+    /// [`Self::reclaim_expired`], except leases of owners for which `keep(owner)` is true (a
+    /// recorded deployment's leases end with the deployment, once its guest is gone).
+    pub fn reclaim_expired_except(
+        &self,
+        now: u64,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<Lease>, LeaseError> {
         let mut out = Vec::new();
         for l in self.all_leases()? {
-            if l.expires.is_some_and(|e| e <= now) {
+            if l.expires.is_some_and(|e| e <= now) && !keep(&l.owner) {
                 let path = self.record_path(&l.network, l.ip)?;
                 fsutil::remove_durable(&path).map_err(io_err(&path))?;
                 tracing::info!(network = %l.network, ip = %l.ip, owner = %l.owner, "expired lease reclaimed");
@@ -439,6 +443,17 @@ impl StateLock {
     /// Crash recovery: removes temporary files left by killed writers and frees pending leases
     /// whose process is no longer alive (`alive` decides; normally [`pid_alive`]).
     pub fn recover(&self, alive: &dyn Fn(u32) -> bool) -> Result<Recovery, LeaseError> {
+        self.recover_except(alive, &|_| false)
+    }
+
+    /// [`Self::recover`], except that pending leases of owners for which `keep(owner)` is true
+    /// stay, whatever their pid: deployment recovery decides about those (a deployment whose
+    /// process died may still have a running guest using the addresses).
+    pub fn recover_except(
+        &self,
+        alive: &dyn Fn(u32) -> bool,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Recovery, LeaseError> {
         let mut rec = Recovery::default();
         let leases_dir = self.root.join("leases");
         for entry in fs::read_dir(&leases_dir).map_err(io_err(&leases_dir))? {
@@ -450,7 +465,7 @@ impl StateLock {
         }
         rec.tmp_removed += fsutil::remove_tmp_files(&self.root).map_err(io_err(&self.root))?;
         for l in self.all_leases()? {
-            if !l.committed && !l.pid.is_some_and(alive) {
+            if !l.committed && !l.pid.is_some_and(alive) && !keep(&l.owner) {
                 let path = self.record_path(&l.network, l.ip)?;
                 fsutil::remove_durable(&path).map_err(io_err(&path))?;
                 tracing::warn!(network = %l.network, ip = %l.ip, owner = %l.owner, pid = ?l.pid, "pending lease of a dead process freed");

@@ -9,7 +9,9 @@
 //! * [`lease`] — crash-safe address leases in the state directory (flock, atomic records);
 //! * [`cidata`] — the cloud-init NoCloud `CIDATA` FAT image and `wafer-context.env`;
 //! * [`xl`] — the xl.cfg writer and parser, and the disk/vif spec parsers;
-//! * [`deployment`] — deployment records, launch through a [`deployment::Hypervisor`], `ps`, `stop`.
+//! * [`xl`] also parses `xl list` output, which recovery trusts to say which guests exist;
+//! * [`deployment`] — deployment records, launch through a [`deployment::Hypervisor`], `ps`, `stop`,
+//!   and recovery that asks the hypervisor before it frees anything a guest may still use.
 //!
 //! Everything this crate writes goes below the site's storage or state directory; every name
 //! that becomes part of a path is checked by [`names::check_name`].

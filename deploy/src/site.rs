@@ -375,15 +375,32 @@ impl Site {
             path: path.to_path_buf(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if meta.len() > limits::MAX_FILE_BYTES {
-            return Err(SiteError::TooLarge {
-                path: path.to_path_buf(),
-                size: meta.len(),
-                max: limits::MAX_FILE_BYTES,
-            });
+        // a regular file only (a FIFO or /dev/zero would hang or never end), read with a bound
+        let f = crate::fsutil::open_regular(path).map_err(io)?;
+        let too_large = |size| SiteError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            max: limits::MAX_FILE_BYTES,
+        };
+        let size = f.metadata().map_err(io)?.len();
+        if size > limits::MAX_FILE_BYTES {
+            return Err(too_large(size));
         }
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        let mut bytes = Vec::with_capacity(size as usize);
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(f, limits::MAX_FILE_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(io)?;
+        if bytes.len() as u64 > limits::MAX_FILE_BYTES {
+            return Err(too_large(bytes.len() as u64));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            ))
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = if base.as_os_str().is_empty() {
             std::env::current_dir().map_err(io)?

@@ -54,6 +54,127 @@ pub enum XlError {
     /// Input too large.
     #[error("config is {0} bytes; at most {MAX_CONFIG_BYTES}")]
     TooLarge(usize),
+    /// `xl list` output that does not have the expected shape.
+    #[error("xl list output, line {line}: {message}")]
+    List {
+        /// Line (1-based).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Largest `xl list` output parsed.
+pub const MAX_LIST_BYTES: usize = 4 << 20;
+/// Most domains in one `xl list` output.
+pub const MAX_DOMAINS: usize = 65536;
+
+/// One line of `xl list`: a domain that exists (running, blocked, paused, shut down, crashed
+/// or dying: any state counts as existing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    /// Domain name (`(null)` for a domain xl could not name, e.g. one being torn down).
+    pub name: String,
+    /// Domain id.
+    pub id: u32,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// The six state flags, e.g. `-b----` (r running, b blocked, p paused, s shutdown,
+    /// c crashed, d dying).
+    pub state: String,
+}
+
+/// Parses the output of `xl list` (no options): a header line starting with `Name`, then one
+/// line per domain, `NAME ID MEM VCPUS STATE TIME`. The last five columns are checked strictly
+/// (numbers, six state flags from `rbpscd` or `-`, a time), the name is what comes before them.
+/// Anything else is an error naming the line: the caller cannot tell which domains exist and
+/// must not guess.
+pub fn parse_list(text: &str) -> Result<Vec<Domain>, XlError> {
+    if text.len() > MAX_LIST_BYTES {
+        return Err(XlError::List {
+            line: 0,
+            message: format!("{} bytes; at most {MAX_LIST_BYTES}", text.len()),
+        });
+    }
+    let mut out = Vec::new();
+    let mut header = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let bad = |message: String| XlError::List { line, message };
+        let l = raw.trim();
+        if l.is_empty() {
+            continue;
+        }
+        if !header {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            if cols.first() != Some(&"Name") || !cols.contains(&"ID") {
+                return Err(bad(format!(
+                    "expected the header `Name ID Mem VCPUs State Time(s)`, found {:?}",
+                    l.chars().take(80).collect::<String>()
+                )));
+            }
+            header = true;
+            continue;
+        }
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        if cols.len() < 6 {
+            return Err(bad(format!(
+                "{} columns; a domain line has NAME ID MEM VCPUS STATE TIME",
+                cols.len()
+            )));
+        }
+        let n = cols.len();
+        let id: u32 = cols[n - 5]
+            .parse()
+            .map_err(|_| bad(format!("domain id {:?} is not a number", cols[n - 5])))?;
+        let memory_mib: u64 = cols[n - 4]
+            .parse()
+            .map_err(|_| bad(format!("memory {:?} is not a number", cols[n - 4])))?;
+        let vcpus: u32 = cols[n - 3]
+            .parse()
+            .map_err(|_| bad(format!("vcpus {:?} is not a number", cols[n - 3])))?;
+        let state = cols[n - 2];
+        let flags_ok = state.len() == 6
+            && state
+                .bytes()
+                .zip(*b"rbpscd")
+                .all(|(c, f)| c == f || c == b'-');
+        if !flags_ok {
+            return Err(bad(format!(
+                "state {:?} is not six flags like -b----",
+                state.chars().take(20).collect::<String>()
+            )));
+        }
+        let time = cols[n - 1];
+        if time.is_empty()
+            || !time.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            || time.parse::<f64>().is_err()
+        {
+            return Err(bad(format!(
+                "time {:?} is not a number of seconds",
+                time.chars().take(20).collect::<String>()
+            )));
+        }
+        if out.len() >= MAX_DOMAINS {
+            return Err(bad(format!("more than {MAX_DOMAINS} domains")));
+        }
+        out.push(Domain {
+            name: cols[..n - 5].join(" "),
+            id,
+            memory_mib,
+            vcpus,
+            state: state.to_string(),
+        });
+    }
+    if !header {
+        return Err(XlError::List {
+            line: 0,
+            message: "empty: not even the header line (Domain-0 is always listed)".into(),
+        });
+    }
+    Ok(out)
 }
 
 /// A value in an xl config file.

@@ -251,3 +251,31 @@ fn garbage_never_panics() {
         assert!(parse(text).is_err());
     }
 }
+
+#[test]
+fn only_a_bounded_regular_file_is_read_as_a_site_file() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("site.toml");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // no writer ever opens the FIFO: a blocking open would hang here
+    let e = Site::from_file(&fifo).unwrap_err().to_string();
+    assert!(e.contains("site.toml") && e.contains("FIFO"), "{e}");
+    let e = Site::from_file(Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/dev/zero") && e.contains("character device"),
+        "{e}"
+    );
+    let big = d.path().join("big.toml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(deploy::site::limits::MAX_FILE_BYTES + 1)
+        .unwrap();
+    let e = Site::from_file(&big).unwrap_err().to_string();
+    assert!(e.contains("big.toml") && e.contains("larger than"), "{e}");
+}

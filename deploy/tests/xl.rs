@@ -305,3 +305,53 @@ fn written_config_reads_back_the_same() {
     bad.cmdline = Some("a\nb = 1".into());
     assert!(bad.to_xl().is_err());
 }
+
+#[test]
+fn xl_list_output_parses_strictly() {
+    // The shape xl 4.x prints (tabs in the header, as xl_info.c writes it; a dying domain
+    // without a name shows as "(null)").
+    let text = "Name                                        ID   Mem VCPUs\tState\tTime(s)\n\
+        Domain-0                                     0  1024     4     r-----    1234.5\n\
+        cms-squid                                    3  1024     1     -b----      12.0\n\
+        (null)                                       5     0     1     --p--d       0.3\n";
+    let d = deploy::xl::parse_list(text).unwrap();
+    let names: Vec<&str> = d.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["Domain-0", "cms-squid", "(null)"]);
+    assert_eq!((d[1].id, d[1].memory_mib, d[1].vcpus), (3, 1024, 1));
+    assert_eq!(d[2].state, "--p--d");
+    // only the header: no guests
+    assert!(deploy::xl::parse_list("Name ID Mem VCPUs State Time(s)\n")
+        .unwrap()
+        .is_empty());
+    // anything else is refused with the line: the caller must not guess which guests exist
+    for (bad, why) in [
+        ("", "empty"),
+        (
+            "libxl: error: cannot connect\n",
+            "line 1: expected the header",
+        ),
+        (
+            "Name ID Mem VCPUs State Time(s)\nx 1 2 3 -b----\n",
+            "line 2: 5 columns",
+        ),
+        (
+            "Name ID Mem VCPUs State Time(s)\nx one 2 3 -b---- 1.0\n",
+            "domain id \"one\"",
+        ),
+        (
+            "Name ID Mem VCPUs State Time(s)\nx 1 2 3 -q---- 1.0\n",
+            "state \"-q----\"",
+        ),
+        (
+            "Name ID Mem VCPUs State Time(s)\nx 1 2 3 -b---- 1.0.0\n",
+            "time",
+        ),
+        (
+            "Name ID Mem VCPUs State Time(s)\nx 1 -2 3 -b---- 1\n",
+            "memory",
+        ),
+    ] {
+        let e = deploy::xl::parse_list(bad).unwrap_err().to_string();
+        assert!(e.contains(why), "{bad:?}: {e}");
+    }
+}

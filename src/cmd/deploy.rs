@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use deploy::deployment::{self, DeployOptions, Launch, Verified, VerifiedImage, XlTool};
+use deploy::deployment::{self, DeployOptions, Launch, Teardown, Verified, VerifiedImage, XlTool};
 use deploy::fit::Requirements;
 use deploy::site::Site;
 use rootfs::ReadAt;
@@ -216,7 +216,9 @@ impl VerifiedImage for BundleWafer {
     fn write_disk(&self, dest: &mut File) -> io::Result<u64> {
         let salt = hex::decode(&self.manifest.image.verity.salt)
             .map_err(|e| invalid(format!("verity salt: {e}")))?;
-        let mut src = io::BufReader::with_capacity(1 << 20, File::open(&self.zst)?);
+        let zst = deploy::fsutil::open_regular(&self.zst)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.zst.display())))?;
+        let mut src = io::BufReader::with_capacity(1 << 20, zst);
         let table = rootfs::zseek::SeekTable::read_from(&mut src)
             .map_err(|e| invalid(format!("{}: {e}", self.zst.display())))?;
         io::Seek::seek(&mut src, io::SeekFrom::Start(0))?;
@@ -307,6 +309,14 @@ impl VerifiedImage for BundleWafer {
     }
 }
 
+/// Reads `--user-data`: a regular file only (opened non-blocking, so a FIFO cannot hang the
+/// deploy; a device such as /dev/zero is refused), at most [`deploy::cidata::MAX_USER_DATA`]
+/// bytes, read with that bound whatever the file claims.
+pub fn read_user_data(p: &Path) -> Result<Vec<u8>> {
+    deploy::fsutil::read_regular(p, deploy::cidata::MAX_USER_DATA as u64)
+        .with_context(|| format!("--user-data {}: cannot use it as user-data", p.display()))
+}
+
 fn load_site(path: &Path) -> Result<Site> {
     Site::from_file(path).with_context(|| format!("loading site configuration {}", path.display()))
 }
@@ -348,7 +358,8 @@ pub struct DeployArgs {
     /// cloud-init user-data to give the guest.
     #[arg(long, value_name = "FILE")]
     pub user_data: Option<PathBuf>,
-    /// Lease lifetime in seconds (default: no expiry).
+    /// Lifetime in seconds (default: none). Once it has passed, the next deploy or `wafer recover`
+    /// stops the deployment: its guest is destroyed, then its addresses and slot are freed.
     #[arg(long)]
     pub ttl: Option<u64>,
     /// Trust store to verify with (default: the site's paths.trust_store).
@@ -365,18 +376,7 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
     let store_dir = a.trust.clone().unwrap_or_else(|| site.trust_store.clone());
     let store = load_store(&store_dir)?;
     let user_data = match &a.user_data {
-        Some(p) => {
-            let md = std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?;
-            if md.len() > deploy::cidata::MAX_USER_DATA as u64 {
-                bail!(
-                    "{}: {} bytes of user-data, more than {}",
-                    p.display(),
-                    md.len(),
-                    deploy::cidata::MAX_USER_DATA
-                );
-            }
-            Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
-        }
+        Some(p) => Some(read_user_data(p)?),
         None => None,
     };
     let sp = ui.spinner(&format!("verifying {}", a.bundle.display()));
@@ -577,9 +577,11 @@ pub fn run_ps(a: PsArgs) -> Result<()> {
 /// Stop a deployment and release what it holds.
 #[derive(Args, Debug)]
 #[command(
-    long_about = "Stop a deployment: `xl destroy` the guest (or print the command with --dry-run or when xl is\n\
-    absent), release its address leases and slot, and remove its files (the disk is kept with\n\
-    --keep-disk).\n\nExamples:\n  wafer stop cms-cms-squid --site /etc/wafer/site.toml\n  wafer stop cms-cms-squid --site site.toml --keep-disk"
+    long_about = "Stop a deployment: `xl destroy` the guest, and once `xl list` no longer shows it, release its\n\
+    address leases and slot and remove its files (the disk is kept with --keep-disk). A deployment\n\
+    still being deployed is waited for first. If the guest cannot be confirmed gone (xl fails, or\n\
+    --dry-run while it runs) nothing is released. For a dry-run deployment on a host without xl the\n\
+    command is printed and everything released.\n\nExamples:\n  wafer stop cms-cms-squid --site /etc/wafer/site.toml\n  wafer stop cms-cms-squid --site site.toml --keep-disk"
 )]
 pub struct StopArgs {
     /// The deployment name (see `wafer ps`).
@@ -599,7 +601,7 @@ pub struct StopArgs {
 pub fn run_stop(a: StopArgs) -> Result<()> {
     let site = load_site(&a.site)?;
     let hv = XlTool::detect(a.dry_run);
-    let (rec, launch) = deployment::stop(&site, &a.name, a.keep_disk, &hv)
+    let (rec, t) = deployment::stop(&site, &a.name, a.keep_disk, &hv)
         .with_context(|| format!("stopping {}", a.name))?;
     println!(
         "stopped {} (slot {} released, {} lease(s) released)",
@@ -607,9 +609,57 @@ pub fn run_stop(a: StopArgs) -> Result<()> {
         rec.slot,
         rec.leases.len()
     );
-    match launch {
-        Launch::Ran(c) => println!("  ran: {c}"),
-        Launch::Printed(c) => println!("  run by hand if the guest is still up: {c}"),
+    match t {
+        Teardown::Destroyed(Launch::Ran(c)) => println!("  ran: {c}"),
+        Teardown::Released(Some(Launch::Printed(c))) => {
+            println!("  run by hand if the guest is still up: {c}")
+        }
+        Teardown::Released(_) => println!("  the hypervisor had no such guest"),
+        _ => {}
     }
     Ok(())
+}
+
+/// Reconcile what killed or failed deploys left with the hypervisor.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Reconcile the site's state with Xen after a crash (every deploy does this first, too):\n\
+    a deployment whose deploy died half-way (killed, power loss, a full disk at the final commit)\n\
+    is looked up with `xl list`; a guest that exists is destroyed with `xl destroy`, and only once Xen\n\
+    no longer lists it are its addresses, slot and files released. A deployment whose guest cannot be\n\
+    confirmed gone keeps everything it holds. Deployments past their --ttl expiry are stopped the same\n\
+    way. Exits 1 when something stays held; docs/site.md (Recovery) says why.\n\n\
+    Examples:\n  wafer recover --site /etc/wafer/site.toml\n  wafer recover --site site.toml --dry-run"
+)]
+pub struct RecoverArgs {
+    /// The site configuration.
+    #[arg(long, value_name = "SITE.toml")]
+    pub site: PathBuf,
+    /// Do not run `xl destroy` (a guest that exists then stays, with everything it holds).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs `wafer recover`; exit 1 when a deployment stays held.
+pub fn run_recover(a: RecoverArgs) -> Result<u8> {
+    let site = load_site(&a.site)?;
+    let hv = XlTool::detect(a.dry_run);
+    let done = deployment::recover_site(&site, &hv, now())
+        .with_context(|| format!("recovering the state of {}", site.state_dir.display()))?;
+    let mut held = false;
+    for (name, t) in &done {
+        match t {
+            Teardown::InProgress => println!("{name}: its deploy is still running; left alone"),
+            Teardown::Released(_) => println!("{name}: no guest; released"),
+            Teardown::Destroyed(_) => println!("{name}: guest destroyed; released"),
+            Teardown::Held(why) => {
+                held = true;
+                println!("{name}: HELD: {why}")
+            }
+        }
+    }
+    if done.is_empty() {
+        println!("nothing to recover");
+    }
+    Ok(u8::from(held))
 }
