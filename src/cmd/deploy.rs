@@ -23,6 +23,7 @@ use serde_json::json;
 
 use super::trustcmd::{load_store, verify_bundle};
 use super::Ui;
+use rootfs::escape::Escaped;
 
 /// Largest kernel or initrd read from an image.
 pub const MAX_BOOT_FILE: u64 = 512 << 20;
@@ -388,7 +389,7 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
             .report
             .failures()
             .iter()
-            .map(|c| format!("{}: {}", c.name, c.detail))
+            .map(|c| format!("{}: {}", Escaped(&c.name), Escaped(&c.detail)))
             .collect();
         bail!(
             "{} refused: verification failed ({}); nothing was deployed",
@@ -419,7 +420,11 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
     }
     println!(
         "deployed {} {} (VO {}) as {} in slot {}",
-        rec.wafer, rec.version, rec.vo, rec.name, rec.slot
+        Escaped(&rec.wafer),
+        Escaped(&rec.version),
+        Escaped(&rec.vo),
+        Escaped(&rec.name),
+        Escaped(&rec.slot)
     );
     for l in &rec.leases {
         println!(
