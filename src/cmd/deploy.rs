@@ -78,6 +78,8 @@ pub struct ManifestBoot {
 /// `image`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ManifestImage {
+    /// Raw image size in bytes (verified: the seek table must declare exactly this).
+    pub size: u64,
     /// dm-verity.
     pub verity: ManifestVerity,
 }
@@ -217,11 +219,29 @@ impl VerifiedImage for BundleWafer {
     fn write_disk(&self, dest: &mut File) -> io::Result<u64> {
         let salt = hex::decode(&self.manifest.image.verity.salt)
             .map_err(|e| invalid(format!("verity salt: {e}")))?;
-        let mut src = io::BufReader::with_capacity(1 << 20, File::open(&self.zst)?);
+        // Opened again after verification: still never through a link, a regular file only, and
+        // its seek table must still declare the verified size before a byte is decompressed.
+        let file = match (
+            self.zst.parent(),
+            self.zst.file_name().and_then(|n| n.to_str()),
+        ) {
+            (Some(dir), Some(name)) => rootfs::safe::Folder::open(dir)
+                .and_then(|d| d.open_file(name))
+                .map_err(io::Error::other)?,
+            _ => return Err(invalid(format!("{}: not a file", self.zst.display()))),
+        };
+        let mut src = io::BufReader::with_capacity(1 << 20, file);
         let table = rootfs::zseek::SeekTable::read_from(&mut src)
             .map_err(|e| invalid(format!("{}: {e}", self.zst.display())))?;
         io::Seek::seek(&mut src, io::SeekFrom::Start(0))?;
         let size = table.decompressed_size();
+        if size != self.manifest.image.size {
+            return Err(invalid(format!(
+                "{}: the seek table declares {size} bytes, the verified manifest {}: changed since verification",
+                self.zst.display(),
+                self.manifest.image.size
+            )));
+        }
         let mut verity =
             trust::digest::VerityHasher::new(&salt).map_err(|e| invalid(e.to_string()))?;
         let out: &File = dest;

@@ -307,7 +307,7 @@ pub fn verify(
 /// digests are compared (and looked up in the revocation list) as strings.
 fn is_hex(s: &str, len: usize) -> bool {
     (len == 0 || s.len() == len)
-        && s.len() % 2 == 0
+        && s.len() & 1 == 0
         && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
