@@ -14,21 +14,6 @@ use sha2::Digest;
 
 const POLICY: &str = "[policy]\nname = \"test site\"\nfail_on = \"medium\"\n\n[[privileged]]\nid = \"priv.allowlist\"\nseverity = \"high\"\ncheck = [\"setuid\", \"setgid\", \"capabilities\"]\nallow = []\n";
 
-/// A reviewer key and a trust store with it as the only reviewer (threshold 1).
-fn trust_store(f: &Fixture) -> (PathBuf, PathBuf) {
-    let keys = f.path("keys");
-    ok(wafer(&["key", "generate", "alice", "--dir", s(&keys)]));
-    let store = f.path("trust");
-    std::fs::create_dir_all(store.join("reviewers")).unwrap();
-    std::fs::copy(keys.join("alice.pub"), store.join("reviewers/alice.pub")).unwrap();
-    std::fs::write(
-        store.join("trust.toml"),
-        "format = 1\nmax_approval_age_days = 30\n\n[reviewers]\nthreshold = 1\nkeys = [\"reviewers/alice.pub\"]\n",
-    )
-    .unwrap();
-    (store, keys.join("alice.key"))
-}
-
 /// Every path below `dir` (and `dir` itself) with what it is: a file's sha256, a link's target,
 /// a folder. Equal fingerprints before and after mean nothing there changed.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, String)> {
@@ -72,7 +57,7 @@ fn assert_no_raw_controls(what: &str, text: &str) {
 #[test]
 fn approve_never_writes_through_a_link_in_the_bundle() {
     let f = Fixture::new(|_| {});
-    let (_store, alice) = trust_store(&f);
+    let (_store, alice, _admin) = trust_store(&f);
     let policy = f.path("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let pristine = f.build(&f.recipe(""), "pristine");
@@ -154,7 +139,7 @@ fn approve_never_writes_through_a_link_in_the_bundle() {
 #[test]
 fn approve_report_refuses_a_verdict_edited_to_pass() {
     let f = Fixture::new(|r| put(r, "usr/bin/evil", &fake_elf()));
-    let (_store, alice) = trust_store(&f);
+    let (_store, alice, _admin) = trust_store(&f);
     let policy = f.path("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let bad = f.build(
@@ -238,7 +223,7 @@ fn approve_report_refuses_a_verdict_edited_to_pass() {
 #[test]
 fn verify_prints_a_crafted_version_escaped() {
     let f = Fixture::new(|_| {});
-    let (store, _alice) = trust_store(&f);
+    let (store, _alice, _admin) = trust_store(&f);
     let b = f.build(&f.recipe(""), "bundle");
     let crafted = "1.0\u{1b}[2K\rRESULT: PASSED\u{202e}\u{9b}31m\nPASS everything: fine";
     let mpath = b.join("wafer.json");
@@ -351,7 +336,7 @@ fn zstd_bomb(frames: usize) -> Vec<u8> {
 #[test]
 fn verify_refuses_a_zstd_bomb_and_a_fifo_before_decompressing() {
     let f = Fixture::new(|_| {});
-    let (store, alice) = trust_store(&f);
+    let (store, alice, _admin) = trust_store(&f);
     let policy = f.path("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let good = f.build(&f.recipe(""), "good");
