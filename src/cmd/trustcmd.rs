@@ -71,12 +71,15 @@ pub fn load_store(dir: &Path) -> Result<TrustStore> {
 /// Check a bundle against the site trust store.
 #[derive(Args, Debug)]
 #[command(
-    long_about = "Check a wafer bundle against the site trust store (keys/README.md): decompress and hash\n\
-        disk.img.zst in one parallel pass (the dm-verity root and size of the image, which cover every\n\
-        byte that will be booted; with --sha256 also the plain sha256 of the raw image and of the\n\
-        compressed file), then every attestation's signature, the reviewer threshold,\n\
-        roles, expiry, revocation and rollback. Prints each check, PASS or FAIL with the reason, and\n\
-        exits 1 on any failure.\n\n\
+    long_about = "Check a wafer bundle against the site trust store (keys/README.md). The cheap checks\n\
+        come first: the manifest, every attestation's signature and subjects, roles, expiry, the\n\
+        reviewer threshold, revocation, rollback, and the seek table's total size against the\n\
+        manifest's image.size. Only when they all pass is disk.img.zst decompressed and hashed in one\n\
+        parallel pass (the dm-verity root and size of the image, which cover every byte that will be\n\
+        booted; with --sha256 also the plain sha256 of the raw image and of the compressed file).\n\
+        Links in the bundle are refused, never followed; only regular files are opened. Prints each\n\
+        check, PASS or FAIL with the reason (text from the bundle escaped), and exits 1 on any\n\
+        failure.\n\n\
         Examples:\n  \
         wafer verify out/squid --trust /etc/wafer/trust\n  \
         wafer verify out/squid --trust /etc/wafer/trust --sha256 --json"
