@@ -580,7 +580,66 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{check_verdict, parse_duration};
+    use serde_json::json;
+
+    const POLICY: &str = "[policy]\nname = \"t\"\nfail_on = \"medium\"\n\n[[privileged]]\nid = \"priv\"\nseverity = \"high\"\ncheck = [\"setuid\"]\nallow = []\n\n[[waiver]]\nrule = \"priv\"\nsubject = \"/usr/bin/ok\"\njustification = \"needed\"\nexpires = 2030-01-01\n";
+
+    fn verdict(findings: serde_json::Value, fail_on: &str) -> serde_json::Value {
+        let list = findings.as_array().unwrap();
+        let blocking = list.iter().filter(|f| f["blocking"] == true).count();
+        let waived = list
+            .iter()
+            .filter(|f| f["waiver"]["state"] == "applied")
+            .count();
+        let high = list.len() - waived;
+        json!({
+            "fail_on": fail_on,
+            "outcome": if blocking > 0 { "fail" } else { "pass" },
+            "totals": {"findings": list.len(), "blocking": blocking, "waived": waived,
+                       "critical": 0, "high": high, "medium": 0, "low": 0, "info": 0},
+            "findings": findings,
+        })
+    }
+
+    /// Consistent verdicts pass; a laxer threshold, an invented or expired waiver do not.
+    #[test]
+    fn verdicts_are_recomputed_from_their_findings() {
+        let policy = vetter::policy::Policy::parse(POLICY, "policy.toml", None).unwrap();
+        let today = "2026-01-01";
+        let waived = json!({"rule": "priv", "subject": "/usr/bin/ok", "severity": "high",
+            "blocking": false, "waiver": {"state": "applied", "justification": "needed",
+            "expires": "2030-01-01"}});
+        assert_eq!(
+            check_verdict(&verdict(json!([waived.clone()]), "medium"), &policy, today),
+            Ok(())
+        );
+        let blocking = json!({"rule": "priv", "subject": "/usr/bin/x", "severity": "high",
+            "blocking": true});
+        assert_eq!(
+            check_verdict(
+                &verdict(json!([blocking.clone()]), "medium"),
+                &policy,
+                today
+            ),
+            Ok(()),
+            "a consistent failing verdict is consistent (approve refuses it for failing)"
+        );
+        // Judged with --fail-on critical: the high finding did not block.
+        let mut lax = blocking.clone();
+        lax["blocking"] = false.into();
+        let e = check_verdict(&verdict(json!([lax]), "critical"), &policy, today).unwrap_err();
+        assert!(e.contains("laxer than the policy's medium"), "{e}");
+        // A waiver the policy does not grant.
+        let mut invented = waived.clone();
+        invented["waiver"]["justification"] = "trust me".into();
+        let e = check_verdict(&verdict(json!([invented]), "medium"), &policy, today).unwrap_err();
+        assert!(e.contains("the policy has no such waiver"), "{e}");
+        // An expired waiver marked applied.
+        let e =
+            check_verdict(&verdict(json!([waived]), "medium"), &policy, "2031-01-01").unwrap_err();
+        assert!(e.contains("expired after 2030-01-01"), "{e}");
+    }
 
     #[test]
     fn durations() {
