@@ -577,11 +577,11 @@ pub fn run_ps(a: PsArgs) -> Result<()> {
             .collect();
         println!(
             "{:<24} {} {} (VO {}) slot {} {:?} {}",
-            r.name,
-            r.wafer,
-            r.version,
-            r.vo,
-            r.slot,
+            Escaped(&r.name),
+            Escaped(&r.wafer),
+            Escaped(&r.version),
+            Escaped(&r.vo),
+            Escaped(&r.slot),
             r.state,
             ips.join(" ")
         );
