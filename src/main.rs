@@ -116,7 +116,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("wafer: error: {}", cmd::error_text(&e));
+            // Errors may quote names from an image or a bundle: no raw control characters.
+            eprintln!(
+                "wafer: error: {}",
+                rootfs::escape::escape_lines(&cmd::error_text(&e))
+            );
             ExitCode::from(cmd::ERROR_EXIT)
         }
     }

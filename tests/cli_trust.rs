@@ -3,30 +3,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
 
 const POLICY: &str = "[policy]\nname = \"test site\"\nfail_on = \"medium\"\n\n[[privileged]]\nid = \"priv.allowlist\"\nseverity = \"high\"\ncheck = [\"setuid\", \"setgid\", \"capabilities\"]\nallow = []\n";
-
-/// Keys for a reviewer and the VO admin, and a trust store naming them.
-pub fn trust_store(f: &Fixture) -> (PathBuf, PathBuf, PathBuf) {
-    let keys = f.path("keys");
-    ok(wafer(&["key", "generate", "alice", "--dir", s(&keys)]));
-    ok(wafer(&["key", "generate", "cms-admin", "--dir", s(&keys)]));
-    let store = f.path("trust");
-    std::fs::create_dir_all(store.join("reviewers")).unwrap();
-    std::fs::create_dir_all(store.join("vo")).unwrap();
-    std::fs::copy(keys.join("alice.pub"), store.join("reviewers/alice.pub")).unwrap();
-    std::fs::copy(keys.join("cms-admin.pub"), store.join("vo/cms-admin.pub")).unwrap();
-    std::fs::write(
-        store.join("trust.toml"),
-        "format = 1\nmax_approval_age_days = 30\n\n[reviewers]\nthreshold = 1\nkeys = [\"reviewers/alice.pub\"]\n\n[[vo_admins]]\nvo = \"cms\"\nkey = \"vo/cms-admin.pub\"\nwafers = [\"cms-*\"]\n",
-    )
-    .unwrap();
-    (store, keys.join("alice.key"), keys.join("cms-admin.key"))
-}
 
 fn attestations(b: &Path) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(b.join("attestations")) else {

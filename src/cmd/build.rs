@@ -223,8 +223,9 @@ pub fn passphrase(prompt: &str, confirm: bool) -> Result<String> {
 /// Writes the SLSA provenance v1 attestation of the bundle in `out`, signed with `key`.
 pub fn sign_provenance(out: &Path, key: &trust::key::PrivateKey) -> Result<PathBuf> {
     let mpath = out.join("wafer.json");
-    let manifest_bytes =
-        std::fs::read(&mpath).with_context(|| format!("reading {}", mpath.display()))?;
+    let manifest_bytes = rootfs::safe::Folder::open(out)
+        .and_then(|b| b.read_file("wafer.json", trust::verify::MAX_JSON))
+        .context("reading the manifest")?;
     let m: trust::verify::Manifest = serde_json::from_slice(&manifest_bytes)
         .with_context(|| format!("parsing {}", mpath.display()))?;
     let full: serde_json::Value = serde_json::from_slice(&manifest_bytes)
@@ -289,11 +290,12 @@ pub fn sign_provenance(out: &Path, key: &trust::key::PrivateKey) -> Result<PathB
         &prov,
     );
     let env = trust::verify::sign_statement(&st, key);
-    let dir = out.join("attestations");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("provenance.json");
-    std::fs::write(&path, env).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    // Never through a link: created relative to the bundle's handle, a temporary file renamed
+    // into place; a linked attestations/ or provenance.json is refused.
+    rootfs::safe::Folder::open(out)
+        .and_then(|b| b.create_dir("attestations"))
+        .and_then(|dir| dir.write_file("provenance.json", &env))
+        .context("writing the provenance")
 }
 
 /// Runs `wafer build`.

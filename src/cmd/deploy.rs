@@ -23,6 +23,7 @@ use serde_json::json;
 
 use super::trustcmd::{load_store, verify_bundle};
 use super::Ui;
+use rootfs::escape::Escaped;
 
 /// Largest kernel or initrd read from an image.
 pub const MAX_BOOT_FILE: u64 = 512 << 20;
@@ -77,6 +78,8 @@ pub struct ManifestBoot {
 /// `image`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ManifestImage {
+    /// Raw image size in bytes (verified: the seek table must declare exactly this).
+    pub size: u64,
     /// dm-verity.
     pub verity: ManifestVerity,
 }
@@ -216,13 +219,29 @@ impl VerifiedImage for BundleWafer {
     fn write_disk(&self, dest: &mut File) -> io::Result<u64> {
         let salt = hex::decode(&self.manifest.image.verity.salt)
             .map_err(|e| invalid(format!("verity salt: {e}")))?;
-        let zst = deploy::fsutil::open_regular(&self.zst)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.zst.display())))?;
-        let mut src = io::BufReader::with_capacity(1 << 20, zst);
+        // Opened again after verification: still never through a link, a regular file only, and
+        // its seek table must still declare the verified size before a byte is decompressed.
+        let file = match (
+            self.zst.parent(),
+            self.zst.file_name().and_then(|n| n.to_str()),
+        ) {
+            (Some(dir), Some(name)) => rootfs::safe::Folder::open(dir)
+                .and_then(|d| d.open_file(name))
+                .map_err(io::Error::other)?,
+            _ => return Err(invalid(format!("{}: not a file", self.zst.display()))),
+        };
+        let mut src = io::BufReader::with_capacity(1 << 20, file);
         let table = rootfs::zseek::SeekTable::read_from(&mut src)
             .map_err(|e| invalid(format!("{}: {e}", self.zst.display())))?;
         io::Seek::seek(&mut src, io::SeekFrom::Start(0))?;
         let size = table.decompressed_size();
+        if size != self.manifest.image.size {
+            return Err(invalid(format!(
+                "{}: the seek table declares {size} bytes, the verified manifest {}: changed since verification",
+                self.zst.display(),
+                self.manifest.image.size
+            )));
+        }
         let mut verity =
             trust::digest::VerityHasher::new(&salt).map_err(|e| invalid(e.to_string()))?;
         let out: &File = dest;
@@ -388,7 +407,7 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
             .report
             .failures()
             .iter()
-            .map(|c| format!("{}: {}", c.name, c.detail))
+            .map(|c| format!("{}: {}", Escaped(&c.name), Escaped(&c.detail)))
             .collect();
         bail!(
             "{} refused: verification failed ({}); nothing was deployed",
@@ -419,7 +438,11 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
     }
     println!(
         "deployed {} {} (VO {}) as {} in slot {}",
-        rec.wafer, rec.version, rec.vo, rec.name, rec.slot
+        Escaped(&rec.wafer),
+        Escaped(&rec.version),
+        Escaped(&rec.vo),
+        Escaped(&rec.name),
+        Escaped(&rec.slot)
     );
     for l in &rec.leases {
         println!(
@@ -552,11 +575,11 @@ pub fn run_ps(a: PsArgs) -> Result<()> {
             .collect();
         println!(
             "{:<24} {} {} (VO {}) slot {} {:?} {}",
-            r.name,
-            r.wafer,
-            r.version,
-            r.vo,
-            r.slot,
+            Escaped(&r.name),
+            Escaped(&r.wafer),
+            Escaped(&r.version),
+            Escaped(&r.vo),
+            Escaped(&r.slot),
             r.state,
             ips.join(" ")
         );

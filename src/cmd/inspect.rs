@@ -91,7 +91,8 @@ pub fn run(a: InspectArgs, ui: &Ui) -> Result<()> {
     } else {
         let mut s = format!("{} ({})\n", a.image.display(), img.kind);
         s.push_str(&vetter::render::summary(&inv));
-        s
+        // The summary escapes every field from the image; this is the last guard.
+        rootfs::escape::escape_lines(&s).into_owned()
     };
     emit(a.output.as_deref(), &text)?;
     if a.output.is_some() && !ui.quiet && std::io::stderr().is_terminal() {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use rayon::prelude::*;
+use rootfs::escape::escape_bytes;
 use rootfs::open::{open_source, OpenOptions};
 use rootfs::{NodeId, NodeKind, Tree};
 use sha2::{Digest, Sha256};
@@ -284,10 +285,12 @@ pub fn run(args: LsArgs, ui: &Ui) -> Result<()> {
                     format_time(n.meta.mtime.sec, 0),
                     hash
                 )?;
-                out.write_all(path)?;
+                // Names, link targets and xattr names come from the image: escaped (control,
+                // C1 and bidi characters, invalid UTF-8 as visible escapes), one entry a line.
+                out.write_all(escape_bytes(path).as_bytes())?;
                 if let NodeKind::Symlink(t) = &n.kind {
                     out.write_all(b" -> ")?;
-                    out.write_all(t)?;
+                    out.write_all(escape_bytes(t).as_bytes())?;
                 }
                 if !n.meta.xattrs.is_empty() {
                     out.write_all(b" [")?;
@@ -295,13 +298,13 @@ pub fn run(args: LsArgs, ui: &Ui) -> Result<()> {
                         if i > 0 {
                             out.write_all(b",")?;
                         }
-                        out.write_all(k)?;
+                        out.write_all(escape_bytes(k).as_bytes())?;
                     }
                     out.write_all(b"]")?;
                 }
                 out.write_all(b"\n")?;
             } else {
-                out.write_all(path)?;
+                out.write_all(escape_bytes(path).as_bytes())?;
                 out.write_all(b"\n")?;
             }
             Ok(())

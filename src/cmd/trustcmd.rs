@@ -6,123 +6,61 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use rootfs::escape::Escaped;
+use rootfs::safe::Folder;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use trust::digest::{digest_seekable, DigestOptions};
+use trust::digest::{digest_frames, DigestOptions};
 use trust::store::TrustStore;
-use trust::verify::{
-    approval_statement, sign_statement, verify, ApprovalRequest, Report, Streamed,
-};
+use trust::verify::{approval_statement, sign_statement, ApprovalRequest, Report};
 
 use super::build::load_private_key;
 use super::vet::{now, VetArgs};
 use super::Ui;
 use vetter::policy::ImageIdentity;
 
-/// Largest wafer.json or attestation read.
-pub const MAX_JSON: u64 = 16 << 20;
-/// Most attestations read from a bundle.
-pub const MAX_ATTESTATIONS: usize = 256;
+/// Largest wafer.json, attestation or verdict read.
+pub const MAX_JSON: u64 = trust::verify::MAX_JSON;
 
+/// Reads a file the user named (a verdict): a regular file, at most [`MAX_JSON`] bytes.
 fn read_capped(path: &Path) -> Result<Vec<u8>> {
-    let md = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if md.len() > MAX_JSON {
-        bail!(
-            "{}: {} bytes, larger than the {} accepted",
-            path.display(),
-            md.len(),
-            MAX_JSON
-        );
-    }
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    let (dir, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        (Some(d), Some(n)) => (
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            },
+            n,
+        ),
+        _ => bail!("{}: not a file name", path.display()),
+    };
+    let folder = Folder::open(dir).with_context(|| format!("reading {}", path.display()))?;
+    folder
+        .read_file(name, MAX_JSON)
+        .with_context(|| format!("reading {}", path.display()))
 }
 
 /// A bundle's verification: the report, and the exact manifest bytes it was run over.
-pub struct BundleCheck {
-    /// Every check.
-    pub report: Report,
-    /// The wafer.json bytes verified (parse these, never the file again).
-    pub manifest_bytes: Vec<u8>,
-}
+pub type BundleCheck = trust::verify::BundleVerification;
 
-/// Verifies the bundle in `dir`: reads wafer.json and attestations once, streams disk.img.zst
-/// (dm-verity root with the manifest's salt, sha256 of the compressed file, optionally the
-/// raw sha256; frames decompressed in parallel), then checks everything against `store`.
+/// Verifies the bundle in `dir` with [`trust::verify::verify_bundle`]: cheap checks first
+/// (manifest, signatures, subjects, roles, expiry, threshold, revocation, rollback, the seek
+/// table's size against the manifest), and only then one parallel pass over disk.img.zst
+/// (dm-verity root with the manifest's salt, optionally the raw and compressed sha256).
+/// Nothing in the bundle is followed through a link; only regular files are opened.
 pub fn verify_bundle(
     dir: &Path,
     store: &TrustStore,
     sha256: bool,
     threads: usize,
 ) -> Result<BundleCheck> {
-    let manifest_bytes = read_capped(&dir.join("wafer.json"))?;
-    let mut attestations = Vec::new();
-    let adir = dir.join("attestations");
-    match std::fs::read_dir(&adir) {
-        Ok(rd) => {
-            let mut paths = Vec::new();
-            for e in rd {
-                let e = e.with_context(|| format!("listing {}", adir.display()))?;
-                let p = e.path();
-                if p.extension().is_some_and(|x| x == "json") {
-                    paths.push(p);
-                }
-                if paths.len() > MAX_ATTESTATIONS {
-                    bail!(
-                        "{}: more than {MAX_ATTESTATIONS} attestations",
-                        adir.display()
-                    );
-                }
-            }
-            paths.sort();
-            for p in paths {
-                let label = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                attestations.push((label, read_capped(&p)?));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("listing {}", adir.display())),
-    }
-    // The salt is read before the signatures are checked; changing it changes the manifest's
-    // digest, which every approval binds, so a forged salt cannot pass.
-    let salt = serde_json::from_slice::<trust::verify::Manifest>(&manifest_bytes)
-        .ok()
-        .and_then(|m| hex::decode(m.image.verity.salt).ok());
-    let zst = dir.join("disk.img.zst");
-    let streamed = match salt {
-        None => Streamed {
-            error: Some("wafer.json has no valid image.verity.salt".into()),
-            ..Default::default()
-        },
-        Some(salt) => match std::fs::File::open(&zst) {
-            Err(e) => Streamed {
-                error: Some(format!("{}: {e}", zst.display())),
-                ..Default::default()
-            },
-            Ok(f) => {
-                let opts = DigestOptions {
-                    salt,
-                    sha256,
-                    compressed_sha256: sha256,
-                    threads,
-                };
-                match digest_seekable(std::io::BufReader::with_capacity(1 << 20, f), &opts) {
-                    Ok(d) => Streamed::from(&d),
-                    Err(e) => Streamed {
-                        error: Some(format!("{}: {e}", zst.display())),
-                        ..Default::default()
-                    },
-                }
-            }
-        },
-    };
-    let report = verify(&manifest_bytes, &attestations, store, now(), &streamed);
-    Ok(BundleCheck {
-        report,
-        manifest_bytes,
-    })
+    Ok(trust::verify::verify_bundle(
+        dir,
+        store,
+        now(),
+        &trust::verify::BundleOptions { sha256, threads },
+    ))
 }
 
 /// Loads the trust store in `dir`.
@@ -133,12 +71,15 @@ pub fn load_store(dir: &Path) -> Result<TrustStore> {
 /// Check a bundle against the site trust store.
 #[derive(Args, Debug)]
 #[command(
-    long_about = "Check a wafer bundle against the site trust store (keys/README.md): decompress and hash\n\
-        disk.img.zst in one parallel pass (the dm-verity root and size of the image, which cover every\n\
-        byte that will be booted; with --sha256 also the plain sha256 of the raw image and of the\n\
-        compressed file), then every attestation's signature, the reviewer threshold,\n\
-        roles, expiry, revocation and rollback. Prints each check, PASS or FAIL with the reason, and\n\
-        exits 1 on any failure.\n\n\
+    long_about = "Check a wafer bundle against the site trust store (keys/README.md). The cheap checks\n\
+        come first: the manifest, every attestation's signature and subjects, roles, expiry, the\n\
+        reviewer threshold, revocation, rollback, and the seek table's total size against the\n\
+        manifest's image.size. Only when they all pass is disk.img.zst decompressed and hashed in one\n\
+        parallel pass (the dm-verity root and size of the image, which cover every byte that will be\n\
+        booted; with --sha256 also the plain sha256 of the raw image and of the compressed file).\n\
+        Links in the bundle are refused, never followed; only regular files are opened. Prints each\n\
+        check, PASS or FAIL with the reason (text from the bundle escaped), and exits 1 on any\n\
+        failure.\n\n\
         Examples:\n  \
         wafer verify out/squid --trust /etc/wafer/trust\n  \
         wafer verify out/squid --trust /etc/wafer/trust --sha256 --json"
@@ -190,8 +131,8 @@ pub fn run_verify(a: VerifyArgs, ui: &Ui) -> Result<u8> {
                 eprintln!(
                     "wafer: verify {}: {}: {}",
                     a.bundle.display(),
-                    c.name,
-                    c.detail
+                    Escaped(&c.name),
+                    Escaped(&c.detail)
                 );
             }
         }
@@ -260,15 +201,168 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     Ok(n * mult)
 }
 
+/// Recomputes a verdict's outcome from the findings it lists and refuses one that disagrees with
+/// itself (an `"outcome": "pass"` edited into a failing verdict, a finding's `blocking` flag or
+/// the totals edited to match), one judged with a threshold laxer than the policy's, or one that
+/// applies a waiver the policy does not grant or that has expired.
+///
+/// This proves the verdict consistent, not complete: a finding deleted from it is only caught by
+/// vetting again (`wafer approve` without `--report`). The approval records the verdict's sha256.
+pub fn check_verdict(
+    v: &serde_json::Value,
+    policy: &vetter::policy::Policy,
+    today: &str,
+) -> std::result::Result<(), String> {
+    use vetter::policy::Severity;
+    let sev_name = |s: Severity| format!("{s:?}").to_lowercase();
+    let fail_on: Severity = v
+        .get("fail_on")
+        .and_then(|x| serde_json::from_value(x.clone()).ok())
+        .ok_or("it has no valid \"fail_on\"")?;
+    if fail_on > policy.fail_on() {
+        return Err(format!(
+            "it was judged with fail_on {}, laxer than the policy's {}",
+            sev_name(fail_on),
+            sev_name(policy.fail_on())
+        ));
+    }
+    let findings = v
+        .get("findings")
+        .and_then(|x| x.as_array())
+        .ok_or("it has no \"findings\" list")?;
+    let (mut blocking, mut waived) = (0usize, 0usize);
+    let mut by_sev = std::collections::BTreeMap::<Severity, usize>::new();
+    for (i, f) in findings.iter().enumerate() {
+        let text = |k: &str| f.get(k).and_then(|x| x.as_str()).unwrap_or("");
+        let what = format!(
+            "finding {i} ({} {})",
+            text("rule"),
+            Escaped(text("subject"))
+        );
+        let sev: Severity = f
+            .get("severity")
+            .and_then(|x| serde_json::from_value(x.clone()).ok())
+            .ok_or_else(|| format!("{what} has no valid severity"))?;
+        let applied = f.pointer("/waiver/state").and_then(|x| x.as_str()) == Some("applied");
+        if applied {
+            let wtext = |k: &str| {
+                f.pointer(&format!("/waiver/{k}"))
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("")
+            };
+            let expires = wtext("expires");
+            if expires < today {
+                return Err(format!(
+                    "{what} is waived by a waiver that expired after {expires}"
+                ));
+            }
+            let granted = policy.file.waiver.iter().any(|w| {
+                w.rule.get_ref() == text("rule") && w.justification == wtext("justification")
+            });
+            if !granted {
+                return Err(format!(
+                    "{what} is waived, but the policy has no such waiver for rule {}",
+                    text("rule")
+                ));
+            }
+        }
+        let should = !applied && sev >= fail_on;
+        let says = f
+            .get("blocking")
+            .and_then(|x| x.as_bool())
+            .ok_or_else(|| format!("{what} has no \"blocking\" flag"))?;
+        if says != should {
+            return Err(format!(
+                "{what}, severity {}, is marked blocking={says}, but with fail_on {} it {} blocking",
+                sev_name(sev),
+                sev_name(fail_on),
+                if should { "is" } else { "is not" }
+            ));
+        }
+        blocking += usize::from(should);
+        if applied {
+            waived += 1;
+        } else {
+            *by_sev.entry(sev).or_default() += 1;
+        }
+    }
+    let total = |k: &str| v.pointer(&format!("/totals/{k}")).and_then(|x| x.as_u64());
+    let mut expect = vec![
+        ("findings", findings.len()),
+        ("blocking", blocking),
+        ("waived", waived),
+    ];
+    for s in Severity::ALL_DESC {
+        expect.push((
+            match s {
+                Severity::Critical => "critical",
+                Severity::High => "high",
+                Severity::Medium => "medium",
+                Severity::Low => "low",
+                Severity::Info => "info",
+            },
+            by_sev.get(&s).copied().unwrap_or(0),
+        ));
+    }
+    for (k, want) in expect {
+        if total(k) != Some(want as u64) {
+            return Err(format!(
+                "its totals.{k} is {}, but its findings count {want}",
+                total(k).map_or("missing".to_string(), |n| n.to_string())
+            ));
+        }
+    }
+    let outcome = if blocking > 0 { "fail" } else { "pass" };
+    let says = v.get("outcome").and_then(|x| x.as_str()).unwrap_or("");
+    if says != outcome {
+        return Err(format!(
+            "its outcome is {says:?}, but its findings make it {outcome:?} ({blocking} blocking)"
+        ));
+    }
+    if let Some(rules) = v.get("rules").and_then(|x| x.as_array()) {
+        for r in rules {
+            if r.get("status").and_then(|x| x.as_str()) == Some("fail") && blocking == 0 {
+                return Err(format!(
+                    "rule {} failed, but no finding is blocking",
+                    r.get("id").and_then(|x| x.as_str()).unwrap_or("?")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs `wafer approve`.
 pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
     let key = load_private_key(&a.key)?;
-    let mpath = a.bundle.join("wafer.json");
-    let manifest_bytes = read_capped(&mpath)?;
+    // Everything in the bundle is read and written through a handle that never follows a link.
+    let bundle = Folder::open(&a.bundle).context("opening the bundle")?;
+    let mpath = bundle.join("wafer.json");
+    let manifest_bytes = bundle.read_file("wafer.json", MAX_JSON)?;
     let m: trust::verify::Manifest = serde_json::from_slice(&manifest_bytes)
         .with_context(|| format!("parsing {}", mpath.display()))?;
+    // A linked attestations/ is refused now, before any work.
+    bundle.open_dir_if_exists("attestations")?;
     let policy = vetter::policy::Policy::load(&a.policy)
         .with_context(|| format!("loading policy {}", a.policy.display()))?;
+
+    // Cheap checks of the image before vetting or hashing it: a regular file whose seek table
+    // declares the manifest's size (a small zstd bomb claiming tens of GB stops here).
+    let mut facts = Report::default();
+    let image = trust::verify::open_image(&bundle, &m, &mut facts);
+    let problems: Vec<String> = facts
+        .failures()
+        .iter()
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    let (mut zst_file, table) = match image {
+        Some(i) if problems.is_empty() => i,
+        _ => bail!(
+            "{}: the bundle is damaged: {}",
+            a.bundle.display(),
+            problems.join("; ")
+        ),
+    };
 
     // The verdict: given, or computed now.
     let (report_bytes, vetted) = match &a.report {
@@ -299,17 +393,17 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
                 bail!(
                     "{}: the verdict is for wafer {} (VO {}), not this bundle's {} (VO {})",
                     p.display(),
-                    field("wafer"),
-                    field("vo"),
-                    m.name,
-                    m.vo
+                    Escaped(field("wafer")),
+                    Escaped(field("vo")),
+                    Escaped(&m.name),
+                    Escaped(&m.vo)
                 );
             }
             if field("policy_digest") != policy.digest {
                 bail!(
                     "{}: the verdict was made with policy digest {}, not {}'s {}",
                     p.display(),
-                    field("policy_digest"),
+                    Escaped(field("policy_digest")),
                     a.policy.display(),
                     policy.digest
                 );
@@ -319,6 +413,15 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
                     "{}: the verdict is {:?}; only a passing wafer is approved",
                     p.display(),
                     field("outcome")
+                );
+            }
+            let today = vetter::policy::date_string(now().div_euclid(86_400));
+            if let Err(why) = check_verdict(&v, &policy, &today) {
+                bail!(
+                    "{}: the verdict is inconsistent: {why}; not approved (vet again: wafer vet {} --policy {} --report FILE)",
+                    p.display(),
+                    a.bundle.display(),
+                    a.policy.display()
                 );
             }
             (bytes, vetted)
@@ -368,7 +471,7 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
         Some(id) => bail!(
             "{which}: the verdict (of a {} image) does not record the sha256 of the wafer.json and \
              disk.img.zst it judged; {revet}",
-            id.kind
+            Escaped(&id.kind)
         ),
         None => bail!(
             "{which}: the verdict does not record which bytes it judged (no \"image\" digests; made by \
@@ -378,8 +481,9 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
     let manifest_sha = hex::encode(Sha256::digest(&manifest_bytes));
     if !vetted_manifest.eq_ignore_ascii_case(&manifest_sha) {
         bail!(
-            "{which}: the verdict judged a wafer.json with sha256 {vetted_manifest}, but {} has sha256 \
+            "{which}: the verdict judged a wafer.json with sha256 {}, but {} has sha256 \
              {manifest_sha}: it is about other bytes; {revet}",
+            Escaped(&vetted_manifest),
             mpath.display()
         );
     }
@@ -387,10 +491,10 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
     // The bundle must be what its manifest says before anyone signs the manifest.
     let salt = hex::decode(&m.image.verity.salt)
         .map_err(|e| anyhow!("{}: image.verity.salt: {e}", mpath.display()))?;
-    let zst = a.bundle.join("disk.img.zst");
-    let f = std::fs::File::open(&zst).with_context(|| format!("opening {}", zst.display()))?;
-    let d = digest_seekable(
-        std::io::BufReader::with_capacity(1 << 20, f),
+    let zst = bundle.join("disk.img.zst");
+    let d = digest_frames(
+        &mut std::io::BufReader::with_capacity(1 << 20, &mut zst_file),
+        &table,
         &DigestOptions {
             salt,
             sha256: false,
@@ -404,7 +508,15 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
         bail!(
             "{}: dm-verity root {root} differs from wafer.json's {}: the bundle is damaged",
             zst.display(),
-            m.image.verity.root
+            Escaped(&m.image.verity.root)
+        );
+    }
+    if d.size != m.image.size {
+        bail!(
+            "{}: decompressed {} bytes, wafer.json's image.size says {}: the bundle is damaged",
+            zst.display(),
+            d.size,
+            m.image.size
         );
     }
     let csha = d.compressed_sha256.map(hex::encode).unwrap_or_default();
@@ -412,13 +524,14 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
         bail!(
             "{}: sha256 {csha} differs from wafer.json's {}: the bundle is damaged",
             zst.display(),
-            m.compressed.sha256
+            Escaped(&m.compressed.sha256)
         );
     }
     if !vetted_zst.eq_ignore_ascii_case(&csha) {
         bail!(
-            "{which}: the verdict judged a disk.img.zst with sha256 {vetted_zst}, but {} has sha256 \
+            "{which}: the verdict judged a disk.img.zst with sha256 {}, but {} has sha256 \
              {csha}: it is about other bytes; {revet}",
+            Escaped(&vetted_zst),
             zst.display()
         );
     }
@@ -444,17 +557,20 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
     let st =
         approval_statement(&req).with_context(|| format!("approving {}", a.bundle.display()))?;
     let env = sign_statement(&st, &key);
-    let dir = a.bundle.join("attestations");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let kid = key.public().keyid();
-    let path = dir.join(format!("approval-{}.json", kid.get(..16).unwrap_or(&kid)));
-    std::fs::write(&path, env).with_context(|| format!("writing {}", path.display()))?;
+    let name = format!("approval-{}.json", kid.get(..16).unwrap_or(&kid));
+    // Created and written relative to the bundle's handle, never through a link: a temporary
+    // file renamed into place; a linked attestations/ or approval file is refused.
+    let path = bundle
+        .create_dir("attestations")
+        .and_then(|dir| dir.write_file(&name, &env))
+        .context("writing the approval")?;
     if !ui.quiet {
         println!(
             "approved {} {} (VO {}) by key {kid}, valid until {}",
-            m.name,
-            m.version,
-            m.vo,
+            Escaped(&m.name),
+            Escaped(&m.version),
+            Escaped(&m.vo),
             trust::time::format_rfc3339(t + a.expires)
         );
         println!("wrote {}", path.display());
@@ -464,7 +580,66 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{check_verdict, parse_duration};
+    use serde_json::json;
+
+    const POLICY: &str = "[policy]\nname = \"t\"\nfail_on = \"medium\"\n\n[[privileged]]\nid = \"priv\"\nseverity = \"high\"\ncheck = [\"setuid\"]\nallow = []\n\n[[waiver]]\nrule = \"priv\"\nsubject = \"/usr/bin/ok\"\njustification = \"needed\"\nexpires = 2030-01-01\n";
+
+    fn verdict(findings: serde_json::Value, fail_on: &str) -> serde_json::Value {
+        let list = findings.as_array().unwrap();
+        let blocking = list.iter().filter(|f| f["blocking"] == true).count();
+        let waived = list
+            .iter()
+            .filter(|f| f["waiver"]["state"] == "applied")
+            .count();
+        let high = list.len() - waived;
+        json!({
+            "fail_on": fail_on,
+            "outcome": if blocking > 0 { "fail" } else { "pass" },
+            "totals": {"findings": list.len(), "blocking": blocking, "waived": waived,
+                       "critical": 0, "high": high, "medium": 0, "low": 0, "info": 0},
+            "findings": findings,
+        })
+    }
+
+    /// Consistent verdicts pass; a laxer threshold, an invented or expired waiver do not.
+    #[test]
+    fn verdicts_are_recomputed_from_their_findings() {
+        let policy = vetter::policy::Policy::parse(POLICY, "policy.toml", None).unwrap();
+        let today = "2026-01-01";
+        let waived = json!({"rule": "priv", "subject": "/usr/bin/ok", "severity": "high",
+            "blocking": false, "waiver": {"state": "applied", "justification": "needed",
+            "expires": "2030-01-01"}});
+        assert_eq!(
+            check_verdict(&verdict(json!([waived.clone()]), "medium"), &policy, today),
+            Ok(())
+        );
+        let blocking = json!({"rule": "priv", "subject": "/usr/bin/x", "severity": "high",
+            "blocking": true});
+        assert_eq!(
+            check_verdict(
+                &verdict(json!([blocking.clone()]), "medium"),
+                &policy,
+                today
+            ),
+            Ok(()),
+            "a consistent failing verdict is consistent (approve refuses it for failing)"
+        );
+        // Judged with --fail-on critical: the high finding did not block.
+        let mut lax = blocking.clone();
+        lax["blocking"] = false.into();
+        let e = check_verdict(&verdict(json!([lax]), "critical"), &policy, today).unwrap_err();
+        assert!(e.contains("laxer than the policy's medium"), "{e}");
+        // A waiver the policy does not grant.
+        let mut invented = waived.clone();
+        invented["waiver"]["justification"] = "trust me".into();
+        let e = check_verdict(&verdict(json!([invented]), "medium"), &policy, today).unwrap_err();
+        assert!(e.contains("the policy has no such waiver"), "{e}");
+        // An expired waiver marked applied.
+        let e =
+            check_verdict(&verdict(json!([waived]), "medium"), &policy, "2031-01-01").unwrap_err();
+        assert!(e.contains("expired after 2030-01-01"), "{e}");
+    }
 
     #[test]
     fn durations() {

@@ -237,6 +237,9 @@ pub fn run_diff(a: DiffArgs, ui: &Ui) -> Result<()> {
         s.push('\n');
         emit(None, &s)
     } else {
-        emit(None, &vetter::diff::render(&d))
+        emit(
+            None,
+            &rootfs::escape::escape_lines(&vetter::diff::render(&d)),
+        )
     }
 }

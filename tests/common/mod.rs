@@ -251,6 +251,15 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, u64)> {
 /// `trust/` naming them (one approval needed, provenance required). Returns the store and the
 /// two private keys.
 pub fn site_trust_store(f: &Fixture) -> (PathBuf, PathBuf, PathBuf) {
+    keys_and_store(f, "require_provenance = true\n")
+}
+
+/// Keys for a reviewer and the VO admin, and a trust store naming them (provenance optional).
+pub fn trust_store(f: &Fixture) -> (PathBuf, PathBuf, PathBuf) {
+    keys_and_store(f, "")
+}
+
+fn keys_and_store(f: &Fixture, extra: &str) -> (PathBuf, PathBuf, PathBuf) {
     let keys = f.path("keys");
     ok(wafer(&["key", "generate", "alice", "--dir", s(&keys)]));
     ok(wafer(&["key", "generate", "cms-admin", "--dir", s(&keys)]));
@@ -261,7 +270,7 @@ pub fn site_trust_store(f: &Fixture) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::copy(keys.join("cms-admin.pub"), store.join("vo/cms-admin.pub")).unwrap();
     std::fs::write(
         store.join("trust.toml"),
-        "format = 1\nmax_approval_age_days = 30\nrequire_provenance = true\n\n[reviewers]\nthreshold = 1\nkeys = [\"reviewers/alice.pub\"]\n\n[[vo_admins]]\nvo = \"cms\"\nkey = \"vo/cms-admin.pub\"\nwafers = [\"cms-*\"]\n",
+        format!("format = 1\nmax_approval_age_days = 30\n{extra}\n[reviewers]\nthreshold = 1\nkeys = [\"reviewers/alice.pub\"]\n\n[[vo_admins]]\nvo = \"cms\"\nkey = \"vo/cms-admin.pub\"\nwafers = [\"cms-*\"]\n"),
     )
     .unwrap();
     (store, keys.join("alice.key"), keys.join("cms-admin.key"))

@@ -14,18 +14,25 @@
 //!
 //! ## Order (fail closed)
 //!
-//! Every envelope's signatures are checked over the exact PAE bytes first; only the verified
-//! payload bytes are then parsed, once. The manifest is bound by its sha256 subject. Every
-//! attestation present must verify under a trusted, unrevoked key: a bundle carrying anything
-//! unverifiable is refused.
+//! Cheap checks first, and the image is decompressed only when all of them passed: every
+//! envelope's signatures are checked over the exact PAE bytes first; only the verified payload
+//! bytes are then parsed, once. The manifest is bound by its sha256 subject; the approvals'
+//! image and compressed-file subjects must equal the digests the manifest states; roles, expiry,
+//! threshold, revocation and rollback follow ([`verify_metadata`]); then the seek table's total
+//! against `image.size` ([`check_image_facts`]); last, the one streaming pass whose digests must
+//! equal the manifest's ([`check_streamed`]). Every attestation present must verify under a
+//! trusted, unrevoked key: a bundle carrying anything unverifiable is refused.
+//!
+//! Files are read through [`rootfs::safe::Folder`]: never through a link, regular files only.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use rootfs::escape::Escaped;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::digest::{digest_seekable, DigestOptions, ImageDigests};
+use crate::digest::{DigestOptions, ImageDigests};
 use crate::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::key::{PrivateKey, PublicKey};
 use crate::statement::{
@@ -84,6 +91,9 @@ pub struct ManifestVerity {
 pub struct ManifestCompressed {
     /// sha256 of `disk.img.zst`, hex.
     pub sha256: String,
+    /// Size of `disk.img.zst` in bytes, when the manifest states it (the builder always does).
+    #[serde(default)]
+    pub size: Option<u64>,
 }
 
 /// Digests computed while streaming the image.
@@ -154,13 +164,15 @@ impl Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names and details carry text from the bundle (attestation file names, the manifest's
+        // name and version): escaped, so a crafted field cannot print a fake line or hide one.
         for c in &self.checks {
             writeln!(
                 f,
                 "{} {}: {}",
                 if c.passed { "PASS" } else { "FAIL" },
-                c.name,
-                c.detail
+                Escaped(&c.name),
+                Escaped(&c.detail)
             )?;
         }
         writeln!(
@@ -253,40 +265,30 @@ fn open_envelope(
     })
 }
 
-/// Compares a statement's subjects with the manifest digest and the streamed digests.
-fn subject_problems(
-    st: &Statement,
-    manifest_sha: &str,
-    streamed: &Streamed,
-    need_image: bool,
-) -> Vec<String> {
+/// Compares a statement's subjects with the manifest's digest and the digests the manifest states
+/// (the streamed digests are then compared with the manifest: see [`check_streamed`]).
+fn subject_problems(st: &Statement, manifest_sha: &str, m: &Manifest) -> Vec<String> {
     let mut p = Vec::new();
-    let mut cmp = |subject: &str, alg: &str, want: Option<&String>| {
-        let got = st.subject_named(subject).and_then(|s| s.digest.get(alg));
-        match (got, want) {
-            (None, _) => p.push(format!("no {alg} digest for subject {subject}")),
-            (Some(g), Some(w)) if g != w => p.push(format!(
-                "subject {subject} {alg} {g} does not match the bundle's {w}"
-            )),
-            _ => {}
-        }
+    let mut cmp = |subject: &str, alg: &str, want: &str| match st
+        .subject_named(subject)
+        .and_then(|s| s.digest.get(alg))
+    {
+        None => p.push(format!("no {alg} digest for subject {subject}")),
+        Some(g) if g != want => p.push(format!(
+            "subject {subject} {alg} {g} does not match the bundle's {want}"
+        )),
+        _ => {}
     };
-    let m = manifest_sha.to_string();
-    cmp(SUBJECT_MANIFEST, "sha256", Some(&m));
-    if need_image {
-        cmp(SUBJECT_IMAGE, VERITY_DIGEST, streamed.verity_root.as_ref());
-        cmp(SUBJECT_IMAGE, "sha256", streamed.image_sha256.as_ref());
-        cmp(
-            SUBJECT_COMPRESSED,
-            "sha256",
-            streamed.compressed_sha256.as_ref(),
-        );
-    }
+    cmp(SUBJECT_MANIFEST, "sha256", manifest_sha);
+    cmp(SUBJECT_IMAGE, VERITY_DIGEST, &m.image.verity.root);
+    cmp(SUBJECT_IMAGE, "sha256", &m.image.sha256);
+    cmp(SUBJECT_COMPRESSED, "sha256", &m.compressed.sha256);
     p
 }
 
 /// Verifies a bundle's manifest and attestations against `store` at time `now` (Unix seconds),
-/// given the digests streamed from its image.
+/// given the digests streamed from its image: [`verify_metadata`], then the streamed digests
+/// against the manifest.
 pub fn verify(
     manifest_bytes: &[u8],
     attestations: &[(String, Vec<u8>)],
@@ -294,6 +296,31 @@ pub fn verify(
     now: i64,
     streamed: &Streamed,
 ) -> Report {
+    let (mut r, manifest) = verify_metadata(manifest_bytes, attestations, store, now);
+    if let Some(m) = manifest {
+        check_streamed(&mut r, &m, streamed);
+    }
+    r
+}
+
+/// Whether `s` is `len` lowercase hex digits (any even number when `len` is 0). Lowercase only:
+/// digests are compared (and looked up in the revocation list) as strings.
+fn is_hex(s: &str, len: usize) -> bool {
+    (len == 0 || s.len() == len)
+        && s.len() & 1 == 0
+        && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Every check that needs no decompression, cheapest first: the manifest's own sanity, every
+/// envelope's signatures, the approvals' subjects (against the manifest's digests), roles,
+/// expiry, threshold, revoked digests and rollback. Returns the report and the parsed manifest
+/// (`None` when it does not parse: nothing else can be checked then).
+pub fn verify_metadata(
+    manifest_bytes: &[u8],
+    attestations: &[(String, Vec<u8>)],
+    store: &TrustStore,
+    now: i64,
+) -> (Report, Option<Manifest>) {
     let mut r = Report::default();
     let msha = sha256_hex(manifest_bytes);
     r.add("manifest digest", true, format!("sha256 {msha}"));
@@ -313,67 +340,61 @@ pub fn verify(
                 false,
                 format!("wafer.json line {} column {}: {e}", e.line(), e.column()),
             );
-            return r;
+            return (r, None);
         }
     };
     let v = &manifest.image.verity;
+    let mut sane = Vec::new();
+    if v.hash_block_size != 4096 || v.data_block_size != 4096 {
+        sane.push(format!(
+            "verity blocks {}/{} (only 4096/4096 is supported)",
+            v.data_block_size, v.hash_block_size
+        ));
+    }
+    for (field, value, len) in [
+        ("image.sha256", &manifest.image.sha256, 64),
+        ("image.verity.root", &v.root, 64),
+        ("compressed.sha256", &manifest.compressed.sha256, 64),
+        ("image.verity.salt", &v.salt, 0),
+    ] {
+        if !is_hex(value, len) {
+            let n = if len == 0 {
+                "an even number of".to_string()
+            } else {
+                len.to_string()
+            };
+            sane.push(format!("{field} is not {n} lowercase hex digits"));
+        }
+    }
+    if v.salt.len() > 2 * crate::digest::MAX_SALT {
+        sane.push(format!(
+            "image.verity.salt is longer than {} bytes",
+            crate::digest::MAX_SALT
+        ));
+    }
+    if manifest.image.size == 0 {
+        sane.push("image.size is 0".into());
+    }
     r.add(
         "manifest",
-        v.hash_block_size == 4096 && v.data_block_size == 4096,
-        format!(
-            "{} {} (VO {}); verity blocks {}/{}",
-            manifest.name, manifest.version, manifest.vo, v.data_block_size, v.hash_block_size
-        ),
+        sane.is_empty(),
+        if sane.is_empty() {
+            format!(
+                "{} {} (VO {}); verity blocks {}/{}",
+                manifest.name, manifest.version, manifest.vo, v.data_block_size, v.hash_block_size
+            )
+        } else {
+            format!(
+                "{} {} (VO {}): {}",
+                manifest.name,
+                manifest.version,
+                manifest.vo,
+                sane.join("; ")
+            )
+        },
     );
 
-    // 3. The image as streamed against the manifest.
-    if let Some(e) = &streamed.error {
-        r.add("image stream", false, e.clone());
-    }
-    let mut digest_check = |name: &str, want: &str, got: &Option<String>, required: bool| match got
-    {
-        Some(g) if g == want => {
-            r.add(name, true, g.clone());
-        }
-        Some(g) => {
-            r.add(name, false, format!("computed {g}, manifest says {want}"));
-        }
-        None if required => {
-            r.add(name, false, "not computed".to_string());
-        }
-        None => {}
-    };
-    digest_check("image dm-verity root", &v.root, &streamed.verity_root, true);
-    digest_check(
-        "image sha256",
-        &manifest.image.sha256,
-        &streamed.image_sha256,
-        false,
-    );
-    // The dm-verity root authenticates every byte of the image that will be booted; the
-    // compressed file's own sha256 adds nothing to that and costs a sequential pass, so it is
-    // checked only when it was computed (`--sha256`).
-    digest_check(
-        "compressed sha256",
-        &manifest.compressed.sha256,
-        &streamed.compressed_sha256,
-        false,
-    );
-    if let Some(got) = streamed.image_size {
-        // Zero padding past the last whole block would not change the root: the size must match.
-        let want = manifest.image.size;
-        r.add(
-            "image size",
-            got == want,
-            if got == want {
-                format!("{got} bytes")
-            } else {
-                format!("decompressed {got} bytes, manifest says {want}")
-            },
-        );
-    }
-
-    // 4. Approvals.
+    // 3. Approvals.
     let reviewer_ids: BTreeSet<String> = store.reviewers.iter().map(|k| k.keyid()).collect();
     let mut approvers: BTreeSet<String> = BTreeSet::new();
     let max_age = i64::from(store.config.max_approval_age_days) * 86_400;
@@ -389,7 +410,7 @@ pub fn verify(
                         continue;
                     }
                 };
-                let mut probs = subject_problems(&s.statement, &msha, streamed, true);
+                let mut probs = subject_problems(&s.statement, &msha, &manifest);
                 let w = &vsa.wafer;
                 if vsa.verification_result != "PASSED" {
                     probs.push(format!("verificationResult is {}", vsa.verification_result));
@@ -451,7 +472,7 @@ pub fn verify(
             PROVENANCE_V1 => {
                 provenance_seen = true;
                 let name = format!("attestation {}: provenance", s.label);
-                let mut probs = subject_problems(&s.statement, &msha, streamed, true);
+                let mut probs = subject_problems(&s.statement, &msha, &manifest);
                 if let Err(e) = s.statement.predicate_as::<Provenance>() {
                     probs.push(e.to_string());
                 }
@@ -505,7 +526,7 @@ pub fn verify(
         );
     }
 
-    // 5. Threshold over distinct reviewer keys.
+    // 4. Threshold over distinct reviewer keys.
     let need = store.config.reviewers.threshold as usize;
     r.add(
         "reviewer threshold",
@@ -517,24 +538,16 @@ pub fn verify(
         ),
     );
 
-    // 6. Revoked digests.
+    // 5. Revoked digests (the streamed digests must equal these, or verification fails anyway).
     let mut revoked = Vec::new();
     for (alg, d) in [
-        ("sha256", Some(&msha)),
-        ("sha256", Some(&manifest.image.sha256)),
-        ("sha256", Some(&manifest.compressed.sha256)),
-        (VERITY_DIGEST, Some(&v.root)),
-    ]
-    .into_iter()
-    .chain([
-        ("sha256", streamed.image_sha256.as_ref()),
-        ("sha256", streamed.compressed_sha256.as_ref()),
-        (VERITY_DIGEST, streamed.verity_root.as_ref()),
-    ]) {
-        if let Some(d) = d {
-            if store.is_digest_revoked(alg, d) && !revoked.contains(&format!("{alg}:{d}")) {
-                revoked.push(format!("{alg}:{d}"));
-            }
+        ("sha256", &msha),
+        ("sha256", &manifest.image.sha256),
+        ("sha256", &manifest.compressed.sha256),
+        (VERITY_DIGEST, &v.root),
+    ] {
+        if store.is_digest_revoked(alg, d) && !revoked.contains(&format!("{alg}:{d}")) {
+            revoked.push(format!("{alg}:{d}"));
         }
     }
     r.add(
@@ -547,7 +560,7 @@ pub fn verify(
         },
     );
 
-    // 7. Rollback.
+    // 6. Rollback.
     match store.min_version(&manifest.name) {
         Some(min) if compare_versions(&manifest.version, min) == std::cmp::Ordering::Less => {
             match rollback_exception(store, &manifest, now) {
@@ -580,7 +593,101 @@ pub fn verify(
             r.add("rollback", true, "no minimum version for this wafer");
         }
     }
-    r
+    (r, Some(manifest))
+}
+
+/// What `disk.img.zst` says about itself without being decompressed: its length and its seek
+/// table's totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// Length of the compressed file in bytes.
+    pub file_size: u64,
+    /// Total decompressed size the seek table declares.
+    pub decompressed_size: u64,
+    /// Number of frames.
+    pub frames: usize,
+}
+
+/// Compares the seek table's totals and the file's length with the manifest, before any
+/// decompression: a few-KB zstd bomb claiming tens of GB is refused here.
+pub fn check_image_facts(r: &mut Report, m: &Manifest, facts: &ImageFacts) {
+    let want = m.image.size;
+    let got = facts.decompressed_size;
+    if got != want {
+        r.add(
+            "image size",
+            false,
+            format!(
+                "the seek table of disk.img.zst declares {got} bytes decompressed ({} frames), \
+                 wafer.json image.size says {want}: refused before decompressing",
+                facts.frames
+            ),
+        );
+    }
+    if let Some(want) = m.compressed.size {
+        r.add(
+            "compressed size",
+            facts.file_size == want,
+            if facts.file_size == want {
+                format!("{want} bytes")
+            } else {
+                format!(
+                    "disk.img.zst is {} bytes, wafer.json compressed.size says {want}",
+                    facts.file_size
+                )
+            },
+        );
+    }
+}
+
+/// Compares the digests streamed from the image with the manifest.
+pub fn check_streamed(r: &mut Report, manifest: &Manifest, streamed: &Streamed) {
+    let v = &manifest.image.verity;
+    if let Some(e) = &streamed.error {
+        r.add("image stream", false, e.clone());
+    }
+    let mut digest_check = |name: &str, want: &str, got: &Option<String>, required: bool| match got
+    {
+        Some(g) if g == want => {
+            r.add(name, true, g.clone());
+        }
+        Some(g) => {
+            r.add(name, false, format!("computed {g}, manifest says {want}"));
+        }
+        None if required => {
+            r.add(name, false, "not computed".to_string());
+        }
+        None => {}
+    };
+    digest_check("image dm-verity root", &v.root, &streamed.verity_root, true);
+    digest_check(
+        "image sha256",
+        &manifest.image.sha256,
+        &streamed.image_sha256,
+        false,
+    );
+    // The dm-verity root authenticates every byte of the image that will be booted; the
+    // compressed file's own sha256 adds nothing to that and costs a sequential pass, so it is
+    // checked only when it was computed (`--sha256`).
+    digest_check(
+        "compressed sha256",
+        &manifest.compressed.sha256,
+        &streamed.compressed_sha256,
+        false,
+    );
+    if let Some(got) = streamed.image_size {
+        // Zero padding past the last whole block would not change the root: the size must match.
+        let want = manifest.image.size;
+        r.add(
+            "image size",
+            got == want,
+            if got == want {
+                format!("{got} bytes")
+            } else {
+                format!("decompressed {got} bytes, manifest says {want}")
+            },
+        );
+    }
 }
 
 /// Predicate of a rollback exception.
@@ -755,75 +862,197 @@ pub struct BundleOptions {
     pub threads: usize,
 }
 
-/// Verifies a bundle directory (`wafer.json`, `disk.img.zst`, `attestations/*.json`): streams the
-/// image once (dm-verity root with the manifest's salt and size; with `opts.sha256` also the
-/// raw image's and the compressed file's sha256),
-/// then runs [`verify`]. I/O problems become failed checks.
-pub fn verify_bundle_dir(dir: &Path, store: &TrustStore, now: i64, opts: &BundleOptions) -> Report {
+/// Largest `wafer.json` or attestation read from a bundle.
+pub const MAX_JSON: u64 = 16 << 20;
+/// Most attestations read from a bundle.
+pub const MAX_ATTESTATIONS: usize = 256;
+
+/// The outcome of [`verify_bundle`]: the report, and the exact `wafer.json` bytes it was run
+/// over (empty when they could not be read; parse these, never the file again).
+#[derive(Debug, Clone, Default)]
+pub struct BundleVerification {
+    /// Every check.
+    pub report: Report,
+    /// The verified manifest bytes.
+    pub manifest_bytes: Vec<u8>,
+}
+
+/// Reads a bundle's attestations (`attestations/*.json`, regular files only: a link, FIFO or
+/// device there is refused, as is `attestations` itself being a link).
+pub fn read_attestations(
+    bundle: &rootfs::safe::Folder,
+) -> Result<Vec<(String, Vec<u8>)>, rootfs::safe::SafeError> {
+    let mut out = Vec::new();
+    let Some(dir) = bundle.open_dir_if_exists("attestations")? else {
+        return Ok(out);
+    };
+    let entries = dir.entries()?;
+    for e in entries {
+        let label = e.name.to_string_lossy().into_owned();
+        if !label.ends_with(".json") {
+            continue;
+        }
+        if out.len() >= MAX_ATTESTATIONS {
+            return Err(rootfs::safe::SafeError::TooLarge {
+                path: dir.path().to_path_buf(),
+                size: MAX_ATTESTATIONS as u64 + 1,
+                max: MAX_ATTESTATIONS as u64,
+            });
+        }
+        // A name that is not UTF-8 cannot be opened by its lossy label: refuse it as such.
+        let Some(name) = e.name.to_str() else {
+            return Err(rootfs::safe::SafeError::BadName {
+                path: dir.path().to_path_buf(),
+                name: label,
+            });
+        };
+        let bytes = dir.read_file(name, MAX_JSON)?;
+        out.push((label, bytes));
+    }
+    Ok(out)
+}
+
+/// Verifies a bundle directory (`wafer.json`, `disk.img.zst`, `attestations/*.json`), cheapest
+/// checks first. Nothing is followed through a link and only regular files are opened (a FIFO
+/// named `disk.img.zst` is refused, it does not hang). Then:
+///
+/// 1. [`verify_metadata`]: manifest sanity, signatures, subjects, roles, expiry, threshold,
+///    revocation, rollback;
+/// 2. [`check_image_facts`]: the seek table's total decompressed size against `image.size` and
+///    the file's length against `compressed.size`;
+/// 3. only if all of that passed, the image is streamed once (dm-verity root with the manifest's
+///    salt; with `opts.sha256` also the raw image's and the compressed file's sha256) and
+///    [`check_streamed`] compares it with the manifest.
+///
+/// A bundle refused by a cheap check is never decompressed: a small zstd bomb claiming tens of GB
+/// costs nothing. I/O problems become failed checks naming the file.
+pub fn verify_bundle(
+    dir: &Path,
+    store: &TrustStore,
+    now: i64,
+    opts: &BundleOptions,
+) -> BundleVerification {
     let fail = |name: &str, detail: String| {
         let mut r = Report::default();
         r.add(name, false, detail);
-        r
-    };
-    let manifest_bytes = match std::fs::read(dir.join("wafer.json")) {
-        Ok(b) if b.len() <= 16 << 20 => b,
-        Ok(_) => return fail("manifest", "wafer.json larger than 16 MiB".into()),
-        Err(e) => {
-            return fail(
-                "manifest",
-                format!("{}: {e}", dir.join("wafer.json").display()),
-            )
+        BundleVerification {
+            report: r,
+            manifest_bytes: Vec::new(),
         }
     };
-    let mut attestations = Vec::new();
-    let adir = dir.join("attestations");
-    if let Ok(rd) = std::fs::read_dir(&adir) {
-        let mut names: Vec<_> = rd
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        names.sort();
-        for p in names {
-            let label = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match std::fs::read(&p) {
-                Ok(b) => attestations.push((label, b)),
-                Err(e) => return fail("attestations", format!("{}: {e}", p.display())),
-            }
-        }
+    let folder = match rootfs::safe::Folder::open(dir) {
+        Ok(f) => f,
+        Err(e) => return fail("bundle", e.to_string()),
+    };
+    let manifest_bytes = match folder.read_file("wafer.json", MAX_JSON) {
+        Ok(b) => b,
+        Err(e) => return fail("manifest", e.to_string()),
+    };
+    let attestations = match read_attestations(&folder) {
+        Ok(a) => a,
+        Err(e) => return fail("attestations", e.to_string()),
+    };
+    let (mut r, manifest) = verify_metadata(&manifest_bytes, &attestations, store, now);
+    let Some(manifest) = manifest else {
+        return BundleVerification {
+            report: r,
+            manifest_bytes,
+        };
+    };
+    let image = open_image(&folder, &manifest, &mut r);
+    if !r.passed() {
+        r.add(
+            "image digests",
+            false,
+            "not computed: the checks above refused the bundle before its image was decompressed",
+        );
+        return BundleVerification {
+            report: r,
+            manifest_bytes,
+        };
     }
-    // The salt is needed before the manifest is verified; a changed salt changes the manifest's
-    // sha256, which the approvals bind, so this is safe.
-    let salt = serde_json::from_slice::<Manifest>(&manifest_bytes)
-        .ok()
-        .and_then(|m| hex::decode(m.image.verity.salt).ok());
-    let streamed = match (salt, std::fs::File::open(dir.join("disk.img.zst"))) {
-        (Some(salt), Ok(f)) => {
-            let d = DigestOptions {
-                salt,
-                sha256: opts.sha256,
-                compressed_sha256: opts.sha256,
-                threads: opts.threads,
-            };
-            match digest_seekable(std::io::BufReader::with_capacity(1 << 20, f), &d) {
-                Ok(d) => Streamed::from(&d),
-                Err(e) => Streamed {
-                    error: Some(format!("disk.img.zst: {e}")),
-                    ..Default::default()
-                },
-            }
-        }
-        (None, _) => Streamed {
-            error: Some("wafer.json has no valid image.verity.salt".into()),
+    let streamed = match image {
+        None => Streamed {
+            error: Some("disk.img.zst: could not be opened".into()),
             ..Default::default()
         },
-        (_, Err(e)) => Streamed {
-            error: Some(format!("disk.img.zst: {e}")),
-            ..Default::default()
+        Some((mut file, table)) => match hex::decode(&manifest.image.verity.salt) {
+            Err(e) => Streamed {
+                error: Some(format!("wafer.json image.verity.salt: {e}")),
+                ..Default::default()
+            },
+            Ok(salt) => {
+                let d = DigestOptions {
+                    salt,
+                    sha256: opts.sha256,
+                    compressed_sha256: opts.sha256,
+                    threads: opts.threads,
+                };
+                let mut src = std::io::BufReader::with_capacity(1 << 20, &mut file);
+                match crate::digest::digest_frames(&mut src, &table, &d) {
+                    Ok(d) => Streamed::from(&d),
+                    Err(e) => Streamed {
+                        error: Some(format!("{}: {e}", folder.join("disk.img.zst").display())),
+                        ..Default::default()
+                    },
+                }
+            }
         },
     };
-    verify(&manifest_bytes, &attestations, store, now, &streamed)
+    check_streamed(&mut r, &manifest, &streamed);
+    BundleVerification {
+        report: r,
+        manifest_bytes,
+    }
+}
+
+/// Opens `disk.img.zst` (a regular file, not through a link), reads its seek table and checks it
+/// against the manifest with [`check_image_facts`]. Problems are added to `r` as failed checks;
+/// the file (positioned at 0) and its table are returned when it could be read.
+pub fn open_image(
+    folder: &rootfs::safe::Folder,
+    manifest: &Manifest,
+    r: &mut Report,
+) -> Option<(std::fs::File, rootfs::zseek::SeekTable)> {
+    use std::io::{Seek, SeekFrom};
+    let path = folder.join("disk.img.zst");
+    let mut file = match folder.open_file("disk.img.zst") {
+        Ok(f) => f,
+        Err(e) => {
+            r.add("image file", false, e.to_string());
+            return None;
+        }
+    };
+    let table = match rootfs::zseek::SeekTable::read_from(&mut file) {
+        Ok(t) => t,
+        Err(e) => {
+            r.add("image stream", false, format!("{}: {e}", path.display()));
+            return None;
+        }
+    };
+    let file_size = match file.seek(SeekFrom::End(0)).and_then(|n| {
+        file.seek(SeekFrom::Start(0))?;
+        Ok(n)
+    }) {
+        Ok(n) => n,
+        Err(e) => {
+            r.add("image stream", false, format!("{}: {e}", path.display()));
+            return None;
+        }
+    };
+    check_image_facts(
+        r,
+        manifest,
+        &ImageFacts {
+            file_size,
+            decompressed_size: table.decompressed_size(),
+            frames: table.frames.len(),
+        },
+    );
+    Some((file, table))
+}
+
+/// [`verify_bundle`], the report only.
+pub fn verify_bundle_dir(dir: &Path, store: &TrustStore, now: i64, opts: &BundleOptions) -> Report {
+    verify_bundle(dir, store, now, opts).report
 }

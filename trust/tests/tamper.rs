@@ -482,3 +482,104 @@ fn unsigned_or_garbage_attestation_is_refused() {
     .unwrap();
     refused(&f, "junk.json: signature", "no signature");
 }
+
+/// A seek table claiming far more data than the manifest's `image.size` (here: every frame
+/// declared 64 MiB, 1.2 GB in all) is refused from the table alone, before any frame is
+/// decompressed; so is a table that agrees but behind a manifest the approvals do not sign.
+#[test]
+fn seek_table_size_is_checked_before_decompressing() {
+    use rootfs::zseek::{SeekTable, MAX_FRAME_SIZE};
+    let f = fixture();
+    let zst = f.bundle.join("disk.img.zst");
+    let bytes = std::fs::read(&zst).unwrap();
+    let mut table = SeekTable::read_from(&mut std::io::Cursor::new(&bytes)).unwrap();
+    let frames_end = table.compressed_frames_size() as usize;
+    for (i, fr) in table.frames.iter_mut().enumerate() {
+        fr.decompressed_size = MAX_FRAME_SIZE;
+        fr.decompressed_offset = i as u64 * u64::from(MAX_FRAME_SIZE);
+    }
+    let claimed = table.decompressed_size();
+    let mut lying = bytes[..frames_end].to_vec();
+    lying.extend_from_slice(&table.to_bytes());
+    std::fs::write(&zst, &lying).unwrap();
+    let r = run(&f);
+    refused(
+        &f,
+        "image size",
+        &format!("declares {claimed} bytes decompressed"),
+    );
+    assert!(
+        r.failures()
+            .iter()
+            .any(|c| c.name == "image digests" && c.detail.contains("not computed")),
+        "{r}"
+    );
+    assert!(
+        !r.checks
+            .iter()
+            .any(|c| c.name.starts_with("image dm-verity") || c.name == "image stream"),
+        "the image was decompressed:\n{r}"
+    );
+    // Only the size is wrong: every signature and approval passed.
+    assert_eq!(r.failures().len(), 2, "{r}");
+}
+
+/// Links and special files where the bundle should hold regular files and folders are refused
+/// with the file named, never followed or opened.
+#[test]
+fn links_and_special_files_in_the_bundle_are_refused() {
+    let f = fixture();
+    let att = f.bundle.join("attestations/approval-r0.json");
+    let moved = f.bundle.parent().unwrap().join("moved.json");
+    std::fs::rename(&att, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &att).unwrap();
+    refused(&f, "attestations", "approval-r0.json: is a symbolic link");
+    std::fs::remove_file(&att).unwrap();
+    std::fs::rename(&moved, &att).unwrap();
+    assert!(run(&f).passed());
+
+    let adir = f.bundle.join("attestations");
+    let elsewhere = f.bundle.parent().unwrap().join("elsewhere");
+    std::fs::rename(&adir, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &adir).unwrap();
+    refused(&f, "attestations", "attestations: is a symbolic link");
+    std::fs::remove_file(&adir).unwrap();
+    std::fs::rename(&elsewhere, &adir).unwrap();
+
+    let m = f.bundle.join("wafer.json");
+    let real = f.bundle.parent().unwrap().join("real.json");
+    std::fs::rename(&m, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &m).unwrap();
+    refused(&f, "manifest", "wafer.json: is a symbolic link");
+    std::fs::remove_file(&m).unwrap();
+    std::fs::rename(&real, &m).unwrap();
+
+    let zst = f.bundle.join("disk.img.zst");
+    std::fs::remove_file(&zst).unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(&zst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    refused(&f, "image file", "is a FIFO, not a regular file");
+}
+
+/// Digests must be lowercase hex: they are compared and looked up in the revocation list as
+/// strings, so an uppercase root must not slip past a revoked lowercase one.
+#[test]
+fn manifest_digests_must_be_lowercase_hex() {
+    let f = fixture();
+    let p = f.bundle.join("wafer.json");
+    let m: Manifest = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        text.replace(&m.image.verity.root, &m.image.verity.root.to_uppercase()),
+    )
+    .unwrap();
+    refused(
+        &f,
+        "manifest",
+        "image.verity.root is not 64 lowercase hex digits",
+    );
+}

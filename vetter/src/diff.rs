@@ -398,8 +398,10 @@ pub fn diff(old: &Inventory, new: &Inventory) -> InventoryDiff {
     }
 }
 
-/// A plain-text rendering, one change a line, grouped by section.
+/// A plain-text rendering, one change a line, grouped by section. Names, paths and versions
+/// from the images are escaped ([`rootfs::escape`]): a crafted one cannot forge or hide a line.
 pub fn render(d: &InventoryDiff) -> String {
+    use rootfs::escape::Escaped as E;
     let mut s = String::new();
     if d.is_empty() {
         s.push_str("no changes\n");
@@ -411,14 +413,14 @@ pub fn render(d: &InventoryDiff) -> String {
             let arch = p
                 .arch
                 .as_deref()
-                .map(|a| format!(".{a}"))
+                .map(|a| format!(".{}", E(a)))
                 .unwrap_or_default();
             s.push_str(&format!(
                 "  {:<10} {}{arch} {} -> {}\n",
                 format!("{:?}", p.change).to_lowercase(),
-                p.name,
-                p.old.as_deref().unwrap_or("-"),
-                p.new.as_deref().unwrap_or("-")
+                E(&p.name),
+                E(p.old.as_deref().unwrap_or("-")),
+                E(p.new.as_deref().unwrap_or("-"))
             ));
         }
     }
@@ -432,11 +434,16 @@ pub fn render(d: &InventoryDiff) -> String {
                 (None, None) => String::new(),
                 (o, n) => format!(
                     " {} -> {}",
-                    o.as_deref().unwrap_or("-"),
-                    n.as_deref().unwrap_or("-")
+                    E(o.as_deref().unwrap_or("-")),
+                    E(n.as_deref().unwrap_or("-"))
                 ),
             };
-            s.push_str(&format!("  {:<10} {} {}{caps}\n", p.change, p.kind, p.path));
+            s.push_str(&format!(
+                "  {:<10} {} {}{caps}\n",
+                E(&p.change),
+                E(&p.kind),
+                E(&p.path)
+            ));
         }
     }
     if !d.ports.is_empty() {
@@ -444,12 +451,12 @@ pub fn render(d: &InventoryDiff) -> String {
         for p in &d.ports {
             s.push_str(&format!(
                 "  {:<10} {}/{} {} ({}) at {}\n",
-                p.change,
-                p.protocol,
+                E(&p.change),
+                E(&p.protocol),
                 p.port,
-                p.address.as_deref().unwrap_or("*"),
-                p.service,
-                p.source
+                E(p.address.as_deref().unwrap_or("*")),
+                E(&p.service),
+                E(&p.source)
             ));
         }
     }
@@ -462,9 +469,9 @@ pub fn render(d: &InventoryDiff) -> String {
             let what = if f.differs.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", f.differs.join(", "))
+                format!(" ({})", E(&f.differs.join(", ")))
             };
-            s.push_str(&format!("  {:<10} {}{what}\n", f.change, f.path));
+            s.push_str(&format!("  {:<10} {}{what}\n", E(&f.change), E(&f.path)));
         }
     }
     s

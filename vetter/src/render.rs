@@ -2,22 +2,27 @@
 
 use std::fmt::Write;
 
+use rootfs::escape::Escaped as E;
+
 use crate::Inventory;
 
+/// A titled list; every item is escaped (items carry paths and text from the image).
 fn list(out: &mut String, title: &str, items: &[String], max: usize) {
     if items.is_empty() {
         return;
     }
     let _ = writeln!(out, "  {title} ({}):", items.len());
     for i in items.iter().take(max) {
-        let _ = writeln!(out, "    {i}");
+        let _ = writeln!(out, "    {}", E(i));
     }
     if items.len() > max {
         let _ = writeln!(out, "    ... and {} more", items.len() - max);
     }
 }
 
-/// Render the human-readable summary.
+/// Render the human-readable summary. Every string from the image (names, paths, versions,
+/// configuration text) is escaped with [`rootfs::escape`]: control characters, C1 and bidi
+/// characters become visible escapes, so an image cannot forge or hide lines of the summary.
 pub fn summary(inv: &Inventory) -> String {
     let mut o = String::new();
     let s = &inv.system;
@@ -25,16 +30,16 @@ pub fn summary(inv: &Inventory) -> String {
     let _ = writeln!(
         o,
         "  {} ({} {}), arch {}",
-        s.pretty_name.as_deref().unwrap_or("unknown distribution"),
-        s.distro.as_deref().unwrap_or("?"),
-        s.release.as_deref().unwrap_or("?"),
-        s.arch.as_deref().unwrap_or("unknown")
+        E(s.pretty_name.as_deref().unwrap_or("unknown distribution")),
+        E(s.distro.as_deref().unwrap_or("?")),
+        E(s.release.as_deref().unwrap_or("?")),
+        E(s.arch.as_deref().unwrap_or("unknown"))
     );
     let _ = writeln!(
         o,
         "  init {}, SELinux {}{}",
-        s.init,
-        s.selinux.as_deref().unwrap_or("not configured"),
+        E(&s.init),
+        E(s.selinux.as_deref().unwrap_or("not configured")),
         if inv.files.selinux_labelled > 0 {
             format!(" ({} labelled inodes)", inv.files.selinux_labelled)
         } else {
@@ -45,14 +50,14 @@ pub fn summary(inv: &Inventory) -> String {
         let _ = writeln!(
             o,
             "  kernel {} ({}){}: Xen PV {}, PVH {}",
-            k.version,
-            k.format,
+            E(&k.version),
+            E(&k.format),
             k.initrd
                 .as_ref()
-                .map(|i| format!(", initrd {i}"))
+                .map(|i| format!(", initrd {}", E(i)))
                 .unwrap_or_default(),
-            k.xen_pv,
-            k.xen_pvh
+            E(&k.xen_pv),
+            E(&k.xen_pvh)
         );
     }
     if s.kernels.is_empty() {
@@ -105,9 +110,10 @@ pub fn summary(inv: &Inventory) -> String {
         Some(fmt) => {
             let _ = writeln!(
                 o,
-                "  {} packages ({fmt} at {}), {} signing keys",
+                "  {} packages ({} at {}), {} signing keys",
                 p.list.len(),
-                p.database.as_deref().unwrap_or("?"),
+                E(fmt),
+                E(p.database.as_deref().unwrap_or("?")),
                 p.gpg_keys.len()
             );
             let _ = writeln!(
@@ -141,16 +147,16 @@ pub fn summary(inv: &Inventory) -> String {
         }
     }
     if let Some(e) = &p.error {
-        let _ = writeln!(o, "  error: {e}");
+        let _ = writeln!(o, "  error: {}", E(e));
     }
 
     let sv = &inv.services;
-    let _ = writeln!(o, "Services ({})", sv.init);
+    let _ = writeln!(o, "Services ({})", E(&sv.init));
     if let Some(rl) = sv.default_runlevel {
         let _ = writeln!(o, "  default runlevel {rl}");
     }
     if let Some(t) = &sv.default_target {
-        let _ = writeln!(o, "  default target {t}");
+        let _ = writeln!(o, "  default target {}", E(t));
     }
     for s in sv.list.iter().filter(|s| s.enabled) {
         if s.ports.is_empty() {
@@ -159,20 +165,20 @@ pub fn summary(inv: &Inventory) -> String {
             } else {
                 "port unknown"
             };
-            let _ = writeln!(o, "  {} [{}]: enabled, {what}", s.name, s.kind);
+            let _ = writeln!(o, "  {} [{}]: enabled, {what}", E(&s.name), E(&s.kind));
         }
         for p in &s.ports {
             let _ = writeln!(
                 o,
                 "  {} [{}]: {}/{} on {} ({:?}){} <- {}{}",
-                s.name,
-                s.kind,
+                E(&s.name),
+                E(&s.kind),
                 p.port,
-                p.protocol,
-                p.address.as_deref().unwrap_or("*"),
+                E(&p.protocol),
+                E(p.address.as_deref().unwrap_or("*")),
                 p.bind,
                 if p.default { " default" } else { "" },
-                p.source.file,
+                E(&p.source.file),
                 p.source.line.map(|l| format!(":{l}")).unwrap_or_default()
             );
         }
@@ -192,9 +198,9 @@ pub fn summary(inv: &Inventory) -> String {
                 let _ = writeln!(
                     o,
                     "  {} [{}]: {} PIE {:?}, RELRO {:?}, NX {}, canary {}, FORTIFY {}{}{}",
-                    e.path,
-                    e.reasons.join(","),
-                    i.machine,
+                    E(&e.path),
+                    E(&e.reasons.join(",")),
+                    E(&i.machine),
                     i.pie,
                     i.relro,
                     if i.nx { "yes" } else { "no" },
@@ -205,11 +211,11 @@ pub fn summary(inv: &Inventory) -> String {
                     } else {
                         format!(
                             ", RPATH {}",
-                            i.rpath
+                            E(&i.rpath
                                 .iter()
                                 .map(|r| r.entry.as_str())
                                 .collect::<Vec<_>>()
-                                .join(":")
+                                .join(":"))
                         )
                     },
                     if i.runpath.is_empty() {
@@ -217,17 +223,23 @@ pub fn summary(inv: &Inventory) -> String {
                     } else {
                         format!(
                             ", RUNPATH {}",
-                            i.runpath
+                            E(&i.runpath
                                 .iter()
                                 .map(|r| r.entry.as_str())
                                 .collect::<Vec<_>>()
-                                .join(":")
+                                .join(":"))
                         )
                     },
                 );
             }
             (None, Some(err)) => {
-                let _ = writeln!(o, "  {} [{}]: {err}", e.path, e.reasons.join(","));
+                let _ = writeln!(
+                    o,
+                    "  {} [{}]: {}",
+                    E(&e.path),
+                    E(&e.reasons.join(",")),
+                    E(err)
+                );
             }
             _ => {}
         }
@@ -239,7 +251,7 @@ pub fn summary(inv: &Inventory) -> String {
         o,
         "  {} accounts; uid 0: {}",
         a.users.len(),
-        a.uid0.join(", ")
+        E(&a.uid0.join(", "))
     );
     list(&mut o, "empty password", &a.empty_password, 20);
     list(
@@ -289,14 +301,14 @@ pub fn summary(inv: &Inventory) -> String {
     let _ = writeln!(
         o,
         "  sshd PermitRootLogin {}, PasswordAuthentication {}",
-        a.permit_root_login
+        E(a.permit_root_login
             .as_ref()
             .map(|s| s.value.as_str())
-            .unwrap_or("(default)"),
-        a.password_authentication
+            .unwrap_or("(default)")),
+        E(a.password_authentication
             .as_ref()
             .map(|s| s.value.as_str())
-            .unwrap_or("(default yes)")
+            .unwrap_or("(default yes)"))
     );
 
     let _ = writeln!(o, "Credentials");

@@ -23,17 +23,10 @@ fn sev_colour(s: Severity) -> &'static str {
     }
 }
 
-/// Remove control characters (terminal escapes from the image must not reach the terminal).
+/// Escape control, C1 and bidi characters (terminal escapes from the image must not reach the
+/// terminal): the one helper every command uses, [`rootfs::escape::escape`].
 fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() && c != '\t' {
-                '\u{fffd}'
-            } else {
-                c
-            }
-        })
-        .collect()
+    rootfs::escape::escape(s).into_owned()
 }
 
 /// Terminal report: the outcome and totals first, then findings grouped by severity (most severe
