@@ -24,7 +24,7 @@ use std::path::Path;
 
 use crate::version::DpkgVersion;
 
-pub use db::{Db, FileKind};
+pub use db::{update_names, Db, FileKind};
 pub use fields::Conffile;
 pub use info::{infodb_name, parse_diversions, parse_list, parse_md5sums, Diversion};
 
