@@ -3,7 +3,6 @@
 //! result must be exactly dpkg-query's package list or an error naming the file.
 mod common;
 use common::*;
-use std::path::Path;
 use std::process::Command;
 
 const FORMAT: &str = "${Package} ${Architecture} ${Version} ${db:Status-Abbrev}\\n";

@@ -336,11 +336,7 @@ fn stanza(raw: &[RawField<'_>], file: &str, line: usize) -> Result<Parsed, (usiz
                         e(format!("'Version' field value {:?}: {m}", lossy(v, 250)))
                     })?);
             }
-            "revision" => {
-                if !v.is_empty() {
-                    revision = Some(v.to_vec());
-                }
-            }
+            "revision" if !v.is_empty() => revision = Some(v.to_vec()),
             "config-version" => {
                 fields::version(v).map_err(|m| {
                     e(format!(
