@@ -25,16 +25,15 @@ fn inventory(root: &Path) -> Inventory {
     inspect(&tree, &opts).expect("inspect")
 }
 
-/// `dpkg --root ROOT --verify`'s lines, sorted.
-fn dpkg_verify(root: &Path) -> Vec<String> {
-    let out = Command::new("dpkg")
-        .arg(format!("--root={}", root.display()))
-        .arg("--verify")
+/// The sorted stdout lines of a command that must exit with at most `max_code` (dpkg --verify
+/// exits 1 when files differ).
+fn lines_of(cmd: &mut Command, max_code: i32) -> Vec<String> {
+    let out = cmd
         .output()
-        .expect("run dpkg (Debian package dpkg)");
+        .expect("run dpkg / dpkg-query (Debian package dpkg)");
     assert!(
-        out.status.code().is_some_and(|c| c <= 1),
-        "dpkg --verify failed: {}",
+        out.status.code().is_some_and(|c| c <= max_code),
+        "{cmd:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -43,6 +42,16 @@ fn dpkg_verify(root: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// `dpkg --root ROOT --verify`'s lines, sorted.
+fn dpkg_verify(root: &Path) -> Vec<String> {
+    lines_of(
+        Command::new("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .arg("--verify"),
+        1,
+    )
 }
 
 fn ours(inv: &Inventory) -> Vec<String> {
@@ -230,25 +239,15 @@ fn stanza(name: &str, status: &str) -> String {
 }
 
 fn dpkg_query(root: &Path) -> Vec<String> {
-    let out = Command::new("dpkg-query")
-        .arg(format!(
-            "--admindir={}",
-            root.join("var/lib/dpkg").display()
-        ))
-        .args(["-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\\n"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect();
-    v.sort();
-    v
+    lines_of(
+        Command::new("dpkg-query")
+            .arg(format!(
+                "--admindir={}",
+                root.join("var/lib/dpkg").display()
+            ))
+            .args(["-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\\n"]),
+        0,
+    )
 }
 
 #[test]

@@ -31,19 +31,31 @@ pub fn infodb_name(pkg: &DpkgPackage, info_format: &str) -> String {
     }
 }
 
+/// The newline-terminated lines of `data` (dpkg refuses a last line without newline: the file
+/// was cut short).
+fn lines<'a>(data: &'a [u8], file: &str) -> Result<Vec<&'a [u8]>, DpkgError> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            return Err(syntax(
+                file,
+                out.len() + 1,
+                "missing final newline (file cut short)",
+            ));
+        };
+        out.push(&rest[..nl]);
+        rest = &rest[nl + 1..];
+    }
+    Ok(out)
+}
+
 /// The paths of an `info/PKG.list` file, each as dpkg names it (`/.` for the root). Every line
 /// must end in a newline and name something (a trailing `/` is dropped), as dpkg requires.
 pub fn parse_list(data: &[u8], file: &str) -> Result<Vec<Vec<u8>>, DpkgError> {
     let mut out = Vec::new();
-    let mut rest = data;
-    let mut line = 0;
-    while !rest.is_empty() {
-        line += 1;
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            return Err(syntax(file, line, "missing final newline (file cut short)"));
-        };
-        let mut l = &rest[..nl];
-        rest = &rest[nl + 1..];
+    for (i, mut l) in lines(data, file)?.into_iter().enumerate() {
+        let line = i + 1;
         if let Some(s) = l.strip_suffix(b"/") {
             l = s;
         }
@@ -63,15 +75,8 @@ pub fn parse_list(data: &[u8], file: &str) -> Result<Vec<Vec<u8>>, DpkgError> {
 /// digest is kept as written (dpkg compares it as text).
 pub fn parse_md5sums(data: &[u8], file: &str) -> Result<Vec<(String, Vec<u8>)>, DpkgError> {
     let mut out = Vec::new();
-    let mut rest = data;
-    let mut line = 0;
-    while !rest.is_empty() {
-        line += 1;
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            return Err(syntax(file, line, "missing final newline (file cut short)"));
-        };
-        let mut l = &rest[..nl];
-        rest = &rest[nl + 1..];
+    for (i, mut l) in lines(data, file)?.into_iter().enumerate() {
+        let line = i + 1;
         if l.len() < 35 {
             return Err(syntax(
                 file,
@@ -117,19 +122,7 @@ pub struct Diversion {
 
 /// The entries of a `diversions` file: groups of three lines (from, to, package or `:`).
 pub fn parse_diversions(data: &[u8], file: &str) -> Result<Vec<Diversion>, DpkgError> {
-    let mut lines = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            return Err(syntax(
-                file,
-                lines.len() + 1,
-                "missing final newline (file cut short)",
-            ));
-        };
-        lines.push(&rest[..nl]);
-        rest = &rest[nl + 1..];
-    }
+    let lines = lines(data, file)?;
     if lines.len() % 3 != 0 {
         return Err(syntax(
             file,
@@ -156,4 +149,47 @@ pub fn parse_diversions(data: &[u8], file: &str) -> Result<Vec<Diversion>, DpkgE
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_names_as_dpkg() {
+        let l = parse_list(b"/.\n/usr/\n./etc/x\n//bin/sh\n", "a.list").unwrap();
+        assert_eq!(l, [&b"/."[..], b"/usr", b"/etc/x", b"/bin/sh"]);
+        let e = parse_list(b"/usr\n/usr/bin", "a.list").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a.list line 2: missing final newline (file cut short)"
+        );
+        assert!(parse_list(b"/usr\n\n", "a.list").is_err());
+        assert!(parse_list(b"/\n", "a.list").is_err());
+    }
+
+    #[test]
+    fn md5sums_as_dpkg() {
+        let h = "D41D8CD98F00B204E9800998ECF8427E";
+        let m = parse_md5sums(format!("{h}  ./usr/bin/a\n").as_bytes(), "m").unwrap();
+        assert_eq!(m, [(h.to_string(), b"/usr/bin/a".to_vec())]);
+        for bad in [
+            format!("{h} usr/bin/a\n"),
+            format!("{h}  \n"),
+            format!("{h}\n"),
+            format!("{h}  usr/bin/a"),
+        ] {
+            assert!(parse_md5sums(bad.as_bytes(), "m").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn diversions_in_threes() {
+        let d =
+            parse_diversions(b"/bin/a\n/bin/a.real\npkg\n/etc/b\n/etc/b.local\n:\n", "d").unwrap();
+        assert_eq!(d[0].package.as_deref(), Some("pkg"));
+        assert_eq!(d[1].package, None);
+        assert_eq!(d[1].to, b"/etc/b.local");
+        assert!(parse_diversions(b"/bin/a\n/bin/a.real\n", "d").is_err());
+    }
 }

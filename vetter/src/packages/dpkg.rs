@@ -117,10 +117,14 @@ pub(super) fn inspect(tree: &Tree, distro: Option<&str>, s: &mut Sink<'_, '_>) {
             }
             let p = util::join(&sd, &n);
             let before = db.len() as u64;
-            if let Some(b) = s.read(tree, &p, before) {
-                if let Err(e) = db.add_file(&b, &p, FileKind::Status) {
-                    s.damaged(&p, e.to_string(), before);
+            match s.read(tree, &p, before) {
+                Some(b) => {
+                    if let Err(e) = db.add_file(&b, &p, FileKind::Status) {
+                        s.damaged(&p, e.to_string(), before);
+                    }
                 }
+                // Listed but not found by name: a file name that is not UTF-8.
+                None => s.damaged(&p, format!("{p}: cannot be read by its name"), before),
             }
         }
     }
