@@ -261,3 +261,36 @@ fn byte_flip_sweep_agrees_or_refuses() {
         "agree {agree}, refused {refused}"
     );
 }
+
+/// The host's own status file (hundreds of packages), cut and flipped at seeded offsets.
+#[test]
+fn host_status_sweep_agrees_or_refuses() {
+    let data = std::fs::read("/var/lib/dpkg/status").expect("the host's dpkg status");
+    let (mut agree, mut refused) = (0, 0);
+    check(&data, "host status", &mut agree, &mut refused);
+    assert_eq!(
+        (agree, refused),
+        (1, 0),
+        "the host's own status file is read"
+    );
+    let mut rng = Rng(0x4057);
+    for i in 0..20 {
+        let cut = rng.below(data.len() as u64) as usize;
+        check(
+            &data[..cut],
+            &format!("host cut {i} at {cut}"),
+            &mut agree,
+            &mut refused,
+        );
+        let mut d = data.clone();
+        let at = rng.below(d.len() as u64) as usize;
+        d[at] = *rng.pick(&[b'\n', b' ', b':', b'(', b'|', b'x', 0x1a]);
+        check(
+            &d,
+            &format!("host flip {i} at {at}"),
+            &mut agree,
+            &mut refused,
+        );
+    }
+    eprintln!("host status: {agree} agree with dpkg-query, {refused} refused");
+}
