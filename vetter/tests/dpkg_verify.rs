@@ -374,6 +374,17 @@ fn damaged_databases_are_reported() {
         .collect();
     assert_eq!(names, want);
     assert_eq!(names.len(), 3);
+    // The status file removed (or a dangling symlink) while info/ still lists package files.
+    std::fs::remove_file(dir.path().join("var/lib/dpkg/status")).unwrap();
+    let inv = inventory(dir.path());
+    assert_eq!(inv.packages.damaged.len(), 1, "{:?}", inv.packages.damaged);
+    assert!(inv.packages.damaged[0]
+        .reason
+        .contains("holds 1 package file lists"));
+    symlink("nowhere", dir.path().join("var/lib/dpkg/status")).unwrap();
+    let inv = inventory(dir.path());
+    assert_eq!(inv.packages.damaged[0].path, "/var/lib/dpkg/status");
+    assert!(inv.packages.damaged[0].reason.contains("cannot be opened"));
 }
 
 #[test]

@@ -103,8 +103,12 @@ pub(super) fn inspect(tree: &Tree, distro: Option<&str>, s: &mut Sink<'_, '_>) {
                 s.damaged(&dir, e.to_string(), n);
             }
         }
-    } else if util::exists(tree, &status_path) {
+    } else if tree.resolve(status_path.as_bytes(), false).is_ok() {
+        // There but unresolvable (a dangling or looping symlink): dpkg cannot open it either.
         any = true;
+        if !util::exists(tree, &status_path) {
+            s.damaged(&status_path, format!("{status_path}: cannot be opened"), 0);
+        }
     }
     // Distroless: one stanza file per package (plus NAME.md5sums) in status.d/.
     let sd = format!("{ADMIN}/status.d");
@@ -129,6 +133,21 @@ pub(super) fn inspect(tree: &Tree, distro: Option<&str>, s: &mut Sink<'_, '_>) {
         }
     }
     if !any {
+        // Package file lists without any status: the database that says what is installed was
+        // removed, which would hide every package.
+        let info = format!("{ADMIN}/info");
+        let lists = util::list_dir(tree, &info)
+            .iter()
+            .filter(|n| n.ends_with(".list"))
+            .count();
+        if lists > 0 {
+            *s.found_db = true;
+            s.damaged(
+                &status_path,
+                format!("{status_path} is missing but {info} holds {lists} package file lists"),
+                0,
+            );
+        }
         return;
     }
     *s.found_db = true;
