@@ -30,8 +30,8 @@ pub struct Db {
     multi_same: Vec<bool>,
 }
 
-/// The names of `updates/` entries dpkg reads, in order: all-digit names of one length (any
-/// other length is an error, as in dpkg); other names are ignored.
+/// The names of `updates/` entries dpkg reads, in order: all-digit names of one length, at most
+/// 10 digits (a longer name or two lengths is an error, as in dpkg); other names are ignored.
 pub fn update_names(sorted: &[String], dir: &str) -> Result<Vec<String>, DpkgError> {
     let mut len = None;
     let mut out = Vec::new();
@@ -39,7 +39,7 @@ pub fn update_names(sorted: &[String], dir: &str) -> Result<Vec<String>, DpkgErr
         if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        if n.len() > 50 {
+        if n.len() > 10 {
             return Err(DpkgError::Syntax {
                 file: dir.into(),
                 line: 0,
