@@ -13,6 +13,8 @@ use crate::accounts::Ids;
 use crate::util;
 use crate::Problem;
 
+mod dpkg;
+
 /// Largest rpm database file read into memory.
 pub const MAX_DB_BYTES: u64 = 1 << 30;
 
@@ -53,6 +55,25 @@ pub struct PackageInfo {
     /// Why its file list could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_list_error: Option<String>,
+    /// dpkg's `Status` of the package (dpkg only): every package `dpkg-query -W` lists is here,
+    /// `hold`, `deinstall`, half-installed, unpacked, triggers-* and config-files ones included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<PackageStatus>,
+}
+
+/// dpkg's `Status` field of a package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PackageStatus {
+    /// `dpkg-query`'s `${db:Status-Abbrev}`: `ii `, `hi `, `ri `, `rc `, `iU `, `iF `, `iW `,
+    /// `it `, `iHR`, ...
+    pub abbrev: String,
+    /// Selection: `install`, `hold`, `deinstall`, `purge`, `unknown`.
+    pub want: String,
+    /// Error flag: `ok` or `reinstreq`.
+    pub flag: String,
+    /// `installed`, `triggers-pending`, `triggers-awaited`, `half-configured`, `unpacked`,
+    /// `half-installed`, `config-files`.
+    pub state: String,
 }
 
 /// A packaged file that differs from the database.
@@ -66,6 +87,10 @@ pub struct Mismatch {
     pub config: bool,
     /// What differs: `missing`, `type`, `mode`, `owner`, `group`, `digest`, `link`, `capabilities`.
     pub differs: Vec<String>,
+    /// The line the package manager's own check prints for it (dpkg: `dpkg --verify`'s
+    /// `??5?????? c /etc/foo`, `missing     /usr/bin/bar`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<String>,
 }
 
 /// The packages section.
@@ -396,6 +421,7 @@ pub fn inspect(
                 purl,
                 files: 0,
                 file_list_error: None,
+                status: None,
             };
             match p.files() {
                 Ok(files) => {
@@ -426,6 +452,7 @@ pub fn inspect(
                                     package: p.nevra(),
                                     config: f.is_config(),
                                     differs: vec!["missing".into()],
+                                    verify: None,
                                 });
                             }
                             continue;
@@ -493,6 +520,7 @@ pub fn inspect(
                             package: p.nevra(),
                             config: f.is_config(),
                             differs,
+                            verify: None,
                         });
                     }
                 }
@@ -508,16 +536,18 @@ pub fn inspect(
         }
         break;
     }
-    dpkg(
+    dpkg::inspect(
         tree,
         distro,
-        &mut out,
-        &mut owned,
-        &mut watch,
-        &mut jobs,
-        &mut pending,
-        &mut found_db,
-        problems,
+        &mut dpkg::Sink {
+            out: &mut out,
+            owned: &mut owned,
+            watch: &mut watch,
+            jobs: &mut jobs,
+            pending: &mut pending,
+            found_db: &mut found_db,
+            problems,
+        },
     );
     out.owners = watch.finish();
     let results: Vec<(usize, bool)> = jobs
@@ -536,6 +566,7 @@ pub fn inspect(
             }
         }
     }
+    dpkg::finish(&mut pending);
     out.mismatches = pending
         .into_iter()
         .filter(|m| !m.differs.is_empty())
@@ -558,163 +589,6 @@ pub fn inspect(
         });
     }
     out
-}
-
-#[allow(clippy::too_many_arguments)]
-fn dpkg(
-    tree: &Tree,
-    distro: Option<&str>,
-    out: &mut Packages,
-    owned: &mut [bool],
-    watch: &mut OwnerWatch<'_>,
-    jobs: &mut Vec<DigestJob>,
-    pending: &mut Vec<Mismatch>,
-    found_db: &mut bool,
-    problems: &mut Vec<Problem>,
-) {
-    let status_path = "/var/lib/dpkg/status";
-    let text = match util::read_file(tree, status_path, 256 << 20) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(util::ReadError::Path { .. }) => return,
-        Err(e) => {
-            out.damaged.push(DamagedSource {
-                path: status_path.into(),
-                format: "dpkg".into(),
-                reason: e.to_string(),
-                records_read: 0,
-                records_unreadable: None,
-            });
-            problems.push(Problem {
-                path: status_path.into(),
-                message: e.to_string(),
-            });
-            return;
-        }
-    };
-    let pkgs = match pkgdb::dpkg::parse_status(&text, status_path) {
-        Ok(p) => p,
-        Err(e) => {
-            out.error = Some(e.to_string());
-            out.damaged.push(DamagedSource {
-                path: status_path.into(),
-                format: "dpkg".into(),
-                reason: e.to_string(),
-                records_read: 0,
-                records_unreadable: None,
-            });
-            problems.push(Problem {
-                path: status_path.into(),
-                message: e.to_string(),
-            });
-            return;
-        }
-    };
-    *found_db = true;
-    if out.format.is_none() {
-        out.format = Some("dpkg".into());
-        out.database = Some(status_path.into());
-    }
-    let ns = match distro {
-        Some(d) if !d.is_empty() && d != "debian" => purl_encode(d),
-        _ => "debian".into(),
-    };
-    for p in pkgs.into_iter().filter(|p| p.is_installed()) {
-        let mut purl = format!(
-            "pkg:deb/{ns}/{}@{}",
-            purl_encode(&p.name),
-            purl_encode(&p.version)
-        );
-        if let Some(a) = &p.arch {
-            purl.push_str(&format!("?arch={}", purl_encode(a)));
-        }
-        let mut info = PackageInfo {
-            manager: "dpkg".into(),
-            name: p.name.clone(),
-            epoch: None,
-            version: p.version.clone(),
-            release: None,
-            arch: p.arch.clone(),
-            source: (p.source != p.name || p.source_version != p.version)
-                .then(|| format!("{} ({})", p.source, p.source_version)),
-            vendor: p.fields.get("Maintainer").cloned(),
-            license: None,
-            install_time: None,
-            purl,
-            files: 0,
-            file_list_error: None,
-        };
-        let label = format!("{}_{}", p.name, p.version);
-        let conffiles: Vec<String> = p
-            .fields
-            .get("Conffiles")
-            .map(|c| {
-                c.lines()
-                    .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut names = vec![p.name.clone()];
-        if let Some(a) = &p.arch {
-            names.insert(0, format!("{}:{a}", p.name));
-        }
-        for n in names {
-            let list_path = format!("/var/lib/dpkg/info/{n}.list");
-            let Some(list) = util::read_text(tree, &list_path) else {
-                continue;
-            };
-            let md5s: HashMap<String, String> =
-                util::read_text(tree, &format!("/var/lib/dpkg/info/{n}.md5sums"))
-                    .unwrap_or_default()
-                    .lines()
-                    .filter_map(|l| {
-                        let (sum, path) = l.split_once(char::is_whitespace)?;
-                        Some((
-                            format!("/{}", path.trim_start().trim_start_matches('/')),
-                            sum.to_ascii_lowercase(),
-                        ))
-                    })
-                    .collect();
-            for path in list.lines().filter(|l| !l.is_empty() && *l != "/.") {
-                info.files += 1;
-                let id = tree.resolve(path.as_bytes(), false).ok();
-                if let Some(id) = id {
-                    if let Some(o) = owned.get_mut(id.0 as usize) {
-                        *o = true;
-                    }
-                    watch.note(id, &p.name);
-                }
-                let Some(sum) = md5s.get(path) else { continue };
-                out.verified_files += 1;
-                let config = conffiles.iter().any(|c| c == path);
-                let Some(id) = id else {
-                    // dpkg-diverted or removed; dpkg --verify reports it missing.
-                    pending.push(Mismatch {
-                        path: path.to_string(),
-                        package: label.clone(),
-                        config,
-                        differs: vec!["missing".into()],
-                    });
-                    continue;
-                };
-                if tree.node(id).file_type() == FileType::Regular {
-                    jobs.push(DigestJob {
-                        node: id,
-                        algo: "md5",
-                        expected: sum.clone(),
-                        mismatch: pending.len(),
-                    });
-                    pending.push(Mismatch {
-                        path: path.to_string(),
-                        package: label.clone(),
-                        config,
-                        differs: Vec::new(),
-                    });
-                }
-            }
-            break;
-        }
-        out.list.push(info);
-    }
 }
 
 #[cfg(test)]

@@ -377,7 +377,8 @@ fn dpkg_owners_of_privileged_files_match_by_inode_across_usr_merge() {
         "Package: util-linux\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.38.1-5\n\n\
          Package: passwd\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:4.13+dfsg1-1\n\n",
     );
-    // util-linux lists /bin/su (the pre-merge path); passwd lists /usr/bin/chfn.
+    // util-linux lists /bin/su (the pre-merge path); passwd lists /usr/bin/chfn. Neither is
+    // `Multi-Arch: same`, so dpkg names their lists without the architecture.
     file(
         &mut t,
         "/var/lib/dpkg/info/util-linux.list",
@@ -385,7 +386,7 @@ fn dpkg_owners_of_privileged_files_match_by_inode_across_usr_merge() {
     );
     file(
         &mut t,
-        "/var/lib/dpkg/info/passwd:amd64.list",
+        "/var/lib/dpkg/info/passwd.list",
         "/.\n/usr/bin\n/usr/bin/chfn\n",
     );
     let inv = inspect(&t);

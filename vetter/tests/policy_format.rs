@@ -171,6 +171,7 @@ fn installed_rpm(evr: &str) -> vetter::packages::PackageInfo {
         purl: String::new(),
         files: 0,
         file_list_error: None,
+        status: None,
     }
 }
 
