@@ -42,6 +42,15 @@ pub enum Error {
     /// SQLite error.
     #[error(transparent)]
     Sqlite(#[from] rpmdb::sqlite::SqliteError),
+    /// The database exists but is damaged (strict reads; see
+    /// [`rpmdb::read_packages_checked`] for a read that keeps the readable records).
+    #[error("rpm database {file} is damaged: {what}")]
+    Damaged {
+        /// The database file (`Packages`, `rpmdb.sqlite`, `Packages.db`).
+        file: String,
+        /// What is wrong, where, and how many records were read.
+        what: String,
+    },
     /// A record's header is malformed.
     #[error("{backend:?} rpm database record {record}: {source}")]
     Record {
@@ -72,7 +81,9 @@ pub fn read_rpmdb_in_root(root: &Path) -> Result<Vec<Package>, Error> {
     Err(Error::NoDatabase)
 }
 
-/// Read every package (and `gpg-pubkey` entry) of the rpm database in directory `dir`.
+/// Read every package (and `gpg-pubkey` entry) of the rpm database in directory `dir`, all or
+/// nothing (see [`rpmdb::read_packages_checked`] for a read that reports damage and keeps the
+/// readable records).
 pub fn read_rpmdb(dir: &Path) -> Result<Vec<Package>, Error> {
     rpmdb::read_packages(&dir)
 }
