@@ -63,6 +63,7 @@ pub mod tag {
     pub const FILEDIGESTS: u32 = 1035;
     pub const FILELINKTOS: u32 = 1036;
     pub const FILEFLAGS: u32 = 1037;
+    pub const FILEVERIFYFLAGS: u32 = 1045;
     pub const FILEUSERNAME: u32 = 1039;
     pub const FILEGROUPNAME: u32 = 1040;
     pub const SOURCERPM: u32 = 1044;
