@@ -165,8 +165,14 @@ pub struct Packages {
     pub verified_files: u64,
     /// Packaged files whose digest algorithm is not supported (not checked for content).
     pub unverifiable_digests: u64,
-    /// Packaged files that differ.
+    /// Packaged files that differ (for rpm: every file `rpm -Va` reports, except those in
+    /// [`Packages::mtime_only`]).
     pub mismatches: Vec<Mismatch>,
+    /// rpm files whose only difference is the modification time (`.......T.`): reported by
+    /// `rpm -Va`, kept apart because a timestamp alone changes nothing a reviewer judges.
+    /// [`Packages::mismatches`] and this list together are exactly `rpm -Va`'s lines.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mtime_only: Vec<Mismatch>,
     /// Files under /bin, /sbin, /usr, /lib*, /etc owned by no package (only when a database was read).
     pub unowned_system_files: Vec<String>,
     /// Owning package names (sorted, without version) of the paths [`inspect`] was asked about:
@@ -557,11 +563,14 @@ pub fn inspect(
     for m in pending.iter_mut().filter(|m| !m.codes.is_empty()) {
         rpm_codes(m);
     }
-    out.mismatches = pending
+    let (mtime_only, mismatches): (Vec<Mismatch>, Vec<Mismatch>) = pending
         .into_iter()
         .filter(|m| !m.differs.is_empty())
-        .collect();
+        .partition(|m| !m.codes.is_empty() && m.differs == ["mtime"]);
+    out.mismatches = mismatches;
+    out.mtime_only = mtime_only;
     out.mismatches.sort_by(|a, b| a.path.cmp(&b.path));
+    out.mtime_only.sort_by(|a, b| a.path.cmp(&b.path));
     out.list
         .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
     if found_db {

@@ -92,7 +92,12 @@ fn wafer_va(root: &Path) -> (Vec<String>, vetter::packages::Packages) {
     let tree = rootfs::dir::read_dir(root, &rootfs::dir::DirOptions::default()).unwrap();
     let inv = vetter::inspect(&tree, &vetter::InspectOptions::default()).unwrap();
     let p = inv.packages;
-    let mut v: Vec<String> = p.mismatches.iter().filter_map(|m| m.rpm_line()).collect();
+    let mut v: Vec<String> = p
+        .mismatches
+        .iter()
+        .chain(&p.mtime_only)
+        .filter_map(|m| m.rpm_line())
+        .collect();
     v.sort();
     (v, p)
 }
@@ -162,6 +167,12 @@ fn verify_agrees_with_rpm_on_sqlite() {
         .find(|m| m.path == "/etc/vtest.conf")
         .unwrap();
     assert!(conf.config && conf.flag == "c" && conf.differs.contains(&"digest".to_string()));
+    // A timestamp alone is rpm's `T` but not a modification the policy judges.
+    let doc = &p.mtime_only;
+    assert!(
+        doc.len() == 1 && doc[0].path == "/usr/share/doc/vtest/README",
+        "{doc:?}"
+    );
 }
 
 #[test]
