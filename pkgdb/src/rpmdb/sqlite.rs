@@ -179,9 +179,9 @@ pub fn read_packages(path: &Path) -> Result<Vec<(u32, Vec<u8>)>, SqliteError> {
 /// Check a write-ahead log as SQLite recovers it (sqlite.org/fileformat2.html §4), for the damage
 /// SQLite hides: it replays frames while their salts match the WAL header and their cumulative
 /// checksums hold, and silently ignores the rest. A torn last transaction (a crash mid-write) is
-/// normal, but a checksum break followed by a later *commit* frame of the same generation means
-/// committed transactions are being dropped; a WAL with content but a broken header is dropped
-/// whole. Returns a description of such damage.
+/// normal, but a complete commit frame that fails its checksum, or a checksum break followed by
+/// a later commit frame of the same generation, means committed transactions are being dropped;
+/// a WAL with content but a broken header is dropped whole. Returns a description of such damage.
 pub fn check_wal(wal: &[u8]) -> Result<(), String> {
     if wal.is_empty() {
         return Ok(());
@@ -231,6 +231,13 @@ pub fn check_wal(wal: &[u8]) -> Result<(), String> {
         let (c0, c1) = checksum(&wal[off..off + 8], s0, s1);
         let (c0, c1) = checksum(&wal[off + 24..off + frame], c0, c1);
         if !same_gen || (c0, c1) != (be(off + 16), be(off + 20)) {
+            // A complete commit frame of this generation whose contents fail: a committed
+            // transaction is dropped (a torn write leaves a short or stale frame instead).
+            if same_gen && be(off + 4) != 0 {
+                return Err(format!(
+                    "commit frame {n} at offset {off} fails its checksum, so SQLite drops that transaction"
+                ));
+            }
             // Recovery stops here: is a later commit of this generation lost with it?
             let mut later = off + frame;
             while later + frame <= wal.len() {
