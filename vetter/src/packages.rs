@@ -217,7 +217,13 @@ impl pkgdb::rpmdb::DbSource for TreeDb<'_> {
         let p = util::join(&self.dir, name);
         match util::read_file(self.tree, &p, MAX_DB_BYTES) {
             Ok(b) => Ok(Some(b)),
-            Err(util::ReadError::Path { .. }) | Err(util::ReadError::NotRegular { .. }) => Ok(None),
+            // Absent. A name that is there but leads nowhere (dangling or looping symlink) or to
+            // something other than a file is a database that cannot be read, not no database.
+            Err(util::ReadError::Path { .. })
+                if self.tree.resolve(p.as_bytes(), false).is_err() =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 e.to_string(),
@@ -606,6 +612,7 @@ fn rpm(
     found_db: &mut bool,
     problems: &mut Vec<Problem>,
 ) {
+    let mut leftover = None;
     for dir in ["/var/lib/rpm", "/usr/lib/sysimage/rpm"] {
         let is_dir = util::resolve(tree, dir).is_some_and(|id| tree.entries(id).is_some());
         if !is_dir {
@@ -617,7 +624,14 @@ fn rpm(
         };
         let read = match pkgdb::rpmdb::read_packages_checked(&src) {
             Ok(r) => r,
-            Err(pkgdb::Error::NoDatabase) => continue,
+            Err(pkgdb::Error::NoDatabase) => {
+                // rpm's other files without the database: the database was removed or lost
+                // (reported below unless the other directory holds the database).
+                if let Some(other) = rpm_leftover(tree, dir) {
+                    leftover.get_or_insert((dir, other));
+                }
+                continue;
+            }
             Err(e) => {
                 out.error = Some(format!("{dir}: {e}"));
                 out.damaged.push(DamagedSource {
@@ -731,6 +745,56 @@ fn rpm(
         }
         break;
     }
+    if let (false, Some((dir, other))) = (*found_db, leftover) {
+        let reason = format!(
+            "no package database (rpmdb.sqlite, Packages.db or Packages), but rpm's {other} is there"
+        );
+        out.error = Some(format!("{dir}: {reason}"));
+        problems.push(Problem {
+            path: dir.into(),
+            message: reason.clone(),
+        });
+        out.damaged.push(DamagedSource {
+            path: dir.into(),
+            format: "rpm".into(),
+            reason,
+            records_read: 0,
+            records_unreadable: None,
+        });
+    }
+}
+
+/// A file of rpm's database directory other than the database itself (index files, the
+/// Berkeley DB environment, the SQLite journal, the lock), if any.
+fn rpm_leftover(tree: &Tree, dir: &str) -> Option<String> {
+    const NAMES: [&str; 16] = [
+        "Name",
+        "Basenames",
+        "Providename",
+        "Requirename",
+        "Dirnames",
+        "Group",
+        "Installtid",
+        "Sigmd5",
+        "Sha1header",
+        "Filedigests",
+        "Filemd5s",
+        "Pubkeys",
+        "Conflictname",
+        "Obsoletename",
+        "Triggername",
+        "Index.db",
+    ];
+    let id = util::resolve(tree, dir)?;
+    let entries = tree.entries(id)?;
+    entries.keys().find_map(|k| {
+        let n = String::from_utf8_lossy(k);
+        (NAMES.contains(&n.as_ref())
+            || n.starts_with("__db.")
+            || n.starts_with("rpmdb.sqlite-")
+            || n == ".rpm.lock")
+            .then(|| n.into_owned())
+    })
 }
 
 /// The inventory entry of one rpm package.
