@@ -187,7 +187,7 @@ pub fn read_hash_checked(file: &[u8]) -> Result<HashRead, BdbError> {
     let mut out = HashRead::default();
     let last_pgno = meta(32);
     let in_file = (file.len() / psize) as u64;
-    if u64::from(last_pgno) + 1 > in_file || file.len() % psize != 0 {
+    if u64::from(last_pgno) + 1 > in_file || !file.len().is_multiple_of(psize) {
         out.damage.push(BdbError::TruncatedFile {
             len: file.len(),
             last_pgno,
@@ -297,7 +297,7 @@ fn read_hash_page(
         out.unreadable += 1;
         return;
     }
-    if entries % 2 != 0 {
+    if !entries.is_multiple_of(2) {
         out.damage.push(BdbError::BadItem {
             page: pgno,
             item: entries - 1,
