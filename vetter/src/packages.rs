@@ -633,18 +633,7 @@ fn rpm(
                 continue;
             }
             Err(e) => {
-                out.error = Some(format!("{dir}: {e}"));
-                out.damaged.push(DamagedSource {
-                    path: dir.into(),
-                    format: "rpm".into(),
-                    reason: e.to_string(),
-                    records_read: 0,
-                    records_unreadable: None,
-                });
-                problems.push(Problem {
-                    path: dir.into(),
-                    message: e.to_string(),
-                });
+                rpm_damaged(out, problems, dir, "rpm", e.to_string(), (0, None));
                 break;
             }
         };
@@ -673,18 +662,8 @@ fn rpm(
             for d in &read.damage {
                 tracing::warn!(file = %db_path, damage = %d, "rpm database damaged");
             }
-            out.error = Some(format!("{db_path}: {reason}"));
-            problems.push(Problem {
-                path: db_path.clone(),
-                message: reason.clone(),
-            });
-            out.damaged.push(DamagedSource {
-                path: db_path,
-                format: format.into(),
-                reason,
-                records_read: read.packages.len() as u64,
-                records_unreadable: Some(read.records_unreadable),
-            });
+            let counts = (read.packages.len() as u64, Some(read.records_unreadable));
+            rpm_damaged(out, problems, &db_path, format, reason, counts);
         }
         let ns = rpm_namespace(distro);
         // rpm -V skips the mtime of a path more than one installed package lists.
@@ -749,19 +728,31 @@ fn rpm(
         let reason = format!(
             "no package database (rpmdb.sqlite, Packages.db or Packages), but rpm's {other} is there"
         );
-        out.error = Some(format!("{dir}: {reason}"));
-        problems.push(Problem {
-            path: dir.into(),
-            message: reason.clone(),
-        });
-        out.damaged.push(DamagedSource {
-            path: dir.into(),
-            format: "rpm".into(),
-            reason,
-            records_read: 0,
-            records_unreadable: None,
-        });
+        rpm_damaged(out, problems, dir, "rpm", reason, (0, None));
     }
+}
+
+/// Record an rpm database that could not be read completely (inventory error, problem, damaged).
+fn rpm_damaged(
+    out: &mut Packages,
+    problems: &mut Vec<Problem>,
+    path: &str,
+    format: &str,
+    reason: String,
+    counts: (u64, Option<u64>),
+) {
+    out.error = Some(format!("{path}: {reason}"));
+    problems.push(Problem {
+        path: path.into(),
+        message: reason.clone(),
+    });
+    out.damaged.push(DamagedSource {
+        path: path.into(),
+        format: format.into(),
+        reason,
+        records_read: counts.0,
+        records_unreadable: counts.1,
+    });
 }
 
 /// A file of rpm's database directory other than the database itself (index files, the

@@ -151,6 +151,19 @@ struct RawRead {
     unreadable: u64,
 }
 
+/// A backend's checked read as blobs, damage and the unreadable count; a read that failed
+/// outright is one damage entry with nothing read.
+fn parts<D: std::fmt::Display, E: std::fmt::Display>(
+    r: Result<(Blobs, Vec<D>, u64), E>,
+) -> (Blobs, Vec<Damage>, u64) {
+    match r {
+        Ok((blobs, damage, unreadable)) => {
+            (blobs, damage.into_iter().map(whole).collect(), unreadable)
+        }
+        Err(e) => (Vec::new(), vec![whole(e)], 0),
+    }
+}
+
 fn whole(what: impl std::fmt::Display) -> Damage {
     Damage {
         record: None,
@@ -192,35 +205,22 @@ fn read_raw(src: &dyn DbSource) -> Result<RawRead, Error> {
             raw.damage.push(whole(what));
             return Ok(raw);
         }
-        match backend {
+        let read = match backend {
             Backend::Sqlite => {
                 let wal = read_src(src, "rpmdb.sqlite-wal")?;
-                match sqlite::read_packages_bytes_checked(&bytes, wal.as_deref()) {
-                    Ok(r) => {
-                        raw.blobs = r.records;
-                        raw.damage = r.damage.into_iter().map(whole).collect();
-                        raw.unreadable = r.unreadable;
-                    }
-                    Err(e) => raw.damage.push(whole(e)),
-                }
+                parts(
+                    sqlite::read_packages_bytes_checked(&bytes, wal.as_deref())
+                        .map(|r| (r.records, r.damage, r.unreadable)),
+                )
             }
-            Backend::Ndb => match ndb::read_packages_checked(&bytes) {
-                Ok(r) => {
-                    raw.blobs = r.records;
-                    raw.damage = r.damage.into_iter().map(whole).collect();
-                    raw.unreadable = r.unreadable;
-                }
-                Err(e) => raw.damage.push(whole(e)),
-            },
-            Backend::Bdb => match bdb::read_packages_checked(&bytes) {
-                Ok(r) => {
-                    raw.blobs = r.records;
-                    raw.damage = r.damage.into_iter().map(whole).collect();
-                    raw.unreadable = r.unreadable;
-                }
-                Err(e) => raw.damage.push(whole(e)),
-            },
-        }
+            Backend::Ndb => parts(
+                ndb::read_packages_checked(&bytes).map(|r| (r.records, r.damage, r.unreadable)),
+            ),
+            Backend::Bdb => parts(
+                bdb::read_packages_checked(&bytes).map(|r| (r.records, r.damage, r.unreadable)),
+            ),
+        };
+        (raw.blobs, raw.damage, raw.unreadable) = read;
         return Ok(raw);
     }
     Err(Error::NoDatabase)
