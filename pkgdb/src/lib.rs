@@ -3,7 +3,11 @@
 //!
 //! Entry points:
 //! * [`read_rpmdb`] — every package of an rpm database directory (`var/lib/rpm` or
-//!   `usr/lib/sysimage/rpm`), whatever its backend; [`rpmdb::read_packages`] for in-memory files.
+//!   `usr/lib/sysimage/rpm`), whatever its backend, all or nothing; [`rpmdb::read_packages`] for
+//!   in-memory files.
+//! * [`rpmdb::read_packages_checked`] — the read that fails closed without losing what is
+//!   readable: the packages whose headers parse and pass their digests, plus every problem
+//!   (file, page, slot, offset, record) and how many records could not be trusted.
 //! * [`version`] — `rpmvercmp`, [`version::Evr`], [`version::DpkgVersion`].
 //! * [`rpm::Header`], [`rpm::Package`], [`rpm::RpmPackage`] (`.rpm` files).
 //! * [`rpmdb::sqlite::add_package`], [`rpmdb::bdb::write_packages`] — register headers.
