@@ -225,3 +225,47 @@ fn verify_agrees_with_rpm_on_berkeley_db() {
     assert!(want.len() >= 5, "{want:?}");
     assert_eq!(got, want);
 }
+
+/// A package owning one shared file (identical in both packages, so rpm installs both).
+fn shared_spec(name: &str) -> String {
+    format!(
+        "Name: {name}\nVersion: 1.2\nRelease: 3\nSummary: shared file\nLicense: MIT\nBuildArch: noarch\n\
+         %description\nshared\n%install\nmkdir -p %{{buildroot}}/usr/share/vshared\n\
+         echo common > %{{buildroot}}/usr/share/vshared/common.txt\n\
+         echo {name} > %{{buildroot}}/usr/share/vshared/{name}.txt\n\
+         %files\n/usr/share/vshared/common.txt\n/usr/share/vshared/{name}.txt\n"
+    )
+}
+
+#[test]
+fn shared_files_skip_mtime_like_rpm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path().join("top");
+    std::fs::create_dir_all(&top).unwrap();
+    let a = pkgcommon::rpmbuild_spec(&top, "vsa", &shared_spec("vsa"), "w2.xzdio");
+    let b = pkgcommon::rpmbuild_spec(&top, "vsb", &shared_spec("vsb"), "w2.xzdio");
+    let root = tmp.path().join("root");
+    install(&root, &a, &[]);
+    let (ok, _, err) = rpm(&root, &["-i", "--nodeps", b.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    // The shared file's mtime is not checked (two packages list it); an unshared one's is.
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(5);
+    for f in ["common.txt", "vsa.txt"] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(root.join("usr/share/vshared").join(f))
+            .unwrap();
+        file.set_modified(old).unwrap();
+    }
+    chmod(&root.join("usr/share/vshared/common.txt"), 0o600);
+    let want = rpm_va(&root, &[]);
+    let (got, _) = wafer_va(&root);
+    assert_eq!(got, want);
+    assert!(
+        want.iter().filter(|l| l.ends_with("common.txt")).count() == 2
+            && want
+                .iter()
+                .any(|l| l.starts_with(".......T.") && l.ends_with("vsa.txt")),
+        "{want:?}"
+    );
+}
