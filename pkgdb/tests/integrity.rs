@@ -358,3 +358,14 @@ fn damaged_wal_is_reported() {
     bad[16] ^= 1;
     assert!(!read(&bad).is_complete());
 }
+
+#[test]
+fn absurd_bdb_metadata_is_bounded_damage() {
+    let mut b = std::fs::read(testdata("rpmdb-bdb-syft-dive/Packages")).unwrap();
+    // last_pgno and max_bucket near 2^32 in a 4-page file: no long walk, no big allocation.
+    b[32..36].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    b[72..76].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    let r = pkgdb::rpmdb::bdb::read_packages_checked(&b).unwrap();
+    assert!(r.damage.len() >= 2, "{:?}", r.damage);
+    assert_eq!(r.records.len(), 1, "the one package is still read");
+}

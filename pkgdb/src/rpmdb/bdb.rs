@@ -201,17 +201,19 @@ pub fn read_hash_checked(file: &[u8]) -> Result<HashRead, BdbError> {
     for (i, s) in spares.iter_mut().enumerate() {
         *s = meta(96 + i * 4);
     }
-    if max_bucket > last_pgno {
-        out.damage
-            .push(BdbError::BadMeta("max_bucket beyond the last page"));
-        return Ok(out);
+    // Every bucket needs a page of its own: never walk more buckets than the file has pages.
+    let walk_to = max_bucket.min(npages.saturating_sub(1));
+    if max_bucket > walk_to {
+        out.damage.push(BdbError::BadMeta(
+            "max_bucket counts more buckets than the file has pages",
+        ));
     }
     let page = |n: u32| -> Option<&[u8]> {
         let start = (n as usize).checked_mul(psize)?;
         file.get(start..start.checked_add(psize)?)
     };
     let mut visited = vec![false; npages as usize];
-    for bucket in 0..=max_bucket {
+    for bucket in 0..=walk_to {
         let bits = 32 - bucket.leading_zeros() as usize;
         let mut pgno = bucket.wrapping_add(spares[bits.min(31)]);
         let mut from = 0u32;
