@@ -2,10 +2,13 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(recs) = pkgdb::rpmdb::ndb::read_packages(data) {
-        for (_, blob) in recs {
-            if let Ok(h) = pkgdb::rpm::Header::parse(&blob) {
-                let _ = pkgdb::rpm::Package::from_header(h).map(|p| p.files());
+    if let Ok(read) = pkgdb::rpmdb::ndb::read_packages_checked(data) {
+        for d in &read.damage {
+            let _ = d.to_string();
+        }
+        for (n, blob) in &read.records {
+            if let Ok(p) = pkgdb::rpmdb::trusted_package(*n, blob) {
+                let _ = p.files();
             }
         }
     }

@@ -3,7 +3,11 @@
 //!
 //! Entry points:
 //! * [`read_rpmdb`] — every package of an rpm database directory (`var/lib/rpm` or
-//!   `usr/lib/sysimage/rpm`), whatever its backend; [`rpmdb::read_packages`] for in-memory files.
+//!   `usr/lib/sysimage/rpm`), whatever its backend, all or nothing; [`rpmdb::read_packages`] for
+//!   in-memory files.
+//! * [`rpmdb::read_packages_checked`] — the read that fails closed without losing what is
+//!   readable: the packages whose headers parse and pass their digests, plus every problem
+//!   (file, page, slot, offset, record) and how many records could not be trusted.
 //! * [`version`] — `rpmvercmp`, [`version::Evr`], [`version::DpkgVersion`].
 //! * [`rpm::Header`], [`rpm::Package`], [`rpm::RpmPackage`] (`.rpm` files).
 //! * [`rpmdb::sqlite::add_package`], [`rpmdb::bdb::write_packages`] — register headers.
@@ -42,6 +46,15 @@ pub enum Error {
     /// SQLite error.
     #[error(transparent)]
     Sqlite(#[from] rpmdb::sqlite::SqliteError),
+    /// The database exists but is damaged (strict reads; see
+    /// [`rpmdb::read_packages_checked`] for a read that keeps the readable records).
+    #[error("rpm database {file} is damaged: {what}")]
+    Damaged {
+        /// The database file (`Packages`, `rpmdb.sqlite`, `Packages.db`).
+        file: String,
+        /// What is wrong, where, and how many records were read.
+        what: String,
+    },
     /// A record's header is malformed.
     #[error("{backend:?} rpm database record {record}: {source}")]
     Record {
@@ -72,7 +85,9 @@ pub fn read_rpmdb_in_root(root: &Path) -> Result<Vec<Package>, Error> {
     Err(Error::NoDatabase)
 }
 
-/// Read every package (and `gpg-pubkey` entry) of the rpm database in directory `dir`.
+/// Read every package (and `gpg-pubkey` entry) of the rpm database in directory `dir`, all or
+/// nothing (see [`rpmdb::read_packages_checked`] for a read that reports damage and keeps the
+/// readable records).
 pub fn read_rpmdb(dir: &Path) -> Result<Vec<Package>, Error> {
     rpmdb::read_packages(&dir)
 }

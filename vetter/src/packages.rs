@@ -76,6 +76,7 @@ pub struct PackageStatus {
     pub state: String,
 }
 
+
 /// A packaged file that differs from the database.
 #[derive(Clone, Debug, Serialize)]
 pub struct Mismatch {
@@ -85,12 +86,92 @@ pub struct Mismatch {
     pub package: String,
     /// A `%config` / conffile (changes there are often intended).
     pub config: bool,
-    /// What differs: `missing`, `type`, `mode`, `owner`, `group`, `digest`, `link`, `capabilities`.
+    /// What differs: `missing`, `type`, `mode`, `owner`, `group`, `digest`, `link`, `capabilities`;
+    /// for rpm also `size`, `rdev`, `mtime`, in the order of rpm's letters.
     pub differs: Vec<String>,
     /// The line the package manager's own check prints for it (dpkg: `dpkg --verify`'s
-    /// `??5?????? c /etc/foo`, `missing     /usr/bin/bar`).
+    /// `??5?????? c /etc/foo`, `missing     /usr/bin/bar`; rpm: see [`Mismatch::rpm_line`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<String>,
+    /// rpm only: the verify column exactly as `rpm -V` prints it (`S.5....T.`, `missing`);
+    /// empty for other package managers.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub codes: String,
+    /// rpm only: the file-attribute marker `rpm -V` prints (`c` config, `d` doc, `g` ghost, `l`
+    /// license, `r` readme, `m` missingok, `n` noreplace, `s` specfile, `a` artifact, the first
+    /// that applies), empty for none.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub flag: String,
+}
+
+impl Mismatch {
+    /// The line `rpm -V` prints for this file (`S.5....T.  c /etc/foo`, `missing   c /etc/bar`);
+    /// `None` for other package managers.
+    pub fn rpm_line(&self) -> Option<String> {
+        if self.codes.is_empty() {
+            return None;
+        }
+        let flag = self.flag.chars().next().unwrap_or(' ');
+        Some(if self.codes == "missing" {
+            format!("missing   {flag} {}", self.path)
+        } else {
+            format!("{}  {flag} {}", self.codes, self.path)
+        })
+    }
+}
+
+/// rpm's verify letters in print order, with the `differs` word each stands for.
+const RPM_LETTERS: [(char, &str); 9] = [
+    ('S', "size"),
+    ('M', "mode"),
+    ('5', "digest"),
+    ('D', "rdev"),
+    ('L', "link"),
+    ('U', "owner"),
+    ('G', "group"),
+    ('T', "mtime"),
+    ('P', "capabilities"),
+];
+
+/// Sort an rpm mismatch's `differs` in rpm's letter order and derive its `codes` column.
+fn rpm_codes(m: &mut Mismatch) {
+    if m.differs.iter().any(|d| d == "missing") {
+        m.codes = "missing".into();
+        return;
+    }
+    let pos = |d: &String| RPM_LETTERS.iter().position(|(_, w)| w == d).unwrap_or(9);
+    m.differs.sort_by_key(pos);
+    m.differs.dedup();
+    m.codes = RPM_LETTERS
+        .iter()
+        .map(|(c, w)| {
+            if m.differs.iter().any(|d| d == w) {
+                *c
+            } else {
+                '.'
+            }
+        })
+        .collect();
+}
+
+/// rpm's file-attribute marker (`rpmFFlagsString`, first letter that applies).
+fn rpm_flag(flags: u32) -> String {
+    use pkgdb::rpm::fileflags as ff;
+    [
+        (ff::DOC, "d"),
+        (ff::CONFIG, "c"),
+        (ff::SPECFILE, "s"),
+        (ff::MISSINGOK, "m"),
+        (ff::NOREPLACE, "n"),
+        (ff::GHOST, "g"),
+        (ff::LICENSE, "l"),
+        (ff::README, "r"),
+        (ff::ARTIFACT, "a"),
+    ]
+    .iter()
+    .find(|(b, _)| flags & b != 0)
+    .map(|(_, l)| (*l).to_string())
+    .unwrap_or_default()
 }
 
 /// The packages section.
@@ -110,8 +191,14 @@ pub struct Packages {
     pub verified_files: u64,
     /// Packaged files whose digest algorithm is not supported (not checked for content).
     pub unverifiable_digests: u64,
-    /// Packaged files that differ.
+    /// Packaged files that differ (for rpm: every file `rpm -Va` reports, except those in
+    /// [`Packages::mtime_only`]).
     pub mismatches: Vec<Mismatch>,
+    /// rpm files whose only difference is the modification time (`.......T.`): reported by
+    /// `rpm -Va`, kept apart because a timestamp alone changes nothing a reviewer judges.
+    /// [`Packages::mismatches`] and this list together are exactly `rpm -Va`'s lines.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mtime_only: Vec<Mismatch>,
     /// Files under /bin, /sbin, /usr, /lib*, /etc owned by no package (only when a database was read).
     pub unowned_system_files: Vec<String>,
     /// Owning package names (sorted, without version) of the paths [`inspect`] was asked about:
@@ -156,7 +243,13 @@ impl pkgdb::rpmdb::DbSource for TreeDb<'_> {
         let p = util::join(&self.dir, name);
         match util::read_file(self.tree, &p, MAX_DB_BYTES) {
             Ok(b) => Ok(Some(b)),
-            Err(util::ReadError::Path { .. }) | Err(util::ReadError::NotRegular { .. }) => Ok(None),
+            // Absent. A name that is there but leads nowhere (dangling or looping symlink) or to
+            // something other than a file is a database that cannot be read, not no database.
+            Err(util::ReadError::Path { .. })
+                if self.tree.resolve(p.as_bytes(), false).is_err() =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 e.to_string(),
@@ -233,41 +326,171 @@ pub fn parse_cap_text(text: &str) -> (u64, u64, u64) {
     (s.permitted, s.inheritable, s.effective)
 }
 
-fn check_meta(
+/// Name lookups as rpm does them inside the image (`rpmugUname`/`rpmugUid`; `root` is always 0).
+struct Names<'a> {
+    ids: &'a Ids,
+    user_ids: HashMap<&'a str, u32>,
+    group_ids: HashMap<&'a str, u32>,
+}
+
+impl<'a> Names<'a> {
+    fn new(ids: &'a Ids) -> Self {
+        let rev = |m: &'a HashMap<u32, String>| {
+            let mut r: HashMap<&'a str, u32> = HashMap::new();
+            for (id, n) in m {
+                let e = r.entry(n.as_str()).or_insert(*id);
+                *e = (*e).min(*id);
+            }
+            r
+        };
+        Names {
+            ids,
+            user_ids: rev(&ids.users),
+            group_ids: rev(&ids.groups),
+        }
+    }
+
+    /// rpm's owner test: the file's owner name is `want`, or `want` names the file's uid.
+    fn matches(&self, group: bool, id: u32, want: &str) -> bool {
+        let (names, ids) = if group {
+            (&self.ids.groups, &self.group_ids)
+        } else {
+            (&self.ids.users, &self.user_ids)
+        };
+        let namematch = names.get(&id).is_some_and(|n| n == want);
+        let wanted_id = if want == "root" {
+            Some(0)
+        } else {
+            ids.get(want).copied()
+        };
+        namematch || wanted_id == Some(id)
+    }
+}
+
+/// Linux's `new_encode_dev`, masked to 16 bits as `rpm -V` compares device numbers.
+fn rdev16(major: u32, minor: u32) -> u32 {
+    ((minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)) & 0xffff
+}
+
+/// One file checked as `rpmfiVerify` does (rpm lib/verify.c): returns what differs (rpm's
+/// `differs` words) and, when the digest must be computed, the node to hash. `None` = missing.
+fn rpm_verify(
     tree: &Tree,
-    ids: &Ids,
+    names: &Names<'_>,
+    f: &pkgdb::FileEntry,
     id: NodeId,
-    mode: u16,
-    user: Option<&str>,
-    group: Option<&str>,
+    mut flags: u32,
     differs: &mut Vec<String>,
-) {
-    let node = tree.node(id);
-    if mode != 0 {
-        if let Some(ft) = FileType::from_mode(u32::from(mode)) {
-            if ft != node.file_type() {
-                differs.push("type".into());
-                return;
+) -> Option<NodeId> {
+    use pkgdb::rpm::{fileflags as ff, verifyflags as vf};
+    let mut node_id = id;
+    let mut node = tree.node(id);
+    let fflags = f.flags.unwrap_or(0);
+    let want_type = FileType::from_mode(u32::from(f.mode));
+    // A directory expected, a symlink to one found: follow it when root or the owner made it.
+    if want_type == Some(FileType::Directory) && node.file_type() == FileType::Symlink {
+        if let Ok(t) = tree.resolve(f.path.as_bytes(), true) {
+            let owner_ok = node.meta.uid == 0
+                || f.user
+                    .as_deref()
+                    .is_some_and(|u| names.matches(false, node.meta.uid, u));
+            if tree.node(t).file_type() == FileType::Directory && owner_ok {
+                node_id = t;
+                node = tree.node(t);
             }
         }
-        if node.file_type() != FileType::Symlink && (mode & 0o7777) != (node.meta.perm & 0o7777) {
+    }
+    let ft = node.file_type();
+    if ft == FileType::Symlink {
+        flags &= !vf::MODE;
+    } else {
+        flags &= !vf::LINKTO;
+    }
+    if ft != FileType::Regular {
+        flags &= !(vf::DIGEST | vf::SIZE | vf::MTIME | vf::CAPS);
+    }
+    if fflags & ff::GHOST != 0 {
+        flags &= !(vf::DIGEST | vf::SIZE | vf::MTIME | vf::LINKTO);
+    }
+    if flags & vf::LINKTO != 0 {
+        let target = match &node.kind {
+            NodeKind::Symlink(t) => Some(t.as_slice()),
+            _ => None,
+        };
+        if target != Some(f.link_target.as_deref().unwrap_or("").as_bytes()) {
+            differs.push("link".into());
+        }
+    }
+    if flags & vf::SIZE != 0 && node.size() != f.size {
+        differs.push("size".into());
+    }
+    if flags & vf::MODE != 0 {
+        let (mut want, mut have) = (u32::from(f.mode), node.mode());
+        if fflags & ff::GHOST != 0 {
+            want &= 0o7777;
+            have &= 0o7777;
+        }
+        if want != have {
             differs.push("mode".into());
         }
     }
-    if let Some(u) = user {
-        if ids.users.get(&node.meta.uid).map(String::as_str) != Some(u)
-            && !(u == "root" && node.meta.uid == 0)
+    if flags & vf::RDEV != 0 {
+        let dev = match &node.kind {
+            NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => Some(rdev16(d.major, d.minor)),
+            _ => None,
+        };
+        let is = |t| want_type == Some(t);
+        if is(FileType::CharDevice) != (ft == FileType::CharDevice)
+            || is(FileType::BlockDevice) != (ft == FileType::BlockDevice)
         {
+            differs.push("rdev".into());
+        } else if let Some(d) = dev {
+            if d != f.rdev.unwrap_or(0) & 0xffff {
+                differs.push("rdev".into());
+            }
+        }
+    }
+    if flags & vf::CAPS != 0 {
+        let want_caps = f.caps.as_deref().map(parse_cap_text).unwrap_or((0, 0, 0));
+        let have_caps = node
+            .meta
+            .xattrs
+            .get(b"security.capability".as_slice())
+            .and_then(|v| crate::caps::decode(v).ok())
+            .map(|c| {
+                (
+                    c.permitted,
+                    c.inheritable,
+                    if c.effective { c.permitted } else { 0 },
+                )
+            })
+            .unwrap_or((0, 0, 0));
+        if want_caps != have_caps {
+            differs.push("capabilities".into());
+        }
+    }
+    if flags & vf::MTIME != 0 && node.meta.mtime.sec != i64::from(f.mtime.unwrap_or(0)) {
+        differs.push("mtime".into());
+    }
+    if flags & vf::USER != 0 {
+        let ok = f
+            .user
+            .as_deref()
+            .is_some_and(|u| names.matches(false, node.meta.uid, u));
+        if !ok {
             differs.push("owner".into());
         }
     }
-    if let Some(g) = group {
-        if ids.groups.get(&node.meta.gid).map(String::as_str) != Some(g)
-            && !(g == "root" && node.meta.gid == 0)
-        {
+    if flags & vf::GROUP != 0 {
+        let ok = f
+            .group
+            .as_deref()
+            .is_some_and(|g| names.matches(true, node.meta.gid, g));
+        if !ok {
             differs.push("group".into());
         }
     }
+    (flags & vf::DIGEST != 0).then_some(node_id)
 }
 
 /// Paths whose owning packages are recorded in [`Packages::owners`], keyed by the inode the
@@ -328,214 +551,19 @@ pub fn inspect(
     let mut jobs: Vec<DigestJob> = Vec::new();
     let mut pending: Vec<Mismatch> = Vec::new();
     let mut found_db = false;
-    for dir in ["/var/lib/rpm", "/usr/lib/sysimage/rpm"] {
-        let is_dir = util::resolve(tree, dir).is_some_and(|id| tree.entries(id).is_some());
-        if !is_dir {
-            continue;
-        }
-        let src = TreeDb {
-            tree,
-            dir: dir.to_string(),
-        };
-        let backend = match pkgdb::rpmdb::detect(&src) {
-            Ok((b, _)) => b,
-            Err(pkgdb::Error::NoDatabase) => continue,
-            Err(e) => {
-                out.error = Some(format!("{dir}: {e}"));
-                out.damaged.push(DamagedSource {
-                    path: dir.into(),
-                    format: "rpm".into(),
-                    reason: e.to_string(),
-                    records_read: 0,
-                    records_unreadable: None,
-                });
-                problems.push(Problem {
-                    path: dir.into(),
-                    message: e.to_string(),
-                });
-                continue;
-            }
-        };
-        found_db = true;
-        out.database = Some(dir.to_string());
-        out.format = Some(
-            match backend {
-                pkgdb::rpmdb::Backend::Sqlite => "rpm-sqlite",
-                pkgdb::rpmdb::Backend::Ndb => "rpm-ndb",
-                pkgdb::rpmdb::Backend::Bdb => "rpm-bdb",
-            }
-            .into(),
-        );
-        let pkgs = match pkgdb::rpmdb::read_packages(&src) {
-            Ok(p) => p,
-            Err(e) => {
-                out.error = Some(format!("{dir}: {e}"));
-                out.damaged.push(DamagedSource {
-                    path: dir.into(),
-                    format: out.format.clone().unwrap_or_else(|| "rpm".into()),
-                    reason: e.to_string(),
-                    records_read: 0,
-                    records_unreadable: None,
-                });
-                problems.push(Problem {
-                    path: dir.into(),
-                    message: e.to_string(),
-                });
-                break;
-            }
-        };
-        let ns = rpm_namespace(distro);
-        for p in pkgs {
-            if p.is_gpg_pubkey {
-                out.gpg_keys
-                    .push(format!("gpg-pubkey-{}-{}", p.version, p.release));
-                continue;
-            }
-            let mut purl = format!(
-                "pkg:rpm/{ns}/{}@{}",
-                purl_encode(&p.name),
-                purl_encode(&format!("{}-{}", p.version, p.release))
-            );
-            let mut q = Vec::new();
-            if let Some(a) = &p.arch {
-                q.push(format!("arch={}", purl_encode(a)));
-            }
-            if let Some(e) = p.epoch {
-                q.push(format!("epoch={e}"));
-            }
-            if !q.is_empty() {
-                purl.push('?');
-                purl.push_str(&q.join("&"));
-            }
-            let mut info = PackageInfo {
-                manager: "rpm".into(),
-                name: p.name.clone(),
-                epoch: p.epoch,
-                version: p.version.clone(),
-                release: Some(p.release.clone()),
-                arch: p.arch.clone(),
-                source: p.source_rpm.clone(),
-                vendor: p.vendor.clone(),
-                license: p.license.clone(),
-                install_time: p.install_time,
-                purl,
-                files: 0,
-                file_list_error: None,
-                status: None,
-            };
-            match p.files() {
-                Ok(files) => {
-                    info.files = files.len();
-                    for f in files {
-                        let ghost = f
-                            .flags
-                            .is_some_and(|x| x & pkgdb::rpm::fileflags::GHOST != 0);
-                        let missingok = f
-                            .flags
-                            .is_some_and(|x| x & pkgdb::rpm::fileflags::MISSINGOK != 0);
-                        let id = tree.resolve(f.path.as_bytes(), false).ok();
-                        if let Some(id) = id {
-                            if let Some(o) = owned.get_mut(id.0 as usize) {
-                                *o = true;
-                            }
-                            watch.note(id, &p.name);
-                        }
-                        if ghost {
-                            continue;
-                        }
-                        out.verified_files += 1;
-                        let mut differs = Vec::new();
-                        let Some(id) = id else {
-                            if !missingok {
-                                pending.push(Mismatch {
-                                    path: f.path.clone(),
-                                    package: p.nevra(),
-                                    config: f.is_config(),
-                                    differs: vec!["missing".into()],
-                                    verify: None,
-                                });
-                            }
-                            continue;
-                        };
-                        check_meta(
-                            tree,
-                            ids,
-                            id,
-                            f.mode,
-                            f.user.as_deref(),
-                            f.group.as_deref(),
-                            &mut differs,
-                        );
-                        let node = tree.node(id);
-                        if let (Some(t), NodeKind::Symlink(actual)) = (&f.link_target, &node.kind) {
-                            if t.as_bytes() != actual.as_slice() {
-                                differs.push("link".into());
-                            }
-                        }
-                        let want_caps = f.caps.as_deref().map(parse_cap_text).unwrap_or((0, 0, 0));
-                        let have_caps = node
-                            .meta
-                            .xattrs
-                            .get(b"security.capability".as_slice())
-                            .and_then(|v| crate::caps::decode(v).ok())
-                            .map(|c| {
-                                (
-                                    c.permitted,
-                                    c.inheritable,
-                                    if c.effective { c.permitted } else { 0 },
-                                )
-                            })
-                            .unwrap_or((0, 0, 0));
-                        if want_caps != have_caps && node.file_type() == FileType::Regular {
-                            differs.push("capabilities".into());
-                        }
-                        let idx = pending.len();
-                        if let (Some(d), FileType::Regular) = (&f.digest, node.file_type()) {
-                            let algo = match f.digest_algo {
-                                pkgdb::rpm::DigestAlgo::Md5 => "md5",
-                                pkgdb::rpm::DigestAlgo::Sha1 => "sha1",
-                                pkgdb::rpm::DigestAlgo::Sha224 => "sha224",
-                                pkgdb::rpm::DigestAlgo::Sha256 => "sha256",
-                                pkgdb::rpm::DigestAlgo::Sha384 => "sha384",
-                                pkgdb::rpm::DigestAlgo::Sha512 => "sha512",
-                                pkgdb::rpm::DigestAlgo::Other(_) => "",
-                            };
-                            if algo.is_empty() {
-                                out.unverifiable_digests += 1;
-                            } else if algo == "sha256" && hashes.contains_key(&id) {
-                                if hashes.get(&id) != Some(&d.to_ascii_lowercase()) {
-                                    differs.push("digest".into());
-                                }
-                            } else {
-                                jobs.push(DigestJob {
-                                    node: id,
-                                    algo,
-                                    expected: d.to_ascii_lowercase(),
-                                    mismatch: idx,
-                                });
-                            }
-                        }
-                        pending.push(Mismatch {
-                            path: f.path.clone(),
-                            package: p.nevra(),
-                            config: f.is_config(),
-                            differs,
-                            verify: None,
-                        });
-                    }
-                }
-                Err(e) => {
-                    info.file_list_error = Some(e.to_string());
-                    problems.push(Problem {
-                        path: dir.into(),
-                        message: format!("package {}: {e}", p.name),
-                    });
-                }
-            }
-            out.list.push(info);
-        }
-        break;
-    }
+    rpm(
+        tree,
+        hashes,
+        ids,
+        distro,
+        &mut out,
+        &mut owned,
+        &mut watch,
+        &mut jobs,
+        &mut pending,
+        &mut found_db,
+        problems,
+    );
     dpkg::inspect(
         tree,
         distro,
@@ -566,12 +594,18 @@ pub fn inspect(
             }
         }
     }
+    for m in pending.iter_mut().filter(|m| !m.codes.is_empty()) {
+        rpm_codes(m);
+    }
     dpkg::finish(&mut pending);
-    out.mismatches = pending
+    let (mtime_only, mismatches): (Vec<Mismatch>, Vec<Mismatch>) = pending
         .into_iter()
         .filter(|m| !m.differs.is_empty())
-        .collect();
+        .partition(|m| !m.codes.is_empty() && m.differs == ["mtime"]);
+    out.mismatches = mismatches;
+    out.mtime_only = mtime_only;
     out.mismatches.sort_by(|a, b| a.path.cmp(&b.path));
+    out.mtime_only.sort_by(|a, b| a.path.cmp(&b.path));
     out.list
         .sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
     if found_db {
@@ -590,6 +624,313 @@ pub fn inspect(
     }
     out
 }
+
+/// The `/var/lib/rpm` part of [`inspect`]: read the database (checked: damage goes to
+/// [`Packages::damaged`], readable packages are listed), then an offline `rpm -Va`.
+#[allow(clippy::too_many_arguments)]
+fn rpm(
+    tree: &Tree,
+    hashes: &HashMap<NodeId, String>,
+    ids: &Ids,
+    distro: Option<&str>,
+    out: &mut Packages,
+    owned: &mut [bool],
+    watch: &mut OwnerWatch<'_>,
+    jobs: &mut Vec<DigestJob>,
+    pending: &mut Vec<Mismatch>,
+    found_db: &mut bool,
+    problems: &mut Vec<Problem>,
+) {
+    let mut leftover = None;
+    for dir in ["/var/lib/rpm", "/usr/lib/sysimage/rpm"] {
+        let is_dir = util::resolve(tree, dir).is_some_and(|id| tree.entries(id).is_some());
+        if !is_dir {
+            continue;
+        }
+        let src = TreeDb {
+            tree,
+            dir: dir.to_string(),
+        };
+        let read = match pkgdb::rpmdb::read_packages_checked(&src) {
+            Ok(r) => r,
+            Err(pkgdb::Error::NoDatabase) => {
+                // rpm's other files without the database: the database was removed or lost
+                // (reported below unless the other directory holds the database).
+                if let Some(other) = rpm_leftover(tree, dir) {
+                    leftover.get_or_insert((dir, other));
+                }
+                continue;
+            }
+            Err(e) => {
+                rpm_damaged(out, problems, dir, "rpm", e.to_string(), (0, None));
+                break;
+            }
+        };
+        *found_db = true;
+        let format = match read.backend {
+            pkgdb::rpmdb::Backend::Sqlite => "rpm-sqlite",
+            pkgdb::rpmdb::Backend::Ndb => "rpm-ndb",
+            pkgdb::rpmdb::Backend::Bdb => "rpm-bdb",
+        };
+        out.database = Some(dir.to_string());
+        out.format = Some(format.into());
+        let db_path = util::join(dir, read.file);
+        let reason = match (read.damage.first(), read.packages.is_empty()) {
+            (Some(first), _) => Some(if read.damage.len() > 1 {
+                format!("{first} (and {} more problems)", read.damage.len() - 1)
+            } else {
+                first.to_string()
+            }),
+            (None, true) => Some(
+                "the database holds no package records (an rpm database that exists is never empty on a real system)"
+                    .to_string(),
+            ),
+            (None, false) => None,
+        };
+        if let Some(reason) = reason {
+            for d in &read.damage {
+                tracing::warn!(file = %db_path, damage = %d, "rpm database damaged");
+            }
+            let counts = (read.packages.len() as u64, Some(read.records_unreadable));
+            rpm_damaged(out, problems, &db_path, format, reason, counts);
+        }
+        let ns = rpm_namespace(distro);
+        // rpm -V skips the mtime of a path more than one installed package lists.
+        let mut lists = Vec::with_capacity(read.packages.len());
+        let mut shared: HashMap<String, u32> = HashMap::new();
+        for p in &read.packages {
+            let files = p.files();
+            if let Ok(fs) = &files {
+                for f in fs {
+                    *shared.entry(f.path.clone()).or_default() += 1;
+                }
+            }
+            lists.push(files);
+        }
+        let names = Names::new(ids);
+        for (p, files) in read.packages.into_iter().zip(lists) {
+            if p.is_gpg_pubkey {
+                out.gpg_keys
+                    .push(format!("gpg-pubkey-{}-{}", p.version, p.release));
+                continue;
+            }
+            let mut info = rpm_info(&p, &ns);
+            match files {
+                Ok(files) => {
+                    info.files = files.len();
+                    let label = p.nevra();
+                    for f in files {
+                        let id = tree.resolve(f.path.as_bytes(), false).ok();
+                        if let Some(id) = id {
+                            if let Some(o) = owned.get_mut(id.0 as usize) {
+                                *o = true;
+                            }
+                            watch.note(id, &p.name);
+                        }
+                        verify_rpm_file(
+                            tree,
+                            hashes,
+                            &names,
+                            &f,
+                            id,
+                            shared.get(&f.path).copied().unwrap_or(0) > 1,
+                            &label,
+                            out,
+                            jobs,
+                            pending,
+                        );
+                    }
+                }
+                Err(e) => {
+                    info.file_list_error = Some(e.to_string());
+                    problems.push(Problem {
+                        path: dir.into(),
+                        message: format!("package {}: {e}", p.name),
+                    });
+                }
+            }
+            out.list.push(info);
+        }
+        break;
+    }
+    if let (false, Some((dir, other))) = (*found_db, leftover) {
+        let reason = format!(
+            "no package database (rpmdb.sqlite, Packages.db or Packages), but rpm's {other} is there"
+        );
+        rpm_damaged(out, problems, dir, "rpm", reason, (0, None));
+    }
+}
+
+/// Record an rpm database that could not be read completely (inventory error, problem, damaged).
+fn rpm_damaged(
+    out: &mut Packages,
+    problems: &mut Vec<Problem>,
+    path: &str,
+    format: &str,
+    reason: String,
+    counts: (u64, Option<u64>),
+) {
+    out.error = Some(format!("{path}: {reason}"));
+    problems.push(Problem {
+        path: path.into(),
+        message: reason.clone(),
+    });
+    out.damaged.push(DamagedSource {
+        path: path.into(),
+        format: format.into(),
+        reason,
+        records_read: counts.0,
+        records_unreadable: counts.1,
+    });
+}
+
+/// A file of rpm's database directory other than the database itself (index files, the
+/// Berkeley DB environment, the SQLite journal, the lock), if any.
+fn rpm_leftover(tree: &Tree, dir: &str) -> Option<String> {
+    const NAMES: [&str; 16] = [
+        "Name",
+        "Basenames",
+        "Providename",
+        "Requirename",
+        "Dirnames",
+        "Group",
+        "Installtid",
+        "Sigmd5",
+        "Sha1header",
+        "Filedigests",
+        "Filemd5s",
+        "Pubkeys",
+        "Conflictname",
+        "Obsoletename",
+        "Triggername",
+        "Index.db",
+    ];
+    let id = util::resolve(tree, dir)?;
+    let entries = tree.entries(id)?;
+    entries.keys().find_map(|k| {
+        let n = String::from_utf8_lossy(k);
+        (NAMES.contains(&n.as_ref())
+            || n.starts_with("__db.")
+            || n.starts_with("rpmdb.sqlite-")
+            || n == ".rpm.lock")
+            .then(|| n.into_owned())
+    })
+}
+
+/// The inventory entry of one rpm package.
+fn rpm_info(p: &pkgdb::Package, ns: &str) -> PackageInfo {
+    let mut purl = format!(
+        "pkg:rpm/{ns}/{}@{}",
+        purl_encode(&p.name),
+        purl_encode(&format!("{}-{}", p.version, p.release))
+    );
+    let mut q = Vec::new();
+    if let Some(a) = &p.arch {
+        q.push(format!("arch={}", purl_encode(a)));
+    }
+    if let Some(e) = p.epoch {
+        q.push(format!("epoch={e}"));
+    }
+    if !q.is_empty() {
+        purl.push('?');
+        purl.push_str(&q.join("&"));
+    }
+    PackageInfo {
+        manager: "rpm".into(),
+        name: p.name.clone(),
+        epoch: p.epoch,
+        version: p.version.clone(),
+        release: Some(p.release.clone()),
+        arch: p.arch.clone(),
+        source: p.source_rpm.clone(),
+        vendor: p.vendor.clone(),
+        license: p.license.clone(),
+        install_time: p.install_time,
+        purl,
+        files: 0,
+        file_list_error: None,
+        status: None,
+    }
+}
+
+/// Offline `rpm -V` of one packaged file: skipped when rpm never installed it (FILESTATES
+/// `not installed`, `netshared`), existence only when `replaced`, content checks dropped for
+/// `wrong color`; `FILEVERIFYFLAGS` and file type decide the rest (see [`rpm_verify`]). A missing
+/// `%ghost` or `%missingok` file is not reported, as rpm prints it only with `-v`.
+#[allow(clippy::too_many_arguments)]
+fn verify_rpm_file(
+    tree: &Tree,
+    hashes: &HashMap<NodeId, String>,
+    names: &Names<'_>,
+    f: &pkgdb::FileEntry,
+    id: Option<NodeId>,
+    shared: bool,
+    label: &str,
+    out: &mut Packages,
+    jobs: &mut Vec<DigestJob>,
+    pending: &mut Vec<Mismatch>,
+) {
+    use pkgdb::rpm::{fileflags as ff, filestate as fs, verifyflags as vf};
+    let fflags = f.flags.unwrap_or(0);
+    let mut flags = f.verify_flags;
+    match f.state {
+        Some(fs::NOTINSTALLED) | Some(fs::NETSHARED) => return,
+        Some(fs::REPLACED) => flags = 0,
+        Some(fs::WRONGCOLOR) => flags &= !(vf::DIGEST | vf::SIZE | vf::MTIME | vf::RDEV),
+        _ => {}
+    }
+    if shared {
+        flags &= !vf::MTIME;
+    }
+    out.verified_files += 1;
+    let mismatch = |differs| Mismatch {
+        path: f.path.clone(),
+        package: label.to_string(),
+        config: f.is_config(),
+        differs,
+        verify: None,
+        codes: "?".into(),
+        flag: rpm_flag(fflags),
+    };
+    let Some(id) = id else {
+        if fflags & (ff::MISSINGOK | ff::GHOST) == 0 {
+            pending.push(mismatch(vec!["missing".into()]));
+        }
+        return;
+    };
+    let mut differs = Vec::new();
+    let hash_node = rpm_verify(tree, names, f, id, flags, &mut differs);
+    let idx = pending.len();
+    if let Some(node) = hash_node {
+        let algo = match f.digest_algo {
+            pkgdb::rpm::DigestAlgo::Md5 => "md5",
+            pkgdb::rpm::DigestAlgo::Sha1 => "sha1",
+            pkgdb::rpm::DigestAlgo::Sha224 => "sha224",
+            pkgdb::rpm::DigestAlgo::Sha256 => "sha256",
+            pkgdb::rpm::DigestAlgo::Sha384 => "sha384",
+            pkgdb::rpm::DigestAlgo::Sha512 => "sha512",
+            pkgdb::rpm::DigestAlgo::Other(_) => "",
+        };
+        match &f.digest {
+            // rpm: a regular file without a digest in the header fails the digest check.
+            None => differs.push("digest".into()),
+            Some(_) if algo.is_empty() => out.unverifiable_digests += 1,
+            Some(d) if algo == "sha256" && hashes.contains_key(&node) => {
+                if hashes.get(&node) != Some(&d.to_ascii_lowercase()) {
+                    differs.push("digest".into());
+                }
+            }
+            Some(d) => jobs.push(DigestJob {
+                node,
+                algo,
+                expected: d.to_ascii_lowercase(),
+                mismatch: idx,
+            }),
+        }
+    }
+    pending.push(mismatch(differs));
+}
+
 
 #[cfg(test)]
 mod tests {

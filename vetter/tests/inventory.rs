@@ -327,7 +327,12 @@ fn rpm_packages_verify_and_sbom_validates() {
         .iter()
         .find(|m| m.path == "/usr/bin/curl-config")
         .unwrap();
-    assert_eq!(m.differs, vec!["mode", "digest"]);
+    // rpm -V's view: size, mode, digest and mtime differ (the tree's files carry mtime 1000000).
+    assert_eq!(m.differs, vec!["size", "mode", "digest", "mtime"]);
+    assert_eq!(
+        m.rpm_line().as_deref(),
+        Some("SM5....T.    /usr/bin/curl-config")
+    );
     assert!(p
         .mismatches
         .iter()

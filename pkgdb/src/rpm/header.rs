@@ -63,6 +63,7 @@ pub mod tag {
     pub const FILEDIGESTS: u32 = 1035;
     pub const FILELINKTOS: u32 = 1036;
     pub const FILEFLAGS: u32 = 1037;
+    pub const FILEVERIFYFLAGS: u32 = 1045;
     pub const FILEUSERNAME: u32 = 1039;
     pub const FILEGROUPNAME: u32 = 1040;
     pub const SOURCERPM: u32 = 1044;
@@ -186,6 +187,17 @@ pub enum HeaderError {
         /// What is wrong.
         what: &'static str,
     },
+    /// A header digest (SHA1HEADER or SHA256HEADER) does not match the immutable region: the
+    /// header was altered or damaged and none of its values can be trusted.
+    #[error("rpm header {algo} digest mismatch: the header says {expected}, its immutable region hashes to {actual}")]
+    DigestMismatch {
+        /// `SHA1` or `SHA256`.
+        algo: &'static str,
+        /// The digest stored in the header.
+        expected: String,
+        /// The digest computed over the region.
+        actual: String,
+    },
     /// A tag needed for this operation is missing.
     #[error("rpm header has no tag {0}")]
     MissingTag(u32),
@@ -239,6 +251,15 @@ pub enum Value {
     String(String),
     Bin(Vec<u8>),
     StringArray(Vec<String>),
+}
+
+/// Which header digests [`Header::verify_digests`] found and verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DigestCheck {
+    /// `SHA1HEADER` was present and matched.
+    pub sha1: bool,
+    /// `SHA256HEADER` was present and matched.
+    pub sha256: bool,
 }
 
 /// A parsed rpm header.
@@ -404,6 +425,14 @@ impl Header {
             header.region_len = ril - 1;
             first = 1;
         }
+        // rpm's hdrblobVerifyInfo: entries after the region tag lie in data-store order, each
+        // aligned, none overlapping the previous one or the region trailer.
+        let mut prev_end = 0usize;
+        let region_dl = if first == 1 {
+            usize::try_from(off0).ok().map(|o| o + 16)
+        } else {
+            None
+        };
         header.entries.reserve(il - first);
         for i in first..il {
             let (t, ty, off, count) = raw(i)?;
@@ -420,11 +449,23 @@ impl Header {
             if count > MAX_DATA {
                 return Err(bad("absurd element count"));
             }
+            if off % ty.align() != 0 {
+                return Err(bad("data offset not aligned for its type"));
+            }
+            if off < prev_end {
+                return Err(bad("data overlaps the previous entry's data"));
+            }
             let len = data_len(ty, count, ds, off).map_err(bad)?;
             let end = off
                 .checked_add(len)
                 .filter(|e| *e <= ds.len())
                 .ok_or(bad("data runs past the data store"))?;
+            if let Some(rdl) = region_dl {
+                if end > rdl - 16 && off < rdl {
+                    return Err(bad("data overlaps the region trailer"));
+                }
+            }
+            prev_end = end;
             header.entries.push(Entry {
                 tag: t,
                 ty,
@@ -433,6 +474,74 @@ impl Header {
             });
         }
         Ok((header, total))
+    }
+
+    /// Check the header digests rpm checks before trusting a database header (`headerCheck`:
+    /// `SHA1HEADER` 269 and `SHA256HEADER` 273, wherever they sit in the header) against the
+    /// blob this header was parsed from. Each digest covers, as rpm's `hdrblobDigestUpdate`
+    /// computes it, the header magic, the region's entry count and data length (big-endian
+    /// u32s), the region's index entries and the region's data up to and including its trailer;
+    /// without a region tag both counts are 0 (so a stored digest cannot match, as in rpm).
+    /// Returns which digests were present (and matched); a mismatch is
+    /// [`HeaderError::DigestMismatch`].
+    pub fn verify_digests(&self, blob: &[u8]) -> Result<DigestCheck> {
+        use sha1::Digest as _;
+        let mut out = DigestCheck::default();
+        let want1 = self.string(tag::SHA1HEADER);
+        let want256 = self.string(tag::SHA256HEADER);
+        if want1.is_none() && want256.is_none() {
+            return Ok(out);
+        }
+        let il = be32(blob, 0)? as usize;
+        let (ril, rdl) = if self.region_tag.is_some() {
+            let off = be32(blob, 16)? as usize;
+            (self.region_len + 1, off + 16)
+        } else {
+            (0, 0)
+        };
+        let ds_start = 8 + il * 16;
+        let region_index = blob.get(8..8 + ril * 16);
+        let region_data = blob.get(ds_start..ds_start + rdl);
+        let (Some(region_index), Some(region_data)) = (region_index, region_data) else {
+            return Err(HeaderError::BadRegion {
+                tag: self.region_tag.unwrap_or(0),
+                what: "region outside the blob",
+            });
+        };
+        let feed = |h: &mut dyn FnMut(&[u8])| {
+            h(&HEADER_MAGIC);
+            h(&(ril as u32).to_be_bytes());
+            h(&(rdl as u32).to_be_bytes());
+            h(region_index);
+            h(region_data);
+        };
+        if let Some(want) = want1 {
+            let mut d = sha1::Sha1::new();
+            feed(&mut |b| d.update(b));
+            let got = hex::encode(d.finalize());
+            if !got.eq_ignore_ascii_case(want.trim()) {
+                return Err(HeaderError::DigestMismatch {
+                    algo: "SHA1",
+                    expected: want,
+                    actual: got,
+                });
+            }
+            out.sha1 = true;
+        }
+        if let Some(want) = want256 {
+            let mut d = sha2::Sha256::new();
+            feed(&mut |b| d.update(b));
+            let got = hex::encode(d.finalize());
+            if !got.eq_ignore_ascii_case(want.trim()) {
+                return Err(HeaderError::DigestMismatch {
+                    algo: "SHA256",
+                    expected: want,
+                    actual: got,
+                });
+            }
+            out.sha256 = true;
+        }
+        Ok(out)
     }
 
     /// The effective entry for `tag` (a later "dribble" entry wins over a region entry).

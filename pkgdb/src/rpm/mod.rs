@@ -50,9 +50,37 @@ pub mod fileflags {
     pub const MISSINGOK: u32 = 1 << 3;
     pub const NOREPLACE: u32 = 1 << 4;
     pub const GHOST: u32 = 1 << 6;
+    pub const SPECFILE: u32 = 1 << 5;
     pub const LICENSE: u32 = 1 << 7;
     pub const README: u32 = 1 << 8;
     pub const ARTIFACT: u32 = 1 << 12;
+}
+
+/// Attributes `rpm -V` checks (rpm's `rpmVerifyAttrs`, the bits of `FILEVERIFYFLAGS`).
+#[allow(missing_docs)]
+pub mod verifyflags {
+    pub const DIGEST: u32 = 1 << 0;
+    pub const SIZE: u32 = 1 << 1;
+    pub const LINKTO: u32 = 1 << 2;
+    pub const USER: u32 = 1 << 3;
+    pub const GROUP: u32 = 1 << 4;
+    pub const MTIME: u32 = 1 << 5;
+    pub const MODE: u32 = 1 << 6;
+    pub const RDEV: u32 = 1 << 7;
+    pub const CAPS: u32 = 1 << 8;
+    /// Everything (rpm's `RPMVERIFY_ALL`, the default when the header has no FILEVERIFYFLAGS).
+    pub const ALL: u32 = !0;
+}
+
+/// Install states of a file (`FILESTATES`, rpm's `rpmfileState`).
+#[allow(missing_docs)]
+pub mod filestate {
+    pub const NORMAL: u8 = 0;
+    pub const REPLACED: u8 = 1;
+    pub const NOTINSTALLED: u8 = 2;
+    pub const NETSHARED: u8 = 3;
+    pub const WRONGCOLOR: u8 = 4;
+    pub const MISSING: u8 = 255;
 }
 
 /// One file of a package, as its header describes it.
@@ -84,6 +112,12 @@ pub struct FileEntry {
     pub rdev: Option<u32>,
     /// Inode number within the package (hard links share it).
     pub inode: Option<u32>,
+    /// Install state (`FILESTATES`, see [`filestate`]); `None` when the header has none (a
+    /// package file rather than an installed header).
+    pub state: Option<u8>,
+    /// What `rpm -V` checks for this file (`FILEVERIFYFLAGS`, see [`verifyflags`]);
+    /// [`verifyflags::ALL`] when the header has none.
+    pub verify_flags: u32,
 }
 
 impl FileEntry {
@@ -286,6 +320,8 @@ fn files_of(h: &Header, name: &str) -> Result<Vec<FileEntry>, FileListError> {
     let mtimes = opt_ints(tag::FILEMTIMES)?;
     let rdevs = opt_ints(tag::FILERDEVS)?;
     let inodes = opt_ints(tag::FILEINODES)?;
+    let states = opt_ints(tag::FILESTATES)?;
+    let vflags = opt_ints(tag::FILEVERIFYFLAGS)?;
     let algo = DigestAlgo::from_id(h.int(tag::FILEDIGESTALGO).unwrap_or(1) as u32);
     let nonempty = |v: &Option<Vec<String>>, i: usize| {
         v.as_ref()
@@ -311,6 +347,8 @@ fn files_of(h: &Header, name: &str) -> Result<Vec<FileEntry>, FileListError> {
             mtime: int_at(&mtimes, i).map(|v| v as u32),
             rdev: int_at(&rdevs, i).map(|v| v as u32),
             inode: int_at(&inodes, i).map(|v| v as u32),
+            state: int_at(&states, i).map(|v| v as u8),
+            verify_flags: int_at(&vflags, i).map_or(verifyflags::ALL, |v| v as u32),
         })
         .collect())
 }

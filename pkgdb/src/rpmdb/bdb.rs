@@ -75,6 +75,25 @@ pub enum BdbError {
     /// A record too large to store.
     #[error("Berkeley DB: record of {0} bytes is too large")]
     RecordTooLarge(usize),
+    /// Unsupported hash version in the metadata page.
+    #[error("Berkeley DB: unsupported hash version {0} (rpm reads 8 to 10)")]
+    BadVersion(u32),
+    /// The file is shorter than its metadata says.
+    #[error("Berkeley DB: file is {len} bytes, not the whole {page_size}-byte pages up to last page {last_pgno} its metadata declares: truncated")]
+    TruncatedFile {
+        /// File length.
+        len: usize,
+        /// `last_pgno` from the metadata page.
+        last_pgno: u32,
+        /// Page size.
+        page_size: u32,
+    },
+    /// The metadata page is inconsistent.
+    #[error("Berkeley DB: metadata page: {0}")]
+    BadMeta(&'static str),
+    /// A `Packages` key that is not a 4-byte package number.
+    #[error("Berkeley DB: Packages record with a {0}-byte key (package numbers are 4 bytes)")]
+    BadKey(usize),
     /// The same key given twice to a writer that stores no duplicates.
     #[error("Berkeley DB: duplicate key {0:02x?}")]
     DuplicateKey(Vec<u8>),
@@ -115,8 +134,35 @@ pub struct Record {
     pub value: Vec<u8>,
 }
 
-/// Read every key/value pair of a Berkeley DB hash file held in memory, in page order.
+/// What a checked read of a hash file found: the records it could read, and what it could not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HashRead {
+    /// Records read, in bucket order.
+    pub records: Vec<Record>,
+    /// Every problem found (page, item, chain); empty when the file was read completely.
+    pub damage: Vec<BdbError>,
+    /// Key/value pairs seen but not readable (their item or overflow chain is broken).
+    pub unreadable: u64,
+}
+
+/// Read every key/value pair of a Berkeley DB hash file held in memory; the first problem is an
+/// error. See [`read_hash_checked`] for a read that keeps what is readable.
 pub fn read_hash(file: &[u8]) -> Result<Vec<Record>, BdbError> {
+    let r = read_hash_checked(file)?;
+    match r.damage.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(r.records),
+    }
+}
+
+/// Read a Berkeley DB hash file the way rpm's own `bdb_ro` backend does (bucket by bucket from
+/// the metadata page's `max_bucket` and `spares`, following each bucket's page chain), but keep
+/// going after a problem: a broken item, overflow chain or bucket page is recorded in
+/// [`HashRead::damage`] and the walk goes on with the next pair or bucket. Also damage: a file
+/// shorter than its metadata's `last_pgno` says (truncated), and a hash page holding items that
+/// no bucket reaches (records lost to a broken chain). `Err` only when the file is not a hash
+/// database at all (too short, wrong magic, bad page size or version).
+pub fn read_hash_checked(file: &[u8]) -> Result<HashRead, BdbError> {
     if file.len() < 512 {
         return Err(BdbError::Truncated(file.len()));
     }
@@ -128,66 +174,178 @@ pub fn read_hash(file: &[u8]) -> Result<Vec<Record>, BdbError> {
         (Some(m), _) => return Err(BdbError::BadMagic(m)),
         _ => return Err(BdbError::Truncated(file.len())),
     };
-    let psize = order.u32(file, 20).unwrap_or(0);
+    let meta = |off: usize| order.u32(file, off).unwrap_or(0);
+    let version = meta(16);
+    if !(8..=10).contains(&version) {
+        return Err(BdbError::BadVersion(version));
+    }
+    let psize = meta(20);
     if !(512..=65536).contains(&psize) || !psize.is_power_of_two() {
         return Err(BdbError::BadPageSize(psize));
     }
     let psize = psize as usize;
-    let npages = (file.len() / psize) as u32;
+    let mut out = HashRead::default();
+    let last_pgno = meta(32);
+    let in_file = (file.len() / psize) as u64;
+    if u64::from(last_pgno) + 1 > in_file || !file.len().is_multiple_of(psize) {
+        out.damage.push(BdbError::TruncatedFile {
+            len: file.len(),
+            last_pgno,
+            page_size: psize as u32,
+        });
+    }
+    // Pages that may be read: those the metadata declares and the file holds.
+    let npages = (u64::from(last_pgno) + 1).min(in_file) as u32;
+    let max_bucket = meta(72);
+    let mut spares = [0u32; 32];
+    for (i, s) in spares.iter_mut().enumerate() {
+        *s = meta(96 + i * 4);
+    }
+    // Every bucket needs a page of its own: never walk more buckets than the file has pages.
+    let walk_to = max_bucket.min(npages.saturating_sub(1));
+    if max_bucket > walk_to {
+        out.damage.push(BdbError::BadMeta(
+            "max_bucket counts more buckets than the file has pages",
+        ));
+    }
     let page = |n: u32| -> Option<&[u8]> {
         let start = (n as usize).checked_mul(psize)?;
-        file.get(start..start + psize)
+        file.get(start..start.checked_add(psize)?)
     };
-    let mut out = Vec::new();
+    let mut visited = vec![false; npages as usize];
+    for bucket in 0..=walk_to {
+        let bits = 32 - bucket.leading_zeros() as usize;
+        let mut pgno = bucket.wrapping_add(spares[bits.min(31)]);
+        let mut from = 0u32;
+        loop {
+            if pgno == 0 || pgno >= npages {
+                out.damage.push(BdbError::PageOutOfRange {
+                    page: pgno,
+                    from,
+                    pages: npages,
+                });
+                break;
+            }
+            if visited[pgno as usize] {
+                out.damage.push(BdbError::BadItem {
+                    page: pgno,
+                    item: 0,
+                    what: "hash page reached twice (bucket chains loop or share a page)",
+                });
+                break;
+            }
+            visited[pgno as usize] = true;
+            let Some(p) = page(pgno) else { break };
+            if order.u32(p, 8) != Some(pgno) {
+                out.damage.push(BdbError::BadItem {
+                    page: pgno,
+                    item: 0,
+                    what: "page header names another page number",
+                });
+                break;
+            }
+            if p[25] != P_HASH && p[25] != P_HASH_UNSORTED {
+                out.damage.push(BdbError::BadItem {
+                    page: pgno,
+                    item: 0,
+                    what: "bucket page is not a hash page",
+                });
+                break;
+            }
+            read_hash_page(file, psize, npages, order, pgno, p, &mut out);
+            from = pgno;
+            pgno = order.u32(p, 16).unwrap_or(0);
+            if pgno == 0 {
+                break;
+            }
+        }
+    }
+    // A hash page with items that no bucket chain reached holds records the walk lost.
     for pgno in 1..npages {
-        let Some(p) = page(pgno) else { break };
-        let ty = p[25];
-        if ty != P_HASH && ty != P_HASH_UNSORTED {
+        if visited[pgno as usize] {
             continue;
         }
-        let entries = order.u16(p, 20).unwrap_or(0) as usize;
-        if PAGE_HDR + entries * 2 > psize {
-            return Err(BdbError::BadItem {
+        let Some(p) = page(pgno) else { break };
+        let n = order.u16(p, 20).unwrap_or(0);
+        if (p[25] == P_HASH || p[25] == P_HASH_UNSORTED) && n > 0 && order.u32(p, 8) == Some(pgno) {
+            out.damage.push(BdbError::BadItem {
                 page: pgno,
                 item: 0,
-                what: "item count exceeds the page",
+                what: "hash page with items that no bucket chain reaches",
             });
-        }
-        let item = |i: usize| -> Result<&[u8], BdbError> {
-            let bad = |what| BdbError::BadItem {
-                page: pgno,
-                item: i,
-                what,
-            };
-            let off = order
-                .u16(p, PAGE_HDR + i * 2)
-                .ok_or(bad("index beyond page"))? as usize;
-            let end = if i == 0 {
-                psize
-            } else {
-                order
-                    .u16(p, PAGE_HDR + (i - 1) * 2)
-                    .ok_or(bad("index beyond page"))? as usize
-            };
-            let end = if end == 0 { psize } else { end };
-            if off < PAGE_HDR + entries * 2 || off >= end || end > psize {
-                return Err(bad("item offset out of order or outside the page"));
-            }
-            Ok(&p[off..end])
-        };
-        let mut i = 0;
-        while i + 1 < entries {
-            let k = item(i)?;
-            let v = item(i + 1)?;
-            let key = fetch(file, psize, npages, order, pgno, i, k)?;
-            let value = fetch(file, psize, npages, order, pgno, i + 1, v)?;
-            if let (Some(key), Some(value)) = (key, value) {
-                out.push(Record { key, value });
-            }
-            i += 2;
+            out.unreadable += u64::from(n / 2);
         }
     }
     Ok(out)
+}
+
+/// Read the key/data pairs of one hash page into `out`.
+fn read_hash_page(
+    file: &[u8],
+    psize: usize,
+    npages: u32,
+    order: Order,
+    pgno: u32,
+    p: &[u8],
+    out: &mut HashRead,
+) {
+    let entries = order.u16(p, 20).unwrap_or(0) as usize;
+    if PAGE_HDR + entries * 2 > psize {
+        out.damage.push(BdbError::BadItem {
+            page: pgno,
+            item: 0,
+            what: "item count exceeds the page",
+        });
+        out.unreadable += 1;
+        return;
+    }
+    if !entries.is_multiple_of(2) {
+        out.damage.push(BdbError::BadItem {
+            page: pgno,
+            item: entries - 1,
+            what: "odd number of items (a key without its data)",
+        });
+        out.unreadable += 1;
+    }
+    let item = |i: usize| -> Result<&[u8], BdbError> {
+        let bad = |what| BdbError::BadItem {
+            page: pgno,
+            item: i,
+            what,
+        };
+        let off = order
+            .u16(p, PAGE_HDR + i * 2)
+            .ok_or(bad("index beyond page"))? as usize;
+        let end = if i == 0 {
+            psize
+        } else {
+            order
+                .u16(p, PAGE_HDR + (i - 1) * 2)
+                .ok_or(bad("index beyond page"))? as usize
+        };
+        let end = if end == 0 { psize } else { end };
+        if off < PAGE_HDR + entries * 2 || off >= end || end > psize {
+            return Err(bad("item offset out of order or outside the page"));
+        }
+        Ok(&p[off..end])
+    };
+    let mut i = 0;
+    while i + 1 < entries {
+        let pair = item(i)
+            .and_then(|k| fetch(file, psize, npages, order, pgno, i, k))
+            .and_then(|k| {
+                let v = item(i + 1)?;
+                Ok((k, fetch(file, psize, npages, order, pgno, i + 1, v)?))
+            });
+        match pair {
+            Ok((key, value)) => out.records.push(Record { key, value }),
+            Err(e) => {
+                out.damage.push(e);
+                out.unreadable += 1;
+            }
+        }
+        i += 2;
+    }
 }
 
 fn fetch(
@@ -198,19 +356,25 @@ fn fetch(
     pgno: u32,
     idx: usize,
     it: &[u8],
-) -> Result<Option<Vec<u8>>, BdbError> {
+) -> Result<Vec<u8>, BdbError> {
     let bad = |what| BdbError::BadItem {
         page: pgno,
         item: idx,
         what,
     };
     match it.first().copied() {
-        Some(H_KEYDATA) => Ok(Some(it[1..].to_vec())),
+        Some(H_KEYDATA) => Ok(it[1..].to_vec()),
         Some(H_OFFPAGE) => {
+            if it.len() != 12 {
+                return Err(bad("off-page item is not 12 bytes"));
+            }
             let start = order.u32(it, 4).ok_or(bad("short off-page item"))?;
             let tlen = order.u32(it, 8).ok_or(bad("short off-page item"))? as usize;
             if tlen > file.len() {
                 return Err(bad("off-page length larger than the file"));
+            }
+            if tlen == 0 {
+                return Err(bad("off-page item of length 0"));
             }
             let mut data = Vec::with_capacity(tlen);
             let mut seen = HashSet::new();
@@ -232,6 +396,9 @@ fn fetch(
                     return Err(ovf("chain loops"));
                 }
                 let p = &file[cur as usize * psize..(cur as usize + 1) * psize];
+                if order.u32(p, 8) != Some(cur) {
+                    return Err(ovf("page header names another page number"));
+                }
                 if p[25] != P_OVERFLOW {
                     return Err(ovf("page is not an overflow page"));
                 }
@@ -239,48 +406,84 @@ fn fetch(
                 if PAGE_HDR + len > psize || len == 0 {
                     return Err(ovf("overflow length exceeds the page"));
                 }
-                let take = len.min(tlen - data.len());
-                data.extend_from_slice(&p[PAGE_HDR..PAGE_HDR + take]);
+                if len > tlen - data.len() {
+                    return Err(ovf("chain holds more bytes than the item says"));
+                }
+                data.extend_from_slice(&p[PAGE_HDR..PAGE_HDR + len]);
                 cur = order.u32(p, 16).unwrap_or(0);
             }
-            Ok(Some(data))
+            if cur != 0 {
+                return Err(BdbError::BadOverflow {
+                    start,
+                    page: cur,
+                    what: "chain continues past the item's length",
+                });
+            }
+            Ok(data)
         }
-        Some(other) => {
-            tracing::warn!(
-                page = pgno,
-                item = idx,
-                kind = other,
-                "skipping unsupported Berkeley DB hash item"
-            );
-            Ok(None)
-        }
+        Some(_) => Err(bad(
+            "unsupported hash item kind (duplicates are not used by rpm)",
+        )),
         None => Err(bad("empty item")),
     }
 }
 
-/// Read rpm's `Packages` hash file: `(package number, header blob)` sorted by number, key 0 skipped.
+/// What a checked read of rpm's `Packages` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackagesRead {
+    /// `(package number, header blob)`, sorted by number; key 0 skipped.
+    pub records: Vec<(u32, Vec<u8>)>,
+    /// Every problem found; empty when the file was read completely.
+    pub damage: Vec<BdbError>,
+    /// Records seen but not readable.
+    pub unreadable: u64,
+}
+
+/// Read rpm's `Packages` hash file: `(package number, header blob)` sorted by number, key 0
+/// skipped. The first problem is an error (see [`read_packages_checked`]).
 pub fn read_packages(file: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, BdbError> {
-    let le = u32::from_le_bytes;
-    let be = u32::from_be_bytes;
+    let r = read_packages_checked(file)?;
+    match r.damage.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(r.records),
+    }
+}
+
+/// [`read_hash_checked`] for rpm's `Packages`: keys must be 4-byte package numbers (a key of
+/// another size is damage, as is the same number twice).
+pub fn read_packages_checked(file: &[u8]) -> Result<PackagesRead, BdbError> {
     let big = file
         .get(12..16)
-        .is_some_and(|m| be([m[0], m[1], m[2], m[3]]) == MAGIC_HASH);
-    let mut out = Vec::new();
-    for r in read_hash(file)? {
+        .is_some_and(|m| u32::from_be_bytes([m[0], m[1], m[2], m[3]]) == MAGIC_HASH);
+    let h = read_hash_checked(file)?;
+    let mut out = PackagesRead {
+        records: Vec::with_capacity(h.records.len()),
+        damage: h.damage,
+        unreadable: h.unreadable,
+    };
+    for r in h.records {
         let Ok(k) = <[u8; 4]>::try_from(&r.key[..]) else {
-            tracing::warn!(
-                len = r.key.len(),
-                "skipping Packages record with a key that is not 4 bytes"
-            );
+            out.damage.push(BdbError::BadKey(r.key.len()));
+            out.unreadable += 1;
             continue;
         };
-        let n = if big { be(k) } else { le(k) };
+        let n = if big {
+            u32::from_be_bytes(k)
+        } else {
+            u32::from_le_bytes(k)
+        };
         if n == 0 {
             continue;
         }
-        out.push((n, r.value));
+        out.records.push((n, r.value));
     }
-    out.sort_by_key(|(n, _)| *n);
+    out.records.sort_by_key(|(n, _)| *n);
+    for w in out.records.windows(2) {
+        if w[0].0 == w[1].0 {
+            out.damage
+                .push(BdbError::DuplicateKey(w[0].0.to_le_bytes().to_vec()));
+        }
+    }
     Ok(out)
 }
 

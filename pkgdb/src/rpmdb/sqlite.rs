@@ -26,6 +26,12 @@ pub enum SqliteError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The database is damaged (strict reads only; see [`read_packages_bytes_checked`]).
+    #[error("rpmdb.sqlite: {what}")]
+    Damaged {
+        /// What is wrong.
+        what: String,
+    },
     /// I/O on the private copy.
     #[error("rpmdb.sqlite {path}: {source}")]
     Io {
@@ -44,13 +50,40 @@ fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> SqliteError + '_ {
     }
 }
 
-/// Read `(hnum, blob)` from database bytes (plus an optional pending `-wal`). The bytes are
-/// written to a private temporary copy, so the WAL is applied there and the caller's image is never
-/// touched.
+/// What a checked read of `rpmdb.sqlite` found.
+#[derive(Debug, Default)]
+pub struct SqliteRead {
+    /// `(hnum, blob)` in hnum order.
+    pub records: Vec<(u32, Vec<u8>)>,
+    /// Every problem found (SQLite's `quick_check` findings, unreadable rows, a damaged WAL);
+    /// empty when the database was read completely.
+    pub damage: Vec<String>,
+    /// Rows seen but not usable (NULL or non-BLOB blob, hnum out of range).
+    pub unreadable: u64,
+}
+
+/// Read `(hnum, blob)` from database bytes (plus an optional pending `-wal`); the first problem
+/// is an error (see [`read_packages_bytes_checked`]).
 pub fn read_packages_bytes(
     db: &[u8],
     wal: Option<&[u8]>,
 ) -> Result<Vec<(u32, Vec<u8>)>, SqliteError> {
+    let r = read_packages_bytes_checked(db, wal)?;
+    match r.damage.into_iter().next() {
+        Some(what) => Err(SqliteError::Damaged { what }),
+        None => Ok(r.records),
+    }
+}
+
+/// Read `(hnum, blob)` from database bytes (plus an optional pending `-wal`), keeping what is
+/// readable. The bytes are written to a private temporary copy, so the WAL is applied there and
+/// the caller's image is never touched. Damage: SQLite's `PRAGMA quick_check` findings, a row
+/// that fails mid-scan, a row without a BLOB, and a WAL that SQLite would silently drop in part
+/// (see [`check_wal`]). `Err` when SQLite cannot open the file or has no `Packages` table.
+pub fn read_packages_bytes_checked(
+    db: &[u8],
+    wal: Option<&[u8]>,
+) -> Result<SqliteRead, SqliteError> {
     let io = |source| SqliteError::Io {
         path: "<private copy>".into(),
         source,
@@ -58,34 +91,75 @@ pub fn read_packages_bytes(
     let dir = tempfile::tempdir().map_err(io)?;
     let p = dir.path().join("rpmdb.sqlite");
     std::fs::write(&p, db).map_err(io)?;
+    let mut wal_damage = None;
     if let Some(w) = wal {
+        wal_damage = check_wal(w).err();
         std::fs::write(dir.path().join("rpmdb.sqlite-wal"), w).map_err(io)?;
     }
-    read_packages_file(&p)
+    let mut r = read_packages_file(&p)?;
+    if let Some(w) = wal_damage {
+        r.damage.insert(0, format!("rpmdb.sqlite-wal: {w}"));
+    }
+    Ok(r)
 }
 
 /// Read `(hnum, blob)` from our private copy, opened read-only (SQLite still reads a `-wal` beside it).
-fn read_packages_file(p: &Path) -> Result<Vec<(u32, Vec<u8>)>, SqliteError> {
+fn read_packages_file(p: &Path) -> Result<SqliteRead, SqliteError> {
     let conn = Connection::open_with_flags(
         p,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sql(p))?;
+    let mut out = SqliteRead::default();
+    {
+        let mut st = conn.prepare("PRAGMA quick_check(20)").map_err(sql(p))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(sql(p))?;
+        for r in rows {
+            match r {
+                Ok(s) if s == "ok" => {}
+                Ok(s) => out.damage.push(format!("quick_check: {s}")),
+                Err(e) => out.damage.push(format!("quick_check: {e}")),
+            }
+        }
+    }
     let mut st = conn
         .prepare("SELECT hnum, blob FROM Packages ORDER BY hnum")
         .map_err(sql(p))?;
-    let rows = st
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
-        .map_err(sql(p))?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (h, b) = r.map_err(sql(p))?;
-        out.push((h as u32, b));
+    let mut rows = st.query([]).map_err(sql(p))?;
+    loop {
+        let row = match rows.next() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => {
+                out.damage.push(format!(
+                    "reading Packages failed after {} rows: {e}",
+                    out.records.len()
+                ));
+                break;
+            }
+        };
+        let h = row.get::<_, i64>(0);
+        let b = row.get::<_, Vec<u8>>(1);
+        match (h.map(u32::try_from), b) {
+            (Ok(Ok(h)), Ok(b)) => out.records.push((h, b)),
+            (Ok(Ok(h)), Err(e)) => {
+                out.damage.push(format!("Packages row hnum {h}: blob: {e}"));
+                out.unreadable += 1;
+            }
+            (Ok(Err(_)), _) | (Err(_), _) => {
+                out.damage
+                    .push("Packages row with an hnum that is not a package number".into());
+                out.unreadable += 1;
+            }
+        }
     }
     Ok(out)
 }
 
-/// Read `(hnum, blob)` from `rpmdb.sqlite` at `path` (and its `-wal` if present), via a private copy.
+/// Read `(hnum, blob)` from `rpmdb.sqlite` at `path` (and its `-wal` if present), via a private
+/// copy; the first problem is an error.
 pub fn read_packages(path: &Path) -> Result<Vec<(u32, Vec<u8>)>, SqliteError> {
     let io = |source| SqliteError::Io {
         path: path.display().to_string(),
@@ -100,6 +174,87 @@ pub fn read_packages(path: &Path) -> Result<Vec<(u32, Vec<u8>)>, SqliteError> {
         Err(e) => return Err(io(e)),
     };
     read_packages_bytes(&db, wal.as_deref())
+}
+
+/// Check a write-ahead log as SQLite recovers it (sqlite.org/fileformat2.html §4), for the damage
+/// SQLite hides: it replays frames while their salts match the WAL header and their cumulative
+/// checksums hold, and silently ignores the rest. A torn last transaction (a crash mid-write) is
+/// normal, but a complete commit frame that fails its checksum, or a checksum break followed by
+/// a later commit frame of the same generation, means committed transactions are being dropped;
+/// a WAL with content but a broken header is dropped whole. Returns a description of such damage.
+pub fn check_wal(wal: &[u8]) -> Result<(), String> {
+    if wal.is_empty() {
+        return Ok(());
+    }
+    let be = |off: usize| -> u32 {
+        wal.get(off..off + 4)
+            .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+            .unwrap_or(0)
+    };
+    if wal.len() < 32 {
+        return Err(format!("{} bytes, shorter than a WAL header", wal.len()));
+    }
+    let magic = be(0);
+    if magic & !1 != 0x377f_0682 {
+        return Err(format!("bad magic {magic:#010x} at offset 0"));
+    }
+    let big = magic & 1 == 1;
+    let page = be(8) as usize;
+    if !(512..=65536).contains(&page) || !page.is_power_of_two() {
+        return Err(format!("bad page size {page} at offset 8"));
+    }
+    let checksum = |data: &[u8], mut s0: u32, mut s1: u32| -> (u32, u32) {
+        for c in data.chunks_exact(8) {
+            let w = |i: usize| {
+                let a = [c[i], c[i + 1], c[i + 2], c[i + 3]];
+                if big {
+                    u32::from_be_bytes(a)
+                } else {
+                    u32::from_le_bytes(a)
+                }
+            };
+            s0 = s0.wrapping_add(w(0)).wrapping_add(s1);
+            s1 = s1.wrapping_add(w(4)).wrapping_add(s0);
+        }
+        (s0, s1)
+    };
+    let (mut s0, mut s1) = checksum(&wal[..24], 0, 0);
+    if (s0, s1) != (be(24), be(28)) {
+        return Err("header checksum mismatch at offset 24: SQLite ignores the whole WAL".into());
+    }
+    let (salt1, salt2) = (be(16), be(20));
+    let frame = 24 + page;
+    let mut off = 32;
+    let mut n = 0usize;
+    while off + frame <= wal.len() {
+        let same_gen = be(off + 8) == salt1 && be(off + 12) == salt2;
+        let (c0, c1) = checksum(&wal[off..off + 8], s0, s1);
+        let (c0, c1) = checksum(&wal[off + 24..off + frame], c0, c1);
+        if !same_gen || (c0, c1) != (be(off + 16), be(off + 20)) {
+            // A complete commit frame of this generation whose contents fail: a committed
+            // transaction is dropped (a torn write leaves a short or stale frame instead).
+            if same_gen && be(off + 4) != 0 {
+                return Err(format!(
+                    "commit frame {n} at offset {off} fails its checksum, so SQLite drops that transaction"
+                ));
+            }
+            // Recovery stops here: is a later commit of this generation lost with it?
+            let mut later = off + frame;
+            while later + frame <= wal.len() {
+                if be(later + 8) == salt1 && be(later + 12) == salt2 && be(later + 4) != 0 {
+                    return Err(format!(
+                        "frame {n} at offset {off} fails its checksum, so SQLite drops it and the committed frame at offset {later} after it"
+                    ));
+                }
+                later += frame;
+            }
+            return Ok(());
+        }
+        (s0, s1) = (c0, c1);
+        off += frame;
+        n += 1;
+    }
+    Ok(())
 }
 
 /// Index tables rpm keeps, with the header tag each one indexes.

@@ -377,6 +377,8 @@ fn verify(
                 package: label.clone(),
                 config,
                 differs: vec!["missing".into()],
+                codes: String::new(),
+                flag: String::new(),
             });
             continue;
         };
@@ -422,6 +424,8 @@ fn verify(
             package: label.clone(),
             config,
             differs,
+            codes: String::new(),
+            flag: String::new(),
         });
     }
 }
