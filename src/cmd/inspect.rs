@@ -51,11 +51,26 @@ pub struct InspectArgs {
 
 /// Opens and inspects `path`.
 pub fn inventory(path: &Path, hash: bool, ui: &Ui) -> Result<(vetter::Inventory, image::Image)> {
+    inventory_with(path, hash, true, ui)
+}
+
+/// Opens and inspects `path`; `list_files`: one entry per inode in `files.entries` (the summary
+/// does not show them: without them a million-inode image needs half the memory).
+pub fn inventory_with(
+    path: &Path,
+    hash: bool,
+    list_files: bool,
+    ui: &Ui,
+) -> Result<(vetter::Inventory, image::Image)> {
     let spinner = ui.spinner(&format!("reading {}", path.display()));
-    let img = image::open(path)?;
+    let img = image::open_with(path, &ui.budgets.open_options())?;
     spinner.set_message(format!("inspecting {}", path.display()));
     let opts = vetter::InspectOptions {
         hash,
+        hash_limit: ui.budgets.hash_max_file,
+        hash_holes: ui.budgets.hash_holes,
+        max_path_bytes: ui.budgets.max_path,
+        list_files,
         ..Default::default()
     };
     let inv = vetter::inspect(&img.tree, &opts)
@@ -78,7 +93,8 @@ pub fn emit(output: Option<&Path>, text: &str) -> Result<()> {
 
 /// Runs `wafer inspect`.
 pub fn run(a: InspectArgs, ui: &Ui) -> Result<()> {
-    let (inv, img) = inventory(&a.image, !a.no_hash, ui)?;
+    let listed = a.json || a.sbom.is_some();
+    let (inv, img) = inventory_with(&a.image, !a.no_hash, listed, ui)?;
     let text = if a.sbom == Some(SbomFormat::Cyclonedx) {
         let mut v = serde_json::to_string_pretty(&vetter::sbom::cyclonedx(&inv))
             .context("serializing the SBOM")?;
