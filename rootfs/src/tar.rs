@@ -10,7 +10,8 @@
 //!
 //! File contents are *referenced*: for an uncompressed archive each regular file's extents point
 //! into the archive itself; a compressed archive is decompressed once into an anonymous spool file
-//! and the extents point into that.
+//! and the extents point into that. The spool is bounded ([`TarOptions::spool_budget`]: by default
+//! 100 times the compressed size, at least 256 MiB), so a compression bomb is refused, not spooled.
 //!
 //! We parse headers ourselves rather than with the `tar` crate: we need the exact byte offset of
 //! every member's data (including inside old-GNU and pax 1.0 sparse members, whose maps the `tar`
