@@ -1,6 +1,8 @@
 //! Bounded work at the library level: regular-file-only opens, the tar spool budget, hashing
 //! budgets for sparse contents, and trees far deeper than any stack.
 
+mod tar_util;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use rootfs::content::{open_regular, FileSource, HashBudget, HashError};
 use rootfs::tar::{open_archive, read_tar, TarError, TarOptions};
 use rootfs::{Content, Extent, Metadata, Node, NodeKind, ReadAt, Source, Timestamp, Tree};
 use sha2::{Digest, Sha256};
+use tar_util::header;
 
 fn meta() -> Metadata {
     Metadata::new(0o755, 0, 0, Timestamp::from_secs(1))
@@ -46,24 +49,6 @@ fn fifos_devices_and_final_symlinks_are_not_opened_as_files() {
     assert!(e.to_string().contains("is a FIFO"), "{e}");
 }
 
-/// One ustar header with a valid checksum.
-fn header(name: &[u8], typeflag: u8, size: u64) -> Vec<u8> {
-    let mut h = vec![0u8; 512];
-    h[..name.len()].copy_from_slice(name);
-    h[100..108].copy_from_slice(b"0000644\0");
-    h[108..116].copy_from_slice(b"0000000\0");
-    h[116..124].copy_from_slice(b"0000000\0");
-    h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
-    h[136..148].copy_from_slice(b"14000000000\0");
-    h[156] = typeflag;
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    h
-}
-
 /// A tar of one member of `size` zero bytes, compressed by the real `zstd`.
 fn zstd_tar_of_zeros(path: &std::path::Path, size: u64) {
     let out = std::fs::File::create(path).unwrap();
@@ -75,7 +60,7 @@ fn zstd_tar_of_zeros(path: &std::path::Path, size: u64) {
         .expect("zstd (Debian package zstd)");
     {
         let mut w = z.stdin.take().unwrap();
-        w.write_all(&header(b"zeros", b'0', size)).unwrap();
+        w.write_all(&header(b"zeros", b'0', size, b"")).unwrap();
         let zeros = vec![0u8; 1 << 16];
         let mut left = size.div_ceil(512) * 512 + 1024;
         while left > 0 {
