@@ -91,25 +91,44 @@ pub fn emit(output: Option<&Path>, text: &str) -> Result<()> {
     }
 }
 
+/// Writes `value` as pretty JSON (and a newline) to `output` or stdout, streaming.
+fn emit_json(output: Option<&Path>, value: &impl serde::Serialize) -> Result<()> {
+    let shown = output
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "standard output".into());
+    let mut w: std::io::BufWriter<Box<dyn Write>> = std::io::BufWriter::with_capacity(
+        1 << 16,
+        match output {
+            Some(p) => Box::new(
+                std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?,
+            ),
+            None => Box::new(std::io::stdout().lock()),
+        },
+    );
+    serde_json::to_writer_pretty(&mut w, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| w.write_all(b"\n"))
+        .and_then(|()| w.flush())
+        .with_context(|| format!("writing the inventory to {shown}"))
+}
+
 /// Runs `wafer inspect`.
 pub fn run(a: InspectArgs, ui: &Ui) -> Result<()> {
     let listed = a.json || a.sbom.is_some();
     let (inv, img) = inventory_with(&a.image, !a.no_hash, listed, ui)?;
-    let text = if a.sbom == Some(SbomFormat::Cyclonedx) {
+    if a.sbom == Some(SbomFormat::Cyclonedx) {
         let mut v = serde_json::to_string_pretty(&vetter::sbom::cyclonedx(&inv))
             .context("serializing the SBOM")?;
         v.push('\n');
-        v
+        emit(a.output.as_deref(), &v)?;
     } else if a.json {
-        let mut v = serde_json::to_string_pretty(&inv).context("serializing the inventory")?;
-        v.push('\n');
-        v
+        // Streamed, not built as one string: a million-inode inventory is hundreds of MB of JSON.
+        emit_json(a.output.as_deref(), &inv)?;
     } else {
         let mut s = format!("{} ({})\n", a.image.display(), img.kind);
         s.push_str(&vetter::render::summary(&inv));
-        s
-    };
-    emit(a.output.as_deref(), &text)?;
+        emit(a.output.as_deref(), &s)?;
+    }
     if a.output.is_some() && !ui.quiet && std::io::stderr().is_terminal() {
         eprintln!(
             "wrote {}",
