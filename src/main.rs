@@ -34,6 +34,8 @@ struct Cli {
     /// Only errors on stderr; no progress bars.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    #[command(flatten)]
+    budgets: cmd::Budgets,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,7 +95,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose, cli.quiet);
-    let ui = cmd::Ui { quiet: cli.quiet };
+    let ui = cmd::Ui {
+        quiet: cli.quiet,
+        budgets: cli.budgets,
+    };
     let result = match cli.command {
         Command::Mkfs(a) => cmd::mkfs::run(a, &ui).map(|()| 0),
         Command::Ls(a) => cmd::ls::run(a, &ui).map(|()| 0),

@@ -10,7 +10,7 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Positional reads from something with a length: an open file, an image inside a wafer, memory.
@@ -55,13 +55,76 @@ pub struct FileSource {
     path: PathBuf,
 }
 
+/// Open `path` for reading only if it is a regular file: the open never blocks (`O_NONBLOCK`, so a
+/// FIFO cannot hang the caller waiting for a writer), a final symlink is refused unless `follow`
+/// (`O_NOFOLLOW`), and the type is checked on the open descriptor (`fstat`), so a FIFO, device,
+/// socket or directory swapped in after an earlier `lstat` is refused too
+/// ([`io::ErrorKind::InvalidInput`], naming the type found).
+pub fn open_regular(path: &Path, follow: bool) -> io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+    if !follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| {
+            if !follow && e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "is a symbolic link where a regular file was expected",
+                )
+            } else {
+                e
+            }
+        })?;
+    let ft = file.metadata()?.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("is {what} where a regular file was expected"),
+        ));
+    }
+    Ok(file)
+}
+
 impl FileSource {
-    /// Open `path` for positional reads.
+    /// Open the regular file `path` (a final symlink is followed) for positional reads; anything
+    /// else (FIFO, device, socket, directory) is refused without blocking ([`open_regular`]).
     pub fn open(path: impl Into<PathBuf>) -> io::Result<Self> {
-        let path = path.into();
-        let file = File::open(&path)?;
+        Self::open_with(path.into(), true)
+    }
+
+    /// Like [`FileSource::open`] but a final symlink is refused too: for files found by a
+    /// directory walk, which must be read as the file the walk saw, never through a link.
+    pub fn open_nofollow(path: impl Into<PathBuf>) -> io::Result<Self> {
+        Self::open_with(path.into(), false)
+    }
+
+    fn open_with(path: PathBuf, follow: bool) -> io::Result<Self> {
+        let file = open_regular(&path, follow)?;
         let len = file.metadata()?.len();
         Ok(FileSource { file, len, path })
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
     }
     /// The host path this source reads.
     pub fn path(&self) -> &std::path::Path {
@@ -268,7 +331,7 @@ impl Content {
         let src: Arc<dyn ReadAt> = match &self.source {
             Source::None => Arc::new(Vec::new()),
             Source::Memory(m) => Arc::new(m.to_vec()),
-            Source::Path(p) => Arc::new(FileSource::open(p.as_ref().clone())?),
+            Source::Path(p) => Arc::new(FileSource::open_nofollow(p.as_ref().clone())?),
             Source::Shared(s) => s.clone(),
         };
         Ok(ContentReader {
@@ -293,6 +356,128 @@ impl Content {
         let mut out = Vec::with_capacity(self.size as usize);
         io::Read::read_to_end(&mut self.reader()?, &mut out)?;
         Ok(out)
+    }
+}
+
+/// Default for [`HashBudget::max_file_bytes`]: files larger than 4 GiB (logical size) are not hashed.
+pub const DEFAULT_HASH_MAX_FILE: u64 = 4 << 30;
+
+/// Default for [`HashBudget::new`]'s hole budget: at most 1 GiB of holes (zeros a sparse file
+/// declares but does not store) is hashed over a whole image.
+pub const DEFAULT_HASH_HOLES: u64 = 1 << 30;
+
+/// Bounds on the work of hashing file contents, shared by every file of one image (and by the
+/// threads hashing them).
+///
+/// Stored bytes are the honest input: they are in the archive or image, so hashing them costs
+/// time proportional to its size. Holes are free to declare (a 20 KB tar can claim a hundred
+/// 4 GiB sparse files, a corrupt `i_size` is a hole of any size) yet hashing them still costs CPU,
+/// so the hole bytes hashed over the whole image come out of one budget. A file over a limit is
+/// not hashed ([`HashError::NotHashed`]); the caller reports it.
+#[derive(Debug)]
+pub struct HashBudget {
+    /// Files whose logical size exceeds this are not hashed.
+    pub max_file_bytes: u64,
+    holes_left: std::sync::atomic::AtomicU64,
+    holes_total: u64,
+}
+
+impl Default for HashBudget {
+    fn default() -> Self {
+        HashBudget::new(DEFAULT_HASH_MAX_FILE, DEFAULT_HASH_HOLES)
+    }
+}
+
+impl HashBudget {
+    /// A budget hashing files up to `max_file_bytes` and at most `holes` hole bytes in total.
+    pub fn new(max_file_bytes: u64, holes: u64) -> Self {
+        HashBudget {
+            max_file_bytes,
+            holes_left: std::sync::atomic::AtomicU64::new(holes),
+            holes_total: holes,
+        }
+    }
+
+    /// Hole bytes still allowed.
+    pub fn holes_left(&self) -> u64 {
+        self.holes_left.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Check `content` against the budget before it is read whole, and take its hole bytes
+    /// from the hole budget if it passes. Refused: a file larger than
+    /// [`HashBudget::max_file_bytes`], a file whose extents map more bytes than its source holds
+    /// (blocks mapped twice), and a sparse file whose holes exceed what is left of the hole budget.
+    pub fn admit(&self, content: &Content) -> Result<(), HashError> {
+        use std::sync::atomic::Ordering;
+        if content.size > self.max_file_bytes {
+            return Err(HashError::NotHashed(format!(
+                "larger than the {} byte hashing limit",
+                self.max_file_bytes
+            )));
+        }
+        let stored = content.stored_bytes();
+        if let Source::Shared(src) = &content.source {
+            if stored > src.len() {
+                return Err(HashError::NotHashed(format!(
+                    "its extents map {stored} bytes but its source holds only {}",
+                    src.len()
+                )));
+            }
+        }
+        let holes = content.size - stored.min(content.size);
+        if holes == 0 {
+            return Ok(());
+        }
+        self.holes_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(holes)
+            })
+            .map(|_| ())
+            .map_err(|left| {
+                HashError::NotHashed(format!(
+                    "sparse: {holes} bytes of holes exceed what is left ({left} bytes) of the {} byte budget for hashing holes",
+                    self.holes_total
+                ))
+            })
+    }
+}
+
+/// Why a file's contents were not hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// A budget says no: the file is reported as not hashed, nothing was read.
+    #[error("{0}")]
+    NotHashed(String),
+    /// Reading the contents failed.
+    #[error("read error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl Content {
+    /// sha256 of the logical contents (holes as zeros) within `budget`, reading through `buf`
+    /// (any size; 256 KiB is a good one). What [`HashBudget::admit`] refuses is refused before
+    /// any read.
+    pub fn sha256(&self, budget: &HashBudget, buf: &mut [u8]) -> Result<[u8; 32], HashError> {
+        use sha2::Digest;
+        budget.admit(self)?;
+        if buf.is_empty() {
+            return Err(HashError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "empty hashing buffer",
+            )));
+        }
+        let mut hasher = sha2::Sha256::new();
+        let mut r = self.reader()?;
+        loop {
+            let n = match io::Read::read(&mut r, buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(HashError::Io(e)),
+            };
+            hasher.update(&buf[..n]);
+        }
+        Ok(hasher.finalize().into())
     }
 }
 

@@ -10,10 +10,10 @@
 //! and the handle closed before descending.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,15 +136,11 @@ fn metadata_of(path: &Path, md: &fs::Metadata, opts: &DirOptions) -> Result<Meta
 
 /// Map a regular file's data ranges with `SEEK_DATA`/`SEEK_HOLE`.
 fn sparse_extents(path: &Path, size: u64) -> Result<Vec<Extent>, DirError> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|source| DirError::Io {
-            path: path.to_path_buf(),
-            what: "open",
-            source,
-        })?;
+    let file = crate::content::open_regular(path, false).map_err(|source| DirError::Io {
+        path: path.to_path_buf(),
+        what: "open",
+        source,
+    })?;
     let ranges = data_ranges(&file, size).map_err(|(what, source)| DirError::Io {
         path: path.to_path_buf(),
         what,
@@ -278,10 +274,12 @@ pub fn read_dir(root: &Path, opts: &DirOptions) -> Result<Tree, DirError> {
                         NodeKind::Regular(c)
                     } else {
                         // Check readability now so errors name the file here, not at write time.
-                        File::open(&path).map_err(|source| DirError::Io {
-                            path: path.clone(),
-                            what: "open",
-                            source,
+                        crate::content::open_regular(&path, false).map_err(|source| {
+                            DirError::Io {
+                                path: path.clone(),
+                                what: "open",
+                                source,
+                            }
                         })?;
                         NodeKind::Regular(Content::from_path(path.clone(), size))
                     }

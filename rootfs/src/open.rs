@@ -159,7 +159,7 @@ pub struct ZseekSource {
 impl ZseekSource {
     /// Open the seekable zstd file at `path`.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
-        let f = File::open(path).map_err(|source| OpenError::Io {
+        let f = crate::content::open_regular(path, true).map_err(|source| OpenError::Io {
             path: path.to_path_buf(),
             source,
         })?;

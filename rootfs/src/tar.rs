@@ -10,7 +10,8 @@
 //!
 //! File contents are *referenced*: for an uncompressed archive each regular file's extents point
 //! into the archive itself; a compressed archive is decompressed once into an anonymous spool file
-//! and the extents point into that.
+//! and the extents point into that. The spool is bounded ([`TarOptions::spool_budget`]: by default
+//! 100 times the compressed size, at least 256 MiB), so a compression bomb is refused, not spooled.
 //!
 //! We parse headers ourselves rather than with the `tar` crate: we need the exact byte offset of
 //! every member's data (including inside old-GNU and pax 1.0 sparse members, whose maps the `tar`
@@ -91,6 +92,13 @@ pub fn looks_like_tar(block: &[u8]) -> bool {
     }
 }
 
+/// Default spool budget, as a multiple of the compressed archive's size: real root filesystem
+/// tarballs expand 3 to 10 times; a compression bomb expands thousands of times.
+pub const DEFAULT_SPOOL_RATIO: u64 = 100;
+
+/// Default spool budget floor: small archives may always expand to this many bytes.
+pub const DEFAULT_SPOOL_FLOOR: u64 = 256 << 20;
+
 /// Options for reading archives.
 #[derive(Clone, Debug)]
 pub struct TarOptions {
@@ -98,8 +106,15 @@ pub struct TarOptions {
     pub spool_dir: Option<PathBuf>,
     /// Cap on one extended header's data (pax records, GNU long names, pax 1.0 sparse maps).
     pub max_header_bytes: u64,
-    /// Cap on the decompressed size of a compressed archive (`None`: no cap).
+    /// Explicit cap on the decompressed (spooled) size of a compressed archive. `None`: the
+    /// budget is [`TarOptions::spool_ratio`] times the compressed size, at least
+    /// [`TarOptions::spool_floor`].
     pub max_decompressed_bytes: Option<u64>,
+    /// Spool budget as a multiple of the compressed size when no explicit cap is set; default
+    /// [`DEFAULT_SPOOL_RATIO`].
+    pub spool_ratio: u64,
+    /// Spool budget floor when no explicit cap is set; default [`DEFAULT_SPOOL_FLOOR`].
+    pub spool_floor: u64,
 }
 
 impl Default for TarOptions {
@@ -108,6 +123,20 @@ impl Default for TarOptions {
             spool_dir: None,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_decompressed_bytes: None,
+            spool_ratio: DEFAULT_SPOOL_RATIO,
+            spool_floor: DEFAULT_SPOOL_FLOOR,
+        }
+    }
+}
+
+impl TarOptions {
+    /// The most bytes a compressed archive of `compressed` bytes may spool.
+    pub fn spool_budget(&self, compressed: u64) -> u64 {
+        match self.max_decompressed_bytes {
+            Some(cap) => cap,
+            None => compressed
+                .saturating_mul(self.spool_ratio)
+                .max(self.spool_floor),
         }
     }
 }
@@ -302,7 +331,10 @@ pub fn open_archive(
     if compression == Compression::None {
         return Ok((Arc::new(src), compression));
     }
-    let file = File::open(path).map_err(io_err)?;
+    // The same open file (reads through `FileSource` are positional, so its offset is still 0):
+    // the path is not opened twice, so nothing can be swapped in between.
+    let file = src.file().try_clone().map_err(io_err)?;
+    let compressed = src.len();
     let input = io::BufReader::with_capacity(1 << 16, file);
     let mut dec: Box<dyn Read> = match compression {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
@@ -319,7 +351,7 @@ pub fn open_archive(
         source,
     })?;
     let mut out = BufWriter::with_capacity(1 << 16, &spool);
-    let cap = opts.max_decompressed_bytes.unwrap_or(u64::MAX);
+    let cap = opts.spool_budget(compressed);
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
     loop {
@@ -342,7 +374,10 @@ pub fn open_archive(
                 path: shown(),
                 compression,
                 at: total,
-                what: format!("decompressed size exceeds the cap of {cap} bytes"),
+                what: format!(
+                    "the decompressed archive exceeds the spool budget of {cap} bytes \
+                     ({compressed} compressed bytes; raise it with --max-spool)"
+                ),
             });
         }
         out.write_all(&buf[..n]).map_err(|source| TarError::Io {
@@ -390,13 +425,20 @@ pub fn read_tar(src: Arc<dyn ReadAt>, opts: &TarOptions) -> Result<(Tree, TarSta
 // Header field parsing (ustar layout: POSIX pax spec, "ustar Interchange Format"; GNU additions:
 // GNU tar manual, "Basic Tar Format").
 
+/// Unsigned and signed sums of a header with its checksum field read as spaces. Plain loops over
+/// the two halves (not a per-byte range test): this runs once per member, a million times for
+/// a million-entry archive.
 fn checksums(block: &[u8]) -> (u64, i64) {
-    let mut u = 0u64;
-    let mut s = 0i64;
-    for (i, &b) in block.iter().enumerate().take(BLOCK as usize) {
-        let b = if (148..156).contains(&i) { b' ' } else { b };
-        u += u64::from(b);
-        s += i64::from(b as i8);
+    let block = &block[..block.len().min(BLOCK as usize)];
+    let (head, rest) = block.split_at(block.len().min(148));
+    let tail = rest.get(8..).unwrap_or(&[]);
+    let mut u = 8 * u64::from(b' ');
+    let mut s = 8 * i64::from(b' ');
+    for part in [head, tail] {
+        for &b in part {
+            u += u64::from(b);
+            s += i64::from(b as i8);
+        }
     }
     (u, s)
 }

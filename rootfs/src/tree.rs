@@ -17,6 +17,10 @@ use crate::content::Content;
 /// How many symlinks one resolution may follow before it is declared a loop (Linux uses 40).
 pub const MAX_SYMLINK_FOLLOWS: usize = 40;
 
+/// Longest symlink target a resolution follows (Linux: `PATH_MAX`); a longer one is an error, so
+/// one resolution handles at most [`MAX_SYMLINK_FOLLOWS`] times this many bytes of targets.
+pub const MAX_SYMLINK_TARGET: usize = 4096;
+
 /// Index of a node in its [`Tree`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub u32);
@@ -416,14 +420,30 @@ impl Tree {
         path: &[u8],
         follow_last: bool,
     ) -> Result<NodeId, PathError> {
-        let shown = || display_path(path);
         // The chain of directories from the root to the current directory.
         let mut chain: Vec<NodeId> = if path.first() == Some(&b'/') || start == self.root() {
             vec![self.root()]
         } else {
-            self.chain_to(start)
-                .ok_or_else(|| PathError::NotFound { path: shown() })?
+            self.chain_to(start).ok_or_else(|| PathError::NotFound {
+                path: display_path(path),
+            })?
         };
+        self.resolve_in_chain(&mut chain, path, follow_last)
+    }
+
+    /// Resolve `path` from the directory at the end of `chain` (the directories from the root
+    /// down to it). On success `chain` ends at the directory reached (the result itself if it is
+    /// a directory, else its parent).
+    fn resolve_in_chain(
+        &self,
+        chain: &mut Vec<NodeId>,
+        path: &[u8],
+        follow_last: bool,
+    ) -> Result<NodeId, PathError> {
+        let shown = || display_path(path);
+        if path.first() == Some(&b'/') {
+            chain.truncate(1);
+        }
         // Pending components, processed from the back.
         let mut pending: Vec<Vec<u8>> = path
             .split(|&b| b == b'/')
@@ -457,6 +477,12 @@ impl Tree {
                     if follows > MAX_SYMLINK_FOLLOWS {
                         return Err(PathError::SymlinkLoop { path: shown() });
                     }
+                    if target.len() > MAX_SYMLINK_TARGET {
+                        return Err(PathError::Invalid {
+                            path: shown(),
+                            what: "a symbolic link on the way has a target longer than 4096 bytes",
+                        });
+                    }
                     if target.first() == Some(&b'/') {
                         chain.truncate(1);
                     }
@@ -476,27 +502,41 @@ impl Tree {
         Ok(*chain.last().unwrap_or(&self.root()))
     }
 
-    /// The directories from the root down to `target` (a directory), if reachable.
+    /// The directories from the root down to `target` (a directory), if reachable. Iterative
+    /// (a tree 100,000 directories deep must not overflow the stack), linear in the tree's size.
     fn chain_to(&self, target: NodeId) -> Option<Vec<NodeId>> {
-        fn dfs(tree: &Tree, cur: NodeId, target: NodeId, chain: &mut Vec<NodeId>) -> bool {
-            chain.push(cur);
-            if cur == target {
-                return true;
-            }
-            if let Some(entries) = tree.entries(cur) {
-                for &child in entries.values() {
-                    if matches!(tree.node(child).kind, NodeKind::Directory(_))
-                        && dfs(tree, child, target, chain)
-                    {
-                        return true;
-                    }
-                }
-            }
-            chain.pop();
-            false
+        let root = self.root();
+        if target == root {
+            return Some(vec![root]);
         }
-        let mut chain = Vec::new();
-        dfs(self, self.root(), target, &mut chain).then_some(chain)
+        const NONE: u32 = u32::MAX;
+        let mut parent = vec![NONE; self.nodes.len()];
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            let Some(entries) = self.entries(dir) else {
+                continue;
+            };
+            for &child in entries.values() {
+                let slot = child.0 as usize;
+                if child == root || parent.get(slot) != Some(&NONE) || self.entries(child).is_none()
+                {
+                    continue;
+                }
+                parent[slot] = dir.0;
+                if child == target {
+                    let mut chain = vec![child];
+                    let mut cur = child;
+                    while cur != root {
+                        cur = NodeId(parent[cur.0 as usize]);
+                        chain.push(cur);
+                    }
+                    chain.reverse();
+                    return Some(chain);
+                }
+                stack.push(child);
+            }
+        }
+        None
     }
 
     /// Look a path up without following a final symlink.
@@ -516,13 +556,19 @@ impl Tree {
             path: display_path(path),
         })?;
         let mut cur = self.root();
+        // The directories from the root to `cur`, so that a symlink met on the way resolves
+        // (its `..` climbing) without searching the tree for where `cur` is.
+        let mut chain = vec![cur];
         for comp in parents {
             let existing = self.entries(cur).and_then(|e| e.get(*comp)).copied();
             cur = match existing {
                 Some(id) => match &self.node(id).kind {
-                    NodeKind::Directory(_) => id,
+                    NodeKind::Directory(_) => {
+                        chain.push(id);
+                        id
+                    }
                     NodeKind::Symlink(_) => {
-                        let target = self.resolve_from(cur, comp, true)?;
+                        let target = self.resolve_in_chain(&mut chain, comp, true)?;
                         if self.entries(target).is_none() {
                             return Err(PathError::NotADirectory {
                                 path: display_path(path),
@@ -543,6 +589,7 @@ impl Tree {
                             path: display_path(path),
                         })?
                         .insert(comp.to_vec(), id);
+                    chain.push(id);
                     id
                 }
             };

@@ -265,7 +265,10 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     prepare(&a.dir, a.force)?;
     let dir =
         std::fs::canonicalize(&a.dir).with_context(|| format!("resolving {}", a.dir.display()))?;
-    let quiet = Ui { quiet: true };
+    let quiet = Ui {
+        quiet: true,
+        ..Ui::default()
+    };
     let _ = ui;
 
     // 1. the base, and the recipe folder around it

@@ -45,10 +45,15 @@ pub fn root_partition(src: &dyn ReadAt, parts: &[Partition]) -> Option<Partition
         .map(|p| (*p).clone())
 }
 
-/// Opens `path` into a tree.
+/// Opens `path` into a tree with the default budgets.
+#[allow(dead_code)] // kept for callers without budgets of their own
 pub fn open(path: &Path) -> Result<Image> {
-    let opts = OpenOptions::default();
-    match open_source(path, &opts) {
+    open_with(path, &OpenOptions::default())
+}
+
+/// Opens `path` into a tree with `opts` (budgets of the readers).
+pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Image> {
+    match open_source(path, opts) {
         Ok(o) => {
             let kind = match o.kind {
                 SourceKind::Bundle => "bundle".to_string(),

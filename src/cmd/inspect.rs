@@ -51,11 +51,26 @@ pub struct InspectArgs {
 
 /// Opens and inspects `path`.
 pub fn inventory(path: &Path, hash: bool, ui: &Ui) -> Result<(vetter::Inventory, image::Image)> {
+    inventory_with(path, hash, true, ui)
+}
+
+/// Opens and inspects `path`; `list_files`: one entry per inode in `files.entries` (the summary
+/// does not show them: without them a million-inode image needs half the memory).
+pub fn inventory_with(
+    path: &Path,
+    hash: bool,
+    list_files: bool,
+    ui: &Ui,
+) -> Result<(vetter::Inventory, image::Image)> {
     let spinner = ui.spinner(&format!("reading {}", path.display()));
-    let img = image::open(path)?;
+    let img = image::open_with(path, &ui.budgets.open_options())?;
     spinner.set_message(format!("inspecting {}", path.display()));
     let opts = vetter::InspectOptions {
         hash,
+        hash_limit: ui.budgets.hash_max_file,
+        hash_holes: ui.budgets.hash_holes,
+        max_path_bytes: ui.budgets.max_path,
+        list_files,
         ..Default::default()
     };
     let inv = vetter::inspect(&img.tree, &opts)
@@ -76,25 +91,48 @@ pub fn emit(output: Option<&Path>, text: &str) -> Result<()> {
     }
 }
 
+/// Writes `value` as pretty JSON (and a newline) to `output` or stdout, streaming.
+fn emit_json(output: Option<&Path>, value: &impl serde::Serialize) -> Result<()> {
+    let shown = output
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "standard output".into());
+    let mut w: std::io::BufWriter<Box<dyn Write>> = std::io::BufWriter::with_capacity(
+        1 << 16,
+        match output {
+            Some(p) => Box::new(
+                std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?,
+            ),
+            None => Box::new(std::io::stdout().lock()),
+        },
+    );
+    serde_json::to_writer_pretty(&mut w, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| w.write_all(b"\n"))
+        .and_then(|()| w.flush())
+        .with_context(|| format!("writing the inventory to {shown}"))
+}
+
 /// Runs `wafer inspect`.
 pub fn run(a: InspectArgs, ui: &Ui) -> Result<()> {
-    let (inv, img) = inventory(&a.image, !a.no_hash, ui)?;
-    let text = if a.sbom == Some(SbomFormat::Cyclonedx) {
+    let listed = a.json || a.sbom.is_some();
+    let (inv, img) = inventory_with(&a.image, !a.no_hash, listed, ui)?;
+    if a.sbom == Some(SbomFormat::Cyclonedx) {
         let mut v = serde_json::to_string_pretty(&vetter::sbom::cyclonedx(&inv))
             .context("serializing the SBOM")?;
         v.push('\n');
-        v
+        emit(a.output.as_deref(), &v)?;
     } else if a.json {
-        let mut v = serde_json::to_string_pretty(&inv).context("serializing the inventory")?;
-        v.push('\n');
-        v
+        // Streamed, not built as one string: a million-inode inventory is hundreds of MB of JSON.
+        emit_json(a.output.as_deref(), &inv)?;
     } else {
         let mut s = format!("{} ({})\n", a.image.display(), img.kind);
         s.push_str(&vetter::render::summary(&inv));
         // The summary escapes every field from the image; this is the last guard.
-        rootfs::escape::escape_lines(&s).into_owned()
-    };
-    emit(a.output.as_deref(), &text)?;
+        emit(
+            a.output.as_deref(),
+            &rootfs::escape::escape_lines(&s).into_owned(),
+        )?;
+    }
     if a.output.is_some() && !ui.quiet && std::io::stderr().is_terminal() {
         eprintln!(
             "wrote {}",

@@ -1,13 +1,14 @@
 //! `wafer ls`: list every path of an ext image, tar archive, directory or wafer bundle.
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use rayon::prelude::*;
+use rootfs::content::{HashBudget, HashError};
 use rootfs::escape::escape_bytes;
-use rootfs::open::{open_source, OpenOptions};
+use rootfs::open::open_source;
 use rootfs::{NodeId, NodeKind, Tree};
 use sha2::{Digest, Sha256};
 
@@ -19,7 +20,10 @@ use super::Ui;
     long_about = "List every path of an ext2/3/4 image, a tar archive (plain or gzip/xz/bzip2/zstd),\n\
         a directory or a wafer bundle, in name order, with type, mode, owner, size, link target,\n\
         device numbers, extended attributes and the sha256 of each regular file's contents.\n\
-        The kind of IMAGE is told by its content, not its name. Nothing is mounted or extracted.\n\n\
+        The kind of IMAGE is told by its content, not its name. Nothing is mounted or extracted.\n\
+        Hashing stays within budgets (--hash-max-file, --hash-holes): a file over one shows\n\
+        \"not-hashed\" (--long, with a warning naming it) or \"not_hashed\": REASON (--json).\n\
+        A path longer than --max-path bytes is an error.\n\n\
         Examples:\n  \
         wafer ls disk.img                 # paths only\n  \
         wafer ls disk.img --long          # like ls -l, plus sha256\n  \
@@ -40,8 +44,13 @@ pub struct LsArgs {
     pub no_hash: bool,
 }
 
-/// sha256 of every regular file with data, by node, computed in parallel with a fixed buffer per task.
-pub fn hash_contents(tree: &Tree, ui: &Ui) -> Result<Vec<Option<[u8; 32]>>> {
+/// The sha256 of one regular file, or why it was not hashed (a budget of [`super::Budgets`]).
+pub type FileHash = std::result::Result<[u8; 32], String>;
+
+/// sha256 of every regular file, by node, computed in parallel with a fixed buffer per task,
+/// within `budget`: a file over a budget gets the reason it was not hashed instead; a read error
+/// is an error.
+pub fn hash_contents(tree: &Tree, budget: &HashBudget, ui: &Ui) -> Result<Vec<Option<FileHash>>> {
     let mut ids: Vec<NodeId> = Vec::new();
     let mut seen = vec![false; tree.node_slots()];
     tree.walk(|_, id| {
@@ -52,33 +61,25 @@ pub fn hash_contents(tree: &Tree, ui: &Ui) -> Result<Vec<Option<[u8; 32]>>> {
         }
     });
     let pb = ui.progress(ids.len() as u64, "hashing");
-    let hashes: Vec<(NodeId, [u8; 32])> = ids
+    let hashes: Vec<(NodeId, FileHash)> = ids
         .par_iter()
         .map_init(
             || vec![0u8; 256 * 1024],
-            |buf, &id| -> Result<(NodeId, [u8; 32])> {
+            |buf, &id| -> Result<(NodeId, FileHash)> {
                 let NodeKind::Regular(c) = &tree.node(id).kind else {
-                    return Ok((id, Sha256::digest(b"").into()));
+                    return Ok((id, Ok(Sha256::digest(b"").into())));
                 };
-                let mut h = Sha256::new();
-                let mut r = c
-                    .reader()
-                    .with_context(|| format!("opening the contents of node {}", id.0))?;
-                loop {
-                    let n = match r.read(buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            return Err(e).with_context(|| {
-                                format!("reading the contents of node {} ({:?})", id.0, c.source())
-                            })
-                        }
-                    };
-                    h.update(&buf[..n]);
-                }
+                let h = match c.sha256(budget, buf) {
+                    Ok(h) => Ok(h),
+                    Err(HashError::NotHashed(why)) => Err(why),
+                    Err(HashError::Io(e)) => {
+                        return Err(e).with_context(|| {
+                            format!("reading the contents of node {} ({:?})", id.0, c.source())
+                        })
+                    }
+                };
                 pb.inc(1);
-                Ok((id, h.finalize().into()))
+                Ok((id, h))
             },
         )
         .collect::<Result<_>>()?;
@@ -161,7 +162,7 @@ fn entry_json(
     tree: &Tree,
     path: &[u8],
     id: NodeId,
-    hashes: Option<&[Option<[u8; 32]>]>,
+    hashes: Option<&[Option<FileHash>]>,
     nlinks: &[u32],
 ) -> serde_json::Value {
     let n = tree.node(id);
@@ -201,12 +202,18 @@ fn entry_json(
         NodeKind::Regular(c) => {
             o.insert("sparse".into(), c.is_sparse().into());
             let h = hashes
-                .and_then(|h| h.get(id.0 as usize).copied().flatten())
-                .map(hex::encode);
+                .and_then(|h| h.get(id.0 as usize))
+                .and_then(Option::as_ref);
             o.insert(
                 "sha256".into(),
-                h.map(Into::into).unwrap_or(serde_json::Value::Null),
+                match h {
+                    Some(Ok(h)) => hex::encode(h).into(),
+                    _ => serde_json::Value::Null,
+                },
             );
+            if let Some(Err(why)) = h {
+                o.insert("not_hashed".into(), why.clone().into());
+            }
         }
         _ => {}
     }
@@ -222,13 +229,13 @@ fn entry_json(
 
 /// Run `wafer ls`.
 pub fn run(args: LsArgs, ui: &Ui) -> Result<()> {
-    let opened = open_source(&args.image, &OpenOptions::default())
+    let opened = open_source(&args.image, &ui.budgets.open_options())
         .with_context(|| format!("reading {}", args.image.display()))?;
     let tree = &opened.tree;
     let want_hash = (args.long || args.json) && !args.no_hash;
     let hashes = if want_hash {
         Some(
-            hash_contents(tree, ui)
+            hash_contents(tree, &ui.budgets.hash_budget(), ui)
                 .with_context(|| format!("hashing the files of {}", args.image.display()))?,
         )
     } else {
@@ -242,8 +249,22 @@ pub fn run(args: LsArgs, ui: &Ui) -> Result<()> {
     if args.json {
         result = out.write_all(b"[");
     }
+    let max_path = ui.budgets.max_path;
     tree.walk(|path, id| {
         if result.is_err() {
+            return;
+        }
+        if path.len() > max_path {
+            // Listing every path of a deep tree is quadratic output (a 448-byte archive can
+            // hold 100,000 nested directories: 10^10 bytes of paths).
+            result = Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a path of {} bytes exceeds the {max_path} byte path limit (--max-path); it starts {:?}",
+                    path.len(),
+                    String::from_utf8_lossy(&path[..path.len().min(200)])
+                ),
+            ));
             return;
         }
         result = (|| -> io::Result<()> {
@@ -266,12 +287,17 @@ pub fn run(args: LsArgs, ui: &Ui) -> Result<()> {
                     _ => n.size().to_string(),
                 };
                 let hash = match (&n.kind, hashes.as_deref()) {
-                    (NodeKind::Regular(_), Some(h)) => h
-                        .get(id.0 as usize)
-                        .copied()
-                        .flatten()
-                        .map(hex::encode)
-                        .unwrap_or_else(|| "-".into()),
+                    (NodeKind::Regular(_), Some(h)) => match h.get(id.0 as usize) {
+                        Some(Some(Ok(h))) => hex::encode(h),
+                        Some(Some(Err(why))) => {
+                            tracing::warn!(
+                                "{}: not hashed: {why}",
+                                String::from_utf8_lossy(path)
+                            );
+                            "not-hashed".into()
+                        }
+                        _ => "-".into(),
+                    },
                     _ => "-".into(),
                 };
                 write!(
@@ -315,7 +341,7 @@ pub fn run(args: LsArgs, ui: &Ui) -> Result<()> {
     }
     result
         .and_then(|_| out.flush())
-        .context("writing the listing to stdout")?;
+        .with_context(|| format!("listing {}", args.image.display()))?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use rootfs::ext::{self, FsKind, Profile, WriteOptions, WriteReport};
-use rootfs::open::{open_source, OpenOptions, SourceKind};
+use rootfs::open::{open_source, SourceKind};
 use rootfs::{NodeKind, Tree};
 
 use super::{parse_size, Ui};
@@ -157,7 +157,7 @@ pub fn run(args: MkfsArgs, ui: &Ui) -> Result<()> {
         }
     }
     let start = Instant::now();
-    let opened = open_source(&args.source, &OpenOptions::default())
+    let opened = open_source(&args.source, &ui.budgets.open_options())
         .with_context(|| format!("reading {}", args.source.display()))?;
     check_output_is_not_source(&args.source, &args.output, opened.kind)?;
     let read_secs = start.elapsed().as_secs_f64();

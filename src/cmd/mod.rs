@@ -18,9 +18,67 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub const ERROR_EXIT: u8 = 1;
 
 /// User-interface settings shared by the subcommands.
+#[derive(Default)]
 pub struct Ui {
     /// No progress bars, no summaries on stderr.
     pub quiet: bool,
+    /// Work budgets for reading images.
+    pub budgets: Budgets,
+}
+
+/// Budgets bounding the work and space spent on an image, archive or directory (global options:
+/// every command reading one honours them). Each exceeded budget is a clear error, or a file
+/// reported as not hashed.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Budgets {
+    /// Most bytes a compressed tar archive may decompress into its spool file in $TMPDIR
+    /// [default: 100 times the compressed size, at least 256M].
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_budget)]
+    pub max_spool: Option<u64>,
+    /// Regular files larger than SIZE (logical size) are not hashed; listings and inventories
+    /// say so.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_budget, default_value = "4G")]
+    pub hash_max_file: u64,
+    /// Bytes of holes (zeros that sparse files declare but do not store) hashed over a whole
+    /// image; sparse files past it are not hashed, and listings and inventories say so.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_budget, default_value = "1G")]
+    pub hash_holes: u64,
+    /// Longest path, in bytes, an inventory holds (`inspect`, `vet`); a longer one is an error.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = vetter::DEFAULT_MAX_PATH_BYTES)]
+    pub max_path: usize,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            max_spool: None,
+            hash_max_file: rootfs::content::DEFAULT_HASH_MAX_FILE,
+            hash_holes: rootfs::content::DEFAULT_HASH_HOLES,
+            max_path: vetter::DEFAULT_MAX_PATH_BYTES,
+        }
+    }
+}
+
+impl Budgets {
+    /// Options for opening a source within these budgets.
+    pub fn open_options(&self) -> rootfs::open::OpenOptions {
+        let mut o = rootfs::open::OpenOptions::default();
+        o.tar.max_decompressed_bytes = self.max_spool;
+        o
+    }
+
+    /// A fresh hashing budget for one image.
+    pub fn hash_budget(&self) -> rootfs::content::HashBudget {
+        rootfs::content::HashBudget::new(self.hash_max_file, self.hash_holes)
+    }
+}
+
+/// A size budget: like [`parse_size`], and `0` is allowed.
+pub fn parse_budget(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    parse_size(s)
 }
 
 impl Ui {

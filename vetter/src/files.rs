@@ -2,18 +2,17 @@
 //! sha256 of regular files (hashed in parallel, bounded memory), and the file findings a reviewer
 //! looks at first: setuid/setgid, capabilities, world-writable, devices outside /dev, unknown owners.
 
-use std::collections::BTreeMap;
-use std::io::Read;
-
 use rayon::prelude::*;
+use rootfs::content::HashBudget;
 use rootfs::{Device, FileType, NodeId, NodeKind, Timestamp, Tree};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 use crate::accounts::Ids;
 use crate::caps::{self, FileCaps};
 use crate::secrets::{self, Credential};
-use crate::{InspectOptions, Problem};
+use crate::{Error, InspectOptions, Problem};
 
 /// One inode.
 #[derive(Clone, Debug, Serialize)]
@@ -95,7 +94,8 @@ pub struct NotHashed {
     pub path: String,
     /// Logical size.
     pub size: u64,
-    /// Why: over the size limit, or a read error.
+    /// Why: over the size limit, holes over the hole budget, extents mapping more than their
+    /// source, or a read error.
     pub reason: String,
 }
 
@@ -154,87 +154,86 @@ fn xattr_text(v: &[u8]) -> String {
 }
 
 struct Hashed {
-    sha256: Option<String>,
+    /// Raw digest: hex is made once the entry is built (a million 64-byte strings held
+    /// across the whole scan would cost as much as the tree).
+    sha256: Option<[u8; 32]>,
     not_hashed: Option<String>,
     credentials: Vec<Credential>,
 }
 
-fn hash_one(tree: &Tree, id: NodeId, path: &str, opts: &InspectOptions) -> Hashed {
-    let NodeKind::Regular(content) = &tree.node(id).kind else {
-        return Hashed {
-            sha256: None,
-            not_hashed: None,
-            credentials: Vec::new(),
-        };
+fn hash_one(
+    tree: &Tree,
+    id: NodeId,
+    path: &str,
+    opts: &InspectOptions,
+    budget: &HashBudget,
+    buf: &mut Vec<u8>,
+) -> Hashed {
+    let mut out = Hashed {
+        sha256: None,
+        not_hashed: None,
+        credentials: Vec::new(),
     };
-    let size = content.size();
-    let mut credentials = Vec::new();
-    if size <= opts.scan_limit {
+    let NodeKind::Regular(content) = &tree.node(id).kind else {
+        return out;
+    };
+    if content.size() <= opts.scan_limit {
+        // Small files are read whole, scanned for credentials and hashed from memory; their
+        // holes come out of the same budget as hashing's.
+        if let Err(e) = budget.admit(content) {
+            out.not_hashed = Some(e.to_string());
+            return out;
+        }
         match content.read_to_vec(opts.scan_limit) {
             Ok(bytes) => {
-                credentials = secrets::scan_bytes(path, &bytes);
-                let sha = opts.hash.then(|| hex::encode(Sha256::digest(&bytes)));
-                return Hashed {
-                    sha256: sha,
-                    not_hashed: None,
-                    credentials,
-                };
-            }
-            Err(e) => {
-                return Hashed {
-                    sha256: None,
-                    not_hashed: Some(format!("read error: {e}")),
-                    credentials,
+                if !bytes.is_empty() {
+                    // (Building the searchers costs more than the search: skip empty files.)
+                    out.credentials = secrets::scan_bytes(path, &bytes);
                 }
+                out.sha256 = opts.hash.then(|| Sha256::digest(&bytes).into());
             }
+            Err(e) => out.not_hashed = Some(format!("read error: {e}")),
         }
+        return out;
     }
     if !opts.hash {
-        return Hashed {
-            sha256: None,
-            not_hashed: None,
-            credentials,
-        };
+        return out;
     }
-    if size > opts.hash_limit {
-        return Hashed {
-            sha256: None,
-            not_hashed: Some(format!(
-                "larger than the {} byte hashing limit",
-                opts.hash_limit
-            )),
-            credentials,
-        };
+    if buf.is_empty() {
+        buf.resize(256 << 10, 0);
     }
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 << 10];
-    let r = content.reader().and_then(|mut r| loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        hasher.update(&buf[..n]);
-    });
-    match r {
-        Ok(()) => Hashed {
-            sha256: Some(hex::encode(hasher.finalize())),
-            not_hashed: None,
-            credentials,
-        },
-        Err(e) => Hashed {
-            sha256: None,
-            not_hashed: Some(format!("read error: {e}")),
-            credentials,
-        },
+    match content.sha256(budget, buf) {
+        Ok(h) => out.sha256 = Some(h),
+        Err(e) => out.not_hashed = Some(e.to_string()),
     }
+    out
 }
 
 /// Walk the tree once, describe every inode, hash and scan regular files in parallel.
-pub fn scan(tree: &Tree, opts: &InspectOptions, ids: &Ids) -> Scan {
+///
+/// Every path is held as a string, so a path longer than [`InspectOptions::max_path_bytes`]
+/// stops the inspection ([`Error::PathTooLong`]): a tree 100,000 directories deep (a few hundred
+/// bytes of compressed tar) would otherwise hold 10^10 bytes of paths. Hashing stays within
+/// [`InspectOptions::hash_limit`] per file and [`InspectOptions::hash_holes`] of holes over the
+/// whole image; files over a budget are listed in [`Files::not_hashed`].
+pub fn scan(tree: &Tree, opts: &InspectOptions, ids: &Ids) -> Result<Scan, Error> {
     // Group paths by inode in walk order.
     let mut slot_of: Vec<u32> = vec![u32::MAX; tree.node_slots()];
     let mut groups: Vec<(NodeId, Vec<String>)> = Vec::new();
+    let mut too_long: Option<Error> = None;
     tree.walk(|path, id| {
+        if too_long.is_some() {
+            return;
+        }
+        if path.len() > opts.max_path_bytes {
+            let shown = &path[..path.len().min(200)];
+            too_long = Some(Error::PathTooLong {
+                start: crate::util::show(shown),
+                len: path.len(),
+                limit: opts.max_path_bytes,
+            });
+            return;
+        }
         let p = crate::util::show(path);
         match slot_of.get_mut(id.0 as usize) {
             Some(s) if *s == u32::MAX => {
@@ -249,14 +248,20 @@ pub fn scan(tree: &Tree, opts: &InspectOptions, ids: &Ids) -> Scan {
             None => {}
         }
     });
+    if let Some(e) = too_long {
+        return Err(e);
+    }
+    let budget = HashBudget::new(opts.hash_limit, opts.hash_holes);
     let hashed: Vec<Hashed> = groups
         .par_iter()
-        .map(|(id, paths)| {
+        .map_init(Vec::new, |buf, (id, paths)| {
             hash_one(
                 tree,
                 *id,
                 paths.first().map(String::as_str).unwrap_or("/"),
                 opts,
+                &budget,
+                buf,
             )
         })
         .collect();
@@ -356,7 +361,8 @@ pub fn scan(tree: &Tree, opts: &InspectOptions, ids: &Ids) -> Scan {
         {
             f.selinux_labelled += 1;
         }
-        if let Some(h) = &h.sha256 {
+        let sha256 = h.sha256.map(hex::encode);
+        if let Some(h) = &sha256 {
             out.hashes.insert(id, h.clone());
         }
         if opts.list_files {
@@ -384,7 +390,7 @@ pub fn scan(tree: &Tree, opts: &InspectOptions, ids: &Ids) -> Scan {
                     .map(|(k, v)| (crate::util::show(k), xattr_text(v)))
                     .collect(),
                 capabilities,
-                sha256: h.sha256,
+                sha256,
             });
         }
     }
@@ -394,5 +400,5 @@ pub fn scan(tree: &Tree, opts: &InspectOptions, ids: &Ids) -> Scan {
     f.devices_outside_dev.sort();
     out.credentials.sort();
     out.credentials.dedup();
-    out
+    Ok(out)
 }

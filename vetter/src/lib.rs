@@ -28,6 +28,9 @@ use serde::Serialize;
 /// The version of the inventory's JSON layout.
 pub const INVENTORY_SCHEMA: &str = "wafer-inventory/1";
 
+/// Default for [`InspectOptions::max_path_bytes`]: Linux's `PATH_MAX`.
+pub const DEFAULT_MAX_PATH_BYTES: usize = 4096;
+
 /// Options for [`inspect`].
 #[derive(Clone, Debug)]
 pub struct InspectOptions {
@@ -35,6 +38,12 @@ pub struct InspectOptions {
     pub hash: bool,
     /// Files larger than this (logical size) are not hashed; the inventory says so. Default 4 GiB.
     pub hash_limit: u64,
+    /// Hole bytes (zeros sparse files declare but do not store) hashed or scanned over the whole
+    /// image; sparse files past it are not hashed and the inventory says so. Default 1 GiB.
+    pub hash_holes: u64,
+    /// Longest path (bytes) the inventory holds; a longer one stops the inspection with
+    /// [`Error::PathTooLong`]. Default 4096 (Linux `PATH_MAX`).
+    pub max_path_bytes: usize,
     /// Files larger than this are not scanned for credentials. Default 1 MiB.
     pub scan_limit: u64,
     /// Include one entry per inode in `files.entries`. Default true.
@@ -45,7 +54,9 @@ impl Default for InspectOptions {
     fn default() -> Self {
         InspectOptions {
             hash: true,
-            hash_limit: 4 << 30,
+            hash_limit: rootfs::content::DEFAULT_HASH_MAX_FILE,
+            hash_holes: rootfs::content::DEFAULT_HASH_HOLES,
+            max_path_bytes: DEFAULT_MAX_PATH_BYTES,
             scan_limit: 1 << 20,
             list_files: true,
         }
@@ -145,6 +156,16 @@ pub enum Error {
     /// The tree has no root directory.
     #[error("the image's root is not a directory")]
     NoRoot,
+    /// A path is longer than [`InspectOptions::max_path_bytes`].
+    #[error("a path of {len} bytes exceeds the {limit} byte path limit (it starts {start:?})")]
+    PathTooLong {
+        /// The path's first bytes.
+        start: String,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Build the inventory of `tree`.
@@ -155,7 +176,7 @@ pub fn inspect(tree: &Tree, opts: &InspectOptions) -> Result<Inventory, Error> {
     let mut problems = Vec::new();
     let system = system::inspect(tree, &mut problems);
     let users = accounts::read_ids(tree);
-    let scan = files::scan(tree, opts, &users);
+    let scan = files::scan(tree, opts, &users)?;
     problems.extend(scan.problems.iter().cloned());
     let credentials = scan.credentials.clone();
     let files = scan.files;

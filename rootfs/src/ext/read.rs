@@ -1244,13 +1244,30 @@ fn read_journal(r: &mut Reader, jino: u32) -> Result<JournalInfo, ExtError> {
     })
 }
 
-fn path_join(parent: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = parent.to_vec();
-    if p != b"/" {
-        p.push(b'/');
+/// Where each directory read so far hangs: its parent and its name, so that a path is spelt out
+/// only for an error message. Holding each directory's full path instead costs memory quadratic
+/// in the depth (a chain of directories 100,000 deep holds 10^10 bytes of paths).
+#[derive(Default)]
+struct DirNames {
+    of: HashMap<NodeId, (NodeId, Vec<u8>)>,
+}
+
+impl DirNames {
+    /// The path of `name` in directory `dir` (the root is `/`).
+    fn path(&self, dir: NodeId, name: &[u8]) -> String {
+        let mut parts: Vec<&[u8]> = vec![name];
+        let mut cur = dir;
+        while let Some((parent, n)) = self.of.get(&cur) {
+            parts.push(n);
+            cur = *parent;
+        }
+        let mut p = Vec::new();
+        for part in parts.iter().rev() {
+            p.push(b'/');
+            p.extend_from_slice(part);
+        }
+        String::from_utf8_lossy(&p).into_owned()
     }
-    p.extend_from_slice(name);
-    p
 }
 
 fn build_tree(r: &mut Reader) -> Result<Tree, ExtError> {
@@ -1269,16 +1286,16 @@ fn build_tree(r: &mut Reader) -> Result<Tree, ExtError> {
     tree.node_mut(tree.root()).source_ino = u64::from(ROOT_INO);
     let mut node_of: HashMap<u32, NodeId> = HashMap::new();
     node_of.insert(ROOT_INO, tree.root());
-    let mut stack: Vec<(RawInode, NodeId, Vec<u8>)> = vec![(root, tree.root(), b"/".to_vec())];
+    let mut stack: Vec<(RawInode, NodeId)> = vec![(root, tree.root())];
+    let mut names = DirNames::default();
     let mut encrypted_dirs = 0usize;
-    while let Some((dri, dir_id, dir_path)) = stack.pop() {
+    while let Some((dri, dir_id)) = stack.pop() {
         if dri.inode.flags & INODE_FLAG_ENCRYPT != 0 {
             encrypted_dirs += 1;
         }
         let entries = r.read_dir(&dri)?;
         for (name, cino) in entries {
-            let path = path_join(&dir_path, &name);
-            let shown = || String::from_utf8_lossy(&path).into_owned();
+            let shown = || names.path(dir_id, &name);
             if let Some(&nid) = node_of.get(&cino) {
                 if matches!(tree.node(nid).kind, NodeKind::Directory(_)) {
                     return Err(ExtError::DirectoryCycle {
@@ -1316,7 +1333,8 @@ fn build_tree(r: &mut Reader) -> Result<Tree, ExtError> {
                     source,
                 })?;
             if is_dir {
-                stack.push((cri, nid, path));
+                names.of.insert(nid, (dir_id, name));
+                stack.push((cri, nid));
             }
         }
     }

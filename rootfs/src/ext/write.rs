@@ -432,10 +432,14 @@ fn plan(ctx: &Ctx<'_>) -> Result<Plan, WriteError> {
     let mut seen_dir = vec![false; slots];
     seen_dir[root.0 as usize] = true;
 
-    let hash_node = |h: &mut Sha256, path: &[u8], id: NodeId| {
+    // Each entry is hashed with its depth and name, not its path: in a pre-order walk the
+    // sequence of (depth, name) pairs says as much as the paths, and costs linear time however
+    // deep the tree (the paths of a chain 100,000 directories deep are 10^10 bytes).
+    let hash_node = |h: &mut Sha256, depth: usize, name: &[u8], id: NodeId| {
         let n = tree.node(id);
-        h.update((path.len() as u64).to_le_bytes());
-        h.update(path);
+        h.update((depth as u64).to_le_bytes());
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name);
         h.update(n.mode().to_le_bytes());
         h.update(n.meta.uid.to_le_bytes());
         h.update(n.meta.gid.to_le_bytes());
@@ -472,7 +476,7 @@ fn plan(ctx: &Ctx<'_>) -> Result<Plan, WriteError> {
         (count, bytes)
     };
 
-    hash_node(&mut hasher, b"/", root);
+    hash_node(&mut hasher, 0, b"/", root);
     blocks_needed += ctx.blocks_for(root, Some(dir_lens(root)));
 
     // Pre-order walk in name order, exactly like Tree::walk.
@@ -488,6 +492,7 @@ fn plan(ctx: &Ctx<'_>) -> Result<Plan, WriteError> {
             stack.pop();
             continue;
         };
+        let depth = stack.len();
         path.truncate(base_len);
         if base_len > 1 {
             path.push(b'/');
@@ -499,7 +504,7 @@ fn plan(ctx: &Ctx<'_>) -> Result<Plan, WriteError> {
                 what: format!("name of {} bytes (ext allows 255)", name.len()),
             });
         }
-        hash_node(&mut hasher, &path, id);
+        hash_node(&mut hasher, depth, name, id);
         let node = tree.node(id);
         let slot = id.0 as usize;
         let is_dir = matches!(node.kind, NodeKind::Directory(_));
@@ -1963,14 +1968,12 @@ impl<'a> Writer<'a> {
         let src: Arc<dyn ReadAt> = match c.source() {
             Source::None => Arc::new(Vec::new()),
             Source::Memory(m) => Arc::new(MemSource(m.clone())),
-            Source::Path(p) => {
-                Arc::new(
-                    FileSource::open(p.as_ref()).map_err(|e| WriteError::Content {
-                        path: path(),
-                        source: e,
-                    })?,
-                )
-            }
+            Source::Path(p) => Arc::new(FileSource::open_nofollow(p.as_ref()).map_err(|e| {
+                WriteError::Content {
+                    path: path(),
+                    source: e,
+                }
+            })?),
             Source::Shared(s) => s.clone(),
         };
         let mut all_runs: Vec<Run> = Vec::new();
@@ -2394,7 +2397,7 @@ fn read_dense(c: &Content, bs: u64) -> io::Result<Vec<u8>> {
     let src: Arc<dyn ReadAt> = match c.source() {
         Source::None => Arc::new(Vec::new()),
         Source::Memory(m) => Arc::new(MemSource(m.clone())),
-        Source::Path(p) => Arc::new(FileSource::open(p.as_ref())?),
+        Source::Path(p) => Arc::new(FileSource::open_nofollow(p.as_ref())?),
         Source::Shared(s) => s.clone(),
     };
     let mut buf = vec![0u8; (c.size().div_ceil(bs) * bs) as usize];
