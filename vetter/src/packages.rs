@@ -76,7 +76,6 @@ pub struct PackageStatus {
     pub state: String,
 }
 
-
 /// A packaged file that differs from the database.
 #[derive(Clone, Debug, Serialize)]
 pub struct Mismatch {
@@ -578,19 +577,41 @@ pub fn inspect(
         },
     );
     out.owners = watch.finish();
-    let results: Vec<(usize, bool)> = jobs
+    // The package managers' own digests are checked under the same default hashing budget as the
+    // file scan (rootfs::content::HashBudget): a database listing a huge sparse file must not make
+    // the vetter hash terabytes. A file the budget refuses is counted as unverifiable and reported.
+    let budget = rootfs::content::HashBudget::default();
+    let results: Vec<(usize, Result<bool, String>)> = jobs
         .par_iter()
         .map(|j| {
+            let admitted = match &tree.node(j.node).kind {
+                NodeKind::Regular(c) => budget.admit(c).map_err(|e| e.to_string()),
+                _ => Ok(()),
+            };
             (
                 j.mismatch,
-                digest_of(tree, j.node, j.algo).as_deref() == Some(j.expected.as_str()),
+                admitted.map(|()| {
+                    digest_of(tree, j.node, j.algo).as_deref() == Some(j.expected.as_str())
+                }),
             )
         })
         .collect();
     for (idx, ok) in results {
-        if !ok {
-            if let Some(m) = pending.get_mut(idx) {
-                m.differs.push("digest".into());
+        match ok {
+            Ok(true) => {}
+            Ok(false) => {
+                if let Some(m) = pending.get_mut(idx) {
+                    m.differs.push("digest".into());
+                }
+            }
+            Err(why) => {
+                out.unverifiable_digests += 1;
+                if let Some(m) = pending.get(idx) {
+                    problems.push(Problem {
+                        path: m.path.clone(),
+                        message: format!("packaged file not hashed for verification: {why}"),
+                    });
+                }
             }
         }
     }
@@ -930,7 +951,6 @@ fn verify_rpm_file(
     }
     pending.push(mismatch(differs));
 }
-
 
 #[cfg(test)]
 mod tests {
