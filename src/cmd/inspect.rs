@@ -58,8 +58,9 @@ pub fn inventory(path: &Path, hash: bool, ui: &Ui) -> Result<(vetter::Inventory,
         hash,
         ..Default::default()
     };
-    let inv = vetter::inspect(&img.tree, &opts)
+    let mut inv = vetter::inspect(&img.tree, &opts)
         .with_context(|| format!("inspecting {}", path.display()))?;
+    inv.add_reader_damage(&img.source, img.damage.iter().cloned());
     spinner.finish_and_clear();
     Ok((inv, img))
 }
@@ -76,9 +77,22 @@ pub fn emit(output: Option<&Path>, text: &str) -> Result<()> {
     }
 }
 
-/// Runs `wafer inspect`.
-pub fn run(a: InspectArgs, ui: &Ui) -> Result<()> {
-    let (inv, img) = inventory(&a.image, !a.no_hash, ui)?;
+/// Exit status when the image could not be read (a damaged bundle, an unknown format).
+pub const COULD_NOT_READ: u8 = 2;
+
+/// Runs `wafer inspect`: exit 0, or 2 when the image could not be read.
+pub fn run(a: InspectArgs, ui: &Ui) -> Result<u8> {
+    let (inv, img) = match inventory(&a.image, !a.no_hash, ui) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!(
+                "wafer: could not read {}: {}",
+                a.image.display(),
+                super::error_text(&e)
+            );
+            return Ok(COULD_NOT_READ);
+        }
+    };
     let text = if a.sbom == Some(SbomFormat::Cyclonedx) {
         let mut v = serde_json::to_string_pretty(&vetter::sbom::cyclonedx(&inv))
             .context("serializing the SBOM")?;
@@ -103,5 +117,5 @@ pub fn run(a: InspectArgs, ui: &Ui) -> Result<()> {
                 .unwrap_or_default()
         );
     }
-    Ok(())
+    Ok(0)
 }

@@ -339,8 +339,13 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
             let (v, _) = super::vet::vet(&va, ui)?;
             if v.exit_code() != 0 {
                 eprint!("{}", vetter::report::terminal(&v, false));
+                let what = if v.outcome == vetter::policy::Outcome::CouldNotVet {
+                    "could not be vetted (part of it could not be read)"
+                } else {
+                    "fails"
+                };
                 bail!(
-                    "{} fails policy {}: not approved",
+                    "{} {what} against policy {}: not approved",
                     a.bundle.display(),
                     a.policy.display()
                 );

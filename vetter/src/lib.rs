@@ -122,6 +122,31 @@ pub struct Inventory {
     pub credentials: Vec<secrets::Credential>,
     /// Files that could not be read or parsed.
     pub problems: Vec<Problem>,
+    /// Damage the image reader skipped over (checksum mismatches, an unreplayed journal,
+    /// skipped attributes, a truncated archive), recorded by the caller that opened the image
+    /// ([`Inventory::add_reader_damage`]). The verdict is "could not vet" while any is unwaived.
+    pub reader_damage: Vec<ReaderDamage>,
+}
+
+/// Something the image reader could not read and skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReaderDamage {
+    /// The image file read (as given on the command line), or the path in it.
+    pub path: String,
+    /// What was skipped, and why.
+    pub reason: String,
+}
+
+impl Inventory {
+    /// Record damage the image reader skipped over while reading `path` (one entry per reason).
+    pub fn add_reader_damage(&mut self, path: &str, reasons: impl IntoIterator<Item = String>) {
+        for reason in reasons {
+            self.reader_damage.push(ReaderDamage {
+                path: path.to_string(),
+                reason,
+            });
+        }
+    }
 }
 
 /// ELF report of one file, or the reason there is none.
@@ -160,7 +185,11 @@ pub fn inspect(tree: &Tree, opts: &InspectOptions) -> Result<Inventory, Error> {
     let credentials = scan.credentials.clone();
     let files = scan.files;
     let services = services::inspect(tree, &system, &mut problems);
-    let owner_paths = privileged_paths(&files, &services);
+    let mut owner_paths = privileged_paths(&files, &services);
+    // Owners of credential files: a key shipped inside a package is reported with its package.
+    owner_paths.extend(credentials.iter().map(|c| c.path.clone()));
+    owner_paths.sort();
+    owner_paths.dedup();
     let packages = packages::inspect(
         tree,
         &scan.hashes,
@@ -183,6 +212,7 @@ pub fn inspect(tree: &Tree, opts: &InspectOptions) -> Result<Inventory, Error> {
         accounts,
         credentials,
         problems,
+        reader_damage: Vec::new(),
     })
 }
 
