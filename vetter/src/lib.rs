@@ -198,6 +198,8 @@ pub fn inspect(tree: &Tree, opts: &InspectOptions) -> Result<Inventory, Error> {
         &owner_paths,
         &mut problems,
     );
+    let mut packages = packages;
+    unrecognised_databases(tree, &mut packages);
     let accounts = accounts::inspect(tree, &system, &mut problems);
     let elf = elf_entries(tree, &files, &services, &mut problems);
     problems.sort();
@@ -224,6 +226,50 @@ impl PartialOrd for Problem {
 impl Ord for Problem {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (&self.path, &self.message).cmp(&(&other.path, &other.message))
+    }
+}
+
+/// Package database files an rpm or dpkg would read.
+const DATABASE_FILES: [(&str, &str); 7] = [
+    ("/var/lib/rpm/rpmdb.sqlite", "rpm-sqlite"),
+    ("/var/lib/rpm/Packages.db", "rpm-ndb"),
+    ("/var/lib/rpm/Packages", "rpm-bdb"),
+    ("/usr/lib/sysimage/rpm/rpmdb.sqlite", "rpm-sqlite"),
+    ("/usr/lib/sysimage/rpm/Packages.db", "rpm-ndb"),
+    ("/usr/lib/sysimage/rpm/Packages", "rpm-bdb"),
+    ("/var/lib/dpkg/status", "dpkg"),
+];
+
+/// Fail closed when no package database was read although a database file is there (wrong
+/// magic, empty, unreadable): each such file is a [`packages::DamagedSource`], so the verdict is
+/// "could not vet" rather than "no packages".
+fn unrecognised_databases(tree: &Tree, pk: &mut packages::Packages) {
+    if pk.format.is_some() {
+        return;
+    }
+    for (path, format) in DATABASE_FILES {
+        let Some(id) = util::resolve(tree, path) else {
+            continue;
+        };
+        if tree.node(id).file_type() != rootfs::FileType::Regular
+            || pk
+                .damaged
+                .iter()
+                .any(|d| d.path == path || path.starts_with(&format!("{}/", d.path)))
+        {
+            continue;
+        }
+        tracing::warn!(path, "package database file not recognised");
+        pk.damaged.push(packages::DamagedSource {
+            path: path.to_string(),
+            format: format.to_string(),
+            reason: format!(
+                "the file is there ({} bytes) but is not a {format} database this reader recognises",
+                tree.node(id).size()
+            ),
+            records_read: 0,
+            records_unreadable: None,
+        });
     }
 }
 

@@ -52,7 +52,7 @@ fn image() -> Tree {
     file_mode(
         &mut t,
         "/etc/ssh/ssh_host_rsa_key",
-        b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+        include_bytes!("../../testdata/throwaway-private-keys/rsa-pkcs1.pem"),
         0o600,
     );
     file(

@@ -129,7 +129,26 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Advisory>, AdvisoryError>
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
     let mut records = reader.records();
-    let line_of = |e: &csv::Error| e.position().map_or(0, |p| p.line() as usize);
+    // Physical 1-based line where a record starts. The csv crate's position is where the
+    // previous record ended, before the blank and comment lines it skips.
+    let line_at = |byte: u64| {
+        let b = text.as_bytes();
+        let mut at = usize::try_from(byte).unwrap_or(usize::MAX).min(b.len());
+        loop {
+            match b.get(at) {
+                Some(b'\r' | b'\n') => at += 1,
+                Some(b'#') => {
+                    at = memchr::memchr(b'\n', b.get(at..).unwrap_or_default())
+                        .map_or(b.len(), |n| at + n + 1)
+                }
+                _ => break,
+            }
+        }
+        b.get(..at)
+            .map_or(0, |b| memchr::memchr_iter(b'\n', b).count())
+            + 1
+    };
+    let line_of = |e: &csv::Error| e.position().map_or(0, |p| line_at(p.byte()));
     let header = match records.next() {
         None => return Ok(Vec::new()),
         Some(Err(e)) => return Err(bad(line_of(&e).max(1), csv_message(&e))),
@@ -164,7 +183,7 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Advisory>, AdvisoryError>
             });
         }
         let f = rec.map_err(|e| bad(line_of(&e), csv_message(&e)))?;
-        let line = f.position().map_or(0, |p| p.line() as usize);
+        let line = f.position().map_or(0, |p| line_at(p.byte()));
         let get = |c: usize| f.get(c).unwrap_or_default().to_string();
         let opt = |c: Option<usize>| c.map(get).filter(|s| !s.is_empty());
         let severity = match opt(cs) {

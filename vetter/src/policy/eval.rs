@@ -917,14 +917,19 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
             })
             .collect()
     };
+    // Without a database read in full, these checks cannot run: one finding says so.
+    let db_problem = match (&inv.packages.format, &inv.packages.error) {
+        (None, _) => Some("no package database".to_string()),
+        (Some(_), Some(e)) => Some(format!("the package database could not be read ({e})")),
+        _ => None,
+    };
     let no_db = |what: &str| {
+        let why = db_problem.clone().unwrap_or_default();
         draft(
             sev,
             "package-database",
-            format!("{what} cannot be checked: no package database"),
-            vec![Evidence::Note {
-                text: "no package database".into(),
-            }],
+            format!("{what} cannot be checked: {why}"),
+            vec![Evidence::Note { text: why }],
         )
     };
     match r.check {
@@ -1060,7 +1065,7 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
             }
         }
         FileCheck::UnownedSystemFiles => {
-            if inv.packages.format.is_none() {
+            if db_problem.is_some() {
                 out.push(no_db("unowned files"));
             }
             for p in inv.packages.unowned_system_files.iter().filter(|p| ok(p)) {
@@ -1073,7 +1078,7 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
             }
         }
         FileCheck::ModifiedPackagedFiles => {
-            if inv.packages.format.is_none() {
+            if db_problem.is_some() {
                 out.push(no_db("packaged files"));
             }
             for m in inv.packages.mismatches.iter().filter(|m| ok(&m.path)) {
