@@ -239,7 +239,10 @@ pub fn single_top_dir(tree: &Tree) -> Option<String> {
         [(n, id)] => (*n, *id),
         _ => return None,
     };
-    if matches!(name.as_slice(), b"etc" | b"usr" | b"bin" | b"var" | b"lib" | b"sbin") {
+    if matches!(
+        name.as_slice(),
+        b"etc" | b"usr" | b"bin" | b"var" | b"lib" | b"sbin"
+    ) {
         return None;
     }
     let inner = tree.entries(id)?;

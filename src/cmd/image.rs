@@ -120,7 +120,11 @@ fn read_manifest(path: &Path) -> Result<(serde_json::Value, String)> {
                 zst.display(),
                 md.len(),
                 mp.display(),
-                if md.len() < want { "truncated" } else { "not the one built" }
+                if md.len() < want {
+                    "truncated"
+                } else {
+                    "not the one built"
+                }
             ));
         }
     }

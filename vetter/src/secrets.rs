@@ -238,13 +238,19 @@ pub fn is_private_key(label: &str, body: &[u8]) -> bool {
                 && !items[2].1.is_empty()
         }),
         "ENCRYPTED PRIVATE KEY" => der_sequence(&der).is_some_and(|items| {
-            items.len() == 2 && algorithm_id(items[0]) && items[1].0 == 0x04 && !items[1].1.is_empty()
+            items.len() == 2
+                && algorithm_id(items[0])
+                && items[1].0 == 0x04
+                && !items[1].1.is_empty()
         }),
         "RSA PRIVATE KEY" => der_sequence(&der).is_some_and(|items| {
             // PKCS#1 RSAPrivateKey: version, n, e, d, p, q, dP, dQ, qInv (+ otherPrimeInfos).
             items.len() >= 9
                 && small_int(items[0]).is_some_and(|v| v <= 1)
-                && items.iter().take(9).all(|(t, c)| *t == 0x02 && !c.is_empty())
+                && items
+                    .iter()
+                    .take(9)
+                    .all(|(t, c)| *t == 0x02 && !c.is_empty())
         }),
         "DSA PRIVATE KEY" => der_sequence(&der).is_some_and(|items| {
             items.len() == 6
@@ -473,7 +479,10 @@ mod tests {
 
     #[test]
     fn every_key_format_parses() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/throwaway-private-keys");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../testdata/throwaway-private-keys"
+        );
         let want = [
             ("rsa-pkcs1.pem", "pem-private-key:RSA"),
             ("rsa-pkcs1-legacy-encrypted.pem", "pem-private-key:RSA"),

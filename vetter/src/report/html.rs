@@ -208,7 +208,11 @@ pub fn html(v: &Verdict, inv: &Inventory) -> String {
                 escape(&u.path),
                 escape(&u.source),
                 escape(&u.reason),
-                if u.waived { " — waived by the policy" } else { "" }
+                if u.waived {
+                    " — waived by the policy"
+                } else {
+                    ""
+                }
             ));
         }
         h.push_str("</ul>");

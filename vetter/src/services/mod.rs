@@ -340,7 +340,10 @@ pub const PORTLESS: &[(&str, &str)] = &[
     ("serial-getty", "login prompt on a serial line (agetty)"),
     ("console-getty", "login prompt on the console (agetty)"),
     ("cron", "cron daemon"),
-    ("systemd-timesyncd", "SNTP client: sends queries, listens on no port"),
+    (
+        "systemd-timesyncd",
+        "SNTP client: sends queries, listens on no port",
+    ),
     ("systemd-journald", "journal (Unix sockets and netlink)"),
     ("systemd-logind", "login manager (D-Bus)"),
     ("systemd-udevd", "device manager (netlink)"),
