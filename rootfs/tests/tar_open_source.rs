@@ -163,7 +163,11 @@ fn tar_under_one_top_level_folder_and_truncated_tar() {
     let o = open_source(&t, &OpenOptions::default()).unwrap();
     assert!(o.tree.lookup(b"/rootfs/etc/hostname").is_some());
     assert_eq!(o.descended, None);
-    assert!(o.notes[0].contains("every entry sits under rootfs/"), "{:?}", o.notes);
+    assert!(
+        o.notes[0].contains("every entry sits under rootfs/"),
+        "{:?}",
+        o.notes
+    );
     let opts = OpenOptions {
         descend_single_dir: true,
         ..OpenOptions::default()
@@ -195,5 +199,9 @@ fn tar_under_one_top_level_folder_and_truncated_tar() {
     let o = open_source(&cut, &opts).unwrap();
     assert_eq!(content(&o.tree, b"/etc/hostname"), b"wafer\n");
     assert_eq!(o.damage.len(), 1, "{:?}", o.damage);
-    assert!(o.damage[0].contains("no end-of-archive blocks"), "{:?}", o.damage);
+    assert!(
+        o.damage[0].contains("no end-of-archive blocks"),
+        "{:?}",
+        o.damage
+    );
 }
