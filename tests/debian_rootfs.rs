@@ -10,6 +10,7 @@
 //! Debian packages debootstrap, e2fsprogs, dpkg, coreutils and findutils.
 
 mod debian_rootfs {
+    pub mod bootstrap;
     pub mod debugfs;
     pub mod host;
 }
@@ -57,67 +58,11 @@ fn debian_root() -> &'static Path {
 }
 
 fn build_debian_root() -> Result<PathBuf, String> {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let done = base.join("debian-bookworm");
-    if done.join("complete").is_file() && done.join("root").is_dir() {
-        return Ok(done.join("root"));
-    }
-    std::fs::create_dir_all(base).map_err(|e| format!("create {}: {e}", base.display()))?;
-    let partial = base.join(format!("debian-bookworm.partial-{}", std::process::id()));
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial)
-            .map_err(|e| format!("remove {}: {e}", partial.display()))?;
-    }
-    std::fs::create_dir(&partial).map_err(|e| format!("create {}: {e}", partial.display()))?;
-    let args = ["--variant=minbase", "--include=openssh-server", SUITE];
-    let started = Instant::now();
-    let out = Command::new("debootstrap")
-        .args(args)
-        .arg(partial.join("root"))
-        .arg(MIRROR)
-        .output()
-        .map_err(|e| {
-            format!("cannot run debootstrap (Debian package debootstrap; the test needs root): {e}")
-        })?;
-    if !out.status.success() {
-        let log = std::fs::read_to_string(partial.join("root/debootstrap/debootstrap.log"))
-            .unwrap_or_default();
-        let tail: Vec<&str> = log
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(format!(
-            "debootstrap {} failed ({}):\nstdout:\n{}\nstderr:\n{}\ndebootstrap.log (end):\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            tail.join("\n")
-        ));
-    }
-    eprintln!("debootstrap: {:.1} s", started.elapsed().as_secs_f64());
-    let marker = format!("debootstrap {} DIR {MIRROR}\n", args.join(" "));
-    std::fs::write(partial.join("complete"), marker).map_err(|e| format!("write marker: {e}"))?;
-    match std::fs::rename(&partial, &done) {
-        Ok(()) => {}
-        Err(_) if done.join("complete").is_file() => {
-            // Another run finished first; use its tree.
-            std::fs::remove_dir_all(&partial)
-                .map_err(|e| format!("remove {}: {e}", partial.display()))?;
-        }
-        Err(_) => {
-            // A leftover without the marker (e.g. made by hand): replace it.
-            std::fs::remove_dir_all(&done)
-                .map_err(|e| format!("remove {}: {e}", done.display()))?;
-            std::fs::rename(&partial, &done)
-                .map_err(|e| format!("rename {} -> {}: {e}", partial.display(), done.display()))?;
-        }
-    }
-    Ok(done.join("root"))
+    debian_rootfs::bootstrap::cached(
+        "debian-bookworm",
+        &["--variant=minbase", "--include=openssh-server", SUITE],
+        MIRROR,
+    )
 }
 
 /// A scratch directory beside the build (the images are a few hundred MB: not /tmp).
