@@ -411,8 +411,8 @@ fn any_match(m: &[GlobMatcher], s: &str) -> bool {
 fn in_scope(wafers: &Option<Vec<String>>, vos: &Option<Vec<String>>, ctx: &EvalContext) -> bool {
     let w = wafers
         .as_ref()
-        .map_or(true, |w| any_match(&matchers(w), &ctx.wafer));
-    let v = vos.as_ref().map_or(true, |v| {
+        .is_none_or(|w| any_match(&matchers(w), &ctx.wafer));
+    let v = vos.as_ref().is_none_or(|v| {
         ctx.vo
             .as_deref()
             .is_some_and(|vo| any_match(&matchers(v), vo))
@@ -577,7 +577,7 @@ fn ports(inv: &Inventory, r: &format::PortsRule) -> Vec<Draft> {
                         _ => false,
                     }
                     && bind_allowed(a.bind, p.bind)
-                    && svc.as_ref().map_or(true, |g| g.is_match(&s.name))
+                    && svc.as_ref().is_none_or(|g| g.is_match(&s.name))
             });
             if ok
                 || !seen.insert((
@@ -1468,7 +1468,7 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
             let scoped = w
                 .wafers
                 .as_ref()
-                .map_or(true, |ws| any_match(&matchers(ws), &ctx.wafer));
+                .is_none_or(|ws| any_match(&matchers(ws), &ctx.wafer));
             (w, day, glob(&w.subject).ok(), scoped)
         })
         .collect();
