@@ -10,6 +10,7 @@
 //! root (debootstrap), network access to deb.debian.org, and the Debian packages debootstrap,
 //! dpkg and findutils.
 
+mod common;
 mod debian_rootfs {
     pub mod bootstrap;
 }
@@ -18,20 +19,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
+use common::run;
 use rootfs::dir::{read_dir, DirOptions};
 use vetter::policy::{evaluate, EvalContext, Outcome, Policy, Severity};
-
-fn output(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn debian_server_vetted_with_the_example_policy_has_no_false_blocking_finding() {
@@ -68,11 +58,9 @@ fn debian_server_vetted_with_the_example_policy_has_no_false_blocking_finding() 
 
     // The oracles: find for setuid/setgid files, ls for host keys.
     let rel = |p: &str| p.strip_prefix(root.to_str().unwrap()).unwrap().to_string();
-    let privileged: BTreeSet<String> = output(
-        Command::new("find")
-            .arg(&root)
-            .args(["-type", "f", "-perm", "/6000"]),
-    )
+    let privileged: BTreeSet<String> = run(Command::new("find")
+        .arg(&root)
+        .args(["-type", "f", "-perm", "/6000"]))
     .lines()
     .map(rel)
     // Allowed by the example: passwd "as shipped by package passwd".
@@ -142,14 +130,12 @@ fn debian_server_vetted_with_the_example_policy_has_no_false_blocking_finding() 
         .collect();
     assert!(!doc_keys.is_empty(), "{cred_paths:?}");
     for p in doc_keys {
-        let owner = output(
-            Command::new("dpkg-query")
-                .arg(format!(
-                    "--admindir={}",
-                    root.join("var/lib/dpkg").display()
-                ))
-                .args(["-S", p]),
-        );
+        let owner = run(Command::new("dpkg-query")
+            .arg(format!(
+                "--admindir={}",
+                root.join("var/lib/dpkg").display()
+            ))
+            .args(["-S", p]));
         let pkg = owner.split(':').next().unwrap().trim().to_string();
         let f = v
             .findings

@@ -6,6 +6,26 @@ use common::*;
 use rootfs::Tree;
 use vetter::services::BindClass;
 
+/// A systemd image: /sbin/init is systemd, multi-user.target is the default target.
+fn systemd_base() -> Tree {
+    let mut t = Tree::default();
+    base(&mut t);
+    file_mode(&mut t, "/usr/lib/systemd/systemd", b"\x7fELF", 0o755);
+    symlink(&mut t, "/sbin/init", "../usr/lib/systemd/systemd");
+    let u = "/usr/lib/systemd/system";
+    file(
+        &mut t,
+        &format!("{u}/multi-user.target"),
+        "[Unit]\nDescription=Multi-User\n",
+    );
+    symlink(
+        &mut t,
+        "/etc/systemd/system/default.target",
+        &format!("{u}/multi-user.target"),
+    );
+    t
+}
+
 fn sysv_base(t: &mut Tree, enabled: &[&str], disabled: &[&str]) {
     base(t);
     file(
@@ -133,21 +153,7 @@ fn known_portless_services_open_no_port() {
     );
 
     // The systemd oneshot unit the builder writes on systemd images without cloud-init.
-    let mut t = Tree::default();
-    base(&mut t);
-    file_mode(&mut t, "/usr/lib/systemd/systemd", b"\x7fELF", 0o755);
-    symlink(&mut t, "/sbin/init", "../usr/lib/systemd/systemd");
-    let u = "/usr/lib/systemd/system";
-    file(
-        &mut t,
-        &format!("{u}/multi-user.target"),
-        "[Unit]\nDescription=Multi-User\n",
-    );
-    symlink(
-        &mut t,
-        "/etc/systemd/system/default.target",
-        &format!("{u}/multi-user.target"),
-    );
+    let mut t = systemd_base();
     file(
         &mut t,
         "/etc/systemd/system/wafer-context.service",
@@ -776,21 +782,8 @@ fn hostile_configs_terminate() {
 /// false`); known terminal and client daemons (getty@, systemd-timesyncd) are "none".
 #[test]
 fn systemd_units_that_open_no_port() {
-    let mut t = Tree::default();
-    base(&mut t);
-    file_mode(&mut t, "/usr/lib/systemd/systemd", b"\x7fELF", 0o755);
-    symlink(&mut t, "/sbin/init", "../usr/lib/systemd/systemd");
+    let mut t = systemd_base();
     let u = "/usr/lib/systemd/system";
-    file(
-        &mut t,
-        &format!("{u}/multi-user.target"),
-        "[Unit]\nDescription=Multi-User\n",
-    );
-    symlink(
-        &mut t,
-        "/etc/systemd/system/default.target",
-        &format!("{u}/multi-user.target"),
-    );
     let units = [
         ("setup.service", "[Service]\nType=oneshot\nExecStart=/bin/true\n"),
         ("private.service", "[Service]\nExecStart=/usr/bin/worker\nPrivateNetwork=yes\n"),
