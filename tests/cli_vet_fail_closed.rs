@@ -198,3 +198,28 @@ fn tarball_under_one_top_level_folder_is_read_from_inside() {
         inv["accounts"]
     );
 }
+
+#[test]
+fn garbage_rpm_packages_in_a_directory_could_not_vet_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    make_root(&root);
+    let garbage: Vec<u8> = (0..20_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    put(&root, "var/lib/rpm/Packages", &garbage);
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let o = wafer(&["vet", s(&root), "--policy", s(&policy), "--name", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("/var/lib/rpm/Packages could not be read"),
+        "{}",
+        stderr(&o)
+    );
+    // inspect shows it, and says vet will not vet it.
+    let text = stdout(&ok(wafer(&["inspect", s(&root)])));
+    assert!(
+        text.contains("Incomplete (wafer vet: could not vet)")
+            && text.contains("/var/lib/rpm/Packages (rpm-bdb)"),
+        "{text}"
+    );
+}
