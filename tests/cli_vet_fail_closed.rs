@@ -223,3 +223,62 @@ fn garbage_rpm_packages_in_a_directory_could_not_vet_naming_it() {
         "{text}"
     );
 }
+
+/// Filesystem damage the ext reader skips over (an inode whose metadata_csum checksum fails)
+/// reaches the inventory and makes `vet` exit 2 naming the image, unless `[waive] damaged =
+/// ["filesystem"]`.
+#[test]
+fn ext_checksum_damage_could_not_vet_unless_waived() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    make_root(&root);
+    let img = tmp.path().join("fs.img");
+    run(std::process::Command::new("mke2fs")
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-O",
+            "metadata_csum",
+            "-b",
+            "1024",
+            "-d",
+        ])
+        .arg(&root)
+        .arg(&img)
+        .arg("8M"));
+    // Where debugfs says the inode of /etc/passwd lies; flip a bit of its mtime.
+    let imap = run(std::process::Command::new("debugfs")
+        .args(["-R", "imap /etc/passwd"])
+        .arg(&img));
+    let words: Vec<&str> = imap.split_whitespace().collect();
+    let at = |w: &str| words.iter().rposition(|x| *x == w).unwrap() + 1;
+    let block: u64 = words[at("block")].trim_end_matches(',').parse().unwrap();
+    let offset = u64::from_str_radix(words[at("offset")].trim_start_matches("0x"), 16).unwrap();
+    let mut bytes = std::fs::read(&img).unwrap();
+    let pos = usize::try_from(block * 1024 + offset + 0x10).unwrap();
+    bytes[pos] ^= 0x01;
+    std::fs::write(&img, &bytes).unwrap();
+
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let o = wafer(&["vet", s(&img), "--policy", s(&policy), "--name", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "{} could not be read: checksum mismatch",
+            img.display()
+        )),
+        "{e}"
+    );
+    let waived = tmp.path().join("waived.toml");
+    std::fs::write(
+        &waived,
+        format!("{POLICY}\n[waive]\ndamaged = [\"filesystem\"]\n"),
+    )
+    .unwrap();
+    let o = wafer(&["vet", s(&img), "--policy", s(&waived), "--name", "x"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
