@@ -340,12 +340,12 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
             if v.exit_code() != 0 {
                 eprint!("{}", vetter::report::terminal(&v, false));
                 let what = if v.outcome == vetter::policy::Outcome::CouldNotVet {
-                    "could not be vetted (part of it could not be read)"
+                    "could not be vetted (part of it could not be read) under policy"
                 } else {
-                    "fails"
+                    "fails policy"
                 };
                 bail!(
-                    "{} {what} against policy {}: not approved",
+                    "{} {what} {}: not approved",
                     a.bundle.display(),
                     a.policy.display()
                 );
