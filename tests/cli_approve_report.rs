@@ -91,13 +91,21 @@ fn approve_refuses_a_verdict_about_other_bytes() {
     assert!(e.contains(&sha256_hex(&two.join("wafer.json"))), "{e}");
     assert_eq!(attestations(&two), 0);
 
-    // A bundle whose disk did not match its manifest when vetted (disk of `two`, manifest of
-    // `one`): the verdict judged two's disk, so it cannot approve one.
+    // A bundle whose disk does not match its manifest (disk of `two`, manifest of `one`) is not
+    // vetted at all: vet refuses it, naming the disk.
     let mixed = f.path("mixed");
     copy_dir(&one, &mixed);
     std::fs::copy(two.join("disk.img.zst"), mixed.join("disk.img.zst")).unwrap();
+    let o = wafer(&["vet", s(&mixed), "--policy", s(&policy)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stderr(&o).contains("disk.img.zst"), "{}", stderr(&o));
+    // A verdict that judged two's disk with one's manifest (as an older vet would have made)
+    // cannot approve one.
+    let mut mixed_v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&v1).unwrap()).unwrap();
+    mixed_v["image"]["compressed_sha256"] = sha256_hex(&two.join("disk.img.zst")).into();
     let vm = f.path("mixed.json");
-    vet(&mixed, &policy, &vm);
+    std::fs::write(&vm, serde_json::to_vec_pretty(&mixed_v).unwrap()).unwrap();
     let o = approve(&one, &alice, &policy, &vm);
     assert!(!o.status.success());
     let e = stderr(&o);

@@ -1,6 +1,7 @@
 //! Open any supported source as a [`Tree`], telling the kind by content, never by name:
 //!
-//! * a **directory** (a wafer bundle if it holds `wafer.json` and `disk.img.zst`);
+//! * a **directory** (a wafer bundle if it holds `wafer.json`: its `disk.img.zst` must then be
+//!   there, non-empty and valid seekable zstd, or opening fails naming it);
 //! * a **tar archive**, plain (ustar/GNU magic at offset 257, or a valid v7 header checksum) or
 //!   gzip/xz/bzip2/zstd compressed (their magic bytes at offset 0);
 //! * an **ext2/3/4 image** (superblock magic 0xEF53 at byte 1080: superblock at 1024,
@@ -28,7 +29,7 @@ pub enum SourceKind {
     Directory,
     /// A raw ext2/3/4 image.
     Ext,
-    /// A wafer bundle directory (`wafer.json` + `disk.img.zst`).
+    /// A wafer bundle directory (`wafer.json`, with its `disk.img.zst`).
     Bundle,
 }
 
@@ -41,6 +42,10 @@ pub struct OpenOptions {
     pub dir: DirOptions,
     /// ext image reading.
     pub ext: ext::ReadOptions,
+    /// A tar archive whose entries all sit under one top-level directory that looks like a root
+    /// filesystem (`rootfs/etc/...`) is read from inside it ([`Opened::notes`] says so). Off, it
+    /// is only noted.
+    pub descend_single_dir: bool,
 }
 
 /// A source read into a tree.
@@ -51,6 +56,14 @@ pub struct Opened {
     pub tree: Tree,
     /// Filesystem facts, for ext images and bundles.
     pub fs_info: Option<FsInfo>,
+    /// What the reader skipped or could not trust and went on (ext checksum mismatches, an
+    /// unreplayed journal, skipped attributes; a tar without end-of-archive blocks, entries of
+    /// unknown type). A vetter must not judge such a tree as complete.
+    pub damage: Vec<String>,
+    /// Remarks about how the source was read (e.g. the top-level directory descended into).
+    pub notes: Vec<String>,
+    /// The top-level directory of a tar archive that was descended into.
+    pub descended: Option<String>,
 }
 
 /// Errors opening a source; each names the path.
@@ -91,6 +104,14 @@ pub enum OpenError {
         /// Why.
         source: ExtError,
     },
+    /// A bundle (a directory with `wafer.json`) whose disk image is missing or empty.
+    #[error("{path}: {what}")]
+    Bundle {
+        /// The `disk.img.zst`.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
     /// The bundle's compressed image is not valid seekable zstd.
     #[error("{path}: {source}")]
     Zseek {
@@ -112,7 +133,9 @@ pub fn detect(path: &Path) -> Result<SourceKind, OpenError> {
     };
     let md = std::fs::metadata(path).map_err(io_err)?;
     if md.is_dir() {
-        if path.join("wafer.json").is_file() && path.join("disk.img.zst").is_file() {
+        // A folder with wafer.json is a bundle whatever state its disk is in: an interrupted
+        // build must not be read as a plain directory.
+        if path.join("wafer.json").is_file() {
             return Ok(SourceKind::Bundle);
         }
         return Ok(SourceKind::Directory);
@@ -189,27 +212,100 @@ impl ReadAt for ZseekSource {
     }
 }
 
+/// The damage an ext reader went past, as lines for [`Opened::damage`].
+pub fn ext_damage(info: &FsInfo) -> Vec<String> {
+    let mut v = Vec::new();
+    if info.needs_recovery {
+        v.push(
+            "the journal needs recovery and was not replayed: files may differ from what the \
+             kernel would mount"
+                .to_string(),
+        );
+    }
+    v.extend(
+        info.checksum_errors
+            .iter()
+            .map(|e| format!("checksum mismatch: {e}")),
+    );
+    v.extend(info.warnings.iter().cloned());
+    v
+}
+
+/// If every entry of `tree` sits under one top-level directory that holds a root filesystem
+/// (`etc`, `usr`, `bin` or `var`), its name.
+pub fn single_top_dir(tree: &Tree) -> Option<String> {
+    let top = tree.entries(tree.root())?;
+    let (name, &id) = match top.iter().collect::<Vec<_>>().as_slice() {
+        [(n, id)] => (*n, *id),
+        _ => return None,
+    };
+    if matches!(
+        name.as_slice(),
+        b"etc" | b"usr" | b"bin" | b"var" | b"lib" | b"sbin"
+    ) {
+        return None;
+    }
+    let inner = tree.entries(id)?;
+    ["etc", "usr", "bin", "var"]
+        .iter()
+        .any(|d| inner.contains_key(d.as_bytes()))
+        .then(|| crate::tree::display_path(name))
+}
+
+/// Make the top-level directory `name` the root of `tree`.
+fn descend(tree: &mut Tree, name: &str) {
+    let root = tree.root();
+    let Some(&id) = tree.entries(root).and_then(|e| e.get(name.as_bytes())) else {
+        return;
+    };
+    let node = tree.node(id).clone();
+    *tree.node_mut(root) = node;
+}
+
 /// Read whatever `path` holds into a tree. See the module documentation.
 pub fn open_source(path: &Path, opts: &OpenOptions) -> Result<Opened, OpenError> {
     let kind = detect(path)?;
     tracing::debug!(path = %path.display(), ?kind, "opening source");
-    match kind {
-        SourceKind::Directory => Ok(Opened {
+    let opened = |kind, tree, fs_info: Option<FsInfo>| {
+        let damage = fs_info.as_ref().map(ext_damage).unwrap_or_default();
+        Opened {
             kind,
-            tree: read_dir(path, &opts.dir)?,
-            fs_info: None,
-        }),
+            tree,
+            fs_info,
+            damage,
+            notes: Vec::new(),
+            descended: None,
+        }
+    };
+    match kind {
+        SourceKind::Directory => Ok(opened(kind, read_dir(path, &opts.dir)?, None)),
         SourceKind::Tar(_) => {
-            let (tree, _) =
+            let (mut tree, stats) =
                 tar::read_tar_file(path, &opts.tar).map_err(|source| OpenError::Tar {
                     path: path.to_path_buf(),
                     source,
                 })?;
-            Ok(Opened {
-                kind,
-                tree,
-                fs_info: None,
-            })
+            let top = single_top_dir(&tree);
+            let mut o = opened(kind, Tree::default(), None);
+            o.damage = stats.warnings;
+            if let Some(top) = top {
+                if opts.descend_single_dir {
+                    descend(&mut tree, &top);
+                    o.notes.push(format!(
+                        "every entry sits under {top}/: read the root filesystem from there"
+                    ));
+                    o.descended = Some(top);
+                } else {
+                    o.notes.push(format!(
+                        "every entry sits under {top}/ (a root filesystem one level down?)"
+                    ));
+                }
+            }
+            for n in &o.notes {
+                tracing::warn!(path = %path.display(), "{n}");
+            }
+            o.tree = tree;
+            Ok(o)
         }
         SourceKind::Ext => {
             let src: Arc<dyn ReadAt> =
@@ -221,24 +317,36 @@ pub fn open_source(path: &Path, opts: &OpenOptions) -> Result<Opened, OpenError>
                 path: path.to_path_buf(),
                 source,
             })?;
-            Ok(Opened {
-                kind,
-                tree: img.tree,
-                fs_info: Some(img.info),
-            })
+            Ok(opened(kind, img.tree, Some(img.info)))
         }
         SourceKind::Bundle => {
             let zst = path.join("disk.img.zst");
+            let bundle_err = |what: String| OpenError::Bundle {
+                path: zst.clone(),
+                what,
+            };
+            let md = std::fs::symlink_metadata(&zst).map_err(|e| {
+                bundle_err(if e.kind() == io::ErrorKind::NotFound {
+                    "missing: the bundle has wafer.json but no disk image (an interrupted build?)"
+                        .to_string()
+                } else {
+                    e.to_string()
+                })
+            })?;
+            if !md.is_file() {
+                return Err(bundle_err("not a regular file".into()));
+            }
+            if md.len() == 0 {
+                return Err(bundle_err(
+                    "empty: the bundle's disk image holds no data (an interrupted build?)".into(),
+                ));
+            }
             let src: Arc<dyn ReadAt> = Arc::new(ZseekSource::open(&zst)?);
             let img = ext::read_image(src, &opts.ext).map_err(|source| OpenError::Ext {
                 path: zst.clone(),
                 source,
             })?;
-            Ok(Opened {
-                kind,
-                tree: img.tree,
-                fs_info: Some(img.info),
-            })
+            Ok(opened(kind, img.tree, Some(img.info)))
         }
     }
 }

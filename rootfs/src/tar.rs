@@ -281,6 +281,9 @@ pub struct TarStats {
     pub entries: u64,
     /// Size of the uncompressed archive.
     pub archive_bytes: u64,
+    /// What the reader accepted but a reviewer must know (no end-of-archive blocks: possibly
+    /// truncated; entries of unknown type read as regular files), at most 1000.
+    pub warnings: Vec<String>,
 }
 
 /// A positional source over an open anonymous file (the decompression spool).
@@ -415,6 +418,7 @@ pub fn read_tar(src: Arc<dyn ReadAt>, opts: &TarOptions) -> Result<(Tree, TarSta
         stats: TarStats {
             entries: 0,
             archive_bytes: src.len(),
+            warnings: Vec::new(),
         },
     };
     r.run()?;
@@ -726,6 +730,12 @@ impl TarReader {
         Ok(v)
     }
 
+    fn warn(&mut self, w: String) {
+        if self.stats.warnings.len() < 1000 {
+            self.stats.warnings.push(w);
+        }
+    }
+
     fn run(&mut self) -> Result<(), TarError> {
         let mut off = 0u64;
         let mut pending = Pending::default();
@@ -734,6 +744,9 @@ impl TarReader {
             if off >= self.len {
                 if off > 0 {
                     tracing::warn!(offset = off, "tar archive has no end-of-archive blocks");
+                    self.warn(format!(
+                        "no end-of-archive blocks after byte {off}: the archive may be truncated"
+                    ));
                 }
                 if pending.long_name.is_some()
                     || pending.long_link.is_some()
@@ -1127,6 +1140,10 @@ impl TarReader {
             other => {
                 // POSIX: an unknown type is read as a regular file.
                 tracing::warn!(offset = off, entry = %entry, typeflag = other, "unknown tar entry type, reading as a regular file");
+                self.warn(format!(
+                    "{entry} (byte {off}): unknown entry type {:?}, read as a regular file",
+                    char::from(other)
+                ));
                 let (content, stored) =
                     self.regular(off, block, &entry, &pax, size, data_off, false)?;
                 skip = stored;

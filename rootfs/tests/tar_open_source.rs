@@ -95,3 +95,113 @@ fn every_kind_is_detected_and_read() {
         .unwrap();
     assert!(e.to_string().contains("missing"), "{e}");
 }
+
+/// A folder with wafer.json is a bundle whatever state its disk is in; a missing, empty or
+/// truncated disk.img.zst is an error naming it (an interrupted build is not a "directory").
+#[test]
+fn bundle_with_missing_empty_or_truncated_disk_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/hostname"), b"wafer\n").unwrap();
+    let img = tmp.path().join("fs.img");
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&src)
+        .arg(&img)
+        .arg("4M"));
+    let bundle = tmp.path().join("bundle");
+    fs::create_dir(&bundle).unwrap();
+    fs::write(bundle.join("wafer.json"), b"{}").unwrap();
+    let zst = bundle.join("disk.img.zst");
+    let opts = OpenOptions::default();
+
+    // Missing.
+    assert_eq!(detect(&bundle).unwrap(), SourceKind::Bundle);
+    let e = open_source(&bundle, &opts).err().unwrap();
+    assert!(matches!(e, OpenError::Bundle { .. }), "{e}");
+    let m = e.to_string();
+    assert!(m.starts_with(&format!("{}: missing", zst.display())), "{m}");
+
+    // Empty.
+    fs::write(&zst, b"").unwrap();
+    let m = open_source(&bundle, &opts).err().unwrap().to_string();
+    assert!(m.starts_with(&format!("{}: empty", zst.display())), "{m}");
+
+    // Truncated: the seek table at the end is gone.
+    let raw = fs::File::open(&img).unwrap();
+    let mut full = Vec::new();
+    rootfs::zseek::compress(raw, &mut full, 64 * 1024, 3, 1).unwrap();
+    fs::write(&zst, &full[..full.len() / 2]).unwrap();
+    let e = open_source(&bundle, &opts).err().unwrap();
+    assert!(e.to_string().starts_with(&zst.display().to_string()), "{e}");
+
+    // Whole: read.
+    fs::write(&zst, &full).unwrap();
+    let o = open_source(&bundle, &opts).unwrap();
+    assert_eq!(content(&o.tree, b"/etc/hostname"), b"wafer\n");
+    assert!(o.damage.is_empty(), "{:?}", o.damage);
+}
+
+/// `tar -C DIR -cf x.tar rootfs` puts every entry under `rootfs/`: recognised, descended into
+/// when asked (and said), only noted otherwise. An archive without end-of-archive blocks is
+/// damage the reader reports.
+#[test]
+fn tar_under_one_top_level_folder_and_truncated_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path().join("rootfs");
+    fs::create_dir_all(top.join("etc")).unwrap();
+    fs::create_dir_all(top.join("usr/bin")).unwrap();
+    fs::write(top.join("etc/hostname"), b"wafer\n").unwrap();
+    let t = tmp.path().join("nested.tar");
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&t)
+        .arg("-C")
+        .arg(tmp.path())
+        .arg("rootfs"));
+    let o = open_source(&t, &OpenOptions::default()).unwrap();
+    assert!(o.tree.lookup(b"/rootfs/etc/hostname").is_some());
+    assert_eq!(o.descended, None);
+    assert!(
+        o.notes[0].contains("every entry sits under rootfs/"),
+        "{:?}",
+        o.notes
+    );
+    let opts = OpenOptions {
+        descend_single_dir: true,
+        ..OpenOptions::default()
+    };
+    let o = open_source(&t, &opts).unwrap();
+    assert_eq!(o.descended.as_deref(), Some("rootfs"));
+    assert_eq!(content(&o.tree, b"/etc/hostname"), b"wafer\n");
+    assert!(o.tree.lookup(b"/usr/bin").is_some());
+    assert!(o.tree.lookup(b"/rootfs").is_none());
+    assert!(o.damage.is_empty(), "{:?}", o.damage);
+
+    // A single top-level directory that is itself a root directory name is not descended.
+    let plain = tmp.path().join("plain.tar");
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&plain)
+        .arg("-C")
+        .arg(&top)
+        .arg("etc"));
+    let o = open_source(&plain, &opts).unwrap();
+    assert_eq!(o.descended, None);
+    assert_eq!(content(&o.tree, b"/etc/hostname"), b"wafer\n");
+
+    // Cut after the last member's data: no end-of-archive blocks.
+    let bytes = fs::read(&plain).unwrap();
+    // etc/ header, etc/hostname header and one data block.
+    let cut = tmp.path().join("cut.tar");
+    fs::write(&cut, &bytes[..3 * 512]).unwrap();
+    let o = open_source(&cut, &opts).unwrap();
+    assert_eq!(content(&o.tree, b"/etc/hostname"), b"wafer\n");
+    assert_eq!(o.damage.len(), 1, "{:?}", o.damage);
+    assert!(
+        o.damage[0].contains("no end-of-archive blocks"),
+        "{:?}",
+        o.damage
+    );
+}

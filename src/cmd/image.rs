@@ -22,6 +22,10 @@ pub struct Image {
     pub manifest: Option<serde_json::Value>,
     /// sha256 (lowercase hex) of the `wafer.json` bytes parsed into `manifest`.
     pub manifest_sha256: Option<String>,
+    /// The file the tree was read from (the bundle's `disk.img.zst`, else IMAGE itself).
+    pub source: String,
+    /// What the reader skipped over (`rootfs::open::Opened::damage`): the vetter cannot vet it.
+    pub damage: Vec<String>,
 }
 
 fn ext_magic_at(src: &dyn ReadAt, offset: u64) -> bool {
@@ -51,35 +55,86 @@ pub fn open(path: &Path) -> Result<Image> {
     open_with(path, &OpenOptions::default())
 }
 
-/// Opens `path` into a tree with `opts` (budgets of the readers).
+/// Opens `path` into a tree with `opts` (budgets of the readers). A tar archive whose entries
+/// all sit under one top-level directory is read from inside it (the kind says so). A bundle's
+/// manifest must parse and its disk file must have the size the manifest records.
 pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Image> {
-    match open_source(path, opts) {
+    let opts = OpenOptions {
+        descend_single_dir: true,
+        ..opts.clone()
+    };
+    let is_bundle = path.join("wafer.json").is_file();
+    // Check the bundle's manifest before reading its disk: an interrupted build leaves a
+    // manifest whose disk file is missing, empty or short.
+    let (manifest, manifest_sha256) = if is_bundle {
+        let (m, sha) = read_manifest(path)?;
+        (Some(m), Some(sha))
+    } else {
+        (None, None)
+    };
+    match open_source(path, &opts) {
         Ok(o) => {
             let kind = match o.kind {
                 SourceKind::Bundle => "bundle".to_string(),
                 SourceKind::Ext => "ext".to_string(),
                 SourceKind::Directory => "directory".to_string(),
-                SourceKind::Tar(_) => "tar".to_string(),
+                SourceKind::Tar(_) => match &o.descended {
+                    Some(top) => format!("tar, read from {top}/"),
+                    None => "tar".to_string(),
+                },
             };
-            let (manifest, manifest_sha256) = if o.kind == SourceKind::Bundle {
-                let mp = path.join("wafer.json");
-                let b = std::fs::read(&mp).with_context(|| format!("reading {}", mp.display()))?;
-                let m = serde_json::from_slice(&b)
-                    .with_context(|| format!("parsing {}", mp.display()))?;
-                (Some(m), Some(hex::encode(Sha256::digest(&b))))
+            for n in &o.notes {
+                tracing::info!("{}: {n}", path.display());
+            }
+            let source = if o.kind == SourceKind::Bundle {
+                path.join("disk.img.zst")
             } else {
-                (None, None)
+                path.to_path_buf()
             };
             Ok(Image {
                 tree: o.tree,
                 kind,
                 manifest,
                 manifest_sha256,
+                source: source.display().to_string(),
+                damage: o.damage,
             })
         }
         Err(OpenError::Unknown { .. }) => open_disk(path),
         Err(e) => Err(anyhow!(e)).with_context(|| format!("opening {}", path.display())),
     }
+}
+
+/// Reads and parses a bundle's `wafer.json` (with its sha256) and checks the disk file's size
+/// against `compressed.size` when the manifest records it.
+fn read_manifest(path: &Path) -> Result<(serde_json::Value, String)> {
+    let mp = path.join("wafer.json");
+    let b = std::fs::read(&mp).with_context(|| format!("reading {}", mp.display()))?;
+    let m: serde_json::Value =
+        serde_json::from_slice(&b).with_context(|| format!("parsing {}", mp.display()))?;
+    let zst = path.join(
+        m["compressed"]["file"]
+            .as_str()
+            .filter(|f| *f == "disk.img.zst")
+            .unwrap_or("disk.img.zst"),
+    );
+    if let (Some(want), Ok(md)) = (m["compressed"]["size"].as_u64(), std::fs::metadata(&zst)) {
+        if md.is_file() && md.len() != want {
+            return Err(anyhow!(
+                "{}: {} bytes, but {} says compressed.size {want}: the disk image is {} (an \
+                 interrupted build or a swapped file?)",
+                zst.display(),
+                md.len(),
+                mp.display(),
+                if md.len() < want {
+                    "truncated"
+                } else {
+                    "not the one built"
+                }
+            ));
+        }
+    }
+    Ok((m, hex::encode(Sha256::digest(&b))))
 }
 
 fn open_disk(path: &Path) -> Result<Image> {
@@ -119,10 +174,13 @@ fn open_disk(path: &Path) -> Result<Image> {
         },
         p.number
     );
+    let damage = rootfs::open::ext_damage(&img.info);
     Ok(Image {
         tree: img.tree,
         kind,
         manifest: None,
         manifest_sha256: None,
+        source: path.display().to_string(),
+        damage,
     })
 }

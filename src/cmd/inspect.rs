@@ -73,8 +73,9 @@ pub fn inventory_with(
         list_files,
         ..Default::default()
     };
-    let inv = vetter::inspect(&img.tree, &opts)
+    let mut inv = vetter::inspect(&img.tree, &opts)
         .with_context(|| format!("inspecting {}", path.display()))?;
+    inv.add_reader_damage(&img.source, img.damage.iter().cloned());
     spinner.finish_and_clear();
     Ok((inv, img))
 }
@@ -112,10 +113,23 @@ fn emit_json(output: Option<&Path>, value: &impl serde::Serialize) -> Result<()>
         .with_context(|| format!("writing the inventory to {shown}"))
 }
 
-/// Runs `wafer inspect`.
-pub fn run(a: InspectArgs, ui: &Ui) -> Result<()> {
+/// Exit status when the image could not be read (a damaged bundle, an unknown format).
+pub const COULD_NOT_READ: u8 = 2;
+
+/// Runs `wafer inspect`: exit 0, or 2 when the image could not be read.
+pub fn run(a: InspectArgs, ui: &Ui) -> Result<u8> {
     let listed = a.json || a.sbom.is_some();
-    let (inv, img) = inventory_with(&a.image, !a.no_hash, listed, ui)?;
+    let (inv, img) = match inventory_with(&a.image, !a.no_hash, listed, ui) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!(
+                "wafer: could not read {}: {}",
+                rootfs::escape::escape_lines(&a.image.display().to_string()),
+                rootfs::escape::escape_lines(&super::error_text(&e))
+            );
+            return Ok(COULD_NOT_READ);
+        }
+    };
     if a.sbom == Some(SbomFormat::Cyclonedx) {
         let mut v = serde_json::to_string_pretty(&vetter::sbom::cyclonedx(&inv))
             .context("serializing the SBOM")?;
@@ -142,5 +156,5 @@ pub fn run(a: InspectArgs, ui: &Ui) -> Result<()> {
                 .unwrap_or_default()
         );
     }
-    Ok(())
+    Ok(0)
 }

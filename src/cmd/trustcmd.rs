@@ -442,8 +442,13 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
             let (v, _) = super::vet::vet(&va, ui)?;
             if v.exit_code() != 0 {
                 eprint!("{}", vetter::report::terminal(&v, false));
+                let what = if v.outcome == vetter::policy::Outcome::CouldNotVet {
+                    "could not be vetted (part of it could not be read) under policy"
+                } else {
+                    "fails policy"
+                };
                 bail!(
-                    "{} fails policy {}: not approved",
+                    "{} {what} {}: not approved",
                     a.bundle.display(),
                     a.policy.display()
                 );

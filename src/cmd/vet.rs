@@ -129,6 +129,20 @@ pub fn vet(a: &VetArgs, ui: &Ui) -> Result<(Verdict, vetter::Inventory)> {
         (read, zst_sha)
     });
     let (inv, img) = read?;
+    if let (Some(Ok(have)), Some(want)) = (
+        zst_sha.as_ref().filter(|_| img.kind == "bundle"),
+        img.manifest
+            .as_ref()
+            .and_then(|m| m["compressed"]["sha256"].as_str()),
+    ) {
+        if !have.eq_ignore_ascii_case(want) {
+            anyhow::bail!(
+                "{}: sha256 {have} differs from wafer.json's compressed.sha256 {want}: the disk \
+                 image is not the one built (damaged, or swapped)",
+                zst.display()
+            );
+        }
+    }
     let vetted = ImageIdentity {
         kind: img.kind.clone(),
         manifest_sha256: img.manifest_sha256.clone(),
@@ -195,7 +209,27 @@ pub fn run(a: VetArgs, ui: &Ui) -> Result<u8> {
         Ok(v)
     });
     match result {
-        Ok(v) => Ok(if v.exit_code() == 0 { 0 } else { 1 }),
+        Ok(v) => Ok(match v.exit_code() {
+            0 => 0,
+            1 => 1,
+            _ => {
+                // Paths and reasons come from the image: no control characters to the terminal.
+                let clean = |t: &str| -> String {
+                    t.chars()
+                        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                        .collect()
+                };
+                for u in v.unvetted.iter().filter(|u| !u.waived) {
+                    eprintln!(
+                        "wafer: could not vet {}: {} could not be read: {}",
+                        a.image.display(),
+                        clean(&u.path),
+                        clean(&u.reason)
+                    );
+                }
+                COULD_NOT_VET
+            }
+        }),
         Err(e) => {
             eprintln!(
                 "wafer: could not vet {}: {}",
@@ -227,19 +261,43 @@ pub struct DiffArgs {
     pub json: bool,
 }
 
-/// Runs `wafer diff`.
-pub fn run_diff(a: DiffArgs, ui: &Ui) -> Result<()> {
-    let (old, _) = inventory(&a.old, true, ui)?;
-    let (new, _) = inventory(&a.new, true, ui)?;
+/// Runs `wafer diff`: exit 0, or 2 when either image could not be read (a diff against a
+/// damaged bundle would show every package as added or removed).
+pub fn run_diff(a: DiffArgs, ui: &Ui) -> Result<u8> {
+    let read = |p: &Path| match inventory(p, true, ui) {
+        Ok((inv, _)) => Some(inv),
+        Err(e) => {
+            eprintln!(
+                "wafer: could not read {}: {}",
+                p.display(),
+                super::error_text(&e)
+            );
+            None
+        }
+    };
+    let (Some(old), Some(new)) = (read(&a.old), read(&a.new)) else {
+        return Ok(super::inspect::COULD_NOT_READ);
+    };
+    for (p, inv) in [(&a.old, &old), (&a.new, &new)] {
+        let incomplete = inv.packages.damaged.len() + inv.reader_damage.len();
+        if incomplete > 0 {
+            eprintln!(
+                "wafer: warning: {} was read only in part ({incomplete} damaged source(s); see \
+                 wafer inspect): the difference may be incomplete",
+                p.display()
+            );
+        }
+    }
     let d = vetter::diff::diff(&old, &new);
     if a.json {
         let mut s = serde_json::to_string_pretty(&d).context("serializing the difference")?;
         s.push('\n');
-        emit(None, &s)
+        emit(None, &s)?;
     } else {
         emit(
             None,
             &rootfs::escape::escape_lines(&vetter::diff::render(&d)),
-        )
+        )?;
     }
+    Ok(0)
 }

@@ -1,56 +1,41 @@
-//! The debootstrap'd Debian tree the end-to-end tests share (`debootstrap --variant=minbase
-//! --include=openssh-server bookworm`), made once under `$CARGO_TARGET_TMPDIR/debian-bookworm`
-//! and reused by later runs and by every test binary that includes this module
-//! (`tests/debian_rootfs.rs`, `vetter/tests/dpkg_verify.rs`). Needs root and network access to
-//! deb.debian.org. Tests that change files copy the tree first (`cp -a`).
+//! The debootstrap'd Debian trees the end-to-end tests share, each made once under
+//! `$CARGO_TARGET_TMPDIR/NAME` and reused by later runs and by every test binary that includes
+//! this module (`tests/debian_rootfs.rs`, `tests/debian_server_vet.rs`,
+//! `vetter/tests/dpkg_verify.rs`). Needs root and network access to deb.debian.org. Tests that
+//! change files copy the tree first (`cp -a`).
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Instant;
 
-/// The suite and the command line, also recorded next to the tree.
-pub const SUITE: &str = "bookworm";
-pub const MIRROR: &str = "http://deb.debian.org/debian";
-
-/// The debootstrap'd root directory, made on first use.
+/// The tree `debootstrap ARGS... DIR MIRROR` makes, built on first use and cached.
 ///
-/// Layout: `$CARGO_TARGET_TMPDIR/debian-bookworm/root` (the tree) and
-/// `$CARGO_TARGET_TMPDIR/debian-bookworm/complete` (the completion marker: the debootstrap
-/// command). Within this test binary a `OnceLock` makes the tests share one build; across
-/// concurrent runs the tree is built under a private `debian-bookworm.partial-PID` directory,
-/// marker included, and renamed into place in one atomic `rename(2)`: a run that loses the race
-/// finds the winner's complete tree and drops its own. A directory without the marker cannot
-/// appear under the final name.
-///
-/// A failing debootstrap fails the test with its output.
-pub fn debian_root() -> &'static Path {
-    static ROOT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match ROOT.get_or_init(build_debian_root) {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn build_debian_root() -> Result<PathBuf, String> {
+/// Layout: `$CARGO_TARGET_TMPDIR/NAME/root` (the tree) and `$CARGO_TARGET_TMPDIR/NAME/complete`
+/// (the completion marker: the debootstrap command). Across concurrent runs the tree is built
+/// under a private `NAME.partial-PID` directory, marker included, and renamed into place in one
+/// atomic `rename(2)`: a run that loses the race finds the winner's complete tree and drops its
+/// own. A directory without the marker cannot appear under the final name.
+pub fn cached(name: &str, args: &[&str], mirror: &str) -> Result<PathBuf, String> {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let done = base.join("debian-bookworm");
+    let done = base.join(name);
     if done.join("complete").is_file() && done.join("root").is_dir() {
         return Ok(done.join("root"));
     }
     std::fs::create_dir_all(base).map_err(|e| format!("create {}: {e}", base.display()))?;
-    let partial = base.join(format!("debian-bookworm.partial-{}", std::process::id()));
+    let partial = base.join(format!("{name}.partial-{}", std::process::id()));
     if partial.exists() {
         std::fs::remove_dir_all(&partial)
             .map_err(|e| format!("remove {}: {e}", partial.display()))?;
     }
     std::fs::create_dir(&partial).map_err(|e| format!("create {}: {e}", partial.display()))?;
-    let args = ["--variant=minbase", "--include=openssh-server", SUITE];
     let started = Instant::now();
     let out = Command::new("debootstrap")
         .args(args)
         .arg(partial.join("root"))
-        .arg(MIRROR)
+        .arg(mirror)
         .output()
         .map_err(|e| {
             format!("cannot run debootstrap (Debian package debootstrap; the test needs root): {e}")
@@ -76,7 +61,7 @@ fn build_debian_root() -> Result<PathBuf, String> {
         ));
     }
     eprintln!("debootstrap: {:.1} s", started.elapsed().as_secs_f64());
-    let marker = format!("debootstrap {} DIR {MIRROR}\n", args.join(" "));
+    let marker = format!("debootstrap {} DIR {mirror}\n", args.join(" "));
     std::fs::write(partial.join("complete"), marker).map_err(|e| format!("write marker: {e}"))?;
     match std::fs::rename(&partial, &done) {
         Ok(()) => {}
@@ -94,4 +79,24 @@ fn build_debian_root() -> Result<PathBuf, String> {
         }
     }
     Ok(done.join("root"))
+}
+
+/// The suite and mirror of the shared minbase tree.
+pub const SUITE: &str = "bookworm";
+pub const MIRROR: &str = "http://deb.debian.org/debian";
+
+/// The shared `debootstrap --variant=minbase --include=openssh-server bookworm` tree, made on
+/// first use (see [`cached`]). A failing debootstrap fails the test with its output.
+pub fn debian_root() -> &'static Path {
+    static ROOT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match ROOT.get_or_init(|| {
+        cached(
+            "debian-bookworm",
+            &["--variant=minbase", "--include=openssh-server", SUITE],
+            MIRROR,
+        )
+    }) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
 }

@@ -133,6 +133,31 @@ pub struct Inventory {
     pub credentials: Vec<secrets::Credential>,
     /// Files that could not be read or parsed.
     pub problems: Vec<Problem>,
+    /// Damage the image reader skipped over (checksum mismatches, an unreplayed journal,
+    /// skipped attributes, a truncated archive), recorded by the caller that opened the image
+    /// ([`Inventory::add_reader_damage`]). The verdict is "could not vet" while any is unwaived.
+    pub reader_damage: Vec<ReaderDamage>,
+}
+
+/// Something the image reader could not read and skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReaderDamage {
+    /// The image file read (as given on the command line), or the path in it.
+    pub path: String,
+    /// What was skipped, and why.
+    pub reason: String,
+}
+
+impl Inventory {
+    /// Record damage the image reader skipped over while reading `path` (one entry per reason).
+    pub fn add_reader_damage(&mut self, path: &str, reasons: impl IntoIterator<Item = String>) {
+        for reason in reasons {
+            self.reader_damage.push(ReaderDamage {
+                path: path.to_string(),
+                reason,
+            });
+        }
+    }
 }
 
 /// ELF report of one file, or the reason there is none.
@@ -181,7 +206,11 @@ pub fn inspect(tree: &Tree, opts: &InspectOptions) -> Result<Inventory, Error> {
     let credentials = scan.credentials.clone();
     let files = scan.files;
     let services = services::inspect(tree, &system, &mut problems);
-    let owner_paths = privileged_paths(&files, &services);
+    let mut owner_paths = privileged_paths(&files, &services);
+    // Owners of credential files: a key shipped inside a package is reported with its package.
+    owner_paths.extend(credentials.iter().map(|c| c.path.clone()));
+    owner_paths.sort();
+    owner_paths.dedup();
     let packages = packages::inspect(
         tree,
         &scan.hashes,
@@ -190,6 +219,8 @@ pub fn inspect(tree: &Tree, opts: &InspectOptions) -> Result<Inventory, Error> {
         &owner_paths,
         &mut problems,
     );
+    let mut packages = packages;
+    unrecognised_databases(tree, &mut packages);
     let accounts = accounts::inspect(tree, &system, &mut problems);
     let elf = elf_entries(tree, &files, &services, &mut problems);
     problems.sort();
@@ -204,6 +235,7 @@ pub fn inspect(tree: &Tree, opts: &InspectOptions) -> Result<Inventory, Error> {
         accounts,
         credentials,
         problems,
+        reader_damage: Vec::new(),
     })
 }
 
@@ -215,6 +247,50 @@ impl PartialOrd for Problem {
 impl Ord for Problem {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (&self.path, &self.message).cmp(&(&other.path, &other.message))
+    }
+}
+
+/// Package database files an rpm or dpkg would read.
+const DATABASE_FILES: [(&str, &str); 7] = [
+    ("/var/lib/rpm/rpmdb.sqlite", "rpm-sqlite"),
+    ("/var/lib/rpm/Packages.db", "rpm-ndb"),
+    ("/var/lib/rpm/Packages", "rpm-bdb"),
+    ("/usr/lib/sysimage/rpm/rpmdb.sqlite", "rpm-sqlite"),
+    ("/usr/lib/sysimage/rpm/Packages.db", "rpm-ndb"),
+    ("/usr/lib/sysimage/rpm/Packages", "rpm-bdb"),
+    ("/var/lib/dpkg/status", "dpkg"),
+];
+
+/// Fail closed when no package database was read although a database file is there (wrong
+/// magic, empty, unreadable): each such file is a [`packages::DamagedSource`], so the verdict is
+/// "could not vet" rather than "no packages".
+fn unrecognised_databases(tree: &Tree, pk: &mut packages::Packages) {
+    if pk.format.is_some() {
+        return;
+    }
+    for (path, format) in DATABASE_FILES {
+        let Some(id) = util::resolve(tree, path) else {
+            continue;
+        };
+        if tree.node(id).file_type() != rootfs::FileType::Regular
+            || pk
+                .damaged
+                .iter()
+                .any(|d| d.path == path || path.starts_with(&format!("{}/", d.path)))
+        {
+            continue;
+        }
+        tracing::warn!(path, "package database file not recognised");
+        pk.damaged.push(packages::DamagedSource {
+            path: path.to_string(),
+            format: format.to_string(),
+            reason: format!(
+                "the file is there ({} bytes) but is not a {format} database this reader recognises",
+                tree.node(id).size()
+            ),
+            records_read: 0,
+            records_unreadable: None,
+        });
     }
 }
 

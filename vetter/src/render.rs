@@ -337,5 +337,20 @@ pub fn summary(inv: &Inventory) -> String {
         let _ = writeln!(o, "Problems");
         list(&mut o, "could not read or parse", &pr, 30);
     }
+    let damaged: Vec<String> = inv
+        .packages
+        .damaged
+        .iter()
+        .map(|d| format!("{} ({}): {}", d.path, d.format, d.reason))
+        .chain(
+            inv.reader_damage
+                .iter()
+                .map(|d| format!("{}: {}", d.path, d.reason)),
+        )
+        .collect();
+    if !damaged.is_empty() {
+        let _ = writeln!(o, "Incomplete (wafer vet: could not vet)");
+        list(&mut o, "read only in part", &damaged, 30);
+    }
     o
 }

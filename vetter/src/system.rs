@@ -112,10 +112,11 @@ fn redhat_line(line: &str) -> (Option<String>, Option<String>) {
 }
 
 fn distribution(tree: &Tree, s: &mut System) {
-    if let Some(t) =
-        read_text(tree, "/etc/os-release").or_else(|| read_text(tree, "/usr/lib/os-release"))
-    {
-        s.release_files.push("/etc/os-release".into());
+    let os_release = ["/etc/os-release", "/usr/lib/os-release"]
+        .into_iter()
+        .find_map(|f| read_text(tree, f).map(|t| (f, t)));
+    if let Some((file, t)) = os_release {
+        s.release_files.push(file.into());
         s.distro = kv(&t, "ID");
         s.release = kv(&t, "VERSION_ID");
         s.pretty_name = kv(&t, "PRETTY_NAME");

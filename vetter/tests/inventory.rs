@@ -52,7 +52,7 @@ fn image() -> Tree {
     file_mode(
         &mut t,
         "/etc/ssh/ssh_host_rsa_key",
-        b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+        include_bytes!("../../testdata/throwaway-private-keys/rsa-pkcs1.pem"),
         0o600,
     );
     file(
@@ -408,4 +408,19 @@ fn dpkg_owners_of_privileged_files_match_by_inode_across_usr_merge() {
     );
     assert!(!o.contains_key("/usr/bin/mine"), "{o:#?}");
     assert_eq!(o.len(), 2, "only privileged paths are recorded: {o:#?}");
+}
+
+#[test]
+fn release_files_name_the_file_read() {
+    let mut t = Tree::default();
+    file(
+        &mut t,
+        "/usr/lib/os-release",
+        "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+    );
+    let inv = inspect(&t);
+    assert_eq!(inv.system.distro.as_deref(), Some("debian"));
+    assert_eq!(inv.system.release_files, ["/usr/lib/os-release"]);
+    file(&mut t, "/etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n");
+    assert_eq!(inspect(&t).system.release_files, ["/etc/os-release"]);
 }

@@ -992,3 +992,227 @@ fn html_report_renders_in_headless_chromium() {
         png.len()
     );
 }
+
+/// The clean wafer with its rpm database replaced by `packages` at /var/lib/rpm/Packages.
+fn wafer_with_packages_file(packages: &[u8]) -> Tree {
+    let mut t = wafer(Plant::default());
+    t.remove(b"/var/lib/rpm/rpmdb.sqlite").unwrap();
+    file_mode(&mut t, "/var/lib/rpm/Packages", packages, 0o644);
+    t
+}
+
+#[test]
+fn damaged_package_database_could_not_vet_unless_waived() {
+    let garbage: Vec<u8> = (0..20_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let real = std::fs::read(format!("{TESTDATA}/rpmdb-bdb-go-rpmdb-libuuid/Packages")).unwrap();
+    let truncated = &real[..real.len() / 3];
+    for (what, bytes) in [("garbage", &garbage[..]), ("truncated", truncated)] {
+        let inv = inspect(&wafer_with_packages_file(bytes));
+        assert!(
+            !inv.packages.damaged.is_empty(),
+            "{what}: the reader reports the damage: {:?}",
+            inv.packages
+        );
+        let v = evaluate(&inv, &policy(""), &ctx());
+        assert_eq!(v.outcome, Outcome::CouldNotVet, "{what}");
+        assert_eq!(v.exit_code(), 2);
+        assert_eq!(exit_code::<()>(&Ok(v.clone())), 2);
+        let u = &v.unvetted[0];
+        assert!(u.path.starts_with("/var/lib/rpm"), "{what}: {u:?}");
+        assert_eq!((u.source.as_str(), u.waived), ("package-database", false));
+        let text = vetter::report::terminal(&v, false);
+        assert!(text.starts_with("COULD NOT VET"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "NOT VETTED: {} (package-database) could not be read",
+                u.path
+            )),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&vetter::report::json(&v)).unwrap();
+        assert_eq!(json["outcome"], "could-not-vet");
+        assert_eq!(json["unvetted"][0]["path"], u.path.as_str());
+        let sarif = vetter::report::sarif(&v);
+        let inv0 = &sarif["runs"][0]["invocations"][0];
+        assert_eq!(inv0["executionSuccessful"], false);
+        assert!(inv0["toolExecutionNotifications"][0]["message"]["text"]
+            .as_str()
+            .unwrap()
+            .contains(&u.path));
+
+        // Waived (the directory covers the file below it): vetted normally; the packages rules
+        // that need the database still cannot run and say so.
+        let waived = policy("[waive]\ndamaged = [\"/var/lib/rpm\"]\n");
+        let v = evaluate(&inv, &waived, &ctx());
+        assert!(v.unvetted.iter().all(|u| u.waived), "{:?}", v.unvetted);
+        assert_eq!(v.outcome, Outcome::Fail, "{what}");
+        assert_eq!(
+            keys(&v),
+            vec![
+                ("files.modified".to_string(), "package-database".to_string()),
+                ("pkg.versions".to_string(), "package-database".to_string()),
+                ("priv.allowlist".to_string(), "/usr/bin/passwd".to_string()),
+            ],
+            "{}",
+            vetter::report::terminal(&v, false)
+        );
+        // A waiver for another source does not cover it.
+        let other = policy("[waive]\ndamaged = [\"/var/lib/dpkg/status\"]\n");
+        assert_eq!(evaluate(&inv, &other, &ctx()).outcome, Outcome::CouldNotVet);
+    }
+}
+
+#[test]
+fn reader_damage_could_not_vet_unless_waived() {
+    let mut inv = inspect(&wafer(Plant::default()));
+    assert_eq!(evaluate(&inv, &policy(""), &ctx()).outcome, Outcome::Pass);
+    inv.add_reader_damage(
+        "out/frontier/disk.img.zst",
+        ["checksum mismatch: inode 12: inode checksum".to_string()],
+    );
+    let v = evaluate(&inv, &policy(""), &ctx());
+    assert_eq!(v.outcome, Outcome::CouldNotVet);
+    assert_eq!(v.unvetted[0].path, "out/frontier/disk.img.zst");
+    assert_eq!(v.unvetted[0].source, "filesystem");
+    let v = evaluate(
+        &inv,
+        &policy("[waive]\ndamaged = [\"filesystem\"]\n"),
+        &ctx(),
+    );
+    assert_eq!(v.outcome, Outcome::Pass);
+}
+
+#[test]
+fn empty_policy_is_refused_unless_allowed_and_kinds_checked_are_reported() {
+    for text in [
+        "",
+        "[policy]\nname = \"nothing\"\n",
+        "[policy]\nfail_on = \"low\"\n[waive]\ndamaged = [\"/x\"]\n",
+    ] {
+        let e = Policy::parse(text, "empty.toml", None).unwrap_err();
+        let m = e.to_string();
+        assert!(m.starts_with("empty.toml: the policy has no rules"), "{m}");
+        assert!(m.contains("allow_empty = true"), "{m}");
+    }
+    let p = Policy::parse("[policy]\nallow_empty = true\n", "empty.toml", None).unwrap();
+    let inv = inspect(&wafer(ALL));
+    let v = evaluate(&inv, &p, &ctx());
+    assert_eq!(v.outcome, Outcome::Pass);
+    assert!(v.checked.is_empty());
+    assert_eq!(
+        v.not_checked,
+        ["ports", "privileged", "packages", "files", "elf", "boot"]
+    );
+    assert!(vetter::report::terminal(&v, false)
+        .contains("checked: none; not checked: ports, privileged, packages, files, elf, boot"));
+
+    // Only a ports rule: ports checked; a rule scoped to another wafer does not count.
+    let p = Policy::parse(
+        "[[ports]]\nid = \"p\"\nseverity = \"high\"\n[[boot]]\nid = \"b\"\nseverity = \"low\"\nwafers = [\"other-*\"]\narch = [\"x86_64\"]\n",
+        "p.toml",
+        None,
+    )
+    .unwrap();
+    let v = evaluate(&inv, &p, &ctx());
+    assert_eq!(v.checked, ["ports"]);
+    assert_eq!(
+        v.not_checked,
+        ["privileged", "packages", "files", "elf", "boot"]
+    );
+    let sarif = vetter::report::sarif(&v);
+    assert_eq!(
+        sarif["runs"][0]["invocations"][0]["properties"]["checkedKinds"],
+        serde_json::json!(["ports"])
+    );
+    // A bad waive pattern is located.
+    let e = Policy::parse(
+        "[[ports]]\nid = \"p\"\nseverity = \"high\"\n[waive]\ndamaged = [\"/var/[lib\"]\n",
+        "w.toml",
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().starts_with("w.toml:5:"), "{e}");
+}
+
+#[test]
+fn standard_world_writable_devices_are_not_findings_others_are() {
+    use rootfs::{Device, Node, NodeKind};
+    let mut t = wafer(Plant::default());
+    let mut dev = |path: &str, kind: NodeKind| {
+        t.insert(path.as_bytes(), Node::new(kind, meta(0o666)), &meta(0o755))
+            .unwrap();
+    };
+    let c = |major, minor| NodeKind::CharDevice(Device { major, minor });
+    dev("/dev/null", c(1, 3));
+    dev("/dev/zero", c(1, 5));
+    dev("/dev/urandom", c(1, 9));
+    dev("/dev/tty", c(5, 0));
+    dev("/dev/console", c(5, 1));
+    dev("/dev/ptmx", c(5, 2));
+    // Not standard: /dev/mem's numbers under an innocent name, a disk, a memory device.
+    dev("/dev/full", c(1, 1));
+    dev(
+        "/dev/sda",
+        NodeKind::BlockDevice(Device { major: 8, minor: 0 }),
+    );
+    dev("/dev/kmem", c(1, 2));
+    let v = evaluate(&inspect(&t), &policy(""), &ctx());
+    let ww: Vec<&str> = v
+        .findings
+        .iter()
+        .filter(|f| f.rule == "files.world-writable")
+        .map(|f| f.subject.as_str())
+        .collect();
+    assert_eq!(ww, ["/dev/full", "/dev/kmem", "/dev/sda"]);
+}
+
+#[test]
+fn keys_shipped_by_a_package_are_low_and_name_it_stray_keys_keep_the_rule_severity() {
+    let mut t = wafer(Plant::default());
+    let key = include_bytes!("../../testdata/throwaway-private-keys/ed25519-pkcs8.pem");
+    // /usr/bin/openssl belongs to the openssl package of the test database: a key there is the
+    // package's. The same key in /root is stray. A header string alone is nothing.
+    let mut packaged = OPENSSL_SCRIPT.as_bytes().to_vec();
+    packaged.extend_from_slice(key);
+    file_mode(&mut t, "/root/stray.pem", key, 0o600);
+    file_mode(
+        &mut t,
+        "/usr/local/bin/tool",
+        b"\x7fELF....-----BEGIN OPENSSH PRIVATE KEY-----\0-----END OPENSSH PRIVATE KEY-----\0",
+        0o755,
+    );
+    let inv = inspect(&t);
+    let creds: Vec<(&str, &str)> = inv
+        .credentials
+        .iter()
+        .map(|c| (c.path.as_str(), c.kind.as_str()))
+        .collect();
+    assert_eq!(creds, [("/root/stray.pem", "pem-private-key:PKCS8")]);
+    let v = evaluate(&inv, &policy(""), &ctx());
+    let f = v
+        .findings
+        .iter()
+        .find(|f| f.subject == "/root/stray.pem")
+        .unwrap();
+    assert_eq!((f.severity, f.blocking), (Severity::Critical, true));
+
+    // The key inside the packaged (and so modified) /usr/bin/openssl keeps the rule's severity;
+    // the ownership lowers the severity only for a file as the package shipped it.
+    let mut t2 = wafer(Plant::default());
+    file_mode(&mut t2, "/usr/bin/openssl", &packaged, 0o755);
+    let inv2 = inspect(&t2);
+    assert_eq!(
+        inv2.packages
+            .owners
+            .get("/usr/bin/openssl")
+            .map(Vec::as_slice),
+        Some(&["openssl".to_string()][..])
+    );
+    let v = evaluate(&inv2, &policy(""), &ctx());
+    let f = v
+        .findings
+        .iter()
+        .find(|f| f.rule == "files.host-keys" && f.subject == "/usr/bin/openssl")
+        .unwrap();
+    assert_eq!(f.severity, Severity::Critical, "{}", f.message);
+}

@@ -6,6 +6,26 @@ use common::*;
 use rootfs::Tree;
 use vetter::services::BindClass;
 
+/// A systemd image: /sbin/init is systemd, multi-user.target is the default target.
+fn systemd_base() -> Tree {
+    let mut t = Tree::default();
+    base(&mut t);
+    file_mode(&mut t, "/usr/lib/systemd/systemd", b"\x7fELF", 0o755);
+    symlink(&mut t, "/sbin/init", "../usr/lib/systemd/systemd");
+    let u = "/usr/lib/systemd/system";
+    file(
+        &mut t,
+        &format!("{u}/multi-user.target"),
+        "[Unit]\nDescription=Multi-User\n",
+    );
+    symlink(
+        &mut t,
+        "/etc/systemd/system/default.target",
+        &format!("{u}/multi-user.target"),
+    );
+    t
+}
+
 fn sysv_base(t: &mut Tree, enabled: &[&str], disabled: &[&str]) {
     base(t);
     file(
@@ -133,21 +153,7 @@ fn known_portless_services_open_no_port() {
     );
 
     // The systemd oneshot unit the builder writes on systemd images without cloud-init.
-    let mut t = Tree::default();
-    base(&mut t);
-    file_mode(&mut t, "/usr/lib/systemd/systemd", b"\x7fELF", 0o755);
-    symlink(&mut t, "/sbin/init", "../usr/lib/systemd/systemd");
-    let u = "/usr/lib/systemd/system";
-    file(
-        &mut t,
-        &format!("{u}/multi-user.target"),
-        "[Unit]\nDescription=Multi-User\n",
-    );
-    symlink(
-        &mut t,
-        "/etc/systemd/system/default.target",
-        &format!("{u}/multi-user.target"),
-    );
+    let mut t = systemd_base();
     file(
         &mut t,
         "/etc/systemd/system/wafer-context.service",
@@ -198,10 +204,7 @@ fn sshd_defaults_include_and_match() {
 
 #[test]
 fn systemd_wants_dropins_sockets_masks() {
-    let mut t = Tree::default();
-    base(&mut t);
-    file_mode(&mut t, "/usr/lib/systemd/systemd", b"\x7fELF", 0o755);
-    symlink(&mut t, "/sbin/init", "../usr/lib/systemd/systemd");
+    let mut t = systemd_base();
     let u = "/usr/lib/systemd/system";
     file(
         &mut t,
@@ -214,11 +217,6 @@ fn systemd_wants_dropins_sockets_masks() {
         "[Unit]\nWants=sockets.target\n",
     );
     file(&mut t, &format!("{u}/sockets.target"), "[Unit]\n");
-    symlink(
-        &mut t,
-        "/etc/systemd/system/default.target",
-        &format!("{u}/multi-user.target"),
-    );
     file(
         &mut t,
         &format!("{u}/sshd.service"),
@@ -769,4 +767,105 @@ fn hostile_configs_terminate() {
         .iter()
         .any(|p| p.path == "/etc/ssh/sshd_config" && p.message.contains("limit")));
     assert!(inv.problems.iter().any(|p| p.message.contains("bad port")));
+}
+
+/// Units that say in their own settings that they cannot listen are "none" with the setting as
+/// the reason; a unit that says nothing stays "unknown" (a finding under `ignore_unknown =
+/// false`); known terminal and client daemons (getty@, systemd-timesyncd) are "none".
+#[test]
+fn systemd_units_that_open_no_port() {
+    let mut t = systemd_base();
+    let u = "/usr/lib/systemd/system";
+    let units = [
+        ("setup.service", "[Service]\nType=oneshot\nExecStart=/bin/true\n"),
+        ("private.service", "[Service]\nExecStart=/usr/bin/worker\nPrivateNetwork=yes\n"),
+        (
+            "journal.service",
+            "[Service]\nExecStart=/usr/bin/j\nRestrictAddressFamilies=AF_UNIX\nRestrictAddressFamilies=AF_NETLINK\n",
+        ),
+        (
+            "inet.service",
+            "[Service]\nExecStart=/usr/bin/i\nRestrictAddressFamilies=AF_UNIX AF_INET6\n",
+        ),
+        (
+            "denylist.service",
+            "[Service]\nExecStart=/usr/bin/d\nRestrictAddressFamilies=~AF_PACKET\n",
+        ),
+        ("firewalled.service", "[Service]\nExecStart=/usr/bin/f\nIPAddressDeny=any\n"),
+        (
+            "loopback.service",
+            "[Service]\nExecStart=/usr/bin/l\nIPAddressDeny=any\nIPAddressAllow=localhost\n",
+        ),
+        ("custom.service", "[Service]\nExecStart=/usr/bin/custom\n"),
+        ("getty@.service", "[Service]\nType=idle\nExecStart=-/sbin/agetty %I\n"),
+        ("systemd-timesyncd.service", "[Service]\nType=notify\nExecStart=/usr/lib/systemd/systemd-timesyncd\n"),
+    ];
+    for (name, text) in units {
+        file(&mut t, &format!("{u}/{name}"), text);
+        let link = if name == "getty@.service" {
+            "getty@tty1.service"
+        } else {
+            name
+        };
+        symlink(
+            &mut t,
+            &format!("/etc/systemd/system/multi-user.target.wants/{link}"),
+            &format!("{u}/{name}"),
+        );
+    }
+    // A drop-in turning a oneshot back into a daemon is honoured (the last Type= wins).
+    file(
+        &mut t,
+        &format!("{u}/setup2.service"),
+        "[Service]\nType=oneshot\nExecStart=/bin/true\n",
+    );
+    file(
+        &mut t,
+        "/etc/systemd/system/setup2.service.d/x.conf",
+        "[Service]\nType=simple\n",
+    );
+    symlink(
+        &mut t,
+        "/etc/systemd/system/multi-user.target.wants/setup2.service",
+        &format!("{u}/setup2.service"),
+    );
+    let inv = inspect(&t);
+    let want = [
+        ("setup.service", "none", Some("Type=oneshot")),
+        ("private.service", "none", Some("PrivateNetwork=yes")),
+        (
+            "journal.service",
+            "none",
+            Some("RestrictAddressFamilies=AF_UNIX AF_NETLINK"),
+        ),
+        ("inet.service", "unknown", None),
+        ("denylist.service", "unknown", None),
+        ("firewalled.service", "none", Some("IPAddressDeny=any")),
+        ("loopback.service", "unknown", None),
+        ("custom.service", "unknown", None),
+        ("getty@tty1.service", "none", Some("agetty")),
+        ("systemd-timesyncd.service", "none", Some("SNTP client")),
+        ("setup2.service", "unknown", None),
+    ];
+    for (name, status, why) in want {
+        let s = service(&inv, name);
+        assert!(s.enabled, "{name}");
+        assert_eq!(s.port_status, status, "{name}: {:?}", s.notes);
+        if let Some(w) = why {
+            assert!(
+                s.notes.iter().any(|n| n.contains(w)),
+                "{name}: {:?}",
+                s.notes
+            );
+        }
+    }
+    // The setting's file and line are the evidence.
+    let s = service(&inv, "private.service");
+    assert!(
+        s.notes
+            .iter()
+            .any(|n| n.ends_with(&format!("({u}/private.service:3)"))),
+        "{:?}",
+        s.notes
+    );
 }

@@ -76,45 +76,6 @@ pub enum AdvisoryError {
     },
 }
 
-/// Split one CSV record (already a single physical line; quoted newlines are not supported).
-fn csv_fields(line: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut at_start = true;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    cur.push('"');
-                } else {
-                    quoted = false;
-                }
-            } else {
-                cur.push(c);
-            }
-        } else if c == '"' && at_start {
-            quoted = true;
-            at_start = false;
-        } else if c == ',' {
-            out.push(std::mem::take(&mut cur).trim().to_string());
-            at_start = true;
-        } else {
-            if !c.is_whitespace() {
-                at_start = false;
-            }
-            cur.push(c);
-        }
-    }
-    if quoted {
-        return Err("unterminated quoted field".into());
-    }
-    out.push(cur.trim().to_string());
-    Ok(out)
-}
-
 fn check(a: &Advisory, file: &str) -> Result<(), AdvisoryError> {
     let bad = |m: String| AdvisoryError::Bad {
         file: file.to_string(),
@@ -154,19 +115,56 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Advisory>, AdvisoryError>
             limit: MAX_ADVISORY_BYTES,
         });
     }
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let Some((hl, header)) = lines.next() else {
-        return Ok(Vec::new());
+    let bad = |line: usize, message: String| AdvisoryError::Bad {
+        file: file.into(),
+        line,
+        message,
     };
-    let header =
-        csv_fields(header.trim_start_matches('\u{feff}')).map_err(|m| AdvisoryError::Bad {
-            file: file.into(),
-            line: hl + 1,
-            message: m,
-        })?;
+    // RFC 4180 through the csv crate: quoted fields may hold commas, `""` and newlines; lines
+    // starting with `#` are comments; blank lines are skipped; rows may differ in length.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut records = reader.records();
+    // Physical 1-based line where a record starts. The csv crate's position is where the
+    // previous record ended, before the blank and comment lines it skips.
+    let line_at = |byte: u64| {
+        let b = text.as_bytes();
+        let mut at = usize::try_from(byte).unwrap_or(usize::MAX).min(b.len());
+        loop {
+            match b.get(at) {
+                Some(b'\r' | b'\n') => at += 1,
+                Some(b'#') => {
+                    at = memchr::memchr(b'\n', b.get(at..).unwrap_or_default())
+                        .map_or(b.len(), |n| at + n + 1)
+                }
+                _ => break,
+            }
+        }
+        b.get(..at)
+            .map_or(0, |b| memchr::memchr_iter(b'\n', b).count())
+            + 1
+    };
+    let line_of = |e: &csv::Error| e.position().map_or(0, |p| line_at(p.byte()));
+    let header = match records.next() {
+        None => return Ok(Vec::new()),
+        Some(Err(e)) => return Err(bad(line_of(&e).max(1), csv_message(&e))),
+        Some(Ok(r)) => r,
+    };
+    let header: Vec<String> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            if i == 0 {
+                h.trim_start_matches('\u{feff}').trim().to_string()
+            } else {
+                h.to_string()
+            }
+        })
+        .collect();
     let col = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
     let need = |name: &str| {
         col(name).ok_or_else(|| AdvisoryError::MissingColumn {
@@ -177,27 +175,22 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Advisory>, AdvisoryError>
     let (cp, cf, ci) = (need("package")?, need("fixed")?, need("id")?);
     let (cs, cm, ct) = (col("severity"), col("manager"), col("title"));
     let mut out = Vec::new();
-    for (i, l) in lines {
+    for rec in records {
         if out.len() >= MAX_ADVISORIES {
             return Err(AdvisoryError::TooLarge {
                 file: file.into(),
                 limit: MAX_ADVISORIES,
             });
         }
-        let line = i + 1;
-        let f = csv_fields(l).map_err(|m| AdvisoryError::Bad {
-            file: file.into(),
-            line,
-            message: m,
-        })?;
-        let get = |c: usize| f.get(c).cloned().unwrap_or_default();
+        let f = rec.map_err(|e| bad(line_of(&e), csv_message(&e)))?;
+        let line = f.position().map_or(0, |p| line_at(p.byte()));
+        let get = |c: usize| f.get(c).unwrap_or_default().to_string();
         let opt = |c: Option<usize>| c.map(get).filter(|s| !s.is_empty());
         let severity = match opt(cs) {
-            Some(s) => Some(s.parse::<Severity>().map_err(|e| AdvisoryError::Bad {
-                file: file.into(),
-                line,
-                message: e.to_string(),
-            })?),
+            Some(s) => Some(
+                s.parse::<Severity>()
+                    .map_err(|e| bad(line, e.to_string()))?,
+            ),
             None => None,
         };
         let a = Advisory {
@@ -213,6 +206,14 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Advisory>, AdvisoryError>
         out.push(a);
     }
     Ok(out)
+}
+
+/// A csv error's message without its position (the caller names the line).
+fn csv_message(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 in field {}", err.field() + 1),
+        _ => e.to_string(),
+    }
 }
 
 /// Parse a JSON advisory list (an array of objects); `file` names it in errors.
@@ -259,6 +260,26 @@ mod tests {
         let e = parse_csv("package,fixed,id,severity\nx,1,A,urgent\n", "a.csv").unwrap_err();
         assert_eq!(e.to_string(), "a.csv: line 2: unknown severity \"urgent\" (expected info, low, medium, high or critical)");
         assert!(parse_csv("package,fixed,id\n\"x,1,A\n", "a.csv").is_err());
+    }
+
+    #[test]
+    fn csv_rfc4180_newline_in_quoted_field_and_comments() {
+        let t = "# exported list\r\npackage,fixed,id,title\r\n\
+                 openssl,1.0.1e-16.el6_5.7,RHSA-2014:0376,\"openssl:\r\nHeartbleed, \"\"critical\"\"\"\r\n\
+                 \r\nbash,4.1.2-15.el6_5.2,RHSA-2014:1306,\"Shellshock\"\r\n";
+        let l = parse_csv(t, "a.csv").unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            l[0].title.as_deref(),
+            Some("openssl:\r\nHeartbleed, \"critical\"")
+        );
+        assert_eq!((l[0].line, l[1].line), (3, 6));
+        assert_eq!(l[1].package, "bash");
+        // A BOM before the header is not part of the first column's name.
+        assert_eq!(
+            parse_csv("\u{feff}package,fixed,id\nx,1,A\n", "a.csv").unwrap()[0].package,
+            "x"
+        );
     }
 
     #[test]

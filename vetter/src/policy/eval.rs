@@ -44,14 +44,44 @@ impl<'a> EvalContext<'a> {
     }
 }
 
-/// Pass or fail.
+/// Pass, fail, or could not vet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// No blocking finding.
+    #[serde(rename = "pass")]
     Pass,
     /// At least one blocking finding.
+    #[serde(rename = "fail")]
     Fail,
+    /// Part of the image could not be read (a damaged package database, filesystem damage the
+    /// reader skipped) and the policy does not waive it: the vetter would see less than is there.
+    #[serde(rename = "could-not-vet")]
+    CouldNotVet,
+}
+
+impl Outcome {
+    /// `pass`, `fail` or `could-not-vet`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::CouldNotVet => "could-not-vet",
+        }
+    }
+}
+
+/// A part of the image the vetter could not read completely.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unvetted {
+    /// `package-database` or `filesystem`.
+    pub source: String,
+    /// The damaged file: a path in the image (`/var/lib/rpm/Packages`) or, for filesystem
+    /// damage, the image file read.
+    pub path: String,
+    /// What is wrong.
+    pub reason: String,
+    /// The policy's `[waive] damaged` accepts it: vetting went on with what could be read.
+    pub waived: bool,
 }
 
 /// One piece of evidence for a finding.
@@ -328,6 +358,12 @@ pub struct Verdict {
     pub waivers: Vec<WaiverUse>,
     /// Whether findings were compared with an older wafer.
     pub since: bool,
+    /// What could not be read; any entry not waived makes the outcome `could-not-vet`.
+    pub unvetted: Vec<Unvetted>,
+    /// Rule kinds the policy checked (at least one rule of the kind applied to this wafer).
+    pub checked: Vec<String>,
+    /// Rule kinds not checked (the policy has no rule of the kind, or none applied).
+    pub not_checked: Vec<String>,
     /// Which bytes were vetted (set by the caller that read them; `wafer approve --report`
     /// refuses a verdict whose identity is not the bundle being approved).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -354,11 +390,12 @@ pub struct ImageIdentity {
 }
 
 impl Verdict {
-    /// Exit status: 0 pass, 1 fail.
+    /// Exit status: 0 pass, 1 fail, 2 could not vet.
     pub fn exit_code(&self) -> i32 {
         match self.outcome {
             Outcome::Pass => 0,
             Outcome::Fail => 1,
+            Outcome::CouldNotVet => 2,
         }
     }
 }
@@ -374,8 +411,8 @@ fn any_match(m: &[GlobMatcher], s: &str) -> bool {
 fn in_scope(wafers: &Option<Vec<String>>, vos: &Option<Vec<String>>, ctx: &EvalContext) -> bool {
     let w = wafers
         .as_ref()
-        .map_or(true, |w| any_match(&matchers(w), &ctx.wafer));
-    let v = vos.as_ref().map_or(true, |v| {
+        .is_none_or(|w| any_match(&matchers(w), &ctx.wafer));
+    let v = vos.as_ref().is_none_or(|v| {
         ctx.vo
             .as_deref()
             .is_some_and(|vo| any_match(&matchers(v), vo))
@@ -540,7 +577,7 @@ fn ports(inv: &Inventory, r: &format::PortsRule) -> Vec<Draft> {
                         _ => false,
                     }
                     && bind_allowed(a.bind, p.bind)
-                    && svc.as_ref().map_or(true, |g| g.is_match(&s.name))
+                    && svc.as_ref().is_none_or(|g| g.is_match(&s.name))
             });
             if ok
                 || !seen.insert((
@@ -880,19 +917,29 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
             })
             .collect()
     };
+    // Without a database read in full, these checks cannot run: one finding says so.
+    let db_problem = match (&inv.packages.format, &inv.packages.error) {
+        (None, _) => Some("no package database".to_string()),
+        (Some(_), Some(e)) => Some(format!("the package database could not be read ({e})")),
+        _ => None,
+    };
     let no_db = |what: &str| {
+        let why = db_problem.clone().unwrap_or_default();
         draft(
             sev,
             "package-database",
-            format!("{what} cannot be checked: no package database"),
-            vec![Evidence::Note {
-                text: "no package database".into(),
-            }],
+            format!("{what} cannot be checked: {why}"),
+            vec![Evidence::Note { text: why }],
         )
     };
     match r.check {
         FileCheck::WorldWritable => {
-            for p in inv.files.world_writable.iter().filter(|p| ok(p)) {
+            for p in inv
+                .files
+                .world_writable
+                .iter()
+                .filter(|p| ok(p) && !standard_device(idx, p))
+            {
                 out.push(draft(
                     sev,
                     p,
@@ -927,17 +974,44 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
                 }
             }
             for c in inv.credentials.iter().filter(|c| ok(&c.path)) {
-                if seen.insert(c.path.clone()) {
-                    out.push(draft(
+                if !seen.insert(c.path.clone()) {
+                    continue;
+                }
+                let mut ev = vec![Evidence::File {
+                    path: c.path.clone(),
+                    line: c.line,
+                    text: Some(c.kind.clone()),
+                }];
+                // A key inside a file a package ships unmodified is the package's (a test or
+                // example key every installation has): reported with the package, at low
+                // severity. A modified packaged file or a stray file keeps the rule's severity.
+                let shipped = owners_of(inv, &c.path)
+                    .filter(|_| !idx.mismatches.contains_key(c.path.as_str()));
+                match shipped {
+                    Some(owners) => {
+                        for o in owners {
+                            if let Some(p) = inv.packages.list.iter().find(|p| &p.name == o) {
+                                ev.push(pkg_ev(p));
+                            }
+                        }
+                        out.push(draft(
+                            sev.min(Severity::Low),
+                            &c.path,
+                            format!(
+                                "{} holds a private key or credential ({}) shipped by package {}",
+                                c.path,
+                                c.kind,
+                                owners.join(", ")
+                            ),
+                            ev,
+                        ));
+                    }
+                    None => out.push(draft(
                         sev,
                         &c.path,
                         format!("{} holds a private key or credential ({})", c.path, c.kind),
-                        vec![Evidence::File {
-                            path: c.path.clone(),
-                            line: c.line,
-                            text: Some(c.kind.clone()),
-                        }],
-                    ));
+                        ev,
+                    )),
                 }
             }
         }
@@ -991,7 +1065,7 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
             }
         }
         FileCheck::UnownedSystemFiles => {
-            if inv.packages.format.is_none() {
+            if db_problem.is_some() {
                 out.push(no_db("unowned files"));
             }
             for p in inv.packages.unowned_system_files.iter().filter(|p| ok(p)) {
@@ -1004,7 +1078,7 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
             }
         }
         FileCheck::ModifiedPackagedFiles => {
-            if inv.packages.format.is_none() {
+            if db_problem.is_some() {
                 out.push(no_db("packaged files"));
             }
             for m in inv.packages.mismatches.iter().filter(|m| ok(&m.path)) {
@@ -1042,6 +1116,32 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
         }
     }
     out
+}
+
+/// The character devices every Linux system has world-writable (devtmpfs, udev, debootstrap and
+/// container runtimes create them 0666): `/dev/NAME` with exactly its standard device numbers
+/// (Documentation/admin-guide/devices.txt). Any other world-writable device stays a finding.
+fn standard_device(idx: &Index, path: &str) -> bool {
+    const STANDARD: [(&str, u32, u32); 8] = [
+        ("/dev/null", 1, 3),
+        ("/dev/zero", 1, 5),
+        ("/dev/full", 1, 7),
+        ("/dev/random", 1, 8),
+        ("/dev/urandom", 1, 9),
+        ("/dev/tty", 5, 0),
+        ("/dev/console", 5, 1),
+        ("/dev/ptmx", 5, 2),
+    ];
+    let Some(e) = idx.by_path.get(path) else {
+        return false;
+    };
+    e.file_type == rootfs::FileType::CharDevice
+        && e.paths.len() == 1
+        && e.device.as_ref().is_some_and(|d| {
+            STANDARD
+                .iter()
+                .any(|(p, ma, mi)| *p == path && d.major == *ma && d.minor == *mi)
+        })
 }
 
 /// Split a mismatch's package label (rpm NEVRA or dpkg `name_version`) into name and version.
@@ -1368,14 +1468,26 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
             let scoped = w
                 .wafers
                 .as_ref()
-                .map_or(true, |ws| any_match(&matchers(ws), &ctx.wafer));
+                .is_none_or(|ws| any_match(&matchers(ws), &ctx.wafer));
             (w, day, glob(&w.subject).ok(), scoped)
         })
         .collect();
     let mut matched = vec![0usize; waivers.len()];
     let mut rules = Vec::new();
     let mut findings = Vec::new();
-    for run in run_rules(inv, policy, ctx) {
+    let runs = run_rules(inv, policy, ctx);
+    let checked: Vec<String> = super::RULE_KINDS
+        .iter()
+        .filter(|k| runs.iter().any(|r| r.kind == **k && r.applies))
+        .map(|k| k.to_string())
+        .collect();
+    let not_checked: Vec<String> = super::RULE_KINDS
+        .iter()
+        .filter(|k| !checked.iter().any(|c| c == *k))
+        .map(|k| k.to_string())
+        .collect();
+    let unvetted = unvetted(inv, policy);
+    for run in runs {
         let n = run.drafts.len();
         let mut blocking_here = 0;
         let mut waived_here = 0;
@@ -1505,7 +1617,9 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
         evaluated_at: ctx.now,
         date: super::date_string(today),
         fail_on,
-        outcome: if totals.blocking > 0 {
+        outcome: if unvetted.iter().any(|u| !u.waived) {
+            Outcome::CouldNotVet
+        } else if totals.blocking > 0 {
             Outcome::Fail
         } else {
             Outcome::Pass
@@ -1515,6 +1629,53 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
         findings,
         waivers,
         since: ctx.since.is_some(),
+        unvetted,
+        checked,
+        not_checked,
         image: None,
     }
+}
+
+/// Whether a `[waive] damaged` entry covers `path` (or the source kind, e.g. `filesystem`):
+/// the glob matches, or the entry names a directory above it.
+fn damage_waived(policy: &Policy, source: &str, path: &str) -> bool {
+    policy.file.waive.damaged.iter().any(|w| {
+        let w = w.get_ref();
+        let dir = w.trim_end_matches('/');
+        w == source
+            || w == path
+            || glob(w).is_ok_and(|g| g.is_match(path))
+            || (!dir.is_empty() && path.strip_prefix(dir).is_some_and(|r| r.starts_with('/')))
+    })
+}
+
+/// Everything the vetter could not read: damaged package databases and filesystem damage the
+/// image reader skipped, each marked waived or not.
+fn unvetted(inv: &Inventory, policy: &Policy) -> Vec<Unvetted> {
+    let mut out = Vec::new();
+    for d in &inv.packages.damaged {
+        let mut reason = format!("{} database: {}", d.format, d.reason);
+        if d.records_read > 0 || d.records_unreadable.is_some() {
+            reason.push_str(&format!(" ({} record(s) read", d.records_read));
+            if let Some(n) = d.records_unreadable {
+                reason.push_str(&format!(", {n} unreadable"));
+            }
+            reason.push(')');
+        }
+        out.push(Unvetted {
+            source: "package-database".into(),
+            waived: damage_waived(policy, "package-database", &d.path),
+            path: d.path.clone(),
+            reason,
+        });
+    }
+    for d in &inv.reader_damage {
+        out.push(Unvetted {
+            source: "filesystem".into(),
+            waived: damage_waived(policy, "filesystem", &d.path),
+            path: d.path.clone(),
+            reason: d.reason.clone(),
+        });
+    }
+    out
 }

@@ -80,6 +80,23 @@ pub struct Header {
     /// Findings at or above this severity fail the wafer (default `low`: every finding but `info`).
     #[serde(default)]
     pub fail_on: Option<Severity>,
+    /// A policy without any rule is refused unless this is true (an empty policy passes
+    /// everything, which is never what a site means by accident).
+    #[serde(default)]
+    pub allow_empty: bool,
+}
+
+/// `[waive]`: what the site accepts the vetter could not read. Without an entry here, any
+/// damaged package database or filesystem damage the image reader skipped makes the outcome
+/// "could not vet".
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waive {
+    /// Path globs of damaged sources accepted (`/var/lib/rpm`, `/var/lib/rpm/Packages`,
+    /// `/var/lib/dpkg/status`; `filesystem` for damage the image reader skipped). A path also
+    /// waives everything below it.
+    #[serde(default)]
+    pub damaged: Vec<Spanned<String>>,
 }
 
 /// Protocol of an allowed listener.
@@ -509,4 +526,7 @@ pub struct PolicyFile {
     /// `[[waiver]]`.
     #[serde(default)]
     pub waiver: Vec<Waiver>,
+    /// `[waive]`.
+    #[serde(default)]
+    pub waive: Waive,
 }

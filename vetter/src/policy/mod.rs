@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 pub use advisory::Advisory;
 pub use eval::{
     compare_installed_version, evaluate, EvalContext, Evidence, Finding, ImageIdentity, Outcome,
-    RuleResult, Totals, Verdict, WaiverState, WaiverUse, VERDICT_SCHEMA,
+    RuleResult, Totals, Unvetted, Verdict, WaiverState, WaiverUse, VERDICT_SCHEMA,
 };
 pub use format::{PolicyFile, Severity};
 
@@ -80,7 +80,20 @@ pub enum PolicyError {
     /// An advisory list is wrong.
     #[error(transparent)]
     Advisory(#[from] advisory::AdvisoryError),
+    /// The policy defines no rule and does not say `allow_empty = true`.
+    #[error(
+        "{file}: the policy has no rules ([[ports]], [[privileged]], [[packages]], [[files]], \
+         [[elf]] or [[boot]]), so it would pass every wafer; add rules, or set allow_empty = true \
+         under [policy] if that is really meant"
+    )]
+    Empty {
+        /// File.
+        file: String,
+    },
 }
+
+/// The rule kinds a policy may hold, in report order.
+pub const RULE_KINDS: [&str; 6] = ["ports", "privileged", "packages", "files", "elf", "boot"];
 
 /// A required minimum version: `name >= version` or `name > version`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -246,6 +259,17 @@ impl Policy {
         common!(file.files);
         common!(file.elf);
         common!(file.boot);
+        if ids.is_empty() && !file.policy.allow_empty {
+            return Err(PolicyError::Empty {
+                file: source.into(),
+            });
+        }
+        for d in &file.waive.damaged {
+            if d.get_ref().trim().is_empty() {
+                return Err(at(d.span(), "waive.damaged: an empty path".into()));
+            }
+            glob(d.get_ref()).map_err(|m| at(d.span(), format!("waive.damaged: {m}")))?;
+        }
         for (i, (id, span)) in ids.iter().enumerate() {
             if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(at(
@@ -498,8 +522,7 @@ pub(crate) fn waiver_day(w: &format::Waiver) -> Option<i64> {
 /// Exit status of `wafer vet`: 0 pass, 1 fail, 2 could not vet (the error).
 pub fn exit_code<E>(result: &Result<Verdict, E>) -> i32 {
     match result {
-        Ok(v) if v.outcome == Outcome::Pass => 0,
-        Ok(_) => 1,
+        Ok(v) => v.exit_code(),
         Err(_) => 2,
     }
 }

@@ -1,7 +1,7 @@
 //! One self-contained HTML page: inline CSS and a little inline JavaScript, no external resource.
 //! Everything that comes from the image or the policy is HTML-escaped.
 
-use crate::policy::{Finding, Outcome, Severity, Verdict, WaiverState};
+use crate::policy::{Finding, Severity, Verdict, WaiverState};
 use crate::Inventory;
 
 /// Escape text for HTML element content and double-quoted attributes; control characters become U+FFFD.
@@ -24,7 +24,7 @@ pub fn escape(s: &str) -> String {
 const CSS: &str = r#"
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2330;background:#f5f6f8}
 header{padding:18px 28px;color:#fff}
-header.pass{background:#1b7f3b}header.fail{background:#b3261e}
+header.pass{background:#1b7f3b}header.fail,header.could-not-vet{background:#b3261e}
 header h1{margin:0 0 4px;font-size:22px}header p{margin:0;opacity:.9}
 main{padding:18px 28px}
 section{background:#fff;border:1px solid #d9dde3;border-radius:6px;padding:14px 18px;margin-bottom:18px}
@@ -124,12 +124,17 @@ fn finding_html(f: &Finding) -> String {
     )
 }
 
+fn or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
 /// The report page for `v`, with the inventory's ports, setuid and package tables.
 pub fn html(v: &Verdict, inv: &Inventory) -> String {
-    let outcome = match v.outcome {
-        Outcome::Pass => "pass",
-        Outcome::Fail => "fail",
-    };
+    let outcome = v.outcome.as_str();
     let mut h = String::new();
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     h.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">");
@@ -188,7 +193,31 @@ pub fn html(v: &Verdict, inv: &Inventory) -> String {
             escape(&r.description)
         ));
     }
-    h.push_str("</tbody></table></section>\n");
+    h.push_str("</tbody></table>");
+    h.push_str(&format!(
+        "<p id=\"checked\">Rule kinds checked: {}; not checked: {}.</p>",
+        escape(&or_none(&v.checked)),
+        escape(&or_none(&v.not_checked))
+    ));
+    if !v.unvetted.is_empty() {
+        h.push_str("<h3>Could not be read</h3><ul id=\"unvetted\">");
+        for u in &v.unvetted {
+            h.push_str(&format!(
+                "<li class=\"mono{}\">{} ({}): {}{}</li>",
+                if u.waived { "" } else { " flag" },
+                escape(&u.path),
+                escape(&u.source),
+                escape(&u.reason),
+                if u.waived {
+                    " — waived by the policy"
+                } else {
+                    ""
+                }
+            ));
+        }
+        h.push_str("</ul>");
+    }
+    h.push_str("</section>\n");
     // Findings.
     h.push_str(&format!(
         "<section id=\"findings\"><h2>Findings ({})</h2>\n",

@@ -38,6 +38,7 @@ pub fn terminal(v: &Verdict, colour: bool) -> String {
     let (word, oc) = match v.outcome {
         Outcome::Pass => ("PASS", "\x1b[1;32m"),
         Outcome::Fail => ("FAIL", "\x1b[1;31m"),
+        Outcome::CouldNotVet => ("COULD NOT VET", "\x1b[1;31m"),
     };
     let digest: String = v.policy_digest.chars().take(12).collect();
     s.push_str(&format!(
@@ -67,6 +68,33 @@ pub fn terminal(v: &Verdict, colour: bool) -> String {
         parts.push(format!("{} new, {} already known", t.new, t.known));
     }
     s.push_str(&format!("totals: {}\n", parts.join(", ")));
+    let list = |l: &[String]| {
+        if l.is_empty() {
+            "none".to_string()
+        } else {
+            l.join(", ")
+        }
+    };
+    s.push_str(&format!(
+        "checked: {}; not checked: {}\n",
+        list(&v.checked),
+        list(&v.not_checked)
+    ));
+    for u in &v.unvetted {
+        let (tag, col) = if u.waived {
+            ("waived", DIM)
+        } else {
+            ("NOT VETTED", "\x1b[1;31m")
+        };
+        s.push_str(&format!(
+            "{}{tag}:{} {} ({}) could not be read: {}\n",
+            c(col),
+            c(RESET),
+            clean(&u.path),
+            u.source,
+            clean(&u.reason)
+        ));
+    }
     let finding = |s: &mut String, f: &Finding| {
         let mut tags = String::new();
         if f.new == Some(true) {

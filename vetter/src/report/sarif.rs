@@ -151,11 +151,34 @@ pub fn sarif(v: &Verdict) -> Value {
             }},
             "originalUriBaseIds": { URI_BASE_ID: { "uri": "file:///", "description": { "text": format!("The root directory inside wafer {}", v.wafer) } } },
             "automationDetails": { "id": format!("wafer-vet/{}/", v.wafer) },
-            "invocations": [{ "executionSuccessful": true, "properties": { "outcome": v.outcome, "failOn": v.fail_on.as_str() } }],
+            "invocations": [invocation(v)],
             "results": results,
             "properties": { "wafer": v.wafer, "policy": v.policy, "policyDigest": v.policy_digest, "date": v.date },
         }]
     })
+}
+
+/// The run's invocation: unsuccessful (with one notification per unread source) when the image
+/// could not be vetted; the rule kinds checked in its properties.
+fn invocation(v: &Verdict) -> Value {
+    let notes: Vec<Value> = v
+        .unvetted
+        .iter()
+        .map(|u| {
+            json!({
+                "level": if u.waived { "warning" } else { "error" },
+                "message": { "text": format!("{} ({}) could not be read: {}{}", u.path, u.source, u.reason, if u.waived { " (waived by the policy)" } else { "" }) },
+            })
+        })
+        .collect();
+    let mut inv = json!({
+        "executionSuccessful": v.outcome != crate::policy::Outcome::CouldNotVet,
+        "properties": { "outcome": v.outcome, "failOn": v.fail_on.as_str(), "checkedKinds": v.checked, "uncheckedKinds": v.not_checked },
+    });
+    if !notes.is_empty() {
+        inv["toolExecutionNotifications"] = Value::Array(notes);
+    }
+    inv
 }
 
 #[cfg(test)]

@@ -336,13 +336,26 @@ pub const PORTLESS: &[(&str, &str)] = &[
     ("udev-post", "saves udev rules at boot"),
     ("psacct", "process accounting"),
     ("gpm", "console mouse (Unix socket)"),
+    ("getty", "login prompt on a virtual terminal (agetty)"),
+    ("serial-getty", "login prompt on a serial line (agetty)"),
+    ("console-getty", "login prompt on the console (agetty)"),
+    ("cron", "cron daemon"),
+    (
+        "systemd-timesyncd",
+        "SNTP client: sends queries, listens on no port",
+    ),
+    ("systemd-journald", "journal (Unix sockets and netlink)"),
+    ("systemd-logind", "login manager (D-Bus)"),
+    ("systemd-udevd", "device manager (netlink)"),
 ];
 
 /// Why `name` (without `.service`) is known to open no network port, if it is.
 pub fn portless(name: &str) -> Option<&'static str> {
+    // A template instance (`getty@tty1`) is its template's service.
+    let base = name.split('@').next().unwrap_or(name);
     PORTLESS
         .iter()
-        .find(|(n, _)| *n == name)
+        .find(|(n, _)| *n == name || *n == base)
         .map(|(_, why)| *why)
 }
 

@@ -283,6 +283,69 @@ fn listen_port(value: &str, protocol: &str, at: &Provenance) -> Option<Port> {
     Some(Port::new(p?, protocol, Some(h), false, at.clone()))
 }
 
+/// Why a service unit cannot open a network port, from its own settings (systemd.service(5),
+/// systemd.exec(5), systemd.resource-control(5)), if it says so: `Type=oneshot` (runs to
+/// completion at boot), `PrivateNetwork=yes` (only a private loopback), `RestrictAddressFamilies=`
+/// without AF_INET/AF_INET6, or `IPAddressDeny=any` without any `IPAddressAllow=`.
+fn no_network(entries: &[Entry]) -> Option<(String, Provenance)> {
+    let last = |key: &str| values(entries, "Service", key).into_iter().last();
+    let yes = |v: &str| matches!(v.trim(), "yes" | "true" | "1" | "on");
+    if let Some(e) = last("Type").filter(|e| e.value.trim() == "oneshot") {
+        return Some((
+            "Type=oneshot: runs to completion at boot and exits, listening on nothing".into(),
+            e.at.clone(),
+        ));
+    }
+    if let Some(e) = last("PrivateNetwork").filter(|e| yes(&e.value)) {
+        return Some((
+            "PrivateNetwork=yes: only a private loopback device, unreachable from outside".into(),
+            e.at.clone(),
+        ));
+    }
+    // RestrictAddressFamilies: allow-lists accumulate, `~` lists deny, empty resets.
+    let mut allow: Option<(Vec<String>, Provenance)> = None;
+    for e in values(entries, "Service", "RestrictAddressFamilies") {
+        let v = e.value.trim();
+        if let Some(_deny) = v.strip_prefix('~') {
+            allow = None;
+        } else if v == "none" {
+            allow = Some((Vec::new(), e.at.clone()));
+        } else {
+            let mut list = allow.take().map(|(l, _)| l).unwrap_or_default();
+            list.extend(v.split_whitespace().map(str::to_string));
+            allow = Some((list, e.at.clone()));
+        }
+    }
+    if let Some((list, at)) = allow {
+        if !list.iter().any(|f| f == "AF_INET" || f == "AF_INET6") {
+            return Some((
+                format!(
+                    "RestrictAddressFamilies={}: no IPv4 or IPv6 sockets",
+                    if list.is_empty() {
+                        "none".to_string()
+                    } else {
+                        list.join(" ")
+                    }
+                ),
+                at,
+            ));
+        }
+    }
+    let deny_any = values(entries, "Service", "IPAddressDeny")
+        .into_iter()
+        .rev()
+        .find(|e| e.value.split_whitespace().any(|w| w == "any"));
+    if let Some(e) = deny_any {
+        if values(entries, "Service", "IPAddressAllow").is_empty() {
+            return Some((
+                "IPAddressDeny=any: no IP traffic in or out".into(),
+                e.at.clone(),
+            ));
+        }
+    }
+    None
+}
+
 fn exec_daemon(tree: &Tree, entries: &[Entry]) -> Option<String> {
     let e = values(entries, "Service", "ExecStart").into_iter().next()?;
     let first = e.value.split_whitespace().next()?;
@@ -388,6 +451,12 @@ pub fn enabled(tree: &Tree, problems: &mut Vec<Problem>) -> Enabled {
             s.daemon = exec_daemon(tree, &unit.entries);
             if let Some(f) = &unit.fragment {
                 s.notes.push(format!("unit file {f}"));
+            }
+            if let Some((why, at)) = no_network(&unit.entries) {
+                s.port_status = "none".into();
+                let line = at.line.map(|l| format!(":{l}")).unwrap_or_default();
+                s.notes
+                    .push(format!("opens no network port: {why} ({}{line})", at.file));
             }
             by_name.insert(name.clone(), s);
         } else if is_socket {
