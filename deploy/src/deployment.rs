@@ -422,7 +422,16 @@ fn try_claim(lock: &StateLock, name: &str) -> Result<Option<fs::File>, DeployErr
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let path = claim_path(lock, name);
     let f = open_claim(&path)?;
-    Ok(flock(&f, &path, false)?.then_some(f))
+    // A claim released a moment ago can still look held: a child another thread of this process
+    // is forking inherits the descriptor until its exec closes it. So a busy claim is asked again
+    // for up to a second before it counts as a live deploy (a real deploy holds it for minutes).
+    for _ in 0..50 {
+        if flock(&f, &path, false)? {
+            return Ok(Some(f));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(None)
 }
 
 /// What [`recover`] or [`stop`] did with one deployment.
