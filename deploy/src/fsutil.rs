@@ -3,7 +3,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -105,47 +104,12 @@ pub fn remove_tmp_files(dir: &Path) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Opens `path` for reading only if it is a regular file: the open itself uses `O_NONBLOCK`
-/// (a FIFO or a device never blocks the open) and `O_NOCTTY`, and `fstat` of the opened
-/// descriptor must say "regular file" (so a name swapped between a check and the open cannot
-/// slip a FIFO, device, socket or directory in). Non-blocking mode is then switched off again.
-/// Errors are `InvalidInput` naming the file type found; the caller adds the path.
+/// Opens `path` for reading only if it is a regular file (a final symlink is followed): the one
+/// check of the model, [`rootfs::content::open_regular`] — a non-blocking open, so a FIFO or a
+/// device never blocks it, then `fstat` of the opened descriptor. Errors are `InvalidInput`
+/// naming the file type found; the caller adds the path.
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    let ft = f.metadata()?.file_type();
-    if !ft.is_file() {
-        use std::os::unix::fs::FileTypeExt;
-        let what = if ft.is_dir() {
-            "a directory"
-        } else if ft.is_fifo() {
-            "a FIFO (named pipe)"
-        } else if ft.is_char_device() {
-            "a character device"
-        } else if ft.is_block_device() {
-            "a block device"
-        } else if ft.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{what}; only a regular file is accepted here"),
-        ));
-    }
-    // SAFETY: fcntl on a descriptor we own; only the O_NONBLOCK status flag is changed.
-    unsafe {
-        use std::os::fd::AsRawFd;
-        let fd = f.as_raw_fd();
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        if fl >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
-        }
-    }
-    Ok(f)
+    rootfs::content::open_regular(path, true)
 }
 
 /// Reads a whole regular file of at most `limit` bytes (see [`open_regular`]): the size from
