@@ -1,6 +1,7 @@
 //! The `wafer` command: build, vet, sign and verify virtual-machine images for grid sites.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -25,7 +26,8 @@ mod part;
         Examples:\n  \
         wafer mkfs rootfs.tar.xz -o disk.img --profile el7\n  \
         wafer ls disk.img --long\n  \
-        wafer ls rootfs.tar.gz --json > listing.json"
+        wafer ls rootfs.tar.gz --json > listing.json",
+    after_long_help = EXIT_STATUS_HELP
 )]
 struct Cli {
     /// More log output on stderr (-v: info, -vv: debug, -vvv: trace). RUST_LOG overrides.
@@ -34,6 +36,10 @@ struct Cli {
     /// Only errors on stderr; no progress bars.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Read an encrypted key's passphrase from the first line of FILE instead of asking on the
+    /// terminal (WAFER_PASSPHRASE takes precedence).
+    #[arg(long, global = true, value_name = "FILE")]
+    passphrase_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     budgets: cmd::Budgets,
     #[command(subcommand)]
@@ -61,6 +67,18 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
 }
 
+/// The exit statuses of every command (also in docs/exit-codes.md; `tests/cli_exit.rs` keeps the
+/// two and the code in step).
+const EXIT_STATUS_HELP: &str = "\
+Exit status (docs/exit-codes.md):
+  0    success; vet: the image passes the policy; verify: every check passed
+  1    an error stopped the command (the message says why); vet: the image fails the policy;
+       verify: a check failed; recover: a deployment stays held
+  2    usage error (unknown option or subcommand, bad or missing value), for every command;
+       vet: could not vet (no verdict); inspect, diff: an image could not be read
+  141  (killed by SIGPIPE) the reader of the output went away, e.g. `wafer ls img | head -1`;
+       other signals likewise show as 128 + the signal's number (130 for Ctrl-C)";
+
 fn init_logging(verbose: u8, quiet: bool) {
     let level = if quiet {
         "error"
@@ -77,11 +95,87 @@ fn init_logging(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // colour codes only for a person at a terminal, never in a log file or a pipe
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
 
+/// Set by the panic hook when a panic was a write to a closed pipe (`println!` panics on it).
+static BROKEN_PIPE: AtomicBool = AtomicBool::new(false);
+
+/// How wafer ends when the reader of its output goes away (`wafer ls img | head -1`).
+///
+/// SIGPIPE stays ignored, as the Rust runtime sets it, so a write to a closed pipe is an error
+/// (`EPIPE`), not sudden death: the error (or `println!`'s panic) unwinds through the command,
+/// whose guards remove any temporary output file on the way, and then wafer ends quietly by
+/// SIGPIPE itself, the status a shell pipeline expects (141), with no message and no backtrace.
+/// Restoring SIGPIPE's default action at start-up instead would kill wafer at the first write,
+/// skipping that clean-up (`wafer build --json | head -1` would leave temporary files behind).
+fn die_of_broken_pipe() -> ! {
+    // SAFETY: restoring a signal's default action and raising it in our own process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(128 + libc::SIGPIPE)
+}
+
+/// True when the panic message is a failed write to a closed pipe.
+fn is_broken_pipe_text(text: &str) -> bool {
+    text.contains(&format!("(os error {})", libc::EPIPE))
+        || text.contains("Broken pipe")
+        || text.contains("BrokenPipe")
+}
+
+/// True when an error or one of its causes is a write to a closed pipe.
+fn is_broken_pipe_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Installs a panic hook that keeps quiet about writes to a closed pipe (and remembers them), and
+/// reports every other panic as usual.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if is_broken_pipe_text(text) {
+            BROKEN_PIPE.store(true, Ordering::SeqCst);
+            return;
+        }
+        default(info)
+    }));
+}
+
 fn main() -> ExitCode {
+    install_panic_hook();
+    let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(code) => code,
+        Err(payload) => {
+            if BROKEN_PIPE.load(Ordering::SeqCst) {
+                die_of_broken_pipe();
+            }
+            std::panic::resume_unwind(payload)
+        }
+    };
+    let flushed = std::io::Write::flush(&mut std::io::stdout());
+    if BROKEN_PIPE.load(Ordering::SeqCst)
+        || flushed.is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    {
+        die_of_broken_pipe();
+    }
+    code
+}
+
+fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -90,11 +184,14 @@ fn main() -> ExitCode {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitCode::SUCCESS
                 }
-                _ => ExitCode::FAILURE,
+                // a usage error: 2 for every command (docs/exit-codes.md); never 1, which
+                // `vet` and `verify` use for a verdict against the image
+                _ => ExitCode::from(cmd::USAGE_EXIT),
             };
         }
     };
     init_logging(cli.verbose, cli.quiet);
+    cmd::key::set_passphrase_file(cli.passphrase_file.clone());
     let ui = cmd::Ui {
         quiet: cli.quiet,
         budgets: cli.budgets,
@@ -120,6 +217,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        Err(e) if is_broken_pipe_error(&e) => die_of_broken_pipe(),
         Err(e) => {
             // Errors may quote names from an image or a bundle: no raw control characters.
             eprintln!(

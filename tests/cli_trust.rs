@@ -66,7 +66,7 @@ fn keys_are_read_by_openssl_and_ids_agree() {
     run(Command::new("openssl")
         .args(["pkey", "-noout", "-passin", "pass:correct horse", "-in"])
         .arg(dir.join("carol.key")));
-    let o = wafer(&["key", "id", s(&dir.join("carol.key"))]);
+    let o = wafer_without_terminal(&["key", "id", s(&dir.join("carol.key"))]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("WAFER_PASSPHRASE"), "{}", stderr(&o));
     let o = wafer_env(

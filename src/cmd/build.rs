@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use builder::{BuildOptions, Event, Phase, Progress};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -190,34 +190,10 @@ pub fn load_private_key(path: &Path) -> Result<trust::key::PrivateKey> {
     }
 }
 
-/// A passphrase from `WAFER_PASSPHRASE`, else read from the terminal (echo is not disabled:
-/// prefer the environment variable in scripts). `confirm` asks twice.
+/// A passphrase from `WAFER_PASSPHRASE`, `--passphrase-file`, or asked on the terminal without
+/// echo ([`super::key::read_passphrase`]). `confirm` asks twice.
 pub fn passphrase(prompt: &str, confirm: bool) -> Result<String> {
-    if let Ok(p) = std::env::var("WAFER_PASSPHRASE") {
-        if p.is_empty() {
-            bail!("WAFER_PASSPHRASE is set but empty");
-        }
-        return Ok(p);
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("a passphrase is needed: set WAFER_PASSPHRASE (stdin is not a terminal)");
-    }
-    let read = |prompt: &str| -> Result<String> {
-        eprint!("{prompt}");
-        let mut s = String::new();
-        std::io::stdin()
-            .read_line(&mut s)
-            .context("reading the passphrase from the terminal")?;
-        Ok(s.trim_end_matches(['\n', '\r']).to_string())
-    };
-    let p = read(prompt)?;
-    if p.is_empty() {
-        bail!("empty passphrase");
-    }
-    if confirm && read("again: ")? != p {
-        bail!("the passphrases differ");
-    }
-    Ok(p)
+    super::key::read_passphrase(prompt, confirm)
 }
 
 /// Writes the SLSA provenance v1 attestation of the bundle in `out`, signed with `key`.

@@ -1,6 +1,8 @@
 //! `wafer key`: ed25519 key pairs (PKCS#8 / SPKI PEM) and securesystemslib key ids.
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -13,7 +15,8 @@ use super::Ui;
 #[derive(Args, Debug)]
 #[command(long_about = "Make and inspect ed25519 signing keys.\n\n\
         `key generate NAME` writes DIR/NAME.key, the private key as PKCS#8 PEM (mode 0600;\n\
-        with --encrypt protected by a passphrase from WAFER_PASSPHRASE or a prompt), and\n\
+        with --encrypt protected by a passphrase from WAFER_PASSPHRASE, --passphrase-file or a\n\
+        prompt on the terminal, typed without echo), and\n\
         DIR/NAME.pub, the public key as SPKI PEM: put the .pub in the site trust store, keep\n\
         the .key to yourself. `openssl pkey` reads both. Key ids are python-securesystemslib's.\n\n\
         Examples:\n  \
@@ -40,7 +43,8 @@ pub enum KeyCommand {
         /// Where to write them.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Encrypt the private key with a passphrase (WAFER_PASSPHRASE or a prompt).
+        /// Encrypt the private key with a passphrase (WAFER_PASSPHRASE, --passphrase-file, or
+        /// asked twice on the terminal without echo).
         #[arg(long)]
         encrypt: bool,
         /// Print the result as JSON.
@@ -135,4 +139,150 @@ pub fn run(a: KeyArgs, ui: &Ui) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The global `--passphrase-file`, set once by `main`.
+static PASSPHRASE_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Largest passphrase file read (its first line is the passphrase).
+const MAX_PASSPHRASE_FILE: u64 = 4096;
+
+/// Records the global `--passphrase-file` option for [`read_passphrase`].
+pub fn set_passphrase_file(path: Option<PathBuf>) {
+    let _ = PASSPHRASE_FILE.set(path);
+}
+
+/// A passphrase for an encrypted key, from the first of: `WAFER_PASSPHRASE`; the file given
+/// with `--passphrase-file` (its first line); the controlling terminal (`/dev/tty`), asked with
+/// `prompt` and read with echo off, so what is typed never shows (twice when `confirm`).
+///
+/// Standard input is never read: a passphrase does not come silently from a pipe. Without a
+/// terminal and without the variable or the option, the error says how to give one.
+pub fn read_passphrase(prompt: &str, confirm: bool) -> Result<String> {
+    if let Ok(p) = std::env::var("WAFER_PASSPHRASE") {
+        if p.is_empty() {
+            bail!("WAFER_PASSPHRASE is set but empty");
+        }
+        return Ok(p);
+    }
+    if let Some(Some(file)) = PASSPHRASE_FILE.get() {
+        return passphrase_from_file(file);
+    }
+    let mut tty = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+    {
+        Ok(t) => t,
+        Err(e) => {
+            let what = prompt.trim_end().trim_end_matches(':');
+            let what = what.strip_prefix("passphrase for ").unwrap_or(what);
+            bail!(
+                "{what}: a passphrase is needed and there is no terminal to ask it on ({e}): \
+                 set WAFER_PASSPHRASE or give --passphrase-file FILE (standard input is never \
+                 read)"
+            )
+        }
+    };
+    let p = ask_without_echo(&mut tty, prompt)?;
+    if p.is_empty() {
+        bail!("empty passphrase");
+    }
+    if confirm && ask_without_echo(&mut tty, "again: ")? != p {
+        bail!("the passphrases differ");
+    }
+    Ok(p)
+}
+
+/// The first line of `path` (a regular file, or a pipe the operator named, e.g. `<(pass x)`).
+fn passphrase_from_file(path: &Path) -> Result<String> {
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("--passphrase-file {}", path.display()))?;
+    let mut buf = Vec::new();
+    f.take(MAX_PASSPHRASE_FILE + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading --passphrase-file {}", path.display()))?;
+    let line_end = buf.iter().position(|&b| b == b'\n');
+    if line_end.is_none() && buf.len() as u64 > MAX_PASSPHRASE_FILE {
+        bail!(
+            "--passphrase-file {}: the first line is longer than {MAX_PASSPHRASE_FILE} bytes",
+            path.display()
+        );
+    }
+    let line = &buf[..line_end.unwrap_or(buf.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = std::str::from_utf8(line)
+        .map_err(|_| anyhow::anyhow!("--passphrase-file {}: not UTF-8", path.display()))?;
+    if text.is_empty() {
+        bail!(
+            "--passphrase-file {}: the first line is empty",
+            path.display()
+        );
+    }
+    Ok(text.to_string())
+}
+
+/// The terminal's settings, put back when dropped (also when reading fails).
+struct EchoOff {
+    fd: std::os::fd::RawFd,
+    saved: libc::termios,
+}
+
+impl EchoOff {
+    /// Turns echo off on `tty` (the newline still echoes, so the cursor moves on).
+    fn new(tty: &std::fs::File) -> std::io::Result<EchoOff> {
+        use std::os::fd::AsRawFd;
+        let fd = tty.as_raw_fd();
+        // SAFETY: termios is plain data; tcgetattr fills it from a descriptor we own.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut quiet = saved;
+        quiet.c_lflag &= !(libc::ECHO | libc::ECHOE | libc::ECHOK);
+        quiet.c_lflag |= libc::ECHONL | libc::ICANON;
+        // SAFETY: as above; TCSAFLUSH also drops anything typed ahead before the prompt.
+        if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(EchoOff { fd, saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // SAFETY: restoring the settings read in `new` on the same, still open, descriptor.
+        unsafe {
+            libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved);
+        }
+    }
+}
+
+/// Writes `prompt` to the terminal and reads one line with echo off.
+fn ask_without_echo(tty: &mut std::fs::File, prompt: &str) -> Result<String> {
+    // echo off before the prompt shows: nothing typed after it can be echoed
+    let _echo_off = EchoOff::new(tty).context("turning the terminal's echo off")?;
+    tty.write_all(prompt.as_bytes())
+        .and_then(|()| tty.flush())
+        .context("writing the passphrase prompt to the terminal")?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match tty.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => {
+                if line.len() as u64 >= MAX_PASSPHRASE_FILE {
+                    bail!("the passphrase is longer than {MAX_PASSPHRASE_FILE} bytes");
+                }
+                line.push(byte[0]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).context("reading the passphrase from the terminal"),
+        }
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line).map_err(|_| anyhow::anyhow!("the passphrase typed is not UTF-8"))
 }

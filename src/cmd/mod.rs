@@ -16,6 +16,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Exit status of a command that failed with an error (could not do its work).
 pub const ERROR_EXIT: u8 = 1;
+/// Exit status of a usage error (bad arguments), for every command (docs/exit-codes.md).
+pub const USAGE_EXIT: u8 = 2;
 
 /// User-interface settings shared by the subcommands.
 #[derive(Default)]

@@ -275,3 +275,22 @@ fn keys_and_store(f: &Fixture, extra: &str) -> (PathBuf, PathBuf, PathBuf) {
     .unwrap();
     (store, keys.join("alice.key"), keys.join("cms-admin.key"))
 }
+
+/// Run `wafer` in a session of its own, without a controlling terminal (so a passphrase prompt
+/// fails at once instead of waiting on the terminal of whoever runs the tests).
+pub fn wafer_without_terminal(args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wafer"));
+    c.args(args)
+        .env_remove("WAFER_PASSPHRASE")
+        .env("SOURCE_DATE_EPOCH", "1500000000")
+        .stdin(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    c.output().expect("run wafer")
+}
