@@ -860,9 +860,17 @@ pub struct Status {
 }
 
 /// Lists deployments, leases and use (read-only: recovery is [`recover`]'s job).
+/// Creates nothing and needs no write access: a state directory that does not exist yet is an
+/// empty site, and the lock is taken shared ([`StateDir::lock_shared`]).
 pub fn ps(site: &Site) -> Result<Status, DeployError> {
-    let state = StateDir::open(&site.state_dir)?;
-    let lock = state.lock()?;
+    let Some(state) = StateDir::open_read_only(&site.state_dir)? else {
+        return Ok(Status {
+            used: fit::used(&[]),
+            leases: Vec::new(),
+            deployments: Vec::new(),
+        });
+    };
+    let lock = state.lock_shared()?;
     let deployments = records(&lock)?;
     let allocs: Vec<Allocation> = deployments.iter().map(|r| r.allocation.clone()).collect();
     Ok(Status {

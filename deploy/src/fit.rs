@@ -202,9 +202,14 @@ pub enum FitError {
     /// The site has no slots.
     #[error("the site declares no slots")]
     NoSlots,
-    /// `--slot NAME` names no slot.
-    #[error("no slot is called {0:?}")]
-    UnknownSlot(String),
+    /// `--slot NAME` names no slot; the site's slots are listed.
+    #[error("no slot is called {name:?}; the site's slots: {}", .known.join(", "))]
+    UnknownSlot {
+        /// The name asked for.
+        name: String,
+        /// The slots the site declares.
+        known: Vec<String>,
+    },
     /// Every slot was rejected; each with its reasons.
     #[error("no slot fits wafer of VO {vo}:\n{}", .rejections.iter().map(|r| format!("  {r}")).collect::<Vec<_>>().join("\n"))]
     NoFit {
@@ -334,7 +339,10 @@ pub fn place(
     }
     if let Some(w) = wanted {
         if site.slot(w).is_none() {
-            return Err(FitError::UnknownSlot(w.to_string()));
+            return Err(FitError::UnknownSlot {
+                name: w.to_string(),
+                known: site.slots.iter().map(|s| s.name.clone()).collect(),
+            });
         }
     }
     let mut fitting: Vec<&SlotConfig> = Vec::new();

@@ -157,9 +157,62 @@ impl StateDir {
         })
     }
 
+    /// Opens an existing state directory for reading only, creating nothing (`wafer ps`,
+    /// `wafer slots`): `None` when it does not exist yet (no deployment ever ran).
+    pub fn open_read_only(root: &Path) -> Result<Option<StateDir>, LeaseError> {
+        match fs::metadata(root) {
+            Ok(m) if m.is_dir() => Ok(Some(StateDir {
+                root: root.to_path_buf(),
+            })),
+            Ok(_) => Err(LeaseError::Io {
+                path: root.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "not a directory"),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LeaseError::Io {
+                path: root.to_path_buf(),
+                source: e,
+            }),
+        }
+    }
+
     /// The directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Takes the lock shared, for reading only: a writer (holding it exclusively) is waited
+    /// for, other readers are not. The lock file is opened read-only and never created (no
+    /// write access to the state directory is needed); when no writer ever made it, the state
+    /// is read without it. Pass the guard only to readers ([`StateLock::all_leases`],
+    /// [`StateLock::network_leases`], `deployment::records`).
+    pub fn lock_shared(&self) -> Result<StateLock, LeaseError> {
+        let path = self.root.join("lock");
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(StateLock {
+                    _file: None,
+                    root: self.root.clone(),
+                })
+            }
+            Err(e) => return Err(LeaseError::Io { path, source: e }),
+        };
+        loop {
+            // SAFETY: flock on a file descriptor we own.
+            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) };
+            if r == 0 {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(LeaseError::Io { path, source: e });
+            }
+        }
+        Ok(StateLock {
+            _file: Some(file),
+            root: self.root.clone(),
+        })
     }
 
     /// Takes the exclusive lock (blocking). Everything that reads-then-writes state does so
@@ -185,7 +238,7 @@ impl StateDir {
             }
         }
         Ok(StateLock {
-            _file: file,
+            _file: Some(file),
             root: self.root.clone(),
         })
     }
@@ -194,7 +247,8 @@ impl StateDir {
 /// Proof that the state lock is held; all lease operations go through it.
 #[derive(Debug)]
 pub struct StateLock {
-    _file: File,
+    /// The locked file (`None` only for a shared lock on a state no writer has locked yet).
+    _file: Option<File>,
     root: PathBuf,
 }
 
@@ -292,7 +346,12 @@ impl StateLock {
     pub fn all_leases(&self) -> Result<Vec<Lease>, LeaseError> {
         let dir = self.root.join("leases");
         let mut nets = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(LeaseError::Io { path: dir, source: e }),
+        };
+        for entry in entries {
             let entry = entry.map_err(io_err(&dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if check_name("network", &name).is_ok() && entry.path().is_dir() {

@@ -401,17 +401,15 @@ impl Site {
                 format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
             ))
         })?;
+        // the folder the site file really lies in, without `.`, `..` or links: `--site
+        // ../site/site.toml` and relative paths in it then resolve to clean absolute paths
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = if base.as_os_str().is_empty() {
-            std::env::current_dir().map_err(io)?
+            Path::new(".").to_path_buf()
         } else {
             base
         };
-        let base = if base.is_absolute() {
-            base
-        } else {
-            std::env::current_dir().map_err(io)?.join(base)
-        };
+        let base = std::fs::canonicalize(&base).map_err(io)?;
         Site::from_toml_str(&text, &path.display().to_string(), Some(&base))
     }
 
@@ -505,7 +503,7 @@ impl SiteConfig {
             let abs = if p.is_absolute() {
                 p.to_path_buf()
             } else if let Some(b) = base_dir {
-                b.join(p)
+                join_relative(b, p)
             } else {
                 return Err(err(
                     format!("paths.{field}"),
@@ -879,4 +877,27 @@ impl SiteConfig {
             networks,
         })
     }
+}
+
+/// `rel` (relative) joined to `base`: `.` components dropped and leading `..` components taken
+/// off `base`, so `../state` next to `/srv/site/site.toml` is `/srv/state`. Only leading `..`
+/// are resolved (against the site file's folder, whose real path `Site::from_file` uses); a
+/// `..` after a name is kept, and the resolved result is then refused as not clean.
+fn join_relative(base: &Path, rel: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = base.to_path_buf();
+    let mut leading = true;
+    for c in rel.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if leading => {
+                out.pop();
+            }
+            other => {
+                leading = false;
+                out.push(other.as_os_str());
+            }
+        }
+    }
+    out
 }

@@ -66,10 +66,18 @@ fn every_rejection_has_a_precise_reason() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("slot edge1: arch x86_64 != required aarch64; guest types pv/pvh on this host, wafer needs hvm"), "{e}");
+    let e = place(&s, &r2, "atlas", &[], Some("nope")).unwrap_err();
+    let known: Vec<String> = s.slots.iter().map(|s| s.name.clone()).collect();
     assert_eq!(
-        place(&s, &r2, "atlas", &[], Some("nope")).unwrap_err(),
-        FitError::UnknownSlot("nope".into())
+        e,
+        FitError::UnknownSlot {
+            name: "nope".into(),
+            known: known.clone()
+        }
     );
+    // the error lists the slots that exist
+    assert!(e.to_string().ends_with(&known.join(", ")), "{e}");
+    assert!(known.len() > 1 && e.to_string().contains(&known[0]), "{e}");
 }
 
 #[test]

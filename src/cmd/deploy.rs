@@ -392,6 +392,15 @@ pub struct DeployArgs {
 /// Runs `wafer deploy`.
 pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
     let site = load_site(&a.site)?;
+    // op1: without a hypervisor tool only --dry-run may go on (never "deployed" with no guest)
+    if !a.dry_run && XlTool::detect(false).xl.is_none() {
+        bail!(
+            "{}: no `xl` on the PATH, so no guest can be started here: run wafer deploy on the Xen \
+             host as a user that may run `xl`, or give --dry-run to write the disk, CIDATA and \
+             xl.cfg and print the `xl create` command (nothing was written)",
+            a.bundle.display()
+        );
+    }
     let store_dir = a.trust.clone().unwrap_or_else(|| site.trust_store.clone());
     let store = load_store(&store_dir)?;
     let user_data = match &a.user_data {
@@ -437,7 +446,11 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
         return Ok(());
     }
     println!(
-        "deployed {} {} (VO {}) as {} in slot {}",
+        "{} {} {} (VO {}) as {} in slot {}",
+        match rec.launch {
+            Some(Launch::Ran(_)) => "deployed",
+            _ => "prepared (dry run: no guest was started)",
+        },
         Escaped(&rec.wafer),
         Escaped(&rec.version),
         Escaped(&rec.vo),
@@ -574,13 +587,13 @@ pub fn run_ps(a: PsArgs) -> Result<()> {
             .map(|l| format!("{}={}", l.network, l.ip))
             .collect();
         println!(
-            "{:<24} {} {} (VO {}) slot {} {:?} {}",
+            "{:<24} {} {} (VO {}) slot {} {} {}",
             Escaped(&r.name),
             Escaped(&r.wafer),
             Escaped(&r.version),
             Escaped(&r.vo),
             Escaped(&r.slot),
-            r.state,
+            state_text(r),
             ips.join(" ")
         );
     }
@@ -595,6 +608,16 @@ pub fn run_ps(a: PsArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// How `ps` names a deployment's state: a dry run's is never called running (op1).
+fn state_text(r: &deployment::Record) -> &'static str {
+    match r.state {
+        deployment::State::Pending => "deploying",
+        deployment::State::Running => "running",
+        deployment::State::Printed => "not-started (dry run: `xl create` printed, not run)",
+        deployment::State::Stopping => "stopping",
+    }
 }
 
 /// Stop a deployment and release what it holds.
@@ -623,6 +646,25 @@ pub struct StopArgs {
 /// Runs `wafer stop`.
 pub fn run_stop(a: StopArgs) -> Result<()> {
     let site = load_site(&a.site)?;
+    // op1: an unknown name is refused before anything is locked or created, listing the names
+    let names: Vec<String> = deployment::ps(&site)
+        .with_context(|| format!("reading the state of {}", site.state_dir.display()))?
+        .deployments
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    if !names.iter().any(|n| *n == a.name) {
+        bail!(
+            "no deployment called {} at site {}; {}",
+            Escaped(&a.name),
+            Escaped(&site.name),
+            if names.is_empty() {
+                "it has no deployments".to_string()
+            } else {
+                format!("its deployments: {}", Escaped(&names.join(", ")))
+            }
+        );
+    }
     let hv = XlTool::detect(a.dry_run);
     let (rec, t) = deployment::stop(&site, &a.name, a.keep_disk, &hv)
         .with_context(|| format!("stopping {}", a.name))?;

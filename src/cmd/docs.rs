@@ -33,8 +33,10 @@ pub struct ManArgs {
 
 /// Runs `wafer completions`.
 pub fn run_completions(a: CompletionsArgs, mut cmd: clap::Command) -> Result<()> {
-    clap_complete::generate(a.shell, &mut cmd, "wafer", &mut std::io::stdout());
-    Ok(())
+    // into memory first: clap_complete panics when its writer fails (a closed pipe)
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut cmd, "wafer", &mut script);
+    std::io::Write::write_all(&mut std::io::stdout(), &script).context("writing to standard output")
 }
 
 fn render(cmd: &clap::Command, title: &str) -> Result<Vec<u8>> {
