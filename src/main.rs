@@ -128,14 +128,6 @@ fn is_broken_pipe_text(text: &str) -> bool {
         || text.contains("BrokenPipe")
 }
 
-/// True when an error or one of its causes is a write to a closed pipe.
-fn is_broken_pipe_error(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
 /// Installs a panic hook that keeps quiet about writes to a closed pipe (and remembers them), and
 /// reports every other panic as usual.
 fn install_panic_hook() {
@@ -179,7 +171,11 @@ fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
+            if e.print()
+                .is_err_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                die_of_broken_pipe();
+            }
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitCode::SUCCESS
@@ -217,7 +213,7 @@ fn run() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(e) if is_broken_pipe_error(&e) => die_of_broken_pipe(),
+        Err(e) if cmd::is_broken_pipe(&e) => die_of_broken_pipe(),
         Err(e) => {
             // Errors may quote names from an image or a bundle: no raw control characters.
             eprintln!(

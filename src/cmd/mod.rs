@@ -19,6 +19,16 @@ pub const ERROR_EXIT: u8 = 1;
 /// Exit status of a usage error (bad arguments), for every command (docs/exit-codes.md).
 pub const USAGE_EXIT: u8 = 2;
 
+/// True when an error or one of its causes is a write to a closed pipe (`wafer ... | head -1`):
+/// `main` then ends quietly by SIGPIPE, so a command that reports its own errors (`vet`'s
+/// "could not vet") passes this one on instead.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// User-interface settings shared by the subcommands.
 #[derive(Default)]
 pub struct Ui {

@@ -230,6 +230,7 @@ pub fn run(a: VetArgs, ui: &Ui) -> Result<u8> {
                 COULD_NOT_VET
             }
         }),
+        Err(e) if super::is_broken_pipe(&e) => Err(e),
         Err(e) => {
             eprintln!(
                 "wafer: could not vet {}: {}",
