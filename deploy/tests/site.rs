@@ -279,3 +279,36 @@ fn only_a_bounded_regular_file_is_read_as_a_site_file() {
     let e = Site::from_file(&big).unwrap_err().to_string();
     assert!(e.contains("big.toml") && e.contains("larger than"), "{e}");
 }
+
+#[test]
+fn relative_paths_resolve_against_the_site_folder_and_only_the_result_is_checked() {
+    let text = EXAMPLE
+        .replace(
+            "state_dir = \"/var/lib/wafer/state\"",
+            "state_dir = \"../state\"",
+        )
+        .replace(
+            "storage_dir = \"/var/lib/wafer/storage\"",
+            "storage_dir = \"./disks/./here\"",
+        );
+    let site = parse(&text).unwrap();
+    assert_eq!(site.state_dir, Path::new("/srv/state"));
+    assert_eq!(site.storage_dir, Path::new("/srv/site/disks/here"));
+    // `..` after a name does not resolve cleanly (the name may be a link): refused
+    let e = parse(&text.replace("\"../state\"", "\"x/../state\""))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("paths.state_dir") && e.contains("'..'"), "{e}");
+
+    // from a file reached through `..`: the file's real folder is the base
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("etc/wafer");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::create_dir_all(tmp.path().join("work")).unwrap();
+    std::fs::write(conf.join("site.toml"), &text).unwrap();
+    let via = tmp.path().join("work/../etc/wafer/./site.toml");
+    let site = Site::from_file(&via).unwrap();
+    let real = std::fs::canonicalize(tmp.path()).unwrap();
+    assert_eq!(site.state_dir, real.join("etc/state"));
+    assert_eq!(site.storage_dir, real.join("etc/wafer/disks/here"));
+}
