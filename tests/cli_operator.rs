@@ -58,7 +58,9 @@ fn state_snapshot(dir: &Path) -> Vec<(PathBuf, u64, i64)> {
     snapshot(dir)
         .into_iter()
         .map(|(p, n)| {
-            let m = std::fs::symlink_metadata(&p).expect("metadata").mtime_nsec();
+            let m = std::fs::symlink_metadata(&p)
+                .expect("metadata")
+                .mtime_nsec();
             (p, n, m)
         })
         .collect()
@@ -144,8 +146,13 @@ fn ps_and_slots_create_nothing_and_need_no_write_access() {
         let o = ok(wafer_in(&fresh, args));
         assert!(!stdout(&o).contains("cms-demo"), "{}", stdout(&o));
     }
-    assert!(stdout(&ok(wafer_in(&fresh, &["ps", "--site", "site.toml"]))).contains("no deployments"));
-    assert!(!fresh.join("state").exists(), "ps/slots created the state folder");
+    assert!(
+        stdout(&ok(wafer_in(&fresh, &["ps", "--site", "site.toml"]))).contains("no deployments")
+    );
+    assert!(
+        !fresh.join("state").exists(),
+        "ps/slots created the state folder"
+    );
     assert!(!fresh.join("storage").exists());
 
     // the demo's state, read-only (and, as root, read by an unprivileged user): same answers,
@@ -172,7 +179,9 @@ fn ps_and_slots_create_nothing_and_need_no_write_access() {
     }
     let read_only = |args: &[&str]| -> Output {
         let mut c = Command::new(WAFER);
-        c.args(args).current_dir(&dir).env("PATH", path_without_xl());
+        c.args(args)
+            .current_dir(&dir)
+            .env("PATH", path_without_xl());
         if as_root {
             // root writes anywhere: run as nobody, to whom the state folder is read-only
             unsafe {
@@ -190,12 +199,20 @@ fn ps_and_slots_create_nothing_and_need_no_write_access() {
         c.output().expect("run wafer")
     };
     let ps = ok(read_only(&["ps", "--site", "site/site.toml"]));
-    assert!(stdout(&ps).contains("cms-demo-frontier-squid"), "{}", stdout(&ps));
+    assert!(
+        stdout(&ps).contains("cms-demo-frontier-squid"),
+        "{}",
+        stdout(&ps)
+    );
     let ps = ok(read_only(&["ps", "--site", "site/site.toml", "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
     assert_eq!(v["deployments"][0]["name"], "cms-demo-frontier-squid");
     let slots = ok(read_only(&["slots", "--site", "site/site.toml"]));
-    assert!(stdout(&slots).contains("cms-demo-frontier-squid"), "{}", stdout(&slots));
+    assert!(
+        stdout(&slots).contains("cms-demo-frontier-squid"),
+        "{}",
+        stdout(&slots)
+    );
     // the permissions really do keep that user out: a deploy (which writes) is refused
     let o = read_only(&[
         "deploy",
@@ -206,7 +223,10 @@ fn ps_and_slots_create_nothing_and_need_no_write_access() {
         "--name",
         "second",
     ]);
-    assert!(!o.status.success(), "a deploy wrote to a read-only state folder");
+    assert!(
+        !o.status.success(),
+        "a deploy wrote to a read-only state folder"
+    );
     assert_eq!(state_snapshot(&state), before, "the state folder changed");
     for d in &dirs {
         let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
@@ -220,7 +240,11 @@ fn site_paths_resolve_through_dotdot_in_site() {
     let recipe = dir.join("recipe");
     let site = "../site/site.toml";
     let o = ok(wafer_in(&recipe, &["ps", "--site", site]));
-    assert!(stdout(&o).contains("cms-demo-frontier-squid"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("cms-demo-frontier-squid"),
+        "{}",
+        stdout(&o)
+    );
     let o = ok(wafer_in(&recipe, &["slots", "--site", site]));
     assert!(stdout(&o).contains("edge1"), "{}", stdout(&o));
     let o = ok(wafer_in(
@@ -249,7 +273,10 @@ fn site_paths_resolve_through_dotdot_in_site() {
     let text = std::fs::read_to_string(dir.join("site/site.toml"))
         .unwrap()
         .replace("state_dir = \"state\"", "state_dir = \"../state\"")
-        .replace("storage_dir = \"storage\"", "storage_dir = \"./../storage\"");
+        .replace(
+            "storage_dir = \"storage\"",
+            "storage_dir = \"./../storage\"",
+        );
     std::fs::write(other.join("site.toml"), text).unwrap();
     let o = ok(wafer_in(
         &recipe,
@@ -313,10 +340,17 @@ fn deploy_without_xl_is_an_error_and_a_dry_run_is_never_running() {
         .lines()
         .find(|l| l.starts_with("cms-demo-frontier-squid"))
         .unwrap_or_else(|| panic!("{ps}"));
-    assert!(line.contains("not-started") && line.contains("dry run"), "{line}");
+    assert!(
+        line.contains("not-started") && line.contains("dry run"),
+        "{line}"
+    );
     assert!(!line.to_lowercase().contains("running"), "{line}");
     let v: serde_json::Value = serde_json::from_slice(
-        &ok(wafer_in(&dir, &["ps", "--site", "site/site.toml", "--json"])).stdout,
+        &ok(wafer_in(
+            &dir,
+            &["ps", "--site", "site/site.toml", "--json"],
+        ))
+        .stdout,
     )
     .unwrap();
     assert_eq!(v["deployments"][0]["state"], "printed");
@@ -337,7 +371,10 @@ fn deploy_without_xl_is_an_error_and_a_dry_run_is_never_running() {
         ],
     ));
     let out = stdout(&o);
-    assert!(out.starts_with("prepared (dry run: no guest was started)"), "{out}");
+    assert!(
+        out.starts_with("prepared (dry run: no guest was started)"),
+        "{out}"
+    );
     assert!(!out.contains("deployed"), "{out}");
 }
 
@@ -348,7 +385,10 @@ fn unknown_names_list_what_exists() {
     let o = wafer_in(&dir, &["stop", "cms-nope", "--site", "site/site.toml"]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("cms-nope") && e.contains("its deployments: cms-demo-frontier-squid"), "{e}");
+    assert!(
+        e.contains("cms-nope") && e.contains("its deployments: cms-demo-frontier-squid"),
+        "{e}"
+    );
 
     // a site without deployments says so, and creates nothing
     let fresh = tmp.path().join("fresh");
@@ -356,7 +396,11 @@ fn unknown_names_list_what_exists() {
     std::fs::copy(dir.join("site/site.toml"), fresh.join("site.toml")).unwrap();
     let o = wafer_in(&fresh, &["stop", "x", "--site", "site.toml"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("it has no deployments"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("it has no deployments"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!fresh.join("state").exists());
 
     // --slot NAME: the site's slots are listed
@@ -376,7 +420,10 @@ fn unknown_names_list_what_exists() {
     );
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("edge9") && e.contains("edge1") && e.contains("edge2"), "{e}");
+    assert!(
+        e.contains("edge9") && e.contains("edge1") && e.contains("edge2"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -401,5 +448,65 @@ fn verbose_logs_written_to_a_file_carry_no_colour_codes() {
         !text.contains(&0x1b),
         "colour codes in a log file: {}",
         String::from_utf8_lossy(&text)
+    );
+}
+
+#[test]
+fn an_xl_that_reaches_no_hypervisor_fails_a_deploy_and_lets_a_dry_run_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = demo(tmp.path());
+    // xen-utils installed on a host not booted under Xen: `xl list` fails as the real one does
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(
+        bin.join("xl"),
+        "#!/bin/sh\necho \"ERROR:  Can't find hypervisor information in sysfs!\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("xl"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), path_without_xl());
+    let run = |args: &[&str]| {
+        Command::new(WAFER)
+            .args(args)
+            .current_dir(&dir)
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let state = dir.join("site/state");
+    let before = state_snapshot(&state);
+    let o = run(&[
+        "deploy",
+        "wafers/squid-fixed",
+        "--site",
+        "site/site.toml",
+        "--name",
+        "real",
+        "--slot",
+        "edge2",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("hypervisor information"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("deployed"));
+    assert_eq!(state_snapshot(&state), before, "nothing leased or recorded");
+    let o = ok(run(&[
+        "deploy",
+        "wafers/squid-fixed",
+        "--site",
+        "site/site.toml",
+        "--name",
+        "dry",
+        "--slot",
+        "edge2",
+        "--dry-run",
+    ]));
+    assert!(
+        stdout(&o).starts_with("prepared (dry run"),
+        "{}",
+        stdout(&o)
     );
 }

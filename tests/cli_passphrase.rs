@@ -42,8 +42,6 @@ fn open_pty() -> (std::fs::File, std::fs::File) {
     }
 }
 
-
-
 /// What the terminal showed while `wafer ARGS` ran on a pseudo-terminal as its controlling
 /// terminal, typing each of `answers` (plus Enter) once the output shows the matching prompt.
 fn on_terminal(args: &[&str], answers: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
@@ -208,7 +206,9 @@ fn without_a_terminal_the_passphrase_never_comes_from_a_pipe() {
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(
-        e.contains("no terminal") && e.contains("WAFER_PASSPHRASE") && e.contains("--passphrase-file"),
+        e.contains("no terminal")
+            && e.contains("WAFER_PASSPHRASE")
+            && e.contains("--passphrase-file"),
         "{e}"
     );
     assert!(e.contains("k.key"), "names the key: {e}");

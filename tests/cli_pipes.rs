@@ -75,26 +75,179 @@ fn every_command_with_output_ends_quietly_when_the_reader_goes_away() {
         ("help", vec!["--help".into()]),
         ("completions", vec!["completions".into(), "bash".into()]),
         ("man", vec!["man".into()]),
-        ("key id", vec!["key".into(), "id".into(), s(&d.join("keys/demo-reviewer.pub")).into()]),
-        ("key generate", vec!["key".into(), "generate".into(), "k{n}".into(), "--dir".into(), s(&t.join("keys")).into()]),
-        ("ls", vec!["ls".into(), s(&d.join("recipe/centos5-demo-base.img")).into(), "--long".into()]),
-        ("ls --json", vec!["ls".into(), s(&d.join("recipe/centos5-demo-base.img")).into(), "--json".into()]),
-        ("inspect", vec!["inspect".into(), s(&d.join("wafers/squid-planted")).into()]),
-        ("inspect --json", vec!["inspect".into(), s(&d.join("wafers/squid-planted")).into(), "--json".into()]),
-        ("vet", vec!["vet".into(), s(&d.join("wafers/squid-planted")).into(), "--policy".into(), s(&d.join("recipe/demo-policy.toml")).into()]),
-        ("vet --json", vec!["vet".into(), s(&d.join("wafers/squid-fixed")).into(), "--policy".into(), s(&d.join("recipe/demo-policy.toml")).into(), "--json".into()]),
-        ("diff", vec!["diff".into(), s(&d.join("wafers/squid-planted")).into(), s(&d.join("wafers/squid-fixed")).into()]),
-        ("verify", vec!["verify".into(), s(&d.join("wafers/squid-fixed")).into(), "--trust".into(), s(&d.join("trust")).into()]),
-        ("verify tampered", vec!["verify".into(), s(&d.join("wafers/squid-fixed-tampered")).into(), "--trust".into(), s(&d.join("trust")).into()]),
-        ("slots", vec!["slots".into(), "--site".into(), s(&d.join("site/site.toml")).into()]),
-        ("slots --json", vec!["slots".into(), "--site".into(), s(&d.join("site/site.toml")).into(), "--json".into()]),
-        ("ps", vec!["ps".into(), "--site".into(), s(&d.join("site/site.toml")).into()]),
-        ("ps --json", vec!["ps".into(), "--site".into(), s(&d.join("site/site.toml")).into(), "--json".into()]),
-        ("recover", vec!["recover".into(), "--site".into(), s(&d.join("site/site.toml")).into(), "--dry-run".into()]),
-        ("build --json", vec!["build".into(), s(&d.join("recipe/recipe-fixed.toml")).into(), "-o".into(), s(&t.join("build{n}")).into(), "--json".into()]),
-        ("build", vec!["build".into(), s(&d.join("recipe/recipe-fixed.toml")).into(), "-o".into(), s(&t.join("plain{n}")).into()]),
-        ("mkfs", vec!["mkfs".into(), s(&d.join("recipe/centos5-demo-base.img")).into(), "-o".into(), s(&t.join("mkfs{n}.img")).into()]),
-        ("approve", vec!["approve".into(), s(&d.join("wafers/squid-fixed")).into(), "--key".into(), s(&key).into(), "--policy".into(), s(&d.join("recipe/demo-policy.toml")).into()]),
+        (
+            "key id",
+            vec![
+                "key".into(),
+                "id".into(),
+                s(&d.join("keys/demo-reviewer.pub")).into(),
+            ],
+        ),
+        (
+            "key generate",
+            vec![
+                "key".into(),
+                "generate".into(),
+                "k{n}".into(),
+                "--dir".into(),
+                s(&t.join("keys")).into(),
+            ],
+        ),
+        (
+            "ls",
+            vec![
+                "ls".into(),
+                s(&d.join("recipe/centos5-demo-base.img")).into(),
+                "--long".into(),
+            ],
+        ),
+        (
+            "ls --json",
+            vec![
+                "ls".into(),
+                s(&d.join("recipe/centos5-demo-base.img")).into(),
+                "--json".into(),
+            ],
+        ),
+        (
+            "inspect",
+            vec!["inspect".into(), s(&d.join("wafers/squid-planted")).into()],
+        ),
+        (
+            "inspect --json",
+            vec![
+                "inspect".into(),
+                s(&d.join("wafers/squid-planted")).into(),
+                "--json".into(),
+            ],
+        ),
+        (
+            "vet",
+            vec![
+                "vet".into(),
+                s(&d.join("wafers/squid-planted")).into(),
+                "--policy".into(),
+                s(&d.join("recipe/demo-policy.toml")).into(),
+            ],
+        ),
+        (
+            "vet --json",
+            vec![
+                "vet".into(),
+                s(&d.join("wafers/squid-fixed")).into(),
+                "--policy".into(),
+                s(&d.join("recipe/demo-policy.toml")).into(),
+                "--json".into(),
+            ],
+        ),
+        (
+            "diff",
+            vec![
+                "diff".into(),
+                s(&d.join("wafers/squid-planted")).into(),
+                s(&d.join("wafers/squid-fixed")).into(),
+            ],
+        ),
+        (
+            "verify",
+            vec![
+                "verify".into(),
+                s(&d.join("wafers/squid-fixed")).into(),
+                "--trust".into(),
+                s(&d.join("trust")).into(),
+            ],
+        ),
+        (
+            "verify tampered",
+            vec![
+                "verify".into(),
+                s(&d.join("wafers/squid-fixed-tampered")).into(),
+                "--trust".into(),
+                s(&d.join("trust")).into(),
+            ],
+        ),
+        (
+            "slots",
+            vec![
+                "slots".into(),
+                "--site".into(),
+                s(&d.join("site/site.toml")).into(),
+            ],
+        ),
+        (
+            "slots --json",
+            vec![
+                "slots".into(),
+                "--site".into(),
+                s(&d.join("site/site.toml")).into(),
+                "--json".into(),
+            ],
+        ),
+        (
+            "ps",
+            vec![
+                "ps".into(),
+                "--site".into(),
+                s(&d.join("site/site.toml")).into(),
+            ],
+        ),
+        (
+            "ps --json",
+            vec![
+                "ps".into(),
+                "--site".into(),
+                s(&d.join("site/site.toml")).into(),
+                "--json".into(),
+            ],
+        ),
+        (
+            "recover",
+            vec![
+                "recover".into(),
+                "--site".into(),
+                s(&d.join("site/site.toml")).into(),
+                "--dry-run".into(),
+            ],
+        ),
+        (
+            "build --json",
+            vec![
+                "build".into(),
+                s(&d.join("recipe/recipe-fixed.toml")).into(),
+                "-o".into(),
+                s(&t.join("build{n}")).into(),
+                "--json".into(),
+            ],
+        ),
+        (
+            "build",
+            vec![
+                "build".into(),
+                s(&d.join("recipe/recipe-fixed.toml")).into(),
+                "-o".into(),
+                s(&t.join("plain{n}")).into(),
+            ],
+        ),
+        (
+            "mkfs",
+            vec![
+                "mkfs".into(),
+                s(&d.join("recipe/centos5-demo-base.img")).into(),
+                "-o".into(),
+                s(&t.join("mkfs{n}.img")).into(),
+            ],
+        ),
+        (
+            "approve",
+            vec![
+                "approve".into(),
+                s(&d.join("wafers/squid-fixed")).into(),
+                "--key".into(),
+                s(&key).into(),
+                "--policy".into(),
+                s(&d.join("recipe/demo-policy.toml")).into(),
+            ],
+        ),
         ("demo", vec!["demo".into(), s(&t.join("demo{n}")).into()]),
     ];
 
@@ -102,7 +255,9 @@ fn every_command_with_output_ends_quietly_when_the_reader_goes_away() {
     let mut n = 0;
     for (what, args) in &cases {
         let args_for = |n: i32| -> Vec<String> {
-            args.iter().map(|a| a.replace("{n}", &n.to_string())).collect()
+            args.iter()
+                .map(|a| a.replace("{n}", &n.to_string()))
+                .collect()
         };
         // how it ends when nobody closes anything: its own verdict (vet 1 for a failing image)
         n += 1;
@@ -129,7 +284,10 @@ fn every_command_with_output_ends_quietly_when_the_reader_goes_away() {
         if let Err(e) = quiet_end(&format!("{what} (closed pipe)"), o.status, None, &err) {
             failures.push(e);
         } else if o.status.signal() != Some(libc::SIGPIPE) {
-            failures.push(format!("{what} (closed pipe): {} instead of SIGPIPE: {err}", o.status));
+            failures.push(format!(
+                "{what} (closed pipe): {} instead of SIGPIPE: {err}",
+                o.status
+            ));
         }
 
         // 2. literally `wafer ... | head -1`, in bash
@@ -154,7 +312,9 @@ fn every_command_with_output_ends_quietly_when_the_reader_goes_away() {
         let status = o.status.code();
         let fine = status == Some(141) || status == Some(0) || status == normal.status.code();
         if !fine || err.contains("panicked") || err.contains("Broken pipe") {
-            failures.push(format!("{what} | head -1: status {status:?}, stderr: {err}"));
+            failures.push(format!(
+                "{what} | head -1: status {status:?}, stderr: {err}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -349,7 +349,12 @@ impl StateLock {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(LeaseError::Io { path: dir, source: e }),
+            Err(e) => {
+                return Err(LeaseError::Io {
+                    path: dir,
+                    source: e,
+                })
+            }
         };
         for entry in entries {
             let entry = entry.map_err(io_err(&dir))?;
