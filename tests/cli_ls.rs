@@ -237,8 +237,8 @@ fn ls_errors_exit_1_with_a_clear_message() {
     fs::write(&bad, &hdr[..300]).unwrap();
     let out = wafer(&["ls", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    // Usage errors also exit 1; --help exits 0 and shows examples.
-    assert_eq!(wafer(&["ls"]).status.code(), Some(1));
+    // Usage errors exit 2 (docs/exit-codes.md); --help exits 0 and shows examples.
+    assert_eq!(wafer(&["ls"]).status.code(), Some(2));
     let help = wafer(&["ls", "--help"]);
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:"));

@@ -235,7 +235,8 @@ fn mkfs_errors_exit_1_with_clear_messages() {
         "--size",
         "12Q",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // a value that does not parse is a usage error: 2 (docs/exit-codes.md)
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("suffix"));
 }
 

@@ -28,7 +28,8 @@ use super::Ui;
         Everything the recipe reads (copy, template and rpm sources, the base) is resolved\n\
         beneath the recipe's folder: no absolute path, no '..', no symlink leading out, only\n\
         regular files. A base elsewhere needs --allow-host-path from the operator.\n\n\
-        An encrypted key's passphrase comes from WAFER_PASSPHRASE or a prompt on a terminal.\n\n\
+        An encrypted key's passphrase comes from WAFER_PASSPHRASE, --passphrase-file FILE, or a prompt on\n\
+        the terminal (typed without echo; standard input is never read).\n\n\
         Examples:\n  \
         wafer build recipes/sl5-frontier-squid/recipe.toml -o out/squid\n  \
         wafer build recipe.toml -o out/squid --sign ~/.wafer/atlas-admin.key\n  \
