@@ -91,6 +91,9 @@ pub struct ManifestBoot {
     pub initrd: Option<String>,
     /// Kernel command line.
     pub cmdline: String,
+    /// `xenlinux` (2.6.18-xen style, console xvc0) or `pvops` (console hvc0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_flavour: Option<String>,
 }
 
 /// `image`.

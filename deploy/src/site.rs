@@ -499,6 +499,23 @@ impl SiteConfig {
             ));
         }
         let guest_types: BTreeSet<GuestType> = self.xen.guest_types.iter().copied().collect();
+        // The xl.cfg keys wafer writes follow the Xen version (crate::xl::XenKeys).
+        let keys = match crate::xl::XenKeys::for_version(xen_version) {
+            Ok(k) => k,
+            Err(crate::xl::XlError::Field { message, .. }) => {
+                return Err(err("xen.version".into(), message))
+            }
+            Err(e) => return Err(err("xen.version".into(), e.to_string())),
+        };
+        if !keys.type_key && guest_types.contains(&GuestType::Pvh) {
+            return Err(err(
+                "xen.guest_types".into(),
+                format!(
+                    "pvh guests need Xen {} or later (xl's type = \"pvh\"); this host runs Xen {xen_version}",
+                    crate::xl::XenKeys::TYPE_FROM
+                ),
+            ));
+        }
 
         // paths
         let resolve = |field: &str, p: &Path| -> Result<PathBuf, SiteError> {
