@@ -10,21 +10,7 @@ use serde::Serialize;
 
 use crate::steps::{list_dir, read_text};
 
-/// Normalise an architecture name to the one the manifest uses (`uname -m` style).
-pub fn normalize_arch(s: &str) -> Option<&'static str> {
-    Some(match s {
-        "x86_64" | "amd64" | "x86-64" => "x86_64",
-        "i386" | "i486" | "i586" | "i686" | "x86" => "i686",
-        "aarch64" | "arm64" => "aarch64",
-        "armv7hl" | "armv7l" | "arm" | "armhf" => "armv7l",
-        "ppc64le" => "ppc64le",
-        "ppc64" => "ppc64",
-        "ppc" => "ppc",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        _ => return None,
-    })
-}
+pub use crate::names::normalize_arch;
 
 /// The architecture an ELF header says (ELF spec: `e_ident[EI_CLASS]`, `[EI_DATA]`, `e_machine` at 18).
 pub fn elf_arch(head: &[u8]) -> Option<&'static str> {

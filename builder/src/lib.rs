@@ -9,6 +9,7 @@
 pub mod confine;
 pub mod error;
 pub mod inspect;
+pub mod names;
 pub mod output;
 pub mod recipe;
 pub mod steps;

@@ -12,8 +12,7 @@ use crate::error::BuildError;
 use crate::inspect::{OsInfo, PackageSummary};
 use crate::{Event, Phase, Progress};
 
-/// The ext profiles the writer knows.
-pub const PROFILES: &[&str] = &["el4", "el5", "el6", "el7", "el8", "el9", "fedora"];
+pub use crate::names::PROFILES;
 
 /// Manifest format identifier.
 pub const FORMAT: &str = "wafer-bundle/1";

@@ -7,7 +7,7 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::names::check_name;
-use crate::site::{GuestType, XenVersion};
+use crate::site::{GuestType, XenKeys, XenVersion};
 
 /// Largest config text parsed.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
@@ -1432,7 +1432,10 @@ impl GuestConfig {
     /// 4.5, `extra =` before; `cpu_weight`, `cap`, `cpus`, `disk`, `vif` in every band.
     pub fn to_config(&self, xen: XenVersion) -> Result<XlConfig, XlError> {
         self.validate()?;
-        let keys = XenKeys::for_version(xen)?;
+        let keys = XenKeys::for_version(xen).map_err(|message| XlError::Field {
+            key: "xen.version".into(),
+            message,
+        })?;
         let mut e: Vec<(String, Value)> = Vec::new();
         let s = |v: &str| Value::Str(v.to_string());
         e.push(("name".into(), s(&self.name)));
@@ -1591,45 +1594,7 @@ impl GuestConfig {
     }
 }
 
-// ---------------------------------------------------------------- Xen version bands
-
-/// Which keys a Xen version's `xl` reads, where they changed between 4.4 and 4.17
-/// (xl.cfg(5) of each release; docs/site.md lists the bands).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct XenKeys {
-    /// `type = "pv|pvh|hvm"` (4.10 and later); before it, `builder = "generic|hvm"` and no
-    /// PVH (version 2) guests.
-    pub type_key: bool,
-    /// `cmdline = "..."` (4.5 and later); before it, `extra = "..."`, which every xl reads
-    /// when there is no `cmdline`.
-    pub cmdline_key: bool,
-}
-
-impl XenKeys {
-    /// Oldest Xen wafer writes xl.cfg for.
-    pub const OLDEST: XenVersion = XenVersion(4, 4, 0);
-    /// First Xen whose xl reads `type =` (and runs PVH guests).
-    pub const TYPE_FROM: XenVersion = XenVersion(4, 10, 0);
-    /// First Xen whose xl reads `cmdline =`.
-    pub const CMDLINE_FROM: XenVersion = XenVersion(4, 5, 0);
-
-    /// The keys for `xen`; a Xen older than [`XenKeys::OLDEST`] is refused.
-    pub fn for_version(xen: XenVersion) -> Result<XenKeys, XlError> {
-        if xen < Self::OLDEST {
-            return Err(XlError::Field {
-                key: "xen.version".into(),
-                message: format!(
-                    "Xen {xen} is older than {}, the oldest Xen wafer writes xl.cfg for",
-                    Self::OLDEST
-                ),
-            });
-        }
-        Ok(XenKeys {
-            type_key: xen >= Self::TYPE_FROM,
-            cmdline_key: xen >= Self::CMDLINE_FROM,
-        })
-    }
-}
+// `XenKeys` (which keys each Xen's xl reads) lives in site.rs next to `XenVersion`.
 
 // ---------------------------------------------------------------- guest kernel flavour
 
