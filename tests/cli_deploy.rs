@@ -4,11 +4,19 @@
 //! slots, ps, stop.
 
 mod common;
+#[path = "../deploy/tests/support/xl_dry_run.rs"]
+mod xl_dry_run;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+
+/// `wafer` as on a machine without Xen (this one may have xen-utils for xl-dry-run, but no
+/// hypervisor for `xl list`): the deploys here are dry runs that print the xl command.
+fn wafer(args: &[&str]) -> std::process::Output {
+    wafer_env(args, &[("PATH", &path_without_xl())])
+}
 
 const POLICY: &str = "[policy]\nname = \"test site\"\nfail_on = \"medium\"\n\n[[privileged]]\nid = \"priv.allowlist\"\nseverity = \"high\"\ncheck = [\"setuid\", \"setgid\", \"capabilities\"]\nallow = []\n";
 
@@ -31,6 +39,8 @@ trust_store = "{trust}"
 name = "edge1"
 memory_mib = 1024
 vcpus = 1
+cpu_weight = 384
+cpu_cap = 60
 disk_mib = 4096
 arch = "x86_64"
 vos = ["cms"]
@@ -215,12 +225,41 @@ fn end_to_end_build_vet_approve_verify_deploy_ps_stop() {
         .arg(dir.join("cidata.img"))
         .arg("::user-data"));
     assert!(ud_back.contains("echo hello"), "{ud_back}");
-    let xl = std::fs::read_to_string(dir.join("xl.cfg")).unwrap();
-    assert!(xl.contains(&format!("name = \"{name}\"")), "{xl}");
-    assert!(
-        xl.contains("memory = 1024") && xl.contains("bridge=xenbr0"),
-        "{xl}"
+    // The xl.cfg as Xen's own xl reads it (xl -N create through deploy/tests/tools/xl-dry-run):
+    // everything the site and the wafer asked for is there, nothing silently dropped.
+    assert_eq!(m["boot"]["kernel_flavour"], "xenlinux", "{m:#}");
+    let (xl, said) = xl_dry_run::xl_run(&dir.join("xl.cfg"));
+    assert!(said.is_empty(), "xl: {said}");
+    let b = &xl["b_info"];
+    assert_eq!(xl["c_info"]["name"], name.as_str(), "{xl:#}");
+    assert_eq!(xl["c_info"]["type"], "pv", "{xl:#}");
+    assert_eq!(b["max_memkb"], 1024 * 1024, "{xl:#}");
+    assert_eq!(b["target_memkb"], 1024 * 1024, "{xl:#}");
+    assert_eq!(b["max_vcpus"], 1, "{xl:#}");
+    assert_eq!(b["sched_params"]["weight"], 384, "{xl:#}");
+    assert_eq!(b["sched_params"]["cap"], 60, "the slot's cap: {xl:#}");
+    assert_eq!(b["kernel"], dir.join("kernel").to_str().unwrap(), "{xl:#}");
+    assert_eq!(b["ramdisk"], dir.join("initrd").to_str().unwrap(), "{xl:#}");
+    // a 2.6.18-xen kernel: its console is xvc0
+    assert_eq!(b["cmdline"], "root=/dev/xvda ro console=xvc0", "{xl:#}");
+    assert_eq!(
+        xl["disks"][0]["pdev_path"],
+        dir.join("disk.img").to_str().unwrap()
     );
+    assert_eq!(xl["disks"][0]["vdev"], "xvda");
+    assert_eq!(xl["disks"][0]["readwrite"], 1);
+    assert_eq!(
+        xl["disks"][1]["pdev_path"],
+        dir.join("cidata.img").to_str().unwrap()
+    );
+    assert_eq!(xl["disks"][1]["vdev"], "xvdb");
+    assert!(
+        xl["disks"][1].get("readwrite").is_none(),
+        "CIDATA is read-only: {xl:#}"
+    );
+    assert_eq!(xl["nics"].as_array().map(Vec::len), Some(1), "{xl:#}");
+    assert_eq!(xl["nics"][0]["bridge"], "xenbr0");
+    assert_eq!(xl["nics"][0]["mac"], rec["leases"][0]["mac"], "{xl:#}");
     let ip = rec["leases"][0]["ip"].as_str().unwrap().to_string();
     assert!(f
         .path("state")

@@ -21,6 +21,12 @@ use std::sync::OnceLock;
 
 use common::*;
 
+/// `wafer` as on a machine without Xen (this one may have xen-utils for xl-dry-run, but no
+/// hypervisor for `xl list`).
+fn wafer(args: &[&str]) -> std::process::Output {
+    wafer_env(args, &[("PATH", &path_without_xl())])
+}
+
 const POLICY: &str = "[policy]\nname = \"test site\"\nfail_on = \"medium\"\n\n[[privileged]]\nid = \"priv.allowlist\"\nseverity = \"high\"\ncheck = [\"setuid\", \"setgid\", \"capabilities\"]\nallow = []\n";
 
 /// The good bundle and everything it was made with; built once per test process.

@@ -10,21 +10,7 @@ use serde::Serialize;
 
 use crate::steps::{list_dir, read_text};
 
-/// Normalise an architecture name to the one the manifest uses (`uname -m` style).
-pub fn normalize_arch(s: &str) -> Option<&'static str> {
-    Some(match s {
-        "x86_64" | "amd64" | "x86-64" => "x86_64",
-        "i386" | "i486" | "i586" | "i686" | "x86" => "i686",
-        "aarch64" | "arm64" => "aarch64",
-        "armv7hl" | "armv7l" | "arm" | "armhf" => "armv7l",
-        "ppc64le" => "ppc64le",
-        "ppc64" => "ppc64",
-        "ppc" => "ppc",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        _ => return None,
-    })
-}
+pub use crate::names::normalize_arch;
 
 /// The architecture an ELF header says (ELF spec: `e_ident[EI_CLASS]`, `[EI_DATA]`, `e_machine` at 18).
 pub fn elf_arch(head: &[u8]) -> Option<&'static str> {
@@ -211,6 +197,87 @@ pub fn detect_boot(tree: &Tree) -> Option<BootFiles> {
         kernel: format!("/boot/vmlinuz-{newest}"),
         initrd,
     })
+}
+
+/// The flavour of a Linux guest kernel, recorded as `boot.kernel_flavour` in `wafer.json`:
+/// it decides the guest's Xen console (deploy writes it into the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelFlavour {
+    /// Forward-ported xen kernels (2.6.18-xen, RHEL/SL 5 `kernel-xen`): console `xvc0`.
+    Xenlinux,
+    /// Mainline paravirt_ops kernels: console `hvc0`.
+    Pvops,
+}
+
+impl KernelFlavour {
+    /// The name in `wafer.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KernelFlavour::Xenlinux => "xenlinux",
+            KernelFlavour::Pvops => "pvops",
+        }
+    }
+    /// The Xen console device of such a kernel.
+    pub fn console(self) -> &'static str {
+        match self {
+            KernelFlavour::Xenlinux => "xvc0",
+            KernelFlavour::Pvops => "hvc0",
+        }
+    }
+}
+
+/// The flavour of the kernel at `kernel` (a `/boot/vmlinuz-VERSION` path). The kernel's own
+/// `/boot/config-VERSION` decides when the image has it: `CONFIG_HVC_XEN=y` (the pvops Xen
+/// console driver) is pvops, `CONFIG_X86_XEN=y`/`CONFIG_X86_64_XEN=y` (the xenlinux
+/// architectures) is xenlinux. Otherwise the file name: a version that says `xen`
+/// (`2.6.18-419.el5xen`) or is older than 2.6.26 is xenlinux, anything else pvops. Returns the flavour and how it was
+/// found.
+pub fn detect_kernel_flavour(tree: &Tree, kernel: &str) -> (KernelFlavour, &'static str) {
+    let name = kernel.rsplit('/').next().unwrap_or(kernel);
+    let version = name
+        .strip_prefix("vmlinuz-")
+        .or_else(|| name.strip_prefix("vmlinux-"))
+        .unwrap_or(name);
+    if let Ok(Some(config)) = read_text(tree, &format!("/boot/config-{version}")) {
+        let set = |key: &str| config.lines().any(|l| l.trim() == format!("{key}=y"));
+        if set("CONFIG_HVC_XEN") {
+            return (KernelFlavour::Pvops, "its config has CONFIG_HVC_XEN=y");
+        }
+        if set("CONFIG_X86_XEN") || set("CONFIG_X86_64_XEN") {
+            return (
+                KernelFlavour::Xenlinux,
+                "its config has CONFIG_X86_XEN/CONFIG_X86_64_XEN=y",
+            );
+        }
+    }
+    if version.to_ascii_lowercase().contains("xen") {
+        (KernelFlavour::Xenlinux, "its version names xen")
+    } else if older_than_pvops(version) {
+        (
+            KernelFlavour::Xenlinux,
+            "its version is older than 2.6.26, the first pvops x86_64 guest",
+        )
+    } else {
+        (
+            KernelFlavour::Pvops,
+            "its version is 2.6.26 or later and does not name xen",
+        )
+    }
+}
+
+/// True for a kernel version older than 2.6.26 (`2.6.18-419.el5` gives 2.6.18): mainline
+/// Linux could not run as a 64-bit Xen PV guest before 2.6.26 (32-bit: 2.6.23), so such a
+/// kernel that boots on Xen is a forward-ported xenlinux one.
+fn older_than_pvops(version: &str) -> bool {
+    let mut n = [0u32; 3];
+    for (i, part) in version.split(['.', '-']).take(3).enumerate() {
+        let digits: String = part.chars().take_while(|c| c.is_ascii_digit()).collect();
+        match digits.parse() {
+            Ok(v) => n[i] = v,
+            Err(_) => break,
+        }
+    }
+    n != [0, 0, 0] && n < [2, 6, 26]
 }
 
 /// Where the image keeps its rpm database, if it has one.

@@ -9,6 +9,7 @@
 pub mod confine;
 pub mod error;
 pub mod inspect;
+pub mod names;
 pub mod output;
 pub mod recipe;
 pub mod steps;
@@ -625,9 +626,30 @@ pub fn build_recipe(
         }
     };
     let boot = resolve_boot(recipe, &tree)?;
-    if boot.is_none() {
-        warnings
-            .push("no kernel in /boot and none named in [boot]: the site must supply one".into());
+    match &boot {
+        None => warnings
+            .push("no kernel in /boot and none named in [boot]: the site must supply one".into()),
+        Some(b) => {
+            let (flavour, why) = inspect::detect_kernel_flavour(&tree, &b.kernel);
+            tracing::info!(kernel = %b.kernel, flavour = flavour.as_str(), "guest kernel flavour: {why}");
+            let other = match flavour {
+                inspect::KernelFlavour::Xenlinux => "hvc0",
+                inspect::KernelFlavour::Pvops => "xvc0",
+            };
+            if let Some(c) = &doc.boot.cmdline {
+                if c.split_whitespace().any(|w| {
+                    w == format!("console={other}") || w.starts_with(&format!("console={other},"))
+                }) {
+                    warnings.push(format!(
+                        "boot.cmdline names console {other}, but {} is a {} kernel ({why}), whose console is {}: deploy writes {}",
+                        b.kernel,
+                        flavour.as_str(),
+                        flavour.console(),
+                        flavour.console()
+                    ));
+                }
+            }
+        }
     }
     let packages = inspect::packages(&tree)
         .map_err(|e| BuildError::Output(format!("reading the image's rpm database: {e}")))?;
@@ -752,70 +774,73 @@ pub fn build_recipe(
         recipe::GuestType::Pvh => "pvh",
         recipe::GuestType::Hvm => "hvm",
     };
-    let manifest = Manifest {
-        format: output::FORMAT.into(),
-        name: doc.wafer.name.get_ref().clone(),
-        version: doc.wafer.version.get_ref().clone(),
-        vo: doc.wafer.vo.get_ref().clone(),
-        os,
-        arch: arch.clone(),
-        filesystem: output::FsFacts {
-            fs_type: fs_type.clone(),
-            profile: profile.clone(),
-            size: packed.image_size,
-        },
-        requirements: output::ManifestRequirements {
-            memory_mib: mem_mib,
-            vcpus: req.vcpus.unwrap_or(1),
-            disk_mib,
-            arch,
-            guest_types: vec![guest.into()],
-            min_xen: req.xen_min.clone(),
-        },
-        boot: boot.map(|b| output::ManifestBoot {
-            kernel: b.kernel,
-            initrd: b.initrd,
-            cmdline: doc
-                .boot
-                .cmdline
-                .clone()
-                .unwrap_or_else(|| "root=/dev/xvda ro console=hvc0".into()),
-        }),
-        image: output::ManifestImage {
-            sha256: hex::encode(packed.image_sha256),
-            size: packed.image_size,
-            verity: output::ManifestVerity {
-                root: hex::encode(packed.verity_root),
-                salt: hex::encode(salt),
-                hash_algorithm: "sha256".into(),
-                data_block_size: 4096,
-                hash_block_size: 4096,
-                format: 1,
+    let manifest =
+        Manifest {
+            format: output::FORMAT.into(),
+            name: doc.wafer.name.get_ref().clone(),
+            version: doc.wafer.version.get_ref().clone(),
+            vo: doc.wafer.vo.get_ref().clone(),
+            os,
+            arch: arch.clone(),
+            filesystem: output::FsFacts {
+                fs_type: fs_type.clone(),
+                profile: profile.clone(),
+                size: packed.image_size,
             },
-        },
-        compressed: output::ManifestCompressed {
-            file: "disk.img.zst".into(),
-            sha256: hex::encode(packed.compressed_sha256),
-            size: packed.compressed_size,
-            frame_size: frame_size as u64,
-            level,
-            frames: packed.frames,
-        },
-        recipe: output::ManifestRecipe {
-            sha256: recipe_sha,
-            inputs_sha256: inputs_sha,
-        },
-        base: output::ManifestBase {
-            kind: format!("{:?}", doc.base.kind.get_ref()).to_ascii_lowercase(),
-            sha256: base_sha,
-        },
-        packages: packages.map(|(db, list)| output::ManifestPackages {
-            database: db,
-            count: list.len(),
-            list,
-        }),
-        source_date_epoch: epoch,
-    };
+            requirements: output::ManifestRequirements {
+                memory_mib: mem_mib,
+                vcpus: req.vcpus.unwrap_or(1),
+                disk_mib,
+                arch,
+                guest_types: vec![guest.into()],
+                min_xen: req.xen_min.clone(),
+            },
+            boot: boot.map(|b| {
+                let (flavour, _) = inspect::detect_kernel_flavour(&tree, &b.kernel);
+                output::ManifestBoot {
+                    cmdline: doc.boot.cmdline.clone().unwrap_or_else(|| {
+                        format!("root=/dev/xvda ro console={}", flavour.console())
+                    }),
+                    kernel: b.kernel,
+                    initrd: b.initrd,
+                    kernel_flavour: Some(flavour.as_str().into()),
+                }
+            }),
+            image: output::ManifestImage {
+                sha256: hex::encode(packed.image_sha256),
+                size: packed.image_size,
+                verity: output::ManifestVerity {
+                    root: hex::encode(packed.verity_root),
+                    salt: hex::encode(salt),
+                    hash_algorithm: "sha256".into(),
+                    data_block_size: 4096,
+                    hash_block_size: 4096,
+                    format: 1,
+                },
+            },
+            compressed: output::ManifestCompressed {
+                file: "disk.img.zst".into(),
+                sha256: hex::encode(packed.compressed_sha256),
+                size: packed.compressed_size,
+                frame_size: frame_size as u64,
+                level,
+                frames: packed.frames,
+            },
+            recipe: output::ManifestRecipe {
+                sha256: recipe_sha,
+                inputs_sha256: inputs_sha,
+            },
+            base: output::ManifestBase {
+                kind: format!("{:?}", doc.base.kind.get_ref()).to_ascii_lowercase(),
+                sha256: base_sha,
+            },
+            packages: packages.map(|(db, list)| output::ManifestPackages {
+                database: db,
+                count: list.len(),
+                list,
+            }),
+            source_date_epoch: epoch,
+        };
     let mut packages_added = Vec::new();
     let mut scriptlets = Vec::new();
     for r in &reports {

@@ -12,8 +12,7 @@ use crate::error::BuildError;
 use crate::inspect::{OsInfo, PackageSummary};
 use crate::{Event, Phase, Progress};
 
-/// The ext profiles the writer knows.
-pub const PROFILES: &[&str] = &["el4", "el5", "el6", "el7", "el8", "el9", "fedora"];
+pub use crate::names::PROFILES;
 
 /// Manifest format identifier.
 pub const FORMAT: &str = "wafer-bundle/1";
@@ -91,6 +90,9 @@ pub struct ManifestBoot {
     pub initrd: Option<String>,
     /// Kernel command line.
     pub cmdline: String,
+    /// `xenlinux` (2.6.18-xen style, console xvc0) or `pvops` (console hvc0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_flavour: Option<String>,
 }
 
 /// `image`.

@@ -543,7 +543,7 @@ impl Recipe {
             }
         }
         if let Some(a) = &req.arch {
-            if crate::inspect::normalize_arch(a.get_ref()).is_none() {
+            if crate::names::normalize_arch(a.get_ref()).is_none() {
                 return Err(self.err_at(
                     a.span(),
                     format!("requirements.arch: unknown architecture '{}'", a.get_ref()),
@@ -552,13 +552,13 @@ impl Recipe {
         }
         let out = &self.doc.output;
         if let Some(p) = &out.profile {
-            if !crate::output::PROFILES.contains(&p.get_ref().as_str()) {
+            if !crate::names::PROFILES.contains(&p.get_ref().as_str()) {
                 return Err(self.err_at(
                     p.span(),
                     format!(
                         "output.profile: unknown profile '{}' (one of {})",
                         p.get_ref(),
-                        crate::output::PROFILES.join(", ")
+                        crate::names::PROFILES.join(", ")
                     ),
                 ));
             }
@@ -706,10 +706,10 @@ impl Recipe {
             }
             Step::Purge { keep, .. } => {
                 for k in keep {
-                    if !crate::steps::purge::ITEMS.contains(&k.as_str()) {
+                    if !crate::names::PURGE_ITEMS.contains(&k.as_str()) {
                         return Err(bad(format!(
                             "unknown purge item '{k}' (known: {})",
-                            crate::steps::purge::ITEMS.join(", ")
+                            crate::names::PURGE_ITEMS.join(", ")
                         )));
                     }
                 }

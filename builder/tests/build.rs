@@ -84,6 +84,9 @@ fn full_build_is_accepted_by_the_real_tools() {
     assert_eq!(m["requirements"]["min_xen"], "3.1");
     assert_eq!(m["boot"]["kernel"], "/boot/vmlinuz-2.6.18-400.el5");
     assert_eq!(m["boot"]["initrd"], "/boot/initrd-2.6.18-400.el5.img");
+    // a 2.6.18 kernel: xenlinux, console xvc0 (recorded for deploy, and in the default cmdline)
+    assert_eq!(m["boot"]["kernel_flavour"], "xenlinux");
+    assert_eq!(m["boot"]["cmdline"], "root=/dev/xvda ro console=xvc0");
     assert_eq!(m["base"]["sha256"], fx.base_sha.as_str());
     assert_eq!(m["source_date_epoch"], BASE_MTIME);
     assert!(out.join("attestations").is_dir());
@@ -452,4 +455,48 @@ fn dir_base_is_pinned_by_its_listing_digest() {
     opts.allow_host_paths = vec![root.clone()];
     let e = build(&recipe, &opts, &NoProgress).unwrap_err().to_string();
     assert!(e.contains("sha256 mismatch"), "{e}");
+}
+
+#[test]
+fn kernel_flavour_is_recorded_from_the_kernel_config_or_its_version() {
+    // (kernel version, its /boot/config lines if any, recorded flavour, default console)
+    let cases: &[(&str, Option<&str>, &str, &str)] = &[
+        // pvops by its config, even though the name says xen
+        (
+            "5.14.0-70.xen.x86_64",
+            Some("CONFIG_XEN=y\nCONFIG_HVC_XEN=y\n"),
+            "pvops",
+            "hvc0",
+        ),
+        // xenlinux by its config (a SUSE-style forward port, newer than 2.6.26)
+        (
+            "3.0.101-63-default",
+            Some("CONFIG_X86_64_XEN=y\n# CONFIG_HVC_XEN is not set\n"),
+            "xenlinux",
+            "xvc0",
+        ),
+        // no config: by the version
+        ("4.18.0-553.el8_10.x86_64", None, "pvops", "hvc0"),
+        ("2.6.32.59-0.7-xen", None, "xenlinux", "xvc0"),
+    ];
+    for &(version, config, flavour, console) in cases {
+        let fx = Fixture::new(|root| {
+            // newer than the fixture's 2.6.18 kernels, so it is the one chosen
+            common::put(root, &format!("boot/vmlinuz-{version}"), b"kernel");
+            if let Some(c) = config {
+                common::put(root, &format!("boot/config-{version}"), c.as_bytes());
+            }
+        });
+        let recipe = fx.recipe("");
+        let out = fx.tmp.path().join("bundle");
+        build(&recipe, &BuildOptions::new(&out), &NoProgress).unwrap();
+        let m = manifest(&out);
+        assert_eq!(m["boot"]["kernel"], format!("/boot/vmlinuz-{version}"));
+        assert_eq!(m["boot"]["kernel_flavour"], flavour, "{version}");
+        assert_eq!(
+            m["boot"]["cmdline"],
+            format!("root=/dev/xvda ro console={console}"),
+            "{version}"
+        );
+    }
 }

@@ -234,6 +234,14 @@ pub trait VerifiedImage {
     fn requirements(&self) -> Requirements;
     /// Kernel command line from the manifest.
     fn cmdline(&self) -> Option<String>;
+    /// `boot.kernel_flavour` from the manifest (absent in bundles built before it was recorded).
+    fn kernel_flavour(&self) -> Option<crate::xl::KernelFlavour> {
+        None
+    }
+    /// `boot.kernel` from the manifest: the kernel's path in the image.
+    fn kernel_path(&self) -> Option<String> {
+        None
+    }
     /// Writes the raw disk image (verified bytes) to `dest`; returns its size.
     fn write_disk(&self, dest: &mut fs::File) -> io::Result<u64>;
     /// The kernel read from the verified image.
@@ -839,7 +847,10 @@ fn write_and_launch<W: VerifiedImage>(
         guest_type,
         kernel: Some(kernel.to_string_lossy().into_owned()),
         ramdisk: initrd.map(|p| p.to_string_lossy().into_owned()),
-        cmdline: w.cmdline(),
+        cmdline: Some(crate::xl::guest_cmdline(
+            w.cmdline().as_deref(),
+            crate::xl::resolve_flavour(w.kernel_flavour(), w.kernel_path().as_deref()),
+        )),
         memory_mib: slot.memory_mib,
         vcpus: slot.vcpus,
         cpu_weight: slot.cpu_weight,
@@ -855,7 +866,7 @@ fn write_and_launch<W: VerifiedImage>(
         on_crash: "destroy".into(),
     };
     let cfg = dir.join("xl.cfg");
-    fsutil::write_atomic(&cfg, guest.to_xl()?.as_bytes()).map_err(io_err(&cfg))?;
+    fsutil::write_atomic(&cfg, guest.to_xl(site.xen_version)?.as_bytes()).map_err(io_err(&cfg))?;
     files.push(cfg.clone());
     let launch = hv.create(&cfg)?;
     Ok((files, launch))

@@ -168,6 +168,43 @@ impl fmt::Display for XenVersion {
     }
 }
 
+// ---------------------------------------------------------------- Xen version bands
+
+/// Which keys a Xen version's `xl` reads, where they changed between 4.4 and 4.17
+/// (xl.cfg(5) of each release; docs/site.md lists the bands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XenKeys {
+    /// `type = "pv|pvh|hvm"` (4.10 and later); before it, `builder = "generic|hvm"` and no
+    /// PVH (version 2) guests.
+    pub type_key: bool,
+    /// `cmdline = "..."` (4.5 and later); before it, `extra = "..."`, which every xl reads
+    /// when there is no `cmdline`.
+    pub cmdline_key: bool,
+}
+
+impl XenKeys {
+    /// Oldest Xen wafer writes xl.cfg for.
+    pub const OLDEST: XenVersion = XenVersion(4, 4, 0);
+    /// First Xen whose xl reads `type =` (and runs PVH guests).
+    pub const TYPE_FROM: XenVersion = XenVersion(4, 10, 0);
+    /// First Xen whose xl reads `cmdline =`.
+    pub const CMDLINE_FROM: XenVersion = XenVersion(4, 5, 0);
+
+    /// The keys for `xen`; a Xen older than [`XenKeys::OLDEST`] is refused.
+    pub fn for_version(xen: XenVersion) -> Result<XenKeys, String> {
+        if xen < Self::OLDEST {
+            return Err(format!(
+                "Xen {xen} is older than {}, the oldest Xen wafer writes xl.cfg for",
+                Self::OLDEST
+            ));
+        }
+        Ok(XenKeys {
+            type_key: xen >= Self::TYPE_FROM,
+            cmdline_key: xen >= Self::CMDLINE_FROM,
+        })
+    }
+}
+
 /// The site file as written. See `docs/site.md`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -497,6 +534,17 @@ impl SiteConfig {
             ));
         }
         let guest_types: BTreeSet<GuestType> = self.xen.guest_types.iter().copied().collect();
+        // The xl.cfg keys wafer writes follow the Xen version (crate::xl::XenKeys).
+        let keys = XenKeys::for_version(xen_version).map_err(|m| err("xen.version".into(), m))?;
+        if !keys.type_key && guest_types.contains(&GuestType::Pvh) {
+            return Err(err(
+                "xen.guest_types".into(),
+                format!(
+                    "pvh guests need Xen {} or later (xl's type = \"pvh\"); this host runs Xen {xen_version}",
+                    XenKeys::TYPE_FROM
+                ),
+            ));
+        }
 
         // paths
         let resolve = |field: &str, p: &Path| -> Result<PathBuf, SiteError> {

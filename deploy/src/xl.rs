@@ -7,7 +7,7 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::names::check_name;
-use crate::site::GuestType;
+use crate::site::{GuestType, XenKeys, XenVersion};
 
 /// Largest config text parsed.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
@@ -1427,13 +1427,36 @@ impl GuestConfig {
         Ok(())
     }
 
-    /// The config as an [`XlConfig`].
-    pub fn to_config(&self) -> Result<XlConfig, XlError> {
+    /// The config as an [`XlConfig`], in the keys the given Xen's `xl` reads (see
+    /// [`XenKeys`] and docs/site.md): `type =` from 4.10, `builder =` before; `cmdline =` from
+    /// 4.5, `extra =` before; `cpu_weight`, `cap`, `cpus`, `disk`, `vif` in every band.
+    pub fn to_config(&self, xen: XenVersion) -> Result<XlConfig, XlError> {
         self.validate()?;
+        let keys = XenKeys::for_version(xen).map_err(|message| XlError::Field {
+            key: "xen.version".into(),
+            message,
+        })?;
         let mut e: Vec<(String, Value)> = Vec::new();
         let s = |v: &str| Value::Str(v.to_string());
         e.push(("name".into(), s(&self.name)));
-        e.push(("type".into(), s(self.guest_type.as_str())));
+        if keys.type_key {
+            e.push(("type".into(), s(self.guest_type.as_str())));
+        } else {
+            let builder = match self.guest_type {
+                GuestType::Pv => "generic",
+                GuestType::Hvm => "hvm",
+                GuestType::Pvh => {
+                    return Err(XlError::Field {
+                        key: "type".into(),
+                        message: format!(
+                            "a pvh guest needs Xen {} or later (type = \"pvh\"); this site runs Xen {xen}",
+                            XenKeys::TYPE_FROM
+                        ),
+                    })
+                }
+            };
+            e.push(("builder".into(), s(builder)));
+        }
         if let Some(k) = &self.kernel {
             e.push(("kernel".into(), s(k)));
         }
@@ -1441,7 +1464,8 @@ impl GuestConfig {
             e.push(("ramdisk".into(), s(r)));
         }
         if let Some(c) = &self.cmdline {
-            e.push(("cmdline".into(), s(c)));
+            let key = if keys.cmdline_key { "cmdline" } else { "extra" };
+            e.push((key.into(), s(c)));
         }
         e.push(("memory".into(), Value::Num(self.memory_mib)));
         e.push(("maxmem".into(), Value::Num(self.memory_mib)));
@@ -1450,7 +1474,8 @@ impl GuestConfig {
             e.push(("cpu_weight".into(), Value::Num(u64::from(w))));
         }
         if let Some(c) = self.cpu_cap {
-            e.push(("cpu_cap".into(), Value::Num(u64::from(c))));
+            // xl's key is `cap` (xl.cfg(5)); `cpu_cap` would be ignored without a word.
+            e.push(("cap".into(), Value::Num(u64::from(c))));
         }
         if let Some(p) = &self.cpus {
             e.push((
@@ -1475,13 +1500,16 @@ impl GuestConfig {
         Ok(XlConfig { entries: e })
     }
 
-    /// The xl.cfg text.
-    pub fn to_xl(&self) -> Result<String, XlError> {
-        Ok(format!("# written by wafer deploy\n{}", self.to_config()?))
+    /// The xl.cfg text for the given Xen.
+    pub fn to_xl(&self, xen: XenVersion) -> Result<String, XlError> {
+        Ok(format!(
+            "# written by wafer deploy for Xen {xen}\n{}",
+            self.to_config(xen)?
+        ))
     }
 
-    /// Reads a guest config back (`type`, or the older `builder`, defaults to pv; `extra` is
-    /// taken when there is no `cmdline`).
+    /// Reads a guest config back as xl would (`type`, or the older `builder`, defaults to pv;
+    /// without `cmdline`, `root` and `extra` make the command line; the cap is `cap`).
     pub fn from_config(c: &XlConfig) -> Result<GuestConfig, XlError> {
         let field = |key: &str, message: String| XlError::Field {
             key: key.into(),
@@ -1539,14 +1567,23 @@ impl GuestConfig {
             guest_type,
             kernel: c.get_str("kernel")?.map(str::to_string),
             ramdisk: c.get_str("ramdisk")?.map(str::to_string),
-            cmdline: c
-                .get_str("cmdline")?
-                .or(c.get_str("extra")?)
-                .map(str::to_string),
+            cmdline: match (
+                c.get_str("cmdline")?,
+                c.get_str("root")?,
+                c.get_str("extra")?,
+            ) {
+                (Some(cmd), _, _) => Some(cmd.to_string()),
+                (None, Some(root), extra) => Some(
+                    format!("root={root} {}", extra.unwrap_or_default())
+                        .trim_end()
+                        .to_string(),
+                ),
+                (None, None, extra) => extra.map(str::to_string),
+            },
             memory_mib,
             vcpus: num32("vcpus")?.unwrap_or(1),
             cpu_weight: num32("cpu_weight")?,
-            cpu_cap: num32("cpu_cap")?,
+            cpu_cap: num32("cap")?,
             cpus,
             disks,
             vifs,
@@ -1555,4 +1592,149 @@ impl GuestConfig {
             on_crash: act("on_crash", "destroy")?,
         })
     }
+}
+
+// `XenKeys` (which keys each Xen's xl reads) lives in site.rs next to `XenVersion`.
+
+// ---------------------------------------------------------------- guest kernel flavour
+
+/// What kind of Linux kernel a PV guest boots: it decides the console device name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KernelFlavour {
+    /// The forward-ported "xen" kernels (2.6.18-xen, e.g. RHEL/SL 5 `kernel-xen`): console
+    /// `xvc0`.
+    Xenlinux,
+    /// Mainline (paravirt_ops) kernels, 2.6.26 and later: console `hvc0`.
+    Pvops,
+}
+
+impl KernelFlavour {
+    /// The name recorded in `wafer.json` (`boot.kernel_flavour`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KernelFlavour::Xenlinux => "xenlinux",
+            KernelFlavour::Pvops => "pvops",
+        }
+    }
+
+    /// The guest console device.
+    pub fn console(self) -> &'static str {
+        match self {
+            KernelFlavour::Xenlinux => "xvc0",
+            KernelFlavour::Pvops => "hvc0",
+        }
+    }
+
+    /// A guess from the kernel file name, for bundles that do not record the flavour: a
+    /// `vmlinuz-VERSION` whose version says `xen` (`2.6.18-419.el5xen`, `2.6.16.60-0.21-xen`)
+    /// or is older than 2.6.26 is a xenlinux kernel, anything else pvops.
+    pub fn guess_from_kernel_path(path: &str) -> KernelFlavour {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let version = name
+            .strip_prefix("vmlinuz-")
+            .or_else(|| name.strip_prefix("vmlinux-"))
+            .unwrap_or(name);
+        if version.to_ascii_lowercase().contains("xen") || older_than_pvops(version) {
+            KernelFlavour::Xenlinux
+        } else {
+            KernelFlavour::Pvops
+        }
+    }
+}
+
+/// True for a kernel version older than 2.6.26 (`2.6.18-419.el5` gives 2.6.18): mainline
+/// Linux could not run as a 64-bit Xen PV guest before 2.6.26 (32-bit: 2.6.23), so such a
+/// kernel that boots on Xen is a forward-ported xenlinux one.
+fn older_than_pvops(version: &str) -> bool {
+    let mut n = [0u32; 3];
+    for (i, part) in version.split(['.', '-']).take(3).enumerate() {
+        let digits: String = part.chars().take_while(|c| c.is_ascii_digit()).collect();
+        match digits.parse() {
+            Ok(v) => n[i] = v,
+            Err(_) => break,
+        }
+    }
+    n != [0, 0, 0] && n < [2, 6, 26]
+}
+
+impl std::str::FromStr for KernelFlavour {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "xenlinux" => Ok(KernelFlavour::Xenlinux),
+            "pvops" => Ok(KernelFlavour::Pvops),
+            _ => Err(format!(
+                "unknown kernel flavour {:?} (xenlinux or pvops)",
+                s.chars().take(40).collect::<String>()
+            )),
+        }
+    }
+}
+
+impl fmt::Display for KernelFlavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The flavour recorded in the manifest or, for a bundle that does not record it, a guess
+/// from the kernel's file name (said in a log line).
+pub fn resolve_flavour(
+    recorded: Option<KernelFlavour>,
+    kernel_path: Option<&str>,
+) -> KernelFlavour {
+    if let Some(f) = recorded {
+        return f;
+    }
+    let guess = KernelFlavour::guess_from_kernel_path(kernel_path.unwrap_or(""));
+    tracing::info!(
+        kernel = kernel_path.unwrap_or("(none)"),
+        flavour = guess.as_str(),
+        console = guess.console(),
+        "wafer.json does not record boot.kernel_flavour (bundle built before it was recorded): guessed {guess} from the kernel file name, console {}",
+        guess.console()
+    );
+    guess
+}
+
+/// The guest's kernel command line: the wafer's, with the Xen console the kernel really has.
+/// A `console=xvc0` or `console=hvc0` of the other flavour is replaced, and a line without
+/// any `console=` gets the flavour's; other settings (root device, `ro`, ...) are kept as the
+/// signed manifest has them. Without a command line: `root=/dev/xvda ro console=C`.
+pub fn guest_cmdline(cmdline: Option<&str>, flavour: KernelFlavour) -> String {
+    let want = flavour.console();
+    let Some(line) = cmdline else {
+        return format!("root=/dev/xvda ro console={want}");
+    };
+    let mut has_console = false;
+    let words: Vec<String> = line
+        .split_whitespace()
+        .map(|w| match w.strip_prefix("console=") {
+            Some(dev) => {
+                has_console = true;
+                let (name, opts) = match dev.split_once(',') {
+                    Some((n, o)) => (n, Some(o)),
+                    None => (dev, None),
+                };
+                if matches!(name, "xvc0" | "hvc0") && name != want {
+                    match opts {
+                        Some(o) => format!("console={want},{o}"),
+                        None => format!("console={want}"),
+                    }
+                } else {
+                    w.to_string()
+                }
+            }
+            None => w.to_string(),
+        })
+        .collect();
+    let mut out = words.join(" ");
+    if !has_console {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str("console=");
+        out.push_str(want);
+    }
+    out
 }

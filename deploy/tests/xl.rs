@@ -1,7 +1,7 @@
 //! xl.cfg: Xen's own example configs parse to the documented values; our guest configs parse
 //! back to the same values; the disk and vif spec parsers agree with xl's test vectors.
 
-use deploy::site::GuestType;
+use deploy::site::{GuestType, XenVersion};
 use deploy::xl::{
     parse_disk, parse_vif, DiskFormat, DiskSpec, GuestConfig, Value, VifSpec, XlConfig,
 };
@@ -277,7 +277,7 @@ fn guest() -> GuestConfig {
 #[test]
 fn written_config_reads_back_the_same() {
     let g = guest();
-    let text = g.to_xl().unwrap();
+    let text = g.to_xl(XenVersion(4, 17, 0)).unwrap();
     assert!(text.contains("disk = [ \"format=raw, vdev=xvda, access=rw, target=/var/lib/wafer/storage/cms-squid/disk.img\", \"format=raw, vdev=xvdb, access=ro, target=/var/lib/wafer/storage/cms-squid/cidata.img\" ]"), "{text}");
     assert!(text.contains("vif = [ \"mac=02:16:3e:12:34:56, bridge=xenbr0\", \"mac=06:00:5e:aa:bb:cc, bridge=xenbr1\" ]"), "{text}");
     assert!(text.contains("memory = 4096\nmaxmem = 4096\n"), "{text}");
@@ -288,7 +288,7 @@ fn written_config_reads_back_the_same() {
     pinned.cpu_cap = None;
     pinned.cpus = Some(vec![2, 3]);
     pinned.guest_type = GuestType::Hvm;
-    let text = pinned.to_xl().unwrap();
+    let text = pinned.to_xl(XenVersion(4, 17, 0)).unwrap();
     assert!(text.contains("cpus = \"2,3\""));
     assert_eq!(
         GuestConfig::from_config(&XlConfig::parse(&text).unwrap()).unwrap(),
@@ -297,13 +297,13 @@ fn written_config_reads_back_the_same() {
     // values that would be misread are refused rather than written
     let mut bad = guest();
     bad.vifs[0].bridge = Some("xenbr0, script=/tmp/evil".into());
-    assert!(bad.to_xl().is_err());
+    assert!(bad.to_xl(XenVersion(4, 17, 0)).is_err());
     let mut bad = guest();
     bad.name = "../x".into();
-    assert!(bad.to_xl().is_err());
+    assert!(bad.to_xl(XenVersion(4, 17, 0)).is_err());
     let mut bad = guest();
     bad.cmdline = Some("a\nb = 1".into());
-    assert!(bad.to_xl().is_err());
+    assert!(bad.to_xl(XenVersion(4, 17, 0)).is_err());
 }
 
 #[test]

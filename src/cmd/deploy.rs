@@ -73,6 +73,9 @@ pub struct ManifestBoot {
     pub initrd: Option<String>,
     /// Command line.
     pub cmdline: String,
+    /// `xenlinux` or `pvops`; absent in bundles built before the builder recorded it.
+    #[serde(default)]
+    pub kernel_flavour: Option<String>,
 }
 
 /// `image`.
@@ -97,6 +100,8 @@ pub struct ManifestVerity {
 pub struct BundleWafer {
     zst: PathBuf,
     manifest: DeployManifest,
+    /// `boot.kernel_flavour`, parsed.
+    kernel_flavour: Option<deploy::xl::KernelFlavour>,
     requirements: Requirements,
     /// The materialised disk, once written and checked.
     disk: Mutex<Option<Arc<File>>>,
@@ -151,8 +156,19 @@ impl BundleWafer {
             guest_types,
             min_xen,
         };
+        let kernel_flavour = match manifest
+            .boot
+            .as_ref()
+            .and_then(|b| b.kernel_flavour.as_ref())
+        {
+            Some(f) => Some(f.parse().map_err(|e: String| {
+                anyhow::anyhow!("{}/wafer.json boot.kernel_flavour: {e}", dir.display())
+            })?),
+            None => None,
+        };
         Ok(BundleWafer {
             zst: dir.join("disk.img.zst"),
+            kernel_flavour,
             manifest,
             requirements,
             disk: Mutex::new(None),
@@ -211,6 +227,12 @@ impl VerifiedImage for BundleWafer {
     }
     fn cmdline(&self) -> Option<String> {
         self.manifest.boot.as_ref().map(|b| b.cmdline.clone())
+    }
+    fn kernel_flavour(&self) -> Option<deploy::xl::KernelFlavour> {
+        self.kernel_flavour
+    }
+    fn kernel_path(&self) -> Option<String> {
+        self.manifest.boot.as_ref().map(|b| b.kernel.clone())
     }
 
     /// Decompresses the frames in parallel, writes every non-zero 4 KiB block (zero blocks stay

@@ -294,3 +294,17 @@ pub fn wafer_without_terminal(args: &[&str]) -> Output {
     }
     c.output().expect("run wafer")
 }
+
+/// `PATH` without the directories that hold an `xl`: for tests of `wafer deploy --dry-run` and
+/// friends on a build machine that has xen-utils installed (for xl-dry-run) but runs no Xen,
+/// where `xl list` fails ("Can't find hypervisor information in sysfs").
+pub fn path_without_xl() -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .filter(|d| !d.join("xl").exists())
+        .collect();
+    std::env::join_paths(dirs)
+        .expect("PATH entries")
+        .to_string_lossy()
+        .into_owned()
+}

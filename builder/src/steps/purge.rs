@@ -5,20 +5,7 @@ use rootfs::{Content, NodeKind, Tree};
 
 use super::{edit_text, join, list_dir, remove_if_present, StepContext, StepReport, StepResult};
 
-/// The purge items, in the order they run.
-pub const ITEMS: &[&str] = &[
-    "ssh-hostkeys",
-    "machine-id",
-    "random-seed",
-    "udev-persistent-net",
-    "net-hwaddr",
-    "dhcp-leases",
-    "logs",
-    "rpm-db-cache",
-    "package-caches",
-    "shell-history",
-    "tmp",
-];
+pub use crate::names::PURGE_ITEMS as ITEMS;
 
 fn is_regular(tree: &Tree, path: &str) -> bool {
     tree.lookup(path.as_bytes())
