@@ -211,6 +211,22 @@ except Exception as x:
 print(f"accepted by {lib}")
 "#;
 
+/// [`ORACLES_PY`] in a file, written once per test binary (renamed into place whole, so no
+/// thread runs a half-written script).
+fn script() -> PathBuf {
+    static SCRIPT: OnceLock<PathBuf> = OnceLock::new();
+    SCRIPT
+        .get_or_init(|| {
+            let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+            let p = tmp.join(format!("attest-oracles-{}.py", std::process::id()));
+            let w = tmp.join(format!("attest-oracles-{}.py.tmp", std::process::id()));
+            std::fs::write(&w, ORACLES_PY).unwrap();
+            std::fs::rename(&w, &p).unwrap();
+            p
+        })
+        .clone()
+}
+
 /// Runs one oracle: `Ok(stdout)` if it accepted, `Err(stderr)` if it refused.
 pub fn check(
     lib: &str,
@@ -219,9 +235,7 @@ pub fn check(
     sha256: Option<&str>,
 ) -> Result<String, String> {
     let py = python();
-    let script = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("attest-oracles-{}.py", std::process::id()));
-    std::fs::write(&script, ORACLES_PY).unwrap();
+    let script = script();
     let mut c = Command::new(&py);
     c.arg(&script).arg(lib).arg(pubkey).arg(envelope);
     if let Some(s) = sha256 {
