@@ -211,14 +211,15 @@ except Exception as x:
 print(f"accepted by {lib}")
 "#;
 
-/// [`ORACLES_PY`] in a file, written once per test binary (renamed into place whole, so no
-/// thread runs a half-written script).
+/// [`ORACLES_PY`] in a file, written once per test binary.
 fn script() -> PathBuf {
     static SCRIPT: OnceLock<PathBuf> = OnceLock::new();
     SCRIPT
         .get_or_init(|| {
             let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-            let p = tmp.join(format!("attest-oracles-{}.py", std::process::id()));
+            // One name for every test binary: each writes the same text and renames it into
+            // place whole, so a reader always sees a complete script.
+            let p = tmp.join("attest-oracles.py");
             let w = tmp.join(format!("attest-oracles-{}.py.tmp", std::process::id()));
             std::fs::write(&w, ORACLES_PY).unwrap();
             std::fs::rename(&w, &p).unwrap();
