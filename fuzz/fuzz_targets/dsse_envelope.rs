@@ -6,7 +6,11 @@ use trust::key::PrivateKey;
 use trust::statement::Statement;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = Statement::from_json(data);
+    if let Ok(st) = Statement::from_json(data) {
+        // The dm-verity root of disk.img: annotation or old-layout digest.
+        let _ = st.image_verity();
+        let _ = st.legacy_layout();
+    }
     if let Ok(e) = Envelope::from_json(data) {
         let k = PrivateKey::from_seed(&[7; 32]).public();
         let _ = e.verify(&[INTOTO_PAYLOAD_TYPE, e.payload_type.as_str()], &[k]);

@@ -44,6 +44,10 @@ pub struct BuildArgs {
     /// Sign a build provenance with this private key (PKCS#8 PEM).
     #[arg(long, value_name = "KEY")]
     pub sign: Option<PathBuf>,
+    /// The provenance's `builder.id` URI: who built it, e.g. `https://cms.example.org/wafer-builder`
+    /// (default `wafer:builder:VO:KEYID`, the wafer's VO and the signing key's id).
+    #[arg(long, value_name = "URI", requires = "sign")]
+    pub builder_id: Option<String>,
     /// Print the builder's progress events as JSON lines on stdout, then the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -198,7 +202,13 @@ pub fn passphrase(prompt: &str, confirm: bool) -> Result<String> {
 }
 
 /// Writes the SLSA provenance v1 attestation of the bundle in `out`, signed with `key`.
-pub fn sign_provenance(out: &Path, key: &trust::key::PrivateKey) -> Result<PathBuf> {
+/// `builder_id` is the provenance's `builder.id` (default
+/// [`trust::statement::default_builder_id`]).
+pub fn sign_provenance(
+    out: &Path,
+    key: &trust::key::PrivateKey,
+    builder_id: Option<&str>,
+) -> Result<PathBuf> {
     let mpath = out.join("wafer.json");
     let manifest_bytes = rootfs::safe::Folder::open(out)
         .and_then(|b| b.read_file("wafer.json", trust::verify::MAX_JSON))
@@ -256,7 +266,12 @@ pub fn sign_provenance(out: &Path, key: &trust::key::PrivateKey) -> Result<PathB
         },
         run_details: RunDetails {
             builder: trust::statement::Builder {
-                id: format!("https://wafer.invalid/wafer/{}", env!("CARGO_PKG_VERSION")),
+                id: builder_id.map(str::to_string).unwrap_or_else(|| {
+                    trust::statement::default_builder_id(&m.vo, &key.public().keyid())
+                }),
+                version: Some(
+                    [("wafer".to_string(), env!("CARGO_PKG_VERSION").to_string())].into(),
+                ),
             },
             metadata: None,
         },
@@ -282,6 +297,14 @@ pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
         Some(p) => Some(load_private_key(p)?),
         None => None,
     };
+    if let Some(id) = a.builder_id.as_deref() {
+        if !trust::statement::is_uri(id) {
+            bail!(
+                "--builder-id {}: not a URI (scheme:rest, no spaces), e.g. https://cms.example.org/wafer-builder",
+                rootfs::escape::Escaped(id)
+            );
+        }
+    }
     let mut opts = BuildOptions::new(&a.output);
     opts.keep_raw = a.keep_raw;
     opts.threads = a.threads;
@@ -301,7 +324,7 @@ pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
     }
     .with_context(|| format!("building {}", a.recipe.display()))?;
     let signed = match &key {
-        Some(k) => Some(sign_provenance(&a.output, k)?),
+        Some(k) => Some(sign_provenance(&a.output, k, a.builder_id.as_deref())?),
         None => None,
     };
     let m = report.manifest.as_ref();

@@ -168,12 +168,14 @@ pub struct ApproveArgs {
     /// How long the approval is valid: days (`90d`), hours (`12h`) or weeks (`4w`).
     #[arg(long, default_value = "90d", value_parser = parse_duration)]
     pub expires: i64,
-    /// The policy's URI in the approval (default: file:// of its absolute path).
-    #[arg(long)]
+    /// The policy's URI in the approval (default `wafer:policy:NAME`, NAME the policy's
+    /// `[policy] name`; never a local path unless given here). Its sha256 is recorded either way.
+    #[arg(long, value_name = "URI")]
     pub policy_uri: Option<String>,
-    /// The verifier id URI in the approval.
-    #[arg(long, default_value = "https://wafer.invalid/site-reviewer")]
-    pub verifier_id: String,
+    /// The verifier id URI in the approval: who approves, e.g. `https://grid.example.org/security`
+    /// (default `wafer:reviewer:KEYID`, the reviewer key's id).
+    #[arg(long, value_name = "URI")]
+    pub verifier_id: Option<String>,
 }
 
 /// Parses `90d`, `12h`, `4w`, `3600s` into seconds.
@@ -541,18 +543,25 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
         );
     }
 
-    let policy_uri = match &a.policy_uri {
-        Some(u) => u.clone(),
-        None => {
-            let abs = std::fs::canonicalize(&a.policy)
-                .with_context(|| format!("resolving {}", a.policy.display()))?;
-            format!("file://{}", abs.display())
+    // Who and what policy, as URIs; no local path unless asked for (the digest binds the policy).
+    let uri_arg = |flag: &str, v: &Option<String>| -> Result<Option<String>> {
+        match v {
+            Some(u) if !trust::statement::is_uri(u) => bail!(
+                "{flag} {}: not a URI (scheme:rest, no spaces), e.g. https://grid.example.org/security",
+                Escaped(u)
+            ),
+            v => Ok(v.clone()),
         }
     };
+    let policy_uri = uri_arg("--policy-uri", &a.policy_uri)?.unwrap_or_else(|| {
+        trust::statement::default_policy_uri(&policy.file.policy.name, &policy.digest)
+    });
+    let verifier_id = uri_arg("--verifier-id", &a.verifier_id)?
+        .unwrap_or_else(|| trust::statement::default_verifier_id(&key.public().keyid()));
     let t = now();
     let req = ApprovalRequest {
         manifest_bytes: &manifest_bytes,
-        verifier_id: a.verifier_id.clone(),
+        verifier_id,
         policy_uri,
         policy_sha256: policy.digest.clone(),
         report_sha256: hex::encode(Sha256::digest(&report_bytes)),

@@ -1,23 +1,31 @@
 //! in-toto Statement v1 (in-toto/attestation `spec/v1/statement.md`, `resource_descriptor.md`)
-//! with the two predicates wafer writes: the SLSA verification summary v1
+//! with the predicates wafer writes: the SLSA verification summary v1
 //! (`https://slsa.dev/verification_summary/v1`) for approvals and SLSA provenance v1
-//! (`https://slsa.dev/provenance/v1`) for builds.
+//! (`https://slsa.dev/provenance/v1`) for builds. The format is documented for users in
+//! `docs/attestation.md`.
 //!
 //! ## Subjects wafer uses
 //!
-//! | name | digest keys |
-//! |---|---|
-//! | `wafer.json` | `sha256` of the manifest bytes |
-//! | `disk.img` | `sha256` of the raw image, and [`VERITY_DIGEST`] = the dm-verity root hash (salt in the manifest and in the predicate's `wafer.verity`) |
-//! | `disk.img.zst` | `sha256` of the compressed file |
+//! | name | digest | annotations |
+//! |---|---|---|
+//! | `wafer.json` | `sha256` of the manifest bytes | |
+//! | `disk.img` | `sha256` of the raw image | [`DM_VERITY_ANNOTATION`]: the dm-verity root hash with its salt and parameters ([`DmVerity`]) |
+//! | `disk.img.zst` | `sha256` of the compressed file | |
+//!
+//! Digest sets hold only algorithms every consumer knows (sigstore-python's models accept
+//! `sha256`, `sha384`, `sha512` and `sha3_*` and nothing else): the dm-verity root is not a digest
+//! of the subject's bytes, so it travels as a ResourceDescriptor annotation, which consumers that
+//! do not know it ignore. Statements written before this layout carried it as the digest
+//! [`VERITY_DIGEST`]; [`Statement::image_verity`] still reads that (see `docs/attestation.md`).
 //!
 //! ## wafer's fields in the verification summary
 //!
 //! The VSA predicate keeps its standard fields (`verifier.id`, `timeVerified`, `resourceUri`,
-//! `policy{uri,digest}`, `verificationResult`, `verifiedLevels`). SLSA consumers ignore unknown
-//! fields, so wafer adds one object, `wafer`: `{name, version, vo, expires (RFC 3339),
-//! reportDigest {sha256}, verity {salt, hashAlgorithm, dataBlockSize, hashBlockSize, format}}`.
+//! `policy{uri,digest}`, `verificationResult`, `verifiedLevels`). wafer adds one extension
+//! object, URI-named as the in-toto and SLSA rules ask: [`APPROVAL_EXTENSION`] =
+//! `{name, version, vo, expires (RFC 3339), reportDigest {sha256}}` ([`WaferApproval`]).
 //! `verifiedLevels` holds [`LEVEL_VETTED`] (custom levels must not start with `SLSA_`).
+//! Every URI wafer names itself starts with [`WAFER_URI`].
 
 use std::collections::BTreeMap;
 
@@ -32,7 +40,18 @@ pub const STATEMENT_V01: &str = "https://in-toto.io/Statement/v0.1";
 pub const VSA_V1: &str = "https://slsa.dev/verification_summary/v1";
 /// Predicate type of SLSA provenance v1.
 pub const PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
-/// Digest name of the dm-verity root hash (format 1, sha256, 4096/4096, salted).
+/// The URI namespace of every name wafer defines in attestations (extension fields, annotation
+/// keys, build type). `.example` is reserved (RFC 2606): nobody else can own it, so the names
+/// cannot collide with another producer's.
+pub const WAFER_URI: &str = "https://wafer.example/attestation/";
+/// Key of wafer's extension object in the verification summary predicate.
+pub const APPROVAL_EXTENSION: &str = "https://wafer.example/attestation/approval/v1";
+/// Key, in the `disk.img` subject's `annotations`, of the dm-verity root and its parameters.
+pub const DM_VERITY_ANNOTATION: &str = "https://wafer.example/attestation/dm-verity/v1";
+/// Name of wafer's extension object in statements of the old layout (read, never written).
+pub const LEGACY_APPROVAL_EXTENSION: &str = "wafer";
+/// Digest name of the dm-verity root hash in statements of the old layout (read, never written;
+/// still the algorithm name of dm-verity roots in the trust store's `revoked.digests`).
 pub const VERITY_DIGEST: &str = "dm-verity-sha256";
 /// The level wafer's approvals record.
 pub const LEVEL_VETTED: &str = "WAFER_SITE_VETTED";
@@ -77,6 +96,9 @@ pub enum StatementError {
         len: usize,
         expected: String,
     },
+    /// A subject is malformed (e.g. its dm-verity annotation).
+    #[error("statement: subject {name}: {detail}")]
+    Subject { name: String, detail: String },
     /// The predicate does not have the shape its type requires.
     #[error("statement: predicate of type {ptype}: {detail}")]
     Predicate { ptype: String, detail: String },
@@ -277,7 +299,12 @@ pub struct VerificationSummary {
     /// SLSA version (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slsa_version: Option<String>,
-    /// wafer's own fields.
+    /// wafer's own fields, under [`APPROVAL_EXTENSION`] (read also from the old layout's
+    /// [`LEGACY_APPROVAL_EXTENSION`]; both at once is refused as a duplicate field).
+    #[serde(
+        rename = "https://wafer.example/attestation/approval/v1",
+        alias = "wafer"
+    )]
     pub wafer: WaferApproval,
 }
 
@@ -314,8 +341,10 @@ pub struct WaferApproval {
     pub expires: String,
     /// Digest of the vetting report.
     pub report_digest: BTreeMap<String, String>,
-    /// dm-verity parameters of the `dm-verity-sha256` subject digest.
-    pub verity: VerityParams,
+    /// dm-verity parameters of the old layout's `dm-verity-sha256` subject digest; new
+    /// statements carry them with the root in the `disk.img` subject's annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity: Option<VerityParams>,
 }
 
 /// dm-verity parameters recorded with the root hash.
@@ -376,7 +405,250 @@ pub struct RunDetails {
 pub struct Builder {
     /// Builder id URI.
     pub id: String,
+    /// Versions of the builder's components (wafer's own: `{"wafer": "0.1.0"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<BTreeMap<String, String>>,
 }
 
 /// Build type URI of wafer builds.
-pub const WAFER_BUILD_TYPE: &str = "https://wafer.invalid/build/v1";
+pub const WAFER_BUILD_TYPE: &str = "https://wafer.example/attestation/build/v1";
+/// Build type URI of provenance written before [`WAFER_BUILD_TYPE`] (read, never written).
+pub const LEGACY_BUILD_TYPE: &str = "https://wafer.invalid/build/v1";
+
+/// The dm-verity root of `disk.img` with the parameters it was computed with: the value of the
+/// subject annotation [`DM_VERITY_ANNOTATION`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DmVerity {
+    /// Root hash, 64 lowercase hex digits.
+    pub root_hash: String,
+    /// Salt, hex.
+    pub salt: String,
+    /// Always `sha256`.
+    pub hash_algorithm: String,
+    /// Always 4096.
+    pub data_block_size: u32,
+    /// Always 4096.
+    pub hash_block_size: u32,
+    /// dm-verity format version, always 1.
+    pub format: u32,
+}
+
+impl DmVerity {
+    /// wafer's dm-verity parameters (format 1, sha256, 4096/4096) with this root and salt.
+    pub fn new(root_hash: &str, salt: &str) -> Self {
+        DmVerity {
+            root_hash: root_hash.to_string(),
+            salt: salt.to_string(),
+            hash_algorithm: "sha256".into(),
+            data_block_size: 4096,
+            hash_block_size: 4096,
+            format: 1,
+        }
+    }
+
+    /// The parameters alone.
+    pub fn params(&self) -> VerityParams {
+        VerityParams {
+            salt: self.salt.clone(),
+            hash_algorithm: self.hash_algorithm.clone(),
+            data_block_size: self.data_block_size,
+            hash_block_size: self.hash_block_size,
+            format: self.format,
+        }
+    }
+}
+
+impl VerityParams {
+    /// Whether these are wafer's parameters (format 1, sha256, 4096/4096) with `salt`.
+    pub fn is_wafers_with_salt(&self, salt: &str) -> bool {
+        self.salt == salt
+            && self.hash_algorithm == "sha256"
+            && self.data_block_size == 4096
+            && self.hash_block_size == 4096
+            && self.format == 1
+    }
+}
+
+/// Where a statement's dm-verity root of `disk.img` was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerityLayout {
+    /// In the subject annotation [`DM_VERITY_ANNOTATION`] (what wafer writes).
+    Annotation,
+    /// As the digest [`VERITY_DIGEST`] of the subject (the old layout, which sigstore-python's
+    /// models refuse).
+    LegacyDigest,
+}
+
+/// The dm-verity root a statement states for `disk.img`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageVerity {
+    /// Root hash, hex.
+    pub root: String,
+    /// The parameters, when the statement carries them with the root (the old layout carried
+    /// them in the VSA's `wafer.verity`, and not at all in provenance).
+    pub params: Option<VerityParams>,
+    /// Where it was found.
+    pub layout: VerityLayout,
+}
+
+impl Statement {
+    /// The dm-verity root (and parameters) this statement states for the `disk.img` subject:
+    /// from its annotation [`DM_VERITY_ANNOTATION`], or from the old layout's digest
+    /// [`VERITY_DIGEST`]. `Ok(None)` if it states none; an error if the annotation is malformed,
+    /// the root is not 64 lowercase hex digits, or the two places disagree.
+    pub fn image_verity(&self) -> Result<Option<ImageVerity>, StatementError> {
+        let Some(s) = self.subject_named(SUBJECT_IMAGE) else {
+            return Ok(None);
+        };
+        let bad = |detail: String| StatementError::Subject {
+            name: SUBJECT_IMAGE.into(),
+            detail,
+        };
+        let legacy = s.digest.get(VERITY_DIGEST);
+        let annotated = match s
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DM_VERITY_ANNOTATION))
+        {
+            None => None,
+            Some(v) => Some(
+                DmVerity::deserialize(v)
+                    .map_err(|e| bad(format!("annotation {DM_VERITY_ANNOTATION}: {e}")))?,
+            ),
+        };
+        let iv = match (annotated, legacy) {
+            (Some(a), l) => {
+                if l.is_some_and(|l| *l != a.root_hash) {
+                    return Err(bad(format!(
+                        "the {VERITY_DIGEST} digest differs from the root in annotation \
+                         {DM_VERITY_ANNOTATION}"
+                    )));
+                }
+                ImageVerity {
+                    params: Some(a.params()),
+                    root: a.root_hash,
+                    layout: VerityLayout::Annotation,
+                }
+            }
+            (None, Some(l)) => ImageVerity {
+                root: l.clone(),
+                params: None,
+                layout: VerityLayout::LegacyDigest,
+            },
+            (None, None) => return Ok(None),
+        };
+        if iv.root.len() != 64
+            || !iv
+                .root
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(bad(
+                "the dm-verity root is not 64 lowercase hex digits".into()
+            ));
+        }
+        Ok(Some(iv))
+    }
+
+    /// What of the old layout this statement uses (empty for statements wafer writes now):
+    /// other verifiers refuse or misread these, wafer reads them with a warning.
+    pub fn legacy_layout(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self
+            .subject
+            .iter()
+            .any(|s| s.digest.contains_key(VERITY_DIGEST))
+        {
+            v.push("a dm-verity-sha256 subject digest (sigstore-python refuses it)");
+        }
+        let pred = self.predicate.as_ref();
+        if pred
+            .and_then(|p| p.get(LEGACY_APPROVAL_EXTENSION))
+            .is_some()
+        {
+            v.push("the extension field `wafer` (not URI-named)");
+        }
+        if pred
+            .and_then(|p| p.pointer("/buildDefinition/buildType"))
+            .and_then(Value::as_str)
+            == Some(LEGACY_BUILD_TYPE)
+        {
+            v.push("the build type https://wafer.invalid/build/v1");
+        }
+        v
+    }
+}
+
+/// The subjects every wafer attestation carries: the manifest's sha256, the raw image's sha256
+/// with its dm-verity root as annotation, the compressed file's sha256.
+pub fn wafer_subjects(
+    manifest_sha256: &str,
+    image_sha256: &str,
+    verity: &DmVerity,
+    compressed_sha256: &str,
+) -> Vec<ResourceDescriptor> {
+    let mut image = ResourceDescriptor::new(SUBJECT_IMAGE, &[("sha256", image_sha256.into())]);
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(
+        DM_VERITY_ANNOTATION.to_string(),
+        serde_json::to_value(verity).unwrap_or(Value::Null),
+    );
+    image.annotations = Some(Value::Object(annotations));
+    vec![
+        ResourceDescriptor::new(SUBJECT_MANIFEST, &[("sha256", manifest_sha256.into())]),
+        image,
+        ResourceDescriptor::new(SUBJECT_COMPRESSED, &[("sha256", compressed_sha256.into())]),
+    ]
+}
+
+/// Whether `s` is an absolute URI as RFC 3986 defines its scheme (`ALPHA *( ALPHA / DIGIT / "+"
+/// / "-" / "." ) ":"`), followed by something, with no whitespace or control characters: what
+/// `verifier.id`, `builder.id` and `policy.uri` must be.
+pub fn is_uri(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let mut b = scheme.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        && !rest.is_empty()
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, so any text can be a URI
+/// segment.
+pub fn uri_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The default `verifier.id` of an approval: `wafer:reviewer:KEYID` (the reviewer's key id, the
+/// one `wafer key id` prints and the trust store lists).
+pub fn default_verifier_id(keyid: &str) -> String {
+    format!("wafer:reviewer:{}", uri_segment(keyid))
+}
+
+/// The default `builder.id` of a provenance: `wafer:builder:VO:KEYID` (the wafer's VO and the
+/// VO administrator's key id).
+pub fn default_builder_id(vo: &str, keyid: &str) -> String {
+    format!("wafer:builder:{}:{}", uri_segment(vo), uri_segment(keyid))
+}
+
+/// The default `policy.uri` of an approval: `wafer:policy:NAME` (the policy's `[policy] name`),
+/// or `wafer:policy:sha256:DIGEST` for an unnamed policy. Never a local path: the policy's
+/// digest is what binds it.
+pub fn default_policy_uri(name: &str, sha256: &str) -> String {
+    if name.trim().is_empty() {
+        format!("wafer:policy:sha256:{}", uri_segment(sha256))
+    } else {
+        format!("wafer:policy:{}", uri_segment(name.trim()))
+    }
+}

@@ -36,7 +36,7 @@ use crate::digest::{DigestOptions, ImageDigests};
 use crate::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::key::{PrivateKey, PublicKey};
 use crate::statement::{
-    Provenance, ResourceDescriptor, Statement, VerificationSummary, VerityParams, WaferApproval,
+    DmVerity, Provenance, ResourceDescriptor, Statement, VerificationSummary, WaferApproval,
     PROVENANCE_V1, SUBJECT_COMPRESSED, SUBJECT_IMAGE, SUBJECT_MANIFEST, VERITY_DIGEST, VSA_V1,
 };
 use crate::store::{compare_versions, glob_match, TrustStore};
@@ -280,10 +280,46 @@ fn subject_problems(st: &Statement, manifest_sha: &str, m: &Manifest) -> Vec<Str
         _ => {}
     };
     cmp(SUBJECT_MANIFEST, "sha256", manifest_sha);
-    cmp(SUBJECT_IMAGE, VERITY_DIGEST, &m.image.verity.root);
     cmp(SUBJECT_IMAGE, "sha256", &m.image.sha256);
     cmp(SUBJECT_COMPRESSED, "sha256", &m.compressed.sha256);
+    // The dm-verity root: the subject's annotation, or the old layout's digest (and its salt
+    // and parameters, when the statement carries them there).
+    match st.image_verity() {
+        Ok(Some(iv)) => {
+            if iv.root != m.image.verity.root {
+                p.push(format!(
+                    "subject {SUBJECT_IMAGE} dm-verity root {} does not match the bundle's {}",
+                    iv.root, m.image.verity.root
+                ));
+            }
+            if iv
+                .params
+                .is_some_and(|v| !v.is_wafers_with_salt(&m.image.verity.salt))
+            {
+                p.push("dm-verity parameters differ from the manifest's".into());
+            }
+        }
+        Ok(None) => p.push(format!("no dm-verity root for subject {SUBJECT_IMAGE}")),
+        Err(e) => p.push(e.to_string()),
+    }
     p
+}
+
+/// For a statement of the old layout (accepted, with a warning: the same signature covers the same
+/// facts; see `docs/attestation.md`), a note saying what is old and what to do.
+fn legacy_note(st: &Statement) -> String {
+    let old = st.legacy_layout();
+    if old.is_empty() {
+        return String::new();
+    }
+    tracing::warn!(
+        "attestation of the old layout ({}): accepted, but other verifiers refuse it; sign it again",
+        old.join(", ")
+    );
+    format!(
+        "; WARNING: old attestation layout ({}): other verifiers refuse it, sign it again",
+        old.join(", ")
+    )
 }
 
 /// Verifies a bundle's manifest and attestations against `store` at time `now` (Unix seconds),
@@ -427,9 +463,9 @@ pub fn verify_metadata(
                         w.name, w.version, w.vo
                     ));
                 }
-                if w.verity.salt != v.salt
-                    || w.verity.format != 1
-                    || w.verity.hash_algorithm != "sha256"
+                if w.verity
+                    .as_ref()
+                    .is_some_and(|p| !p.is_wafers_with_salt(&v.salt))
                 {
                     probs.push("dm-verity parameters differ from the manifest's".into());
                 }
@@ -463,7 +499,11 @@ pub fn verify_metadata(
                     probs.push("not signed by any reviewer key".into());
                 }
                 if probs.is_empty() {
-                    r.add(name, true, format!("PASSED, expires {}", w.expires));
+                    r.add(
+                        name,
+                        true,
+                        format!("PASSED, expires {}{}", w.expires, legacy_note(&s.statement)),
+                    );
                     approvers.extend(signer_reviewers);
                 } else {
                     r.add(name, false, probs.join("; "));
@@ -503,7 +543,10 @@ pub fn verify_metadata(
                     name,
                     probs.is_empty(),
                     if probs.is_empty() {
-                        "signed by the VO administrator".into()
+                        format!(
+                            "signed by the VO administrator{}",
+                            legacy_note(&s.statement)
+                        )
                     } else {
                         probs.join("; ")
                     },
@@ -766,9 +809,11 @@ fn rollback_exception(store: &TrustStore, m: &Manifest, now: i64) -> Result<Stri
 pub struct ApprovalRequest<'a> {
     /// The exact wafer.json bytes.
     pub manifest_bytes: &'a [u8],
-    /// The verifier id URI (who approves).
+    /// The verifier id URI (who approves; `wafer approve` defaults it to
+    /// [`crate::statement::default_verifier_id`]).
     pub verifier_id: String,
-    /// Policy URI and its sha256.
+    /// Policy URI (`wafer approve` defaults it to [`crate::statement::default_policy_uri`], never a
+    /// local path unless asked).
     pub policy_uri: String,
     /// sha256 of the policy, hex.
     pub policy_sha256: String,
@@ -788,22 +833,15 @@ pub enum ApproveError {
     Manifest(String),
 }
 
-/// The subjects every wafer attestation carries, from the manifest.
+/// The subjects every wafer attestation carries, from the manifest
+/// ([`crate::statement::wafer_subjects`]: the dm-verity root is an annotation of `disk.img`).
 pub fn wafer_subjects(manifest_bytes: &[u8], m: &Manifest) -> Vec<ResourceDescriptor> {
-    vec![
-        ResourceDescriptor::new(SUBJECT_MANIFEST, &[("sha256", sha256_hex(manifest_bytes))]),
-        ResourceDescriptor::new(
-            SUBJECT_IMAGE,
-            &[
-                ("sha256", m.image.sha256.clone()),
-                (VERITY_DIGEST, m.image.verity.root.clone()),
-            ],
-        ),
-        ResourceDescriptor::new(
-            SUBJECT_COMPRESSED,
-            &[("sha256", m.compressed.sha256.clone())],
-        ),
-    ]
+    crate::statement::wafer_subjects(
+        &sha256_hex(manifest_bytes),
+        &m.image.sha256,
+        &DmVerity::new(&m.image.verity.root, &m.image.verity.salt),
+        &m.compressed.sha256,
+    )
 }
 
 /// Builds the approval statement (SLSA verification summary, result PASSED) for a manifest.
@@ -832,13 +870,7 @@ pub fn approval_statement(req: &ApprovalRequest<'_>) -> Result<Statement, Approv
             vo: m.vo.clone(),
             expires: format_rfc3339(req.expires),
             report_digest: [("sha256".to_string(), req.report_sha256.clone())].into(),
-            verity: VerityParams {
-                salt: m.image.verity.salt.clone(),
-                hash_algorithm: "sha256".into(),
-                data_block_size: 4096,
-                hash_block_size: 4096,
-                format: 1,
-            },
+            verity: None,
         },
     };
     Ok(Statement::new(
