@@ -113,6 +113,55 @@ fn emit_json(output: Option<&Path>, value: &impl serde::Serialize) -> Result<()>
         .with_context(|| format!("writing the inventory to {shown}"))
 }
 
+/// What the SBOM describes: a bundle's name, version and VO with the digests its manifest
+/// states (`image.sha256` as the component's hash; the verity root, the compressed file's and the
+/// manifest's own sha256 as properties); any other image by its file name.
+pub fn sbom_subject(path: &Path, img: &image::Image) -> vetter::sbom::Subject {
+    let fallback = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let Some(m) = &img.manifest else {
+        return vetter::sbom::Subject {
+            name: fallback,
+            description: Some(format!("{} image", img.kind)),
+            ..Default::default()
+        };
+    };
+    let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    // The manifest's digests are lowercase hex (the bundle format); anything else is left out.
+    let hex = |v: &serde_json::Value| {
+        text(v).filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    };
+    let mut hashes = Vec::new();
+    if let Some(h) = hex(&m["image"]["sha256"]) {
+        hashes.push(("SHA-256".to_string(), h));
+    }
+    let mut properties = Vec::new();
+    for (name, v) in [
+        ("wafer:image.verity.root", &m["image"]["verity"]["root"]),
+        ("wafer:compressed.sha256", &m["compressed"]["sha256"]),
+    ] {
+        if let Some(h) = hex(v) {
+            properties.push((name.to_string(), h));
+        }
+    }
+    if let Some(h) = &img.manifest_sha256 {
+        properties.push(("wafer:manifest.sha256".to_string(), h.clone()));
+    }
+    if let Some(n) = m["image"]["size"].as_u64() {
+        properties.push(("wafer:image.size".to_string(), n.to_string()));
+    }
+    vetter::sbom::Subject {
+        name: text(&m["name"]).unwrap_or(fallback),
+        version: text(&m["version"]),
+        group: text(&m["vo"]),
+        description: Some("wafer bundle (Xen guest image)".into()),
+        hashes,
+        properties,
+    }
+}
+
 /// Exit status when the image could not be read (a damaged bundle, an unknown format).
 pub const COULD_NOT_READ: u8 = 2;
 
@@ -131,7 +180,11 @@ pub fn run(a: InspectArgs, ui: &Ui) -> Result<u8> {
         }
     };
     if a.sbom == Some(SbomFormat::Cyclonedx) {
-        let mut v = serde_json::to_string_pretty(&vetter::sbom::cyclonedx(&inv))
+        let opts = vetter::sbom::SbomOptions {
+            subject: Some(sbom_subject(&a.image, &img)),
+            ..Default::default()
+        };
+        let mut v = serde_json::to_string_pretty(&vetter::sbom::cyclonedx_with(&inv, &opts))
             .context("serializing the SBOM")?;
         v.push('\n');
         emit(a.output.as_deref(), &v)?;

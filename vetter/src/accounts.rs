@@ -69,6 +69,9 @@ pub struct Account {
     pub system: bool,
     /// 1-based line in /etc/passwd.
     pub line: u32,
+    /// 1-based line of its entry in /etc/shadow, when its password state was read there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_line: Option<u32>,
 }
 
 /// One sudoers rule.
@@ -205,16 +208,19 @@ pub fn inspect(tree: &Tree, system: &System, problems: &mut Vec<Problem>) -> Acc
         uid_min: uid_min(tree, system),
         ..Default::default()
     };
-    let shadow: HashMap<String, String> = read_text(tree, "/etc/shadow")
-        .map(|t| {
-            t.lines()
-                .filter_map(|l| {
-                    let mut f = l.split(':');
-                    Some((f.next()?.to_string(), f.next()?.to_string()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    // name -> (password field, 1-based line); the first entry of a name wins, as for login.
+    let mut shadow: HashMap<String, (String, u32)> = HashMap::new();
+    if let Some(t) = read_text(tree, "/etc/shadow") {
+        for (i, l) in t.lines().enumerate() {
+            let mut f = l.split(':');
+            if let (Some(n), Some(pw)) = (f.next(), f.next()) {
+                let line = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                shadow
+                    .entry(n.to_string())
+                    .or_insert_with(|| (pw.to_string(), line));
+            }
+        }
+    }
     let have_shadow = util::exists(tree, "/etc/shadow");
     let pw = read_text(tree, "/etc/passwd")
         .map(|t| parse_passwd(&t))
@@ -222,9 +228,12 @@ pub fn inspect(tree: &Tree, system: &System, problems: &mut Vec<Problem>) -> Acc
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     let mut uids: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for p in &pw {
+        let shadow_line = (p.passwd == "x")
+            .then(|| shadow.get(&p.name).map(|(_, l)| *l))
+            .flatten();
         let password = if p.passwd == "x" {
             match shadow.get(&p.name) {
-                Some(s) => password_state(s),
+                Some((s, _)) => password_state(s),
                 None if have_shadow => "missing",
                 None => "unknown",
             }
@@ -257,6 +266,7 @@ pub fn inspect(tree: &Tree, system: &System, problems: &mut Vec<Problem>) -> Acc
             password: password.to_string(),
             system: system_acct,
             line: u32::try_from(p.line).unwrap_or(u32::MAX),
+            shadow_line,
         });
     }
     a.duplicate_names = names

@@ -12,6 +12,7 @@ pub mod caps;
 pub mod diff;
 pub mod elf;
 pub mod files;
+pub mod license;
 pub mod packages;
 pub mod policy;
 pub mod render;

@@ -59,6 +59,15 @@ pub struct PackageInfo {
     /// `hold`, `deinstall`, half-installed, unpacked, triggers-* and config-files ones included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<PackageStatus>,
+    /// What it needs, for the SBOM's dependency graph: one entry per relation, each the list of
+    /// its alternatives (rpm: REQUIRENAME without `rpmlib(...)`, one alternative each; dpkg:
+    /// `Pre-Depends` and `Depends`). Not part of the inventory JSON.
+    #[serde(skip)]
+    pub requires: Vec<Vec<String>>,
+    /// What it offers besides its own name (rpm: PROVIDENAME, and those of its file paths that
+    /// some installed package requires; dpkg: `Provides`). Not part of the inventory JSON.
+    #[serde(skip)]
+    pub provides: Vec<String>,
 }
 
 /// dpkg's `Status` field of a package.
@@ -257,11 +266,12 @@ impl pkgdb::rpmdb::DbSource for TreeDb<'_> {
     }
 }
 
-/// Percent-encode a purl segment (RFC 3986 unreserved characters kept).
+/// Percent-encode a purl segment as the purl spec's canonical form does (RFC 3986 unreserved
+/// characters and `:` kept: `1:2.3+dfsg-1` -> `1:2.3%2Bdfsg-1`, as packageurl-python prints it).
 pub fn purl_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~' | b':') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -716,6 +726,13 @@ fn rpm(
             rpm_damaged(out, problems, &db_path, format, reason, counts);
         }
         let ns = rpm_namespace(distro);
+        // File requires (`/bin/sh`) are provided by whichever package lists the path.
+        let wanted_paths: std::collections::HashSet<String> = read
+            .packages
+            .iter()
+            .flat_map(|p| p.requires())
+            .filter(|r| r.starts_with('/'))
+            .collect();
         // rpm -V skips the mtime of a path more than one installed package lists.
         let mut lists = Vec::with_capacity(read.packages.len());
         let mut shared: HashMap<String, u32> = HashMap::new();
@@ -741,6 +758,11 @@ fn rpm(
                     info.files = files.len();
                     let label = p.nevra();
                     for f in files {
+                        if wanted_paths.contains(&f.path)
+                            && info.provides.len() < pkgdb::rpm::MAX_RELATIONS
+                        {
+                            info.provides.push(f.path.clone());
+                        }
                         let id = tree.resolve(f.path.as_bytes(), false).ok();
                         if let Some(id) = id {
                             if let Some(o) = owned.get_mut(id.0 as usize) {
@@ -871,6 +893,8 @@ fn rpm_info(p: &pkgdb::Package, ns: &str) -> PackageInfo {
         files: 0,
         file_list_error: None,
         status: None,
+        requires: p.requires().into_iter().map(|r| vec![r]).collect(),
+        provides: p.provides(),
     }
 }
 
@@ -970,7 +994,7 @@ mod tests {
 
     #[test]
     fn purls() {
-        assert_eq!(purl_encode("1:2.3+dfsg-1"), "1%3A2.3%2Bdfsg-1");
+        assert_eq!(purl_encode("1:2.3+dfsg-1"), "1:2.3%2Bdfsg-1");
         assert_eq!(rpm_namespace(Some("centos")), "centos");
         assert_eq!(rpm_namespace(None), "rpm");
     }

@@ -172,6 +172,8 @@ fn installed_rpm(evr: &str) -> vetter::packages::PackageInfo {
         files: 0,
         file_list_error: None,
         status: None,
+        requires: Vec::new(),
+        provides: Vec::new(),
     }
 }
 

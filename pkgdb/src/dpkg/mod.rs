@@ -149,6 +149,61 @@ impl DpkgPackage {
     pub fn is_listed(&self) -> bool {
         self.state.is_listed()
     }
+
+    /// The value of field `name` (matched without regard to case), if present.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `Pre-Depends` then `Depends`: one entry per comma-separated relation, each the list of
+    /// its `|` alternatives (package names, without version or architecture qualifier).
+    pub fn depends(&self) -> Vec<Vec<String>> {
+        let mut out = relations(self.field("Pre-Depends").unwrap_or(""));
+        out.extend(relations(self.field("Depends").unwrap_or("")));
+        out.truncate(MAX_RELATIONS);
+        out
+    }
+
+    /// `Provides`: the virtual package names it provides (version and architecture dropped).
+    pub fn provides(&self) -> Vec<String> {
+        relations(self.field("Provides").unwrap_or(""))
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+/// Most relations (or alternatives of one relation) kept from one field.
+pub const MAX_RELATIONS: usize = 4096;
+
+/// Split a dependency field's value (`a (>= 1) | b:any, c [amd64] <!nocheck>`) into relations,
+/// each the list of its alternatives' package names. Version constraints (`(...)`), architecture
+/// qualifiers (`:any`), architecture restrictions (`[...]`) and build profiles (`<...>`) are
+/// dropped; empty names are skipped. Lenient (the status reader has already checked the syntax
+/// as dpkg does) and bounded: at most [`MAX_RELATIONS`] relations and alternatives each.
+pub fn relations(value: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for rel in value.split(',').take(MAX_RELATIONS) {
+        let alts: Vec<String> = rel
+            .split('|')
+            .take(MAX_RELATIONS)
+            .filter_map(|alt| {
+                let name = alt
+                    .trim_start()
+                    .split(|c: char| c.is_whitespace() || matches!(c, ':' | '(' | '[' | '<'))
+                    .next()
+                    .unwrap_or("");
+                (!name.is_empty()).then(|| name.to_string())
+            })
+            .collect();
+        if !alts.is_empty() {
+            out.push(alts);
+        }
+    }
+    out
 }
 
 /// Largest status file accepted (a real one is a few MB).
@@ -256,4 +311,26 @@ pub fn package_files(root: &Path, pkg: &DpkgPackage) -> Result<Vec<DpkgFile>, Dp
             path: String::from_utf8_lossy(&l).into_owned(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod relation_tests {
+    use super::relations;
+
+    #[test]
+    fn relations_drop_versions_and_qualifiers() {
+        assert_eq!(
+            relations("libc6 (>= 2.36), debconf (>= 0.5) | debconf-2.0, perl:any,\n python3 [amd64] <!nocheck>"),
+            vec![
+                vec!["libc6".to_string()],
+                vec!["debconf".into(), "debconf-2.0".into()],
+                vec!["perl".into()],
+                vec!["python3".into()],
+            ]
+        );
+        assert!(relations("").is_empty());
+        assert!(relations(" , | ,").is_empty());
+        // Bounded on hostile input.
+        assert_eq!(relations(&"a,".repeat(100_000)).len(), super::MAX_RELATIONS);
+    }
 }

@@ -241,10 +241,39 @@ impl Package {
         crate::version::Evr::new(self.epoch, &self.version, &self.release)
     }
 
+    /// REQUIRENAME: the capabilities it needs (package names, virtual provides, sonames such as
+    /// `libc.so.6()(64bit)`, file paths such as `/bin/sh`), without rpm's own `rpmlib(...)`
+    /// features, duplicates removed, in header order. Empty when the tag is absent or unreadable;
+    /// at most [`MAX_RELATIONS`].
+    pub fn requires(&self) -> Vec<String> {
+        relation_names(&self.header, tag::REQUIRENAME, |n| !n.starts_with("rpmlib("))
+    }
+
+    /// PROVIDENAME: the capabilities it offers (its own name, virtual names, sonames), duplicates
+    /// removed. File provides are its file paths ([`Package::files`]), not listed here. Empty
+    /// when the tag is absent or unreadable; at most [`MAX_RELATIONS`].
+    pub fn provides(&self) -> Vec<String> {
+        relation_names(&self.header, tag::PROVIDENAME, |_| true)
+    }
+
     /// The per-file list. Fails with a clean error when the arrays disagree or point out of range.
     pub fn files(&self) -> Result<Vec<FileEntry>, FileListError> {
         files_of(&self.header, &self.name)
     }
+}
+
+/// Most requires or provides kept per package (a real one has a few hundred at most; a hostile
+/// header could list millions).
+pub const MAX_RELATIONS: usize = 4096;
+
+fn relation_names(h: &Header, t: u32, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    h.strings(t)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| !n.is_empty() && keep(n) && seen.insert(n.clone()))
+        .take(MAX_RELATIONS)
+        .collect()
 }
 
 fn files_of(h: &Header, name: &str) -> Result<Vec<FileEntry>, FileListError> {

@@ -213,6 +213,8 @@ fn package_info(p: &DpkgPackage, ns: &str) -> PackageInfo {
             flag: p.state.eflag().into(),
             state: p.state.state().into(),
         }),
+        requires: p.depends(),
+        provides: p.provides(),
     }
 }
 

@@ -1042,10 +1042,19 @@ fn files(inv: &Inventory, idx: &Index, r: &format::FilesRule) -> Vec<Draft> {
         FileCheck::EmptyPasswords => {
             for n in acc.empty_password.iter().filter(|n| ok(n)) {
                 let mut ev = passwd_ev(n);
-                ev.push(file_ev(
-                    "/etc/shadow",
-                    Some(format!("{n} has an empty password field")),
-                ));
+                // The line of /etc/shadow when the empty field is there (a region in SARIF).
+                // (The empty field is in /etc/passwd itself when it holds no `x`.)
+                let user = acc.users.iter().find(|u| u.name == *n);
+                let (path, line) = match user {
+                    Some(u) if u.shadow_line.is_some() => ("/etc/shadow", u.shadow_line),
+                    Some(u) => ("/etc/passwd", Some(u.line)),
+                    None => ("/etc/shadow", None),
+                };
+                ev.push(Evidence::File {
+                    path: path.into(),
+                    line,
+                    text: Some(format!("{n} has an empty password field")),
+                });
                 out.push(draft(
                     sev,
                     n,

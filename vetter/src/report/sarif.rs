@@ -17,6 +17,16 @@ pub const SARIF_SCHEMA: &str =
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json";
 /// The uriBaseId standing for the image's root directory.
 pub const URI_BASE_ID: &str = "IMAGEROOT";
+/// Where the policy documentation (`docs/policy.md`) is published. wafer has no public home
+/// yet: like the project's other identifiers it uses the reserved `.invalid` domain; change it
+/// here when the documentation is published.
+pub const DOCS_BASE: &str = "https://wafer.invalid/docs/";
+
+/// The documentation of a rule kind: `docs/policy.md` at the anchor `rule-kind-KIND` (an explicit
+/// `<a id>` in that file, one per kind; a test checks each exists).
+pub fn rule_doc_uri(kind: &str) -> String {
+    format!("{DOCS_BASE}policy.md#rule-kind-{}", uri_of(kind))
+}
 
 fn level(s: Severity) -> &'static str {
     match s {
@@ -130,6 +140,7 @@ pub fn sarif(v: &Verdict) -> Value {
                 "shortDescription": { "text": r.description },
                 "fullDescription": { "text": format!("{} ({} rule, severity {})", r.description, r.kind, r.severity) },
                 "help": { "text": r.remedy },
+                "helpUri": rule_doc_uri(&r.kind),
                 "defaultConfiguration": { "level": level(r.severity) },
                 "properties": { "kind": r.kind, "severity": r.severity.as_str(), "security-severity": security_severity(r.severity), "tags": ["security", r.kind] }
             })
@@ -147,6 +158,7 @@ pub fn sarif(v: &Verdict) -> Value {
             "tool": { "driver": {
                 "name": "wafer vet",
                 "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": format!("{DOCS_BASE}policy.md"),
                 "rules": rules,
             }},
             "originalUriBaseIds": { URI_BASE_ID: { "uri": "file:///", "description": { "text": format!("The root directory inside wafer {}", v.wafer) } } },
