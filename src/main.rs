@@ -82,6 +82,8 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread: SIGINT/SIGTERM remove partial outputs and say so (rootfs::atomic).
+    let _ = rootfs::atomic::install_signal_cleanup();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
