@@ -290,18 +290,18 @@ pub struct AtomicFile {
     temp: PathBuf,
     file: File,
     replace: Replace,
+    sync: bool,
     committed: bool,
     _reg: Registration,
 }
 
-/// Checks that an output file may be written at `path`.
-fn check_file_target(path: &Path, replace: Replace) -> Result<()> {
+/// Checks that an output file may be written at `path` (nothing there, or a file and `replace`);
+/// [`AtomicFile::create`] checks it again, this is for refusing before a long computation.
+/// Only an existing output is refused here: other errors (a missing folder) surface when the
+/// temporary is created.
+pub fn check_file_target(path: &Path, replace: Replace) -> Result<()> {
     match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(AtomicError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        }),
+        Err(_) => Ok(()),
         Ok(m) if !m.file_type().is_file() && !m.file_type().is_symlink() => {
             Err(AtomicError::WrongType {
                 path: path.to_path_buf(),
@@ -344,6 +344,7 @@ impl AtomicFile {
                         temp,
                         file,
                         replace,
+                        sync: true,
                         committed: false,
                         _reg: reg,
                     })
@@ -374,6 +375,12 @@ impl AtomicFile {
         &self.final_path
     }
 
+    /// Do not sync the file and its folder on commit (an output that is only an intermediate
+    /// step, like `mkfs --no-sync`); the rename still happens only after the last write.
+    pub fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
+    }
+
     /// The open temporary file.
     pub fn file(&mut self) -> &mut File {
         &mut self.file
@@ -383,7 +390,9 @@ impl AtomicFile {
     /// [`Replace::Yes`]) and syncs the folder. Returns the final path.
     pub fn commit(mut self) -> Result<PathBuf> {
         self.file.flush().map_err(io_err(&self.temp))?;
-        self.file.sync_all().map_err(io_err(&self.temp))?;
+        if self.sync {
+            self.file.sync_all().map_err(io_err(&self.temp))?;
+        }
         {
             // Under the registry's lock: an interrupt either removes the temporary before the
             // rename, or comes after it and finds nothing to remove.
@@ -396,7 +405,9 @@ impl AtomicFile {
             }
             self.committed = true;
         }
-        sync_dir(&parent_of(&self.final_path))?;
+        if self.sync {
+            sync_dir(&parent_of(&self.final_path))?;
+        }
         Ok(self.final_path.clone())
     }
 }
