@@ -398,9 +398,8 @@ impl AtomicFile {
             // rename, or comes after it and finds nothing to remove.
             let _lock = pending();
             match self.replace {
-                Replace::Yes => {
-                    std::fs::rename(&self.temp, &self.final_path).map_err(io_err(&self.final_path))?
-                }
+                Replace::Yes => std::fs::rename(&self.temp, &self.final_path)
+                    .map_err(io_err(&self.final_path))?,
                 Replace::No => rename_noreplace(&self.temp, &self.final_path)?,
             }
             self.committed = true;

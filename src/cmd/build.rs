@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use builder::{BuildOptions, Event, Phase, Progress};
 use clap::Args;
-use rootfs::atomic::{AtomicDir, Replace};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rootfs::atomic::{AtomicDir, Replace};
 use serde_json::json;
 use trust::statement::{
     BuildDefinition, Provenance, ResourceDescriptor, RunDetails, Statement, PROVENANCE_V1,

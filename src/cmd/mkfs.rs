@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use rootfs::ext::{self, FsKind, Profile, WriteOptions, WriteReport};
 use rootfs::atomic::{AtomicFile, Replace};
+use rootfs::ext::{self, FsKind, Profile, WriteOptions, WriteReport};
 use rootfs::open::{open_source, SourceKind};
 use rootfs::{NodeKind, Tree};
 
