@@ -313,10 +313,11 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     stage(
         3,
         format!(
-            "vetted it against {}: {} (report {})",
+            "vetted it against {}: {} (report {}, for a browser {})",
             policy.display(),
             verdict_line(&v),
-            reports.join("vet-planted.json").display()
+            reports.join("vet-planted.json").display(),
+            reports.join("vet-planted.html").display()
         ),
     );
     print_findings(&v);
@@ -331,12 +332,13 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     stage(
         4,
         format!(
-            "built the fixed recipe ({} {}) into {} and vetted it: {} (report {})",
+            "built the fixed recipe ({} {}) into {} and vetted it: {} (report {}, for a browser {})",
             r.name,
             r.version,
             fixed.display(),
             verdict_line(&v2),
-            reports.join("vet-fixed.json").display()
+            reports.join("vet-fixed.json").display(),
+            reports.join("vet-fixed.html").display()
         ),
     );
     if v2.exit_code() != 0 {
@@ -525,7 +527,7 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
         &dir.join("README.txt"),
         format!(
             "wafer demo output (see `wafer demo --help`):\n  recipe/   the recipe folder, demo base images, demo policy\n  \
-             wafers/   squid-planted, squid-fixed (approved), squid-fixed-tampered\n  reports/  vet verdicts (JSON, HTML)\n  \
+             wafers/   squid-planted, squid-fixed (approved), squid-fixed-tampered\n  reports/  vet verdicts: vet-planted.json/.html, vet-fixed.json/.html (open the .html in a browser)\n  \
              keys/     the demo reviewer's key pair\n  trust/    the demo trust store\n  site/     site.toml, storage/ (disk, kernel, CIDATA, xl.cfg), state/ (leases, records)\n\n\
              Try: wafer inspect {0}\n     wafer diff {0} {1}\n     wafer verify {1} --trust {2}\n     wafer ps --site {3}\n",
             planted.display(),
@@ -535,9 +537,11 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
         ),
     )?;
     println!(
-        "done in {:.1}s; everything is under {}",
+        "done in {:.1}s; everything is under {}; open the HTML reports {} and {} in a browser",
         t0.elapsed().as_secs_f64(),
-        dir.display()
+        dir.display(),
+        reports.join("vet-planted.html").display(),
+        reports.join("vet-fixed.html").display()
     );
     Ok(())
 }
