@@ -219,7 +219,9 @@ fn points(full_ms: u64, n: u64) -> Vec<(u64, &'static str)> {
 #[test]
 fn build_interrupted_or_killed_leaves_no_partial_bundle() {
     let f = big_fixture();
-    let recipe = f.recipe("[[step]]\ntype = \"copy\"\nsrc = \"files/squid.conf\"\ndest = \"/etc/squid/squid.conf\"\n");
+    let recipe = f.recipe(
+        "[[step]]\ntype = \"copy\"\nsrc = \"files/squid.conf\"\ndest = \"/etc/squid/squid.conf\"\n",
+    );
     let reference = f.path("reference");
     let full = timed(&["build", s(&recipe), "-o", s(&reference)]);
     let new = digests(&reference);
@@ -276,7 +278,13 @@ fn build_interrupted_or_killed_leaves_no_partial_bundle() {
     );
     assert_eq!(digests(&old_bundle), old);
     // With it, the bundle is replaced whole.
-    ok(wafer(&["build", s(&recipe), "-o", s(&old_bundle), "--force"]));
+    ok(wafer(&[
+        "build",
+        s(&recipe),
+        "-o",
+        s(&old_bundle),
+        "--force",
+    ]));
     assert_eq!(digests(&old_bundle), new);
     assert!(temporaries(f.tmp.path()).is_empty());
 }
@@ -286,7 +294,14 @@ fn mkfs_interrupted_or_killed_leaves_no_partial_image_and_keeps_the_old_one() {
     let f = big_fixture();
     let tar = f.dir.join("base.tar");
     let reference = f.path("reference.img");
-    let full = timed(&["mkfs", s(&tar), "-o", s(&reference), "--epoch", "1700000000"]);
+    let full = timed(&[
+        "mkfs",
+        s(&tar),
+        "-o",
+        s(&reference),
+        "--epoch",
+        "1700000000",
+    ]);
     let new = digests(&reference);
     let old_img = f.path("old.img");
     ok(wafer(&[
@@ -384,17 +399,18 @@ fn approve_interrupted_or_killed_leaves_no_partial_approval() {
     let t = Instant::now();
     let first = wafer(&args);
     let full = t.elapsed().as_millis() as u64;
-    assert!(
-        first.status.success(),
-        "approve failed: {}",
-        stderr(&first)
-    );
+    assert!(first.status.success(), "approve failed: {}", stderr(&first));
     let att = bundle.join("attestations");
     let approvals: Vec<PathBuf> = std::fs::read_dir(&att)
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("approval-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("approval-")
+        })
         .collect();
     assert_eq!(approvals.len(), 1, "{approvals:?}");
     let approval = approvals[0].clone();
@@ -423,7 +439,11 @@ fn approve_interrupted_or_killed_leaves_no_partial_approval() {
                 interrupted += 1;
                 assert_eq!(err.lines().count(), 1, "{err}");
                 assert!(err.starts_with("wafer: interrupted (SIGINT)"), "{err}");
-                assert!(temporaries(&bundle).is_empty(), "{:?}", temporaries(&bundle));
+                assert!(
+                    temporaries(&bundle).is_empty(),
+                    "{:?}",
+                    temporaries(&bundle)
+                );
             }
             Some(0) | None => {}
             Some(c) => panic!("approve exit {c}: {err}"),

@@ -494,7 +494,12 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
         ttl: Some(7 * 86_400),
         now: super::vet::now().max(0) as u64,
     };
-    let hv = deploy::deployment::XlTool::detect(true);
+    // The demo site is made up: never ask the host's Xen about it (an `xl` without a running
+    // hypervisor fails `xl list`), only print what would run.
+    let hv = deploy::deployment::XlTool {
+        xl: None,
+        dry_run: true,
+    };
     let rec = deploy::deployment::deploy(&site, &verified, &opts, &hv)
         .with_context(|| format!("deploying {}", fixed.display()))?;
     let launch = match &rec.launch {

@@ -170,6 +170,11 @@ pub fn vet(a: &VetArgs, ui: &Ui) -> Result<(Verdict, vetter::Inventory)> {
     ctx.since = old.as_ref();
     let mut v = vetter::policy::evaluate(&inv, &policy, &ctx);
     v.image = Some(vetted);
+    v.wafer_version = img
+        .manifest
+        .as_ref()
+        .and_then(|m| m["version"].as_str())
+        .map(str::to_string);
     Ok((v, inv))
 }
 
