@@ -59,7 +59,13 @@ fn completions_load_in_bash_and_man_pages_render() {
     assert!(!o.status.success());
 
     let dir = tmp.path().join("man1");
-    ok(wafer(&["man", "-o", s(&dir)]));
+    let o = ok(wafer(&["man", "-o", s(&dir)]));
+    // It says what it wrote.
+    assert!(
+        stdout(&o).contains(&format!("manual pages into {}", dir.display())),
+        "{}",
+        stdout(&o)
+    );
     for c in COMMANDS {
         assert!(
             dir.join(format!("wafer-{c}.1")).is_file(),

@@ -84,7 +84,9 @@ fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<()> {
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
     }
-    std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
+    rootfs::atomic::write(path, data.as_ref(), rootfs::atomic::Replace::Yes)
+        .map(|_| ())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn stage(n: u32, what: String) {
@@ -197,12 +199,13 @@ fn vet(bundle: &Path, policy: &Path, report: &Path, ui: &Ui) -> Result<Verdict> 
 }
 
 fn build(recipe: &Path, out: &Path) -> Result<builder::BuildReport> {
-    if out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("removing {}", out.display()))?;
-    }
-    let opts = builder::BuildOptions::new(out);
-    builder::build(recipe, &opts, &builder::NoProgress)
-        .with_context(|| format!("building {}", recipe.display()))
+    // Built beside its final name and renamed into place when complete (rootfs::atomic).
+    let bundle = rootfs::atomic::AtomicDir::create(out, rootfs::atomic::Replace::Yes)?;
+    let opts = builder::BuildOptions::new(bundle.path());
+    let r = builder::build(recipe, &opts, &builder::NoProgress)
+        .with_context(|| format!("building {}", recipe.display()))?;
+    bundle.commit()?;
+    Ok(r)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
