@@ -197,11 +197,20 @@ fn check_outcome(
     }
 }
 
-/// Time of an undisturbed run, in milliseconds.
+/// Time of an undisturbed run, in milliseconds: the faster of two (the first may pay for a
+/// cold cache), the output of the last one kept. `args` ends with the output path; the first
+/// run writes to that path plus `.warm` beside it.
 fn timed(args: &[&str]) -> u64 {
+    let (out, rest) = args.split_last().expect("an output");
+    let warm = format!("{out}.warm");
+    let mut first: Vec<&str> = rest.to_vec();
+    first.push(&warm);
+    let t = Instant::now();
+    ok(wafer(&first));
+    let a = t.elapsed().as_millis() as u64;
     let t = Instant::now();
     ok(wafer(args));
-    t.elapsed().as_millis() as u64
+    a.min(t.elapsed().as_millis() as u64)
 }
 
 /// The stepped kill points: fractions of a full run, alternating SIGINT and SIGKILL.
@@ -224,6 +233,11 @@ fn build_interrupted_or_killed_leaves_no_partial_bundle() {
     );
     let reference = f.path("reference");
     let full = timed(&["build", s(&recipe), "-o", s(&reference)]);
+    assert_eq!(
+        digests(&reference),
+        digests(&f.path("reference.warm")),
+        "not reproducible"
+    );
     let new = digests(&reference);
     assert!(new.contains_key("disk.img.zst"), "{new:?}");
     // An older bundle to replace with --force: another version of the wafer.
@@ -297,10 +311,10 @@ fn mkfs_interrupted_or_killed_leaves_no_partial_image_and_keeps_the_old_one() {
     let full = timed(&[
         "mkfs",
         s(&tar),
-        "-o",
-        s(&reference),
         "--epoch",
         "1700000000",
+        "-o",
+        s(&reference),
     ]);
     let new = digests(&reference);
     let old_img = f.path("old.img");

@@ -9,10 +9,9 @@
 //! swapped out in one rename.
 //!
 //! The temporaries in progress are kept in a process-wide registry. [`install_signal_cleanup`]
-//! (called first thing in `main`) takes SIGINT, SIGTERM and SIGHUP away from every thread and
-//! waits for them on one thread of its own: on a signal it removes the registered temporaries,
-//! prints one line saying what was abandoned, and exits with 128 + the signal's number (130 for
-//! SIGINT, 143 for SIGTERM). Temporaries of a process killed with SIGKILL stay behind under
+//! (called first thing in `main`) handles SIGINT, SIGTERM and SIGHUP on one thread of its own: on
+//! a signal it removes the registered temporaries, prints one line saying what was abandoned, and
+//! exits with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM). Temporaries of a process killed with SIGKILL stay behind under
 //! their hidden temporary names; never under a final name.
 
 use std::fs::File;
@@ -121,6 +120,26 @@ pub fn register(temp: &Path, final_path: &Path, dir: bool) -> Registration {
     Registration { id }
 }
 
+/// Registers `temp` like [`register`] and runs `create` (which makes it) under the registry's
+/// lock, so an interrupt either comes before (nothing made) or finds it registered.
+fn register_creating<T>(
+    temp: &Path,
+    final_path: &Path,
+    dir: bool,
+    create: impl FnOnce() -> io::Result<T>,
+) -> (Registration, io::Result<T>) {
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut list = pending();
+    let made = create();
+    list.push(Pending {
+        id,
+        path: temp.to_path_buf(),
+        final_path: final_path.to_path_buf(),
+        dir,
+    });
+    (Registration { id }, made)
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         pending().retain(|p| p.id != self.id);
@@ -158,50 +177,118 @@ pub fn interrupted_line(signal: &str, abandoned: &[PathBuf]) -> String {
     }
 }
 
-/// Takes SIGINT, SIGTERM and SIGHUP from every thread of the process and handles them on a
-/// thread of their own: remove the registered temporaries, print one line, exit 128 + signal.
+/// The write end of the pipe the signal handler writes the signal's number into.
+static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// The signal handler: one `write(2)` of the signal's number (async-signal-safe); the work is
+/// done on the cleanup thread.
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let b = sig as u8;
+        // SAFETY: writing one byte from a valid local to a pipe; errors are ignored.
+        unsafe {
+            libc::write(fd, (&b as *const u8).cast(), 1);
+        }
+    }
+}
+
+/// Handles SIGINT, SIGTERM and SIGHUP on a thread of their own: remove the registered
+/// temporaries, restore the terminal's echo if a prompt had turned it off, print one line, exit
+/// with 128 + the signal's number.
 ///
-/// Call it first in `main`, before any other thread exists (threads inherit the blocked mask;
-/// child processes get an empty mask from `std::process::Command`). Returns an error when the
-/// mask cannot be set or the thread cannot start; the signals then keep their default action.
+/// The handler only writes the signal's number into a pipe (async-signal-safe); a thread reads
+/// it and does the rest. Handlers (unlike a blocked signal mask) do not pass to child processes:
+/// a program wafer runs gets the default actions back at `exec`. Call it first in `main`.
+/// Returns an error when the pipe, the thread or a handler cannot be set up; the signals then
+/// keep their default action.
 pub fn install_signal_cleanup() -> io::Result<()> {
-    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; pthread_sigmask
-    // and sigwait are given valid pointers.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        let spawned = std::thread::Builder::new()
-            .name("wafer-signals".into())
-            .spawn(move || loop {
-                let mut sig: libc::c_int = 0;
-                if libc::sigwait(&set, &mut sig) != 0 {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let (read_fd, write_fd) = (fds[0], fds[1]);
+    // The terminal's settings as they are now: a passphrase prompt turns echo off, and an
+    // interrupt during it must not leave the user's terminal without echo.
+    let tty = saved_terminal();
+    std::thread::Builder::new()
+        .name("wafer-signals".into())
+        .spawn(move || loop {
+            let mut b = 0u8;
+            // SAFETY: reading one byte into a valid local from our pipe.
+            let n = unsafe { libc::read(read_fd, (&mut b as *mut u8).cast(), 1) };
+            if n != 1 {
+                if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                let name = match sig {
-                    libc::SIGINT => "SIGINT",
-                    libc::SIGTERM => "SIGTERM",
-                    _ => "SIGHUP",
-                };
-                let mut list = pending();
-                let abandoned = remove_pending(&mut list);
-                let mut err = io::stderr().lock();
-                let _ = writeln!(err, "{}", interrupted_line(name, &abandoned));
-                let _ = err.flush();
-                std::process::exit(128 + sig);
-            });
-        if let Err(e) = spawned {
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            return Err(e);
+                return;
+            }
+            let sig = libc::c_int::from(b);
+            let name = match sig {
+                libc::SIGINT => "SIGINT",
+                libc::SIGTERM => "SIGTERM",
+                _ => "SIGHUP",
+            };
+            if let Some((fd, saved)) = &tty {
+                restore_terminal(*fd, saved);
+            }
+            // Held until the process ends: no output is committed or registered after this.
+            let mut list = pending();
+            let abandoned = remove_pending(&mut list);
+            let mut err = io::stderr().lock();
+            let _ = writeln!(err, "{}", interrupted_line(name, &abandoned));
+            let _ = err.flush();
+            std::process::exit(128 + sig);
+        })?;
+    SIGNAL_PIPE.store(write_fd, Ordering::SeqCst);
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction with a valid handler and an empty mask.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
     }
     Ok(())
+}
+
+/// The controlling terminal (opened close-on-exec) and its settings, when there is one.
+fn saved_terminal() -> Option<(libc::c_int, libc::termios)> {
+    // SAFETY: a NUL-terminated path; termios is plain data filled by tcgetattr before use.
+    unsafe {
+        let fd = libc::open(
+            c"/dev/tty".as_ptr(),
+            libc::O_RDONLY | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        );
+        if fd < 0 {
+            return None;
+        }
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) != 0 {
+            libc::close(fd);
+            return None;
+        }
+        Some((fd, t))
+    }
+}
+
+/// Puts back the terminal's echo settings if something changed them since start (only then: a
+/// process in the background that sets a terminal's attributes is stopped by SIGTTOU).
+fn restore_terminal(fd: libc::c_int, saved: &libc::termios) {
+    let keep = libc::ECHO | libc::ECHONL | libc::ICANON;
+    // SAFETY: fd is the open terminal; termios is plain data.
+    unsafe {
+        let mut now: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut now) == 0 && (now.c_lflag & keep) != (saved.c_lflag & keep) {
+            now.c_lflag = (now.c_lflag & !keep) | (saved.c_lflag & keep);
+            libc::tcsetattr(fd, libc::TCSANOW, &now);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,15 +416,16 @@ impl AtomicFile {
         let mut last = None;
         for _ in 0..16 {
             let temp = temp_sibling(path);
-            let reg = register(&temp, path, false);
-            match std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&temp)
-            {
+            let (reg, made) = register_creating(&temp, path, false, || {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&temp)
+            });
+            match made {
                 Ok(file) => {
                     return Ok(AtomicFile {
                         final_path: path.to_path_buf(),
@@ -511,8 +599,8 @@ impl AtomicDir {
         let mut last = None;
         for _ in 0..16 {
             let temp = temp_sibling(path);
-            let reg = register(&temp, path, true);
-            match std::fs::create_dir(&temp) {
+            let (reg, made) = register_creating(&temp, path, true, || std::fs::create_dir(&temp));
+            match made {
                 Ok(()) => {
                     return Ok(AtomicDir {
                         final_path: path.to_path_buf(),
