@@ -306,14 +306,15 @@ pub fn sign_provenance(out: &Path, key: &trust::key::PrivateKey) -> Result<PathB
 
 /// Runs `wafer build`.
 pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
+    // The bundle is filled under a temporary sibling name (removed on error or interrupt) and
+    // renamed to OUT once complete and signed: OUT never holds a partial bundle. An existing OUT
+    // is refused (without --force) before anything else, the passphrase prompt included.
+    let bundle = AtomicDir::create(&a.output, Replace::from_force(a.force))?;
     // Read the key first: a wrong key or passphrase stops before a long build.
     let key = match &a.sign {
         Some(p) => Some(load_private_key(p)?),
         None => None,
     };
-    // The bundle is filled under a temporary sibling name (removed on error or interrupt) and
-    // renamed to OUT once complete and signed: OUT never holds a partial bundle.
-    let bundle = AtomicDir::create(&a.output, Replace::from_force(a.force))?;
     let mut opts = BuildOptions::new(bundle.path());
     opts.keep_raw = a.keep_raw;
     opts.threads = a.threads;
