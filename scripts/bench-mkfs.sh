@@ -63,7 +63,7 @@ run() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%.2f", b / a; else print "inf" }'; }
 
 echo "== 1. mkfs"
-run wafer-mkfs "$wafer" --quiet mkfs "$work/tree.tar" -o "$work/a.img" --fs ext4 --epoch 1700000000
+run wafer-mkfs "$wafer" --quiet mkfs --force "$work/tree.tar" -o "$work/a.img" --fs ext4 --epoch 1700000000
 w_secs=$secs; w_rss=$rss_kb
 size_bytes=$(stat -c %s "$work/a.img")
 size_k=$(( size_bytes / 1024 ))

@@ -196,14 +196,14 @@ if want mkfs || want ls || want inspect || want vet; then
     # dirty pages do not slow the next. Both tools fsync the image by default (mke2fs always
     # does); the second pair runs both without it (wafer --no-sync; mke2fs under eatmydata).
     before_each='rm -f "$work/a.img"; sync'
-    measure wafer-mkfs 0 "$wafer" --quiet mkfs "$work/tree.tar" -o "$work/a.img" --fs ext4 --epoch "$epoch"
+    measure wafer-mkfs 0 "$wafer" --quiet mkfs --force "$work/tree.tar" -o "$work/a.img" --fs ext4 --epoch "$epoch"
     w_s=$secs w_kb=$kb
     size_k=$(( $(stat -c %s "$work/a.img") / 1024 ))
     before_each='rm -f "$work/b.img"; sync'
     measure mke2fs-d 0 mke2fs -q -F -t ext4 -E root_owner=0:0 -d "$tree" "$work/b.img" "${size_k}k"
     row 2 "wafer mkfs tree.tar -o a.img (ext4, ${size_k} KiB; fsync at the end)" "$w_s" "$w_kb" "mke2fs -t ext4 -d tree/ (same size; fsyncs)" "$secs" "$kb" ">= 5x; RSS < 1 KiB/file + fixed"
     before_each='rm -f "$work/b.img"; sync'
-    measure wafer-mkfs-nosync 0 "$wafer" --quiet mkfs "$work/tree.tar" -o "$work/b.img" --fs ext4 --epoch "$epoch" --no-sync
+    measure wafer-mkfs-nosync 0 "$wafer" --quiet mkfs --force "$work/tree.tar" -o "$work/b.img" --fs ext4 --epoch "$epoch" --no-sync
     n_s=$secs n_kb=$kb
     measure mke2fs-d-nosync 0 eatmydata mke2fs -q -F -t ext4 -E root_owner=0:0 -d "$tree" "$work/b.img" "${size_k}k"
     before_each=''

@@ -148,6 +148,8 @@ fn install_panic_hook() {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread: SIGINT/SIGTERM remove partial outputs and say so (rootfs::atomic).
+    let _ = rootfs::atomic::install_signal_cleanup();
     install_panic_hook();
     let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(code) => code,

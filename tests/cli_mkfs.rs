@@ -274,6 +274,7 @@ fn no_sync_and_compressed_tar_give_the_same_image() {
             img.to_str().unwrap(),
             "--epoch",
             "1700000000",
+            "--force",
         ];
         args.extend(extra);
         let out = wafer(&args);

@@ -9,6 +9,7 @@
 //! * [`safe`]: reading and writing inside a bundle folder without following links;
 //! * [`escape`]: visible escapes for image-controlled text printed on terminals.
 
+pub mod atomic;
 pub mod caps;
 pub mod content;
 pub mod dir;

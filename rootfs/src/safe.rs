@@ -400,6 +400,8 @@ impl Folder {
             }
         }
         let (tmp, fd) = self.create_temp(name)?;
+        // Removed by the interrupt handler if SIGINT/SIGTERM comes before the rename.
+        let _reg = crate::atomic::register(&self.join(&tmp), &target, false);
         let written = (|| -> io::Result<()> {
             let mut f = File::from(fd);
             f.write_all(bytes)?;

@@ -15,7 +15,14 @@ use rootfs::{FileType, NodeKind, Tree};
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run {cmd:?}: {e} (install the Debian package providing it)")
+        let prog = cmd.get_program().to_string_lossy().into_owned();
+        let pkg = match prog.as_str() {
+            "bsdtar" => "libarchive-tools",
+            "getfattr" | "setfattr" => "attr",
+            "xz" => "xz-utils",
+            other => other,
+        };
+        panic!("cannot run `{prog}` ({e}): install the Debian package {pkg} (scripts/test installs every test oracle)")
     });
     assert!(
         out.status.success(),

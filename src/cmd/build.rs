@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use builder::{BuildOptions, Event, Phase, Progress};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rootfs::atomic::{AtomicDir, Replace};
 use serde_json::json;
 use trust::statement::{
     BuildDefinition, Provenance, ResourceDescriptor, RunDetails, Statement, PROVENANCE_V1,
@@ -38,9 +39,14 @@ use super::Ui;
 pub struct BuildArgs {
     /// The recipe file.
     pub recipe: PathBuf,
-    /// The bundle directory to create (must not exist, or be empty).
+    /// The bundle directory to create (must not exist, or be empty; --force replaces it). It is
+    /// written as a hidden sibling folder and renamed into place when complete.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Replace an existing bundle OUT, once the new one is complete (a failed or interrupted
+    /// build leaves it as it was).
+    #[arg(long)]
+    pub force: bool,
     /// Sign a build provenance with this private key (PKCS#8 PEM).
     #[arg(long, value_name = "KEY")]
     pub sign: Option<PathBuf>,
@@ -292,6 +298,10 @@ pub fn sign_provenance(
 
 /// Runs `wafer build`.
 pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
+    // The bundle is filled under a temporary sibling name (removed on error or interrupt) and
+    // renamed to OUT once complete and signed: OUT never holds a partial bundle. An existing OUT
+    // is refused (without --force) before anything else, the passphrase prompt included.
+    let bundle = AtomicDir::create(&a.output, Replace::from_force(a.force))?;
     // Read the key first: a wrong key or passphrase stops before a long build.
     let key = match &a.sign {
         Some(p) => Some(load_private_key(p)?),
@@ -305,7 +315,7 @@ pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
             );
         }
     }
-    let mut opts = BuildOptions::new(&a.output);
+    let mut opts = BuildOptions::new(bundle.path());
     opts.keep_raw = a.keep_raw;
     opts.threads = a.threads;
     opts.allow_host_paths = a.allow_host_path.clone();
@@ -324,9 +334,15 @@ pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
     }
     .with_context(|| format!("building {}", a.recipe.display()))?;
     let signed = match &key {
-        Some(k) => Some(sign_provenance(&a.output, k, a.builder_id.as_deref())?),
+        Some(k) => {
+            sign_provenance(bundle.path(), k, a.builder_id.as_deref())?;
+            Some(a.output.join("attestations").join("provenance.json"))
+        }
         None => None,
     };
+    bundle
+        .commit()
+        .with_context(|| format!("moving the bundle into place at {}", a.output.display()))?;
     let m = report.manifest.as_ref();
     if a.json {
         let summary = json!({

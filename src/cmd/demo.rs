@@ -84,7 +84,9 @@ fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<()> {
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
     }
-    std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
+    rootfs::atomic::write(path, data.as_ref(), rootfs::atomic::Replace::Yes)
+        .map(|_| ())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn stage(n: u32, what: String) {
@@ -197,12 +199,13 @@ fn vet(bundle: &Path, policy: &Path, report: &Path, ui: &Ui) -> Result<Verdict> 
 }
 
 fn build(recipe: &Path, out: &Path) -> Result<builder::BuildReport> {
-    if out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("removing {}", out.display()))?;
-    }
-    let opts = builder::BuildOptions::new(out);
-    builder::build(recipe, &opts, &builder::NoProgress)
-        .with_context(|| format!("building {}", recipe.display()))
+    // Built beside its final name and renamed into place when complete (rootfs::atomic).
+    let bundle = rootfs::atomic::AtomicDir::create(out, rootfs::atomic::Replace::Yes)?;
+    let opts = builder::BuildOptions::new(bundle.path());
+    let r = builder::build(recipe, &opts, &builder::NoProgress)
+        .with_context(|| format!("building {}", recipe.display()))?;
+    bundle.commit()?;
+    Ok(r)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
@@ -313,10 +316,11 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     stage(
         3,
         format!(
-            "vetted it against {}: {} (report {})",
+            "vetted it against {}: {} (report {}, for a browser {})",
             policy.display(),
             verdict_line(&v),
-            reports.join("vet-planted.json").display()
+            reports.join("vet-planted.json").display(),
+            reports.join("vet-planted.html").display()
         ),
     );
     print_findings(&v);
@@ -331,12 +335,13 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     stage(
         4,
         format!(
-            "built the fixed recipe ({} {}) into {} and vetted it: {} (report {})",
+            "built the fixed recipe ({} {}) into {} and vetted it: {} (report {}, for a browser {})",
             r.name,
             r.version,
             fixed.display(),
             verdict_line(&v2),
-            reports.join("vet-fixed.json").display()
+            reports.join("vet-fixed.json").display(),
+            reports.join("vet-fixed.html").display()
         ),
     );
     if v2.exit_code() != 0 {
@@ -492,7 +497,12 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
         ttl: Some(7 * 86_400),
         now: super::vet::now().max(0) as u64,
     };
-    let hv = deploy::deployment::XlTool::detect(true);
+    // The demo site is made up: never ask the host's Xen about it (an `xl` without a running
+    // hypervisor fails `xl list`), only print what would run.
+    let hv = deploy::deployment::XlTool {
+        xl: None,
+        dry_run: true,
+    };
     let rec = deploy::deployment::deploy(&site, &verified, &opts, &hv)
         .with_context(|| format!("deploying {}", fixed.display()))?;
     let launch = match &rec.launch {
@@ -525,7 +535,7 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
         &dir.join("README.txt"),
         format!(
             "wafer demo output (see `wafer demo --help`):\n  recipe/   the recipe folder, demo base images, demo policy\n  \
-             wafers/   squid-planted, squid-fixed (approved), squid-fixed-tampered\n  reports/  vet verdicts (JSON, HTML)\n  \
+             wafers/   squid-planted, squid-fixed (approved), squid-fixed-tampered\n  reports/  vet verdicts: vet-planted.json/.html, vet-fixed.json/.html (open the .html in a browser)\n  \
              keys/     the demo reviewer's key pair\n  trust/    the demo trust store\n  site/     site.toml, storage/ (disk, kernel, CIDATA, xl.cfg), state/ (leases, records)\n\n\
              Try: wafer inspect {0}\n     wafer diff {0} {1}\n     wafer verify {1} --trust {2}\n     wafer ps --site {3}\n",
             planted.display(),
@@ -535,9 +545,11 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
         ),
     )?;
     println!(
-        "done in {:.1}s; everything is under {}",
+        "done in {:.1}s; everything is under {}; open the HTML reports {} and {} in a browser",
         t0.elapsed().as_secs_f64(),
-        dir.display()
+        dir.display(),
+        reports.join("vet-planted.html").display(),
+        reports.join("vet-fixed.html").display()
     );
     Ok(())
 }

@@ -66,10 +66,19 @@ pub fn run_man(a: ManArgs, cmd: clap::Command) -> Result<()> {
                 let name = format!("wafer-{}", sub.get_name());
                 pages.push((format!("{name}.1"), render(sub, &name)?));
             }
+            let n = pages.len();
             for (file, bytes) in pages {
                 let p = dir.join(&file);
-                std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+                // Each page complete or not there; a page from an earlier run is replaced.
+                rootfs::atomic::write(&p, &bytes, rootfs::atomic::Replace::Yes)
+                    .with_context(|| format!("writing {}", p.display()))?;
             }
+            println!(
+                "wrote {n} manual pages into {}: wafer.1 and wafer-COMMAND.1 for each command \
+                 (read one with: man -l {}/wafer.1)",
+                dir.display(),
+                dir.display()
+            );
             Ok(())
         }
     }

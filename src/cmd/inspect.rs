@@ -83,7 +83,9 @@ pub fn inventory_with(
 /// Writes `text` to `output` or stdout.
 pub fn emit(output: Option<&Path>, text: &str) -> Result<()> {
     match output {
-        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display())),
+        Some(p) => rootfs::atomic::write(p, text.as_bytes(), rootfs::atomic::Replace::Yes)
+            .map(|_| ())
+            .with_context(|| format!("writing {}", p.display())),
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())
@@ -97,20 +99,26 @@ fn emit_json(output: Option<&Path>, value: &impl serde::Serialize) -> Result<()>
     let shown = output
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "standard output".into());
-    let mut w: std::io::BufWriter<Box<dyn Write>> = std::io::BufWriter::with_capacity(
-        1 << 16,
-        match output {
-            Some(p) => Box::new(
-                std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?,
-            ),
-            None => Box::new(std::io::stdout().lock()),
-        },
-    );
-    serde_json::to_writer_pretty(&mut w, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| w.write_all(b"\n"))
-        .and_then(|()| w.flush())
-        .with_context(|| format!("writing the inventory to {shown}"))
+    let write = |w: &mut dyn Write| -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
+        serde_json::to_writer_pretty(&mut w, value)
+            .map_err(std::io::Error::from)
+            .and_then(|()| w.write_all(b"\n"))
+            .and_then(|()| w.flush())
+    };
+    match output {
+        // A file: written under a temporary name and renamed into place when complete.
+        Some(p) => {
+            let mut f = rootfs::atomic::AtomicFile::create(p, rootfs::atomic::Replace::Yes)
+                .with_context(|| format!("writing {}", p.display()))?;
+            write(f.file()).with_context(|| format!("writing the inventory to {shown}"))?;
+            f.commit()
+                .with_context(|| format!("writing {}", p.display()))?;
+            Ok(())
+        }
+        None => write(&mut std::io::stdout().lock())
+            .with_context(|| format!("writing the inventory to {shown}")),
+    }
 }
 
 /// What the SBOM describes: a bundle's name, version and VO with the digests its manifest

@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use rootfs::atomic::{AtomicFile, Replace};
 use serde_json::json;
+use std::io::Write;
 
 use super::build::passphrase;
 use super::Ui;
@@ -100,9 +102,25 @@ pub fn run(a: KeyArgs, ui: &Ui) -> Result<()> {
             let key = trust::key::PrivateKey::generate();
             let public = key.public();
             let pub_pem = public.to_pem().context("encoding the public key")?;
-            key.save(&kpath, pass.as_ref().map(|p| p.as_bytes()))
+            let key_pem = key
+                .to_pem(pass.as_ref().map(|p| p.as_bytes()))
+                .context("encoding the private key")?;
+            // Both written under temporary names (the private one 0600 from the start) and
+            // renamed into place only when complete; an existing key is never replaced.
+            let write = |p: &std::path::Path, mode: u32, pem: &str| -> Result<AtomicFile> {
+                let mut f = AtomicFile::create_with_mode(p, Replace::No, mode)
+                    .with_context(|| format!("writing {}", p.display()))?;
+                f.write_all(pem.as_bytes())
+                    .with_context(|| format!("writing {}", p.display()))?;
+                Ok(f)
+            };
+            let kfile = write(&kpath, 0o600, &key_pem)?;
+            let pfile = write(&ppath, 0o644, &pub_pem)?;
+            kfile
+                .commit()
                 .with_context(|| format!("writing {}", kpath.display()))?;
-            std::fs::write(&ppath, pub_pem)
+            pfile
+                .commit()
                 .with_context(|| format!("writing {}", ppath.display()))?;
             if json {
                 println!(

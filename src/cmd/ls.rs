@@ -229,8 +229,11 @@ fn entry_json(
 
 /// Run `wafer ls`.
 pub fn run(args: LsArgs, ui: &Ui) -> Result<()> {
+    let spinner = ui.spinner(&format!("reading {}", args.image.display()));
     let opened = open_source(&args.image, &ui.budgets.open_options())
-        .with_context(|| format!("reading {}", args.image.display()))?;
+        .with_context(|| format!("reading {}", args.image.display()));
+    spinner.finish_and_clear();
+    let opened = opened?;
     let tree = &opened.tree;
     let want_hash = (args.long || args.json) && !args.no_hash;
     let hashes = if want_hash {

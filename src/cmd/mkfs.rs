@@ -1,10 +1,12 @@
 //! `wafer mkfs`: make an ext2/3/4 image from a tar archive, a directory or another ext image.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use rootfs::atomic::{AtomicFile, Replace};
 use rootfs::ext::{self, FsKind, Profile, WriteOptions, WriteReport};
 use rootfs::open::{open_source, SourceKind};
 use rootfs::{NodeKind, Tree};
@@ -41,9 +43,14 @@ pub enum Fs {
 pub struct MkfsArgs {
     /// Tar archive, directory or ext image to make the filesystem from.
     pub source: PathBuf,
-    /// Image file to write (created or truncated; written sparse).
+    /// Image file to write (written sparse under a temporary name beside it, renamed into place
+    /// when complete; an existing IMAGE needs --force).
     #[arg(short, long, value_name = "IMAGE")]
     pub output: PathBuf,
+    /// Replace an existing IMAGE (only once the new one is complete: a failed or interrupted
+    /// run leaves it as it was).
+    #[arg(long)]
+    pub force: bool,
     /// Filesystem type (default: the profile's, else ext4).
     #[arg(long = "fs", value_enum)]
     pub fs: Option<Fs>,
@@ -156,15 +163,22 @@ pub fn run(args: MkfsArgs, ui: &Ui) -> Result<()> {
             );
         }
     }
+    let replace = Replace::from_force(args.force);
+    // Refused before the source is read; checked again when the image is renamed into place.
+    check_not_same_file(&args.source, &args.output)?;
+    rootfs::atomic::check_file_target(&args.output, replace)?;
     let start = Instant::now();
+    let spinner = ui.spinner(&format!("reading {}", args.source.display()));
     let opened = open_source(&args.source, &ui.budgets.open_options())
-        .with_context(|| format!("reading {}", args.source.display()))?;
+        .with_context(|| format!("reading {}", args.source.display()));
+    spinner.finish_and_clear();
+    let opened = opened?;
     check_output_is_not_source(&args.source, &args.output, opened.kind)?;
     let read_secs = start.elapsed().as_secs_f64();
     let (epoch, epoch_from) = choose_epoch(args.epoch, &opened.tree)?;
     let c = counts(&opened.tree);
     tracing::info!(source = %args.source.display(), kind = ?opened.kind, paths = c.paths, read_secs, epoch, epoch_from, "source read");
-    let written = write_image(&opened.tree, &args, epoch, ui)?;
+    let written = write_image(&opened.tree, &args, epoch, c.data_bytes, ui)?;
     let total = start.elapsed().as_secs_f64();
     let summary = serde_json::json!({
         "image": args.output.display().to_string(),
@@ -210,16 +224,7 @@ pub fn run(args: MkfsArgs, ui: &Ui) -> Result<()> {
 /// image would get whatever the half-written file held) or, for a directory source, a path
 /// inside that directory.
 fn check_output_is_not_source(source: &Path, output: &Path, kind: SourceKind) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    if let (Ok(s), Ok(o)) = (std::fs::metadata(source), std::fs::metadata(output)) {
-        if s.dev() == o.dev() && s.ino() == o.ino() {
-            bail!(
-                "{} is the source itself: write the image to another file (the source would be \
-                 overwritten while it is read)",
-                output.display()
-            );
-        }
-    }
+    check_not_same_file(source, output)?;
     if kind == SourceKind::Directory {
         let src = std::fs::canonicalize(source)
             .with_context(|| format!("resolving {}", source.display()))?;
@@ -236,6 +241,21 @@ fn check_output_is_not_source(source: &Path, output: &Path, kind: SourceKind) ->
                     source.display()
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an output that is the source file itself.
+fn check_not_same_file(source: &Path, output: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(s), Ok(o)) = (std::fs::metadata(source), std::fs::metadata(output)) {
+        if s.dev() == o.dev() && s.ino() == o.ino() {
+            bail!(
+                "{} is the source itself: write the image to another file (the source would be \
+                 overwritten while it is read)",
+                output.display()
+            );
         }
     }
     Ok(())
@@ -311,15 +331,47 @@ fn fs_kind(fs: Fs) -> FsKind {
     }
 }
 
-fn write_image(tree: &Tree, args: &MkfsArgs, epoch: i64, _ui: &Ui) -> Result<Written> {
+/// Writes the image under a temporary name beside `args.output` (registered for removal on an
+/// interrupt; removed on any error, a full disk included) and renames it into place.
+fn write_image(
+    tree: &Tree,
+    args: &MkfsArgs,
+    epoch: i64,
+    data_bytes: u64,
+    ui: &Ui,
+) -> Result<Written> {
     let opts = write_options(args, epoch)?;
     let fs = match opts.fs {
         FsKind::Ext2 => Fs::Ext2,
         FsKind::Ext3 => Fs::Ext3,
         FsKind::Ext4 => Fs::Ext4,
     };
-    let report = ext::write_image(tree, &args.output, &opts)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    let mut out = AtomicFile::create(&args.output, Replace::from_force(args.force))?;
+    out.set_sync(opts.sync);
+    let temp = out.temp_path().to_path_buf();
+    let bar = ui.bytes_progress(data_bytes, &format!("writing {}", args.output.display()));
+    let done = AtomicBool::new(false);
+    let report = std::thread::scope(|s| {
+        // Progress from the space the image takes so far: the writer needs no hook for it.
+        s.spawn(|| {
+            use std::os::unix::fs::MetadataExt;
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(m) = std::fs::metadata(&temp) {
+                    bar.set_position((m.blocks() * 512).min(data_bytes));
+                }
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        });
+        let r = ext::write_image(tree, &temp, &opts);
+        done.store(true, Ordering::Relaxed);
+        r
+    });
+    bar.finish_and_clear();
+    let report = report.with_context(|| format!("writing {}", args.output.display()))?;
+    let spinner = ui.spinner(&format!("syncing {}", args.output.display()));
+    let committed = out.commit();
+    spinner.finish_and_clear();
+    committed?;
     Ok(Written {
         fs,
         size: report.size,

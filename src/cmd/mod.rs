@@ -108,6 +108,24 @@ impl Ui {
         pb
     }
 
+    /// A byte-count progress bar on stderr (with rate and time left); hidden when quiet or
+    /// stderr is not a terminal.
+    pub fn bytes_progress(&self, len: u64, what: &str) -> ProgressBar {
+        use std::io::IsTerminal;
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+        }
+        let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})",
+        ) {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_message(what.to_string());
+        pb.enable_steady_tick(std::time::Duration::from_millis(200));
+        pb
+    }
+
     /// A spinner on stderr with a message; hidden when quiet or stderr is not a terminal.
     pub fn spinner(&self, what: &str) -> ProgressBar {
         use std::io::IsTerminal;

@@ -170,22 +170,32 @@ pub fn vet(a: &VetArgs, ui: &Ui) -> Result<(Verdict, vetter::Inventory)> {
     ctx.since = old.as_ref();
     let mut v = vetter::policy::evaluate(&inv, &policy, &ctx);
     v.image = Some(vetted);
+    v.wafer_version = img
+        .manifest
+        .as_ref()
+        .and_then(|m| m["version"].as_str())
+        .map(str::to_string);
     Ok((v, inv))
+}
+
+/// A report file: replaced atomically (a report is regenerated; never half-written).
+fn write_report(p: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    rootfs::atomic::write(p, bytes, rootfs::atomic::Replace::Yes)
+        .with_context(|| format!("writing {}", p.display()))?;
+    Ok(())
 }
 
 fn write_reports(a: &VetArgs, v: &Verdict, inv: &vetter::Inventory) -> Result<()> {
     if let Some(p) = &a.sarif {
         let s =
             serde_json::to_string_pretty(&vetter::report::sarif(v)).context("serializing SARIF")?;
-        std::fs::write(p, s).with_context(|| format!("writing {}", p.display()))?;
+        write_report(p, s.as_bytes())?;
     }
     if let Some(p) = &a.html {
-        std::fs::write(p, vetter::report::html(v, inv))
-            .with_context(|| format!("writing {}", p.display()))?;
+        write_report(p, vetter::report::html(v, inv).as_bytes())?;
     }
     if let Some(p) = &a.report {
-        std::fs::write(p, vetter::report::json(v))
-            .with_context(|| format!("writing {}", p.display()))?;
+        write_report(p, vetter::report::json(v).as_bytes())?;
     }
     if a.json {
         let mut j = vetter::report::json(v);

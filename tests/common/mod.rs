@@ -51,9 +51,13 @@ pub fn ok(o: Output) -> Output {
 
 /// Run a command; panic with its output unless it succeeds. Returns stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is the Debian package installed?)"));
+    let out = cmd.output().unwrap_or_else(|e| {
+        let prog = cmd.get_program().to_string_lossy().into_owned();
+        panic!(
+            "cannot run `{prog}` ({e}): install the Debian package {} (scripts/test installs every test oracle)",
+            debian_package(&prog)
+        )
+    });
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
@@ -62,6 +66,38 @@ pub fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The Debian package that provides `program` (a test oracle), for a one-line error naming it.
+pub fn debian_package(program: &str) -> &'static str {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    match name {
+        "e2fsck" | "debugfs" | "mke2fs" | "dumpe2fs" | "tune2fs" | "resize2fs" => "e2fsprogs",
+        "zstd" | "unzstd" | "zstdcat" => "zstd",
+        "xz" | "unxz" => "xz-utils",
+        "bzip2" => "bzip2",
+        "gzip" | "gunzip" => "gzip",
+        "tar" => "tar",
+        "bsdtar" => "libarchive-tools",
+        "rpm" | "rpmkeys" | "rpmdb" => "rpm",
+        "db_dump" | "db_verify" | "db_load" | "db5.3_dump" | "db5.3_verify" => "db-util",
+        "veritysetup" => "cryptsetup-bin",
+        "mdir" | "mcopy" | "mtype" => "mtools",
+        "fsck.fat" | "fsck.vfat" | "mkfs.fat" => "dosfstools",
+        "debootstrap" => "debootstrap",
+        "getfattr" | "setfattr" => "attr",
+        "openssl" => "openssl",
+        "cloud-init" => "cloud-init",
+        "sgdisk" | "gdisk" => "gdisk",
+        "sfdisk" | "fdisk" => "fdisk",
+        "groff" => "groff-base",
+        "dpkg" | "dpkg-query" | "dpkg-deb" => "dpkg",
+        "python3" => "python3-venv",
+        "chromium" => "chromium",
+        "gcc" | "cc" => "gcc",
+        "runuser" | "setpriv" | "unshare" => "util-linux",
+        _ => "providing it (see .ci/debian-packages)",
+    }
 }
 
 /// Lowercase hex sha256 of a file.

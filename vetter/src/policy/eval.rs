@@ -340,6 +340,11 @@ pub struct Verdict {
     /// VO.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vo: Option<String>,
+    /// Wafer version (from the bundle's manifest; set by the caller that read it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wafer_version: Option<String>,
+    /// The program that judged: `wafer VERSION`.
+    pub tool: String,
     /// Evaluation time, seconds since the epoch.
     pub evaluated_at: i64,
     /// Evaluation day, `YYYY-MM-DD`.
@@ -1623,6 +1628,8 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, ctx: &EvalContext) -> Verdict 
         policy_digest: policy.digest.clone(),
         wafer: ctx.wafer.clone(),
         vo: ctx.vo.clone(),
+        wafer_version: None,
+        tool: format!("wafer {}", env!("CARGO_PKG_VERSION")),
         evaluated_at: ctx.now,
         date: super::date_string(today),
         fail_on,

@@ -31,6 +31,9 @@ section{background:#fff;border:1px solid #d9dde3;border-radius:6px;padding:14px 
 h2{font-size:17px;margin:0 0 10px}
 .totals{display:flex;gap:10px;flex-wrap:wrap}
 .tot{border-radius:4px;padding:6px 12px;font-weight:600;background:#eef0f3}
+.tot.zero{font-weight:400;color:#5f6b7a}
+header table.judged{width:auto;margin-top:8px;font-size:12.5px}
+header table.judged th,header table.judged td{background:transparent;color:#fff;border:0;padding:1px 10px 1px 0}
 .sev-critical{background:#6a1b9a;color:#fff}.sev-high{background:#c62828;color:#fff}
 .sev-medium{background:#f9a825}.sev-low{background:#0288d1;color:#fff}.sev-info{background:#cfd8dc}
 .badge{display:inline-block;border-radius:3px;padding:1px 7px;font-size:12px;font-weight:600;margin-right:4px}
@@ -138,29 +141,82 @@ pub fn html(v: &Verdict, inv: &Inventory) -> String {
     let mut h = String::new();
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     h.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">");
+    let short = |d: &str| -> String { d.chars().take(12).collect() };
+    let image = v.image.as_ref();
+    let image_sha = image.and_then(|i| i.image_sha256.as_deref());
+    // The title names what was judged, so two reports (a planted and a fixed wafer, two
+    // versions) never share one.
     h.push_str(&format!(
-        "<title>wafer vet: {} {}</title><style>{CSS}</style></head><body>\n",
-        escape(&v.wafer),
-        outcome.to_uppercase()
-    ));
-    h.push_str(&format!(
-        "<header class=\"{outcome}\"><h1 id=\"outcome\">{} — wafer {}</h1><p>Policy {} (sha256 {}) · evaluated {} · fails on {} and above{}</p></header>\n<main>\n",
+        "<title>wafer vet: {} {}{}{}{} — policy {}</title><style>{CSS}</style></head><body>\n",
         outcome.to_uppercase(),
         escape(&v.wafer),
+        v.wafer_version
+            .as_deref()
+            .map(|x| format!(" {}", escape(x)))
+            .unwrap_or_default(),
+        v.vo.as_deref()
+            .map(|vo| format!(" (VO {})", escape(vo)))
+            .unwrap_or_default(),
+        image_sha
+            .map(|d| format!(" image sha256 {}", escape(&short(d))))
+            .unwrap_or_default(),
+        escape(if v.policy.is_empty() {
+            "(unnamed)"
+        } else {
+            &v.policy
+        }),
+    ));
+    h.push_str(&format!(
+        "<header class=\"{outcome}\"><h1 id=\"outcome\">{} — wafer {}{}</h1><p>{}Policy {} (sha256 {}) · evaluated {} · fails on {} and above</p>\n",
+        outcome.to_uppercase(),
+        escape(&v.wafer),
+        v.wafer_version
+            .as_deref()
+            .map(|x| format!(" {}", escape(x)))
+            .unwrap_or_default(),
+        v.vo.as_deref().map(|vo| format!("VO {} · ", escape(vo))).unwrap_or_default(),
         escape(if v.policy.is_empty() { "(unnamed)" } else { &v.policy }),
         escape(&v.policy_digest),
-        escape(&v.date),
+        escape(&super::time_string(v.evaluated_at)),
         v.fail_on,
-        v.vo.as_deref().map(|vo| format!(" · VO {}", escape(vo))).unwrap_or_default()
     ));
+    h.push_str("<table id=\"judged\" class=\"judged\"><tbody>");
+    let mut row = |k: &str, val: &str| {
+        h.push_str(&format!(
+            "<tr><th>{}</th><td class=\"mono\">{}</td></tr>",
+            escape(k),
+            escape(val)
+        ))
+    };
+    if let Some(i) = image {
+        row("vetted", &i.kind);
+        if let Some(d) = &i.image_sha256 {
+            row("image sha256", d);
+        }
+        if let Some(d) = &i.manifest_sha256 {
+            row("manifest sha256 (wafer.json)", d);
+        }
+        if let Some(d) = &i.compressed_sha256 {
+            row("disk.img.zst sha256", d);
+        }
+    }
+    row("policy sha256", &v.policy_digest);
+    row("judged by", &v.tool);
+    h.push_str("</tbody></table></header>\n<main>\n");
     // Summary.
     let t = &v.totals;
     h.push_str("<section id=\"summary\"><h2>Summary</h2><div class=\"totals\">");
     for s in Severity::ALL_DESC {
+        // A zero count is neutral: alarm colours only where there is something to see.
+        let n = t.of(s);
         h.push_str(&format!(
-            "<span class=\"tot sev-{}\">{} {}</span>",
-            s.as_str(),
-            t.of(s),
+            "<span class=\"tot {}\">{} {}</span>",
+            if n == 0 {
+                "zero".to_string()
+            } else {
+                format!("sev-{}", s.as_str())
+            },
+            n,
             s.as_str()
         ));
     }

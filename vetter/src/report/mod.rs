@@ -42,10 +42,17 @@ pub fn terminal(v: &Verdict, colour: bool) -> String {
     };
     let digest: String = v.policy_digest.chars().take(12).collect();
     s.push_str(&format!(
-        "{}{word}{} wafer {} against policy {} (sha256 {digest}) on {}, failing on {} and above\n",
+        "{}{word}{} wafer {}{}{} against policy {} (sha256 {digest}) on {}, failing on {} and above\n",
         c(oc),
         c(RESET),
         clean(&v.wafer),
+        v.wafer_version
+            .as_deref()
+            .map(|x| format!(" {}", clean(x)))
+            .unwrap_or_default(),
+        v.vo.as_deref()
+            .map(|x| format!(" (VO {})", clean(x)))
+            .unwrap_or_default(),
         clean(if v.policy.is_empty() {
             "(unnamed)"
         } else {
@@ -57,7 +64,21 @@ pub fn terminal(v: &Verdict, colour: bool) -> String {
     let t = &v.totals;
     let mut parts: Vec<String> = Severity::ALL_DESC
         .iter()
-        .map(|sev| format!("{}{} {}{}", c(sev_colour(*sev)), t.of(*sev), sev, c(RESET)))
+        .map(|sev| {
+            // A zero count is neutral: no alarm colour for nothing.
+            let col = if t.of(*sev) == 0 {
+                ""
+            } else {
+                sev_colour(*sev)
+            };
+            format!(
+                "{}{} {}{}",
+                c(col),
+                t.of(*sev),
+                sev,
+                if col.is_empty() { "" } else { c(RESET) }
+            )
+        })
         .collect();
     parts.push(format!("{} blocking", t.blocking));
     parts.push(format!("{} waived", t.waived));
@@ -206,6 +227,19 @@ pub fn terminal(v: &Verdict, colour: bool) -> String {
         ));
     }
     s
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the Unix epoch.
+pub fn time_string(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{} {:02}:{:02}:{:02} UTC",
+        crate::policy::date_string(days),
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 /// The verdict as pretty-printed JSON (layout [`crate::policy::VERDICT_SCHEMA`]).
