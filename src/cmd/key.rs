@@ -8,7 +8,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use rootfs::atomic::{AtomicFile, Replace};
 use serde_json::json;
-use std::io::Write;
 
 use super::build::passphrase;
 use super::Ui;

@@ -185,7 +185,7 @@ fn advisory_comparison_agrees_with_real_rpm_and_dpkg() {
     let mut pairs = Vec::new();
     for _ in 0..300 {
         let mk = |g: &mut Gen| {
-            let epoch = if (g.next() % 4 == 0) {
+            let epoch = if g.next() % 4 == 0 {
                 format!("{}:", g.next() % 3)
             } else {
                 String::new()
@@ -226,12 +226,12 @@ fn advisory_comparison_agrees_with_real_rpm_and_dpkg() {
     let mut checked = 0;
     for _ in 0..150 {
         let mk = |g: &mut Gen| {
-            let epoch = if (g.next() % 5 == 0) {
+            let epoch = if g.next() % 5 == 0 {
                 format!("{}:", g.next() % 3)
             } else {
                 String::new()
             };
-            let rev = if (g.next() % 3 == 0) {
+            let rev = if g.next() % 3 == 0 {
                 String::new()
             } else {
                 format!("-{}", g.part(&[".", "+", "~"]))
