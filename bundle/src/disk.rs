@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rootfs::zseek::{SeekTable, SeekableReader, ZseekError};
 use rootfs::ReadAt;
@@ -67,7 +67,7 @@ pub enum DiskError {
 /// An opened `disk.img.zst` with its seek table.
 #[derive(Debug)]
 pub struct Disk {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     table: SeekTable,
     len: u64,
@@ -103,14 +103,44 @@ impl Seek for At<'_> {
     }
 }
 
+/// [`At`] owning its handle (for readers that outlive the [`Disk`]).
+struct OwnedAt {
+    file: Arc<File>,
+    pos: u64,
+}
+
+impl Read for OwnedAt {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut a = At {
+            file: &self.file,
+            pos: self.pos,
+        };
+        let n = a.read(buf)?;
+        self.pos = a.pos;
+        Ok(n)
+    }
+}
+
+impl Seek for OwnedAt {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let mut a = At {
+            file: &self.file,
+            pos: self.pos,
+        };
+        self.pos = a.seek(pos)?;
+        Ok(self.pos)
+    }
+}
+
 /// Positional reads of the decompressed image ([`rootfs::ReadAt`]): one frame cached, reads
-/// serialised.
-pub struct DiskReader<'a> {
-    inner: Mutex<SeekableReader<At<'a>>>,
+/// serialised. It holds its own handle of the file, so it may outlive the [`Disk`] (a tree read
+/// from it keeps it).
+pub struct DiskReader {
+    inner: Mutex<SeekableReader<OwnedAt>>,
     len: u64,
 }
 
-impl ReadAt for DiskReader<'_> {
+impl ReadAt for DiskReader {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         let mut r = self
             .inner
@@ -135,7 +165,7 @@ impl Disk {
             source,
         })?;
         Ok(Disk {
-            file,
+            file: Arc::new(file),
             path,
             table,
             len,
@@ -168,9 +198,9 @@ impl Disk {
     }
 
     /// Positional reads of the raw image, decompressing the frames asked for.
-    pub fn reader(&self) -> Result<DiskReader<'_>, DiskError> {
-        let r = SeekableReader::new(At {
-            file: &self.file,
+    pub fn reader(&self) -> Result<DiskReader, DiskError> {
+        let r = SeekableReader::new(OwnedAt {
+            file: self.file.clone(),
             pos: 0,
         })
         .map_err(|source| DiskError::Zseek {

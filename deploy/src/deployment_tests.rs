@@ -1,17 +1,18 @@
-//! End-to-end deploy with a fake hypervisor and a fake verified image: files land in the
+//! Deploy with a fake hypervisor and a fake image (through the crate-private `deploy_image`:
+//! outside the crate only a `trust::Verified<Bundle>` can be deployed): files land in the
 //! storage directory, leases and slots are accounted, refusals leave no trace, stop frees all.
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::path::Path;
 
-use deploy::deployment::{
-    deploy, ps, stop, DeployError, DeployOptions, Hypervisor, Launch, State, Teardown, Verified,
-    VerifiedImage, XlTool,
+use crate::deployment::{
+    deploy_image as deploy, ps, stop, DeployError, DeployOptions, Hypervisor, Image as VerifiedImage,
+    Launch, State, Teardown, XlTool,
 };
-use deploy::fit::Requirements;
-use deploy::site::{GuestType, Site};
-use deploy::xl::{Domain, GuestConfig, XlConfig};
+use crate::fit::Requirements;
+use crate::site::{GuestType, Site};
+use crate::xl::{Domain, GuestConfig, XlConfig};
 
 struct FakeWafer {
     name: &'static str,
@@ -136,7 +137,7 @@ fn deploy_several_vos_refuse_one_then_stop() {
     let d = tempfile::tempdir().unwrap();
     let s = site(d.path());
     let xen = FakeXen::default();
-    let cms = Verified::after_verification(FakeWafer {
+    let cms = (FakeWafer {
         name: "squid",
         vo: "cms",
         memory: 3000,
@@ -169,7 +170,7 @@ fn deploy_several_vos_refuse_one_then_stop() {
         format!("create {}", cfg_path.display())
     );
 
-    let atlas = Verified::after_verification(FakeWafer {
+    let atlas = (FakeWafer {
         name: "frontier",
         vo: "atlas",
         memory: 6000,
@@ -182,7 +183,7 @@ fn deploy_several_vos_refuse_one_then_stop() {
         tree(&d.path().join("storage")),
         tree(&d.path().join("state")),
     );
-    let big = Verified::after_verification(FakeWafer {
+    let big = (FakeWafer {
         name: "dash",
         vo: "cms",
         memory: 2000,
@@ -226,7 +227,7 @@ fn dry_run_prints_the_command_and_writes_everything() {
         xl: None,
         dry_run: true,
     };
-    let w = Verified::after_verification(FakeWafer {
+    let w = (FakeWafer {
         name: "squid",
         vo: "cdf",
         memory: 1000,
@@ -252,7 +253,7 @@ fn dry_run_prints_the_command_and_writes_everything() {
 // ---- recovery: every state of a deployment whose deploy died or failed, against the fake xl
 // (deploy/tests/fake-xl/xl, driven through the real `XlTool`, so `xl list` parsing is real) ----
 
-use deploy::deployment::{recover_site, Record};
+use crate::deployment::{recover_site, Record};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// The fake `xl` installed in `dir/bin`; its domains live in `dir/bin/xen`.
@@ -348,8 +349,8 @@ impl Hypervisor for Faulty {
     }
 }
 
-fn squid() -> Verified<FakeWafer> {
-    Verified::after_verification(FakeWafer {
+fn squid() -> FakeWafer {
+    (FakeWafer {
         name: "squid",
         vo: "cms",
         memory: 3000,
