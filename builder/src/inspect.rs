@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use rootfs::{NodeKind, Tree};
-use serde::Serialize;
+
 
 use crate::steps::{list_dir, read_text};
 
@@ -89,16 +89,8 @@ pub fn detect_arch(tree: &Tree) -> Option<&'static str> {
         .map(|(a, _)| a)
 }
 
-/// The operating system of the image.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct OsInfo {
-    /// Short id (`centos`, `scientific`, `fedora`, `rhel`, `debian`...), or "unknown".
-    pub id: String,
-    /// Version (`5.11`, `9`...), or empty.
-    pub version: String,
-    /// Human-readable name.
-    pub name: String,
-}
+/// The operating system of the image (a field of the manifest).
+pub use bundle::manifest::OsInfo;
 
 fn os_release_value(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|l| {
@@ -317,15 +309,7 @@ impl pkgdb::rpmdb::DbSource for TreeDb<'_> {
 }
 
 /// One installed package in the manifest's summary.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PackageSummary {
-    /// Name.
-    pub name: String,
-    /// `[epoch:]version-release`.
-    pub evr: String,
-    /// Architecture (empty for none).
-    pub arch: String,
-}
+pub use bundle::manifest::PackageSummary;
 
 /// The image's installed packages (gpg-pubkey entries left out), sorted; `Ok(None)` without an rpm database.
 pub fn packages(tree: &Tree) -> Result<Option<(String, Vec<PackageSummary>)>, pkgdb::Error> {

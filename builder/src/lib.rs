@@ -673,8 +673,11 @@ pub fn build_recipe(
         }
         (None, None) => image::Sizing::Percent(25),
     };
-    std::fs::create_dir_all(out).map_err(|e| BuildError::io(out, e))?;
-    std::fs::create_dir_all(out.join("attestations")).map_err(|e| BuildError::io(out, e))?;
+    // Written into a temporary sibling folder, renamed to OUT only once complete: a failed
+    // build leaves no half bundle under OUT.
+    let writer = bundle::BundleWriter::create(out, false)
+        .map_err(|e| BuildError::Output(e.to_string()))?;
+    let out = writer.path();
     let inputs_sha = {
         let mut h = Sha256::new();
         for (k, v) in &inputs {
@@ -857,13 +860,13 @@ pub fn build_recipe(
         warnings,
         manifest: Some(manifest.clone()),
     };
-    write_json(&out.join("wafer.json"), &manifest)?;
-    write_json(&out.join("build-report.json"), &report)?;
+    let wrote = |e: bundle::WriterError| BuildError::Output(e.to_string());
+    writer.write_manifest(&manifest).map_err(wrote)?;
+    writer
+        .write_json(bundle::REPORT_FILE, &report)
+        .map_err(wrote)?;
+    writer.commit().map_err(wrote)?;
     Ok(report)
-}
-
-fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    std::fs::write(path, output::to_stable_json(v)?).map_err(|e| BuildError::io(path, e))
 }
 
 fn resolve_boot(recipe: &Recipe, tree: &Tree) -> Result<Option<inspect::BootFiles>> {

@@ -4,7 +4,7 @@
 //! `inspect` ⇄ `steps` ⇄ `recipe` circle; see ARCHITECTURE.md).
 
 /// The ext profiles the writer knows.
-pub const PROFILES: &[&str] = &["el4", "el5", "el6", "el7", "el8", "el9", "fedora"];
+pub use bundle::manifest::PROFILES;
 
 /// Normalise an architecture name to the one the manifest uses (`uname -m` style).
 pub fn normalize_arch(s: &str) -> Option<&'static str> {

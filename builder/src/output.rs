@@ -1,5 +1,5 @@
-//! The bundle: `disk.img.zst` (seekable zstd), `wafer.json` (manifest), `build-report.json`,
-//! `attestations/`. See docs/bundle.md.
+//! Packing the bundle's `disk.img.zst` (seekable zstd, hashed in the same pass). The manifest
+//! type and the bundle writer live in the `bundle` crate (docs/bundle.md).
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -9,174 +9,17 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::BuildError;
-use crate::inspect::{OsInfo, PackageSummary};
 use crate::{Event, Phase, Progress};
 
-pub use crate::names::PROFILES;
+pub use bundle::manifest::{
+    FsFacts, Manifest, ManifestBase, ManifestBoot, ManifestCompressed, ManifestImage,
+    ManifestPackages, ManifestRecipe, ManifestRequirements, ManifestVerity, FORMAT, PROFILES,
+};
 
-/// Manifest format identifier.
-pub const FORMAT: &str = "wafer-bundle/1";
-
-/// `wafer.json`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Manifest {
-    /// Format identifier, [`FORMAT`].
-    pub format: String,
-    /// Wafer name.
-    pub name: String,
-    /// Wafer version.
-    pub version: String,
-    /// Virtual Organisation.
-    pub vo: String,
-    /// OS detected in the image.
-    pub os: OsInfo,
-    /// Architecture detected from the image's ELF files.
-    pub arch: String,
-    /// Filesystem facts.
-    pub filesystem: FsFacts,
-    /// What the wafer needs from a slot.
-    pub requirements: ManifestRequirements,
-    /// Kernel, initrd and command line, when the image has a kernel.
-    pub boot: Option<ManifestBoot>,
-    /// Raw image digests.
-    pub image: ManifestImage,
-    /// Compressed image digests.
-    pub compressed: ManifestCompressed,
-    /// The recipe's digest.
-    pub recipe: ManifestRecipe,
-    /// The base's kind and digest.
-    pub base: ManifestBase,
-    /// Installed packages.
-    pub packages: Option<ManifestPackages>,
-    /// The build epoch (every created file's time).
-    pub source_date_epoch: i64,
-}
-
-/// `filesystem`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FsFacts {
-    /// `ext2`, `ext3` or `ext4`.
-    #[serde(rename = "type")]
-    pub fs_type: String,
-    /// Writer profile.
-    pub profile: String,
-    /// Image size in bytes.
-    pub size: u64,
-}
-
-/// `requirements` (the names deploy's `fit::Requirements` reads).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ManifestRequirements {
-    /// Guaranteed memory, MiB.
-    pub memory_mib: u64,
-    /// Virtual CPUs.
-    pub vcpus: u32,
-    /// Disk, MiB.
-    pub disk_mib: u64,
-    /// Architecture.
-    pub arch: String,
-    /// Guest types, preferred first.
-    pub guest_types: Vec<String>,
-    /// Lowest Xen version, `major.minor[.patch]`.
-    pub min_xen: Option<String>,
-}
-
-/// `boot`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ManifestBoot {
-    /// Kernel path in the image.
-    pub kernel: String,
-    /// Initrd path in the image.
-    pub initrd: Option<String>,
-    /// Kernel command line.
-    pub cmdline: String,
-    /// `xenlinux` (2.6.18-xen style, console xvc0) or `pvops` (console hvc0).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel_flavour: Option<String>,
-}
-
-/// `image`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ManifestImage {
-    /// sha256 of the raw image.
-    pub sha256: String,
-    /// Raw image size in bytes.
-    pub size: u64,
-    /// dm-verity parameters.
-    pub verity: ManifestVerity,
-}
-
-/// `image.verity` (as `veritysetup format --no-superblock` with these parameters).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ManifestVerity {
-    /// Root hash, hex.
-    pub root: String,
-    /// Salt, hex.
-    pub salt: String,
-    /// Always `sha256`.
-    pub hash_algorithm: String,
-    /// Always 4096.
-    pub data_block_size: u32,
-    /// Always 4096.
-    pub hash_block_size: u32,
-    /// dm-verity hash format version (1).
-    pub format: u32,
-}
-
-/// `compressed`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ManifestCompressed {
-    /// File name in the bundle.
-    pub file: String,
-    /// sha256 of the file.
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Decompressed bytes per frame.
-    pub frame_size: u64,
-    /// zstd level.
-    pub level: i32,
-    /// Number of frames.
-    pub frames: u64,
-}
-
-/// `recipe`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ManifestRecipe {
-    /// sha256 of the recipe file.
-    pub sha256: String,
-    /// sha256 over the sorted list of (input path, input sha256) the steps read.
-    pub inputs_sha256: String,
-}
-
-/// `base`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ManifestBase {
-    /// tar, ext, wafer or dir.
-    pub kind: String,
-    /// The pinned digest.
-    pub sha256: String,
-}
-
-/// `packages`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ManifestPackages {
-    /// rpm database backend: sqlite, bdb, ndb.
-    pub database: String,
-    /// Number of packages.
-    pub count: usize,
-    /// Every package.
-    pub list: Vec<PackageSummary>,
-}
-
-/// Serialize with sorted keys, two-space indentation and a final newline.
+/// Serialize with sorted keys, two-space indentation and a final newline
+/// ([`bundle::manifest::to_stable_json`]).
 pub fn to_stable_json<T: Serialize>(v: &T) -> Result<Vec<u8>, BuildError> {
-    // serde_json::Value's map is a BTreeMap (no preserve_order feature): keys come out sorted.
-    let value = serde_json::to_value(v).map_err(|e| BuildError::Output(format!("json: {e}")))?;
-    let mut out =
-        serde_json::to_vec_pretty(&value).map_err(|e| BuildError::Output(format!("json: {e}")))?;
-    out.push(b'\n');
-    Ok(out)
+    bundle::manifest::to_stable_json(v).map_err(|e| BuildError::Output(format!("json: {e}")))
 }
 
 /// Reader that reports progress every 8 MiB.
@@ -266,7 +109,7 @@ pub fn pack(
         sha: Sha256::new(),
         n: 0,
     };
-    let mut verity = trust::digest::VerityHasher::new(salt)
+    let mut verity = bundle::digest::VerityHasher::new(salt)
         .map_err(|e| BuildError::Output(format!("hashing {}: {e}", raw.display())))?;
     // The plain sha256 is fed by the reading thread right after each read, while the bytes are
     // still in its cache: hashing them later on the writer side, after a worker has had them,
@@ -275,7 +118,7 @@ pub fn pack(
         inner: CountingReader::new(f, size, Phase::Compress, progress),
         sha: Sha256::new(),
     };
-    let block = trust::digest::BLOCK_SIZE;
+    let block = bundle::digest::BLOCK_SIZE;
     let table = rootfs::zseek::compress_with(
         &mut reader,
         &mut hw,
@@ -283,7 +126,7 @@ pub fn pack(
         level,
         threads,
         |_, off, data| {
-            (off % block as u64 == 0).then(|| trust::digest::hash_full_blocks_serial(salt, data))
+            (off % block as u64 == 0).then(|| bundle::digest::hash_full_blocks_serial(salt, data))
         },
         |_, data, hashes| {
             match hashes {

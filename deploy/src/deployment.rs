@@ -1,8 +1,33 @@
 //! Deployment records, launch through a [`Hypervisor`], `ps` and `stop`.
 //!
-//! [`deploy`] only accepts a [`Verified`] wafer: the token is built by the caller after
-//! signature/digest verification succeeded (the trust crate), so nothing here runs — no lease
-//! taken, no file written — for a wafer that was not verified.
+//! [`deploy`] only accepts a [`trust::Verified<Bundle>`]: the value only a successful
+//! verification (`trust::verify_dir`, `trust::verify`) produces, so nothing here runs — no lease
+//! taken, no file written — for a wafer that was not verified. An unverified bundle does not
+//! compile:
+//!
+//! ```compile_fail
+//! fn deploy_unverified(
+//!     site: &deploy::site::Site,
+//!     b: &bundle::Bundle,
+//!     opts: &deploy::deployment::DeployOptions,
+//!     hv: &deploy::deployment::XlTool,
+//! ) {
+//!     let _ = deploy::deployment::deploy(site, b, opts, hv);
+//! }
+//! ```
+//!
+//! while a verified one does:
+//!
+//! ```no_run
+//! fn deploy_verified(
+//!     site: &deploy::site::Site,
+//!     b: &trust::Verified<bundle::Bundle>,
+//!     opts: &deploy::deployment::DeployOptions,
+//!     hv: &deploy::deployment::XlTool,
+//! ) {
+//!     let _ = deploy::deployment::deploy(site, b, opts, hv);
+//! }
+//! ```
 
 use std::fs;
 use std::io;
@@ -46,6 +71,9 @@ pub enum DeployError {
         /// Cause.
         source: io::Error,
     },
+    /// The verified manifest cannot be deployed (a requirement that does not parse).
+    #[error("{0}")]
+    Manifest(String),
     /// A deployment of that name exists.
     #[error("deployment {0} already exists")]
     Exists(String),
@@ -222,8 +250,9 @@ impl Hypervisor for XlTool {
     }
 }
 
-/// Read access to a verified wafer; implemented by the integration on top of the rootfs crate.
-pub trait VerifiedImage {
+/// What deployment reads of a wafer. Crate-private: the only implementation outside tests is
+/// the verified bundle (`crate::wafer::BundleImage`), reachable only through [`deploy`].
+pub(crate) trait Image {
     /// Wafer name.
     fn name(&self) -> &str;
     /// Wafer version.
@@ -248,24 +277,6 @@ pub trait VerifiedImage {
     fn kernel(&self) -> io::Result<Vec<u8>>;
     /// The initrd read from the verified image, if the wafer has one.
     fn initrd(&self) -> io::Result<Option<Vec<u8>>>;
-}
-
-/// Token: a wafer whose verification succeeded. Build it only right after verification.
-#[derive(Debug)]
-pub struct Verified<W> {
-    wafer: W,
-}
-
-impl<W: VerifiedImage> Verified<W> {
-    /// Wraps a wafer the caller has just verified (digests, signatures, threshold, expiry,
-    /// revocation). Deployment accepts nothing else.
-    pub fn after_verification(wafer: W) -> Verified<W> {
-        Verified { wafer }
-    }
-    /// The wafer.
-    pub fn wafer(&self) -> &W {
-        &self.wafer
-    }
 }
 
 /// State of a deployment.
@@ -632,13 +643,23 @@ pub fn recover(
 /// commit (a full disk) — the deployment is torn down through the hypervisor ([`teardown`]):
 /// its leases are freed only once its domain is confirmed gone, else everything stays held and
 /// the error says so.
-pub fn deploy<W: VerifiedImage>(
+pub fn deploy(
     site: &Site,
-    wafer: &Verified<W>,
+    wafer: &trust::Verified<bundle::Bundle>,
     opts: &DeployOptions,
     hv: &dyn Hypervisor,
 ) -> Result<Record, DeployError> {
-    let w = wafer.wafer();
+    let image = crate::wafer::BundleImage::new(wafer.get()).map_err(DeployError::Manifest)?;
+    deploy_image(site, &image, opts, hv)
+}
+
+/// [`deploy`] of any [`Image`] (crate-private: tests use a fake image).
+pub(crate) fn deploy_image<W: Image>(
+    site: &Site,
+    w: &W,
+    opts: &DeployOptions,
+    hv: &dyn Hypervisor,
+) -> Result<Record, DeployError> {
     check_name("VO", w.vo())?;
     check_name("wafer name", w.name())?;
     let name = opts
@@ -765,7 +786,7 @@ pub fn deploy<W: VerifiedImage>(
 }
 
 /// Phase 2 of [`deploy`]: disk, kernel, initrd, CIDATA, xl.cfg in `STORAGE/NAME/`, then create.
-fn write_and_launch<W: VerifiedImage>(
+fn write_and_launch<W: Image>(
     site: &Site,
     w: &W,
     opts: &DeployOptions,
@@ -968,3 +989,11 @@ pub fn stop(
         };
     }
 }
+
+#[cfg(test)]
+#[path = "deployment_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "xl_xen_tests.rs"]
+mod xl_xen_tests;

@@ -24,4 +24,7 @@ pub mod lease;
 pub mod names;
 pub mod net;
 pub mod site;
+mod wafer;
 pub mod xl;
+
+pub use wafer::{requirements, MAX_BOOT_FILE};

@@ -219,34 +219,13 @@ pub fn sign_provenance(
     let manifest_bytes = rootfs::safe::Folder::open(out)
         .and_then(|b| b.read_file("wafer.json", trust::verify::MAX_JSON))
         .context("reading the manifest")?;
-    let m: trust::verify::Manifest = serde_json::from_slice(&manifest_bytes)
+    let m = bundle::Manifest::from_json(&manifest_bytes)
         .with_context(|| format!("parsing {}", mpath.display()))?;
-    let full: serde_json::Value = serde_json::from_slice(&manifest_bytes)
-        .with_context(|| format!("parsing {}", mpath.display()))?;
-    let recipe_sha = full
-        .pointer("/recipe/sha256")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let inputs_sha = full
-        .pointer("/recipe/inputs_sha256")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let base_kind = full
-        .pointer("/base/kind")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let base_sha = full
-        .pointer("/base/sha256")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let epoch = full
-        .get("source_date_epoch")
-        .and_then(|v| v.as_i64())
-        .unwrap_or(0);
+    let recipe_sha = m.recipe.sha256.clone();
+    let inputs_sha = m.recipe.inputs_sha256.clone();
+    let base_kind = m.base.kind.clone();
+    let base_sha = m.base.sha256.clone();
+    let epoch = m.source_date_epoch;
     let mut deps = Vec::new();
     if !recipe_sha.is_empty() {
         deps.push(ResourceDescriptor::new("recipe", &[("sha256", recipe_sha)]));

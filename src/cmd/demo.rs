@@ -392,7 +392,7 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
          format = 1\nmax_approval_age_days = 90\n\n[reviewers]\nthreshold = 1\nkeys = [\"reviewers/demo-reviewer.pub\"]\n",
     )?;
     let store = super::trustcmd::load_store(&tdir)?;
-    let check = super::trustcmd::verify_bundle(&fixed, &store, false, 0)?;
+    let check = super::trustcmd::check_bundle(&fixed, &store, false, 0);
     let approvals: Vec<String> = std::fs::read_dir(fixed.join("attestations"))
         .map(|rd| {
             rd.filter_map(|e| e.ok())
@@ -441,7 +441,7 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
         f.seek(SeekFrom::Start(at))?;
         f.write_all(&b)?;
     }
-    let bad = super::trustcmd::verify_bundle(&tampered, &store, false, 0)?;
+    let bad = super::trustcmd::check_bundle(&tampered, &store, false, 0);
     let why: Vec<String> = bad
         .report
         .failures()
@@ -481,15 +481,12 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
     )?;
     let site = deploy::site::Site::from_file(&site_file)
         .with_context(|| format!("loading site configuration {}", site_file.display()))?;
-    let check = super::trustcmd::verify_bundle(&fixed, &store, false, 0)?;
-    if !check.report.passed() {
+    let Ok(verified) = super::trustcmd::verify_bundle(&fixed, &store, false, 0) else {
         bail!(
             "{} refused by verification before deployment",
             fixed.display()
         );
-    }
-    let wafer = super::deploy::BundleWafer::new(&fixed, &check.manifest_bytes)?;
-    let verified = deploy::deployment::Verified::after_verification(wafer);
+    };
     let opts = deploy::deployment::DeployOptions {
         name: None,
         slot: None,

@@ -1,354 +1,20 @@
 //! `wafer deploy`, `wafer slots`, `wafer ps`, `wafer stop`: the site side.
 //!
-//! `deploy` verifies the bundle first (nothing is written to the site's storage or state
-//! directories before that passes), then hands deploy's [`Verified`] token a [`BundleWafer`]:
-//! the disk is materialised sparse from the seekable zstd stream while its dm-verity root is
-//! recomputed and compared with the verified manifest's, and the kernel and initrd are read from
-//! that materialised, checked file by rootfs's ext reader.
+//! `deploy` verifies the bundle first with `trust::verify_dir` (nothing is written to the site's
+//! storage or state directories before that passes) and hands the `trust::Verified<Bundle>` it
+//! returns to `deploy::deployment::deploy`, which materialises and checks the disk.
 
-use std::fs::File;
-use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use deploy::deployment::{self, DeployOptions, Launch, Teardown, Verified, VerifiedImage, XlTool};
-use deploy::fit::Requirements;
+use deploy::deployment::{self, DeployOptions, Launch, Teardown, XlTool};
 use deploy::site::Site;
-use rootfs::ReadAt;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::trustcmd::{load_store, verify_bundle};
 use super::Ui;
 use rootfs::escape::Escaped;
-
-/// Largest kernel or initrd read from an image.
-pub const MAX_BOOT_FILE: u64 = 512 << 20;
-/// Block size of zero detection (and of dm-verity).
-const BLOCK: usize = 4096;
-
-/// The manifest fields deployment needs (parsed from the verified bytes only).
-#[derive(Debug, Clone, Deserialize)]
-pub struct DeployManifest {
-    /// Wafer name.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// VO.
-    pub vo: String,
-    /// Requirements.
-    pub requirements: ManifestRequirements,
-    /// Boot files.
-    pub boot: Option<ManifestBoot>,
-    /// Digests.
-    pub image: ManifestImage,
-}
-
-/// `requirements`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ManifestRequirements {
-    /// MiB.
-    pub memory_mib: u64,
-    /// vcpus.
-    pub vcpus: u32,
-    /// MiB.
-    pub disk_mib: u64,
-    /// Architecture.
-    pub arch: String,
-    /// Guest types, preferred first.
-    pub guest_types: Vec<String>,
-    /// Lowest Xen.
-    pub min_xen: Option<String>,
-}
-
-/// `boot`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ManifestBoot {
-    /// Kernel path in the image.
-    pub kernel: String,
-    /// Initrd path in the image.
-    pub initrd: Option<String>,
-    /// Command line.
-    pub cmdline: String,
-    /// `xenlinux` or `pvops`; absent in bundles built before the builder recorded it.
-    #[serde(default)]
-    pub kernel_flavour: Option<String>,
-}
-
-/// `image`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ManifestImage {
-    /// Raw image size in bytes (verified: the seek table must declare exactly this).
-    pub size: u64,
-    /// dm-verity.
-    pub verity: ManifestVerity,
-}
-
-/// `image.verity`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ManifestVerity {
-    /// Root hash.
-    pub root: String,
-    /// Salt.
-    pub salt: String,
-}
-
-/// A verified bundle, as deployment reads it.
-pub struct BundleWafer {
-    zst: PathBuf,
-    manifest: DeployManifest,
-    /// `boot.kernel_flavour`, parsed.
-    kernel_flavour: Option<deploy::xl::KernelFlavour>,
-    requirements: Requirements,
-    /// The materialised disk, once written and checked.
-    disk: Mutex<Option<Arc<File>>>,
-}
-
-struct FileAt(Arc<File>, u64);
-
-impl ReadAt for FileAt {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        if offset >= self.1 {
-            return Ok(0);
-        }
-        let n = (self.1 - offset).min(buf.len() as u64) as usize;
-        self.0.read_at(&mut buf[..n], offset)
-    }
-    fn len(&self) -> u64 {
-        self.1
-    }
-}
-
-fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
-}
-
-impl BundleWafer {
-    /// Builds it from the bundle directory and the manifest bytes that verification checked.
-    pub fn new(dir: &Path, manifest_bytes: &[u8]) -> Result<Self> {
-        let manifest: DeployManifest = serde_json::from_slice(manifest_bytes)
-            .with_context(|| format!("{}/wafer.json", dir.display()))?;
-        let r = &manifest.requirements;
-        let guest_types = r
-            .guest_types
-            .iter()
-            .map(|g| {
-                g.parse().map_err(|e: String| {
-                    anyhow::anyhow!("wafer.json requirements.guest_types: {e}")
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let min_xen = match &r.min_xen {
-            Some(v) => Some(
-                v.parse()
-                    .map_err(|e: String| anyhow::anyhow!("wafer.json requirements.min_xen: {e}"))?,
-            ),
-            None => None,
-        };
-        let requirements = Requirements {
-            memory_mib: r.memory_mib,
-            vcpus: r.vcpus,
-            disk_mib: r.disk_mib,
-            arch: r.arch.clone(),
-            guest_types,
-            min_xen,
-        };
-        let kernel_flavour = match manifest
-            .boot
-            .as_ref()
-            .and_then(|b| b.kernel_flavour.as_ref())
-        {
-            Some(f) => Some(f.parse().map_err(|e: String| {
-                anyhow::anyhow!("{}/wafer.json boot.kernel_flavour: {e}", dir.display())
-            })?),
-            None => None,
-        };
-        Ok(BundleWafer {
-            zst: dir.join("disk.img.zst"),
-            kernel_flavour,
-            manifest,
-            requirements,
-            disk: Mutex::new(None),
-        })
-    }
-
-    fn read_boot_file(&self, path: &str) -> io::Result<Vec<u8>> {
-        let disk = self
-            .disk
-            .lock()
-            .map_err(|_| io::Error::other("disk lock poisoned"))?
-            .clone()
-            .ok_or_else(|| {
-                io::Error::other("the disk has not been materialised and checked yet")
-            })?;
-        let len = disk.metadata()?.len();
-        let src: Arc<dyn ReadAt> = Arc::new(FileAt(disk, len));
-        let img = rootfs::ext::read_image(src, &rootfs::ext::ReadOptions::default())
-            .map_err(|e| invalid(format!("reading the verified image: {e}")))?;
-        let tree = &img.tree;
-        let id = tree
-            .resolve(path.as_bytes(), true)
-            .map_err(|e| invalid(format!("{path} in the verified image: {e}")))?;
-        let rootfs::NodeKind::Regular(c) = &tree.node(id).kind else {
-            return Err(invalid(format!(
-                "{path} in the verified image is not a regular file"
-            )));
-        };
-        if c.size() > MAX_BOOT_FILE {
-            return Err(invalid(format!(
-                "{path}: {} bytes, more than the {MAX_BOOT_FILE} accepted",
-                c.size()
-            )));
-        }
-        let mut out = Vec::with_capacity(c.size() as usize);
-        io::Read::read_to_end(
-            &mut io::Read::take(c.reader()?, MAX_BOOT_FILE + 1),
-            &mut out,
-        )?;
-        Ok(out)
-    }
-}
-
-impl VerifiedImage for BundleWafer {
-    fn name(&self) -> &str {
-        &self.manifest.name
-    }
-    fn version(&self) -> &str {
-        &self.manifest.version
-    }
-    fn vo(&self) -> &str {
-        &self.manifest.vo
-    }
-    fn requirements(&self) -> Requirements {
-        self.requirements.clone()
-    }
-    fn cmdline(&self) -> Option<String> {
-        self.manifest.boot.as_ref().map(|b| b.cmdline.clone())
-    }
-    fn kernel_flavour(&self) -> Option<deploy::xl::KernelFlavour> {
-        self.kernel_flavour
-    }
-    fn kernel_path(&self) -> Option<String> {
-        self.manifest.boot.as_ref().map(|b| b.kernel.clone())
-    }
-
-    /// Decompresses the frames in parallel, writes every non-zero 4 KiB block (zero blocks stay
-    /// holes), recomputes the dm-verity root of exactly what was written and compares it with the
-    /// verified manifest's before anything reads the file.
-    fn write_disk(&self, dest: &mut File) -> io::Result<u64> {
-        let salt = hex::decode(&self.manifest.image.verity.salt)
-            .map_err(|e| invalid(format!("verity salt: {e}")))?;
-        // Opened again after verification: still never through a link, a regular file only, and
-        // its seek table must still declare the verified size before a byte is decompressed.
-        let file = match (
-            self.zst.parent(),
-            self.zst.file_name().and_then(|n| n.to_str()),
-        ) {
-            (Some(dir), Some(name)) => rootfs::safe::Folder::open(dir)
-                .and_then(|d| d.open_file(name))
-                .map_err(io::Error::other)?,
-            _ => return Err(invalid(format!("{}: not a file", self.zst.display()))),
-        };
-        let mut src = io::BufReader::with_capacity(1 << 20, file);
-        let table = rootfs::zseek::SeekTable::read_from(&mut src)
-            .map_err(|e| invalid(format!("{}: {e}", self.zst.display())))?;
-        io::Seek::seek(&mut src, io::SeekFrom::Start(0))?;
-        let size = table.decompressed_size();
-        if size != self.manifest.image.size {
-            return Err(invalid(format!(
-                "{}: the seek table declares {size} bytes, the verified manifest {}: changed since verification",
-                self.zst.display(),
-                self.manifest.image.size
-            )));
-        }
-        let mut verity =
-            trust::digest::VerityHasher::new(&salt).map_err(|e| invalid(e.to_string()))?;
-        let out: &File = dest;
-        rootfs::zseek::for_each_frame(
-            &mut src,
-            &table,
-            0,
-            |_, off, data| {
-                (off % BLOCK as u64 == 0)
-                    .then(|| trust::digest::hash_full_blocks_serial(&salt, data))
-            },
-            |_, off, data, hashes| {
-                match hashes {
-                    Some(h) => verity.push_block_hashes(h, data),
-                    None => verity.update(data),
-                }
-                let mut i = 0;
-                while i < data.len() {
-                    let end = (i + BLOCK).min(data.len());
-                    if data[i..end].iter().all(|b| *b == 0) {
-                        i = end;
-                        continue;
-                    }
-                    // a run of non-zero blocks in one write
-                    let mut j = end;
-                    while j < data.len() {
-                        let e = (j + BLOCK).min(data.len());
-                        if data[j..e].iter().all(|b| *b == 0) {
-                            break;
-                        }
-                        j = e;
-                    }
-                    out.write_all_at(&data[i..j], off + i as u64)
-                        .map_err(|e| format!("writing the disk: {e}"))?;
-                    i = j;
-                }
-                Ok(())
-            },
-            |_| {},
-        )
-        .map_err(|e| invalid(format!("{}: {e}", self.zst.display())))?;
-        out.set_len(size)?;
-        let root = verity.finish().root_hex();
-        if root != self.manifest.image.verity.root {
-            return Err(invalid(format!(
-                "the disk written has dm-verity root {root}, not the verified {}: {} changed after verification",
-                self.manifest.image.verity.root,
-                self.zst.display()
-            )));
-        }
-        out.sync_all()?;
-        // `dest` is write-only; reopen the same inode for reading (it is renamed afterwards).
-        let clone = {
-            use std::os::fd::AsRawFd;
-            File::open(format!("/proc/self/fd/{}", out.as_raw_fd()))?
-        };
-        let (a, b) = (clone.metadata()?, out.metadata()?);
-        if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
-            return Err(io::Error::other(
-                "reopening the written disk gave another file",
-            ));
-        }
-        *self
-            .disk
-            .lock()
-            .map_err(|_| io::Error::other("disk lock poisoned"))? = Some(Arc::new(clone));
-        Ok(size)
-    }
-
-    fn kernel(&self) -> io::Result<Vec<u8>> {
-        let Some(b) = &self.manifest.boot else {
-            return Err(invalid(
-                "wafer.json has no boot.kernel: the wafer cannot boot as a Xen guest".into(),
-            ));
-        };
-        self.read_boot_file(&b.kernel)
-    }
-
-    fn initrd(&self) -> io::Result<Option<Vec<u8>>> {
-        match self.manifest.boot.as_ref().and_then(|b| b.initrd.as_ref()) {
-            Some(p) => self.read_boot_file(p).map(Some),
-            None => Ok(None),
-        }
-    }
-}
 
 /// Reads `--user-data`: a regular file only (opened non-blocking, so a FIFO cannot hang the
 /// deploy; a device such as /dev/zero is refused), at most [`deploy::cidata::MAX_USER_DATA`]
@@ -430,12 +96,13 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
         None => None,
     };
     let sp = ui.spinner(&format!("verifying {}", a.bundle.display()));
-    let check = verify_bundle(&a.bundle, &store, false, 0)?;
+    let check = verify_bundle(&a.bundle, &store, false, 0);
     sp.finish_and_clear();
-    if !check.report.passed() {
-        eprint!("{}", check.report);
-        let why: Vec<String> = check
-            .report
+    let verified = match check {
+        Ok(v) => v,
+        Err(report) => {
+        eprint!("{}", report);
+        let why: Vec<String> = report
             .failures()
             .iter()
             .map(|c| format!("{}: {}", Escaped(&c.name), Escaped(&c.detail)))
@@ -445,9 +112,8 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
             a.bundle.display(),
             why.join("; ")
         );
-    }
-    let wafer = BundleWafer::new(&a.bundle, &check.manifest_bytes)?;
-    let verified = Verified::after_verification(wafer);
+        }
+    };
     let opts = DeployOptions {
         name: a.name.clone(),
         slot: a.slot.clone(),

@@ -8,7 +8,6 @@ use anyhow::{anyhow, Context, Result};
 use rootfs::content::FileSource;
 use rootfs::open::{open_source, OpenError, OpenOptions, SourceKind};
 use rootfs::{ReadAt, Tree};
-use sha2::{Digest, Sha256};
 
 use crate::part::{self, Partition, Slice};
 
@@ -19,7 +18,7 @@ pub struct Image {
     /// What it was, for messages and JSON (`bundle`, `ext`, `tar`, `directory`, `disk (gpt partition 2)`).
     pub kind: String,
     /// The bundle's manifest (`wafer.json`), when IMAGE is a bundle.
-    pub manifest: Option<serde_json::Value>,
+    pub manifest: Option<bundle::Manifest>,
     /// sha256 (lowercase hex) of the `wafer.json` bytes parsed into `manifest`.
     pub manifest_sha256: Option<String>,
     /// The file the tree was read from (the bundle's `disk.img.zst`, else IMAGE itself).
@@ -63,15 +62,9 @@ pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Image> {
         descend_single_dir: true,
         ..opts.clone()
     };
-    let is_bundle = path.join("wafer.json").is_file();
-    // Check the bundle's manifest before reading its disk: an interrupted build leaves a
-    // manifest whose disk file is missing, empty or short.
-    let (manifest, manifest_sha256) = if is_bundle {
-        let (m, sha) = read_manifest(path)?;
-        (Some(m), Some(sha))
-    } else {
-        (None, None)
-    };
+    if path.join("wafer.json").is_file() {
+        return open_bundle(path, &opts);
+    }
     match open_source(path, &opts) {
         Ok(o) => {
             let kind = match o.kind {
@@ -94,8 +87,8 @@ pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Image> {
             Ok(Image {
                 tree: o.tree,
                 kind,
-                manifest,
-                manifest_sha256,
+                manifest: None,
+                manifest_sha256: None,
                 source: source.display().to_string(),
                 damage: o.damage,
             })
@@ -105,36 +98,24 @@ pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Image> {
     }
 }
 
-/// Reads and parses a bundle's `wafer.json` (with its sha256) and checks the disk file's size
-/// against `compressed.size` when the manifest records it.
-fn read_manifest(path: &Path) -> Result<(serde_json::Value, String)> {
-    let mp = path.join("wafer.json");
-    let b = std::fs::read(&mp).with_context(|| format!("reading {}", mp.display()))?;
-    let m: serde_json::Value =
-        serde_json::from_slice(&b).with_context(|| format!("parsing {}", mp.display()))?;
-    let zst = path.join(
-        m["compressed"]["file"]
-            .as_str()
-            .filter(|f| *f == "disk.img.zst")
-            .unwrap_or("disk.img.zst"),
-    );
-    if let (Some(want), Ok(md)) = (m["compressed"]["size"].as_u64(), std::fs::metadata(&zst)) {
-        if md.is_file() && md.len() != want {
-            return Err(anyhow!(
-                "{}: {} bytes, but {} says compressed.size {want}: the disk image is {} (an \
-                 interrupted build or a swapped file?)",
-                zst.display(),
-                md.len(),
-                mp.display(),
-                if md.len() < want {
-                    "truncated"
-                } else {
-                    "not the one built"
-                }
-            ));
-        }
-    }
-    Ok((m, hex::encode(Sha256::digest(&b))))
+/// Opens a bundle with [`bundle::Bundle::open`] (the manifest parses strictly; the disk is
+/// there, not empty, as long as `compressed.size`, its seek table declares `image.size`) and
+/// reads the ext image from its disk.
+fn open_bundle(path: &Path, opts: &OpenOptions) -> Result<Image> {
+    let b = bundle::Bundle::open(path).map_err(|e| anyhow!(e))?;
+    let disk = b.disk();
+    let src: Arc<dyn ReadAt> = Arc::new(disk.reader().map_err(|e| anyhow!(e))?);
+    let img = rootfs::ext::read_image(src, &opts.ext)
+        .map_err(|e| anyhow!("{}: {e}", disk.path().display()))?;
+    let damage = rootfs::open::ext_damage(&img.info);
+    Ok(Image {
+        tree: img.tree,
+        kind: "bundle".into(),
+        manifest_sha256: Some(b.manifest_sha256()),
+        manifest: Some(b.manifest().clone()),
+        source: disk.path().display().to_string(),
+        damage,
+    })
 }
 
 fn open_disk(path: &Path) -> Result<Image> {

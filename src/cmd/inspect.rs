@@ -136,19 +136,21 @@ pub fn sbom_subject(path: &Path, img: &image::Image) -> vetter::sbom::Subject {
             ..Default::default()
         };
     };
-    let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let text = |v: &str| Some(v.to_string()).filter(|s| !s.is_empty());
     // The manifest's digests are lowercase hex (the bundle format); anything else is left out.
-    let hex = |v: &serde_json::Value| {
-        text(v).filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    let hex = |v: &str| {
+        text(v).filter(|s| {
+            s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
     };
     let mut hashes = Vec::new();
-    if let Some(h) = hex(&m["image"]["sha256"]) {
+    if let Some(h) = hex(&m.image.sha256) {
         hashes.push(("SHA-256".to_string(), h));
     }
     let mut properties = Vec::new();
     for (name, v) in [
-        ("wafer:image.verity.root", &m["image"]["verity"]["root"]),
-        ("wafer:compressed.sha256", &m["compressed"]["sha256"]),
+        ("wafer:image.verity.root", &m.image.verity.root),
+        ("wafer:compressed.sha256", &m.compressed.sha256),
     ] {
         if let Some(h) = hex(v) {
             properties.push((name.to_string(), h));
@@ -157,13 +159,11 @@ pub fn sbom_subject(path: &Path, img: &image::Image) -> vetter::sbom::Subject {
     if let Some(h) = &img.manifest_sha256 {
         properties.push(("wafer:manifest.sha256".to_string(), h.clone()));
     }
-    if let Some(n) = m["image"]["size"].as_u64() {
-        properties.push(("wafer:image.size".to_string(), n.to_string()));
-    }
+    properties.push(("wafer:image.size".to_string(), m.image.size.to_string()));
     vetter::sbom::Subject {
-        name: text(&m["name"]).unwrap_or(fallback),
-        version: text(&m["version"]),
-        group: text(&m["vo"]),
+        name: text(&m.name).unwrap_or(fallback),
+        version: text(&m.version),
+        group: text(&m.vo),
         description: Some("wafer bundle (Xen guest image)".into()),
         hashes,
         properties,

@@ -10,7 +10,7 @@ use rootfs::escape::Escaped;
 use rootfs::safe::Folder;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use trust::digest::{digest_frames, DigestOptions};
+use trust::digest::DigestOptions;
 use trust::store::TrustStore;
 use trust::verify::{approval_statement, sign_statement, ApprovalRequest, Report};
 
@@ -41,10 +41,7 @@ fn read_capped(path: &Path) -> Result<Vec<u8>> {
         .with_context(|| format!("reading {}", path.display()))
 }
 
-/// A bundle's verification: the report, and the exact manifest bytes it was run over.
-pub type BundleCheck = trust::verify::BundleVerification;
-
-/// Verifies the bundle in `dir` with [`trust::verify::verify_bundle`]: cheap checks first
+/// Verifies the bundle in `dir` with [`trust::verify_dir`]: cheap checks first
 /// (manifest, signatures, subjects, roles, expiry, threshold, revocation, rollback, the seek
 /// table's size against the manifest), and only then one parallel pass over disk.img.zst
 /// (dm-verity root with the manifest's salt, optionally the raw and compressed sha256).
@@ -54,13 +51,29 @@ pub fn verify_bundle(
     store: &TrustStore,
     sha256: bool,
     threads: usize,
-) -> Result<BundleCheck> {
-    Ok(trust::verify::verify_bundle(
+) -> std::result::Result<trust::Verified<bundle::Bundle>, Report> {
+    trust::verify_dir(
         dir,
         store,
         now(),
         &trust::verify::BundleOptions { sha256, threads },
-    ))
+    )
+}
+
+/// A bundle's verification report only (the demo shows it, passed or not).
+pub struct BundleCheck {
+    /// Every check.
+    pub report: Report,
+}
+
+/// [`verify_bundle`], the report only.
+pub fn check_bundle(dir: &Path, store: &TrustStore, sha256: bool, threads: usize) -> BundleCheck {
+    BundleCheck {
+        report: match verify_bundle(dir, store, sha256, threads) {
+            Ok(v) => v.report().clone(),
+            Err(r) => r,
+        },
+    }
 }
 
 /// Loads the trust store in `dir`.
@@ -106,9 +119,12 @@ pub struct VerifyArgs {
 pub fn run_verify(a: VerifyArgs, ui: &Ui) -> Result<u8> {
     let store = load_store(&a.trust)?;
     let sp = ui.spinner(&format!("verifying {}", a.bundle.display()));
-    let check = verify_bundle(&a.bundle, &store, a.sha256, a.threads)?;
+    let check = verify_bundle(&a.bundle, &store, a.sha256, a.threads);
     sp.finish_and_clear();
-    let r = &check.report;
+    let r = match &check {
+        Ok(v) => v.report(),
+        Err(r) => r,
+    };
     if a.json {
         let checks: Vec<_> = r
             .checks
@@ -338,10 +354,11 @@ pub fn check_verdict(
 pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
     let key = load_private_key(&a.key)?;
     // Everything in the bundle is read and written through a handle that never follows a link.
-    let bundle = Folder::open(&a.bundle).context("opening the bundle")?;
+    let dir = bundle::BundleDir::open(&a.bundle).context("opening the bundle")?;
+    let bundle = dir.folder();
     let mpath = bundle.join("wafer.json");
-    let manifest_bytes = bundle.read_file("wafer.json", MAX_JSON)?;
-    let m: trust::verify::Manifest = serde_json::from_slice(&manifest_bytes)
+    let manifest_bytes = dir.read_manifest_bytes()?;
+    let m = bundle::Manifest::from_json(&manifest_bytes)
         .with_context(|| format!("parsing {}", mpath.display()))?;
     // A linked attestations/ is refused now, before any work.
     bundle.open_dir_if_exists("attestations")?;
@@ -351,13 +368,13 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
     // Cheap checks of the image before vetting or hashing it: a regular file whose seek table
     // declares the manifest's size (a small zstd bomb claiming tens of GB stops here).
     let mut facts = Report::default();
-    let image = trust::verify::open_image(&bundle, &m, &mut facts);
+    let image = trust::verify::open_disk(&dir, &m, &mut facts);
     let problems: Vec<String> = facts
         .failures()
         .iter()
         .map(|c| format!("{}: {}", c.name, c.detail))
         .collect();
-    let (mut zst_file, table) = match image {
+    let disk = match image {
         Some(i) if problems.is_empty() => i,
         _ => bail!(
             "{}: the bundle is damaged: {}",
@@ -499,17 +516,14 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
     let salt = hex::decode(&m.image.verity.salt)
         .map_err(|e| anyhow!("{}: image.verity.salt: {e}", mpath.display()))?;
     let zst = bundle.join("disk.img.zst");
-    let d = digest_frames(
-        &mut std::io::BufReader::with_capacity(1 << 20, &mut zst_file),
-        &table,
-        &DigestOptions {
+    let d = disk
+        .digest(&DigestOptions {
             salt,
             sha256: false,
             compressed_sha256: true,
             threads: 0,
-        },
-    )
-    .with_context(|| format!("hashing {}", zst.display()))?;
+        })
+        .with_context(|| format!("hashing {}", zst.display()))?;
     let root = d.verity.root_hex();
     if root != m.image.verity.root {
         bail!(

@@ -80,7 +80,7 @@ pub fn identity(
     let m = img.manifest.as_ref();
     let name = name
         .map(str::to_string)
-        .or_else(|| m.and_then(|m| m["name"].as_str()).map(str::to_string))
+        .or_else(|| m.map(|m| m.name.clone()))
         .unwrap_or_else(|| {
             path.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -88,7 +88,7 @@ pub fn identity(
         });
     let vo = vo
         .map(str::to_string)
-        .or_else(|| m.and_then(|m| m["vo"].as_str()).map(str::to_string));
+        .or_else(|| m.map(|m| m.vo.clone()));
     (name, vo)
 }
 
@@ -133,7 +133,7 @@ pub fn vet(a: &VetArgs, ui: &Ui) -> Result<(Verdict, vetter::Inventory)> {
         zst_sha.as_ref().filter(|_| img.kind == "bundle"),
         img.manifest
             .as_ref()
-            .and_then(|m| m["compressed"]["sha256"].as_str()),
+            .map(|m| m.compressed.sha256.as_str()),
     ) {
         if !have.eq_ignore_ascii_case(want) {
             anyhow::bail!(
@@ -153,8 +153,7 @@ pub fn vet(a: &VetArgs, ui: &Ui) -> Result<(Verdict, vetter::Inventory)> {
         image_sha256: img
             .manifest
             .as_ref()
-            .and_then(|m| m["image"]["sha256"].as_str())
-            .map(str::to_string),
+            .map(|m| m.image.sha256.clone()),
     };
     let old = match &a.since {
         Some(p) => Some(
@@ -173,8 +172,7 @@ pub fn vet(a: &VetArgs, ui: &Ui) -> Result<(Verdict, vetter::Inventory)> {
     v.wafer_version = img
         .manifest
         .as_ref()
-        .and_then(|m| m["version"].as_str())
-        .map(str::to_string);
+        .map(|m| m.version.clone());
     Ok((v, inv))
 }
 

@@ -2,13 +2,7 @@
 //!
 //! ## What verification expects of the bundle (agreement with the builder)
 //!
-//! `wafer.json` must hold at least (other fields are ignored here):
-//! ```json
-//! { "name": "atlas-squid", "version": "3.1", "vo": "atlas",
-//!   "image": { "sha256": "HEX", "size": BYTES, "verity": { "root": "HEX", "salt": "HEX",
-//!              "hash_block_size": 4096, "data_block_size": 4096 } },
-//!   "compressed": { "sha256": "HEX" } }
-//! ```
+//! `wafer.json` is the bundle crate's [`bundle::Manifest`], parsed strictly (docs/bundle.md).
 //! `disk.img.zst` is seekable zstd; `attestations/*.json` are DSSE envelopes of in-toto
 //! statements (see [`crate::statement`] for subjects and predicates).
 //!
@@ -28,11 +22,14 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use bundle::{Attestation, Bundle, BundleDir, BundleError, Manifest};
+
 use rootfs::escape::Escaped;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::digest::{DigestOptions, ImageDigests};
+use crate::verified::Verified;
 use crate::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::key::{PrivateKey, PublicKey};
 use crate::statement::{
@@ -46,55 +43,6 @@ use crate::time::{format_rfc3339, parse_rfc3339};
 pub const ROLLBACK_EXCEPTION_V1: &str = "https://wafer.invalid/rollback-exception/v1";
 /// Allowed clock skew for `timeVerified` in the future, seconds.
 pub const CLOCK_SKEW: i64 = 300;
-
-/// The manifest fields verification needs.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Manifest {
-    /// Wafer name.
-    pub name: String,
-    /// Wafer version.
-    pub version: String,
-    /// Virtual Organisation.
-    pub vo: String,
-    /// Raw image digests.
-    pub image: ManifestImage,
-    /// Compressed file digests.
-    pub compressed: ManifestCompressed,
-}
-
-/// `image` of the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ManifestImage {
-    /// sha256 of the raw image, hex.
-    pub sha256: String,
-    /// Raw image size in bytes (the decompressed stream must be exactly this long).
-    pub size: u64,
-    /// dm-verity parameters and root.
-    pub verity: ManifestVerity,
-}
-
-/// `image.verity` of the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ManifestVerity {
-    /// Root hash, hex.
-    pub root: String,
-    /// Salt, hex.
-    pub salt: String,
-    /// Must be 4096.
-    pub hash_block_size: u32,
-    /// Must be 4096.
-    pub data_block_size: u32,
-}
-
-/// `compressed` of the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ManifestCompressed {
-    /// sha256 of `disk.img.zst`, hex.
-    pub sha256: String,
-    /// Size of `disk.img.zst` in bytes, when the manifest states it (the builder always does).
-    #[serde(default)]
-    pub size: Option<u64>,
-}
 
 /// Digests computed while streaming the image.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -325,9 +273,9 @@ fn legacy_note(st: &Statement) -> String {
 /// Verifies a bundle's manifest and attestations against `store` at time `now` (Unix seconds),
 /// given the digests streamed from its image: [`verify_metadata`], then the streamed digests
 /// against the manifest.
-pub fn verify(
+pub fn verify_parts(
     manifest_bytes: &[u8],
-    attestations: &[(String, Vec<u8>)],
+    attestations: &[Attestation],
     store: &TrustStore,
     now: i64,
     streamed: &Streamed,
@@ -353,7 +301,7 @@ fn is_hex(s: &str, len: usize) -> bool {
 /// (`None` when it does not parse: nothing else can be checked then).
 pub fn verify_metadata(
     manifest_bytes: &[u8],
-    attestations: &[(String, Vec<u8>)],
+    attestations: &[Attestation],
     store: &TrustStore,
     now: i64,
 ) -> (Report, Option<Manifest>) {
@@ -364,21 +312,28 @@ pub fn verify_metadata(
     // 1. Signatures first; only verified payloads are parsed.
     let signed: Vec<Signed> = attestations
         .iter()
-        .filter_map(|(label, bytes)| open_envelope(label, bytes, store, &mut r))
+        .filter_map(|a| open_envelope(&a.name, &a.bytes, store, &mut r))
         .collect();
 
     // 2. The manifest: bound by the approvals' subject digest (checked below); parsed now.
-    let manifest: Manifest = match serde_json::from_slice(manifest_bytes) {
+    let manifest = match Manifest::from_json(manifest_bytes) {
         Ok(m) => m,
         Err(e) => {
-            r.add(
-                "manifest",
-                false,
-                format!("wafer.json line {} column {}: {e}", e.line(), e.column()),
-            );
+            r.add("manifest", false, format!("wafer.json {e}"));
             return (r, None);
         }
     };
+    check_manifest(&mut r, &manifest);
+    let approvers = check_attestations(&mut r, &signed, &msha, &manifest, store, now);
+    check_threshold(&mut r, &approvers, store);
+    check_revocation(&mut r, &msha, &manifest, store);
+    check_rollback(&mut r, &manifest, store, now);
+    (r, Some(manifest))
+}
+
+/// The manifest's own sanity: 4096-byte verity blocks, lowercase hex digests of the right
+/// length, a salt veritysetup accepts, a non-zero image size (check `manifest`).
+pub fn check_manifest(r: &mut Report, manifest: &Manifest) {
     let v = &manifest.image.verity;
     let mut sane = Vec::new();
     if v.hash_block_size != 4096 || v.data_block_size != 4096 {
@@ -429,13 +384,26 @@ pub fn verify_metadata(
             )
         },
     );
+}
 
+/// Every verified attestation by its predicate: approvals (subjects, wafer, verity parameters,
+/// [`check_expiry`], a reviewer signer) and provenance (subjects, the VO administrator's role);
+/// any other predicate fails. Returns the reviewer keys whose approvals passed.
+fn check_attestations(
+    r: &mut Report,
+    signed: &[Signed],
+    msha: &str,
+    manifest: &Manifest,
+    store: &TrustStore,
+    now: i64,
+) -> BTreeSet<String> {
+    let v = &manifest.image.verity;
     // 3. Approvals.
     let reviewer_ids: BTreeSet<String> = store.reviewers.iter().map(|k| k.keyid()).collect();
     let mut approvers: BTreeSet<String> = BTreeSet::new();
     let max_age = i64::from(store.config.max_approval_age_days) * 86_400;
     let mut provenance_seen = false;
-    for s in &signed {
+    for s in signed {
         match s.statement.predicate_type.as_str() {
             VSA_V1 => {
                 let name = format!("attestation {}: approval", s.label);
@@ -568,7 +536,11 @@ pub fn verify_metadata(
             "the store requires a build provenance signed by the VO administrator; none found",
         );
     }
+    approvers
+}
 
+/// The reviewer threshold over distinct reviewer keys (check `reviewer threshold`).
+pub fn check_threshold(r: &mut Report, approvers: &BTreeSet<String>, store: &TrustStore) {
     // 4. Threshold over distinct reviewer keys.
     let need = store.config.reviewers.threshold as usize;
     r.add(
@@ -580,14 +552,18 @@ pub fn verify_metadata(
             need
         ),
     );
+}
 
+/// None of the wafer's digests is revoked (check `revoked digests`).
+pub fn check_revocation(r: &mut Report, msha: &str, manifest: &Manifest, store: &TrustStore) {
+    let v = &manifest.image.verity;
     // 5. Revoked digests (the streamed digests must equal these, or verification fails anyway).
     let mut revoked = Vec::new();
     for (alg, d) in [
-        ("sha256", &msha),
-        ("sha256", &manifest.image.sha256),
-        ("sha256", &manifest.compressed.sha256),
-        (VERITY_DIGEST, &v.root),
+        ("sha256", msha),
+        ("sha256", manifest.image.sha256.as_str()),
+        ("sha256", manifest.compressed.sha256.as_str()),
+        (VERITY_DIGEST, v.root.as_str()),
     ] {
         if store.is_digest_revoked(alg, d) && !revoked.contains(&format!("{alg}:{d}")) {
             revoked.push(format!("{alg}:{d}"));
@@ -602,7 +578,11 @@ pub fn verify_metadata(
             format!("revoked: {}", revoked.join(", "))
         },
     );
+}
 
+/// The version is not below the store's minimum, unless a signed exception allows it (check
+/// `rollback`).
+pub fn check_rollback(r: &mut Report, manifest: &Manifest, store: &TrustStore, now: i64) {
     // 6. Rollback.
     match store.min_version(&manifest.name) {
         Some(min) if compare_versions(&manifest.version, min) == std::cmp::Ordering::Less => {
@@ -636,7 +616,6 @@ pub fn verify_metadata(
             r.add("rollback", true, "no minimum version for this wafer");
         }
     }
-    (r, Some(manifest))
 }
 
 /// What `disk.img.zst` says about itself without being decompressed: its length and its seek
@@ -667,20 +646,19 @@ pub fn check_image_facts(r: &mut Report, m: &Manifest, facts: &ImageFacts) {
             ),
         );
     }
-    if let Some(want) = m.compressed.size {
-        r.add(
-            "compressed size",
-            facts.file_size == want,
-            if facts.file_size == want {
-                format!("{want} bytes")
-            } else {
-                format!(
-                    "disk.img.zst is {} bytes, wafer.json compressed.size says {want}",
-                    facts.file_size
-                )
-            },
-        );
-    }
+    let want = m.compressed.size;
+    r.add(
+        "compressed size",
+        facts.file_size == want,
+        if facts.file_size == want {
+            format!("{want} bytes")
+        } else {
+            format!(
+                "disk.img.zst is {} bytes, wafer.json compressed.size says {want}",
+                facts.file_size
+            )
+        },
+    );
 }
 
 /// Compares the digests streamed from the image with the manifest.
@@ -846,7 +824,7 @@ pub fn wafer_subjects(manifest_bytes: &[u8], m: &Manifest) -> Vec<ResourceDescri
 
 /// Builds the approval statement (SLSA verification summary, result PASSED) for a manifest.
 pub fn approval_statement(req: &ApprovalRequest<'_>) -> Result<Statement, ApproveError> {
-    let m: Manifest = serde_json::from_slice(req.manifest_bytes)
+    let m = Manifest::from_json(req.manifest_bytes)
         .map_err(|e| ApproveError::Manifest(e.to_string()))?;
     let vsa = VerificationSummary {
         verifier: crate::statement::Verifier {
@@ -885,7 +863,7 @@ pub fn sign_statement(st: &Statement, key: &PrivateKey) -> Vec<u8> {
     Envelope::sign(INTOTO_PAYLOAD_TYPE, st.to_json(), key).to_json()
 }
 
-/// Options of [`verify_bundle_dir`].
+/// Options of [`verify_dir`] and [`verify_bundle`].
 #[derive(Debug, Clone, Default)]
 pub struct BundleOptions {
     /// Also compute the raw image's and the compressed file's plain sha256.
@@ -895,58 +873,24 @@ pub struct BundleOptions {
 }
 
 /// Largest `wafer.json` or attestation read from a bundle.
-pub const MAX_JSON: u64 = 16 << 20;
+pub const MAX_JSON: u64 = bundle::MAX_JSON;
 /// Most attestations read from a bundle.
-pub const MAX_ATTESTATIONS: usize = 256;
+pub const MAX_ATTESTATIONS: usize = bundle::MAX_ATTESTATIONS;
 
-/// The outcome of [`verify_bundle`]: the report, and the exact `wafer.json` bytes it was run
-/// over (empty when they could not be read; parse these, never the file again).
-#[derive(Debug, Clone, Default)]
-pub struct BundleVerification {
-    /// Every check.
-    pub report: Report,
-    /// The verified manifest bytes.
-    pub manifest_bytes: Vec<u8>,
+/// The detail of the `image digests` check when a cheap check refused the bundle.
+const NOT_COMPUTED: &str =
+    "not computed: the checks above refused the bundle before its image was decompressed";
+
+fn failed(name: &str, detail: String) -> Report {
+    let mut r = Report::default();
+    r.add(name, false, detail);
+    r
 }
 
-/// Reads a bundle's attestations (`attestations/*.json`, regular files only: a link, FIFO or
-/// device there is refused, as is `attestations` itself being a link).
-pub fn read_attestations(
-    bundle: &rootfs::safe::Folder,
-) -> Result<Vec<(String, Vec<u8>)>, rootfs::safe::SafeError> {
-    let mut out = Vec::new();
-    let Some(dir) = bundle.open_dir_if_exists("attestations")? else {
-        return Ok(out);
-    };
-    let entries = dir.entries()?;
-    for e in entries {
-        let label = e.name.to_string_lossy().into_owned();
-        if !label.ends_with(".json") {
-            continue;
-        }
-        if out.len() >= MAX_ATTESTATIONS {
-            return Err(rootfs::safe::SafeError::TooLarge {
-                path: dir.path().to_path_buf(),
-                size: MAX_ATTESTATIONS as u64 + 1,
-                max: MAX_ATTESTATIONS as u64,
-            });
-        }
-        // A name that is not UTF-8 cannot be opened by its lossy label: refuse it as such.
-        let Some(name) = e.name.to_str() else {
-            return Err(rootfs::safe::SafeError::BadName {
-                path: dir.path().to_path_buf(),
-                name: label,
-            });
-        };
-        let bytes = dir.read_file(name, MAX_JSON)?;
-        out.push((label, bytes));
-    }
-    Ok(out)
-}
-
-/// Verifies a bundle directory (`wafer.json`, `disk.img.zst`, `attestations/*.json`), cheapest
-/// checks first. Nothing is followed through a link and only regular files are opened (a FIFO
-/// named `disk.img.zst` is refused, it does not hang). Then:
+/// Verifies the bundle folder `dir` against `store` at time `now` (Unix seconds), cheapest
+/// checks first, and returns the only value deployment accepts, [`Verified<Bundle>`], or the
+/// report of every check with the failed ones. Nothing is followed through a link and only
+/// regular files are opened (a FIFO named `disk.img.zst` is refused, it does not hang). Then:
 ///
 /// 1. [`verify_metadata`]: manifest sanity, signatures, subjects, roles, expiry, threshold,
 ///    revocation, rollback;
@@ -958,133 +902,129 @@ pub fn read_attestations(
 ///
 /// A bundle refused by a cheap check is never decompressed: a small zstd bomb claiming tens of GB
 /// costs nothing. I/O problems become failed checks naming the file.
-pub fn verify_bundle(
+pub fn verify_dir(
     dir: &Path,
     store: &TrustStore,
     now: i64,
     opts: &BundleOptions,
-) -> BundleVerification {
-    let fail = |name: &str, detail: String| {
-        let mut r = Report::default();
-        r.add(name, false, detail);
-        BundleVerification {
-            report: r,
-            manifest_bytes: Vec::new(),
-        }
-    };
-    let folder = match rootfs::safe::Folder::open(dir) {
-        Ok(f) => f,
-        Err(e) => return fail("bundle", e.to_string()),
-    };
-    let manifest_bytes = match folder.read_file("wafer.json", MAX_JSON) {
-        Ok(b) => b,
-        Err(e) => return fail("manifest", e.to_string()),
-    };
-    let attestations = match read_attestations(&folder) {
-        Ok(a) => a,
-        Err(e) => return fail("attestations", e.to_string()),
-    };
+) -> Result<Verified<Bundle>, Report> {
+    let d = BundleDir::open(dir).map_err(|e| failed("bundle", e.to_string()))?;
+    let manifest_bytes = d
+        .read_manifest_bytes()
+        .map_err(|e| failed("manifest", e.to_string()))?;
+    let attestations = d
+        .read_attestations()
+        .map_err(|e| failed("attestations", e.to_string()))?;
     let (mut r, manifest) = verify_metadata(&manifest_bytes, &attestations, store, now);
     let Some(manifest) = manifest else {
-        return BundleVerification {
-            report: r,
-            manifest_bytes,
-        };
+        return Err(r);
     };
-    let image = open_image(&folder, &manifest, &mut r);
+    let disk = open_disk(&d, &manifest, &mut r);
+    let disk = match disk {
+        Some(disk) if r.passed() => disk,
+        _ => {
+            r.add("image digests", false, NOT_COMPUTED);
+            return Err(r);
+        }
+    };
+    check_streamed(&mut r, &manifest, &stream(&disk, &manifest, opts));
     if !r.passed() {
-        r.add(
-            "image digests",
-            false,
-            "not computed: the checks above refused the bundle before its image was decompressed",
-        );
-        return BundleVerification {
-            report: r,
-            manifest_bytes,
-        };
+        return Err(r);
     }
-    let streamed = match image {
-        None => Streamed {
-            error: Some("disk.img.zst: could not be opened".into()),
-            ..Default::default()
-        },
-        Some((mut file, table)) => match hex::decode(&manifest.image.verity.salt) {
-            Err(e) => Streamed {
+    match Bundle::from_parts(d, manifest_bytes, attestations, disk) {
+        Ok(b) => Ok(Verified::new(b, r)),
+        Err(e) => {
+            r.add("bundle", false, e.to_string());
+            Err(r)
+        }
+    }
+}
+
+/// Verifies an opened [`Bundle`] (see [`verify_dir`] for the checks and their order):
+/// the bundle comes back as [`Verified<Bundle>`], or the report lists every failed check.
+pub fn verify_bundle(
+    bundle: Bundle,
+    store: &TrustStore,
+    now: i64,
+    opts: &BundleOptions,
+) -> Result<Verified<Bundle>, Report> {
+    let (mut r, parsed) =
+        verify_metadata(bundle.manifest_bytes(), bundle.attestations(), store, now);
+    if parsed.is_none() {
+        return Err(r);
+    }
+    let m = bundle.manifest();
+    check_image_facts(&mut r, m, &facts(bundle.disk()));
+    if !r.passed() {
+        r.add("image digests", false, NOT_COMPUTED);
+        return Err(r);
+    }
+    check_streamed(&mut r, m, &stream(bundle.disk(), m, opts));
+    if r.passed() {
+        Ok(Verified::new(bundle, r))
+    } else {
+        Err(r)
+    }
+}
+
+fn facts(disk: &bundle::Disk) -> ImageFacts {
+    ImageFacts {
+        file_size: disk.compressed_size(),
+        decompressed_size: disk.size(),
+        frames: disk.frames(),
+    }
+}
+
+/// The one streaming pass over the disk: the digests [`check_streamed`] compares.
+fn stream(disk: &bundle::Disk, m: &Manifest, opts: &BundleOptions) -> Streamed {
+    let salt = match hex::decode(&m.image.verity.salt) {
+        Ok(s) => s,
+        Err(e) => {
+            return Streamed {
                 error: Some(format!("wafer.json image.verity.salt: {e}")),
                 ..Default::default()
-            },
-            Ok(salt) => {
-                let d = DigestOptions {
-                    salt,
-                    sha256: opts.sha256,
-                    compressed_sha256: opts.sha256,
-                    threads: opts.threads,
-                };
-                let mut src = std::io::BufReader::with_capacity(1 << 20, &mut file);
-                match crate::digest::digest_frames(&mut src, &table, &d) {
-                    Ok(d) => Streamed::from(&d),
-                    Err(e) => Streamed {
-                        error: Some(format!("{}: {e}", folder.join("disk.img.zst").display())),
-                        ..Default::default()
-                    },
-                }
             }
-        },
+        }
     };
-    check_streamed(&mut r, &manifest, &streamed);
-    BundleVerification {
-        report: r,
-        manifest_bytes,
+    let d = DigestOptions {
+        salt,
+        sha256: opts.sha256,
+        compressed_sha256: opts.sha256,
+        threads: opts.threads,
+    };
+    match disk.digest(&d) {
+        Ok(d) => Streamed::from(&d),
+        Err(e) => Streamed {
+            error: Some(e.to_string()),
+            ..Default::default()
+        },
     }
 }
 
 /// Opens `disk.img.zst` (a regular file, not through a link), reads its seek table and checks it
-/// against the manifest with [`check_image_facts`]. Problems are added to `r` as failed checks;
-/// the file (positioned at 0) and its table are returned when it could be read.
-pub fn open_image(
-    folder: &rootfs::safe::Folder,
-    manifest: &Manifest,
-    r: &mut Report,
-) -> Option<(std::fs::File, rootfs::zseek::SeekTable)> {
-    use std::io::{Seek, SeekFrom};
-    let path = folder.join("disk.img.zst");
-    let mut file = match folder.open_file("disk.img.zst") {
-        Ok(f) => f,
+/// against the manifest with [`check_image_facts`]. Problems are added to `r` as failed checks
+/// (`image file`, `image stream`); the disk is returned when it could be read.
+pub fn open_disk(d: &BundleDir, manifest: &Manifest, r: &mut Report) -> Option<bundle::Disk> {
+    match d.open_disk(None) {
+        Ok(disk) => {
+            check_image_facts(r, manifest, &facts(&disk));
+            Some(disk)
+        }
+        Err(e @ BundleError::SeekTable { .. }) => {
+            r.add("image stream", false, e.to_string());
+            None
+        }
         Err(e) => {
             r.add("image file", false, e.to_string());
-            return None;
+            None
         }
-    };
-    let table = match rootfs::zseek::SeekTable::read_from(&mut file) {
-        Ok(t) => t,
-        Err(e) => {
-            r.add("image stream", false, format!("{}: {e}", path.display()));
-            return None;
-        }
-    };
-    let file_size = match file.seek(SeekFrom::End(0)).and_then(|n| {
-        file.seek(SeekFrom::Start(0))?;
-        Ok(n)
-    }) {
-        Ok(n) => n,
-        Err(e) => {
-            r.add("image stream", false, format!("{}: {e}", path.display()));
-            return None;
-        }
-    };
-    check_image_facts(
-        r,
-        manifest,
-        &ImageFacts {
-            file_size,
-            decompressed_size: table.decompressed_size(),
-            frames: table.frames.len(),
-        },
-    );
-    Some((file, table))
+    }
 }
 
-/// [`verify_bundle`], the report only.
+/// [`verify_dir`], the report only.
 pub fn verify_bundle_dir(dir: &Path, store: &TrustStore, now: i64, opts: &BundleOptions) -> Report {
-    verify_bundle(dir, store, now, opts).report
+    match verify_dir(dir, store, now, opts) {
+        Ok(v) => v.report().clone(),
+        Err(r) => r,
+    }
 }

@@ -7,24 +7,35 @@ mod oracles;
 use std::path::Path;
 
 use trust::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
+use bundle::Manifest;
 use trust::key::PrivateKey;
 use trust::statement::{
     self, DmVerity, ResourceDescriptor, Statement, StatementError, VerityLayout,
     APPROVAL_EXTENSION, DM_VERITY_ANNOTATION, PROVENANCE_V1, VERITY_DIGEST,
 };
 use trust::verify::{
-    approval_statement, sign_statement, wafer_subjects, ApprovalRequest, Manifest,
+    approval_statement, sign_statement, wafer_subjects, ApprovalRequest,
     RollbackException, ROLLBACK_EXCEPTION_V1,
 };
 
 const ROOT: &str = "4b6a3f0c1e2d5a6978877665544332211000ffeeddccbbaa9988776655443322";
 
 fn manifest() -> Vec<u8> {
+    // A complete manifest: wafer.json is parsed strictly (bundle::Manifest).
     serde_json::to_vec(&serde_json::json!({
+        "format": "wafer-bundle/1",
         "name": "cms-squid", "version": "1.0", "vo": "cms",
+        "os": {"id": "centos", "version": "5", "name": "CentOS 5"}, "arch": "x86_64",
+        "filesystem": {"type": "ext3", "profile": "el5", "size": 4096},
+        "requirements": {"memory_mib": 256, "vcpus": 1, "disk_mib": 1, "arch": "x86_64", "guest_types": ["pv"], "min_xen": null},
+        "boot": null,
         "image": {"sha256": "11".repeat(32), "size": 4096,
-                  "verity": {"root": ROOT, "salt": "0a0b", "hash_block_size": 4096, "data_block_size": 4096}},
-        "compressed": {"sha256": "22".repeat(32)}
+                  "verity": {"root": ROOT, "salt": "0a0b", "hash_algorithm": "sha256", "hash_block_size": 4096, "data_block_size": 4096, "format": 1}},
+        "compressed": {"file": "disk.img.zst", "sha256": "22".repeat(32), "size": 100, "frame_size": 4096, "level": 3, "frames": 1},
+        "recipe": {"sha256": "33".repeat(32), "inputs_sha256": "55".repeat(32)},
+        "base": {"kind": "tar", "sha256": "44".repeat(32)},
+        "packages": null,
+        "source_date_epoch": 0
     }))
     .unwrap()
 }
@@ -51,7 +62,7 @@ fn approval(k: &PrivateKey) -> Statement {
 
 fn provenance(k: &PrivateKey) -> Statement {
     let mb = manifest();
-    let m: Manifest = serde_json::from_slice(&mb).unwrap();
+    let m = Manifest::from_json(&mb).unwrap();
     let prov = statement::Provenance {
         build_definition: statement::BuildDefinition {
             build_type: statement::WAFER_BUILD_TYPE.into(),

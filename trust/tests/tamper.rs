@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use trust::digest::{digest_reader, DigestOptions};
 use trust::key::PrivateKey;
 use trust::statement::{Statement, PROVENANCE_V1};
+use bundle::Manifest;
 use trust::store::TrustStore;
 use trust::verify::{
     approval_statement, sign_statement, verify_bundle_dir, wafer_subjects, ApprovalRequest,
-    BundleOptions, Manifest, Report, RollbackException, ROLLBACK_EXCEPTION_V1,
+    BundleOptions, Report, RollbackException, ROLLBACK_EXCEPTION_V1,
 };
 
 const NOW: i64 = 1_750_000_000;
@@ -51,10 +52,20 @@ fn write_image(bundle: &Path, raw: &[u8], salt: &[u8], version: &str) -> Vec<u8>
     )
     .unwrap();
     use sha2::Digest;
+    // A complete manifest: verification parses wafer.json strictly (bundle::Manifest).
     let manifest = serde_json::json!({
-        "name": "atlas-squid", "version": version, "vo": "atlas", "os": "SL5", "arch": "x86_64",
-        "image": {"sha256": hex::encode(d.sha256.unwrap()), "size": d.size, "verity": {"root": d.verity.root_hex(), "salt": hex::encode(salt), "hash_block_size": 4096, "data_block_size": 4096}},
-        "compressed": {"sha256": hex::encode(sha2::Sha256::digest(&z))}
+        "format": "wafer-bundle/1",
+        "name": "atlas-squid", "version": version, "vo": "atlas",
+        "os": {"id": "scientific", "version": "5", "name": "SL5"}, "arch": "x86_64",
+        "filesystem": {"type": "ext3", "profile": "el5", "size": d.size},
+        "requirements": {"memory_mib": 512, "vcpus": 1, "disk_mib": 2, "arch": "x86_64", "guest_types": ["pv"], "min_xen": null},
+        "boot": null,
+        "image": {"sha256": hex::encode(d.sha256.unwrap()), "size": d.size, "verity": {"root": d.verity.root_hex(), "salt": hex::encode(salt), "hash_algorithm": "sha256", "hash_block_size": 4096, "data_block_size": 4096, "format": 1}},
+        "compressed": {"file": "disk.img.zst", "sha256": hex::encode(sha2::Sha256::digest(&z)), "size": z.len(), "frame_size": 64 * 4096, "level": 3, "frames": 5},
+        "recipe": {"sha256": "33".repeat(32), "inputs_sha256": "55".repeat(32)},
+        "base": {"kind": "tar", "sha256": "44".repeat(32)},
+        "packages": null,
+        "source_date_epoch": 0
     });
     let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
     std::fs::write(bundle.join("wafer.json"), &bytes).unwrap();
@@ -82,7 +93,7 @@ fn approve(bundle: &Path, key: &PrivateKey, file: &str, time: i64, expires: i64)
 
 fn provenance(bundle: &Path, key: &PrivateKey) {
     let m = std::fs::read(bundle.join("wafer.json")).unwrap();
-    let man: Manifest = serde_json::from_slice(&m).unwrap();
+    let man = Manifest::from_json(&m).unwrap();
     let pred = serde_json::json!({
         "buildDefinition": {"buildType": trust::statement::WAFER_BUILD_TYPE, "externalParameters": {"recipe": "recipes/atlas-squid.toml"},
             "resolvedDependencies": [{"name": "recipe", "digest": {"sha256": "33".repeat(32)}}, {"name": "base", "digest": {"sha256": "44".repeat(32)}}]},
@@ -204,6 +215,26 @@ fn good_bundle_passes() {
 
 /// The default pass (no `--sha256`) checks the dm-verity root and size only; it still refuses
 /// every change to the image, and `--sha256` adds both plain digests.
+/// The image with one block's data run changed (the first block at or after byte `from` whose
+/// change keeps the compressed length), recompressed: the manifest's `compressed.size` still matches, so the
+/// change is found by the digests, not by the cheap size check.
+fn flipped_same_length(f: &Fixture, from: usize, mask: u8) -> Vec<u8> {
+    let want = std::fs::metadata(f.bundle.join("disk.img.zst")).unwrap().len() as usize;
+    // Blocks hold 100 equal bytes then zeros: changing a block's whole run keeps its shape.
+    for b in from / 4096..f.raw.len() / 4096 {
+        let mut raw = f.raw.clone();
+        for x in &mut raw[b * 4096..b * 4096 + 100] {
+            *x ^= mask;
+        }
+        let mut z = Vec::new();
+        rootfs::zseek::compress(&raw[..], &mut z, 64 * 4096, 3, 2).unwrap();
+        if z.len() == want {
+            return z;
+        }
+    }
+    panic!("no change near byte {from} keeps the compressed length");
+}
+
 #[test]
 fn default_pass_checks_verity_and_size_only() {
     let f = fixture();
@@ -219,10 +250,7 @@ fn default_pass_checks_verity_and_size_only() {
     assert!(full.contains("PASS image sha256"), "{full}");
 
     // A changed image byte, a flipped compressed bit: refused without --sha256 too.
-    let mut raw = f.raw.clone();
-    raw[200_000] ^= 0x80;
-    let mut z = Vec::new();
-    rootfs::zseek::compress(&raw[..], &mut z, 64 * 4096, 3, 2).unwrap();
+    let z = flipped_same_length(&f, 200_000, 0x80);
     std::fs::write(f.bundle.join("disk.img.zst"), &z).unwrap();
     let r = run_with(&f, false);
     assert!(!r.passed(), "{r}");
@@ -274,10 +302,7 @@ fn flipped_bit_in_compressed_seek_table() {
 #[test]
 fn flipped_bit_in_raw_image() {
     let f = fixture();
-    let mut raw = f.raw.clone();
-    raw[123_456] ^= 1;
-    let mut z = Vec::new();
-    rootfs::zseek::compress(&raw[..], &mut z, 64 * 4096, 3, 2).unwrap();
+    let z = flipped_same_length(&f, 123_456, 1);
     std::fs::write(f.bundle.join("disk.img.zst"), z).unwrap();
     refused(&f, "image dm-verity root", "manifest says");
     refused(&f, "image sha256", "manifest says");

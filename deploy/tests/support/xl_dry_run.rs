@@ -37,7 +37,12 @@ fn shim() -> &'static Path {
             xl.is_some(),
             "xl not found under /usr/lib/xen-*/bin: install the Debian package xen-utils-4.17"
         );
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("xl-dry-run");
+        // CARGO_TARGET_TMPDIR exists for integration tests only; a unit-test module (the xl.cfg
+        // shapes in deploy/src/xl_xen_tests.rs) uses the system's temporary folder.
+        let dir = match option_env!("CARGO_TARGET_TMPDIR") {
+            Some(t) => Path::new(t).join("xl-dry-run"),
+            None => std::env::temp_dir().join(format!("wafer-xl-dry-run-{}", std::process::id())),
+        };
         std::fs::create_dir_all(&dir).unwrap();
         let so = dir.join("shim.so");
         // Each test binary compiles its own copy and renames it into place: never a half-written

@@ -1,23 +1,25 @@
 //! Every xl.cfg wafer writes, read by Xen's own parser: each slot shape (weight/cap, cap only,
 //! pinned CPUs, several networks, nothing set), each guest type (pv, pvh, hvm) and each Xen
 //! version band (4.4, 4.5-4.9, 4.10 and later) goes through the real `deploy()` and then
-//! through `xl -N create` (deploy/tests/tools/xl-dry-run). The assertions are on xl's JSON
+//! through `xl -N create` (deploy/tests/tools/xl-dry-run). A unit-test module: outside the crate
+//! only a `trust::Verified<Bundle>` can be deployed, so the fake image goes through the
+//! crate-private `deploy_image`. The assertions are on xl's JSON
 //! (libxl's domain configuration), compared with what the site file asked for: a key xl does
 //! not read would vanish there, where our own parser would still see it.
 
-#[path = "support/xl_dry_run.rs"]
+#[path = "../tests/support/xl_dry_run.rs"]
 mod xl_dry_run;
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::path::Path;
 
-use deploy::deployment::{
-    deploy, DeployError, DeployOptions, Hypervisor, Launch, Verified, VerifiedImage,
+use crate::deployment::{
+    deploy_image as deploy, DeployError, DeployOptions, Hypervisor, Image as VerifiedImage, Launch,
 };
-use deploy::fit::Requirements;
-use deploy::site::{GuestType, Site};
-use deploy::xl::{guest_cmdline, Domain, KernelFlavour};
+use crate::fit::Requirements;
+use crate::site::{GuestType, Site};
+use crate::xl::{guest_cmdline, Domain, KernelFlavour};
 use serde_json::Value;
 use xl_dry_run::{xl_json, xl_run};
 
@@ -222,7 +224,7 @@ fn deploy_through_xl(
     guest_types: &str,
     slot: &Slot,
     w: Wafer,
-) -> (String, Value, deploy::deployment::Record, tempfile::TempDir) {
+) -> (String, Value, crate::deployment::Record, tempfile::TempDir) {
     let d = tempfile::tempdir().unwrap();
     let site = Site::from_toml_str(
         &site_text(d.path(), xen, guest_types, slot),
@@ -238,7 +240,7 @@ fn deploy_through_xl(
         ttl: None,
         now: 1,
     };
-    let rec = deploy(&site, &Verified::after_verification(w), &opts, &hv)
+    let rec = deploy(&site, &w, &opts, &hv)
         .unwrap_or_else(|e| panic!("deploy on Xen {xen}, slot {}: {e}", slot.name));
     let (text, json) = hv.seen.borrow_mut().pop().expect("xl create was called");
     (text, json, rec, d)
@@ -259,7 +261,7 @@ fn assert_xl_has(
     text: &str,
     slot: &Slot,
     guest: GuestType,
-    rec: &deploy::deployment::Record,
+    rec: &crate::deployment::Record,
     dir: &Path,
     cmdline: &str,
 ) {

@@ -1,17 +1,18 @@
-//! End-to-end deploy with a fake hypervisor and a fake verified image: files land in the
+//! Deploy with a fake hypervisor and a fake image (through the crate-private `deploy_image`:
+//! outside the crate only a `trust::Verified<Bundle>` can be deployed): files land in the
 //! storage directory, leases and slots are accounted, refusals leave no trace, stop frees all.
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::path::Path;
 
-use deploy::deployment::{
-    deploy, ps, stop, DeployError, DeployOptions, Hypervisor, Launch, State, Teardown, Verified,
-    VerifiedImage, XlTool,
+use crate::deployment::{
+    deploy_image as deploy, ps, stop, DeployError, DeployOptions, Hypervisor, Image as VerifiedImage,
+    Launch, State, Teardown, XlTool,
 };
-use deploy::fit::Requirements;
-use deploy::site::{GuestType, Site};
-use deploy::xl::{Domain, GuestConfig, XlConfig};
+use crate::fit::Requirements;
+use crate::site::{GuestType, Site};
+use crate::xl::{Domain, GuestConfig, XlConfig};
 
 struct FakeWafer {
     name: &'static str,
@@ -136,11 +137,11 @@ fn deploy_several_vos_refuse_one_then_stop() {
     let d = tempfile::tempdir().unwrap();
     let s = site(d.path());
     let xen = FakeXen::default();
-    let cms = Verified::after_verification(FakeWafer {
+    let cms = FakeWafer {
         name: "squid",
         vo: "cms",
         memory: 3000,
-    });
+    };
     let r = deploy(&s, &cms, &opts(100), &xen).unwrap();
     assert_eq!(
         (r.name.as_str(), r.slot.as_str(), r.state),
@@ -169,11 +170,11 @@ fn deploy_several_vos_refuse_one_then_stop() {
         format!("create {}", cfg_path.display())
     );
 
-    let atlas = Verified::after_verification(FakeWafer {
+    let atlas = FakeWafer {
         name: "frontier",
         vo: "atlas",
         memory: 6000,
-    });
+    };
     let r2 = deploy(&s, &atlas, &opts(101), &xen).unwrap();
     assert_eq!(r2.slot, "edge3");
 
@@ -182,11 +183,11 @@ fn deploy_several_vos_refuse_one_then_stop() {
         tree(&d.path().join("storage")),
         tree(&d.path().join("state")),
     );
-    let big = Verified::after_verification(FakeWafer {
+    let big = FakeWafer {
         name: "dash",
         vo: "cms",
         memory: 2000,
-    });
+    };
     let e = deploy(&s, &big, &opts(102), &xen).unwrap_err().to_string();
     assert!(e.contains("slot edge1: in use by cms-squid"), "{e}");
     assert!(e.contains("slot edge2: VO cms not allowed"), "{e}");
@@ -226,11 +227,11 @@ fn dry_run_prints_the_command_and_writes_everything() {
         xl: None,
         dry_run: true,
     };
-    let w = Verified::after_verification(FakeWafer {
+    let w = FakeWafer {
         name: "squid",
         vo: "cdf",
         memory: 1000,
-    });
+    };
     let r = deploy(&s, &w, &opts(5), &xl).unwrap();
     assert_eq!(r.state, State::Printed);
     assert_eq!(
@@ -252,7 +253,7 @@ fn dry_run_prints_the_command_and_writes_everything() {
 // ---- recovery: every state of a deployment whose deploy died or failed, against the fake xl
 // (deploy/tests/fake-xl/xl, driven through the real `XlTool`, so `xl list` parsing is real) ----
 
-use deploy::deployment::{recover_site, Record};
+use crate::deployment::{recover_site, Record};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// The fake `xl` installed in `dir/bin`; its domains live in `dir/bin/xen`.
@@ -348,12 +349,12 @@ impl Hypervisor for Faulty {
     }
 }
 
-fn squid() -> Verified<FakeWafer> {
-    Verified::after_verification(FakeWafer {
+fn squid() -> FakeWafer {
+    FakeWafer {
         name: "squid",
         vo: "cms",
         memory: 3000,
-    })
+    }
 }
 
 fn faulty(d: &Path, s: &Site, fault: Fault) -> Faulty {
