@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
+
+use super::key::load_private_key;
 use builder::{BuildOptions, Event, Phase, Progress};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -185,26 +187,6 @@ impl Progress for BarProgress {
             }
         }
     }
-}
-
-/// Reads a private key, asking for the passphrase when the PEM is encrypted.
-pub fn load_private_key(path: &Path) -> Result<trust::key::PrivateKey> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("reading private key {}", path.display()))?;
-    if pem.contains("ENCRYPTED PRIVATE KEY") {
-        let pass = passphrase(&format!("passphrase for {}: ", path.display()), false)?;
-        trust::key::PrivateKey::from_pem(&pem, Some(pass.as_bytes()), &path.display().to_string())
-            .with_context(|| format!("decrypting private key {}", path.display()))
-    } else {
-        trust::key::PrivateKey::from_pem(&pem, None, &path.display().to_string())
-            .with_context(|| format!("reading private key {}", path.display()))
-    }
-}
-
-/// A passphrase from `WAFER_PASSPHRASE`, `--passphrase-file`, or asked on the terminal without
-/// echo ([`super::key::read_passphrase`]). `confirm` asks twice.
-pub fn passphrase(prompt: &str, confirm: bool) -> Result<String> {
-    super::key::read_passphrase(prompt, confirm)
 }
 
 /// Writes the SLSA provenance v1 attestation of the bundle in `out`, signed with `key`.

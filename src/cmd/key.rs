@@ -9,7 +9,6 @@ use clap::{Args, Subcommand};
 use rootfs::atomic::{AtomicFile, Replace};
 use serde_json::json;
 
-use super::build::passphrase;
 use super::Ui;
 
 /// Make and inspect signing keys.
@@ -148,7 +147,7 @@ pub fn run(a: KeyArgs, ui: &Ui) -> Result<()> {
                 trust::key::PublicKey::from_pem(&pem, &shown)
                     .with_context(|| format!("reading {shown}"))?
             } else if pem.contains("PRIVATE KEY") {
-                super::build::load_private_key(&key)?.public()
+                load_private_key(&key)?.public()
             } else {
                 bail!("{shown}: not a PEM public or private key");
             };
@@ -302,4 +301,24 @@ fn ask_without_echo(tty: &mut std::fs::File, prompt: &str) -> Result<String> {
         line.pop();
     }
     String::from_utf8(line).map_err(|_| anyhow::anyhow!("the passphrase typed is not UTF-8"))
+}
+
+/// Reads a private key, asking for the passphrase when the PEM is encrypted.
+pub fn load_private_key(path: &Path) -> Result<trust::key::PrivateKey> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("reading private key {}", path.display()))?;
+    if pem.contains("ENCRYPTED PRIVATE KEY") {
+        let pass = passphrase(&format!("passphrase for {}: ", path.display()), false)?;
+        trust::key::PrivateKey::from_pem(&pem, Some(pass.as_bytes()), &path.display().to_string())
+            .with_context(|| format!("decrypting private key {}", path.display()))
+    } else {
+        trust::key::PrivateKey::from_pem(&pem, None, &path.display().to_string())
+            .with_context(|| format!("reading private key {}", path.display()))
+    }
+}
+
+/// A passphrase from `WAFER_PASSPHRASE`, `--passphrase-file`, or asked on the terminal without
+/// echo ([`read_passphrase`]). `confirm` asks twice.
+pub fn passphrase(prompt: &str, confirm: bool) -> Result<String> {
+    read_passphrase(prompt, confirm)
 }

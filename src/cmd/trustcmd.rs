@@ -14,7 +14,7 @@ use trust::digest::DigestOptions;
 use trust::store::TrustStore;
 use trust::verify::{approval_statement, sign_statement, ApprovalRequest, Report};
 
-use super::build::load_private_key;
+use super::key::load_private_key;
 use super::vet::{now, VetArgs};
 use super::Ui;
 use vetter::policy::ImageIdentity;
