@@ -189,6 +189,7 @@ fn run() -> ExitCode {
         }
     };
     init_logging(cli.verbose, cli.quiet);
+    tracing::debug!("wafer {} starting", env!("CARGO_PKG_VERSION"));
     cmd::key::set_passphrase_file(cli.passphrase_file.clone());
     let ui = cmd::Ui {
         quiet: cli.quiet,

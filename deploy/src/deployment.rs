@@ -38,11 +38,12 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::cidata::{self, Context, Interface};
-use crate::fit::{self, Allocation, Requirements};
+use crate::fit::{self, Allocation};
 use crate::fsutil;
 use crate::lease::{self, Lease, LeaseError, StateDir, StateLock};
 use crate::names::{check_name, NameError};
 use crate::site::Site;
+use crate::wafer::Image;
 use crate::xl::{DiskSpec, Domain, GuestConfig, VifSpec};
 
 /// Deployment error.
@@ -248,35 +249,6 @@ impl Hypervisor for XlTool {
     fn destroy(&self, name: &str) -> Result<Launch, DeployError> {
         self.run(&["destroy", name])
     }
-}
-
-/// What deployment reads of a wafer. Crate-private: the only implementation outside tests is
-/// the verified bundle (`crate::wafer::BundleImage`), reachable only through [`deploy`].
-pub(crate) trait Image {
-    /// Wafer name.
-    fn name(&self) -> &str;
-    /// Wafer version.
-    fn version(&self) -> &str;
-    /// VO.
-    fn vo(&self) -> &str;
-    /// Requirements from the manifest.
-    fn requirements(&self) -> Requirements;
-    /// Kernel command line from the manifest.
-    fn cmdline(&self) -> Option<String>;
-    /// `boot.kernel_flavour` from the manifest (absent in bundles built before it was recorded).
-    fn kernel_flavour(&self) -> Option<crate::xl::KernelFlavour> {
-        None
-    }
-    /// `boot.kernel` from the manifest: the kernel's path in the image.
-    fn kernel_path(&self) -> Option<String> {
-        None
-    }
-    /// Writes the raw disk image (verified bytes) to `dest`; returns its size.
-    fn write_disk(&self, dest: &mut fs::File) -> io::Result<u64>;
-    /// The kernel read from the verified image.
-    fn kernel(&self) -> io::Result<Vec<u8>>;
-    /// The initrd read from the verified image, if the wafer has one.
-    fn initrd(&self) -> io::Result<Option<Vec<u8>>>;
 }
 
 /// State of a deployment.

@@ -7,11 +7,12 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::deployment::{
-    deploy_image as deploy, ps, stop, DeployError, DeployOptions, Hypervisor, Image as VerifiedImage,
-    Launch, State, Teardown, XlTool,
+    deploy_image as deploy, ps, stop, DeployError, DeployOptions, Hypervisor, Launch, State,
+    Teardown, XlTool,
 };
 use crate::fit::Requirements;
 use crate::site::{GuestType, Site};
+use crate::wafer::Image as VerifiedImage;
 use crate::xl::{Domain, GuestConfig, XlConfig};
 
 struct FakeWafer {

@@ -11,11 +11,39 @@ use std::sync::{Arc, Mutex};
 use bundle::Bundle;
 use rootfs::ReadAt;
 
-use crate::deployment::Image;
 use crate::fit::Requirements;
 
 /// Largest kernel or initrd read from an image.
 pub const MAX_BOOT_FILE: u64 = 512 << 20;
+
+/// What deployment reads of a wafer. Crate-private: the only implementation outside tests is
+/// the verified bundle ([`BundleImage`]), reachable only through [`crate::deployment::deploy`].
+pub(crate) trait Image {
+    /// Wafer name.
+    fn name(&self) -> &str;
+    /// Wafer version.
+    fn version(&self) -> &str;
+    /// VO.
+    fn vo(&self) -> &str;
+    /// Requirements from the manifest.
+    fn requirements(&self) -> Requirements;
+    /// Kernel command line from the manifest.
+    fn cmdline(&self) -> Option<String>;
+    /// `boot.kernel_flavour` from the manifest (absent in bundles built before it was recorded).
+    fn kernel_flavour(&self) -> Option<crate::xl::KernelFlavour> {
+        None
+    }
+    /// `boot.kernel` from the manifest: the kernel's path in the image.
+    fn kernel_path(&self) -> Option<String> {
+        None
+    }
+    /// Writes the raw disk image (verified bytes) to `dest`; returns its size.
+    fn write_disk(&self, dest: &mut std::fs::File) -> io::Result<u64>;
+    /// The kernel read from the verified image.
+    fn kernel(&self) -> io::Result<Vec<u8>>;
+    /// The initrd read from the verified image, if the wafer has one.
+    fn initrd(&self) -> io::Result<Option<Vec<u8>>>;
+}
 
 /// A verified bundle, with the disk once materialised.
 pub(crate) struct BundleImage<'a> {
@@ -156,7 +184,11 @@ impl Image for BundleImage<'_> {
         self.kernel_flavour
     }
     fn kernel_path(&self) -> Option<String> {
-        self.bundle.manifest().boot.as_ref().map(|b| b.kernel.clone())
+        self.bundle
+            .manifest()
+            .boot
+            .as_ref()
+            .map(|b| b.kernel.clone())
     }
 
     /// [`bundle::Disk::materialise`] (checked against the verified root), then the written
@@ -166,7 +198,12 @@ impl Image for BundleImage<'_> {
         let size = self
             .bundle
             .disk()
-            .materialise(dest, &m.image.verity.salt, m.image.size, &m.image.verity.root)
+            .materialise(
+                dest,
+                &m.image.verity.salt,
+                m.image.size,
+                &m.image.verity.root,
+            )
             .map_err(|e| invalid(e.to_string()))?;
         let out: &File = dest;
         // `dest` is write-only; reopen the same inode for reading (it is renamed afterwards).

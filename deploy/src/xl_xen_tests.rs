@@ -14,11 +14,10 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::path::Path;
 
-use crate::deployment::{
-    deploy_image as deploy, DeployError, DeployOptions, Hypervisor, Image as VerifiedImage, Launch,
-};
+use crate::deployment::{deploy_image as deploy, DeployError, DeployOptions, Hypervisor, Launch};
 use crate::fit::Requirements;
 use crate::site::{GuestType, Site};
+use crate::wafer::Image as VerifiedImage;
 use crate::xl::{guest_cmdline, Domain, KernelFlavour};
 use serde_json::Value;
 use xl_dry_run::{xl_json, xl_run};
