@@ -12,8 +12,10 @@
 //! Floor 3: imports `rootfs` and `bundle`, never `builder`, `vetter` or `deploy`.
 
 pub mod digest;
+pub mod approve;
 pub mod dsse;
 pub mod key;
+pub mod report;
 pub mod statement;
 pub mod store;
 pub mod time;
