@@ -11,8 +11,8 @@
 //!
 //! Floor 3: imports `rootfs` and `bundle`, never `builder`, `vetter` or `deploy`.
 
-pub mod digest;
 pub mod approve;
+pub mod digest;
 pub mod dsse;
 pub mod key;
 pub mod report;

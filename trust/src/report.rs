@@ -21,7 +21,12 @@ pub struct Report {
 }
 
 impl Report {
-    pub(crate) fn add(&mut self, name: impl Into<String>, passed: bool, detail: impl Into<String>) -> bool {
+    pub(crate) fn add(
+        &mut self,
+        name: impl Into<String>,
+        passed: bool,
+        detail: impl Into<String>,
+    ) -> bool {
         self.checks.push(Check {
             name: name.into(),
             passed,

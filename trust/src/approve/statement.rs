@@ -5,7 +5,9 @@ use sha2::{Digest, Sha256};
 
 use crate::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::key::PrivateKey;
-use crate::statement::{DmVerity, ResourceDescriptor, Statement, VerificationSummary, WaferApproval, VSA_V1};
+use crate::statement::{
+    DmVerity, ResourceDescriptor, Statement, VerificationSummary, WaferApproval, VSA_V1,
+};
 use crate::time::format_rfc3339;
 
 /// What an approval states; used by `wafer approve` and tests to produce the statement.

@@ -428,9 +428,10 @@ pub fn check_provenance(
             .collect();
         if roles.is_empty() {
             probs.push(format!("key {} is not a VO administrator", k.keyid()));
-        } else if !roles.iter().any(|a| {
-            a.vo == manifest.vo && a.wafers.iter().any(|p| glob_match(p, &manifest.name))
-        }) {
+        } else if !roles
+            .iter()
+            .any(|a| a.vo == manifest.vo && a.wafers.iter().any(|p| glob_match(p, &manifest.name)))
+        {
             let vos: Vec<&str> = roles.iter().map(|a| a.vo.as_str()).collect();
             probs.push(format!(
                 "key {} is a VO administrator of {} and may not publish {} of VO {}",
@@ -818,7 +819,10 @@ mod tests {
         let got = check_signature(&mut r, "a.json", &env, &s).unwrap();
         let c = check(&r, "attestation a.json: signature");
         assert!(c.passed);
-        assert_eq!(c.detail, format!("signed by {}", reviewer().public().keyid()));
+        assert_eq!(
+            c.detail,
+            format!("signed by {}", reviewer().public().keyid())
+        );
         assert_eq!(got.keys, vec![reviewer().public()]);
         assert_eq!(got.statement.predicate_type, VSA_V1);
 
@@ -885,7 +889,10 @@ mod tests {
         let (mb, m) = manifest();
         let s = store("", "");
         let ok = signed("a.json", &approval(&mb, NOW, DAY, &reviewer()), &s);
-        assert_eq!(check_subjects(&ok.statement, &sha256_hex(&mb), &m), Vec::<String>::new());
+        assert_eq!(
+            check_subjects(&ok.statement, &sha256_hex(&mb), &m),
+            Vec::<String>::new()
+        );
 
         // Refused: an approval of other wafer.json bytes (another version).
         let other = manifest_bytes("0.9", 4096);
@@ -920,7 +927,10 @@ mod tests {
                 .predicate_as()
                 .unwrap()
         };
-        assert_eq!(check_expiry(&vsa(NOW - DAY, 30 * DAY), &s, NOW), Vec::<String>::new());
+        assert_eq!(
+            check_expiry(&vsa(NOW - DAY, 30 * DAY), &s, NOW),
+            Vec::<String>::new()
+        );
         // Refused: expired.
         let v = vsa(NOW - 10 * DAY, 5 * DAY);
         assert_eq!(
@@ -956,11 +966,18 @@ mod tests {
             vec![reviewer().public().keyid()]
         );
         let c = check(&r, "attestation a.json: approval");
-        assert!(c.passed && c.detail.starts_with("PASSED, expires "), "{c:?}");
+        assert!(
+            c.passed && c.detail.starts_with("PASSED, expires "),
+            "{c:?}"
+        );
 
         // Refused: expired (the expiry check's message in the approval's check).
         let mut r = Report::default();
-        let a = signed("a.json", &approval(&mb, NOW - 10 * DAY, 5 * DAY, &reviewer()), &s);
+        let a = signed(
+            "a.json",
+            &approval(&mb, NOW - 10 * DAY, 5 * DAY, &reviewer()),
+            &s,
+        );
         assert!(check_approval(&mut r, &a, &msha, &m, &s, NOW).is_empty());
         let c = check(&r, "attestation a.json: approval");
         assert!(!c.passed && c.detail.starts_with("expired at "), "{c:?}");
@@ -970,7 +987,10 @@ mod tests {
         let a = signed("a.json", &approval(&mb, NOW, 30 * DAY, &admin()), &s);
         assert!(check_approval(&mut r, &a, &msha, &m, &s, NOW).is_empty());
         let c = check(&r, "attestation a.json: approval");
-        assert_eq!((c.passed, c.detail.as_str()), (false, "not signed by any reviewer key"));
+        assert_eq!(
+            (c.passed, c.detail.as_str()),
+            (false, "not signed by any reviewer key")
+        );
     }
 
     #[test]
@@ -979,9 +999,18 @@ mod tests {
         let s = store("", "");
         let msha = sha256_hex(&mb);
         let mut r = Report::default();
-        check_provenance(&mut r, &signed("p.json", &provenance(&mb, &admin()), &s), &msha, &m, &s);
+        check_provenance(
+            &mut r,
+            &signed("p.json", &provenance(&mb, &admin()), &s),
+            &msha,
+            &m,
+            &s,
+        );
         let c = check(&r, "attestation p.json: provenance");
-        assert_eq!((c.passed, c.detail.as_str()), (true, "signed by the VO administrator"));
+        assert_eq!(
+            (c.passed, c.detail.as_str()),
+            (true, "signed by the VO administrator")
+        );
 
         // Refused: signed by a reviewer, who is no VO administrator.
         let mut r = Report::default();
@@ -991,7 +1020,10 @@ mod tests {
         assert!(!c.passed);
         assert_eq!(
             c.detail,
-            format!("key {} is not a VO administrator", reviewer().public().keyid())
+            format!(
+                "key {} is not a VO administrator",
+                reviewer().public().keyid()
+            )
         );
 
         // Refused: the cms administrator publishing a wafer its patterns do not cover.
@@ -1034,7 +1066,10 @@ mod tests {
         let c = check(&r, "attestation a.json");
         assert_eq!(
             (c.passed, c.detail.as_str()),
-            (false, "unsupported predicate type https://example.org/other/v1")
+            (
+                false,
+                "unsupported predicate type https://example.org/other/v1"
+            )
         );
     }
 
@@ -1070,7 +1105,10 @@ mod tests {
         );
         let s = store(
             "",
-            &format!("[revoked]\ndigests = [\"sha256:{}\", \"dm-verity-sha256:{ROOT}\"]\n", "22".repeat(32)),
+            &format!(
+                "[revoked]\ndigests = [\"sha256:{}\", \"dm-verity-sha256:{ROOT}\"]\n",
+                "22".repeat(32)
+            ),
         );
         let mut r = Report::default();
         check_revocation(&mut r, &msha, &m, &s);
@@ -1078,7 +1116,10 @@ mod tests {
         assert!(!c.passed);
         assert_eq!(
             c.detail,
-            format!("revoked: sha256:{}, dm-verity-sha256:{ROOT}", "22".repeat(32))
+            format!(
+                "revoked: sha256:{}, dm-verity-sha256:{ROOT}",
+                "22".repeat(32)
+            )
         );
     }
 
@@ -1088,8 +1129,16 @@ mod tests {
         let mut r = Report::default();
         check_rollback(&mut r, &m, &store("", ""), NOW);
         let c = check(&r, "rollback");
-        assert_eq!((c.passed, c.detail.as_str()), (true, "no minimum version for this wafer"));
-        let min = |v: &str| store("", &format!("[[min_versions]]\nwafer = \"cms-squid\"\nversion = \"{v}\"\n"));
+        assert_eq!(
+            (c.passed, c.detail.as_str()),
+            (true, "no minimum version for this wafer")
+        );
+        let min = |v: &str| {
+            store(
+                "",
+                &format!("[[min_versions]]\nwafer = \"cms-squid\"\nversion = \"{v}\"\n"),
+            )
+        };
         let mut r = Report::default();
         check_rollback(&mut r, &m, &min("1.0"), NOW);
         let c = check(&r, "rollback");
@@ -1100,7 +1149,10 @@ mod tests {
         let c = check(&r, "rollback");
         assert_eq!(
             (c.passed, c.detail.as_str()),
-            (false, "version 1.0 is older than the lowest allowed 1.10 (no signed exception)")
+            (
+                false,
+                "version 1.0 is older than the lowest allowed 1.10 (no signed exception)"
+            )
         );
     }
 
@@ -1158,7 +1210,10 @@ mod tests {
         let c = check(&r, "image dm-verity root");
         assert_eq!(
             (c.passed, c.detail.clone()),
-            (false, format!("computed {}, manifest says {ROOT}", "00".repeat(32)))
+            (
+                false,
+                format!("computed {}, manifest says {ROOT}", "00".repeat(32))
+            )
         );
         // Refused: the stream failed, so no root was computed.
         let failed = Streamed {
@@ -1167,7 +1222,10 @@ mod tests {
         };
         let mut r = Report::default();
         check_streamed(&mut r, &m, &failed);
-        assert_eq!(check(&r, "image stream").detail, "disk.img.zst: frame 3 is corrupt");
+        assert_eq!(
+            check(&r, "image stream").detail,
+            "disk.img.zst: frame 3 is corrupt"
+        );
         let c = check(&r, "image dm-verity root");
         assert_eq!((c.passed, c.detail.as_str()), (false, "not computed"));
     }

@@ -29,8 +29,8 @@ use std::path::Path;
 use bundle::{Attestation, Bundle, BundleDir, BundleError, Manifest};
 
 use crate::digest::DigestOptions;
-use crate::verified::Verified;
 use crate::store::TrustStore;
+use crate::verified::Verified;
 
 pub use crate::approve::statement::{
     approval_statement, sign_statement, wafer_subjects, ApprovalRequest, ApproveError,
