@@ -10,6 +10,8 @@ use crate::statement::{
 };
 use crate::time::format_rfc3339;
 
+use super::ApproveError;
+
 /// What an approval states; used by `wafer approve` and tests to produce the statement.
 #[derive(Debug, Clone)]
 pub struct ApprovalRequest<'a> {
@@ -29,14 +31,6 @@ pub struct ApprovalRequest<'a> {
     pub time: i64,
     /// Expiry (Unix seconds).
     pub expires: i64,
-}
-
-/// Errors building attestations.
-#[derive(Debug, thiserror::Error)]
-pub enum ApproveError {
-    /// wafer.json does not parse.
-    #[error("wafer.json: {0}")]
-    Manifest(String),
 }
 
 /// The subjects every wafer attestation carries, from the manifest

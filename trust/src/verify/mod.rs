@@ -33,8 +33,9 @@ use crate::store::TrustStore;
 use crate::verified::Verified;
 
 pub use crate::approve::statement::{
-    approval_statement, sign_statement, wafer_subjects, ApprovalRequest, ApproveError,
+    approval_statement, sign_statement, wafer_subjects, ApprovalRequest,
 };
+pub use crate::approve::ApproveError;
 pub use crate::report::{Check, Report};
 pub use checks::{
     check_approval, check_attestations, check_expiry, check_image_facts, check_manifest,
