@@ -62,8 +62,13 @@ pub enum ApproveError {
         problems: String,
     },
     /// The verdict is about another wafer or VO.
-    #[error("{verdict}: the verdict is for wafer {} (VO {}), not this bundle's {} (VO {})",
-        Escaped(wafer), Escaped(vo), Escaped(name), Escaped(bundle_vo))]
+    #[error(
+        "{verdict}: the verdict is for wafer {} (VO {}), not this bundle's {} (VO {})",
+        Escaped(wafer),
+        Escaped(vo),
+        Escaped(name),
+        Escaped(bundle_vo)
+    )]
     OtherWafer {
         /// Which verdict.
         verdict: String,
@@ -77,7 +82,10 @@ pub enum ApproveError {
         bundle_vo: String,
     },
     /// The verdict was made with another policy.
-    #[error("{verdict}: the verdict was made with policy digest {}, not {policy}'s {want}", Escaped(got))]
+    #[error(
+        "{verdict}: the verdict was made with policy digest {}, not {policy}'s {want}",
+        Escaped(got)
+    )]
     OtherPolicy {
         /// Which verdict.
         verdict: String,
@@ -97,8 +105,11 @@ pub enum ApproveError {
         outcome: String,
     },
     /// The verdict does not record the digests of the bytes it judged.
-    #[error("{verdict}: the verdict (of a {} image) does not record the sha256 of the wafer.json and \
-             disk.img.zst it judged", Escaped(kind))]
+    #[error(
+        "{verdict}: the verdict (of a {} image) does not record the sha256 of the wafer.json and \
+             disk.img.zst it judged",
+        Escaped(kind)
+    )]
     UnboundKind {
         /// Which verdict.
         verdict: String,
