@@ -503,7 +503,7 @@ pub fn check_rollback(r: &mut Report, manifest: &Manifest, store: &TrustStore, n
     // 6. Rollback.
     match store.min_version(&manifest.name) {
         Some(min) if compare_versions(&manifest.version, min) == std::cmp::Ordering::Less => {
-            match rollback_exception(store, &manifest, now) {
+            match rollback_exception(store, manifest, now) {
                 Ok(label) => r.add(
                     "rollback",
                     true,
@@ -690,7 +690,7 @@ fn rollback_exception(store: &TrustStore, m: &Manifest, now: i64) -> Result<Stri
             );
             continue;
         }
-        if parse_rfc3339(&p.expires).map_or(true, |e| e <= now) {
+        if parse_rfc3339(&p.expires).is_none_or(|e| e <= now) {
             why = format!("exception {label} expired at {}", p.expires);
             continue;
         }
@@ -1049,7 +1049,7 @@ mod tests {
         let s = store("require_provenance = true", "");
         let a = signed("a.json", &approval(&mb, NOW, 30 * DAY, &reviewer()), &s);
         let mut r = Report::default();
-        let approvers = check_attestations(&mut r, &[a.clone()], &msha, &m, &s, NOW);
+        let approvers = check_attestations(&mut r, std::slice::from_ref(&a), &msha, &m, &s, NOW);
         assert_eq!(approvers.len(), 1);
         // Refused: the store requires a provenance and there is none.
         let c = check(&r, "provenance");
