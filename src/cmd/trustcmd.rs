@@ -9,10 +9,9 @@ use clap::Args;
 use rootfs::escape::Escaped;
 use rootfs::safe::Folder;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use trust::digest::DigestOptions;
+use trust::approve::{ApproveInput, Candidate, Judged, Verdict};
 use trust::store::TrustStore;
-use trust::verify::{approval_statement, sign_statement, ApprovalRequest, Report};
+use trust::verify::Report;
 
 use super::key::load_private_key;
 use super::vet::{now, VetArgs};
@@ -41,11 +40,8 @@ fn read_capped(path: &Path) -> Result<Vec<u8>> {
         .with_context(|| format!("reading {}", path.display()))
 }
 
-/// Verifies the bundle in `dir` with [`trust::verify_dir`]: cheap checks first
-/// (manifest, signatures, subjects, roles, expiry, threshold, revocation, rollback, the seek
-/// table's size against the manifest), and only then one parallel pass over disk.img.zst
-/// (dm-verity root with the manifest's salt, optionally the raw and compressed sha256).
-/// Nothing in the bundle is followed through a link; only regular files are opened.
+/// [`trust::verify_dir`] at the current time, for `wafer deploy` and the demo (the checks and
+/// their order are trust's: `keys/README.md`).
 pub fn verify_bundle(
     dir: &Path,
     store: &TrustStore,
@@ -76,7 +72,7 @@ pub fn check_bundle(dir: &Path, store: &TrustStore, sha256: bool, threads: usize
     }
 }
 
-/// Loads the trust store in `dir`.
+/// [`TrustStore::load`], with the store named in the error (for `verify`, `deploy`, the demo).
 pub fn load_store(dir: &Path) -> Result<TrustStore> {
     TrustStore::load(dir).with_context(|| format!("loading trust store {}", dir.display()))
 }
@@ -119,7 +115,11 @@ pub struct VerifyArgs {
 pub fn run_verify(a: VerifyArgs, ui: &Ui) -> Result<u8> {
     let store = load_store(&a.trust)?;
     let sp = ui.spinner(&format!("verifying {}", a.bundle.display()));
-    let check = verify_bundle(&a.bundle, &store, a.sha256, a.threads);
+    let opts = trust::verify::BundleOptions {
+        sha256: a.sha256,
+        threads: a.threads,
+    };
+    let check = trust::verify_dir(&a.bundle, &store, now(), &opts);
     sp.finish_and_clear();
     let r = match &check {
         Ok(v) => v.report(),
@@ -350,41 +350,19 @@ pub fn check_verdict(
     Ok(())
 }
 
-/// Runs `wafer approve`.
+/// Runs `wafer approve`: argument handling, the passphrase prompt, vetting (or reading the given
+/// verdict and checking it against the policy), then [`trust::approve`] and the rendering.
 pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
     let key = load_private_key(&a.key)?;
-    // Everything in the bundle is read and written through a handle that never follows a link.
-    let dir = bundle::BundleDir::open(&a.bundle).context("opening the bundle")?;
-    let bundle = dir.folder();
-    let mpath = bundle.join("wafer.json");
-    let manifest_bytes = dir.read_manifest_bytes()?;
-    let m = bundle::Manifest::from_json(&manifest_bytes)
-        .with_context(|| format!("parsing {}", mpath.display()))?;
-    // A linked attestations/ is refused now, before any work.
-    bundle.open_dir_if_exists("attestations")?;
+    // The bundle's cheap checks (manifest, a linked attestations/, the seek table) come first.
+    let candidate = Candidate::open(&a.bundle)?;
+    let m = candidate.manifest().clone();
     let policy = vetter::policy::Policy::load(&a.policy)
         .with_context(|| format!("loading policy {}", a.policy.display()))?;
-
-    // Cheap checks of the image before vetting or hashing it: a regular file whose seek table
-    // declares the manifest's size (a small zstd bomb claiming tens of GB stops here).
-    let mut facts = Report::default();
-    let image = trust::verify::open_disk(&dir, &m, &mut facts);
-    let problems: Vec<String> = facts
-        .failures()
-        .iter()
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
-    let disk = match image {
-        Some(i) if problems.is_empty() => i,
-        _ => bail!(
-            "{}: the bundle is damaged: {}",
-            a.bundle.display(),
-            problems.join("; ")
-        ),
-    };
+    let policy_name = a.policy.display().to_string();
 
     // The verdict: given, or computed now.
-    let (report_bytes, vetted) = match &a.report {
+    let verdict = match &a.report {
         Some(p) => {
             let bytes = read_capped(p)?;
             let v: serde_json::Value = serde_json::from_slice(&bytes)
@@ -404,36 +382,16 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
                     field("schema")
                 );
             }
-            if field("wafer") != m.name
-                || v.get("vo")
-                    .and_then(|x| x.as_str())
-                    .is_some_and(|vo| vo != m.vo)
-            {
-                bail!(
-                    "{}: the verdict is for wafer {} (VO {}), not this bundle's {} (VO {})",
-                    p.display(),
-                    Escaped(field("wafer")),
-                    Escaped(field("vo")),
-                    Escaped(&m.name),
-                    Escaped(&m.vo)
-                );
-            }
-            if field("policy_digest") != policy.digest {
-                bail!(
-                    "{}: the verdict was made with policy digest {}, not {}'s {}",
-                    p.display(),
-                    Escaped(field("policy_digest")),
-                    a.policy.display(),
-                    policy.digest
-                );
-            }
-            if field("outcome") != "pass" {
-                bail!(
-                    "{}: the verdict is {:?}; only a passing wafer is approved",
-                    p.display(),
-                    field("outcome")
-                );
-            }
+            let verdict = Verdict {
+                label: p.display().to_string(),
+                outcome: field("outcome").to_string(),
+                wafer: Some(field("wafer").to_string()),
+                vo: v.get("vo").and_then(|x| x.as_str()).map(str::to_string),
+                policy_sha256: Some(field("policy_digest").to_string()),
+                judged: vetted.map(judged),
+                bytes,
+            };
+            candidate.check_verdict(&verdict, &policy_name, &policy.digest)?;
             let today = vetter::policy::date_string(now().div_euclid(86_400));
             if let Err(why) = check_verdict(&v, &policy, &today) {
                 bail!(
@@ -443,7 +401,7 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
                     a.policy.display()
                 );
             }
-            (bytes, vetted)
+            verdict
         }
         None => {
             let va = VetArgs {
@@ -472,90 +430,15 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
                     a.policy.display()
                 );
             }
-            (vetter::report::json(&v).into_bytes(), v.image.clone())
+            Verdict {
+                label: "the verdict".into(),
+                bytes: vetter::report::json(&v).into_bytes(),
+                outcome: "pass".into(),
+                judged: v.image.clone().map(judged),
+                ..Default::default()
+            }
         }
     };
-    // The verdict must be about these bytes: the wafer.json being signed and the disk.img.zst
-    // hashed below, exactly as `wafer vet` read them.
-    let which = match &a.report {
-        Some(p) => p.display().to_string(),
-        None => "the verdict".into(),
-    };
-    let revet = format!(
-        "vet this bundle again (wafer vet {} --policy {} --report FILE)",
-        a.bundle.display(),
-        a.policy.display()
-    );
-    let (vetted_manifest, vetted_zst) = match vetted {
-        Some(ImageIdentity {
-            manifest_sha256: Some(m),
-            compressed_sha256: Some(z),
-            ..
-        }) => (m, z),
-        Some(id) => bail!(
-            "{which}: the verdict (of a {} image) does not record the sha256 of the wafer.json and \
-             disk.img.zst it judged; {revet}",
-            Escaped(&id.kind)
-        ),
-        None => bail!(
-            "{which}: the verdict does not record which bytes it judged (no \"image\" digests; made by \
-             an older wafer?); {revet}"
-        ),
-    };
-    let manifest_sha = hex::encode(Sha256::digest(&manifest_bytes));
-    if !vetted_manifest.eq_ignore_ascii_case(&manifest_sha) {
-        bail!(
-            "{which}: the verdict judged a wafer.json with sha256 {}, but {} has sha256 \
-             {manifest_sha}: it is about other bytes; {revet}",
-            Escaped(&vetted_manifest),
-            mpath.display()
-        );
-    }
-
-    // The bundle must be what its manifest says before anyone signs the manifest.
-    let salt = hex::decode(&m.image.verity.salt)
-        .map_err(|e| anyhow!("{}: image.verity.salt: {e}", mpath.display()))?;
-    let zst = bundle.join("disk.img.zst");
-    let d = disk
-        .digest(&DigestOptions {
-            salt,
-            sha256: false,
-            compressed_sha256: true,
-            threads: 0,
-        })
-        .with_context(|| format!("hashing {}", zst.display()))?;
-    let root = d.verity.root_hex();
-    if root != m.image.verity.root {
-        bail!(
-            "{}: dm-verity root {root} differs from wafer.json's {}: the bundle is damaged",
-            zst.display(),
-            Escaped(&m.image.verity.root)
-        );
-    }
-    if d.size != m.image.size {
-        bail!(
-            "{}: decompressed {} bytes, wafer.json's image.size says {}: the bundle is damaged",
-            zst.display(),
-            d.size,
-            m.image.size
-        );
-    }
-    let csha = d.compressed_sha256.map(hex::encode).unwrap_or_default();
-    if csha != m.compressed.sha256 {
-        bail!(
-            "{}: sha256 {csha} differs from wafer.json's {}: the bundle is damaged",
-            zst.display(),
-            Escaped(&m.compressed.sha256)
-        );
-    }
-    if !vetted_zst.eq_ignore_ascii_case(&csha) {
-        bail!(
-            "{which}: the verdict judged a disk.img.zst with sha256 {}, but {} has sha256 \
-             {csha}: it is about other bytes; {revet}",
-            Escaped(&vetted_zst),
-            zst.display()
-        );
-    }
 
     // Who and what policy, as URIs; no local path unless asked for (the digest binds the policy).
     let uri_arg = |flag: &str, v: &Option<String>| -> Result<Option<String>> {
@@ -570,40 +453,48 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
     let policy_uri = uri_arg("--policy-uri", &a.policy_uri)?.unwrap_or_else(|| {
         trust::statement::default_policy_uri(&policy.file.policy.name, &policy.digest)
     });
-    let verifier_id = uri_arg("--verifier-id", &a.verifier_id)?
-        .unwrap_or_else(|| trust::statement::default_verifier_id(&key.public().keyid()));
-    let t = now();
-    let req = ApprovalRequest {
-        manifest_bytes: &manifest_bytes,
-        verifier_id,
-        policy_uri,
+    let input = ApproveInput {
+        key: &key,
+        policy: policy_name,
         policy_sha256: policy.digest.clone(),
-        report_sha256: hex::encode(Sha256::digest(&report_bytes)),
-        time: t,
-        expires: t + a.expires,
+        policy_uri,
+        verifier_id: uri_arg("--verifier-id", &a.verifier_id)?,
+        now: now(),
+        valid_for: a.expires,
+        threads: 0,
     };
-    let st =
-        approval_statement(&req).with_context(|| format!("approving {}", a.bundle.display()))?;
-    let env = sign_statement(&st, &key);
-    let kid = key.public().keyid();
-    let name = format!("approval-{}.json", kid.get(..16).unwrap_or(&kid));
-    // Created and written relative to the bundle's handle, never through a link: a temporary
-    // file renamed into place; a linked attestations/ or approval file is refused.
-    let path = bundle
-        .create_dir("attestations")
-        .and_then(|dir| dir.write_file(&name, &env))
-        .context("writing the approval")?;
+    let done = candidate.approve(&verdict, &input).map_err(|e| {
+        if e.is_stale_verdict() {
+            anyhow!(
+                "{e}; vet this bundle again (wafer vet {} --policy {} --report FILE)",
+                a.bundle.display(),
+                a.policy.display()
+            )
+        } else {
+            anyhow::Error::new(e)
+        }
+    })?;
     if !ui.quiet {
         println!(
-            "approved {} {} (VO {}) by key {kid}, valid until {}",
+            "approved {} {} (VO {}) by key {}, valid until {}",
             Escaped(&m.name),
             Escaped(&m.version),
             Escaped(&m.vo),
-            trust::time::format_rfc3339(t + a.expires)
+            done.keyid,
+            trust::time::format_rfc3339(done.expires)
         );
-        println!("wrote {}", path.display());
+        println!("wrote {}", done.path.display());
     }
     Ok(())
+}
+
+/// The bytes a vetter verdict judged, as trust takes them.
+fn judged(id: ImageIdentity) -> Judged {
+    Judged {
+        kind: id.kind,
+        manifest_sha256: id.manifest_sha256,
+        compressed_sha256: id.compressed_sha256,
+    }
 }
 
 #[cfg(test)]

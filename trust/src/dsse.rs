@@ -68,7 +68,7 @@ pub struct EnvelopeSignature {
 pub struct Envelope {
     /// The payload type.
     pub payload_type: String,
-    /// The payload bytes (NOT to be trusted before [`Envelope::verified_payload`] succeeds).
+    /// The payload bytes (NOT to be trusted before [`Envelope::verify`] succeeds).
     pub payload: Vec<u8>,
     /// The signatures.
     pub signatures: Vec<EnvelopeSignature>,

@@ -28,7 +28,7 @@
 //! }
 //! ```
 
-use crate::verify::Report;
+use crate::report::Report;
 
 /// A value (a [`bundle::Bundle`]) that passed verification, with the report of its checks.
 #[derive(Debug)]
