@@ -60,22 +60,6 @@ pub fn verify_bundle(
     )
 }
 
-/// A bundle's verification report only (the demo shows it, passed or not).
-pub struct BundleCheck {
-    /// Every check.
-    pub report: Report,
-}
-
-/// [`verify_bundle`], the report only.
-pub fn check_bundle(dir: &Path, store: &TrustStore, sha256: bool, threads: usize) -> BundleCheck {
-    BundleCheck {
-        report: match verify_bundle(dir, store, sha256, threads) {
-            Ok(v) => v.report().clone(),
-            Err(r) => r,
-        },
-    }
-}
-
 /// Loads the trust store in `dir`.
 pub fn load_store(dir: &Path) -> Result<TrustStore> {
     TrustStore::load(dir).with_context(|| format!("loading trust store {}", dir.display()))
