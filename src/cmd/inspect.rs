@@ -65,19 +65,36 @@ pub fn inventory_with(
     let spinner = ui.spinner(&format!("reading {}", path.display()));
     let img = image::open_with(path, &ui.budgets.open_options())?;
     spinner.set_message(format!("inspecting {}", path.display()));
-    let opts = vetter::InspectOptions {
+    let inv = vetter::vet::inventory(&opened(&img), &inspect_options(ui, hash, list_files))
+        .with_context(|| format!("inspecting {}", path.display()))?;
+    spinner.finish_and_clear();
+    Ok((inv, img))
+}
+
+/// The inspection options of the global budgets.
+pub fn inspect_options(ui: &Ui, hash: bool, list_files: bool) -> vetter::InspectOptions {
+    vetter::InspectOptions {
         hash,
         hash_limit: ui.budgets.hash_max_file,
         hash_holes: ui.budgets.hash_holes,
         max_path_bytes: ui.budgets.max_path,
         list_files,
         ..Default::default()
-    };
-    let mut inv = vetter::inspect(&img.tree, &opts)
-        .with_context(|| format!("inspecting {}", path.display()))?;
-    inv.add_reader_damage(&img.source, img.damage.iter().cloned());
-    spinner.finish_and_clear();
-    Ok((inv, img))
+    }
+}
+
+/// An opened image as the vetter takes it; a bundle's disk file (`Image::source`) is hashed
+/// by the vetter alongside the inspection.
+pub fn opened(img: &image::Image) -> vetter::vet::Opened<'_> {
+    vetter::vet::Opened {
+        tree: &img.tree,
+        kind: &img.kind,
+        source: &img.source,
+        damage: &img.damage,
+        manifest: img.manifest.as_ref(),
+        manifest_sha256: img.manifest_sha256.as_deref(),
+        disk: img.manifest.as_ref().map(|_| Path::new(img.source.as_str())),
+    }
 }
 
 /// Writes `text` to `output` or stdout.
@@ -121,55 +138,6 @@ fn emit_json(output: Option<&Path>, value: &impl serde::Serialize) -> Result<()>
     }
 }
 
-/// What the SBOM describes: a bundle's name, version and VO with the digests its manifest
-/// states (`image.sha256` as the component's hash; the verity root, the compressed file's and the
-/// manifest's own sha256 as properties); any other image by its file name.
-pub fn sbom_subject(path: &Path, img: &image::Image) -> vetter::sbom::Subject {
-    let fallback = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
-    let Some(m) = &img.manifest else {
-        return vetter::sbom::Subject {
-            name: fallback,
-            description: Some(format!("{} image", img.kind)),
-            ..Default::default()
-        };
-    };
-    let text = |v: &str| Some(v.to_string()).filter(|s| !s.is_empty());
-    // The manifest's digests are lowercase hex (the bundle format); anything else is left out.
-    let hex = |v: &str| {
-        text(v).filter(|s| {
-            s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })
-    };
-    let mut hashes = Vec::new();
-    if let Some(h) = hex(&m.image.sha256) {
-        hashes.push(("SHA-256".to_string(), h));
-    }
-    let mut properties = Vec::new();
-    for (name, v) in [
-        ("wafer:image.verity.root", &m.image.verity.root),
-        ("wafer:compressed.sha256", &m.compressed.sha256),
-    ] {
-        if let Some(h) = hex(v) {
-            properties.push((name.to_string(), h));
-        }
-    }
-    if let Some(h) = &img.manifest_sha256 {
-        properties.push(("wafer:manifest.sha256".to_string(), h.clone()));
-    }
-    properties.push(("wafer:image.size".to_string(), m.image.size.to_string()));
-    vetter::sbom::Subject {
-        name: text(&m.name).unwrap_or(fallback),
-        version: text(&m.version),
-        group: text(&m.vo),
-        description: Some("wafer bundle (Xen guest image)".into()),
-        hashes,
-        properties,
-    }
-}
-
 /// Exit status when the image could not be read (a damaged bundle, an unknown format).
 pub const COULD_NOT_READ: u8 = 2;
 
@@ -188,8 +156,19 @@ pub fn run(a: InspectArgs, ui: &Ui) -> Result<u8> {
         }
     };
     if a.sbom == Some(SbomFormat::Cyclonedx) {
+        let fallback = a
+            .image
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| a.image.display().to_string());
+        let subject = vetter::sbom::Subject::for_image(
+            img.manifest.as_ref(),
+            img.manifest_sha256.as_deref(),
+            &img.kind,
+            &fallback,
+        );
         let opts = vetter::sbom::SbomOptions {
-            subject: Some(sbom_subject(&a.image, &img)),
+            subject: Some(subject),
             ..Default::default()
         };
         let mut v = serde_json::to_string_pretty(&vetter::sbom::cyclonedx_with(&inv, &opts))

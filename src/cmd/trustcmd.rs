@@ -56,22 +56,6 @@ pub fn verify_bundle(
     )
 }
 
-/// A bundle's verification report only (the demo shows it, passed or not).
-pub struct BundleCheck {
-    /// Every check.
-    pub report: Report,
-}
-
-/// [`verify_bundle`], the report only.
-pub fn check_bundle(dir: &Path, store: &TrustStore, sha256: bool, threads: usize) -> BundleCheck {
-    BundleCheck {
-        report: match verify_bundle(dir, store, sha256, threads) {
-            Ok(v) => v.report().clone(),
-            Err(r) => r,
-        },
-    }
-}
-
 /// [`TrustStore::load`], with the store named in the error (for `verify`, `deploy`, the demo).
 pub fn load_store(dir: &Path) -> Result<TrustStore> {
     TrustStore::load(dir).with_context(|| format!("loading trust store {}", dir.display()))

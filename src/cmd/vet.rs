@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use vetter::policy::{EvalContext, ImageIdentity, Policy, Severity, Verdict};
+use vetter::policy::{Policy, Severity, Verdict};
 
-use super::inspect::{emit, inventory};
+use super::inspect::{emit, inspect_options, inventory, opened};
 use super::{image, Ui};
 
 /// Exit status when the image could not be vetted.
@@ -70,110 +70,47 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Name and VO from the bundle manifest, the overrides, or the file name.
-pub fn identity(
-    path: &Path,
-    img: &image::Image,
-    name: Option<&str>,
-    vo: Option<&str>,
-) -> (String, Option<String>) {
-    let m = img.manifest.as_ref();
-    let name = name
-        .map(str::to_string)
-        .or_else(|| m.map(|m| m.name.clone()))
-        .unwrap_or_else(|| {
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
-    let vo = vo
-        .map(str::to_string)
-        .or_else(|| m.map(|m| m.vo.clone()));
-    (name, vo)
-}
-
-/// sha256 (lowercase hex) of a file, streamed.
-pub fn file_sha256(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-/// Loads the policy, inspects the image and evaluates: the verdict plus the inventory. For a
-/// bundle the verdict records the sha256 of the `wafer.json` and `disk.img.zst` it read
-/// (`Verdict::image`), hashed alongside the inspection.
+/// Loads the policy, opens the image (and the older one of `--since`) and vets it with
+/// [`vetter::vet::vet`]: the verdict plus the inventory. For a bundle the verdict records the
+/// sha256 of the `wafer.json` and `disk.img.zst` it read (`Verdict::image`).
 pub fn vet(a: &VetArgs, ui: &Ui) -> Result<(Verdict, vetter::Inventory)> {
     let policy = Policy::load(&a.policy)
         .with_context(|| format!("loading policy {}", a.policy.display()))?;
-    let zst = a.image.join("disk.img.zst");
-    let (read, zst_sha) = std::thread::scope(|sc| {
-        let hasher = (a.image.join("wafer.json").is_file() && zst.is_file())
-            .then(|| sc.spawn(|| file_sha256(&zst)));
-        let read = inventory(&a.image, true, ui);
-        let zst_sha = hasher.map(|h| {
-            h.join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("hashing {} failed", zst.display())))
-        });
-        (read, zst_sha)
-    });
-    let (inv, img) = read?;
-    if let (Some(Ok(have)), Some(want)) = (
-        zst_sha.as_ref().filter(|_| img.kind == "bundle"),
-        img.manifest
-            .as_ref()
-            .map(|m| m.compressed.sha256.as_str()),
-    ) {
-        if !have.eq_ignore_ascii_case(want) {
-            anyhow::bail!(
-                "{}: sha256 {have} differs from wafer.json's compressed.sha256 {want}: the disk \
-                 image is not the one built (damaged, or swapped)",
-                zst.display()
-            );
-        }
-    }
-    let vetted = ImageIdentity {
-        kind: img.kind.clone(),
-        manifest_sha256: img.manifest_sha256.clone(),
-        compressed_sha256: match (img.kind.as_str(), zst_sha) {
-            ("bundle", Some(h)) => Some(h?),
-            _ => None,
-        },
-        image_sha256: img
-            .manifest
-            .as_ref()
-            .map(|m| m.image.sha256.clone()),
-    };
+    let spinner = ui.spinner(&format!("reading {}", a.image.display()));
+    let img = image::open_with(&a.image, &ui.budgets.open_options())?;
     let old = match &a.since {
         Some(p) => Some(
-            inventory(p, true, ui)
-                .with_context(|| format!("--since {}", p.display()))?
-                .0,
+            image::open_with(p, &ui.budgets.open_options())
+                .with_context(|| format!("--since {}", p.display()))?,
         ),
         None => None,
     };
-    let (name, vo) = identity(&a.image, &img, a.name.as_deref(), a.vo.as_deref());
-    let mut ctx = EvalContext::new(now(), name, vo);
-    ctx.fail_on = a.fail_on;
-    ctx.since = old.as_ref();
-    let mut v = vetter::policy::evaluate(&inv, &policy, &ctx);
-    v.image = Some(vetted);
-    v.wafer_version = img
-        .manifest
-        .as_ref()
-        .map(|m| m.version.clone());
-    Ok((v, inv))
+    spinner.set_message(format!("vetting {}", a.image.display()));
+    let fallback = a
+        .image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let input = vetter::vet::VetInput {
+        image: opened(&img),
+        policy: &policy,
+        since: old.as_ref().map(opened),
+        name: a.name.as_deref(),
+        vo: a.vo.as_deref(),
+        fallback_name: &fallback,
+        fail_on: a.fail_on,
+        now: now(),
+        inspect: inspect_options(ui, true, true),
+    };
+    let out = vetter::vet::vet(&input).map_err(|e| match e {
+        vetter::vet::VetError::InspectSince { .. } => {
+            let since = a.since.as_deref().unwrap_or(Path::new(""));
+            anyhow::Error::new(e).context(format!("--since {}", since.display()))
+        }
+        e => anyhow::Error::new(e),
+    })?;
+    spinner.finish_and_clear();
+    Ok((out.verdict, out.inventory))
 }
 
 /// A report file: replaced atomically (a report is regenerated; never half-written).

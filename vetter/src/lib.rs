@@ -5,7 +5,8 @@
 //! every inode with its sha256, packages, services and the ports they will listen on with
 //! provenance, ELF hardening of privileged binaries and daemons, accounts and credentials.
 //! [`render::summary`] prints it for a terminal; [`sbom::cyclonedx`] turns it into a CycloneDX 1.5
-//! SBOM. The JSON form is documented field by field in `docs/inventory.md`.
+//! SBOM. The JSON form is documented field by field in `docs/inventory.md`. [`vet::vet`] is the
+//! whole of `wafer vet` on an opened image: inventory, policy, identity, verdict.
 
 pub mod accounts;
 pub mod caps;
@@ -22,6 +23,7 @@ pub mod secrets;
 pub mod services;
 pub mod system;
 pub mod util;
+pub mod vet;
 
 use rootfs::Tree;
 use serde::Serialize;

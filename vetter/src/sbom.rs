@@ -50,6 +50,72 @@ pub struct Subject {
     pub properties: Vec<(String, String)>,
 }
 
+impl Subject {
+    /// What the SBOM of an opened image describes: a bundle (`manifest` given) by its name,
+    /// version and VO with the digests its manifest states (`image.sha256` as the component's
+    /// hash; the verity root, the compressed file's sha256 and `manifest_sha256`, the sha256 of
+    /// the `wafer.json` bytes, as properties); any other image by `fallback_name`, described as a
+    /// `kind` image. Digests that are not 64 lowercase hex digits are left out.
+    pub fn for_image(
+        manifest: Option<&bundle::Manifest>,
+        manifest_sha256: Option<&str>,
+        kind: &str,
+        fallback_name: &str,
+    ) -> Subject {
+        match manifest {
+            Some(m) => Subject::from_manifest(m, manifest_sha256, fallback_name),
+            None => Subject {
+                name: fallback_name.to_string(),
+                description: Some(format!("{kind} image")),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// What the SBOM of a bundle describes (see [`Subject::for_image`]); `fallback_name` when the
+    /// manifest's name is empty.
+    pub fn from_manifest(
+        m: &bundle::Manifest,
+        manifest_sha256: Option<&str>,
+        fallback_name: &str,
+    ) -> Subject {
+        let text = |v: &str| Some(v.to_string()).filter(|s| !s.is_empty());
+        // The manifest's digests are lowercase hex (the bundle format); anything else is left out.
+        let hex = |v: &str| {
+            text(v).filter(|s| {
+                s.len() == 64
+                    && s.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            })
+        };
+        let mut hashes = Vec::new();
+        if let Some(h) = hex(&m.image.sha256) {
+            hashes.push(("SHA-256".to_string(), h));
+        }
+        let mut properties = Vec::new();
+        for (name, v) in [
+            ("wafer:image.verity.root", &m.image.verity.root),
+            ("wafer:compressed.sha256", &m.compressed.sha256),
+        ] {
+            if let Some(h) = hex(v) {
+                properties.push((name.to_string(), h));
+            }
+        }
+        if let Some(h) = manifest_sha256 {
+            properties.push(("wafer:manifest.sha256".to_string(), h.to_string()));
+        }
+        properties.push(("wafer:image.size".to_string(), m.image.size.to_string()));
+        Subject {
+            name: text(&m.name).unwrap_or_else(|| fallback_name.to_string()),
+            version: text(&m.version),
+            group: text(&m.vo),
+            description: Some("wafer bundle (Xen guest image)".into()),
+            hashes,
+            properties,
+        }
+    }
+}
+
 /// Options for [`cyclonedx_with`].
 #[derive(Clone, Debug)]
 pub struct SbomOptions {
