@@ -406,8 +406,9 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
         .context("encoding the reviewer's public key")?;
     write(&keys.join("demo-reviewer.pub"), &pub_pem)?;
     // The approval signs the verdict stage 4 wrote (`wafer approve --report`): not vetted again.
-    // lead: call the trust library's approve function (being added in trust/) here instead of
-    // the command's run_approve, once it exists.
+    // Approving a saved verdict joins two floor-4/floor-3 libraries (vetter reads and checks the
+    // verdict against the policy, trust checks it is about these bytes and signs), so that
+    // composition lives in the command, and the demo runs the command's own `run_approve`.
     let approve: super::trustcmd::ApproveArgs = parse_args(&os(&[
         &fixed,
         &"--key",

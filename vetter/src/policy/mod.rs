@@ -8,6 +8,7 @@
 //! * [`exit_code`] maps the outcome to the command's exit status (0 pass, 1 fail, 2 could not vet).
 
 pub mod advisory;
+mod consistency;
 mod eval;
 pub mod format;
 
@@ -17,6 +18,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest, Sha256};
 
 pub use advisory::Advisory;
+pub use consistency::{check_verdict, SavedVerdict};
 pub use eval::{
     compare_installed_version, evaluate, EvalContext, Evidence, Finding, ImageIdentity, Outcome,
     RuleResult, Totals, Unvetted, Verdict, WaiverState, WaiverUse, VERDICT_SCHEMA,
