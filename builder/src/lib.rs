@@ -415,15 +415,15 @@ fn open_base(
             .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
             .unwrap_or(false)
     };
-    let (held, detected): (OwnedFd, rootfs::open::SourceKind) = if at.stat.st_mode & libc::S_IFMT
+    let (held, detected): (OwnedFd, bundle::source::SourceKind) = if at.stat.st_mode & libc::S_IFMT
         == libc::S_IFDIR
     {
         let d =
             confine::open_dir_at(at.dir.as_fd(), &at.name, &at.stat, &shown).map_err(refused)?;
         let k = if regular_in(d.as_fd(), c"wafer.json") && regular_in(d.as_fd(), c"disk.img.zst") {
-            rootfs::open::SourceKind::Bundle
+            bundle::source::SourceKind::Bundle
         } else {
-            rootfs::open::SourceKind::Directory
+            bundle::source::SourceKind::Directory
         };
         (d, k)
     } else {
@@ -431,7 +431,7 @@ fn open_base(
             .map_err(refused)?;
         let fd = OwnedFd::from(f);
         let proc = confine::fd_path(fd.as_fd());
-        let k = rootfs::open::detect(&proc).map_err(|e| {
+        let k = rootfs::open::detect(&proc).map(Into::into).map_err(|e| {
             let m = e.to_string().replace(&proc.display().to_string(), &shown);
             recipe.err_at(base.path.span(), format!("base: {m}"))
         })?;
@@ -441,10 +441,10 @@ fn open_base(
     let unproc = |m: String| m.replace(&proc.display().to_string(), &shown);
     let matches = matches!(
         (kind, detected),
-        (recipe::BaseKind::Tar, rootfs::open::SourceKind::Tar(_))
-            | (recipe::BaseKind::Dir, rootfs::open::SourceKind::Directory)
-            | (recipe::BaseKind::Ext, rootfs::open::SourceKind::Ext)
-            | (recipe::BaseKind::Wafer, rootfs::open::SourceKind::Bundle)
+        (recipe::BaseKind::Tar, bundle::source::SourceKind::Tar(_))
+            | (recipe::BaseKind::Dir, bundle::source::SourceKind::Directory)
+            | (recipe::BaseKind::Ext, bundle::source::SourceKind::Ext)
+            | (recipe::BaseKind::Wafer, bundle::source::SourceKind::Bundle)
     );
     if !matches {
         return Err(recipe.err_at(

@@ -12,6 +12,9 @@
 //! than `image.size` is a typed [`BundleError`] naming the file). [`BundleWriter`] writes a
 //! bundle into a temporary sibling folder and renames it into place only when it is complete.
 //!
+//! [`source::open_source`] reads whatever a path names (a bundle's disk, or through
+//! `rootfs::open` a directory, tar archive or ext image) into a tree: `rootfs` knows no bundle.
+//!
 //! Every name in the bundle is opened through [`rootfs::safe::Folder`]: never through a link,
 //! regular files only, with size limits ([`MAX_JSON`], [`MAX_ATTESTATIONS`]).
 //!
@@ -30,6 +33,7 @@
 pub mod digest;
 mod disk;
 pub mod manifest;
+pub mod source;
 mod writer;
 
 use std::path::{Path, PathBuf};

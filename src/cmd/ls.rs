@@ -8,7 +8,7 @@ use clap::Args;
 use rayon::prelude::*;
 use rootfs::content::{HashBudget, HashError};
 use rootfs::escape::escape_bytes;
-use rootfs::open::open_source;
+use bundle::source::open_source;
 use rootfs::{NodeId, NodeKind, Tree};
 use sha2::{Digest, Sha256};
 

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use rootfs::atomic::{AtomicFile, Replace};
 use rootfs::ext::{self, FsKind, Profile, WriteOptions, WriteReport};
-use rootfs::open::{open_source, SourceKind};
+use bundle::source::{open_source, SourceKind};
 use rootfs::{NodeKind, Tree};
 
 use super::{parse_size, Ui};
