@@ -54,7 +54,11 @@ fn store(dir: &Path, reviewer: &PrivateKey, admin: &PrivateKey) -> TrustStore {
         reviewer.public().to_pem().unwrap(),
     )
     .unwrap();
-    std::fs::write(dir.join("vo/cms-admin.pub"), admin.public().to_pem().unwrap()).unwrap();
+    std::fs::write(
+        dir.join("vo/cms-admin.pub"),
+        admin.public().to_pem().unwrap(),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("trust.toml"),
         "format = 1\nmax_approval_age_days = 30\n\n[reviewers]\nthreshold = 1\nkeys = [\"reviewers/alice.pub\"]\n\n[[vo_admins]]\nvo = \"cms\"\nkey = \"vo/cms-admin.pub\"\nwafers = [\"cms-*\"]\n",
@@ -143,8 +147,12 @@ fn built_approved_verified_deployed_and_tampered_never_verified() {
         "[[step]]\ntype = \"copy\"\nsrc = \"files/squid.conf\"\ndest = \"/etc/squid/squid.conf\"\n",
     );
     let out = f.path("bundle");
-    let report =
-        builder::build(&recipe, &builder::BuildOptions::new(&out), &builder::NoProgress).unwrap();
+    let report = builder::build(
+        &recipe,
+        &builder::BuildOptions::new(&out),
+        &builder::NoProgress,
+    )
+    .unwrap();
     let built = report.manifest.clone().expect("a manifest");
 
     let reviewer = PrivateKey::from_seed(&[1; 32]);
@@ -227,7 +235,12 @@ fn built_approved_verified_deployed_and_tampered_never_verified() {
     let disk = dir.join("disk.img");
     let (kernel, initrd, cfg) = (dir.join("kernel"), dir.join("initrd"), dir.join("xl.cfg"));
     for p in [&disk, &kernel, &initrd, &cfg, &dir.join("cidata.img")] {
-        assert!(rec.files.contains(p), "{} not recorded: {:?}", p.display(), rec.files);
+        assert!(
+            rec.files.contains(p),
+            "{} not recorded: {:?}",
+            p.display(),
+            rec.files
+        );
     }
     // The disk is the verified image, byte for byte, and a clean ext filesystem.
     assert_eq!(std::fs::metadata(&disk).unwrap().len(), built.image.size);

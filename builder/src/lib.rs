@@ -22,9 +22,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use error::{BuildError, Result};
-pub use rootfs::atomic::Replace;
 pub use output::Manifest;
 pub use recipe::Recipe;
+pub use rootfs::atomic::Replace;
 pub use steps::StepReport;
 
 /// Phases with byte progress.

@@ -80,7 +80,10 @@ fn full_build_is_accepted_by_the_real_tools() {
         opened.manifest().to_json().unwrap(),
         std::fs::read(out.join("wafer.json")).unwrap()
     );
-    assert_eq!(opened.manifest_bytes(), std::fs::read(out.join("wafer.json")).unwrap());
+    assert_eq!(
+        opened.manifest_bytes(),
+        std::fs::read(out.join("wafer.json")).unwrap()
+    );
     assert_eq!(opened.disk().size(), opened.manifest().image.size);
     assert!(opened.attestations().is_empty());
 

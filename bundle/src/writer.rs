@@ -140,7 +140,10 @@ mod tests {
         assert_eq!(w.dest(), dest);
         w.write_json("build-report.json", &serde_json::json!({"b": 1, "a": 2}))
             .unwrap();
-        assert!(!dest.exists(), "nothing under the output name before the commit");
+        assert!(
+            !dest.exists(),
+            "nothing under the output name before the commit"
+        );
         assert_eq!(w.commit().unwrap(), dest);
         assert_eq!(
             std::fs::read(dest.join("build-report.json")).unwrap(),
@@ -172,7 +175,10 @@ mod tests {
         let w = BundleWriter::create(&dest, Replace::Yes).unwrap();
         w.write_json("build-report.json", &1).unwrap();
         w.commit().unwrap();
-        assert_eq!(std::fs::read(dest.join("build-report.json")).unwrap(), b"1\n");
+        assert_eq!(
+            std::fs::read(dest.join("build-report.json")).unwrap(),
+            b"1\n"
+        );
         assert_eq!(names(d.path()), vec!["out"]);
 
         // An empty folder is filled.

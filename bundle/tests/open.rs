@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use bundle::digest::{digest_seekable, DigestOptions};
 use bundle::manifest::{
-    FsFacts, ManifestBase, ManifestCompressed, ManifestImage, ManifestRecipe,
-    ManifestRequirements, ManifestVerity, OsInfo,
+    FsFacts, ManifestBase, ManifestCompressed, ManifestImage, ManifestRecipe, ManifestRequirements,
+    ManifestVerity, OsInfo,
 };
 use bundle::{Bundle, BundleError, BundleWriter, Manifest, ManifestError, MAX_JSON};
 use rootfs::atomic::Replace;
@@ -153,7 +153,10 @@ fn a_valid_bundle_opens_with_its_manifest_and_attestations() {
     let (b, m) = valid_bundle(t.path(), "b");
     let opened = Bundle::open(&b).unwrap();
     assert_eq!(opened.manifest(), &m);
-    assert_eq!(opened.manifest_bytes(), fs::read(b.join("wafer.json")).unwrap());
+    assert_eq!(
+        opened.manifest_bytes(),
+        fs::read(b.join("wafer.json")).unwrap()
+    );
     assert_eq!(opened.manifest_bytes(), m.to_json().unwrap());
     assert_eq!(opened.disk().size(), 1 << 20);
     assert_eq!(opened.disk().frames() as u64, m.compressed.frames);
@@ -191,7 +194,10 @@ fn missing_linked_fifo_or_huge_wafer_json_is_refused_naming_it() {
     fs::write(&elsewhere, &good).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &mpath).unwrap();
     let e = err(&b);
-    assert!(matches!(e, BundleError::Read(SafeError::Link { .. })), "{e}");
+    assert!(
+        matches!(e, BundleError::Read(SafeError::Link { .. })),
+        "{e}"
+    );
     names(&e, &mpath);
     fs::remove_file(&mpath).unwrap();
 
@@ -281,12 +287,18 @@ fn missing_empty_or_truncated_disk_is_refused_naming_it() {
 
     fs::remove_file(&zst).unwrap();
     let e = err(&b);
-    assert!(matches!(e, BundleError::MissingDisk { ref path } if *path == zst), "{e}");
+    assert!(
+        matches!(e, BundleError::MissingDisk { ref path } if *path == zst),
+        "{e}"
+    );
     names(&e, &zst);
 
     fs::write(&zst, b"").unwrap();
     let e = err(&b);
-    assert!(matches!(e, BundleError::EmptyDisk { ref path } if *path == zst), "{e}");
+    assert!(
+        matches!(e, BundleError::EmptyDisk { ref path } if *path == zst),
+        "{e}"
+    );
     names(&e, &zst);
 
     fs::write(&zst, &good[..good.len() - 100]).unwrap();
@@ -313,7 +325,10 @@ fn missing_empty_or_truncated_disk_is_refused_naming_it() {
     fs::write(&elsewhere, &good).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &zst).unwrap();
     let e = err(&b);
-    assert!(matches!(e, BundleError::Read(SafeError::Link { .. })), "{e}");
+    assert!(
+        matches!(e, BundleError::Read(SafeError::Link { .. })),
+        "{e}"
+    );
     names(&e, &zst);
 }
 
@@ -340,7 +355,8 @@ fn wrong_compressed_size_garbage_seek_table_or_other_image_size_is_refused_namin
     names(&e, &zst);
     assert!(e.to_string().contains("not the one built"), "{e}");
     assert!(
-        e.to_string().contains(&b.join("wafer.json").display().to_string()),
+        e.to_string()
+            .contains(&b.join("wafer.json").display().to_string()),
         "the message also names the manifest: {e}"
     );
     edit_manifest(&b, |v| {
@@ -357,7 +373,10 @@ fn wrong_compressed_size_garbage_seek_table_or_other_image_size_is_refused_namin
     }
     fs::write(&zst, &bad).unwrap();
     let e = err(&b);
-    assert!(matches!(e, BundleError::SeekTable { ref path, .. } if *path == zst), "{e}");
+    assert!(
+        matches!(e, BundleError::SeekTable { ref path, .. } if *path == zst),
+        "{e}"
+    );
     names(&e, &zst);
 
     // The table's entries rewritten: a frame declares another decompressed size. The entries

@@ -67,7 +67,8 @@ fn bundle_with_missing_empty_linked_or_truncated_disk_is_an_error_naming_it() {
         "{e}"
     );
     assert!(
-        e.to_string().starts_with(&format!("{}: empty", zst.display())),
+        e.to_string()
+            .starts_with(&format!("{}: empty", zst.display())),
         "{e}"
     );
 
