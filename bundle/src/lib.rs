@@ -257,6 +257,7 @@ impl Bundle {
     /// `disk.img.zst` is there, not empty, as long as `compressed.size`, and its seek table
     /// declares `image.size` bytes; the attestations are readable. Nothing is decompressed.
     pub fn open(dir: &Path) -> Result<Bundle, BundleError> {
+        tracing::debug!(path = %dir.display(), "opening the bundle");
         let dir = BundleDir::open(dir)?;
         let manifest_bytes = dir.read_manifest_bytes()?;
         let mpath = dir.folder.join(MANIFEST_FILE);
