@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 pub use error::{BuildError, Result};
 pub use output::Manifest;
 pub use recipe::Recipe;
+pub use rootfs::atomic::Replace;
 pub use steps::StepReport;
 
 /// Phases with byte progress.
@@ -105,10 +106,16 @@ impl Progress for NoProgress {
 }
 
 /// How to build.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct BuildOptions {
-    /// The bundle directory to create (must not exist, or be empty).
+    /// The bundle directory to create (must not exist, or be empty, unless `replace`). It is
+    /// written as a temporary sibling folder and renamed into place when complete
+    /// ([`bundle::BundleWriter`]).
     pub out_dir: PathBuf,
+    /// Whether an existing bundle at `out_dir` is replaced (`--force`): refused before anything
+    /// is read with [`Replace::No`]; with [`Replace::Yes`] exchanged for the new one when that
+    /// is complete (a failed build leaves it as it was).
+    pub replace: Replace,
     /// Build epoch; `None`: `SOURCE_DATE_EPOCH` from the environment, then the recipe's
     /// `wafer.epoch`, then the base's newest modification time.
     pub source_date_epoch: Option<i64>,
@@ -124,13 +131,59 @@ pub struct BuildOptions {
     pub limits: Limits,
 }
 
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            out_dir: PathBuf::new(),
+            replace: Replace::No,
+            source_date_epoch: None,
+            threads: 0,
+            keep_raw: false,
+            allow_host_paths: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
 impl BuildOptions {
-    /// Options writing to `out_dir`, everything else default.
+    /// Options writing to `out_dir` (an existing non-empty one refused), everything else
+    /// default.
     pub fn new(out_dir: impl Into<PathBuf>) -> Self {
         BuildOptions {
             out_dir: out_dir.into(),
             ..Default::default()
         }
+    }
+}
+
+/// A finished build whose bundle is complete in its temporary folder ([`Staged::path`]) but
+/// not yet under its final name: the caller may add to it (`wafer build --sign` writes the
+/// provenance) before [`Staged::commit`]. Dropped without a commit, the temporary folder is
+/// removed and `out_dir` is as it was.
+#[derive(Debug)]
+pub struct Staged {
+    /// What the build did.
+    pub report: BuildReport,
+    writer: bundle::BundleWriter,
+}
+
+impl Staged {
+    /// The temporary folder holding the complete bundle.
+    pub fn path(&self) -> &Path {
+        self.writer.path()
+    }
+
+    /// Where the bundle goes (`out_dir`).
+    pub fn dest(&self) -> &Path {
+        self.writer.dest()
+    }
+
+    /// Moves the bundle into place (see [`bundle::BundleWriter::commit`]); returns the report.
+    pub fn commit(self) -> Result<BuildReport> {
+        self.writer
+            .commit()
+            .map_err(|e| BuildError::Output(e.to_string()))?;
+        Ok(self.report)
     }
 }
 
@@ -362,15 +415,15 @@ fn open_base(
             .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
             .unwrap_or(false)
     };
-    let (held, detected): (OwnedFd, rootfs::open::SourceKind) = if at.stat.st_mode & libc::S_IFMT
+    let (held, detected): (OwnedFd, bundle::source::SourceKind) = if at.stat.st_mode & libc::S_IFMT
         == libc::S_IFDIR
     {
         let d =
             confine::open_dir_at(at.dir.as_fd(), &at.name, &at.stat, &shown).map_err(refused)?;
         let k = if regular_in(d.as_fd(), c"wafer.json") && regular_in(d.as_fd(), c"disk.img.zst") {
-            rootfs::open::SourceKind::Bundle
+            bundle::source::SourceKind::Bundle
         } else {
-            rootfs::open::SourceKind::Directory
+            bundle::source::SourceKind::Directory
         };
         (d, k)
     } else {
@@ -378,7 +431,7 @@ fn open_base(
             .map_err(refused)?;
         let fd = OwnedFd::from(f);
         let proc = confine::fd_path(fd.as_fd());
-        let k = rootfs::open::detect(&proc).map_err(|e| {
+        let k = rootfs::open::detect(&proc).map(Into::into).map_err(|e| {
             let m = e.to_string().replace(&proc.display().to_string(), &shown);
             recipe.err_at(base.path.span(), format!("base: {m}"))
         })?;
@@ -388,10 +441,10 @@ fn open_base(
     let unproc = |m: String| m.replace(&proc.display().to_string(), &shown);
     let matches = matches!(
         (kind, detected),
-        (recipe::BaseKind::Tar, rootfs::open::SourceKind::Tar(_))
-            | (recipe::BaseKind::Dir, rootfs::open::SourceKind::Directory)
-            | (recipe::BaseKind::Ext, rootfs::open::SourceKind::Ext)
-            | (recipe::BaseKind::Wafer, rootfs::open::SourceKind::Bundle)
+        (recipe::BaseKind::Tar, bundle::source::SourceKind::Tar(_))
+            | (recipe::BaseKind::Dir, bundle::source::SourceKind::Directory)
+            | (recipe::BaseKind::Ext, bundle::source::SourceKind::Ext)
+            | (recipe::BaseKind::Wafer, bundle::source::SourceKind::Bundle)
     );
     if !matches {
         return Err(recipe.err_at(
@@ -498,8 +551,7 @@ pub fn build(
     opts: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<BuildReport> {
-    let recipe = Recipe::load(recipe_path)?;
-    build_recipe(&recipe, opts, progress)
+    stage(recipe_path, opts, progress)?.commit()
 }
 
 /// Build from an already parsed recipe.
@@ -508,17 +560,27 @@ pub fn build_recipe(
     opts: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<BuildReport> {
+    stage_recipe(recipe, opts, progress)?.commit()
+}
+
+/// Build the bundle for the recipe at `recipe_path` into its temporary folder, without moving
+/// it into place ([`Staged`]).
+pub fn stage(recipe_path: &Path, opts: &BuildOptions, progress: &dyn Progress) -> Result<Staged> {
+    let recipe = Recipe::load(recipe_path)?;
+    stage_recipe(&recipe, opts, progress)
+}
+
+/// [`stage`] from an already parsed recipe.
+pub fn stage_recipe(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<Staged> {
     let doc = &recipe.doc;
-    let out = &opts.out_dir;
-    if out.exists() {
-        let mut it = std::fs::read_dir(out).map_err(|e| BuildError::io(out, e))?;
-        if it.next().is_some() {
-            return Err(BuildError::Output(format!(
-                "{}: exists and is not empty",
-                out.display()
-            )));
-        }
-    }
+    // Refused before the base is read; the writer checks again when it starts, and at the
+    // commit.
+    bundle::BundleWriter::check_dest(&opts.out_dir, opts.replace)
+        .map_err(|e| BuildError::Output(e.to_string()))?;
     let recipe_sha = hex::encode(Sha256::digest(recipe.text.as_bytes()));
     // Held until the image is written: a `dir` base's files are read through it.
     let (mut tree, base_sha, _base_fd) = open_base(recipe, opts, progress)?;
@@ -675,7 +737,7 @@ pub fn build_recipe(
     };
     // Written into a temporary sibling folder, renamed to OUT only once complete: a failed
     // build leaves no half bundle under OUT.
-    let writer = bundle::BundleWriter::create(out, false)
+    let writer = bundle::BundleWriter::create(&opts.out_dir, opts.replace)
         .map_err(|e| BuildError::Output(e.to_string()))?;
     let out = writer.path();
     let inputs_sha = {
@@ -865,8 +927,7 @@ pub fn build_recipe(
     writer
         .write_json(bundle::REPORT_FILE, &report)
         .map_err(wrote)?;
-    writer.commit().map_err(wrote)?;
-    Ok(report)
+    Ok(Staged { report, writer })
 }
 
 fn resolve_boot(recipe: &Recipe, tree: &Tree) -> Result<Option<inspect::BootFiles>> {

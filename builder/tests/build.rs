@@ -71,6 +71,22 @@ fn full_build_is_accepted_by_the_real_tools() {
     let report = build(&recipe, &BuildOptions::new(&out), &NoProgress).unwrap();
     let m = manifest(&out);
 
+    // Round trip: the bundle crate's strict reader opens what the builder wrote (disk length,
+    // seek table and image size agreeing), to the very manifest the build reported, and
+    // writing that manifest again gives wafer.json's bytes.
+    let opened = bundle::Bundle::open(&out).unwrap();
+    assert_eq!(Some(opened.manifest()), report.manifest.as_ref());
+    assert_eq!(
+        opened.manifest().to_json().unwrap(),
+        std::fs::read(out.join("wafer.json")).unwrap()
+    );
+    assert_eq!(
+        opened.manifest_bytes(),
+        std::fs::read(out.join("wafer.json")).unwrap()
+    );
+    assert_eq!(opened.disk().size(), opened.manifest().image.size);
+    assert!(opened.attestations().is_empty());
+
     // Manifest facts.
     assert_eq!(m["name"], "frontier-squid");
     assert_eq!(m["vo"], "cms");

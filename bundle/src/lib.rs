@@ -12,6 +12,9 @@
 //! than `image.size` is a typed [`BundleError`] naming the file). [`BundleWriter`] writes a
 //! bundle into a temporary sibling folder and renames it into place only when it is complete.
 //!
+//! [`source::open_source`] reads whatever a path names (a bundle's disk, or through
+//! `rootfs::open` a directory, tar archive or ext image) into a tree: `rootfs` knows no bundle.
+//!
 //! Every name in the bundle is opened through [`rootfs::safe::Folder`]: never through a link,
 //! regular files only, with size limits ([`MAX_JSON`], [`MAX_ATTESTATIONS`]).
 //!
@@ -30,6 +33,7 @@
 pub mod digest;
 mod disk;
 pub mod manifest;
+pub mod source;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -253,6 +257,7 @@ impl Bundle {
     /// `disk.img.zst` is there, not empty, as long as `compressed.size`, and its seek table
     /// declares `image.size` bytes; the attestations are readable. Nothing is decompressed.
     pub fn open(dir: &Path) -> Result<Bundle, BundleError> {
+        tracing::debug!(path = %dir.display(), "opening the bundle");
         let dir = BundleDir::open(dir)?;
         let manifest_bytes = dir.read_manifest_bytes()?;
         let mpath = dir.folder.join(MANIFEST_FILE);

@@ -582,18 +582,26 @@ fn sync_tree(dir: &Path) -> Result<()> {
     sync_dir(dir)
 }
 
+/// Checks that a folder output may be written at `path` (nothing there, an empty folder, or a
+/// folder and `replace`); [`AtomicDir::create`] checks it again, this is for refusing before a
+/// long computation or a passphrase prompt.
+pub fn check_dir_target(path: &Path, replace: Replace) -> Result<()> {
+    if let DirTarget::NonEmpty = dir_target(path)? {
+        if replace == Replace::No {
+            return Err(AtomicError::Exists {
+                path: path.to_path_buf(),
+                what: "exists and is not empty",
+            });
+        }
+    }
+    Ok(())
+}
+
 impl AtomicDir {
     /// Starts a folder output at `path`. An existing non-empty folder is refused unless
     /// `replace` is [`Replace::Yes`]; the parent folders are created.
     pub fn create(path: &Path, replace: Replace) -> Result<Self> {
-        if let DirTarget::NonEmpty = dir_target(path)? {
-            if replace == Replace::No {
-                return Err(AtomicError::Exists {
-                    path: path.to_path_buf(),
-                    what: "exists and is not empty",
-                });
-            }
-        }
+        check_dir_target(path, replace)?;
         let parent = parent_of(path);
         std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
         let mut last = None;

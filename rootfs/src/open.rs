@@ -1,7 +1,7 @@
 //! Open any supported source as a [`Tree`], telling the kind by content, never by name:
 //!
-//! * a **directory** (a wafer bundle if it holds `wafer.json`: its `disk.img.zst` must then be
-//!   there, non-empty and valid seekable zstd, or opening fails naming it);
+//! * a **directory** (any directory: what a wafer bundle folder is, and reading its disk, is
+//!   the `bundle` crate's business, `bundle::source`, which asks before it calls this);
 //! * a **tar archive**, plain (ustar/GNU magic at offset 257, or a valid v7 header checksum) or
 //!   gzip/xz/bzip2/zstd compressed (their magic bytes at offset 0);
 //! * an **ext2/3/4 image** (superblock magic 0xEF53 at byte 1080: superblock at 1024,
@@ -29,8 +29,6 @@ pub enum SourceKind {
     Directory,
     /// A raw ext2/3/4 image.
     Ext,
-    /// A wafer bundle directory (`wafer.json`, with its `disk.img.zst`).
-    Bundle,
 }
 
 /// Options for [`open_source`].
@@ -54,7 +52,7 @@ pub struct Opened {
     pub kind: SourceKind,
     /// Its tree.
     pub tree: Tree,
-    /// Filesystem facts, for ext images and bundles.
+    /// Filesystem facts, for ext images.
     pub fs_info: Option<FsInfo>,
     /// What the reader skipped or could not trust and went on (ext checksum mismatches, an
     /// unreplayed journal, skipped attributes; a tar without end-of-archive blocks, entries of
@@ -99,23 +97,15 @@ pub enum OpenError {
     /// Reading the ext image failed.
     #[error("{path}: {source}")]
     Ext {
-        /// The image (or bundle).
+        /// The image.
         path: PathBuf,
         /// Why.
         source: ExtError,
     },
-    /// A bundle (a directory with `wafer.json`) whose disk image is missing or empty.
-    #[error("{path}: {what}")]
-    Bundle {
-        /// The `disk.img.zst`.
-        path: PathBuf,
-        /// What is wrong.
-        what: String,
-    },
-    /// The bundle's compressed image is not valid seekable zstd.
+    /// A seekable zstd file ([`ZseekSource`]) is not valid.
     #[error("{path}: {source}")]
     Zseek {
-        /// The `disk.img.zst`.
+        /// The file.
         path: PathBuf,
         /// Why.
         source: ZseekError,
@@ -133,11 +123,6 @@ pub fn detect(path: &Path) -> Result<SourceKind, OpenError> {
     };
     let md = std::fs::metadata(path).map_err(io_err)?;
     if md.is_dir() {
-        // A folder with wafer.json is a bundle whatever state its disk is in: an interrupted
-        // build must not be read as a plain directory.
-        if path.join("wafer.json").is_file() {
-            return Ok(SourceKind::Bundle);
-        }
         return Ok(SourceKind::Directory);
     }
     let src = FileSource::open(path).map_err(io_err)?;
@@ -315,35 +300,6 @@ pub fn open_source(path: &Path, opts: &OpenOptions) -> Result<Opened, OpenError>
                 })?);
             let img = ext::read_image(src, &opts.ext).map_err(|source| OpenError::Ext {
                 path: path.to_path_buf(),
-                source,
-            })?;
-            Ok(opened(kind, img.tree, Some(img.info)))
-        }
-        SourceKind::Bundle => {
-            let zst = path.join("disk.img.zst");
-            let bundle_err = |what: String| OpenError::Bundle {
-                path: zst.clone(),
-                what,
-            };
-            let md = std::fs::symlink_metadata(&zst).map_err(|e| {
-                bundle_err(if e.kind() == io::ErrorKind::NotFound {
-                    "missing: the bundle has wafer.json but no disk image (an interrupted build?)"
-                        .to_string()
-                } else {
-                    e.to_string()
-                })
-            })?;
-            if !md.is_file() {
-                return Err(bundle_err("not a regular file".into()));
-            }
-            if md.len() == 0 {
-                return Err(bundle_err(
-                    "empty: the bundle's disk image holds no data (an interrupted build?)".into(),
-                ));
-            }
-            let src: Arc<dyn ReadAt> = Arc::new(ZseekSource::open(&zst)?);
-            let img = ext::read_image(src, &opts.ext).map_err(|source| OpenError::Ext {
-                path: zst.clone(),
                 source,
             })?;
             Ok(opened(kind, img.tree, Some(img.info)))

@@ -10,7 +10,7 @@ use super::key::load_private_key;
 use builder::{BuildOptions, Event, Phase, Progress};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rootfs::atomic::{AtomicDir, Replace};
+use rootfs::atomic::Replace;
 use serde_json::json;
 use trust::statement::{
     BuildDefinition, Provenance, ResourceDescriptor, RunDetails, Statement, PROVENANCE_V1,
@@ -259,10 +259,12 @@ pub fn sign_provenance(
 
 /// Runs `wafer build`.
 pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
-    // The bundle is filled under a temporary sibling name (removed on error or interrupt) and
-    // renamed to OUT once complete and signed: OUT never holds a partial bundle. An existing OUT
-    // is refused (without --force) before anything else, the passphrase prompt included.
-    let bundle = AtomicDir::create(&a.output, Replace::from_force(a.force))?;
+    // The builder fills the bundle under a temporary sibling name (removed on error or
+    // interrupt); it is renamed to OUT once complete and signed: OUT never holds a partial
+    // bundle. An existing OUT is refused (without --force) before anything else, the passphrase
+    // prompt included.
+    let replace = Replace::from_force(a.force);
+    bundle::BundleWriter::check_dest(&a.output, replace)?;
     // Read the key first: a wrong key or passphrase stops before a long build.
     let key = match &a.sign {
         Some(p) => Some(load_private_key(p)?),
@@ -276,7 +278,8 @@ pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
             );
         }
     }
-    let mut opts = BuildOptions::new(bundle.path());
+    let mut opts = BuildOptions::new(&a.output);
+    opts.replace = replace;
     opts.keep_raw = a.keep_raw;
     opts.threads = a.threads;
     opts.allow_host_paths = a.allow_host_path.clone();
@@ -285,23 +288,23 @@ pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
         template_total: a.max_template_total,
         input_memory: a.max_input_memory,
     };
-    let report = if a.json {
-        builder::build(&a.recipe, &opts, &JsonProgress)
+    let staged = if a.json {
+        builder::stage(&a.recipe, &opts, &JsonProgress)
     } else {
         let bars = BarProgress::new(!ui.quiet && std::io::stderr().is_terminal());
-        let r = builder::build(&a.recipe, &opts, &bars);
+        let r = builder::stage(&a.recipe, &opts, &bars);
         let _ = bars.multi.clear();
         r
     }
     .with_context(|| format!("building {}", a.recipe.display()))?;
     let signed = match &key {
         Some(k) => {
-            sign_provenance(bundle.path(), k, a.builder_id.as_deref())?;
+            sign_provenance(staged.path(), k, a.builder_id.as_deref())?;
             Some(a.output.join("attestations").join("provenance.json"))
         }
         None => None,
     };
-    bundle
+    let report = staged
         .commit()
         .with_context(|| format!("moving the bundle into place at {}", a.output.display()))?;
     let m = report.manifest.as_ref();

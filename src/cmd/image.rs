@@ -62,13 +62,13 @@ pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Image> {
         descend_single_dir: true,
         ..opts.clone()
     };
-    if path.join("wafer.json").is_file() {
+    // A bundle is the bundle crate's to recognise and read (rootfs knows no bundle).
+    if bundle::source::is_bundle(path) {
         return open_bundle(path, &opts);
     }
     match open_source(path, &opts) {
         Ok(o) => {
             let kind = match o.kind {
-                SourceKind::Bundle => "bundle".to_string(),
                 SourceKind::Ext => "ext".to_string(),
                 SourceKind::Directory => "directory".to_string(),
                 SourceKind::Tar(_) => match &o.descended {
@@ -79,11 +79,7 @@ pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Image> {
             for n in &o.notes {
                 tracing::info!("{}: {n}", path.display());
             }
-            let source = if o.kind == SourceKind::Bundle {
-                path.join("disk.img.zst")
-            } else {
-                path.to_path_buf()
-            };
+            let source = path.to_path_buf();
             Ok(Image {
                 tree: o.tree,
                 kind,
@@ -104,9 +100,7 @@ pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Image> {
 fn open_bundle(path: &Path, opts: &OpenOptions) -> Result<Image> {
     let b = bundle::Bundle::open(path).map_err(|e| anyhow!(e))?;
     let disk = b.disk();
-    let src: Arc<dyn ReadAt> = Arc::new(disk.reader().map_err(|e| anyhow!(e))?);
-    let img = rootfs::ext::read_image(src, &opts.ext)
-        .map_err(|e| anyhow!("{}: {e}", disk.path().display()))?;
+    let img = bundle::source::read_disk(disk, &opts.ext).map_err(|e| anyhow!(e))?;
     let damage = rootfs::open::ext_damage(&img.info);
     Ok(Image {
         tree: img.tree,

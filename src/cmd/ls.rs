@@ -4,11 +4,11 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use bundle::source::open_source;
 use clap::Args;
 use rayon::prelude::*;
 use rootfs::content::{HashBudget, HashError};
 use rootfs::escape::escape_bytes;
-use rootfs::open::open_source;
 use rootfs::{NodeId, NodeKind, Tree};
 use sha2::{Digest, Sha256};
 

@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bundle::source::{open_source, SourceKind};
 use clap::{Args, ValueEnum};
 use rootfs::atomic::{AtomicFile, Replace};
 use rootfs::ext::{self, FsKind, Profile, WriteOptions, WriteReport};
-use rootfs::open::{open_source, SourceKind};
 use rootfs::{NodeKind, Tree};
 
 use super::{parse_size, Ui};
