@@ -213,13 +213,12 @@ fn vet(bundle: &Path, policy: &Path, report: &Path) -> Result<Verdict> {
 }
 
 fn build(recipe: &Path, out: &Path) -> Result<builder::BuildReport> {
-    // Built beside its final name and renamed into place when complete (rootfs::atomic).
-    let bundle = rootfs::atomic::AtomicDir::create(out, rootfs::atomic::Replace::Yes)?;
-    let opts = builder::BuildOptions::new(bundle.path());
-    let r = builder::build(recipe, &opts, &builder::NoProgress)
-        .with_context(|| format!("building {}", recipe.display()))?;
-    bundle.commit()?;
-    Ok(r)
+    // The builder writes beside the final name and renames into place when complete
+    // (bundle::BundleWriter over rootfs::atomic); the demo replaces its own earlier output.
+    let mut opts = builder::BuildOptions::new(out);
+    opts.replace = rootfs::atomic::Replace::Yes;
+    builder::build(recipe, &opts, &builder::NoProgress)
+        .with_context(|| format!("building {}", recipe.display()))
 }
 
 /// One verification of the bundle in `dir` against `store` now ([`trust::verify_dir`], as
