@@ -212,6 +212,69 @@ fn ids_and_policy_uri_from_flags_and_bad_uris_refused() {
         stderr(&o)
     );
     assert!(!f.path("b2").join("wafer.json").exists());
+
+    // The recipe's `[wafer] builder_id` names the builder when no --builder-id is given; the flag
+    // wins over it; a recipe's non-URI is refused naming the recipe key.
+    let base_recipe = f.recipe("");
+    let text = std::fs::read_to_string(&base_recipe).unwrap();
+    let with_id = |id: &str| {
+        // Beside the fixture's recipe: its base is found relative to the recipe's folder.
+        let p = base_recipe.with_file_name(format!("recipe-{}.toml", id.len()));
+        std::fs::write(
+            &p,
+            text.replacen(
+                "vo = \"cms\"\n",
+                &format!("vo = \"cms\"\nbuilder_id = \"{id}\"\n"),
+                1,
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let r = with_id("https://cms.example.org/recipe-builder");
+    ok(wafer(&[
+        "build",
+        s(&r),
+        "-o",
+        s(&f.path("b3")),
+        "--sign",
+        s(&admin),
+    ]));
+    let p = statement(&f.path("b3/attestations/provenance.json"));
+    assert_eq!(
+        p["predicate"]["runDetails"]["builder"]["id"],
+        "https://cms.example.org/recipe-builder"
+    );
+    ok(wafer(&[
+        "build",
+        s(&r),
+        "-o",
+        s(&f.path("b4")),
+        "--sign",
+        s(&admin),
+        "--builder-id",
+        "https://cms.example.org/flag-builder",
+    ]));
+    let p = statement(&f.path("b4/attestations/provenance.json"));
+    assert_eq!(
+        p["predicate"]["runDetails"]["builder"]["id"],
+        "https://cms.example.org/flag-builder"
+    );
+    let o = wafer(&[
+        "build",
+        s(&with_id("cms builder")),
+        "-o",
+        s(&f.path("b5")),
+        "--sign",
+        s(&admin),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("wafer.builder_id") && stderr(&o).contains("not a URI"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!f.path("b5").join("wafer.json").exists());
 }
 
 /// An approval of the old layout (root as a `dm-verity-sha256` digest, extension `wafer`), as

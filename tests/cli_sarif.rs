@@ -48,9 +48,7 @@ fn sarif_from_wafer_vet_validates_with_help_uris_and_regions() {
     let policy = f.path("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let b = f.build(
-        &f.recipe(
-            "[[step]]\ntype = \"chmod\"\npaths = [\"/usr/bin/evil\"]\nmode = \"4755\"\n",
-        ),
+        &f.recipe("[[step]]\ntype = \"chmod\"\npaths = [\"/usr/bin/evil\"]\nmode = \"4755\"\n"),
         "bundle",
     );
     let sarif = f.path("vet.sarif");
@@ -76,8 +74,8 @@ fn sarif_from_wafer_vet_validates_with_help_uris_and_regions() {
 
     let log: Value = serde_json::from_slice(&std::fs::read(&sarif).unwrap()).unwrap();
     let run0 = &log["runs"][0];
-    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/policy.md"))
-        .unwrap();
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/policy.md")).unwrap();
     let driver = &run0["tool"]["driver"];
     assert!(driver["informationUri"]
         .as_str()
@@ -88,8 +86,14 @@ fn sarif_from_wafer_vet_validates_with_help_uris_and_regions() {
     for r in rules {
         let uri = r["helpUri"].as_str().unwrap_or_else(|| panic!("{r}"));
         let (page, anchor) = uri.split_once('#').unwrap();
-        assert!(page.starts_with("https://") && page.ends_with("/docs/policy.md"), "{uri}");
-        assert_eq!(anchor, format!("rule-kind-{}", r["properties"]["kind"].as_str().unwrap()));
+        assert!(
+            page.starts_with("https://") && page.ends_with("/docs/policy.md"),
+            "{uri}"
+        );
+        assert_eq!(
+            anchor,
+            format!("rule-kind-{}", r["properties"]["kind"].as_str().unwrap())
+        );
         assert!(
             docs.contains(&format!("<a id=\"{anchor}\"></a>")),
             "docs/policy.md has no anchor {anchor}"

@@ -141,7 +141,12 @@ fn licenses(v: &Value) -> BTreeMap<String, Value> {
         .unwrap()
         .iter()
         .filter(|c| c["type"] == "library")
-        .map(|c| (c["name"].as_str().unwrap().to_string(), c["licenses"].clone()))
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["licenses"].clone(),
+            )
+        })
         .collect()
 }
 
@@ -158,7 +163,14 @@ fn rpm_image_sbom_is_read_by_consumers_with_rpms_dependency_graph() {
         b"NAME=\"Common Base Linux Mariner\"\nID=mariner\nVERSION_ID=\"2.0\"\nPRETTY_NAME=\"CBL-Mariner/Linux\"\n",
     );
     let sbom = tmp.path().join("sbom.json");
-    ok(wafer(&["inspect", s(&root), "--sbom", "cyclonedx", "-o", s(&sbom)]));
+    ok(wafer(&[
+        "inspect",
+        s(&root),
+        "--sbom",
+        "cyclonedx",
+        "-o",
+        s(&sbom),
+    ]));
     let v = read_json(&sbom);
     let summary = check_with_consumers(&sbom);
     assert_eq!(summary["packages"], 129, "{summary}");
@@ -183,10 +195,13 @@ fn rpm_image_sbom_is_read_by_consumers_with_rpms_dependency_graph() {
     std::fs::create_dir_all(&dbdir).unwrap();
     std::fs::copy(&db, dbdir.join("rpmdb.sqlite")).unwrap();
     let q = |fmt: &str| {
-        run(Command::new("rpm")
-            .arg("--dbpath")
-            .arg(&dbdir)
-            .args(["--define", "_db_backend sqlite", "-qa", "--qf", fmt]))
+        run(Command::new("rpm").arg("--dbpath").arg(&dbdir).args([
+            "--define",
+            "_db_backend sqlite",
+            "-qa",
+            "--qf",
+            fmt,
+        ]))
     };
     let mut provides: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut requires: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -226,7 +241,10 @@ fn rpm_image_sbom_is_read_by_consumers_with_rpms_dependency_graph() {
     // Licenses: Fedora short names mapped, ambiguous ones kept as names.
     let l = licenses(&v);
     // (bash's LICENSE is `GPLv3`, glibc's mixes `BSD`, which has no single SPDX id.)
-    assert_eq!(l["bash"], serde_json::json!([{ "expression": "GPL-3.0-only" }]));
+    assert_eq!(
+        l["bash"],
+        serde_json::json!([{ "expression": "GPL-3.0-only" }])
+    );
     assert_eq!(l["zlib"], serde_json::json!([{ "expression": "Zlib" }]));
     assert_eq!(
         l["glibc"],
@@ -255,7 +273,14 @@ fn bundle_sbom_names_the_wafer_and_dpkg_dependencies() {
     });
     let b = f.build(&f.recipe(""), "bundle");
     let sbom = f.path("sbom.json");
-    ok(wafer(&["inspect", s(&b), "--sbom", "cyclonedx", "-o", s(&sbom)]));
+    ok(wafer(&[
+        "inspect",
+        s(&b),
+        "--sbom",
+        "cyclonedx",
+        "-o",
+        s(&sbom),
+    ]));
     let v = read_json(&sbom);
     let summary = check_with_consumers(&sbom);
 
@@ -369,7 +394,14 @@ fn demo_wafers_sbom_and_sarif() {
         stderr(&o)
     );
     let sbom = tmp.path().join("fixed.cdx.json");
-    ok(wafer(&["inspect", s(&fixed), "--sbom", "cyclonedx", "-o", s(&sbom)]));
+    ok(wafer(&[
+        "inspect",
+        s(&fixed),
+        "--sbom",
+        "cyclonedx",
+        "-o",
+        s(&sbom),
+    ]));
     let summary = check_with_consumers(&sbom);
     assert_eq!(summary["packages"], 6, "{summary}");
     let v = read_json(&sbom);
@@ -391,8 +423,14 @@ fn demo_wafers_sbom_and_sarif() {
         "{purls:?}"
     );
     let l = licenses(&v);
-    assert_eq!(l["bash"], serde_json::json!([{ "expression": "GPL-2.0-or-later" }]));
-    assert_eq!(l["openssl"], serde_json::json!([{ "license": { "name": "BSD" } }]));
+    assert_eq!(
+        l["bash"],
+        serde_json::json!([{ "expression": "GPL-2.0-or-later" }])
+    );
+    assert_eq!(
+        l["openssl"],
+        serde_json::json!([{ "license": { "name": "BSD" } }])
+    );
 
     let sarif = tmp.path().join("planted.sarif");
     let o = wafer(&[
@@ -418,7 +456,16 @@ fn demo_wafers_sbom_and_sarif() {
     let loc = &port["locations"][0]["physicalLocation"];
     assert_eq!(loc["artifactLocation"]["uri"], "etc/squid/squid.conf");
     assert_eq!(loc["region"]["startLine"], 2);
-    for r in log["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap() {
-        assert!(r["helpUri"].as_str().unwrap().contains("policy.md#rule-kind-"), "{r}");
+    for r in log["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+    {
+        assert!(
+            r["helpUri"]
+                .as_str()
+                .unwrap()
+                .contains("policy.md#rule-kind-"),
+            "{r}"
+        );
     }
 }

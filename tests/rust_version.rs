@@ -33,7 +33,10 @@ fn no_dependency_needs_a_newer_rust_than_declared() {
         .filter_map(|v| v.as_str())
         .collect();
     let ours = env!("CARGO_PKG_RUST_VERSION");
-    assert!(!ours.is_empty(), "the wafer package declares no rust-version");
+    assert!(
+        !ours.is_empty(),
+        "the wafer package declares no rust-version"
+    );
     let mut newer = Vec::new();
     for p in m["packages"].as_array().unwrap() {
         let id = p["id"].as_str().unwrap();

@@ -7,7 +7,6 @@ use std::io::Read;
 
 use rootfs::{NodeKind, Tree};
 
-
 use crate::steps::{list_dir, read_text};
 
 pub use crate::names::normalize_arch;

@@ -63,6 +63,11 @@ pub struct WaferSection {
     /// Timestamp (seconds since 1970) for everything the build creates, when
     /// `SOURCE_DATE_EPOCH` is not set. Defaults to the base's newest modification time.
     pub epoch: Option<i64>,
+    /// The signed provenance's `builder.id` (a URI naming the VO's build service, e.g.
+    /// `https://cms.example.org/wafer-builder`) when `wafer build --sign` gives no
+    /// `--builder-id`. Not part of the image; docs/attestation.md.
+    #[serde(default)]
+    pub builder_id: Option<Spanned<String>>,
 }
 
 /// Kind of base filesystem.

@@ -96,9 +96,8 @@ impl Seek for At<'_> {
             SeekFrom::End(d) => len.checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        self.pos = new.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
+        self.pos = new
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
         Ok(self.pos)
     }
 }
@@ -256,10 +255,11 @@ impl Disk {
             },
         );
         let table = SeekTable::read_from(&mut src).map_err(zseek_err)?;
-        src.seek(SeekFrom::Start(0)).map_err(|source| DiskError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        src.seek(SeekFrom::Start(0))
+            .map_err(|source| DiskError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         let size = table.decompressed_size();
         if size != expected_size {
             return Err(DiskError::SizeChanged {

@@ -82,7 +82,9 @@ pub enum BundleError {
         file: String,
     },
     /// No `disk.img.zst`.
-    #[error("{path}: missing: the bundle has wafer.json but no disk image (an interrupted build?)")]
+    #[error(
+        "{path}: missing: the bundle has wafer.json but no disk image (an interrupted build?)"
+    )]
     MissingDisk {
         /// The `disk.img.zst`.
         path: PathBuf,

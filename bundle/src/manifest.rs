@@ -341,7 +341,14 @@ pub(crate) mod tests {
     #[test]
     fn unknown_fields_are_refused() {
         let good: serde_json::Value = serde_json::from_slice(&sample().to_json().unwrap()).unwrap();
-        for pointer in ["", "/image", "/image/verity", "/compressed", "/requirements", "/os"] {
+        for pointer in [
+            "",
+            "/image",
+            "/image/verity",
+            "/compressed",
+            "/requirements",
+            "/os",
+        ] {
             let mut v = good.clone();
             v.pointer_mut(pointer)
                 .unwrap()
@@ -367,11 +374,17 @@ pub(crate) mod tests {
         let mut v = good.clone();
         v["format"] = "wafer-bundle/2".into();
         let e = Manifest::from_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
-        assert!(matches!(e, ManifestError::Format(ref f) if f == "wafer-bundle/2"), "{e}");
+        assert!(
+            matches!(e, ManifestError::Format(ref f) if f == "wafer-bundle/2"),
+            "{e}"
+        );
         let mut v = good;
         v["image"]["size"] = "big".into();
         let e = Manifest::from_json(&serde_json::to_vec_pretty(&v).unwrap()).unwrap_err();
-        assert!(matches!(e, ManifestError::Parse { line, .. } if line > 1), "{e}");
+        assert!(
+            matches!(e, ManifestError::Parse { line, .. } if line > 1),
+            "{e}"
+        );
         assert!(Manifest::from_json(b"").is_err());
         assert!(Manifest::from_json(b"{\"format\": ").is_err());
     }

@@ -12,7 +12,7 @@ use crate::deployment::{
 };
 use crate::fit::Requirements;
 use crate::site::{GuestType, Site};
-use crate::wafer::Image as VerifiedImage;
+use crate::wafer::Image;
 use crate::xl::{Domain, GuestConfig, XlConfig};
 
 struct FakeWafer {
@@ -21,7 +21,7 @@ struct FakeWafer {
     memory: u64,
 }
 
-impl VerifiedImage for FakeWafer {
+impl Image for FakeWafer {
     fn name(&self) -> &str {
         self.name
     }

@@ -17,7 +17,7 @@ use std::path::Path;
 use crate::deployment::{deploy_image as deploy, DeployError, DeployOptions, Hypervisor, Launch};
 use crate::fit::Requirements;
 use crate::site::{GuestType, Site};
-use crate::wafer::Image as VerifiedImage;
+use crate::wafer::Image;
 use crate::xl::{guest_cmdline, Domain, KernelFlavour};
 use serde_json::Value;
 use xl_dry_run::{xl_json, xl_run};
@@ -30,7 +30,7 @@ struct Wafer {
     kernel_path: &'static str,
 }
 
-impl VerifiedImage for Wafer {
+impl Image for Wafer {
     fn name(&self) -> &str {
         "squid"
     }

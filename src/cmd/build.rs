@@ -53,7 +53,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "KEY")]
     pub sign: Option<PathBuf>,
     /// The provenance's `builder.id` URI: who built it, e.g. `https://cms.example.org/wafer-builder`
-    /// (default `wafer:builder:VO:KEYID`, the wafer's VO and the signing key's id).
+    /// (default: the recipe's `[wafer] builder_id`, else `wafer:builder:VO:KEYID`, the wafer's VO
+    /// and the signing key's id).
     #[arg(long, value_name = "URI", requires = "sign")]
     pub builder_id: Option<String>,
     /// Print the builder's progress events as JSON lines on stdout, then the summary as JSON.
@@ -270,12 +271,27 @@ pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
         Some(p) => Some(load_private_key(p)?),
         None => None,
     };
-    if let Some(id) = a.builder_id.as_deref() {
+    // The recipe is read once here: its `[wafer] builder_id` is the provenance's builder.id
+    // unless --builder-id names another.
+    let recipe = builder::recipe::Recipe::load(&a.recipe)
+        .with_context(|| format!("building {}", a.recipe.display()))?;
+    let builder_id = match (&a.builder_id, &recipe.doc.wafer.builder_id) {
+        (Some(id), _) => Some((id.clone(), "--builder-id".to_string())),
+        (None, Some(id)) => Some((
+            id.get_ref().clone(),
+            format!("{}: wafer.builder_id", a.recipe.display()),
+        )),
+        (None, None) => None,
+    };
+    if let Some((id, from)) = &builder_id {
         if !trust::statement::is_uri(id) {
             bail!(
-                "--builder-id {}: not a URI (scheme:rest, no spaces), e.g. https://cms.example.org/wafer-builder",
+                "{from} {}: not a URI (scheme:rest, no spaces), e.g. https://cms.example.org/wafer-builder",
                 rootfs::escape::Escaped(id)
             );
+        }
+        if key.is_none() {
+            tracing::debug!("{from} given without --sign: no provenance is written");
         }
     }
     let mut opts = BuildOptions::new(&a.output);
@@ -289,17 +305,21 @@ pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
         input_memory: a.max_input_memory,
     };
     let staged = if a.json {
-        builder::stage(&a.recipe, &opts, &JsonProgress)
+        builder::stage_recipe(&recipe, &opts, &JsonProgress)
     } else {
         let bars = BarProgress::new(!ui.quiet && std::io::stderr().is_terminal());
-        let r = builder::stage(&a.recipe, &opts, &bars);
+        let r = builder::stage_recipe(&recipe, &opts, &bars);
         let _ = bars.multi.clear();
         r
     }
     .with_context(|| format!("building {}", a.recipe.display()))?;
     let signed = match &key {
         Some(k) => {
-            sign_provenance(staged.path(), k, a.builder_id.as_deref())?;
+            sign_provenance(
+                staged.path(),
+                k,
+                builder_id.as_ref().map(|(id, _)| id.as_str()),
+            )?;
             Some(a.output.join("attestations").join("provenance.json"))
         }
         None => None,

@@ -496,11 +496,7 @@ pub fn run(a: DemoArgs, ui: &Ui) -> Result<()> {
         format!(
             "flipped bit 4 of byte {at} in {}; verify: {}",
             zst.display(),
-            if bad.passed() {
-                "ACCEPTED"
-            } else {
-                "REFUSED"
-            }
+            if bad.passed() { "ACCEPTED" } else { "REFUSED" }
         ),
     );
     for w in &why {

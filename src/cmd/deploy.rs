@@ -101,17 +101,17 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
     let verified = match check {
         Ok(v) => v,
         Err(report) => {
-        eprint!("{}", report);
-        let why: Vec<String> = report
-            .failures()
-            .iter()
-            .map(|c| format!("{}: {}", Escaped(&c.name), Escaped(&c.detail)))
-            .collect();
-        bail!(
-            "{} refused: verification failed ({}); nothing was deployed",
-            a.bundle.display(),
-            why.join("; ")
-        );
+            eprint!("{}", report);
+            let why: Vec<String> = report
+                .failures()
+                .iter()
+                .map(|c| format!("{}: {}", Escaped(&c.name), Escaped(&c.detail)))
+                .collect();
+            bail!(
+                "{} refused: verification failed ({}); nothing was deployed",
+                a.bundle.display(),
+                why.join("; ")
+            );
         }
     };
     let opts = DeployOptions {

@@ -93,7 +93,10 @@ pub fn opened(img: &image::Image) -> vetter::vet::Opened<'_> {
         damage: &img.damage,
         manifest: img.manifest.as_ref(),
         manifest_sha256: img.manifest_sha256.as_deref(),
-        disk: img.manifest.as_ref().map(|_| Path::new(img.source.as_str())),
+        disk: img
+            .manifest
+            .as_ref()
+            .map(|_| Path::new(img.source.as_str())),
     }
 }
 

@@ -6,16 +6,16 @@ mod oracles;
 
 use std::path::Path;
 
-use trust::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use bundle::Manifest;
+use trust::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use trust::key::PrivateKey;
 use trust::statement::{
     self, DmVerity, ResourceDescriptor, Statement, StatementError, VerityLayout,
     APPROVAL_EXTENSION, DM_VERITY_ANNOTATION, PROVENANCE_V1, VERITY_DIGEST,
 };
 use trust::verify::{
-    approval_statement, sign_statement, wafer_subjects, ApprovalRequest,
-    RollbackException, ROLLBACK_EXCEPTION_V1,
+    approval_statement, sign_statement, wafer_subjects, ApprovalRequest, RollbackException,
+    ROLLBACK_EXCEPTION_V1,
 };
 
 const ROOT: &str = "4b6a3f0c1e2d5a6978877665544332211000ffeeddccbbaa9988776655443322";

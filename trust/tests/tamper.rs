@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use bundle::Manifest;
 use trust::digest::{digest_reader, DigestOptions};
 use trust::key::PrivateKey;
 use trust::statement::{Statement, PROVENANCE_V1};
-use bundle::Manifest;
 use trust::store::TrustStore;
 use trust::verify::{
     approval_statement, sign_statement, verify_bundle_dir, wafer_subjects, ApprovalRequest,
@@ -219,7 +219,9 @@ fn good_bundle_passes() {
 /// change keeps the compressed length), recompressed: the manifest's `compressed.size` still matches, so the
 /// change is found by the digests, not by the cheap size check.
 fn flipped_same_length(f: &Fixture, from: usize, mask: u8) -> Vec<u8> {
-    let want = std::fs::metadata(f.bundle.join("disk.img.zst")).unwrap().len() as usize;
+    let want = std::fs::metadata(f.bundle.join("disk.img.zst"))
+        .unwrap()
+        .len() as usize;
     // Blocks hold 100 equal bytes then zeros: changing a block's whole run keeps its shape.
     for b in from / 4096..f.raw.len() / 4096 {
         let mut raw = f.raw.clone();

@@ -425,11 +425,26 @@ mod tests {
     #[test]
     fn requirements_resolve_through_names_provides_and_alternatives() {
         let list = vec![
-            pkg("rpm", "bash", &[&["libc.so.6()(64bit)"], &["/bin/sh"]], &["/bin/sh"]),
-            pkg("rpm", "glibc", &[&["glibc-common"]], &["libc.so.6()(64bit)"]),
+            pkg(
+                "rpm",
+                "bash",
+                &[&["libc.so.6()(64bit)"], &["/bin/sh"]],
+                &["/bin/sh"],
+            ),
+            pkg(
+                "rpm",
+                "glibc",
+                &[&["glibc-common"]],
+                &["libc.so.6()(64bit)"],
+            ),
             pkg("rpm", "glibc-common", &[&["/bin/sh"], &["missing"]], &[]),
             pkg("dpkg", "debconf", &[&["perl-base"]], &["debconf-2.0"]),
-            pkg("dpkg", "x", &[&["nothere", "debconf-2.0", "perl-base"]], &[]),
+            pkg(
+                "dpkg",
+                "x",
+                &[&["nothere", "debconf-2.0", "perl-base"]],
+                &[],
+            ),
             pkg("dpkg", "perl-base", &[&["glibc"]], &[]),
         ];
         let (g, cut) = dependency_graph(&list);
@@ -456,7 +471,11 @@ mod tests {
         assert!(cut);
         assert!(g.iter().all(|d| d.len() <= MAX_EDGES_PER_PACKAGE));
         // One hash map: a package everyone provides links to at most MAX_PROVIDERS of them.
-        let one = vec![pkg("rpm", "q", &[&["common"]], &[]), list[0].clone(), list[1].clone()];
+        let one = vec![
+            pkg("rpm", "q", &[&["common"]], &[]),
+            list[0].clone(),
+            list[1].clone(),
+        ];
         let (g, _) = dependency_graph(&one);
         assert_eq!(g[0], vec![1, 2]);
     }

@@ -43,7 +43,12 @@ fn tree(evil: bool) -> Tree {
     let mut t = Tree::new(meta(0o755));
     base(&mut t);
     if evil {
-        file_mode(&mut t, "/usr/bin/evil", b"#!/bin/sh\nexec /bin/sh\n", 0o4755);
+        file_mode(
+            &mut t,
+            "/usr/bin/evil",
+            b"#!/bin/sh\nexec /bin/sh\n",
+            0o4755,
+        );
     }
     t
 }
@@ -129,7 +134,12 @@ fn a_planted_setuid_fails_and_the_fixed_image_passes() {
     assert_eq!(v.date, "2026-06-01");
 
     let out = vet(&input(plain(&good, "ext"), &p)).unwrap();
-    assert_eq!(out.verdict.outcome, Outcome::Pass, "{:?}", out.verdict.findings);
+    assert_eq!(
+        out.verdict.outcome,
+        Outcome::Pass,
+        "{:?}",
+        out.verdict.findings
+    );
     assert!(out.verdict.findings.is_empty());
     // The inventory judged comes back with the verdict (for the HTML report).
     assert!(out.inventory.files.setuid.is_empty());
@@ -165,7 +175,10 @@ fn since_marks_known_and_overrides_win_over_the_manifest() {
     assert_eq!(id.kind, "bundle");
     assert_eq!(id.manifest_sha256.as_deref(), Some(msha.as_str()));
     assert_eq!(id.image_sha256, Some("66".repeat(32)));
-    assert_eq!(id.compressed_sha256, None, "no disk file given, none hashed");
+    assert_eq!(
+        id.compressed_sha256, None,
+        "no disk file given, none hashed"
+    );
     assert!(!v.since);
 
     // As `wafer vet BAD --since BAD --name other --vo atlas`: known 1, new 0.
@@ -178,7 +191,10 @@ fn since_marks_known_and_overrides_win_over_the_manifest() {
     assert!(v.since);
     assert_eq!((v.totals.known, v.totals.new), (1, 0), "{:?}", v.totals);
     assert_eq!(v.findings[0].new, Some(false));
-    assert_eq!((v.wafer.as_str(), v.vo.as_deref()), ("other", Some("atlas")));
+    assert_eq!(
+        (v.wafer.as_str(), v.vo.as_deref()),
+        ("other", Some("atlas"))
+    );
 
     // Against the fixed image the finding is new.
     let good = tree(false);

@@ -246,7 +246,9 @@ impl Package {
     /// features, duplicates removed, in header order. Empty when the tag is absent or unreadable;
     /// at most [`MAX_RELATIONS`].
     pub fn requires(&self) -> Vec<String> {
-        relation_names(&self.header, tag::REQUIRENAME, |n| !n.starts_with("rpmlib("))
+        relation_names(&self.header, tag::REQUIRENAME, |n| {
+            !n.starts_with("rpmlib(")
+        })
     }
 
     /// PROVIDENAME: the capabilities it offers (its own name, virtual names, sonames), duplicates
