@@ -1,7 +1,7 @@
 //! `wafer build`: a recipe turned into a wafer bundle, optionally signed (SLSA provenance).
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
@@ -12,10 +12,6 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rootfs::atomic::Replace;
 use serde_json::json;
-use trust::statement::{
-    BuildDefinition, Provenance, ResourceDescriptor, RunDetails, Statement, PROVENANCE_V1,
-    WAFER_BUILD_TYPE,
-};
 
 use super::Ui;
 
@@ -190,74 +186,6 @@ impl Progress for BarProgress {
     }
 }
 
-/// Writes the SLSA provenance v1 attestation of the bundle in `out`, signed with `key`.
-/// `builder_id` is the provenance's `builder.id` (default
-/// [`trust::statement::default_builder_id`]).
-pub fn sign_provenance(
-    out: &Path,
-    key: &trust::key::PrivateKey,
-    builder_id: Option<&str>,
-) -> Result<PathBuf> {
-    let mpath = out.join("wafer.json");
-    let manifest_bytes = rootfs::safe::Folder::open(out)
-        .and_then(|b| b.read_file("wafer.json", trust::verify::MAX_JSON))
-        .context("reading the manifest")?;
-    let m = bundle::Manifest::from_json(&manifest_bytes)
-        .with_context(|| format!("parsing {}", mpath.display()))?;
-    let recipe_sha = m.recipe.sha256.clone();
-    let inputs_sha = m.recipe.inputs_sha256.clone();
-    let base_kind = m.base.kind.clone();
-    let base_sha = m.base.sha256.clone();
-    let epoch = m.source_date_epoch;
-    let mut deps = Vec::new();
-    if !recipe_sha.is_empty() {
-        deps.push(ResourceDescriptor::new("recipe", &[("sha256", recipe_sha)]));
-    }
-    if !inputs_sha.is_empty() {
-        deps.push(ResourceDescriptor::new(
-            "recipe-inputs",
-            &[("sha256", inputs_sha)],
-        ));
-    }
-    if !base_sha.is_empty() {
-        deps.push(ResourceDescriptor::new(
-            &format!("base:{base_kind}"),
-            &[("sha256", base_sha)],
-        ));
-    }
-    let prov = Provenance {
-        build_definition: BuildDefinition {
-            build_type: WAFER_BUILD_TYPE.to_string(),
-            external_parameters: json!({ "name": m.name, "version": m.version, "vo": m.vo }),
-            internal_parameters: Some(json!({ "source_date_epoch": epoch })),
-            resolved_dependencies: deps,
-        },
-        run_details: RunDetails {
-            builder: trust::statement::Builder {
-                id: builder_id.map(str::to_string).unwrap_or_else(|| {
-                    trust::statement::default_builder_id(&m.vo, &key.public().keyid())
-                }),
-                version: Some(
-                    [("wafer".to_string(), env!("CARGO_PKG_VERSION").to_string())].into(),
-                ),
-            },
-            metadata: None,
-        },
-    };
-    let st = Statement::new(
-        trust::verify::wafer_subjects(&manifest_bytes, &m),
-        PROVENANCE_V1,
-        &prov,
-    );
-    let env = trust::verify::sign_statement(&st, key);
-    // Never through a link: created relative to the bundle's handle, a temporary file renamed
-    // into place; a linked attestations/ or provenance.json is refused.
-    rootfs::safe::Folder::open(out)
-        .and_then(|b| b.create_dir("attestations"))
-        .and_then(|dir| dir.write_file("provenance.json", &env))
-        .context("writing the provenance")
-}
-
 /// Runs `wafer build`.
 pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
     // The builder fills the bundle under a temporary sibling name (removed on error or
@@ -315,11 +243,13 @@ pub fn run(a: BuildArgs, ui: &Ui) -> Result<()> {
     .with_context(|| format!("building {}", a.recipe.display()))?;
     let signed = match &key {
         Some(k) => {
-            sign_provenance(
+            trust::provenance::sign_bundle(
                 staged.path(),
                 k,
                 builder_id.as_ref().map(|(id, _)| id.as_str()),
-            )?;
+                env!("CARGO_PKG_VERSION"),
+            )
+            .context("signing the provenance")?;
             Some(a.output.join("attestations").join("provenance.json"))
         }
         None => None,

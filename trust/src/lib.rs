@@ -19,6 +19,7 @@ pub mod approve;
 pub mod digest;
 pub mod dsse;
 pub mod key;
+pub mod provenance;
 pub mod report;
 pub mod statement;
 pub mod store;
