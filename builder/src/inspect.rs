@@ -190,32 +190,7 @@ pub fn detect_boot(tree: &Tree) -> Option<BootFiles> {
     })
 }
 
-/// The flavour of a Linux guest kernel, recorded as `boot.kernel_flavour` in `wafer.json`:
-/// it decides the guest's Xen console (deploy writes it into the command line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KernelFlavour {
-    /// Forward-ported xen kernels (2.6.18-xen, RHEL/SL 5 `kernel-xen`): console `xvc0`.
-    Xenlinux,
-    /// Mainline paravirt_ops kernels: console `hvc0`.
-    Pvops,
-}
-
-impl KernelFlavour {
-    /// The name in `wafer.json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KernelFlavour::Xenlinux => "xenlinux",
-            KernelFlavour::Pvops => "pvops",
-        }
-    }
-    /// The Xen console device of such a kernel.
-    pub fn console(self) -> &'static str {
-        match self {
-            KernelFlavour::Xenlinux => "xvc0",
-            KernelFlavour::Pvops => "hvc0",
-        }
-    }
-}
+pub use bundle::KernelFlavour;
 
 /// The flavour of the kernel at `kernel` (a `/boot/vmlinuz-VERSION` path). The kernel's own
 /// `/boot/config-VERSION` decides when the image has it: `CONFIG_HVC_XEN=y` (the pvops Xen
@@ -224,11 +199,7 @@ impl KernelFlavour {
 /// (`2.6.18-419.el5xen`) or is older than 2.6.26 is xenlinux, anything else pvops. Returns the flavour and how it was
 /// found.
 pub fn detect_kernel_flavour(tree: &Tree, kernel: &str) -> (KernelFlavour, &'static str) {
-    let name = kernel.rsplit('/').next().unwrap_or(kernel);
-    let version = name
-        .strip_prefix("vmlinuz-")
-        .or_else(|| name.strip_prefix("vmlinux-"))
-        .unwrap_or(name);
+    let version = bundle::boot::kernel_version(kernel);
     if let Ok(Some(config)) = read_text(tree, &format!("/boot/config-{version}")) {
         let set = |key: &str| config.lines().any(|l| l.trim() == format!("{key}=y"));
         if set("CONFIG_HVC_XEN") {
@@ -241,34 +212,7 @@ pub fn detect_kernel_flavour(tree: &Tree, kernel: &str) -> (KernelFlavour, &'sta
             );
         }
     }
-    if version.to_ascii_lowercase().contains("xen") {
-        (KernelFlavour::Xenlinux, "its version names xen")
-    } else if older_than_pvops(version) {
-        (
-            KernelFlavour::Xenlinux,
-            "its version is older than 2.6.26, the first pvops x86_64 guest",
-        )
-    } else {
-        (
-            KernelFlavour::Pvops,
-            "its version is 2.6.26 or later and does not name xen",
-        )
-    }
-}
-
-/// True for a kernel version older than 2.6.26 (`2.6.18-419.el5` gives 2.6.18): mainline
-/// Linux could not run as a 64-bit Xen PV guest before 2.6.26 (32-bit: 2.6.23), so such a
-/// kernel that boots on Xen is a forward-ported xenlinux one.
-fn older_than_pvops(version: &str) -> bool {
-    let mut n = [0u32; 3];
-    for (i, part) in version.split(['.', '-']).take(3).enumerate() {
-        let digits: String = part.chars().take_while(|c| c.is_ascii_digit()).collect();
-        match digits.parse() {
-            Ok(v) => n[i] = v,
-            Err(_) => break,
-        }
-    }
-    n != [0, 0, 0] && n < [2, 6, 26]
+    KernelFlavour::guess_from_kernel_path(kernel)
 }
 
 /// Where the image keeps its rpm database, if it has one.

@@ -30,6 +30,7 @@
 //! 4. `builder`, `vetter`, `deploy` (deploy accepts only a `trust::Verified<Bundle>`);
 //! 5. the `wafer` command, which parses arguments, calls one library function and renders.
 
+pub mod boot;
 pub mod digest;
 mod disk;
 pub mod manifest;
@@ -41,6 +42,7 @@ use std::path::{Path, PathBuf};
 use rootfs::safe::{Folder, SafeError};
 use sha2::{Digest, Sha256};
 
+pub use boot::KernelFlavour;
 pub use disk::{Disk, DiskError, DiskReader};
 pub use manifest::{Manifest, ManifestError, FORMAT};
 pub use writer::{BundleWriter, WriterError};

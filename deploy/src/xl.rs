@@ -1598,84 +1598,7 @@ impl GuestConfig {
 
 // ---------------------------------------------------------------- guest kernel flavour
 
-/// What kind of Linux kernel a PV guest boots: it decides the console device name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KernelFlavour {
-    /// The forward-ported "xen" kernels (2.6.18-xen, e.g. RHEL/SL 5 `kernel-xen`): console
-    /// `xvc0`.
-    Xenlinux,
-    /// Mainline (paravirt_ops) kernels, 2.6.26 and later: console `hvc0`.
-    Pvops,
-}
-
-impl KernelFlavour {
-    /// The name recorded in `wafer.json` (`boot.kernel_flavour`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KernelFlavour::Xenlinux => "xenlinux",
-            KernelFlavour::Pvops => "pvops",
-        }
-    }
-
-    /// The guest console device.
-    pub fn console(self) -> &'static str {
-        match self {
-            KernelFlavour::Xenlinux => "xvc0",
-            KernelFlavour::Pvops => "hvc0",
-        }
-    }
-
-    /// A guess from the kernel file name, for bundles that do not record the flavour: a
-    /// `vmlinuz-VERSION` whose version says `xen` (`2.6.18-419.el5xen`, `2.6.16.60-0.21-xen`)
-    /// or is older than 2.6.26 is a xenlinux kernel, anything else pvops.
-    pub fn guess_from_kernel_path(path: &str) -> KernelFlavour {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        let version = name
-            .strip_prefix("vmlinuz-")
-            .or_else(|| name.strip_prefix("vmlinux-"))
-            .unwrap_or(name);
-        if version.to_ascii_lowercase().contains("xen") || older_than_pvops(version) {
-            KernelFlavour::Xenlinux
-        } else {
-            KernelFlavour::Pvops
-        }
-    }
-}
-
-/// True for a kernel version older than 2.6.26 (`2.6.18-419.el5` gives 2.6.18): mainline
-/// Linux could not run as a 64-bit Xen PV guest before 2.6.26 (32-bit: 2.6.23), so such a
-/// kernel that boots on Xen is a forward-ported xenlinux one.
-fn older_than_pvops(version: &str) -> bool {
-    let mut n = [0u32; 3];
-    for (i, part) in version.split(['.', '-']).take(3).enumerate() {
-        let digits: String = part.chars().take_while(|c| c.is_ascii_digit()).collect();
-        match digits.parse() {
-            Ok(v) => n[i] = v,
-            Err(_) => break,
-        }
-    }
-    n != [0, 0, 0] && n < [2, 6, 26]
-}
-
-impl std::str::FromStr for KernelFlavour {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "xenlinux" => Ok(KernelFlavour::Xenlinux),
-            "pvops" => Ok(KernelFlavour::Pvops),
-            _ => Err(format!(
-                "unknown kernel flavour {:?} (xenlinux or pvops)",
-                s.chars().take(40).collect::<String>()
-            )),
-        }
-    }
-}
-
-impl fmt::Display for KernelFlavour {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use bundle::KernelFlavour;
 
 /// The flavour recorded in the manifest or, for a bundle that does not record it, a guess
 /// from the kernel's file name (said in a log line).
@@ -1686,7 +1609,7 @@ pub fn resolve_flavour(
     if let Some(f) = recorded {
         return f;
     }
-    let guess = KernelFlavour::guess_from_kernel_path(kernel_path.unwrap_or(""));
+    let (guess, _) = KernelFlavour::guess_from_kernel_path(kernel_path.unwrap_or(""));
     tracing::info!(
         kernel = kernel_path.unwrap_or("(none)"),
         flavour = guess.as_str(),
