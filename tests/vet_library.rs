@@ -64,7 +64,7 @@ fn the_library_entry_point_gives_the_commands_verdict() {
     let damage = rootfs::open::ext_damage(&img.info);
     let source = disk.path().display().to_string();
     let msha = b.manifest_sha256();
-    let opened = vetter::vet::Opened {
+    let opened = vetter::vet::VetImage {
         tree: &img.tree,
         kind: "bundle",
         source: &source,
@@ -139,7 +139,7 @@ fn the_library_entry_point_gives_the_commands_verdict() {
     .unwrap();
     let source = root.display().to_string();
     let v = vetter::vet::vet(&vetter::vet::VetInput {
-        image: vetter::vet::Opened {
+        image: vetter::vet::VetImage {
             tree: &o.tree,
             kind: "directory",
             source: &source,

@@ -85,8 +85,8 @@ pub fn inspect_options(ui: &Ui, hash: bool, list_files: bool) -> vetter::Inspect
 
 /// An opened image as the vetter takes it; a bundle's disk file (`Image::source`) is hashed
 /// by the vetter alongside the inspection.
-pub fn opened(img: &image::Image) -> vetter::vet::Opened<'_> {
-    vetter::vet::Opened {
+pub fn opened(img: &image::Image) -> vetter::vet::VetImage<'_> {
+    vetter::vet::VetImage {
         tree: &img.tree,
         kind: &img.kind,
         source: &img.source,

@@ -2,7 +2,7 @@
 //! `wafer approve`'s vetting).
 //!
 //! The caller opens the image (a bundle, an ext image, a disk, a tar archive or a directory) into
-//! a [`rootfs::Tree`] and describes it with an [`Opened`]; [`vet`] builds the inventory under the
+//! a [`rootfs::Tree`] and describes it with a [`VetImage`]; [`vet`] builds the inventory under the
 //! given budgets, records the damage the reader skipped over (so a damaged source is "could not
 //! vet"), settles the wafer's name and VO (overrides, else the bundle's manifest, else the
 //! caller's fallback), compares with an older image (`since`) when given, evaluates the policy,
@@ -21,14 +21,14 @@ use crate::{InspectOptions, Inventory};
 
 /// An image opened by the caller, and what the opener knows about it.
 #[derive(Clone, Copy, Debug)]
-pub struct Opened<'a> {
+pub struct VetImage<'a> {
     /// The image's tree.
     pub tree: &'a Tree,
     /// What it is, for the verdict (`bundle`, `ext`, `tar`, `directory`,
     /// `disk (gpt partition 2)`).
     pub kind: &'a str,
     /// The file the tree was read from (a bundle's `disk.img.zst`, else the image itself): where
-    /// [`Opened::damage`] is reported.
+    /// [`VetImage::damage`] is reported.
     pub source: &'a str,
     /// What the reader skipped over (`rootfs::open::Opened::damage`); each entry makes the
     /// verdict "could not vet" unless waived.
@@ -47,11 +47,11 @@ pub struct Opened<'a> {
 #[derive(Clone, Debug)]
 pub struct VetInput<'a> {
     /// The image to vet.
-    pub image: Opened<'a>,
+    pub image: VetImage<'a>,
     /// The site policy.
     pub policy: &'a Policy,
     /// An older version of the wafer: findings present there are marked known.
-    pub since: Option<Opened<'a>>,
+    pub since: Option<VetImage<'a>>,
     /// Wafer name the policy matches; `None`: the manifest's, else [`VetInput::fallback_name`].
     pub name: Option<&'a str>,
     /// VO the policy matches; `None`: the manifest's (none for other images).
@@ -83,7 +83,7 @@ pub enum VetError {
     /// The image could not be inspected.
     #[error("inspecting {source_file}: {error}")]
     Inspect {
-        /// [`Opened::source`].
+        /// [`VetImage::source`].
         source_file: String,
         /// The inspection error.
         #[source]
@@ -92,7 +92,7 @@ pub enum VetError {
     /// The older image (`since`) could not be inspected.
     #[error("inspecting the older image {source_file}: {error}")]
     InspectSince {
-        /// The older image's [`Opened::source`].
+        /// The older image's [`VetImage::source`].
         source_file: String,
         /// The inspection error.
         #[source]
@@ -125,7 +125,7 @@ pub enum VetError {
 
 /// The inventory of an opened image, with the damage its reader skipped over recorded
 /// ([`Inventory::add_reader_damage`]).
-pub fn inventory(image: &Opened<'_>, opts: &InspectOptions) -> Result<Inventory, crate::Error> {
+pub fn inventory(image: &VetImage<'_>, opts: &InspectOptions) -> Result<Inventory, crate::Error> {
     let mut inv = crate::inspect(image.tree, opts)?;
     inv.add_reader_damage(image.source, image.damage.iter().cloned());
     Ok(inv)

@@ -12,7 +12,7 @@ use common::*;
 use rootfs::Tree;
 use sha2::Digest;
 use vetter::policy::{Outcome, Policy, Severity};
-use vetter::vet::{vet, Opened, VetError, VetInput};
+use vetter::vet::{vet, VetError, VetImage, VetInput};
 
 /// The policy of `tests/cli_vet.rs`.
 const POLICY: &str = r#"[policy]
@@ -77,8 +77,8 @@ fn manifest(compressed: &str) -> (bundle::Manifest, String) {
     )
 }
 
-fn plain<'a>(t: &'a Tree, kind: &'a str) -> Opened<'a> {
-    Opened {
+fn plain<'a>(t: &'a Tree, kind: &'a str) -> VetImage<'a> {
+    VetImage {
         tree: t,
         kind,
         source: "/images/squid.img",
@@ -89,7 +89,7 @@ fn plain<'a>(t: &'a Tree, kind: &'a str) -> Opened<'a> {
     }
 }
 
-fn input<'a>(image: Opened<'a>, policy: &'a Policy) -> VetInput<'a> {
+fn input<'a>(image: VetImage<'a>, policy: &'a Policy) -> VetInput<'a> {
     VetInput {
         image,
         policy,
@@ -158,7 +158,7 @@ fn since_marks_known_and_overrides_win_over_the_manifest() {
     let p = policy();
     let bad = tree(true);
     let (m, msha) = manifest(&"99".repeat(32));
-    let image = Opened {
+    let image = VetImage {
         manifest: Some(&m),
         manifest_sha256: Some(&msha),
         ..plain(&bad, "bundle")
@@ -209,7 +209,7 @@ fn damage_the_reader_skipped_is_could_not_vet_naming_the_source() {
     let p = policy();
     let good = tree(false);
     let damage = vec!["inode 12: checksum mismatch, skipped".to_string()];
-    let image = Opened {
+    let image = VetImage {
         damage: &damage,
         ..plain(&good, "ext")
     };
@@ -250,7 +250,7 @@ fn the_compressed_disk_is_hashed_and_a_swapped_one_refused() {
         .to_string();
 
     let (m, msha) = manifest(&want);
-    let image = Opened {
+    let image = VetImage {
         manifest: Some(&m),
         manifest_sha256: Some(&msha),
         disk: Some(&disk),
@@ -265,7 +265,7 @@ fn the_compressed_disk_is_hashed_and_a_swapped_one_refused() {
 
     // The manifest records another disk: refused, naming the file and both digests.
     let (m2, msha2) = manifest(&"ab".repeat(32));
-    let image = Opened {
+    let image = VetImage {
         manifest: Some(&m2),
         manifest_sha256: Some(&msha2),
         ..image
@@ -282,7 +282,7 @@ fn the_compressed_disk_is_hashed_and_a_swapped_one_refused() {
 
     // A disk that cannot be read: an error naming it, not a verdict.
     let gone = dir.path().join("gone.zst");
-    let image = Opened {
+    let image = VetImage {
         disk: Some(&gone),
         ..image
     };
