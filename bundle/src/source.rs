@@ -14,10 +14,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rootfs::ext::{self, ExtError, ExtImage, FsInfo};
+use rootfs::ext::{self, ExtError, ExtImage};
 use rootfs::open::{self as ro, OpenError, OpenOptions};
 use rootfs::tar::Compression;
-use rootfs::{ReadAt, Tree};
+use rootfs::ReadAt;
 
 use crate::{BundleDir, BundleError, Disk, DiskError, DISK_FILE, MANIFEST_FILE};
 
@@ -46,33 +46,13 @@ impl From<ro::SourceKind> for SourceKind {
     }
 }
 
-/// A source read into a tree (`rootfs::open::Opened`, with the bundle kind).
-pub struct Opened {
+/// A source read into a tree: what it was (bundles included) and rootfs's reading of it (for a
+/// bundle, the ext image on its disk).
+pub struct Source {
     /// What the source was.
     pub kind: SourceKind,
-    /// Its tree.
-    pub tree: Tree,
-    /// Filesystem facts, for ext images and bundles.
-    pub fs_info: Option<FsInfo>,
-    /// What the reader skipped or could not trust and went on (see `rootfs::open::Opened`).
-    pub damage: Vec<String>,
-    /// Remarks about how the source was read.
-    pub notes: Vec<String>,
-    /// The top-level directory of a tar archive that was descended into.
-    pub descended: Option<String>,
-}
-
-impl From<ro::Opened> for Opened {
-    fn from(o: ro::Opened) -> Self {
-        Opened {
-            kind: o.kind.into(),
-            tree: o.tree,
-            fs_info: o.fs_info,
-            damage: o.damage,
-            notes: o.notes,
-            descended: o.descended,
-        }
-    }
+    /// The tree, filesystem facts, reader damage and notes (`rootfs::open::Opened`).
+    pub image: ro::Opened,
 }
 
 /// Errors opening a source; each names the file.
@@ -123,20 +103,27 @@ pub fn read_disk(disk: &Disk, opts: &ext::ReadOptions) -> Result<ExtImage, Sourc
 }
 
 /// Reads whatever `path` holds into a tree. See the module documentation.
-pub fn open_source(path: &Path, opts: &OpenOptions) -> Result<Opened, SourceError> {
+pub fn open_source(path: &Path, opts: &OpenOptions) -> Result<Source, SourceError> {
     if !is_bundle(path) {
-        return Ok(ro::open_source(path, opts)?.into());
+        let image = ro::open_source(path, opts)?;
+        return Ok(Source {
+            kind: image.kind.into(),
+            image,
+        });
     }
     tracing::debug!(path = %path.display(), "opening a bundle's {DISK_FILE}");
     let dir = BundleDir::open(path)?;
     let disk = dir.open_disk(None)?;
     let img = read_disk(&disk, &opts.ext)?;
-    Ok(Opened {
+    Ok(Source {
         kind: SourceKind::Bundle,
-        tree: img.tree,
-        damage: ro::ext_damage(&img.info),
-        fs_info: Some(img.info),
-        notes: Vec::new(),
-        descended: None,
+        image: ro::Opened {
+            kind: ro::SourceKind::Ext,
+            tree: img.tree,
+            damage: ro::ext_damage(&img.info),
+            fs_info: Some(img.info),
+            notes: Vec::new(),
+            descended: None,
+        },
     })
 }

@@ -100,9 +100,9 @@ fn bundle_with_missing_empty_linked_or_truncated_disk_is_an_error_naming_it() {
     fs::write(&zst, &full).unwrap();
     let o = open_source(&bundle, &opts).unwrap();
     assert_eq!(o.kind, SourceKind::Bundle);
-    assert_eq!(content(&o.tree, b"/etc/hostname"), b"wafer\n");
-    assert!(o.damage.is_empty(), "{:?}", o.damage);
-    assert!(o.fs_info.is_some());
+    assert_eq!(content(&o.image.tree, b"/etc/hostname"), b"wafer\n");
+    assert!(o.image.damage.is_empty(), "{:?}", o.image.damage);
+    assert!(o.image.fs_info.is_some());
     assert_eq!(
         serde_json::to_value(o.kind).unwrap(),
         serde_json::json!({"kind": "bundle"})
@@ -114,10 +114,10 @@ fn bundle_with_missing_empty_linked_or_truncated_disk_is_an_error_naming_it() {
     assert_eq!(detect(&bundle).unwrap(), SourceKind::Directory);
     let o = open_source(&bundle, &opts).unwrap();
     assert_eq!(o.kind, SourceKind::Directory);
-    assert!(o.tree.lookup(b"/disk.img.zst").is_some());
+    assert!(o.image.tree.lookup(b"/disk.img.zst").is_some());
     let o = open_source(&img, &opts).unwrap();
     assert_eq!(o.kind, SourceKind::Ext);
-    assert_eq!(content(&o.tree, b"/etc/hostname"), b"wafer\n");
+    assert_eq!(content(&o.image.tree, b"/etc/hostname"), b"wafer\n");
     assert_eq!(
         serde_json::to_value(o.kind).unwrap(),
         serde_json::json!({"kind": "ext"})

@@ -234,7 +234,7 @@ pub fn run(args: LsArgs, ui: &Ui) -> Result<()> {
         .with_context(|| format!("reading {}", args.image.display()));
     spinner.finish_and_clear();
     let opened = opened?;
-    let tree = &opened.tree;
+    let tree = &opened.image.tree;
     let want_hash = (args.long || args.json) && !args.no_hash;
     let hashes = if want_hash {
         Some(

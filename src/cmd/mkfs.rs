@@ -175,10 +175,10 @@ pub fn run(args: MkfsArgs, ui: &Ui) -> Result<()> {
     let opened = opened?;
     check_output_is_not_source(&args.source, &args.output, opened.kind)?;
     let read_secs = start.elapsed().as_secs_f64();
-    let (epoch, epoch_from) = choose_epoch(args.epoch, &opened.tree)?;
-    let c = counts(&opened.tree);
+    let (epoch, epoch_from) = choose_epoch(args.epoch, &opened.image.tree)?;
+    let c = counts(&opened.image.tree);
     tracing::info!(source = %args.source.display(), kind = ?opened.kind, paths = c.paths, read_secs, epoch, epoch_from, "source read");
-    let written = write_image(&opened.tree, &args, epoch, c.data_bytes, ui)?;
+    let written = write_image(&opened.image.tree, &args, epoch, c.data_bytes, ui)?;
     let total = start.elapsed().as_secs_f64();
     let summary = serde_json::json!({
         "image": args.output.display().to_string(),
