@@ -132,7 +132,12 @@ fn dry_run_prints_the_qemu_command_line_and_xenlinux_is_refused() {
     let (bundle, store) = approved(&f);
     let site = site_file(&f, &store, "tcg");
     let o = ok(wafer(&[
-        "deploy", s(&bundle), "--site", s(&site), "--dry-run", "--json",
+        "deploy",
+        s(&bundle),
+        "--site",
+        s(&site),
+        "--dry-run",
+        "--json",
     ]));
     let rec = json(&o);
     assert_eq!(rec["state"], "printed");
@@ -173,9 +178,7 @@ fn dry_run_prints_the_qemu_command_line_and_xenlinux_is_refused() {
     let g = Fixture::new(|_| {});
     let (xen_bundle, xen_store) = approved(&g);
     let site = site_file(&g, &xen_store, "tcg");
-    let o = wafer(&[
-        "deploy", s(&xen_bundle), "--site", s(&site), "--dry-run",
-    ]);
+    let o = wafer(&["deploy", s(&xen_bundle), "--site", s(&site), "--dry-run"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("xenlinux"), "{}", stderr(&o));
     assert!(!g.path("storage/cms-cms-squid").exists());
@@ -191,7 +194,11 @@ fn real_qemu_starts_the_guest_ps_reads_qmp_stop_ends_it() {
     let dir = f.path("storage/cms-cms-squid");
     let _guard = KillOnDrop(dir.join("qemu.pid"));
     let rec = json(&ok(wafer(&[
-        "deploy", s(&bundle), "--site", s(&site), "--json",
+        "deploy",
+        s(&bundle),
+        "--site",
+        s(&site),
+        "--json",
     ])));
     assert_eq!(rec["state"], "running", "{rec:#}");
     let ran = rec["launch"]["Ran"].as_str().unwrap();
@@ -224,7 +231,11 @@ fn real_qemu_starts_the_guest_ps_reads_qmp_stop_ends_it() {
 
     // a QEMU that died: ps says gone, stop releases everything without a guest to end
     let rec = json(&ok(wafer(&[
-        "deploy", s(&bundle), "--site", s(&site), "--json",
+        "deploy",
+        s(&bundle),
+        "--site",
+        s(&site),
+        "--json",
     ])));
     assert_eq!(rec["state"], "running");
     let pid: i32 = std::fs::read_to_string(dir.join("qemu.pid"))

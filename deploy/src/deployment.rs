@@ -309,10 +309,9 @@ impl Hypervisor for QemuTool {
             {
                 continue;
             }
-            if let crate::qemu::Presence::Alive { pid, status } =
-                crate::qemu::presence(&e.path())
-            {
-                let spec = crate::qemu::GuestSpec::read(&e.path().join(crate::qemu::files::SPEC)).ok();
+            if let crate::qemu::Presence::Alive { pid, status } = crate::qemu::presence(&e.path()) {
+                let spec =
+                    crate::qemu::GuestSpec::read(&e.path().join(crate::qemu::files::SPEC)).ok();
                 out.push(Domain {
                     name,
                     id: pid.unwrap_or(0),
@@ -813,9 +812,11 @@ pub(crate) fn deploy_image<W: Image>(
             launch: None,
             launches: hv.launches(),
             keep_disk: false,
-            console: site
-                .qemu()
-                .map(|_| site.storage_dir.join(&name).join(crate::qemu::files::CONSOLE)),
+            console: site.qemu().map(|_| {
+                site.storage_dir
+                    .join(&name)
+                    .join(crate::qemu::files::CONSOLE)
+            }),
         };
         save(&lock, &r)?;
         (r, placement.guest_type, slot, claim)
@@ -989,11 +990,13 @@ fn write_and_launch<W: Image>(
         };
         let qmp_len = spec.qmp.as_os_str().len();
         if qmp_len > crate::qmp::MAX_SOCKET_PATH {
-            return Err(crate::qemu::QemuError::Qmp(crate::qmp::QmpError::PathTooLong {
-                path: spec.qmp.clone(),
-                len: qmp_len,
-            })
-            .into());
+            return Err(
+                crate::qemu::QemuError::Qmp(crate::qmp::QmpError::PathTooLong {
+                    path: spec.qmp.clone(),
+                    len: qmp_len,
+                })
+                .into(),
+            );
         }
         let cfg = dir.join(crate::qemu::files::SPEC);
         let bytes = serde_json::to_vec_pretty(&spec).map_err(|e| DeployError::Corrupt {

@@ -201,7 +201,12 @@ pub fn argv(program: &str, q: &QemuSite, accel: Accel, spec: &GuestSpec) -> Vec<
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         _ => push(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
     }
-    push(&["-m", &spec.memory_mib.to_string(), "-smp", &spec.vcpus.to_string()]);
+    push(&[
+        "-m",
+        &spec.memory_mib.to_string(),
+        "-smp",
+        &spec.vcpus.to_string(),
+    ]);
     push(&["-nodefaults", "-no-user-config", "-display", "none"]);
     push(&["-kernel", &p(&spec.kernel)]);
     if let Some(i) = &spec.initrd {
@@ -329,12 +334,7 @@ const PROBE_MARK: &[u8] = b"wafer-kvm-probe-ok\n";
 /// really runs and exits under KVM on this host's machine type; otherwise TCG, with the reason).
 /// The probe works in a folder made (and removed) inside `scratch`. Without a program to run,
 /// `auto` is KVM when `/dev/kvm` opens, else TCG.
-pub fn resolve_accel(
-    program: Option<&Path>,
-    q: &QemuSite,
-    accel: Accel,
-    scratch: &Path,
-) -> Chosen {
+pub fn resolve_accel(program: Option<&Path>, q: &QemuSite, accel: Accel, scratch: &Path) -> Chosen {
     match accel {
         Accel::Kvm | Accel::Tcg => Chosen {
             accel,
@@ -431,8 +431,7 @@ fn probe_kvm(program: &Path, q: &QemuSite, scratch: &Path) -> Result<(), String>
             let _ = s.by_ref().take(64 << 10).read_to_end(&mut err);
         }
         let printed = fs::read(&out).unwrap_or_default();
-        if status.code() == Some(1) && printed.windows(PROBE_MARK.len()).any(|w| w == PROBE_MARK)
-        {
+        if status.code() == Some(1) && printed.windows(PROBE_MARK.len()).any(|w| w == PROBE_MARK) {
             Ok(())
         } else {
             let err = String::from_utf8_lossy(&err);
@@ -511,10 +510,7 @@ pub fn presence(dir: &Path) -> Presence {
     let qmp = dir.join(files::QMP);
     let pid = verified_pid(&dir.join(files::PIDFILE), &qmp);
     match Qmp::connect(&qmp, QMP_TIMEOUT).and_then(|mut c| c.status()) {
-        Ok(s) => Presence::Alive {
-            pid,
-            status: Ok(s),
-        },
+        Ok(s) => Presence::Alive { pid, status: Ok(s) },
         Err(QmpError::NotListening { .. }) if pid.is_none() => Presence::Gone,
         Err(e) => Presence::Alive {
             pid,
@@ -597,7 +593,9 @@ mod tests {
             "root=/dev/vda ro console=ttyS0"
         );
         assert_eq!(
-            guest_cmdline(Some("root=/dev/xvda1 resume=/dev/xvdb2 console=xvc0,115200 quiet")),
+            guest_cmdline(Some(
+                "root=/dev/xvda1 resume=/dev/xvdb2 console=xvc0,115200 quiet"
+            )),
             "root=/dev/vda1 resume=/dev/vdb2 console=ttyS0 quiet"
         );
         assert_eq!(
@@ -617,10 +615,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(
-            shell_line(&a),
-            "qemu -append 'root=/dev/vda ro' 'it'\\''s'"
-        );
+        assert_eq!(shell_line(&a), "qemu -append 'root=/dev/vda ro' 'it'\\''s'");
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub enum QmpError {
         source: std::io::Error,
     },
     /// The path is too long for a unix socket.
-    #[error("{path}: {len} bytes is longer than the {MAX_SOCKET_PATH} bytes of a unix socket path")]
+    #[error(
+        "{path}: {len} bytes is longer than the {MAX_SOCKET_PATH} bytes of a unix socket path"
+    )]
     PathTooLong {
         /// The socket.
         path: PathBuf,
@@ -108,7 +110,11 @@ impl Qmp {
         let io = |doing: &str| {
             let path = path.to_path_buf();
             let doing = doing.to_string();
-            move |source| QmpError::Io { path, doing, source }
+            move |source| QmpError::Io {
+                path,
+                doing,
+                source,
+            }
         };
         stream
             .set_read_timeout(Some(timeout))
@@ -174,9 +180,8 @@ impl Qmp {
     /// Runs `command` (no arguments) and returns its `return` value; events that arrive
     /// meanwhile are skipped.
     pub fn execute(&mut self, command: &str) -> Result<Value, QmpError> {
-        let mut req = serde_json::to_vec(&json!({ "execute": command })).map_err(|e| {
-            self.protocol(command, &e.to_string())
-        })?;
+        let mut req = serde_json::to_vec(&json!({ "execute": command }))
+            .map_err(|e| self.protocol(command, &e.to_string()))?;
         req.push(b'\n');
         self.writer
             .write_all(&req)
@@ -225,7 +230,8 @@ impl Qmp {
             Some(s)
                 if !s.is_empty()
                     && s.len() <= 64
-                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
             {
                 Ok(s.to_string())
             }
@@ -290,11 +296,20 @@ mod tests {
             (vec![b"{\"hello\": 1}\n"], "not a QMP greeting"),
             (vec![GREETING, b"{\"what\": 1}\n"], "neither return"),
             (
-                vec![GREETING, b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\n"],
+                vec![
+                    GREETING,
+                    b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\n",
+                ],
                 "QEMU says GenericError: no",
             ),
-            (vec![GREETING, OK, b"{\"return\": {\"status\": 7}}\n"], "no status name"),
-            (vec![GREETING, OK, b"{\"return\": {\"status\": \"a\\nb\"}}\n"], "no status name"),
+            (
+                vec![GREETING, OK, b"{\"return\": {\"status\": 7}}\n"],
+                "no status name",
+            ),
+            (
+                vec![GREETING, OK, b"{\"return\": {\"status\": \"a\\nb\"}}\n"],
+                "no status name",
+            ),
             (vec![GREETING, b"{\"return\": {}"], "closed the connection"),
         ];
         for (script, want) in cases {

@@ -1147,8 +1147,7 @@ fn validate_qemu(q: &QemuConfig, err: &ErrFn<'_>) -> Result<QemuSite, SiteError>
         .machine
         .clone()
         .unwrap_or_else(|| DEFAULT_MACHINE.to_string());
-    check_name("machine type", &machine)
-        .map_err(|e| err("qemu.machine".into(), e.to_string()))?;
+    check_name("machine type", &machine).map_err(|e| err("qemu.machine".into(), e.to_string()))?;
     let stop_timeout_s = q.stop_timeout_s.unwrap_or(DEFAULT_STOP_TIMEOUT_S);
     if stop_timeout_s > 3600 {
         return Err(err(

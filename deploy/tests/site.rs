@@ -313,3 +313,116 @@ fn relative_paths_resolve_against_the_site_folder_and_only_the_result_is_checked
     assert_eq!(site.state_dir, real.join("etc/state"));
     assert_eq!(site.storage_dir, real.join("etc/wafer/disks/here"));
 }
+
+const XEN_TABLE: &str = "[xen]\nversion = \"4.17\"\nguest_types = [\"pv\", \"pvh\", \"hvm\"]\n";
+
+#[test]
+fn a_qemu_site_takes_defaults_and_its_own_keys() {
+    use deploy::site::{Accel, HypervisorKind, QemuNetwork};
+    let text = EXAMPLE.replace(XEN_TABLE, "[hypervisor]\nkind = \"qemu\"\n");
+    let site = parse(&text).unwrap();
+    assert_eq!(site.hypervisor.kind(), HypervisorKind::Qemu);
+    let q = site.qemu().unwrap();
+    assert_eq!(q.binary, "qemu-system-x86_64");
+    assert_eq!(q.accel, Accel::Auto);
+    assert_eq!(q.machine, "q35");
+    assert_eq!(q.network, QemuNetwork::Bridge);
+    assert_eq!(q.stop_timeout_s, 60);
+    let text = EXAMPLE.replace(
+        XEN_TABLE,
+        "[hypervisor]\nkind = \"qemu\"\n[qemu]\nbinary = \"/usr/local/bin/qemu-kvm\"\naccel = \"kvm\"\nmachine = \"pc-q35-8.2\"\nnetwork = \"user\"\nstop_timeout_s = 5\n",
+    );
+    let q = parse(&text).unwrap().qemu().unwrap().clone();
+    assert_eq!(
+        (
+            q.binary.as_str(),
+            q.accel,
+            q.machine.as_str(),
+            q.network,
+            q.stop_timeout_s
+        ),
+        (
+            "/usr/local/bin/qemu-kvm",
+            Accel::Kvm,
+            "pc-q35-8.2",
+            QemuNetwork::User,
+            5
+        )
+    );
+    // an explicit xen kind is the old file
+    let text = EXAMPLE.replace(
+        XEN_TABLE,
+        &format!("[hypervisor]\nkind = \"xen\"\n{XEN_TABLE}"),
+    );
+    assert!(parse(&text).unwrap().xen().is_some());
+}
+
+#[test]
+fn qemu_and_xen_tables_are_checked() {
+    fn qemu(extra: &'static str) -> impl Fn(String) -> String {
+        move |t: String| {
+            t.replace(
+                XEN_TABLE,
+                &format!("[hypervisor]\nkind = \"qemu\"\n{extra}"),
+            )
+        }
+    }
+    invalid(&qemu(XEN_TABLE), "xen", "this site's is qemu");
+    invalid(
+        &|t| t.replace(XEN_TABLE, "[qemu]\naccel = \"tcg\"\n"),
+        "qemu",
+        "this site's is xen",
+    );
+    invalid(&|t| t.replace(XEN_TABLE, ""), "xen", "needs a [xen] table");
+    invalid(
+        &qemu("[qemu]\nbinary = \"bin/qemu\"\n"),
+        "qemu.binary",
+        "absolute path",
+    );
+    invalid(
+        &qemu("[qemu]\nmachine = \"q35,accel=kvm\"\n"),
+        "qemu.machine",
+        "machine type",
+    );
+    invalid(
+        &qemu("[qemu]\nstop_timeout_s = 7200\n"),
+        "qemu.stop_timeout_s",
+        "more than an hour",
+    );
+    invalid(
+        &|t| qemu("")(t).replace("/var/lib/wafer/storage", "/var/lib/wafer,x/storage"),
+        "paths.storage_dir",
+        "contains a comma",
+    );
+    let e = parse(&EXAMPLE.replace(XEN_TABLE, "[hypervisor]\nkind = \"kvm\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown variant `kvm`"), "{e}");
+    let e = parse(&EXAMPLE.replace(
+        XEN_TABLE,
+        "[hypervisor]\nkind = \"qemu\"\n[qemu]\naccel = \"hax\"\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("unknown variant `hax`"), "{e}");
+}
+
+#[test]
+fn qemu_example_parses_and_is_in_the_docs() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/site-qemu.toml"
+    ));
+    let site = Site::from_file(path).unwrap();
+    assert_eq!(
+        site.qemu().unwrap().network,
+        deploy::site::QemuNetwork::Bridge
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/site.md")).unwrap();
+    assert!(
+        doc.contains(text.trim_end()),
+        "docs/site.md does not contain deploy/examples/site-qemu.toml verbatim"
+    );
+}
