@@ -16,6 +16,9 @@
 #   vet      issue 5  wafer vet IMG --policy P   vs  wafer inspect IMG (policy overhead)
 #   verify   issue 6  wafer verify BUNDLE (a ~4 GiB signed wafer; and with --sha256)
 #                                                vs  zstd -dc disk.img.zst | openssl dgst -sha256
+#   deploy   issue 12 wafer deploy --dry-run of that wafer (verify + materialise + CIDATA + config,
+#                     launch excluded: a QEMU site, so nothing is launched)
+#                                                vs  zstd -dc disk.img.zst > disk.img
 #
 # Options:
 #   --small       quick run: one copy of the base (~10,000 entries), a 1 GiB wafer for verify
@@ -49,7 +52,7 @@ while [ $# -gt 0 ]; do
         --work) work=$2; shift ;;
         --keep) keep=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        mkfs|ls|build|inspect|vet|verify) sections+=("$1") ;;
+        mkfs|ls|build|inspect|vet|verify|deploy) sections+=("$1") ;;
         *) echo "bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -283,7 +286,7 @@ phase_secs() { # EVENTS PHASE: seconds between phase_started and phase_finished
         index($0, "\"phase_finished\"") && index($0, p) { f = $1 }
         END { if (s == "" || f == "") print "NaN"; else printf "%.2f", f - s }' "$1"
 }
-if want build || want verify; then tree_sha=$(sha256sum "$work/tree.tar" | cut -d' ' -f1); fi
+if want build || want verify || want deploy; then tree_sha=$(sha256sum "$work/tree.tar" | cut -d' ' -f1); fi
 
 if want build; then
     log "issue 3: build"
@@ -360,7 +363,7 @@ if want vet; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-if want verify; then
+if want verify || want deploy; then
     log "issue 6: verify (making a $verify_size wafer: the tree + incompressible and compressible data)"
     size_b=$(numfmt --from=iec "$verify_size")
     # leave ~12% of the image for ext4 metadata and free space
@@ -376,11 +379,17 @@ type = \"copy\"
 src = \"text.bin\"
 dest = \"/srv/big/text.bin\"
 
+[[step]]
+type = \"copy\"
+src = \"vmlinuz\"
+dest = \"/boot/vmlinuz-6.1.0-bench\"
+
 [output]
 size = \"$verify_size\""
     { openssl enc -aes-128-ctr -nosalt -pass pass:wafer-bench -pbkdf2 -in /dev/zero 2>/dev/null || true; } \
         | head -c "$((big * 1048576))" > "$work/recipe4/random.bin"
     { while tar -cf - -C "$base" usr 2>/dev/null; do :; done || true; } | head -c "$((big * 1048576))" > "$work/recipe4/text.bin"
+    printf 'a placeholder kernel for the deploy benchmark\n' > "$work/recipe4/vmlinuz"
     for f in random.bin text.bin; do
         [ "$(stat -c %s "$work/recipe4/$f")" = "$((big * 1048576))" ] || { echo "could not make $f" >&2; exit 1; }
     done
@@ -394,6 +403,8 @@ size = \"$verify_size\""
     printf '[policy]\nname = "bench"\nfail_on = "critical"\n\n[[files]]\nid = "files.empty-passwords"\nseverity = "critical"\ncheck = "empty-passwords"\n' > "$work/approve-policy.toml"
     "$wafer" --quiet approve "$work/out4" --key "$work/keys/alice.key" --policy "$work/approve-policy.toml" >&2
     log "verify bundle: image $(json_get "$work/out4/wafer.json" image.size) bytes, disk.img.zst $(stat -c %s "$work/out4/disk.img.zst") bytes"
+fi
+if want verify; then
     warm "$work/out4/disk.img.zst"
     measure wafer-verify-sha256 0 "$wafer" --quiet verify "$work/out4" --trust "$work/trust" --sha256
     w_s=$secs w_kb=$kb
@@ -404,6 +415,56 @@ size = \"$verify_size\""
     z_s=$secs z_kb=$kb
     measure wafer-verify 0 "$wafer" --quiet verify "$work/out4" --trust "$work/trust"
     row 6 "wafer verify BUNDLE --trust T ($verify_size image; dm-verity root and size, signatures)" "$secs" "$kb" "zstd -dc disk.img.zst | openssl dgst -sha256" "$z_s" "$z_kb" ">= 1.5x; RSS < 256 MB"
+fi
+
+# ---------------------------------------------------------------------------------------------
+if want deploy; then
+    log "issue 12: deploy --dry-run of the $verify_size wafer on a QEMU site (launch excluded)"
+    dsite=$work/deploy-site
+    rm -rf "$dsite"; mkdir -p "$dsite"
+    cat > "$dsite/site.toml" <<EOT
+name = "bench"
+[host]
+memory_mib = 8192
+vcpus = 4
+disk_mib = 1048576
+[hypervisor]
+kind = "qemu"
+[qemu]
+accel = "tcg"
+network = "user"
+[paths]
+storage_dir = "storage"
+state_dir = "state"
+trust_store = "$work/trust"
+[[slot]]
+name = "s1"
+memory_mib = 4096
+vcpus = 2
+disk_mib = 1048576
+arch = "x86_64"
+vos = ["*"]
+networks = ["n"]
+[[network]]
+name = "n"
+bridge = "br0"
+kind = "private"
+gateway = "10.0.2.2"
+prefix = 24
+mac_prefix = "02:16:3e"
+ranges = ["10.0.2.16/29"]
+EOT
+    warm "$work/out4/disk.img.zst"
+    before_each='rm -rf "$dsite/storage" "$dsite/state"'
+    measure wafer-deploy-dry-run 0 "$wafer" --quiet deploy "$work/out4" --site "$dsite/site.toml" --dry-run --json
+    w_s=$secs w_kb=$kb
+    grep -q '"state": "printed"' "$work/out.wafer-deploy-dry-run" || { echo "the deploy did not finish" >&2; exit 1; }
+    before_each='rm -f "$work/plain-disk.img"'
+    measure zstd-dc 0 bash -c 'zstd -qdc "$1" > "$2"' _ "$work/out4/disk.img.zst" "$work/plain-disk.img"
+    before_each=''
+    cmp -s "$work/plain-disk.img" "$dsite/storage/"*/disk.img || { echo "the deployed disk differs from zstd -dc's" >&2; exit 1; }
+    rm -rf "$work/plain-disk.img" "$dsite/storage" "$dsite/state"
+    row 12 "wafer deploy --dry-run ($verify_size image: verify, materialise with the dm-verity check, kernel, CIDATA, qemu.json)" "$w_s" "$w_kb" "zstd -dc disk.img.zst > disk.img" "$secs" "$kb" "ratio >= 0.83 (within 1.2x)"
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ fn dry_run_prints_the_qemu_command_line_and_xenlinux_is_refused() {
         "qemu-system-x86_64 -name cms-cms-squid -machine q35 -accel tcg,thread=multi -cpu max -m 256 -smp 1 ".to_string(),
         format!("-kernel {d}/kernel -initrd {d}/initrd -append 'root=/dev/vda ro console=ttyS0' "),
         format!("-drive file={d}/disk.img,format=raw,if=virtio,index=0 -drive file={d}/cidata.img,format=raw,if=virtio,index=1,readonly=on "),
-        format!("-netdev user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3 -device virtio-net-pci,netdev=net0,mac={mac} "),
+        format!("-netdev user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3 -device virtio-net-pci,netdev=net0,mac={mac},romfile= "),
         format!("-chardev file,id=console,path={d}/console.log -serial chardev:console "),
         format!("-chardev socket,id=qmp,path={d}/qmp.sock,server=on,wait=off -mon chardev=qmp,mode=control -pidfile {d}/qemu.pid -daemonize"),
     ] {

@@ -241,7 +241,7 @@ pub fn argv(program: &str, q: &QemuSite, accel: Accel, spec: &GuestSpec) -> Vec<
         push(&["-netdev", &netdev]);
         push(&[
             "-device",
-            &format!("virtio-net-pci,netdev=net{i},mac={}", n.mac),
+            &format!("virtio-net-pci,netdev=net{i},mac={},romfile=", n.mac),
         ]);
     }
     push(&[
