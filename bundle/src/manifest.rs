@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT: &str = "wafer-bundle/1";
 
 /// The ext profiles the image writer knows (`filesystem.profile`).
-pub const PROFILES: &[&str] = &["el4", "el5", "el6", "el7", "el8", "el9", "fedora"];
+pub const PROFILES: &[&str] = &[
+    "el4", "el5", "el6", "el7", "el8", "el9", "fedora", "debian12",
+];
 
 /// `wafer.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
