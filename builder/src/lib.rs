@@ -504,8 +504,14 @@ fn open_base(
                 .tree
         }
         recipe::BaseKind::Dir => {
-            let tree =
-                rootfs::dir::read_dir(&proc, &Default::default()).map_err(|e| base_err(&e))?;
+            // Only what a copy keeps reaches the tree: atime and ctime become the mtime (as a
+            // tar member's without pax times), so reading the tree, a no-op chmod or `cp -a`
+            // changes neither the pin nor the image.
+            let dir_opts = rootfs::dir::DirOptions {
+                host_times: false,
+                ..Default::default()
+            };
+            let tree = rootfs::dir::read_dir(&proc, &dir_opts).map_err(|e| base_err(&e))?;
             let d = tree_digest(&tree).map_err(|e| base_err(&e))?;
             if d != pinned {
                 return Err(mismatch(d));
@@ -523,16 +529,26 @@ fn env_epoch() -> Option<i64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// The ext profile for an OS when the recipe names none.
-fn default_profile(os: &inspect::OsInfo) -> &'static str {
+/// The ext profile for an OS when the recipe names none: the enterprise Linux release's, Fedora's,
+/// Debian 12's for Debian 9 and later and Ubuntu 18.04 and later (and for any other OS whose
+/// os-release `ID_LIKE` says debian or ubuntu), `el7` otherwise.
+fn default_profile(os: &inspect::OsInfo, id_like: &[String]) -> &'static str {
     let major: u32 = os
         .version
         .split('.')
         .next()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let debian_like = id_like.iter().any(|w| w == "debian" || w == "ubuntu");
     match os.id.as_str() {
         "fedora" => "fedora",
+        // Debian 9 (e2fsprogs 1.43.4) first made metadata_csum and 64bit by default; its
+        // version is empty on testing/sid, which are newer still.
+        "debian" if major >= 9 || major == 0 => "debian12",
+        "debian" => "el7",
+        "ubuntu" if major >= 18 || major == 0 => "debian12",
+        "ubuntu" => "el7",
+        _ if debian_like => "debian12",
         _ => match major {
             3 | 4 => "el4",
             5 => "el5",
@@ -605,6 +621,7 @@ pub fn stage_recipe(
         epoch: Timestamp::from_secs(epoch),
         vars,
         inputs: Default::default(),
+        resolv_conf_from_recipe: Default::default(),
     };
 
     // Steps, then the default purge if the recipe has no purge step.
@@ -713,8 +730,7 @@ pub fn stage_recipe(
             }
         }
     }
-    let packages = inspect::packages(&tree)
-        .map_err(|e| BuildError::Output(format!("reading the image's rpm database: {e}")))?;
+    let packages = inspect::packages(&tree).map_err(|e| BuildError::Output(e.to_string()))?;
 
     // Image.
     let profile = doc
@@ -722,7 +738,7 @@ pub fn stage_recipe(
         .profile
         .as_ref()
         .map(|p| p.get_ref().clone())
-        .unwrap_or_else(|| default_profile(&os).to_string());
+        .unwrap_or_else(|| default_profile(&os, &inspect::os_id_like(&tree)).to_string());
     let sizing = match (&doc.output.size, &doc.output.headroom) {
         (Some(s), _) => image::Sizing::Fixed(
             recipe::parse_size(s.get_ref()).map_err(|m| recipe.err_at(s.span(), m))?,
