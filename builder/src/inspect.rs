@@ -275,10 +275,7 @@ pub fn packages(tree: &Tree) -> Result<Option<(String, Vec<PackageSummary>)>, Pa
     Ok(dpkg_packages(tree)?.map(|v| ("dpkg".to_string(), v)))
 }
 
-fn rpm_packages(
-    tree: &Tree,
-    dir: &str,
-) -> Result<(String, Vec<PackageSummary>), pkgdb::Error> {
+fn rpm_packages(tree: &Tree, dir: &str) -> Result<(String, Vec<PackageSummary>), pkgdb::Error> {
     let src = TreeDb {
         tree,
         dir: dir.to_string(),
@@ -329,9 +326,7 @@ fn dpkg_file(tree: &Tree, path: &str) -> Result<Option<Vec<u8>>, pkgdb::dpkg::Dp
 /// The packages of the image's dpkg database (`/var/lib/dpkg/status` and its journal
 /// `updates/NNNN`, read as dpkg reads them), as `dpkg-query -W` lists them (every state but
 /// `not-installed`); `evr` is the version as dpkg prints it. `Ok(None)` without a status file.
-pub fn dpkg_packages(
-    tree: &Tree,
-) -> Result<Option<Vec<PackageSummary>>, pkgdb::dpkg::DpkgError> {
+pub fn dpkg_packages(tree: &Tree) -> Result<Option<Vec<PackageSummary>>, pkgdb::dpkg::DpkgError> {
     let status = format!("{DPKG_ADMIN}/status");
     let Some(bytes) = dpkg_file(tree, &status)? else {
         return Ok(None);

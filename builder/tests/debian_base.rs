@@ -94,7 +94,10 @@ fn tar_recipe(tmp: &Path, name: &str, fill: impl FnOnce(&Path), body: &str) -> (
 /// (name, version, architecture) of every package `dpkg-query -W` lists for the tree `root`.
 fn dpkg_query(root: &Path) -> BTreeSet<(String, String, String)> {
     let out = run(Command::new("dpkg-query")
-        .arg(format!("--admindir={}", root.join("var/lib/dpkg").display()))
+        .arg(format!(
+            "--admindir={}",
+            root.join("var/lib/dpkg").display()
+        ))
         .arg("-W")
         .arg("-f")
         .arg("${Package}\\t${Version}\\t${Architecture}\\n"));
@@ -174,15 +177,22 @@ fn debian_base_gets_the_debian_profile_and_its_dpkg_packages() {
     assert_eq!(m["packages"]["database"], "dpkg");
     let want = dpkg_query(&root);
     // The journal's upgrade and the config-files package are there, the selection is not.
-    assert!(want.contains(&("dash".into(), "0.5.12-2+b1".into(), "amd64".into())), "{want:?}");
-    assert!(want.contains(&("oldtool".into(), "1:0.9-1".into(), "all".into())), "{want:?}");
+    assert!(
+        want.contains(&("dash".into(), "0.5.12-2+b1".into(), "amd64".into())),
+        "{want:?}"
+    );
+    assert!(
+        want.contains(&("oldtool".into(), "1:0.9-1".into(), "all".into())),
+        "{want:?}"
+    );
     assert_eq!(want.len(), 4, "{want:?}");
     assert_eq!(manifest_packages(&m), want);
     assert_eq!(m["packages"]["count"], want.len());
     check_debian_image(&out, &tmp.path().join("w"));
 
     // A derivative says so in ID_LIKE: the same profile.
-    let mint = "NAME=\"Linux Mint\"\nVERSION_ID=\"21.3\"\nID=linuxmint\nID_LIKE=\"ubuntu debian\"\n";
+    let mint =
+        "NAME=\"Linux Mint\"\nVERSION_ID=\"21.3\"\nID=linuxmint\nID_LIKE=\"ubuntu debian\"\n";
     let (_, recipe) = tar_recipe(tmp.path(), "mint", |r| debian_tree(r, mint), "");
     let out = tmp.path().join("out-mint");
     build(&recipe, &BuildOptions::new(&out), &NoProgress).unwrap();
@@ -195,13 +205,21 @@ fn debian_base_gets_the_debian_profile_and_its_dpkg_packages() {
         "broken",
         |r| {
             debian_tree(r, DEBIAN12);
-            put(r, "var/lib/dpkg/status", b"Package: x\nStatus: install ok bogus\n");
+            put(
+                r,
+                "var/lib/dpkg/status",
+                b"Package: x\nStatus: install ok bogus\n",
+            );
         },
         "",
     );
-    let e = build(&recipe, &BuildOptions::new(tmp.path().join("o")), &NoProgress)
-        .unwrap_err()
-        .to_string();
+    let e = build(
+        &recipe,
+        &BuildOptions::new(tmp.path().join("o")),
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("dpkg database"), "{e}");
     assert!(e.contains("/var/lib/dpkg/status line"), "{e}");
 }
@@ -229,7 +247,10 @@ fn debugfs_absent(img: &Path, path: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(all.contains("File not found by ext2_lookup"), "{path} present: {all}");
+    assert!(
+        all.contains("File not found by ext2_lookup"),
+        "{path} present: {all}"
+    );
 }
 
 const HOST_RESOLV: &[u8] = b"# build host's\nnameserver 192.0.2.53\nsearch build.example.org\n";
@@ -359,7 +380,11 @@ fn debootstrap_tree_as_dir_base_gets_debian_profile_and_dpkg_packages() {
     assert_eq!(m["filesystem"]["profile"], "debian12");
     assert_eq!(m["packages"]["database"], "dpkg");
     let want = dpkg_query(src);
-    assert!(want.len() > 80, "a minbase tree has ~100 packages: {}", want.len());
+    assert!(
+        want.len() > 80,
+        "a minbase tree has ~100 packages: {}",
+        want.len()
+    );
     assert_eq!(m["packages"]["count"], want.len());
     assert_eq!(manifest_packages(&m), want);
     let img = check_debian_image(&out, &tmp.path().join("w"));

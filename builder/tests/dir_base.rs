@@ -29,7 +29,9 @@ fn make_tree(root: &Path) {
     std::fs::create_dir_all(root.join("var/empty")).unwrap();
     put(root, "home/user/notes", b"mine\n");
     run(Command::new("mkfifo").arg(root.join("var/fifo")));
-    run(Command::new("chmod").arg("4755").arg(root.join("usr/bin/su")));
+    run(Command::new("chmod")
+        .arg("4755")
+        .arg(root.join("usr/bin/su")));
     run(Command::new("chown")
         .arg("-R")
         .arg("1000:1000")
@@ -47,8 +49,7 @@ fn make_tree(root: &Path) {
         run(Command::new("touch")
             .arg("-h")
             .arg("-d")
-            .arg(format!("@{}.{:09}", BASE_MTIME + i as i64, 123_456_789)
-            )
+            .arg(format!("@{}.{:09}", BASE_MTIME + i as i64, 123_456_789))
             .arg(p));
     }
 }
