@@ -70,8 +70,11 @@ fn walk(root: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// (seconds, nanoseconds).
+type Time = (i64, i64);
+
 /// (path, atime, ctime, inode) of every entry, to show the copies really differ there.
-fn host_times(root: &Path) -> Vec<(String, (i64, i64), (i64, i64), u64)> {
+fn host_times(root: &Path) -> Vec<(String, Time, Time, u64)> {
     let mut v: Vec<_> = walk(root)
         .into_iter()
         .map(|p| {
