@@ -249,3 +249,121 @@ fn dir_base_copies_with_other_atimes_ctimes_and_inodes_build_identical_bundles()
     assert_eq!(line("ctime:"), line("mtime:"), "{st}");
     assert_eq!(line("atime:"), line("mtime:"), "{st}");
 }
+
+/// The pin covers what the image is made from beyond the earlier digest (xattrs, sub-second
+/// mtimes, hard-link structure); a recipe pinned by the earlier digest still builds, with a
+/// warning naming the value to pin.
+#[test]
+fn dir_pin_covers_xattrs_subsecond_mtimes_and_hard_links_and_old_pins_still_build() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tmp.path().join("r");
+    let base = dir.join("base");
+    make_tree(&base);
+    let read = |root: &Path| {
+        rootfs::dir::read_dir(
+            root,
+            &rootfs::dir::DirOptions {
+                host_times: false,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let d0 = builder::tree_digests(&read(&base)).unwrap();
+    assert_eq!(d0.current, pin_of(&base));
+    assert_ne!(d0.current, d0.legacy);
+
+    // A recipe pinned by the earlier digest: built, with a warning giving the current one.
+    let recipe = write_recipe(&dir, &d0.legacy);
+    let out = tmp.path().join("legacy");
+    let report = build(&recipe, &BuildOptions::new(&out), &NoProgress).unwrap();
+    assert_eq!(manifest(&out)["base"]["sha256"], d0.legacy.as_str());
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("earlier digest") && w.contains(&d0.current)),
+        "{:?}",
+        report.warnings
+    );
+    let out = tmp.path().join("current");
+    let report = build(
+        &write_recipe(&dir, &d0.current),
+        &BuildOptions::new(&out),
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(
+        !report.warnings.iter().any(|w| w.contains("earlier digest")),
+        "{:?}",
+        report.warnings
+    );
+
+    // Each change below reaches the image, so it changes the pin (not the earlier digest).
+    let mtime_of = |p: &Path| {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        (m.mtime(), m.mtime_nsec())
+    };
+    let set_mtime = |p: &Path, (s, ns): (i64, i64)| {
+        run(Command::new("touch")
+            .arg("-h")
+            .arg("-d")
+            .arg(format!("@{s}.{ns:09}"))
+            .arg(p));
+    };
+    // 1. An xattr: a file capability is one.
+    let su = base.join("usr/bin/su");
+    run(Command::new("setfattr")
+        .args(["-n", "user.wafer-test", "-v", "granted"])
+        .arg(&su));
+    let d1 = builder::tree_digests(&read(&base)).unwrap();
+    assert_ne!(d1.current, d0.current, "an xattr must change the pin");
+    assert_eq!(d1.legacy, d0.legacy);
+    run(Command::new("setfattr")
+        .args(["-x", "user.wafer-test"])
+        .arg(&su));
+    assert_eq!(builder::tree_digests(&read(&base)).unwrap(), d0);
+
+    // 2. The sub-second part of an mtime.
+    let motd = base.join("etc/motd");
+    let t = mtime_of(&motd);
+    set_mtime(&motd, (t.0, (t.1 + 1) % 1_000_000_000));
+    let d2 = builder::tree_digests(&read(&base)).unwrap();
+    assert_ne!(d2.current, d0.current, "nanoseconds must change the pin");
+    assert_eq!(d2.legacy, d0.legacy);
+    set_mtime(&motd, t);
+    assert_eq!(builder::tree_digests(&read(&base)).unwrap(), d0);
+
+    // 3. A hard link replaced by an equal copy (same bytes, mode, owner, mtime).
+    let dash = base.join("bin/dash");
+    let bin_t = mtime_of(&base.join("bin"));
+    let t = mtime_of(&dash);
+    let bytes = std::fs::read(&dash).unwrap();
+    std::fs::remove_file(&dash).unwrap();
+    std::fs::write(&dash, &bytes).unwrap();
+    run(Command::new("chmod")
+        .arg(format!(
+            "{:o}",
+            std::fs::metadata(base.join("bin/sh")).unwrap().mode() & 0o7777
+        ))
+        .arg(&dash));
+    set_mtime(&dash, t);
+    set_mtime(&base.join("bin"), bin_t);
+    let d3 = builder::tree_digests(&read(&base)).unwrap();
+    assert_ne!(
+        d3.current, d0.current,
+        "hard-link structure must change the pin"
+    );
+    assert_eq!(d3.legacy, d0.legacy);
+    let e = build(
+        &write_recipe(&dir, &d0.current),
+        &BuildOptions::new(tmp.path().join("refused")),
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("sha256 mismatch") && e.contains(&d3.current),
+        "{e}"
+    );
+}

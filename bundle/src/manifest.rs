@@ -184,7 +184,7 @@ pub struct ManifestBase {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestPackages {
-    /// rpm database backend: sqlite, bdb, ndb.
+    /// The package database: the rpm backend (sqlite, bdb, ndb), or `dpkg`.
     pub database: String,
     /// Number of packages.
     pub count: usize,
@@ -198,7 +198,7 @@ pub struct ManifestPackages {
 pub struct PackageSummary {
     /// Name.
     pub name: String,
-    /// `[epoch:]version-release`.
+    /// rpm: `[epoch:]version-release`; dpkg: the version as `dpkg-query` prints it.
     pub evr: String,
     /// Architecture (empty for none).
     pub arch: String,
