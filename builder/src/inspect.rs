@@ -1,6 +1,6 @@
 //! Facts the builder detects in the finished tree: architecture (from ELF headers), OS (from
 //! os-release or the distribution's release file), kernel and initrd (from /boot), installed
-//! packages (from the image's own rpm database).
+//! packages (from the image's own rpm or dpkg database).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -254,11 +254,28 @@ impl pkgdb::rpmdb::DbSource for TreeDb<'_> {
 /// One installed package in the manifest's summary.
 pub use bundle::manifest::PackageSummary;
 
-/// The image's installed packages (gpg-pubkey entries left out), sorted; `Ok(None)` without an rpm database.
-pub fn packages(tree: &Tree) -> Result<Option<(String, Vec<PackageSummary>)>, pkgdb::Error> {
-    let Some(dir) = rpmdb_dir(tree) else {
-        return Ok(None);
-    };
+/// Why the image's package database could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PackagesError {
+    /// The rpm database.
+    #[error("reading the image's rpm database: {0}")]
+    Rpm(#[from] pkgdb::Error),
+    /// dpkg's status file or its journal.
+    #[error("reading the image's dpkg database: {0}")]
+    Dpkg(#[from] pkgdb::dpkg::DpkgError),
+}
+
+/// The image's installed packages, sorted, and the database they come from: the rpm database
+/// (`sqlite`, `ndb`, `bdb`; gpg-pubkey entries left out), else dpkg's (`dpkg`: the packages
+/// `dpkg-query -W` lists). `Ok(None)` when the image has neither.
+pub fn packages(tree: &Tree) -> Result<Option<(String, Vec<PackageSummary>)>, PackagesError> {
+    if let Some(dir) = rpmdb_dir(tree) {
+        return Ok(Some(rpm_packages(tree, dir)?));
+    }
+    Ok(dpkg_packages(tree)?.map(|v| ("dpkg".to_string(), v)))
+}
+
+fn rpm_packages(tree: &Tree, dir: &str) -> Result<(String, Vec<PackageSummary>), pkgdb::Error> {
     let src = TreeDb {
         tree,
         dir: dir.to_string(),
@@ -282,7 +299,80 @@ pub fn packages(tree: &Tree) -> Result<Option<(String, Vec<PackageSummary>)>, pk
         pkgdb::rpmdb::Backend::Ndb => "ndb",
         pkgdb::rpmdb::Backend::Bdb => "bdb",
     };
-    Ok(Some((b.to_string(), v)))
+    Ok((b.to_string(), v))
+}
+
+/// dpkg's administrative directory in the image.
+pub const DPKG_ADMIN: &str = "/var/lib/dpkg";
+
+/// The bytes of the regular file `path` of the tree (a final symlink is not followed), at most
+/// [`pkgdb::dpkg::MAX_STATUS`] bytes; `None` when there is no such regular file.
+fn dpkg_file(tree: &Tree, path: &str) -> Result<Option<Vec<u8>>, pkgdb::dpkg::DpkgError> {
+    let Some(id) = tree.lookup(path.as_bytes()) else {
+        return Ok(None);
+    };
+    match &tree.node(id).kind {
+        NodeKind::Regular(c) => c
+            .read_to_vec(pkgdb::dpkg::MAX_STATUS as u64)
+            .map(Some)
+            .map_err(|source| pkgdb::dpkg::DpkgError::Io {
+                path: path.to_string(),
+                source,
+            }),
+        _ => Ok(None),
+    }
+}
+
+/// The packages of the image's dpkg database (`/var/lib/dpkg/status` and its journal
+/// `updates/NNNN`, read as dpkg reads them), as `dpkg-query -W` lists them (every state but
+/// `not-installed`); `evr` is the version as dpkg prints it. `Ok(None)` without a status file.
+pub fn dpkg_packages(tree: &Tree) -> Result<Option<Vec<PackageSummary>>, pkgdb::dpkg::DpkgError> {
+    let status = format!("{DPKG_ADMIN}/status");
+    let Some(bytes) = dpkg_file(tree, &status)? else {
+        return Ok(None);
+    };
+    let mut db = pkgdb::dpkg::Db::new();
+    db.add_file(&bytes, &status, pkgdb::dpkg::FileKind::Status)?;
+    let updates = format!("{DPKG_ADMIN}/updates");
+    let is_dir = tree
+        .lookup(updates.as_bytes())
+        .is_some_and(|id| tree.entries(id).is_some());
+    if is_dir {
+        let names = list_dir(tree, &updates);
+        for n in pkgdb::dpkg::update_names(&names, &updates)? {
+            let f = crate::steps::join(&updates, &n);
+            if let Some(b) = dpkg_file(tree, &f)? {
+                db.add_file(&b, &f, pkgdb::dpkg::FileKind::Update)?;
+            }
+        }
+    }
+    let mut v: Vec<PackageSummary> = db
+        .into_packages()
+        .into_iter()
+        .filter(|p| p.is_listed())
+        .map(|p| PackageSummary {
+            name: p.name,
+            evr: p.version,
+            arch: p.arch.unwrap_or_default(),
+        })
+        .collect();
+    v.sort();
+    Ok(Some(v))
+}
+
+/// `ID_LIKE` of the image's os-release (`/etc/os-release`, else `/usr/lib/os-release`), split
+/// into words; empty when absent.
+pub fn os_id_like(tree: &Tree) -> Vec<String> {
+    for p in ["/etc/os-release", "/usr/lib/os-release"] {
+        if let Ok(Some(t)) = read_text(tree, p) {
+            return os_release_value(&t, "ID_LIKE")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+        }
+    }
+    Vec::new()
 }
 
 #[cfg(test)]

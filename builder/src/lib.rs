@@ -256,54 +256,124 @@ pub fn sha256_read(r: &mut impl std::io::Read) -> std::io::Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
-/// The digest pinning a `dir` base: sha256 over one line per entry in walk (name) order:
-/// `path NUL type NUL perm(octal) NUL uid NUL gid NUL mtime NUL payload LF`, where payload is the
-/// sha256 of a regular file's bytes, a symlink's target, or `major:minor` of a device.
+/// The digest pinning a `dir` base (docs/recipe.md, "Pinning a `dir` base"): sha256 over
+/// `wafer dir pin v2 LF` and one record per entry in walk (name) order, every variable field
+/// length-prefixed (`LEN:BYTES`): path, type, permission bits (octal), uid, gid, mtime
+/// (`SECONDS.NANOSECONDS`), extended attributes (count, then name and value of each, in name
+/// order), and the payload: the sha256 of a regular file's bytes, a symlink's target,
+/// `major:minor` of a device, or `=PATH` for the second and later names of a hard-linked file
+/// (PATH its first name). Everything a copy keeps and the image is made from; never atime,
+/// ctime, inode numbers or read order.
 pub fn tree_digest(tree: &Tree) -> Result<String> {
-    let mut h = Sha256::new();
+    Ok(tree_digests(tree)?.current)
+}
+
+/// The digests of a `dir` base: the current one ([`tree_digest`]) and the one recipes pinned
+/// before issue 12 (sha256 over `path NUL type NUL perm-octal NUL uid NUL gid NUL mtime-seconds
+/// NUL payload LF` per entry; no xattrs, sub-second times or hard-link structure), still
+/// accepted with a warning. File contents are read once for both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeDigests {
+    /// The digest to pin.
+    pub current: String,
+    /// The earlier digest.
+    pub legacy: String,
+}
+
+/// Both digests of a tree (see [`TreeDigests`]).
+pub fn tree_digests(tree: &Tree) -> Result<TreeDigests> {
+    use std::collections::HashMap;
+    fn field(h: &mut Sha256, b: &[u8]) {
+        h.update(format!("{}:", b.len()).as_bytes());
+        h.update(b);
+    }
+    let mut v1 = Sha256::new();
+    let mut v2 = Sha256::new();
+    v2.update(b"wafer dir pin v2\n");
     let mut err = None;
+    // Content digests by node (a hard-linked file is read once) and the first name of each
+    // non-directory node.
+    let mut content: HashMap<rootfs::NodeId, String> = HashMap::new();
+    let mut first_name: HashMap<rootfs::NodeId, Vec<u8>> = HashMap::new();
     tree.walk(|p, id| {
         if err.is_some() {
             return;
         }
         let n = tree.node(id);
         let payload = match &n.kind {
-            NodeKind::Regular(c) => {
-                let mut fh = Sha256::new();
-                match c.reader().and_then(|mut r| std::io::copy(&mut r, &mut fh)) {
-                    Ok(_) => hex::encode(fh.finalize()),
-                    Err(e) => {
-                        err = Some(BuildError::Base {
-                            path: String::from_utf8_lossy(p).into_owned(),
-                            message: e.to_string(),
-                        });
-                        return;
+            NodeKind::Regular(c) => match content.get(&id) {
+                Some(d) => d.clone(),
+                None => {
+                    let mut fh = Sha256::new();
+                    match c.reader().and_then(|mut r| std::io::copy(&mut r, &mut fh)) {
+                        Ok(_) => {
+                            let d = hex::encode(fh.finalize());
+                            content.insert(id, d.clone());
+                            d
+                        }
+                        Err(e) => {
+                            err = Some(BuildError::Base {
+                                path: String::from_utf8_lossy(p).into_owned(),
+                                message: e.to_string(),
+                            });
+                            return;
+                        }
                     }
                 }
-            }
+            },
             NodeKind::Symlink(t) => String::from_utf8_lossy(t).into_owned(),
             NodeKind::CharDevice(d) | NodeKind::BlockDevice(d) => {
                 format!("{}:{}", d.major, d.minor)
             }
             _ => String::new(),
         };
-        h.update(p);
-        h.update(
+        let kind = n.file_type().ls_char();
+        v1.update(p);
+        v1.update(
             format!(
                 "\0{}\0{:o}\0{}\0{}\0{}\0{}\n",
-                n.file_type().ls_char(),
-                n.meta.perm,
-                n.meta.uid,
-                n.meta.gid,
-                n.meta.mtime.sec,
-                payload
+                kind, n.meta.perm, n.meta.uid, n.meta.gid, n.meta.mtime.sec, payload
             )
             .as_bytes(),
         );
+        field(&mut v2, p);
+        field(&mut v2, kind.to_string().as_bytes());
+        field(&mut v2, format!("{:o}", n.meta.perm).as_bytes());
+        field(&mut v2, n.meta.uid.to_string().as_bytes());
+        field(&mut v2, n.meta.gid.to_string().as_bytes());
+        field(
+            &mut v2,
+            format!("{}.{:09}", n.meta.mtime.sec, n.meta.mtime.nsec).as_bytes(),
+        );
+        field(&mut v2, n.meta.xattrs.len().to_string().as_bytes());
+        for (k, v) in &n.meta.xattrs {
+            field(&mut v2, k);
+            field(&mut v2, v);
+        }
+        let is_dir = matches!(n.kind, NodeKind::Directory(_));
+        match (is_dir, first_name.get(&id)) {
+            (false, Some(first)) => {
+                let mut link = b"=".to_vec();
+                link.extend_from_slice(first);
+                field(&mut v2, &link);
+            }
+            _ => {
+                if !is_dir {
+                    first_name.insert(id, p.to_vec());
+                }
+                match &n.kind {
+                    NodeKind::Symlink(t) => field(&mut v2, t),
+                    _ => field(&mut v2, payload.as_bytes()),
+                }
+            }
+        }
     });
     match err {
         Some(e) => Err(e),
-        None => Ok(hex::encode(h.finalize())),
+        None => Ok(TreeDigests {
+            current: hex::encode(v2.finalize()),
+            legacy: hex::encode(v1.finalize()),
+        }),
     }
 }
 
@@ -387,11 +457,13 @@ fn base_location(recipe: &Recipe, allowed: &[PathBuf]) -> Result<(confine::Root,
 /// ([`base_location`], [`confine`]) before anything of it is read, so no message ever shows the
 /// digest of something the recipe may not read; it is hashed and parsed through the descriptor
 /// opened then (the parsers get `/proc/self/fd/N`, which reopens that very file). Returns the
-/// descriptor too: a `dir` base's files are read through it until the image is written.
+/// descriptor too: a `dir` base's files are read through it until the image is written. A
+/// `dir` base pinned by its earlier digest adds a warning.
 fn open_base(
     recipe: &Recipe,
     opts: &BuildOptions,
     progress: &dyn Progress,
+    warnings: &mut Vec<String>,
 ) -> Result<(Tree, String, std::os::fd::OwnedFd)> {
     use std::os::fd::{AsFd, OwnedFd};
     let base = &recipe.doc.base;
@@ -504,11 +576,25 @@ fn open_base(
                 .tree
         }
         recipe::BaseKind::Dir => {
-            let tree =
-                rootfs::dir::read_dir(&proc, &Default::default()).map_err(|e| base_err(&e))?;
-            let d = tree_digest(&tree).map_err(|e| base_err(&e))?;
-            if d != pinned {
-                return Err(mismatch(d));
+            // Only what a copy keeps reaches the tree: atime and ctime become the mtime (as a
+            // tar member's without pax times), so reading the tree, a no-op chmod or `cp -a`
+            // changes neither the pin nor the image.
+            let dir_opts = rootfs::dir::DirOptions {
+                host_times: false,
+                ..Default::default()
+            };
+            let tree = rootfs::dir::read_dir(&proc, &dir_opts).map_err(|e| base_err(&e))?;
+            let d = tree_digests(&tree).map_err(|e| base_err(&e))?;
+            if d.current != pinned {
+                if d.legacy != pinned {
+                    return Err(mismatch(d.current));
+                }
+                warnings.push(format!(
+                    "base {shown}: pinned by its earlier digest, which does not cover extended \
+                     attributes, sub-second modification times or hard links; pin sha256 = \"{}\" \
+                     instead (docs/recipe.md, \"Pinning a `dir` base\")",
+                    d.current
+                ));
             }
             tree
         }
@@ -523,16 +609,26 @@ fn env_epoch() -> Option<i64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// The ext profile for an OS when the recipe names none.
-fn default_profile(os: &inspect::OsInfo) -> &'static str {
+/// The ext profile for an OS when the recipe names none: the enterprise Linux release's, Fedora's,
+/// Debian 12's for Debian 9 and later and Ubuntu 18.04 and later (and for any other OS whose
+/// os-release `ID_LIKE` says debian or ubuntu), `el7` otherwise.
+fn default_profile(os: &inspect::OsInfo, id_like: &[String]) -> &'static str {
     let major: u32 = os
         .version
         .split('.')
         .next()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let debian_like = id_like.iter().any(|w| w == "debian" || w == "ubuntu");
     match os.id.as_str() {
         "fedora" => "fedora",
+        // Debian 9 (e2fsprogs 1.43.4) first made metadata_csum and 64bit by default; its
+        // version is empty on testing/sid, which are newer still.
+        "debian" if major >= 9 || major == 0 => "debian12",
+        "debian" => "el7",
+        "ubuntu" if major >= 18 || major == 0 => "debian12",
+        "ubuntu" => "el7",
+        _ if debian_like => "debian12",
         _ => match major {
             3 | 4 => "el4",
             5 => "el5",
@@ -583,7 +679,8 @@ pub fn stage_recipe(
         .map_err(|e| BuildError::Output(e.to_string()))?;
     let recipe_sha = hex::encode(Sha256::digest(recipe.text.as_bytes()));
     // Held until the image is written: a `dir` base's files are read through it.
-    let (mut tree, base_sha, _base_fd) = open_base(recipe, opts, progress)?;
+    let mut warnings = Vec::new();
+    let (mut tree, base_sha, _base_fd) = open_base(recipe, opts, progress, &mut warnings)?;
     let epoch = opts
         .source_date_epoch
         .or_else(env_epoch)
@@ -605,6 +702,7 @@ pub fn stage_recipe(
         epoch: Timestamp::from_secs(epoch),
         vars,
         inputs: Default::default(),
+        resolv_conf_from_recipe: Default::default(),
     };
 
     // Steps, then the default purge if the recipe has no purge step.
@@ -655,7 +753,6 @@ pub fn stage_recipe(
         reports.push(r);
     }
     let inputs = ctx.inputs.borrow().clone();
-    let mut warnings = Vec::new();
 
     // Facts from the finished tree.
     let os = inspect::detect_os(&tree);
@@ -713,8 +810,7 @@ pub fn stage_recipe(
             }
         }
     }
-    let packages = inspect::packages(&tree)
-        .map_err(|e| BuildError::Output(format!("reading the image's rpm database: {e}")))?;
+    let packages = inspect::packages(&tree).map_err(|e| BuildError::Output(e.to_string()))?;
 
     // Image.
     let profile = doc
@@ -722,7 +818,7 @@ pub fn stage_recipe(
         .profile
         .as_ref()
         .map(|p| p.get_ref().clone())
-        .unwrap_or_else(|| default_profile(&os).to_string());
+        .unwrap_or_else(|| default_profile(&os, &inspect::os_id_like(&tree)).to_string());
     let sizing = match (&doc.output.size, &doc.output.headroom) {
         (Some(s), _) => image::Sizing::Fixed(
             recipe::parse_size(s.get_ref()).map_err(|m| recipe.err_at(s.span(), m))?,

@@ -30,6 +30,7 @@ pub const PURGE_ITEMS: &[&str] = &[
     "udev-persistent-net",
     "net-hwaddr",
     "dhcp-leases",
+    "resolv-conf",
     "logs",
     "rpm-db-cache",
     "package-caches",

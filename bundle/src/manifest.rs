@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT: &str = "wafer-bundle/1";
 
 /// The ext profiles the image writer knows (`filesystem.profile`).
-pub const PROFILES: &[&str] = &["el4", "el5", "el6", "el7", "el8", "el9", "fedora"];
+pub const PROFILES: &[&str] = &[
+    "el4", "el5", "el6", "el7", "el8", "el9", "fedora", "debian12",
+];
 
 /// `wafer.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -182,7 +184,7 @@ pub struct ManifestBase {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestPackages {
-    /// rpm database backend: sqlite, bdb, ndb.
+    /// The package database: the rpm backend (sqlite, bdb, ndb), or `dpkg`.
     pub database: String,
     /// Number of packages.
     pub count: usize,
@@ -196,7 +198,7 @@ pub struct ManifestPackages {
 pub struct PackageSummary {
     /// Name.
     pub name: String,
-    /// `[epoch:]version-release`.
+    /// rpm: `[epoch:]version-release`; dpkg: the version as `dpkg-query` prints it.
     pub evr: String,
     /// Architecture (empty for none).
     pub arch: String,

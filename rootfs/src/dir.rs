@@ -3,6 +3,9 @@
 //! Every entry is examined with `lstat` (symlinks are never followed, so the walk never leaves
 //! the directory); modes, owners, nanosecond times, device numbers, extended attributes (when
 //! the filesystem lets us read them) and hard links (by device and inode number) are recorded.
+//! Access and change times are kept unless [`DirOptions::host_times`] is off (then they are the
+//! modification time). Names are read in byte order, so the tree (its node numbering included)
+//! depends only on the structure: never on the directory's read order or inode numbers.
 //! Regular files are referenced by path ([`Source::Path`]); sparse files are mapped into extents
 //! with `SEEK_DATA`/`SEEK_HOLE`.
 //!
@@ -28,6 +31,12 @@ pub struct DirOptions {
     pub xattrs: bool,
     /// Map sparse files into extents with `SEEK_DATA`/`SEEK_HOLE`.
     pub detect_sparse: bool,
+    /// Keep each entry's access and change times (`st_atime`, `st_ctime`) as the host has them
+    /// (the default). When `false`, both are set to the entry's modification time, as for a tar
+    /// member without pax times: the tree then holds only what a copy (`cp -a`, `rsync -a`,
+    /// tar) preserves, so reading the directory, a no-op `chmod` or copying it does not change
+    /// the tree (the builder reads `dir` bases this way).
+    pub host_times: bool,
 }
 
 impl Default for DirOptions {
@@ -35,6 +44,7 @@ impl Default for DirOptions {
         DirOptions {
             xattrs: true,
             detect_sparse: true,
+            host_times: true,
         }
     }
 }
@@ -102,13 +112,22 @@ fn ts(sec: i64, nsec: i64) -> Timestamp {
 }
 
 fn metadata_of(path: &Path, md: &fs::Metadata, opts: &DirOptions) -> Result<Metadata, DirError> {
+    let mtime = ts(md.mtime(), md.mtime_nsec());
+    let (atime, ctime) = if opts.host_times {
+        (
+            ts(md.atime(), md.atime_nsec()),
+            ts(md.ctime(), md.ctime_nsec()),
+        )
+    } else {
+        (mtime, mtime)
+    };
     let mut meta = Metadata {
         perm: (md.mode() & 0o7777) as u16,
         uid: md.uid(),
         gid: md.gid(),
-        atime: ts(md.atime(), md.atime_nsec()),
-        mtime: ts(md.mtime(), md.mtime_nsec()),
-        ctime: ts(md.ctime(), md.ctime_nsec()),
+        atime,
+        mtime,
+        ctime,
         crtime: None,
         xattrs: Default::default(),
     };

@@ -198,3 +198,90 @@ fn profiles_have_their_releases_features() {
     assert_eq!(Profile::from_name("EL7"), Some(Profile::El7));
     assert_eq!(Profile::from_name("rhel"), None);
 }
+
+/// Debian 12's `/etc/mke2fs.conf` (e2fsprogs 1.47.0-2, as bookworm ships it): the oracle for
+/// the `debian12` profile, handed to the real mke2fs through `MKE2FS_CONFIG` so that the test
+/// does not depend on the host's own configuration.
+const DEBIAN12_MKE2FS_CONF: &str = "[defaults]
+	base_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
+	default_mntopts = acl,user_xattr
+	enable_periodic_fsck = 0
+	blocksize = 4096
+	inode_size = 256
+	inode_ratio = 16384
+
+[fs_types]
+	ext3 = {
+		features = has_journal
+	}
+	ext4 = {
+		features = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
+	}
+";
+
+#[test]
+fn debian12_profile_has_the_features_debian12_mke2fs_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = rootfs::Tree::new(meta(0o755, 0, 0));
+    file(
+        &mut t,
+        "/etc/hosts",
+        b"127.0.0.1 localhost\n".to_vec(),
+        meta(0o644, 0, 0),
+    );
+    assert_eq!(Profile::from_name("debian12"), Some(Profile::Debian12));
+    let ours = dir.path().join("debian12.img");
+    let mut o = WriteOptions::for_profile(Profile::Debian12);
+    o.epoch = 1_000_000_000;
+    o.size = Some(64 << 20);
+    write_image(&t, &ours, &o).unwrap();
+    fsck(&ours);
+    let conf = dir.path().join("mke2fs.conf");
+    std::fs::write(&conf, DEBIAN12_MKE2FS_CONF).unwrap();
+    let theirs = dir.path().join("mke2fs.img");
+    std::fs::File::create(&theirs)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let out = std::process::Command::new("mke2fs")
+        .env("MKE2FS_CONFIG", &conf)
+        .args(["-F", "-q", "-t", "ext4"])
+        .arg(&theirs)
+        .output()
+        .expect("mke2fs (e2fsprogs) must be installed");
+    assert!(
+        out.status.success(),
+        "mke2fs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let set = |f: &str| {
+        let mut v: Vec<String> = f
+            .split_whitespace()
+            // resize_inode: reserved blocks for growing the filesystem online, which the writer
+            // never sets for any profile (see `Profile`); needs_recovery is state, not a choice.
+            .filter(|w| *w != "resize_inode" && *w != "needs_recovery")
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let (f_ours, i_ours) = features(&ours);
+    let (f_theirs, i_theirs) = features(&theirs);
+    assert_eq!(set(&f_ours), set(&f_theirs), "features: ours vs mke2fs");
+    assert_eq!(i_ours, i_theirs, "inode size");
+    for w in [
+        "metadata_csum",
+        "64bit",
+        "extent",
+        "flex_bg",
+        "huge_file",
+        "dir_nlink",
+        "extra_isize",
+        "has_journal",
+    ] {
+        assert!(
+            set(&f_ours).iter().any(|x| x == w),
+            "{w} missing from {f_ours}"
+        );
+    }
+}

@@ -37,6 +37,7 @@ fn every_profile_passes_fsck() {
         ("el8", Profile::El8),
         ("el9", Profile::El9),
         ("fedora", Profile::Fedora),
+        ("debian12", Profile::Debian12),
     ] {
         let img = dir.path().join(format!("{name}.img"));
         let mut o = WriteOptions::for_profile(p);

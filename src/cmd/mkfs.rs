@@ -54,7 +54,7 @@ pub struct MkfsArgs {
     /// Filesystem type (default: the profile's, else ext4).
     #[arg(long = "fs", value_enum)]
     pub fs: Option<Fs>,
-    /// Feature profile for the guest kernel: el4, el5, el6, el7, el8, el9, fedora, ext2, ext3, ext4.
+    /// Feature profile for the guest kernel: el4, el5, el6, el7, el8, el9, fedora, debian12, ext2, ext3, ext4.
     #[arg(long)]
     pub profile: Option<String>,
     /// Image size (bytes or with K/M/G/T suffix); default: content plus headroom.
@@ -92,7 +92,7 @@ pub struct MkfsArgs {
 
 /// Profile names [`Profile::from_name`] accepts (the ext writer defines what each means).
 pub const PROFILES: &[&str] = &[
-    "el4", "el5", "el6", "el7", "el8", "el9", "fedora", "ext2", "ext3", "ext4",
+    "el4", "el5", "el6", "el7", "el8", "el9", "fedora", "debian12", "ext2", "ext3", "ext4",
 ];
 
 /// The epoch: explicit, else SOURCE_DATE_EPOCH, else the newest mtime in the tree.

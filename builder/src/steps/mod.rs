@@ -102,6 +102,10 @@ pub struct StepContext {
     pub vars: BTreeMap<String, String>,
     /// Host input files read so far, with their sha256 (for the build report).
     pub inputs: std::cell::RefCell<BTreeMap<String, String>>,
+    /// Whether a step of the recipe (not the purge) wrote [`purge::RESOLV_CONF`]: the purge
+    /// then keeps it (the recipe's own), and removes it otherwise (the base's, often the build
+    /// host's copied in by debootstrap or a container build).
+    pub resolv_conf_from_recipe: Cell<bool>,
 }
 
 /// A step failure; the builder adds the recipe line and step number.
@@ -179,6 +183,13 @@ pub fn apply(tree: &mut Tree, step: &Step, ctx: &StepContext) -> StepResult<Step
         Step::Contextualize { method } => context::install(tree, ctx, method.as_deref(), &mut r)?,
     }
     r.finish();
+    if !matches!(step, Step::Purge { .. })
+        && [&r.added, &r.changed]
+            .iter()
+            .any(|v| v.iter().any(|p| p == purge::RESOLV_CONF))
+    {
+        ctx.resolv_conf_from_recipe.set(true);
+    }
     Ok(r)
 }
 

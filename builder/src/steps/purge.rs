@@ -7,6 +7,9 @@ use super::{edit_text, join, list_dir, remove_if_present, StepContext, StepRepor
 
 pub use crate::names::PURGE_ITEMS as ITEMS;
 
+/// The resolver configuration the `resolv-conf` item removes unless the recipe wrote it.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
 fn is_regular(tree: &Tree, path: &str) -> bool {
     tree.lookup(path.as_bytes())
         .is_some_and(|id| matches!(tree.node(id).kind, NodeKind::Regular(_)))
@@ -176,6 +179,17 @@ pub fn purge(
             );
         }
         remove_in(tree, "/var/lib/NetworkManager", |n| n.contains(".lease"), r);
+    }
+    if run("resolv-conf") && !ctx.resolv_conf_from_recipe.get() {
+        // The entry itself, whatever it is (a regular file, or a symlink to systemd-resolved's
+        // or resolvconf's file): never followed, its target is left alone. The guest's DNS comes
+        // from the site (cloud-init or wafer-context writes resolv.conf at first boot).
+        let is_dir = tree
+            .lookup(RESOLV_CONF.as_bytes())
+            .is_some_and(|id| matches!(tree.node(id).kind, NodeKind::Directory(_)));
+        if !is_dir && remove_if_present(tree, RESOLV_CONF) {
+            r.removed.push(RESOLV_CONF.into());
+        }
     }
     if run("logs") {
         logs(tree, ctx, "/var/log", 0, r);
