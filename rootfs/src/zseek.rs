@@ -579,6 +579,19 @@ fn compress_frame(level: i32, chunk: &[u8]) -> io::Result<(Vec<u8>, u32)> {
     Ok((out, sum))
 }
 
+/// Compresses one frame exactly as [`compress`] does (same zstd parameters: content size and
+/// checksum in the frame header, this `level`), returning the frame's bytes and its seek-table
+/// checksum: rebuilding a frame elsewhere (a delta pull) gives the same bytes the writer wrote.
+pub fn compress_one_frame(level: i32, data: &[u8]) -> Result<(Vec<u8>, u32), ZseekError> {
+    if data.len() > MAX_FRAME_SIZE as usize {
+        return Err(ZseekError::Param(format!(
+            "frame of {} bytes exceeds the limit {MAX_FRAME_SIZE}",
+            data.len()
+        )));
+    }
+    Ok(compress_frame(level, data)?)
+}
+
 /// Decompresses one frame's bytes and checks them against its entry.
 pub fn decompress_frame(
     index: usize,
