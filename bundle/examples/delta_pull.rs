@@ -29,7 +29,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = std::time::Instant::now();
     let (done, summary) = delta::pull(Some(old.disk()), Some(&index), &mut remote, sink)?;
     let pull_secs = t.elapsed().as_secs_f64();
-    let identical = std::fs::read(&done.path)? == std::fs::read(new.disk().path())?;
+    let sha = |p: &std::path::Path| -> std::io::Result<String> {
+        let out = std::process::Command::new("sha256sum").arg(p).output()?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .to_string())
+    };
+    let identical = sha(&done.path)? == sha(new.disk().path())?;
     std::fs::remove_file(&done.path)?;
     let layer = summary.report.layer_size;
     let fetched = remote.fetched();

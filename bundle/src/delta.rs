@@ -969,6 +969,32 @@ impl OldFrames<'_> {
 /// or the result is not the frame the index announced.
 fn rebuild(plan: &Plan, old: &Disk, i: usize, sources: &[Source]) -> Option<Vec<u8>> {
     let e = &plan.remote.table.frames[i];
+    let want = plan.frame_sha.get(i)?;
+    // Most frames are an old frame unchanged: its compressed bytes, when their sha256 is the
+    // index's, are the frame (no decompression, no recompression).
+    let first_old = sources.iter().enumerate().find_map(|(b, s)| match s {
+        Source::Old(o) => Some((b, *o)),
+        Source::Zero => None,
+    });
+    if let Some((b, o)) = first_old {
+        let t = old.table();
+        if let Some(k) = t.frame_at(o) {
+            let c = t.frames[k];
+            if c.compressed_size == e.compressed_size
+                && c.decompressed_size == e.decompressed_size
+                && c.decompressed_offset + (b * BLOCK_SIZE) as u64 == o
+            {
+                let mut raw = vec![0u8; c.compressed_size as usize];
+                if old
+                    .read_compressed_at(c.compressed_offset, &mut raw)
+                    .is_ok()
+                    && <[u8; 32]>::from(Sha256::digest(&raw)) == *want
+                {
+                    return Some(raw);
+                }
+            }
+        }
+    }
     let size = e.decompressed_size as usize;
     let mut data = vec![0u8; size];
     let mut cache = OldFrames {
@@ -985,8 +1011,7 @@ fn rebuild(plan: &Plan, old: &Disk, i: usize, sources: &[Source]) -> Option<Vec<
     }
     let (frame, _) = zseek::compress_one_frame(plan.level, &data).ok()?;
     let sha: [u8; 32] = Sha256::digest(&frame).into();
-    (frame.len() == e.compressed_size as usize && Some(&sha) == plan.frame_sha.get(i))
-        .then_some(frame)
+    (frame.len() == e.compressed_size as usize && sha == *want).then_some(frame)
 }
 
 /// Carries out `plan`: fetches its ranges with `fetch`, rebuilds its local frames from `old`,
