@@ -1023,6 +1023,28 @@ mod tests {
         }
     }
 
+    /// One frame compressed alone is byte for byte the frame `compress` wrote (a delta pull
+    /// relies on it), zero frames included; a frame above the limit is a parameter error.
+    #[test]
+    fn compress_one_frame_matches_the_writer() {
+        let fs = 16384;
+        let mut data = sample(5 * fs + 100);
+        data[fs..2 * fs].fill(0);
+        let mut z = Vec::new();
+        let table = compress(&data[..], &mut z, fs, 5, 2).unwrap();
+        for (e, chunk) in table.frames.iter().zip(data.chunks(fs)) {
+            let (frame, sum) = compress_one_frame(5, chunk).unwrap();
+            let o = e.compressed_offset as usize;
+            assert_eq!(&z[o..o + e.compressed_size as usize], &frame[..]);
+            assert_eq!(Some(sum), e.checksum);
+        }
+        let big = vec![0u8; MAX_FRAME_SIZE as usize + 1];
+        assert!(matches!(
+            compress_one_frame(3, &big),
+            Err(ZseekError::Param(_))
+        ));
+    }
+
     #[test]
     fn frame_checksum_is_the_low_half_of_xxh64() {
         for len in [0usize, 1, 31, 4096, 100_000] {
