@@ -19,6 +19,10 @@
 #   deploy   issue 12 wafer deploy --dry-run of that wafer (verify + materialise + CIDATA + config,
 #                     launch excluded: a QEMU site, so nothing is launched)
 #                                                vs  zstd -dc disk.img.zst > disk.img
+#   delta    issue 17 delta pull of a one-package upgrade (the tree's dpkg package nearest 8 MB,
+#                     every file of it changed): bytes fetched vs the layer's size
+#                     (bundle example delta_pull: block index, local counting remote, result
+#                     checked against the signed wafer.json and byte-identical)
 #
 # Options:
 #   --small       quick run: one copy of the base (~10,000 entries), a 1 GiB wafer for verify
@@ -52,12 +56,12 @@ while [ $# -gt 0 ]; do
         --work) work=$2; shift ;;
         --keep) keep=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        mkfs|ls|build|inspect|vet|verify|deploy) sections+=("$1") ;;
+        mkfs|ls|build|inspect|vet|verify|deploy|delta) sections+=("$1") ;;
         *) echo "bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
     shift
 done
-[ ${#sections[@]} -gt 0 ] || sections=(mkfs ls build inspect vet verify)
+[ ${#sections[@]} -gt 0 ] || sections=(mkfs ls build inspect vet verify delta)
 want() { local s; for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 
 if [ "$small" = 1 ]; then
@@ -106,6 +110,9 @@ fi
 # zseek's compressor alone (no hashing), for the compression-throughput comparison.
 (cd "$here" && cargo build --release -p rootfs --example zcompress -q)
 zcompress="${CARGO_TARGET_DIR:-$here/target}/release/examples/zcompress"
+# bundle's delta pull driver (block index + plan + assemble + streaming verification).
+(cd "$here" && cargo build --release -p bundle --example delta_pull -q)
+delta_pull="${CARGO_TARGET_DIR:-$here/target}/release/examples/delta_pull"
 
 # ---------------------------------------------------------------------------------------------
 # Results: one row per comparison
@@ -465,6 +472,72 @@ EOT
     cmp -s "$work/plain-disk.img" "$dsite/storage/"*/disk.img || { echo "the deployed disk differs from zstd -dc's" >&2; exit 1; }
     rm -rf "$work/plain-disk.img" "$dsite/storage" "$dsite/state"
     row 12 "wafer deploy --dry-run ($verify_size image: verify, materialise with the dm-verity check, kernel, CIDATA, qemu.json)" "$w_s" "$w_kb" "zstd -dc disk.img.zst > disk.img" "$secs" "$kb" "ratio >= 0.83 (within 1.2x)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+if want delta; then
+    log "issue 17: delta pull of a one-package upgrade"
+    # The package: the dpkg package of the tree whose regular files total nearest 8 MB.
+    pkg_list=$(python3 - "$tree" <<'PY'
+import glob, os, sys
+root = sys.argv[1]
+best = None
+for lst in glob.glob(root + "/var/lib/dpkg/info/*.list"):
+    total = 0
+    for line in open(lst, errors="replace"):
+        p = root + line.strip()
+        if line.strip() and os.path.isfile(p) and not os.path.islink(p):
+            total += os.path.getsize(p)
+    if total and (best is None or abs(total - 8e6) < abs(best[0] - 8e6)):
+        best = (total, lst)
+print(best[1] if best else "")
+PY
+)
+    [ -n "$pkg_list" ] || { echo "bench.sh delta: no dpkg package lists in the tree" >&2; exit 1; }
+    rm -rf "$work/tree-up"
+    cp -a "$tree" "$work/tree-up"
+    # The upgrade: every regular file of the package gets new content (a line prepended, which
+    # shifts all its bytes), and its status entry a new version.
+    python3 - "$work/tree-up" "$pkg_list" "$tree" <<'PY' >&2
+import os, sys
+root, lst, orig = sys.argv[1], sys.argv[2], sys.argv[3]
+lst = root + lst[len(orig):]
+n = b = 0
+for line in open(lst, errors="replace"):
+    p = root + line.strip()
+    if line.strip() and os.path.isfile(p) and not os.path.islink(p):
+        d = open(p, "rb").read(); os.unlink(p)
+        open(p, "wb").write(b"# upgraded by bench.sh\n" + d); n += 1; b += len(d)
+pkg = os.path.basename(lst)[:-5].split(":")[0]
+st = root + "/var/lib/dpkg/status"
+s = open(st, errors="replace").read()
+i = s.find("Package: " + pkg + "\n")
+j = s.find("Version: ", i) if i >= 0 else -1
+if j >= 0:
+    s = s[:j] + "Version: 99:" + s[j + 9:]
+    os.unlink(st); open(st, "w").write(s)
+print(f"delta: upgraded {pkg}: {n} files, {b} bytes", file=sys.stderr)
+PY
+    for v in 1 2; do
+        t=$tree; [ "$v" = 2 ] && t=$work/tree-up
+        mkdir -p "$work/delta$v"
+        tar --format=posix --xattrs -cf "$work/delta$v/base.tar" -C "$t" .
+        printf '[wafer]\nname = "bench-delta"\nversion = "1.%s"\nvo = "bench"\nepoch = %s\n\n[base]\nkind = "tar"\npath = "base.tar"\nsha256 = "%s"\n' \
+            "$v" "$epoch" "$(sha256sum "$work/delta$v/base.tar" | cut -d' ' -f1)" > "$work/delta$v/recipe.toml"
+        rm -rf "$work/delta-out$v"
+        "$wafer" --quiet build "$work/delta$v/recipe.toml" -o "$work/delta-out$v" >&2
+        rm -f "$work/delta$v/base.tar"
+    done
+    rm -rf "$work/tree-up"
+    measure delta-pull 0 "$delta_pull" "$work/delta-out1" "$work/delta-out2" "$work"
+    d_json=$(tail -1 "$work/out.delta-pull")
+    d_get() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$d_json" "$1"; }
+    [ "$(d_get identical)" = True ] || { echo "delta pull: result differs from the new layer" >&2; exit 1; }
+    layer=$(d_get layer_bytes) fetched=$(d_get fetched_bytes) ixb=$(d_get index_bytes)
+    pct=$(awk -v f="$fetched" -v l="$layer" 'BEGIN { printf "%.1f%%", f / l * 100 }')
+    pct_ix=$(awk -v f="$fetched" -v i="$ixb" -v l="$layer" 'BEGIN { printf "%.1f%%", (f + i) / l * 100 }')
+    log "delta pull: fetched $fetched of $layer bytes ($pct; $pct_ix with the $ixb-byte block index), frames fetched $(d_get frames_fetched) of $(d_get frames), requests $(d_get requests)"
+    row 17 "delta pull, one-package upgrade: fetched $fetched of $layer layer bytes = $pct ($pct_ix with index)" "$secs" "$kb" "full pull of the layer ($layer bytes)" "NaN" "-" "bytes < 10% of the layer"
 fi
 
 # ---------------------------------------------------------------------------------------------

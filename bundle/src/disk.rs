@@ -196,6 +196,27 @@ impl Disk {
         self.table.frames.len()
     }
 
+    /// The compressed file from its first byte, buffered (for a pass over every frame).
+    pub(crate) fn compressed_stream(&self) -> impl Read + Send + '_ {
+        io::BufReader::with_capacity(
+            1 << 20,
+            At {
+                file: &self.file,
+                pos: 0,
+            },
+        )
+    }
+
+    /// Reads exactly `buf.len()` bytes of the compressed file at `offset`.
+    pub fn read_compressed_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|source| DiskError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     /// Positional reads of the raw image, decompressing the frames asked for.
     pub fn reader(&self) -> Result<DiskReader, DiskError> {
         let r = SeekableReader::new(OwnedAt {

@@ -31,10 +31,12 @@
 //! 5. the `wafer` command, which parses arguments, calls one library function and renders.
 
 pub mod boot;
+pub mod delta;
 pub mod digest;
 mod disk;
 pub mod manifest;
 pub mod source;
+pub mod stream;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -579,6 +579,19 @@ fn compress_frame(level: i32, chunk: &[u8]) -> io::Result<(Vec<u8>, u32)> {
     Ok((out, sum))
 }
 
+/// Compresses one frame exactly as [`compress`] does (same zstd parameters: content size and
+/// checksum in the frame header, this `level`), returning the frame's bytes and its seek-table
+/// checksum: rebuilding a frame elsewhere (a delta pull) gives the same bytes the writer wrote.
+pub fn compress_one_frame(level: i32, data: &[u8]) -> Result<(Vec<u8>, u32), ZseekError> {
+    if data.len() > MAX_FRAME_SIZE as usize {
+        return Err(ZseekError::Param(format!(
+            "frame of {} bytes exceeds the limit {MAX_FRAME_SIZE}",
+            data.len()
+        )));
+    }
+    Ok(compress_frame(level, data)?)
+}
+
 /// Decompresses one frame's bytes and checks them against its entry.
 pub fn decompress_frame(
     index: usize,
@@ -1008,6 +1021,28 @@ mod tests {
             let joined: Vec<u8> = seen.iter().flat_map(|(_, r)| r.iter().copied()).collect();
             assert_eq!(joined, data);
         }
+    }
+
+    /// One frame compressed alone is byte for byte the frame `compress` wrote (a delta pull
+    /// relies on it), zero frames included; a frame above the limit is a parameter error.
+    #[test]
+    fn compress_one_frame_matches_the_writer() {
+        let fs = 16384;
+        let mut data = sample(5 * fs + 100);
+        data[fs..2 * fs].fill(0);
+        let mut z = Vec::new();
+        let table = compress(&data[..], &mut z, fs, 5, 2).unwrap();
+        for (e, chunk) in table.frames.iter().zip(data.chunks(fs)) {
+            let (frame, sum) = compress_one_frame(5, chunk).unwrap();
+            let o = e.compressed_offset as usize;
+            assert_eq!(&z[o..o + e.compressed_size as usize], &frame[..]);
+            assert_eq!(Some(sum), e.checksum);
+        }
+        let big = vec![0u8; MAX_FRAME_SIZE as usize + 1];
+        assert!(matches!(
+            compress_one_frame(3, &big),
+            Err(ZseekError::Param(_))
+        ));
     }
 
     #[test]
