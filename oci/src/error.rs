@@ -14,12 +14,14 @@ pub enum OciError {
         why: String,
     },
     /// The network or TLS failed.
-    #[error("{url}: {source}")]
+    #[error("{url}{hint}: {source}")]
     Http {
         /// The request's URL.
         url: String,
         /// Why.
         source: Box<ureq::Error>,
+        /// What to try (may be empty).
+        hint: &'static str,
     },
     /// The registry answered with an unexpected status.
     #[error("{url}: {what}: HTTP {status}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]

@@ -168,6 +168,18 @@ impl Registry {
                 let url = format!("{}/v2/", r.base);
                 r.raw("GET", &url, &[], None)?
             }
+            Err(OciError::Http { url, source, .. }) => {
+                let hint = if matches!(*source, ureq::Error::Tls(_) | ureq::Error::Rustls(_))
+                    || source.to_string().contains("certificate")
+                {
+                    " (a private CA: --ca-file PEM; a test registry: --insecure HOST)"
+                } else if source.to_string().contains("corrupt message") {
+                    " (a plain-HTTP registry? name it with --insecure HOST)"
+                } else {
+                    ""
+                };
+                return Err(OciError::Http { url, source, hint });
+            }
             other => other?,
         };
         match resp.status().as_u16() {
@@ -265,6 +277,7 @@ impl Registry {
                 let resp = self.agent.run(req).map_err(|e| OciError::Http {
                     url: realm.clone(),
                     source: Box::new(e),
+                    hint: "",
                 })?;
                 let status = resp.status().as_u16();
                 if status != 200 {
@@ -316,6 +329,7 @@ impl Registry {
         let http_err = |e: ureq::Error| OciError::Http {
             url: url.to_string(),
             source: Box::new(e),
+            hint: "",
         };
         let result = match body {
             Some((r, len)) => {
