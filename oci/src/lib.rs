@@ -25,6 +25,7 @@ pub mod artifact;
 pub mod auth;
 mod error;
 pub mod layout;
+mod open;
 pub mod pull;
 pub mod push;
 pub mod reference;
@@ -36,7 +37,8 @@ pub use error::OciError;
 pub use layout::Layout;
 pub use reference::Reference;
 pub use registry::{Registry, RegistryOptions};
-pub use repo::{open_repo, BlobStream, ByteRange, Fetched, Repo};
+pub use open::open_repo;
+pub use repo::{BlobStream, ByteRange, Fetched, PutOutcome, Repo};
 
 /// Progress events of a push or a pull (the command draws bars from them, or prints them as JSON
 /// lines).

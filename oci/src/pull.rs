@@ -24,7 +24,8 @@ use crate::artifact::{
     ImageManifest, WaferLayers, ATTESTATION_ARTIFACT, OCI_MANIFEST,
 };
 use crate::reference::Reference;
-use crate::repo::{fetch_manifest, open_repo, Repo};
+use crate::open::open_repo;
+use crate::repo::{fetch_manifest, Repo};
 use crate::transfer::{download_into, fetch_small};
 use crate::{Event, OciError, Progress, RegistryOptions};
 

@@ -10,7 +10,8 @@ use crate::artifact::{
     OCI_MANIFEST, WAFER_CONFIG, WAFER_DISK, WAFER_REPORT,
 };
 use crate::reference::{valid_digest, valid_tag, Reference};
-use crate::repo::{fetch_manifest, open_repo, Repo};
+use crate::open::open_repo;
+use crate::repo::{fetch_manifest, Repo};
 use crate::{Event, OciError, Progress, RegistryOptions};
 
 /// What a push stored.

@@ -4,8 +4,8 @@
 use std::io::Read;
 
 use crate::artifact::{sha256_digest, ImageIndex, MAX_MANIFEST};
-use crate::reference::{valid_digest, Location, Reference};
-use crate::{Layout, OciError, Registry, RegistryOptions};
+use crate::reference::valid_digest;
+use crate::OciError;
 
 /// Bytes `start..end` of a blob (`end` exclusive; `None`: to the end). `ByteRange::ALL` is the
 /// whole blob; `ByteRange::from(n)` resumes at byte `n` (HTTP `Range: bytes=n-`).
@@ -112,24 +112,6 @@ pub trait Repo {
         digest: &str,
         artifact_type: &str,
     ) -> Result<Option<ImageIndex>, OciError>;
-}
-
-/// Opens the store a reference names.
-pub fn open_repo(
-    r: &Reference,
-    opts: &RegistryOptions,
-    for_push: bool,
-) -> Result<Box<dyn Repo>, OciError> {
-    Ok(match &r.location {
-        Location::Registry { host, repo } => {
-            Box::new(Registry::open(host, repo, opts, for_push)?)
-        }
-        Location::Layout { path } => Box::new(if for_push {
-            Layout::create(path)?
-        } else {
-            Layout::open(path)?
-        }),
-    })
 }
 
 /// Fetches a manifest by tag or digest and checks it: at most [`MAX_MANIFEST`] bytes, and, when
