@@ -142,6 +142,9 @@ pub fn list_referrers(repo: &mut dyn Repo, subject: &str) -> Result<Vec<Descript
         .collect())
 }
 
+/// Most referrers a pull examines (each costs a request; a hostile index may list thousands).
+pub const MAX_REFERRERS: usize = 4 * bundle::MAX_ATTESTATIONS;
+
 /// How a pull is done.
 pub struct PullOptions<'a> {
     /// The bundle folder to write.
@@ -220,7 +223,14 @@ pub fn pull(
     let att_dir = folder.open_dir(bundle::ATTESTATIONS_DIR)?;
     let mut attestations: Vec<String> = Vec::new();
     let mut skipped = Vec::new();
-    for d in list_referrers(repo, &subject.digest)? {
+    let listed = list_referrers(repo, &subject.digest)?;
+    if listed.len() > MAX_REFERRERS {
+        skipped.push(format!(
+            "{} referrers listed; only the first {MAX_REFERRERS} are examined",
+            listed.len()
+        ));
+    }
+    for d in listed.into_iter().take(MAX_REFERRERS) {
         if attestations.len() >= bundle::MAX_ATTESTATIONS {
             skipped.push(format!("{}: more than {} attestations", d.digest, bundle::MAX_ATTESTATIONS));
             continue;
