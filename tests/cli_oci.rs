@@ -125,6 +125,7 @@ fn push_pull_is_byte_identical_and_skopeo_reads_and_mirrors_it() {
     let o = ok(wafer(&["pull", &mirror, "-o", s(&from_mirror), "--insecure", &reg.host, "--json"]));
     let res: Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(res["digest"].as_str(), Some(digest.as_str()), "skopeo kept the manifest's bytes");
+    assert!(o.stderr.is_empty(), "no progress bars when stderr is not a terminal: {}", text(&o));
     // skopeo copies the wafer, not its referrers: the same bundle without attestations.
     for copy in [&from_layout, &from_mirror] {
         let mut want = tree_digest(&fixed);

@@ -323,7 +323,11 @@ impl Registry {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        if let Some(a) = &self.authz {
+        // Credentials go to this registry only, never to another host a Location names.
+        let same_origin = url
+            .strip_prefix(self.base.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if let Some(a) = self.authz.as_ref().filter(|_| same_origin) {
             req = req.header("Authorization", a);
         }
         let http_err = |e: ureq::Error| OciError::Http {
