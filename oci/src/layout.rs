@@ -137,6 +137,8 @@ impl Repo for Layout {
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), OciError> {
         let hex = hex_of(digest)?.to_string();
+        // blobs/ and blobs/sha256/ must be real folders (a planted link is refused here).
+        self.blobs()?;
         let dir = self.path.join("blobs/sha256");
         let tmp = dir.join(format!(".{hex}.tmp-{}", std::process::id()));
         let _reg = rootfs::atomic::register(&tmp, &dir.join(&hex), false);
@@ -285,5 +287,50 @@ impl Repo for Layout {
             }
         }
         Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_tags_and_links() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lay");
+        let mut l = Layout::create(&p).unwrap();
+        let blob = b"hello wafer".to_vec();
+        let digest = sha256_digest(&blob);
+        assert!(!l.has_blob(&digest).unwrap());
+        l.push_blob(&digest, blob.len() as u64, &mut &blob[..], &mut |_| {}).unwrap();
+        assert!(l.has_blob(&digest).unwrap());
+        let mut got = Vec::new();
+        {
+            let mut s = l.fetch_blob(&digest, ByteRange { start: 6, end: Some(9) }).unwrap();
+            s.reader.read_to_end(&mut got).unwrap();
+        }
+        assert_eq!(got, b"waf");
+        // Wrong bytes for a digest are refused, and leave nothing.
+        let other = sha256_digest(b"other");
+        assert!(l.push_blob(&other, 5, &mut &b"wrong"[..], &mut |_| {}).is_err());
+        assert!(!l.has_blob(&other).unwrap());
+        assert_eq!(std::fs::read_dir(p.join("blobs/sha256")).unwrap().count(), 1);
+        // Tags move; a manifest by digest is kept untagged.
+        l.put_manifest("1.0", "application/vnd.oci.image.manifest.v1+json", br#"{"a":1}"#).unwrap();
+        l.put_manifest("1.0", "application/vnd.oci.image.manifest.v1+json", br#"{"a":2}"#).unwrap();
+        assert_eq!(l.get_manifest("1.0", 1024).unwrap().unwrap().bytes, br#"{"a":2}"#);
+        assert!(l.get_manifest("2.0", 1024).unwrap().is_none());
+        // Not a layout, and a planted link instead of blobs/sha256.
+        let plain = d.path().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        std::fs::write(plain.join("x"), b"x").unwrap();
+        assert!(Layout::open(&plain).is_err());
+        assert!(Layout::create(&plain).is_err());
+        let evil = d.path().join("evil");
+        let mut e = Layout::create(&evil).unwrap();
+        std::fs::remove_dir(evil.join("blobs/sha256")).unwrap();
+        std::os::unix::fs::symlink(d.path(), evil.join("blobs/sha256")).unwrap();
+        assert!(e.push_blob(&digest, blob.len() as u64, &mut &blob[..], &mut |_| {}).is_err());
+        assert!(!d.path().join(digest.trim_start_matches("sha256:")).exists());
     }
 }
