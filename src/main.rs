@@ -21,6 +21,8 @@ mod part;
         \x20                  wafer inspect out/squid;  wafer diff out/squid-1.0 out/squid\n\
         site reviewer:     wafer vet out/squid --policy policy.toml --html report.html\n\
         \x20                  wafer approve out/squid --key alice.key --policy policy.toml\n\
+        distribution:      wafer push out/squid registry.example.org/cms/squid:1.0\n\
+        \x20                  wafer pull registry.example.org/cms/squid:1.0 -o squid --trust /etc/wafer/trust\n\
         site deployment:   wafer verify out/squid --trust /etc/wafer/trust\n\
         \x20                  wafer deploy out/squid --site site.toml;  wafer ps --site site.toml\n\n\
         Examples:\n  \
@@ -57,6 +59,8 @@ enum Command {
     Diff(cmd::vet::DiffArgs),
     Approve(cmd::trustcmd::ApproveArgs),
     Verify(cmd::trustcmd::VerifyArgs),
+    Push(cmd::push::PushArgs),
+    Pull(cmd::pull::PullArgs),
     Deploy(cmd::deploy::DeployArgs),
     Slots(cmd::deploy::SlotsArgs),
     Ps(cmd::deploy::PsArgs),
@@ -205,6 +209,8 @@ fn run() -> ExitCode {
         Command::Diff(a) => cmd::vet::run_diff(a, &ui),
         Command::Approve(a) => cmd::trustcmd::run_approve(a, &ui).map(|()| 0),
         Command::Verify(a) => cmd::trustcmd::run_verify(a, &ui),
+        Command::Push(a) => cmd::push::run(a, &ui).map(|()| 0),
+        Command::Pull(a) => cmd::pull::run(a, &ui).map(|()| 0),
         Command::Deploy(a) => cmd::deploy::run_deploy(a, &ui).map(|()| 0),
         Command::Slots(a) => cmd::deploy::run_slots(a).map(|()| 0),
         Command::Ps(a) => cmd::deploy::run_ps(a).map(|()| 0),

@@ -25,6 +25,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("builder", 4),
     ("vetter", 4),
     ("deploy", 4),
+    ("oci", 4),
     ("wafer", 5),
 ];
 

@@ -15,6 +15,8 @@ const COMMANDS: &[&str] = &[
     "key",
     "approve",
     "verify",
+    "push",
+    "pull",
     "deploy",
     "slots",
     "ps",

@@ -9,6 +9,8 @@ pub mod inspect;
 pub mod key;
 pub mod ls;
 pub mod mkfs;
+pub mod pull;
+pub mod push;
 pub mod trustcmd;
 pub mod vet;
 

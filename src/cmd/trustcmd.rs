@@ -151,11 +151,13 @@ pub fn run_verify(a: VerifyArgs, ui: &Ui) -> Result<u8> {
         Examples:\n  \
         wafer approve out/squid --key ~/.wafer/alice.key --policy /etc/wafer/policy.toml\n  \
         wafer vet out/squid --policy policy.toml --report verdict.json && \\\n    \
-        wafer approve out/squid --key alice.key --policy policy.toml --report verdict.json --expires 30d"
+        wafer approve out/squid --key alice.key --policy policy.toml --report verdict.json --expires 30d\n  \
+        wafer approve --push registry.example.org/cms/squid:1.0 --key alice.key --policy policy.toml --report verdict.json"
 )]
 pub struct ApproveArgs {
-    /// The bundle directory.
-    pub bundle: PathBuf,
+    /// The bundle directory (not with --push).
+    #[arg(required_unless_present = "push")]
+    pub bundle: Option<PathBuf>,
     /// The reviewer's private key.
     #[arg(long, value_name = "KEY")]
     pub key: PathBuf,
@@ -176,6 +178,13 @@ pub struct ApproveArgs {
     /// (default `wafer:reviewer:KEYID`, the reviewer key's id).
     #[arg(long, value_name = "URI")]
     pub verifier_id: Option<String>,
+    /// Approve the wafer at REF in a registry or OCI layout instead of a bundle folder, without
+    /// downloading its disk: needs --report (a passing verdict about exactly the wafer.json and
+    /// disk REF holds); the approval is attached to it as a referrer.
+    #[arg(long, value_name = "REF", conflicts_with = "bundle", requires = "report")]
+    pub push: Option<String>,
+    #[command(flatten)]
+    pub registry: super::push::RegistryArgs,
 }
 
 /// Parses `90d`, `12h`, `4w`, `3600s` into seconds.
@@ -206,9 +215,15 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 /// Runs `wafer approve`: argument handling, the passphrase prompt, vetting (or reading the given
 /// verdict and checking it against the policy), then [`trust::approve`] and the rendering.
 pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
+    if let Some(r) = a.push.clone() {
+        return run_approve_push(&a, &r, ui);
+    }
+    let Some(bundle) = a.bundle.clone() else {
+        bail!("name a bundle directory, or --push REF");
+    };
     let key = load_private_key(&a.key)?;
     // The bundle's cheap checks (manifest, a linked attestations/, the seek table) come first.
-    let candidate = Candidate::open(&a.bundle)?;
+    let candidate = Candidate::open(&bundle)?;
     let m = candidate.manifest().clone();
     let policy = vetter::policy::Policy::load(&a.policy)
         .with_context(|| format!("loading policy {}", a.policy.display()))?;
@@ -236,7 +251,7 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
                 bail!(
                     "{}: the verdict is inconsistent: {why}; not approved (vet again: wafer vet {} --policy {} --report FILE)",
                     p.display(),
-                    a.bundle.display(),
+                    bundle.display(),
                     a.policy.display()
                 );
             }
@@ -244,7 +259,7 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
         }
         None => {
             let va = VetArgs {
-                image: a.bundle.clone(),
+                image: bundle.clone(),
                 policy: a.policy.clone(),
                 fail_on: None,
                 since: None,
@@ -265,7 +280,7 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
                 };
                 bail!(
                     "{} {what} {}: not approved",
-                    a.bundle.display(),
+                    bundle.display(),
                     a.policy.display()
                 );
             }
@@ -306,7 +321,7 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
         if e.is_stale_verdict() {
             anyhow!(
                 "{e}; vet this bundle again (wafer vet {} --policy {} --report FILE)",
-                a.bundle.display(),
+                bundle.display(),
                 a.policy.display()
             )
         } else {
@@ -323,6 +338,82 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
             trust::time::format_rfc3339(done.expires)
         );
         println!("wrote {}", done.path.display());
+    }
+    Ok(())
+}
+
+/// `wafer approve --push REF`: the verdict of --report checked (passing, consistent with the
+/// policy), then [`oci::approve::approve_remote`].
+fn run_approve_push(a: &ApproveArgs, reference: &str, ui: &Ui) -> Result<()> {
+    let r = super::push::parse_ref(reference)?;
+    let Some(p) = &a.report else {
+        bail!("--push needs --report VERDICT.json (from wafer vet --report)");
+    };
+    let key = load_private_key(&a.key)?;
+    let policy = vetter::policy::Policy::load(&a.policy)
+        .with_context(|| format!("loading policy {}", a.policy.display()))?;
+    let bytes = read_capped(p)?;
+    let label = p.display().to_string();
+    let saved = vetter::policy::SavedVerdict::parse(&bytes, &label).map_err(|e| anyhow!("{e}"))?;
+    let today = vetter::policy::date_string(now().div_euclid(86_400));
+    if let Err(why) = saved.check_consistent(&policy, &today) {
+        bail!("{}: the verdict is inconsistent: {why}; not approved", p.display());
+    }
+    let verdict = Verdict {
+        label,
+        outcome: saved.outcome.clone(),
+        wafer: Some(saved.wafer.clone()),
+        vo: saved.vo.clone(),
+        policy_sha256: Some(saved.policy_digest.clone()),
+        judged: saved.image.clone().map(judged),
+        bytes,
+    };
+    let uri = |flag: &str, v: &Option<String>| -> Result<Option<String>> {
+        match v {
+            Some(u) if !trust::statement::is_uri(u) => {
+                bail!("{flag} {}: not a URI (scheme:rest, no spaces)", Escaped(u))
+            }
+            v => Ok(v.clone()),
+        }
+    };
+    let input = ApproveInput {
+        key: &key,
+        policy: a.policy.display().to_string(),
+        policy_sha256: policy.digest.clone(),
+        policy_uri: uri("--policy-uri", &a.policy_uri)?.unwrap_or_else(|| {
+            trust::statement::default_policy_uri(&policy.file.policy.name, &policy.digest)
+        }),
+        verifier_id: uri("--verifier-id", &a.verifier_id)?,
+        now: now(),
+        valid_for: a.expires,
+        threads: 0,
+    };
+    let mut rep = super::push::Reporter::new(ui, false);
+    let done = oci::approve::approve_remote(
+        &r,
+        &a.registry.options(),
+        &verdict,
+        &input,
+        &mut |e| rep.event(e),
+    )
+    .with_context(|| format!("approving {}", Escaped(reference)))?;
+    if !ui.quiet {
+        let m = &done.manifest;
+        println!(
+            "approved {} {} (VO {}) by key {}, valid until {}",
+            Escaped(&m.name),
+            Escaped(&m.version),
+            Escaped(&m.vo),
+            done.keyid,
+            trust::time::format_rfc3339(done.expires)
+        );
+        println!(
+            "attached {} to {}@{} as referrer {}",
+            done.name,
+            Escaped(reference),
+            done.subject,
+            done.referrer
+        );
     }
     Ok(())
 }
