@@ -36,6 +36,7 @@ fn map(e: WriteError) -> ImageError {
 }
 
 /// Write `tree` to `out` with `profile`; returns the filesystem type (`ext2`/`ext3`/`ext4`) and size.
+/// `identity` seeds the filesystem UUID and directory-hash seed (see [`identity`]).
 pub fn write(
     tree: &Tree,
     out: &Path,
@@ -43,6 +44,7 @@ pub fn write(
     sizing: Sizing,
     epoch: i64,
     label: &str,
+    identity: [u8; 32],
 ) -> Result<(String, u64), ImageError> {
     let p = Profile::from_name(profile)
         .ok_or_else(|| ImageError::Other(format!("unknown profile {profile}")))?;
@@ -52,6 +54,7 @@ pub fn write(
     // after a crash, so it is not fsync'ed.
     opts.sync = false;
     opts.label = label.as_bytes().iter().copied().take(16).collect();
+    opts.identity = Some(identity);
     match sizing {
         Sizing::Fixed(b) => opts.size = Some(b),
         Sizing::Percent(p) => opts.headroom_percent = p,
@@ -74,4 +77,19 @@ pub fn write(
         rootfs::ext::FsKind::Ext4 => "ext4",
     };
     Ok((fs.to_string(), r.size))
+}
+
+/// The filesystem identity of a wafer: a digest of its VO and name only, so every version of
+/// one wafer gets the same filesystem UUID and directory-hash seed. Content-derived UUIDs made
+/// every metadata checksum (seeded by the UUID) differ between versions, and a one-package
+/// upgrade of an el9 wafer fetched 41% of the disk layer in a delta pull instead of 3%
+/// (docs/bundle.md, "Delta pulls").
+pub fn identity(vo: &str, name: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"wafer filesystem identity\0");
+    h.update(vo.as_bytes());
+    h.update(b"\0");
+    h.update(name.as_bytes());
+    h.finalize().into()
 }

@@ -867,6 +867,7 @@ pub fn stage_recipe(
         sizing,
         epoch,
         doc.wafer.name.get_ref(),
+        image::identity(doc.wafer.vo.get_ref(), doc.wafer.name.get_ref()),
     )
     .map_err(|e| match e {
         image::ImageError::TooSmall { needed: n } => BuildError::ImageTooSmall {

@@ -367,3 +367,70 @@ fn dir_pin_covers_xattrs_subsecond_mtimes_and_hard_links_and_old_pins_still_buil
         "{e}"
     );
 }
+
+/// The filesystem UUID of a bundle's image: bytes 0x68..0x78 of the superblock at 1024, read
+/// from the decompressed disk by the real `dumpe2fs -h` (the oracle) and by offset.
+fn fs_uuid(out: &Path) -> String {
+    let raw = out.join("disk.raw");
+    let st = Command::new("zstd")
+        .args(["-qdf", "-o"])
+        .arg(&raw)
+        .arg(out.join("disk.img.zst"))
+        .status()
+        .expect("zstd (Debian package zstd)");
+    assert!(st.success());
+    let o = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&raw)
+        .output()
+        .expect("dumpe2fs (Debian package e2fsprogs)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    std::fs::remove_file(&raw).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Filesystem UUID:"))
+        .expect("a UUID line")
+        .trim()
+        .to_string()
+}
+
+/// Two versions of one wafer (same VO and name, a file changed) keep the filesystem UUID and
+/// with it every UUID-seeded metadata checksum, which keeps delta pulls small; another wafer
+/// name gets another UUID.
+#[test]
+fn versions_of_one_wafer_share_the_filesystem_uuid_other_wafers_do_not() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let v1 = tmp.path().join("v1");
+    make_tree(&v1.join("base"));
+    let r1 = write_recipe(&v1, &pin_of(&v1.join("base")));
+    let v2 = tmp.path().join("v2");
+    make_tree(&v2.join("base"));
+    std::fs::write(v2.join("base/etc/upgraded"), b"a newer package\n").unwrap();
+    let r2 = write_recipe(&v2, &pin_of(&v2.join("base")));
+    let other = tmp.path().join("other");
+    make_tree(&other.join("base"));
+    let r3 = write_recipe(&other, &pin_of(&other.join("base")));
+    let text = std::fs::read_to_string(&r3).unwrap();
+    std::fs::write(
+        &r3,
+        text.replace("name = \"dirbase\"", "name = \"another\""),
+    )
+    .unwrap();
+
+    let (o1, o2, o3) = (
+        tmp.path().join("o1"),
+        tmp.path().join("o2"),
+        tmp.path().join("o3"),
+    );
+    for (r, o) in [(&r1, &o1), (&r2, &o2), (&r3, &o3)] {
+        build(r, &BuildOptions::new(o), &NoProgress).unwrap();
+    }
+    assert_ne!(
+        manifest(&o1)["image"]["sha256"],
+        manifest(&o2)["image"]["sha256"],
+        "the two versions differ in content"
+    );
+    let (u1, u2, u3) = (fs_uuid(&o1), fs_uuid(&o2), fs_uuid(&o3));
+    assert_eq!(u1, u2, "versions of one wafer keep their filesystem UUID");
+    assert_ne!(u1, u3, "another wafer gets another UUID");
+}

@@ -159,6 +159,13 @@ pub struct WriteOptions {
     /// call returns. Off for images that are only an intermediate (the builder compresses and
     /// deletes its raw image; the kernel writes it back, or never, in its own time).
     pub sync: bool,
+    /// Seed of the filesystem UUID and the directory-hash seed. `None`: derived from the
+    /// image's content, so different trees get different UUIDs. The builder gives the wafer's
+    /// identity (VO and name) instead, so that successive versions of one wafer keep their UUID,
+    /// and with it every metadata checksum it seeds (`metadata_csum`, `uninit_bg`): an upgrade
+    /// then changes only the blocks it touches, which is what keeps delta pulls small
+    /// (docs/bundle.md, "Delta pulls").
+    pub identity: Option<[u8; 32]>,
 }
 
 impl WriteOptions {
@@ -192,6 +199,7 @@ impl WriteOptions {
             label: Vec::new(),
             reserved_percent: 5,
             sync: true,
+            identity: None,
         };
         let old = |fs: FsKind, inode_size: u16| WriteOptions {
             fs,
@@ -1262,8 +1270,9 @@ impl<'a> Writer<'a> {
                 source: e,
             })?;
 
-        // UUID (random-looking, version 4 layout) and hash seed from the metadata digest.
-        let d = plan.digest;
+        // UUID (random-looking, version 4 layout) and hash seed from the caller's identity, or
+        // else from the metadata digest.
+        let d = opts.identity.unwrap_or(plan.digest);
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(&d[..16]);
         uuid[6] = (uuid[6] & 0x0f) | 0x40;
