@@ -69,18 +69,41 @@ fn s(p: &Path) -> &str {
 fn auth_file(dir: &Path, host: &str, user: &str, password: &str) -> std::path::PathBuf {
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     let p = dir.join("auth.json");
-    std::fs::write(&p, format!(r#"{{"auths":{{"{host}":{{"auth":"{b64}"}}}}}}"#)).unwrap();
+    std::fs::write(
+        &p,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{b64}"}}}}}}"#),
+    )
+    .unwrap();
     p
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it.
 fn make_ca(dir: &Path) {
     tool(Command::new("openssl").current_dir(dir).args([
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "3650", "-subj", "/CN=wafer test CA",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=wafer test CA",
     ]));
     tool(Command::new("openssl").current_dir(dir).args([
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
         "/CN=127.0.0.1",
     ]));
     std::fs::write(
@@ -89,8 +112,21 @@ fn make_ca(dir: &Path) {
     )
     .unwrap();
     tool(Command::new("openssl").current_dir(dir).args([
-        "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "srv.pem", "-days", "3650", "-extfile", "ext",
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "3650",
+        "-extfile",
+        "ext",
     ]));
 }
 
@@ -126,7 +162,10 @@ fn tls_with_a_private_ca_and_basic_auth() {
     assert!(e.contains("--ca-file"), "{e}");
     // The CA is trusted, but no credentials: the registry's 401 is explained.
     let e = fails(wafer(&["push", s(&fixed), &r, "--ca-file", s(&ca)], &[]));
-    assert!(e.contains("authentication failed") && e.contains("login"), "{e}");
+    assert!(
+        e.contains("authentication failed") && e.contains("login"),
+        "{e}"
+    );
     // Wrong credentials.
     let creds = w.join("creds");
     std::fs::create_dir(&creds).unwrap();
@@ -150,7 +189,16 @@ fn tls_with_a_private_ca_and_basic_auth() {
     std::fs::copy(&good, home.join(".docker/config.json")).unwrap();
     let dest = w.join("pulled");
     ok(wafer(
-        &["pull", &r, "-o", s(&dest), "--ca-file", s(&ca), "--trust", s(&d.join("trust"))],
+        &[
+            "pull",
+            &r,
+            "-o",
+            s(&dest),
+            "--ca-file",
+            s(&ca),
+            "--trust",
+            s(&d.join("trust")),
+        ],
         &[("HOME", s(&home))],
     ));
     assert_eq!(tree_digest(&dest), tree_digest(&fixed));
@@ -163,7 +211,14 @@ fn tls_with_a_private_ca_and_basic_auth() {
     assert_eq!(tree_digest(&dest2), tree_digest(&fixed));
     // --insecure for another host does not cover this one.
     let e = fails(wafer(
-        &["pull", &r, "-o", s(&w.join("x")), "--insecure", "127.0.0.1:1"],
+        &[
+            "pull",
+            &r,
+            "-o",
+            s(&w.join("x")),
+            "--insecure",
+            "127.0.0.1:1",
+        ],
         &[("HOME", s(&home))],
     ));
     assert!(e.contains("--ca-file"), "{e}");
@@ -181,8 +236,19 @@ fn bearer_tokens_from_the_token_endpoint() {
     let w = work.path();
     // The token signer: a self-signed certificate the registry trusts (rootcertbundle).
     tool(Command::new("openssl").current_dir(w).args([
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "tok.key", "-out", "tok.pem",
-        "-days", "3650", "-subj", "/CN=wafer test token issuer",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "tok.key",
+        "-out",
+        "tok.pem",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=wafer test token issuer",
     ]));
     tool(Command::new("openssl").current_dir(w).args([
         "x509", "-in", "tok.pem", "-outform", "DER", "-out", "tok.der",
@@ -210,7 +276,10 @@ fn bearer_tokens_from_the_token_endpoint() {
     tool(Command::new("openssl").current_dir(w).args([
         "dgst", "-sha256", "-sign", "tok.key", "-out", "sig", "input",
     ]));
-    let jwt = format!("{signing_input}.{}", b64url(&std::fs::read(w.join("sig")).unwrap()));
+    let jwt = format!(
+        "{signing_input}.{}",
+        b64url(&std::fs::read(w.join("sig")).unwrap())
+    );
 
     // The token endpoint: the token for alice's basic credentials, 401 otherwise; it records
     // the scopes asked for.
@@ -232,7 +301,10 @@ fn bearer_tokens_from_the_token_endpoint() {
                 if reader.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
                     break;
                 }
-                if let Some(v) = l.strip_prefix("Authorization: ").or_else(|| l.strip_prefix("authorization: ")) {
+                if let Some(v) = l
+                    .strip_prefix("Authorization: ")
+                    .or_else(|| l.strip_prefix("authorization: "))
+                {
                     authz = v.trim().to_string();
                 }
             }
@@ -252,26 +324,45 @@ fn bearer_tokens_from_the_token_endpoint() {
 
     let r = reg.repo("cms/squid:1");
     // Anonymous: the token endpoint refuses, the message says how to log in.
-    let e = fails(wafer(&["push", s(&fixed), &r, "--insecure", &reg.host], &[]));
+    let e = fails(wafer(
+        &["push", s(&fixed), &r, "--insecure", &reg.host],
+        &[],
+    ));
     assert!(e.contains("token endpoint") && e.contains("login"), "{e}");
     let creds = w.join("creds");
     std::fs::create_dir(&creds).unwrap();
     let good = auth_file(&creds, &reg.host, "alice", PASSWORD);
     let env = [("REGISTRY_AUTH_FILE", s(&good))];
-    ok(wafer(&["push", s(&fixed), &r, "--insecure", &reg.host], &env));
+    ok(wafer(
+        &["push", s(&fixed), &r, "--insecure", &reg.host],
+        &env,
+    ));
     let dest = w.join("pulled");
     ok(wafer(
-        &["pull", &r, "-o", s(&dest), "--insecure", &reg.host, "--trust", s(&d.join("trust"))],
+        &[
+            "pull",
+            &r,
+            "-o",
+            s(&dest),
+            "--insecure",
+            &reg.host,
+            "--trust",
+            s(&d.join("trust")),
+        ],
         &env,
     ));
     assert_eq!(tree_digest(&dest), tree_digest(&fixed));
     let asked = asked.lock().unwrap();
     assert!(
-        asked.iter().any(|l| l.contains("scope=repository%3Acms%2Fsquid%3Apull%2Cpush")),
+        asked
+            .iter()
+            .any(|l| l.contains("scope=repository%3Acms%2Fsquid%3Apull%2Cpush")),
         "push asks for pull,push: {asked:?}"
     );
     assert!(
-        asked.iter().any(|l| l.contains("service=wafer-test-registry")),
+        asked
+            .iter()
+            .any(|l| l.contains("service=wafer-test-registry")),
         "{asked:?}"
     );
 }

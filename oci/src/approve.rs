@@ -67,7 +67,10 @@ pub fn approve_remote(
         )));
     }
     if verdict.outcome != "pass" {
-        return Err(refused(format!("{} is {:?}, not pass", verdict.label, verdict.outcome)));
+        return Err(refused(format!(
+            "{} is {:?}, not pass",
+            verdict.label, verdict.outcome
+        )));
     }
     let manifest_sha = hex::encode(Sha256::digest(&r.manifest_bytes));
     let (jm, jz) = match &verdict.judged {

@@ -149,7 +149,8 @@ impl ImageIndex {
 
     /// Parses an index (at most [`MAX_MANIFEST`] bytes, checked by the caller).
     pub fn parse(what: &str, bytes: &[u8]) -> Result<ImageIndex, OciError> {
-        let ix: ImageIndex = serde_json::from_slice(bytes).map_err(|e| bad(what, format!("not an image index: {e}")))?;
+        let ix: ImageIndex = serde_json::from_slice(bytes)
+            .map_err(|e| bad(what, format!("not an image index: {e}")))?;
         if ix.schema_version != 2 || ix.media_type.as_deref().is_some_and(|m| m != OCI_INDEX) {
             return Err(bad(
                 what,
@@ -187,7 +188,10 @@ impl ImageManifest {
         let m: ImageManifest = serde_json::from_slice(bytes)
             .map_err(|e| bad(what, format!("not an OCI image manifest: {e}")))?;
         if m.schema_version != 2 {
-            return Err(bad(what, format!("schemaVersion {}, not 2", m.schema_version)));
+            return Err(bad(
+                what,
+                format!("schemaVersion {}, not 2", m.schema_version),
+            ));
         }
         match m.media_type.as_deref() {
             Some(OCI_MANIFEST) => {}
@@ -274,13 +278,20 @@ pub fn check_wafer(what: &str, m: &ImageManifest) -> Result<WaferLayers, OciErro
     if m.config.media_type != WAFER_CONFIG {
         return Err(bad(
             what,
-            format!("config mediaType {:?}, not {WAFER_CONFIG}", m.config.media_type),
+            format!(
+                "config mediaType {:?}, not {WAFER_CONFIG}",
+                m.config.media_type
+            ),
         ));
     }
     if m.config.size > bundle::MAX_JSON {
         return Err(bad(
             what,
-            format!("config (wafer.json) declares {} bytes, more than {}", m.config.size, bundle::MAX_JSON),
+            format!(
+                "config (wafer.json) declares {} bytes, more than {}",
+                m.config.size,
+                bundle::MAX_JSON
+            ),
         ));
     }
     let mut disk = None;
@@ -290,14 +301,29 @@ pub fn check_wafer(what: &str, m: &ImageManifest) -> Result<WaferLayers, OciErro
             WAFER_DISK => &mut disk,
             WAFER_REPORT => {
                 if l.size > bundle::MAX_JSON {
-                    return Err(bad(what, format!("build report layer declares {} bytes, more than {}", l.size, bundle::MAX_JSON)));
+                    return Err(bad(
+                        what,
+                        format!(
+                            "build report layer declares {} bytes, more than {}",
+                            l.size,
+                            bundle::MAX_JSON
+                        ),
+                    ));
                 }
                 &mut report
             }
-            other => return Err(bad(what, format!("layer of unknown mediaType {other:?}: refused"))),
+            other => {
+                return Err(bad(
+                    what,
+                    format!("layer of unknown mediaType {other:?}: refused"),
+                ))
+            }
         };
         if slot.replace(l.clone()).is_some() {
-            return Err(bad(what, format!("two layers of mediaType {}", l.media_type)));
+            return Err(bad(
+                what,
+                format!("two layers of mediaType {}", l.media_type),
+            ));
         }
     }
     let Some(disk) = disk else {
@@ -341,17 +367,41 @@ pub fn check_attestation(
     subject_digest: &str,
 ) -> Result<Descriptor, OciError> {
     if m.artifact_type.as_deref() != Some(ATTESTATION_ARTIFACT) {
-        return Err(bad(what, format!("artifactType {:?}, not {ATTESTATION_ARTIFACT}", m.artifact_type.as_deref().unwrap_or(""))));
+        return Err(bad(
+            what,
+            format!(
+                "artifactType {:?}, not {ATTESTATION_ARTIFACT}",
+                m.artifact_type.as_deref().unwrap_or("")
+            ),
+        ));
     }
     match &m.subject {
         Some(s) if s.digest == subject_digest => {}
-        Some(s) => return Err(bad(what, format!("its subject is {}, not the wafer {subject_digest}", s.digest))),
+        Some(s) => {
+            return Err(bad(
+                what,
+                format!(
+                    "its subject is {}, not the wafer {subject_digest}",
+                    s.digest
+                ),
+            ))
+        }
         None => return Err(bad(what, "no subject")),
     }
     match m.layers.as_slice() {
         [l] if l.media_type == DSSE_ENVELOPE && l.size <= bundle::MAX_JSON => Ok(l.clone()),
-        [l] if l.media_type == DSSE_ENVELOPE => Err(bad(what, format!("the envelope declares {} bytes, more than {}", l.size, bundle::MAX_JSON))),
-        _ => Err(bad(what, format!("not one layer of mediaType {DSSE_ENVELOPE}"))),
+        [l] if l.media_type == DSSE_ENVELOPE => Err(bad(
+            what,
+            format!(
+                "the envelope declares {} bytes, more than {}",
+                l.size,
+                bundle::MAX_JSON
+            ),
+        )),
+        _ => Err(bad(
+            what,
+            format!("not one layer of mediaType {DSSE_ENVELOPE}"),
+        )),
     }
 }
 
@@ -365,12 +415,15 @@ pub fn attestation_name(title: Option<&str>, referrer_digest: &str) -> String {
                 && t.ends_with(".json")
                 && t.len() > 5
                 && !t.starts_with('.')
-                && t.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')) =>
+                && t.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')) =>
         {
             t.to_string()
         }
         _ => {
-            let hex = referrer_digest.strip_prefix("sha256:").unwrap_or(referrer_digest);
+            let hex = referrer_digest
+                .strip_prefix("sha256:")
+                .unwrap_or(referrer_digest);
             format!("referrer-{}.json", hex.get(..16).unwrap_or(hex))
         }
     }
@@ -391,7 +444,10 @@ mod tests {
             media_type: Some(OCI_MANIFEST.into()),
             artifact_type: Some(WAFER_ARTIFACT.into()),
             config: Descriptor::of(WAFER_CONFIG, b"{}"),
-            layers: vec![Descriptor::of(WAFER_DISK, b"zst"), Descriptor::of(WAFER_REPORT, b"{}")],
+            layers: vec![
+                Descriptor::of(WAFER_DISK, b"zst"),
+                Descriptor::of(WAFER_REPORT, b"{}"),
+            ],
             subject: None,
             annotations: BTreeMap::new(),
         }
@@ -407,8 +463,14 @@ mod tests {
         assert!(l.report.is_some());
 
         let mut x = wafer();
-        x.layers.push(Descriptor::of("application/vnd.oci.image.layer.v1.tar", b"x"));
-        assert!(check_wafer("m", &x).unwrap_err().to_string().contains("unknown mediaType"));
+        x.layers.push(Descriptor::of(
+            "application/vnd.oci.image.layer.v1.tar",
+            b"x",
+        ));
+        assert!(check_wafer("m", &x)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown mediaType"));
         let mut x = wafer();
         x.artifact_type = Some("application/vnd.other".into());
         assert!(check_wafer("m", &x).is_err());
@@ -437,10 +499,23 @@ mod tests {
         let r = attestation_manifest(&env, &subject);
         assert_eq!(check_attestation("r", &r, &subject.digest).unwrap(), env);
         assert!(check_attestation("r", &r, &sha256_digest(b"other")).is_err());
-        assert_eq!(attestation_name(env.title(), "sha256:00"), "approval-ab.json");
+        assert_eq!(
+            attestation_name(env.title(), "sha256:00"),
+            "approval-ab.json"
+        );
         let d = sha256_digest(b"x");
-        for t in [None, Some("../x.json"), Some(".json"), Some("a/b.json"), Some(".hidden.json"), Some("x.txt")] {
-            assert_eq!(attestation_name(t, &d), format!("referrer-{}.json", &d[7..23]));
+        for t in [
+            None,
+            Some("../x.json"),
+            Some(".json"),
+            Some("a/b.json"),
+            Some(".hidden.json"),
+            Some("x.txt"),
+        ] {
+            assert_eq!(
+                attestation_name(t, &d),
+                format!("referrer-{}.json", &d[7..23])
+            );
         }
         assert_eq!(referrers_tag("sha256:ab"), "sha256-ab");
     }

@@ -45,7 +45,11 @@ impl Credentials {
 
 /// The auth files, in the order they are consulted.
 pub fn auth_files() -> Vec<PathBuf> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let mut v = Vec::new();
     if let Some(p) = env("REGISTRY_AUTH_FILE") {
         v.push(p);
@@ -246,8 +250,14 @@ mod tests {
         )
         .unwrap();
         let c = lookup_in(&p, "127.0.0.1:5000").unwrap().unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "s3cret:x"));
-        assert!(!format!("{c:?}").contains("s3cret"), "Debug never shows the password");
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "s3cret:x")
+        );
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "Debug never shows the password"
+        );
         assert_eq!(lookup_in(&p, "other.org").unwrap().unwrap().username, "u");
         assert_eq!(lookup_in(&p, "nowhere").unwrap(), None);
         assert_eq!(lookup_in(&d.path().join("missing"), "x").unwrap(), None);

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use rootfs::safe::Folder;
 use sha2::{Digest as _, Sha256};
 
-use crate::artifact::{sha256_digest, Descriptor, ImageIndex, ImageManifest, MAX_MANIFEST, OCI_INDEX};
+use crate::artifact::{
+    sha256_digest, Descriptor, ImageIndex, ImageManifest, MAX_MANIFEST, OCI_INDEX,
+};
 use crate::reference::valid_digest;
 use crate::repo::{read_bounded, BlobStream, ByteRange, Fetched, PutOutcome, Repo};
 use crate::OciError;
@@ -105,7 +107,12 @@ impl Layout {
         let Some(mut f) = self.blobs()?.open_file_if_exists(hex)? else {
             return Ok(None);
         };
-        let what = self.path.join("blobs/sha256").join(hex).display().to_string();
+        let what = self
+            .path
+            .join("blobs/sha256")
+            .join(hex)
+            .display()
+            .to_string();
         Ok(Some(read_bounded(&mut f, max, &what)?))
     }
 
@@ -126,7 +133,10 @@ impl Repo for Layout {
     }
 
     fn has_blob(&mut self, digest: &str) -> Result<bool, OciError> {
-        Ok(self.blobs()?.open_file_if_exists(hex_of(digest)?)?.is_some())
+        Ok(self
+            .blobs()?
+            .open_file_if_exists(hex_of(digest)?)?
+            .is_some())
     }
 
     fn push_blob(
@@ -302,23 +312,50 @@ mod tests {
         let blob = b"hello wafer".to_vec();
         let digest = sha256_digest(&blob);
         assert!(!l.has_blob(&digest).unwrap());
-        l.push_blob(&digest, blob.len() as u64, &mut &blob[..], &mut |_| {}).unwrap();
+        l.push_blob(&digest, blob.len() as u64, &mut &blob[..], &mut |_| {})
+            .unwrap();
         assert!(l.has_blob(&digest).unwrap());
         let mut got = Vec::new();
         {
-            let mut s = l.fetch_blob(&digest, ByteRange { start: 6, end: Some(9) }).unwrap();
+            let mut s = l
+                .fetch_blob(
+                    &digest,
+                    ByteRange {
+                        start: 6,
+                        end: Some(9),
+                    },
+                )
+                .unwrap();
             s.reader.read_to_end(&mut got).unwrap();
         }
         assert_eq!(got, b"waf");
         // Wrong bytes for a digest are refused, and leave nothing.
         let other = sha256_digest(b"other");
-        assert!(l.push_blob(&other, 5, &mut &b"wrong"[..], &mut |_| {}).is_err());
+        assert!(l
+            .push_blob(&other, 5, &mut &b"wrong"[..], &mut |_| {})
+            .is_err());
         assert!(!l.has_blob(&other).unwrap());
-        assert_eq!(std::fs::read_dir(p.join("blobs/sha256")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(p.join("blobs/sha256")).unwrap().count(),
+            1
+        );
         // Tags move; a manifest by digest is kept untagged.
-        l.put_manifest("1.0", "application/vnd.oci.image.manifest.v1+json", br#"{"a":1}"#).unwrap();
-        l.put_manifest("1.0", "application/vnd.oci.image.manifest.v1+json", br#"{"a":2}"#).unwrap();
-        assert_eq!(l.get_manifest("1.0", 1024).unwrap().unwrap().bytes, br#"{"a":2}"#);
+        l.put_manifest(
+            "1.0",
+            "application/vnd.oci.image.manifest.v1+json",
+            br#"{"a":1}"#,
+        )
+        .unwrap();
+        l.put_manifest(
+            "1.0",
+            "application/vnd.oci.image.manifest.v1+json",
+            br#"{"a":2}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            l.get_manifest("1.0", 1024).unwrap().unwrap().bytes,
+            br#"{"a":2}"#
+        );
         assert!(l.get_manifest("2.0", 1024).unwrap().is_none());
         // Not a layout, and a planted link instead of blobs/sha256.
         let plain = d.path().join("plain");
@@ -330,7 +367,9 @@ mod tests {
         let mut e = Layout::create(&evil).unwrap();
         std::fs::remove_dir(evil.join("blobs/sha256")).unwrap();
         std::os::unix::fs::symlink(d.path(), evil.join("blobs/sha256")).unwrap();
-        assert!(e.push_blob(&digest, blob.len() as u64, &mut &blob[..], &mut |_| {}).is_err());
+        assert!(e
+            .push_blob(&digest, blob.len() as u64, &mut &blob[..], &mut |_| {})
+            .is_err());
         assert!(!d.path().join(digest.trim_start_matches("sha256:")).exists());
     }
 }

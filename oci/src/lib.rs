@@ -35,9 +35,9 @@ pub mod transfer;
 
 pub use error::OciError;
 pub use layout::Layout;
+pub use open::open_repo;
 pub use reference::Reference;
 pub use registry::{Registry, RegistryOptions};
-pub use open::open_repo;
 pub use repo::{BlobStream, ByteRange, Fetched, PutOutcome, Repo};
 
 /// Progress events of a push or a pull (the command draws bars from them, or prints them as JSON

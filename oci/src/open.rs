@@ -11,9 +11,7 @@ pub fn open_repo(
     for_push: bool,
 ) -> Result<Box<dyn Repo>, OciError> {
     Ok(match &r.location {
-        Location::Registry { host, repo } => {
-            Box::new(Registry::open(host, repo, opts, for_push)?)
-        }
+        Location::Registry { host, repo } => Box::new(Registry::open(host, repo, opts, for_push)?),
         Location::Layout { path } => Box::new(if for_push {
             Layout::create(path)?
         } else {
@@ -21,4 +19,3 @@ pub fn open_repo(
         }),
     })
 }
-

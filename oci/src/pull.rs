@@ -23,8 +23,8 @@ use crate::artifact::{
     attestation_name, check_attestation, check_wafer, referrers_tag, Descriptor, ImageIndex,
     ImageManifest, WaferLayers, ATTESTATION_ARTIFACT, OCI_MANIFEST,
 };
-use crate::reference::Reference;
 use crate::open::open_repo;
+use crate::reference::Reference;
 use crate::repo::{fetch_manifest, Repo};
 use crate::transfer::{download_into, fetch_small};
 use crate::{Event, OciError, Progress, RegistryOptions};
@@ -76,7 +76,10 @@ pub fn resolve(
     };
     if let Some(mt) = f.media_type.as_deref() {
         if mt != OCI_MANIFEST {
-            return Err(refused(&what, format!("served as {}, not {OCI_MANIFEST}", Escaped(mt))));
+            return Err(refused(
+                &what,
+                format!("served as {}, not {OCI_MANIFEST}", Escaped(mt)),
+            ));
         }
     }
     let m = ImageManifest::parse(&what, &f.bytes)?;
@@ -87,7 +90,10 @@ pub fn resolve(
     });
     let manifest_bytes = fetch_small(repo.as_mut(), bundle::MANIFEST_FILE, &layers.config)?;
     let manifest = Manifest::from_json(&manifest_bytes).map_err(|e| {
-        refused(&format!("{what}: wafer.json ({})", layers.config.digest), e.to_string())
+        refused(
+            &format!("{what}: wafer.json ({})", layers.config.digest),
+            e.to_string(),
+        )
     })?;
     // The disk layer must be the disk the (signed) wafer.json states: a manifest pointing at
     // another wafer's disk stops here, before a byte of it is fetched.
@@ -137,7 +143,9 @@ pub fn list_referrers(repo: &mut dyn Repo, subject: &str) -> Result<Vec<Descript
         .into_iter()
         .filter(|d| {
             d.media_type == OCI_MANIFEST
-                && d.artifact_type.as_deref().is_none_or(|t| t == ATTESTATION_ARTIFACT)
+                && d.artifact_type
+                    .as_deref()
+                    .is_none_or(|t| t == ATTESTATION_ARTIFACT)
         })
         .collect())
 }
@@ -212,7 +220,12 @@ pub fn pull(
         let _ = bytes;
     };
     folder.write_file(bundle::MANIFEST_FILE, &manifest_bytes)?;
-    small(bundle::MANIFEST_FILE, &layers.config, &manifest_bytes, progress);
+    small(
+        bundle::MANIFEST_FILE,
+        &layers.config,
+        &manifest_bytes,
+        progress,
+    );
     if let Some(r) = &layers.report {
         let bytes = fetch_small(repo, bundle::REPORT_FILE, r)?;
         folder.write_file(bundle::REPORT_FILE, &bytes)?;
@@ -232,7 +245,11 @@ pub fn pull(
     }
     for d in listed.into_iter().take(MAX_REFERRERS) {
         if attestations.len() >= bundle::MAX_ATTESTATIONS {
-            skipped.push(format!("{}: more than {} attestations", d.digest, bundle::MAX_ATTESTATIONS));
+            skipped.push(format!(
+                "{}: more than {} attestations",
+                d.digest,
+                bundle::MAX_ATTESTATIONS
+            ));
             continue;
         }
         let label = format!("{}: referrer {}", repo.name(), d.digest);
@@ -273,7 +290,14 @@ pub fn pull(
         .create_new(true)
         .open(&path)
         .map_err(OciError::io(&path))?;
-    download_into(repo, bundle::DISK_FILE, &layers.disk, &mut file, &path, progress)?;
+    download_into(
+        repo,
+        bundle::DISK_FILE,
+        &layers.disk,
+        &mut file,
+        &path,
+        progress,
+    )?;
     drop(file);
     progress(&Event::BlobDone {
         what: bundle::DISK_FILE.into(),

@@ -9,8 +9,8 @@ use crate::artifact::{
     WaferParts, ATTESTATION_ARTIFACT, DSSE_ENVELOPE, EMPTY_CONFIG, EMPTY_CONFIG_BYTES, OCI_INDEX,
     OCI_MANIFEST, WAFER_CONFIG, WAFER_DISK, WAFER_REPORT,
 };
-use crate::reference::{valid_digest, valid_tag, Reference};
 use crate::open::open_repo;
+use crate::reference::{valid_digest, valid_tag, Reference};
 use crate::repo::{fetch_manifest, Repo};
 use crate::{Event, OciError, Progress, RegistryOptions};
 
@@ -174,7 +174,13 @@ pub fn push(
 
     let mut repo = open_repo(reference, opts, true)?;
     let repo = repo.as_mut();
-    push_bytes(repo, bundle::MANIFEST_FILE, &parts.config, b.manifest_bytes(), progress)?;
+    push_bytes(
+        repo,
+        bundle::MANIFEST_FILE,
+        &parts.config,
+        b.manifest_bytes(),
+        progress,
+    )?;
     if let (Some(d), Some(r)) = (&parts.report, &report) {
         push_bytes(repo, bundle::REPORT_FILE, d, r, progress)?;
     }

@@ -81,7 +81,8 @@ fn valid_host(h: &str) -> bool {
         && name
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'[' | b']' | b':'))
-        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit()))
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit()))
 }
 
 impl Reference {
@@ -97,7 +98,9 @@ impl Reference {
                 _ => (rest, None),
             };
             let (path, tag) = match rest.rsplit_once(':') {
-                Some((p, t)) if !t.contains('/') && !p.is_empty() && digest.is_none() => (p, Some(t)),
+                Some((p, t)) if !t.contains('/') && !p.is_empty() && digest.is_none() => {
+                    (p, Some(t))
+                }
                 _ => (rest, None),
             };
             if path.is_empty() {
@@ -132,7 +135,10 @@ impl Reference {
             ));
         };
         if !valid_host(host) {
-            return Err(bad(input, format!("{host:?} is not a registry host[:port]")));
+            return Err(bad(
+                input,
+                format!("{host:?} is not a registry host[:port]"),
+            ));
         }
         let (repo, tag) = match path.rsplit_once(':') {
             Some((r, t)) => {

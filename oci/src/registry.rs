@@ -50,7 +50,10 @@ const SYSTEM_CA_FILES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
-fn load_pem(path: &std::path::Path, out: &mut Vec<Certificate<'static>>) -> Result<usize, OciError> {
+fn load_pem(
+    path: &std::path::Path,
+    out: &mut Vec<Certificate<'static>>,
+) -> Result<usize, OciError> {
     let meta = std::fs::metadata(path).map_err(OciError::io(path))?;
     if !meta.is_file() || meta.len() > 64 << 20 {
         return Err(OciError::Config {
@@ -238,7 +241,9 @@ impl Registry {
             detail,
         };
         let Some(ch) = ch else {
-            return Err(auth_err("HTTP 401 without a WWW-Authenticate challenge".into()));
+            return Err(auth_err(
+                "HTTP 401 without a WWW-Authenticate challenge".into(),
+            ));
         };
         match ch.scheme.as_str() {
             "basic" => {
@@ -264,7 +269,11 @@ impl Registry {
                     .map(String::from)
                     .or_else(|| ch.params.get("scope").cloned())
                     .unwrap_or_else(|| self.scope());
-                let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, enc(&scope));
+                let mut url = format!(
+                    "{realm}{}scope={}",
+                    if realm.contains('?') { '&' } else { '?' },
+                    enc(&scope)
+                );
                 if let Some(s) = ch.params.get("service") {
                     url.push_str(&format!("&service={}", enc(s)));
                 }
@@ -273,7 +282,9 @@ impl Registry {
                 if let Some(b) = &basic {
                     req = req.header("Authorization", b);
                 }
-                let req = req.body(SendBody::none()).map_err(|e| auth_err(format!("token request: {e}")))?;
+                let req = req
+                    .body(SendBody::none())
+                    .map_err(|e| auth_err(format!("token request: {e}")))?;
                 let resp = self.agent.run(req).map_err(|e| OciError::Http {
                     url: realm.clone(),
                     source: Box::new(e),
@@ -300,7 +311,9 @@ impl Registry {
                     .and_then(|t| t.as_str())
                     .filter(|t| !t.is_empty())
                 else {
-                    return Err(auth_err("the token endpoint's answer holds no token".into()));
+                    return Err(auth_err(
+                        "the token endpoint's answer holds no token".into(),
+                    ));
                 };
                 self.authz = Some(format!("Bearer {tok}"));
                 Ok(())
@@ -492,7 +505,11 @@ impl Repo for Registry {
                 if !cr.starts_with(&want) {
                     return Err(OciError::Status {
                         url,
-                        what: format!("range {} answered with Content-Range {}", rh.unwrap_or_default(), rootfs::escape::escape(cr)),
+                        what: format!(
+                            "range {} answered with Content-Range {}",
+                            rh.unwrap_or_default(),
+                            rootfs::escape::escape(cr)
+                        ),
                         status,
                         detail: String::new(),
                     });
@@ -530,10 +547,15 @@ impl Repo for Registry {
             404 => return Ok(None),
             _ => return Err(self.status_err(&url, &format!("fetching manifest {reference}"), r)),
         }
-        let media_type = header(&r, "content-type").map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let media_type =
+            header(&r, "content-type").map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
         let stated = header(&r, "docker-content-digest").map(String::from);
         let what = format!("{}: manifest {reference}", self.name());
-        let bytes = read_bounded(&mut r.into_body().into_reader(), max.min(MAX_MANIFEST), &what)?;
+        let bytes = read_bounded(
+            &mut r.into_body().into_reader(),
+            max.min(MAX_MANIFEST),
+            &what,
+        )?;
         let digest = sha256_digest(&bytes);
         if let Some(s) = stated {
             if s != digest {
@@ -588,7 +610,10 @@ impl Repo for Registry {
         digest: &str,
         artifact_type: &str,
     ) -> Result<Option<ImageIndex>, OciError> {
-        let url = self.url(&format!("referrers/{digest}?artifactType={}", enc(artifact_type)));
+        let url = self.url(&format!(
+            "referrers/{digest}?artifactType={}",
+            enc(artifact_type)
+        ));
         let r = self.call("GET", &url, &[("Accept", OCI_INDEX)], None)?;
         match r.status().as_u16() {
             200 => {}

@@ -26,7 +26,11 @@ fn digest_of(h: Sha256) -> String {
 
 /// A small blob (config, report, envelope) read into memory: at most `desc.size` bytes (which
 /// the caller has bounded), checked against `desc.digest`.
-pub fn fetch_small(repo: &mut dyn Repo, what: &str, desc: &Descriptor) -> Result<Vec<u8>, OciError> {
+pub fn fetch_small(
+    repo: &mut dyn Repo,
+    what: &str,
+    desc: &Descriptor,
+) -> Result<Vec<u8>, OciError> {
     let label = format!("{}: {what} ({})", repo.name(), desc.digest);
     let bytes = {
         let mut s = repo.fetch_blob(&desc.digest, ByteRange::ALL)?;
@@ -181,7 +185,10 @@ mod tests {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
             if self.left == 0 || self.data.is_empty() {
                 return if self.fail && !self.data.is_empty() {
-                    Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"))
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "reset",
+                    ))
                 } else {
                     Ok(0)
                 };
@@ -201,7 +208,13 @@ mod tests {
         fn has_blob(&mut self, _: &str) -> Result<bool, OciError> {
             Ok(true)
         }
-        fn push_blob(&mut self, _: &str, _: u64, _: &mut dyn Read, _: &mut dyn FnMut(u64)) -> Result<(), OciError> {
+        fn push_blob(
+            &mut self,
+            _: &str,
+            _: u64,
+            _: &mut dyn Read,
+            _: &mut dyn FnMut(u64),
+        ) -> Result<(), OciError> {
             Ok(())
         }
         fn fetch_blob(&mut self, _: &str, range: ByteRange) -> Result<BlobStream<'_>, OciError> {
@@ -224,7 +237,9 @@ mod tests {
             Ok(None)
         }
         fn put_manifest(&mut self, _: &str, _: &str, _: &[u8]) -> Result<PutOutcome, OciError> {
-            Ok(PutOutcome { subject_indexed: None })
+            Ok(PutOutcome {
+                subject_indexed: None,
+            })
         }
         fn referrers(&mut self, _: &str, _: &str) -> Result<Option<ImageIndex>, OciError> {
             Ok(None)
@@ -239,10 +254,20 @@ mod tests {
     fn a_broken_download_resumes_with_range_requests() {
         let b = blob();
         let desc = Descriptor::of(WAFER_DISK, &b);
-        let mut repo = Flaky { blob: b.clone(), cut: 700_000, breaks: 2, ranges: Vec::new() };
+        let mut repo = Flaky {
+            blob: b.clone(),
+            cut: 700_000,
+            breaks: 2,
+            ranges: Vec::new(),
+        };
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("disk");
-        let mut f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
         let mut moved = 0;
         download_into(&mut repo, "disk", &desc, &mut f, &path, &mut |e| {
             if let Event::Bytes { n } = e {
@@ -254,7 +279,11 @@ mod tests {
         assert_eq!(moved, b.len() as u64);
         assert_eq!(
             repo.ranges,
-            vec![ByteRange::ALL, ByteRange::from(700_000), ByteRange::from(1_400_000)]
+            vec![
+                ByteRange::ALL,
+                ByteRange::from(700_000),
+                ByteRange::from(1_400_000)
+            ]
         );
     }
 
@@ -266,8 +295,17 @@ mod tests {
         // An earlier run left the first million bytes.
         let path = d.path().join("disk");
         std::fs::write(&path, &b[..1_000_000]).unwrap();
-        let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
-        let mut repo = Flaky { blob: b.clone(), cut: 0, breaks: 0, ranges: Vec::new() };
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let mut repo = Flaky {
+            blob: b.clone(),
+            cut: 0,
+            breaks: 0,
+            ranges: Vec::new(),
+        };
         download_into(&mut repo, "disk", &desc, &mut f, &path, &mut |_| {}).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b);
         assert_eq!(repo.ranges, vec![ByteRange::from(1_000_000)]);
@@ -276,20 +314,42 @@ mod tests {
         let mut bad = b[..1_000_000].to_vec();
         bad[5] ^= 1;
         std::fs::write(&path, &bad).unwrap();
-        let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
         let e = download_into(&mut repo, "disk", &desc, &mut f, &path, &mut |_| {}).unwrap_err();
         assert!(matches!(e, OciError::Digest { .. }), "{e}");
 
         // A store sending more bytes than declared.
-        let short = Descriptor { size: 10, ..desc.clone() };
+        let short = Descriptor {
+            size: 10,
+            ..desc.clone()
+        };
         let path2 = d.path().join("disk2");
-        let mut f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path2).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path2)
+            .unwrap();
         let e = download_into(&mut repo, "disk", &short, &mut f, &path2, &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("more bytes than"), "{e}");
         // And one breaking more often than the retries allow.
-        let mut flaky = Flaky { blob: b.clone(), cut: 100, breaks: 10, ranges: Vec::new() };
+        let mut flaky = Flaky {
+            blob: b.clone(),
+            cut: 100,
+            breaks: 10,
+            ranges: Vec::new(),
+        };
         let path3 = d.path().join("disk3");
-        let mut f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path3).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path3)
+            .unwrap();
         assert!(download_into(&mut flaky, "disk", &desc, &mut f, &path3, &mut |_| {}).is_err());
         assert_eq!(flaky.ranges.len() as u32, RETRIES + 1);
     }

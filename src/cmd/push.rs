@@ -136,7 +136,13 @@ pub fn run(a: PushArgs, ui: &Ui) -> Result<()> {
     let r = parse_ref(&a.reference)?;
     let mut rep = Reporter::new(ui, a.json);
     let out = oci::push::push(&a.bundle, &r, &a.registry.options(), &mut |e| rep.event(e))
-        .with_context(|| format!("pushing {} to {}", a.bundle.display(), Escaped(&a.reference)))?;
+        .with_context(|| {
+            format!(
+                "pushing {} to {}",
+                a.bundle.display(),
+                Escaped(&a.reference)
+            )
+        })?;
     if a.json {
         let atts: Vec<_> = out
             .attestations

@@ -181,7 +181,12 @@ pub struct ApproveArgs {
     /// Approve the wafer at REF in a registry or OCI layout instead of a bundle folder, without
     /// downloading its disk: needs --report (a passing verdict about exactly the wafer.json and
     /// disk REF holds); the approval is attached to it as a referrer.
-    #[arg(long, value_name = "REF", conflicts_with = "bundle", requires = "report")]
+    #[arg(
+        long,
+        value_name = "REF",
+        conflicts_with = "bundle",
+        requires = "report"
+    )]
     pub push: Option<String>,
     #[command(flatten)]
     pub registry: super::push::RegistryArgs,
@@ -357,7 +362,10 @@ fn run_approve_push(a: &ApproveArgs, reference: &str, ui: &Ui) -> Result<()> {
     let saved = vetter::policy::SavedVerdict::parse(&bytes, &label).map_err(|e| anyhow!("{e}"))?;
     let today = vetter::policy::date_string(now().div_euclid(86_400));
     if let Err(why) = saved.check_consistent(&policy, &today) {
-        bail!("{}: the verdict is inconsistent: {why}; not approved", p.display());
+        bail!(
+            "{}: the verdict is inconsistent: {why}; not approved",
+            p.display()
+        );
     }
     let verdict = Verdict {
         label,
@@ -389,14 +397,11 @@ fn run_approve_push(a: &ApproveArgs, reference: &str, ui: &Ui) -> Result<()> {
         threads: 0,
     };
     let mut rep = super::push::Reporter::new(ui, false);
-    let done = oci::approve::approve_remote(
-        &r,
-        &a.registry.options(),
-        &verdict,
-        &input,
-        &mut |e| rep.event(e),
-    )
-    .with_context(|| format!("approving {}", Escaped(reference)))?;
+    let done =
+        oci::approve::approve_remote(&r, &a.registry.options(), &verdict, &input, &mut |e| {
+            rep.event(e)
+        })
+        .with_context(|| format!("approving {}", Escaped(reference)))?;
     if !ui.quiet {
         let m = &done.manifest;
         println!(
