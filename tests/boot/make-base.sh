@@ -127,7 +127,7 @@ UNIT
     ln -sf /dev/null "$r/etc/systemd/system/ssh.service"
 
     log "dom0: mke2fs -d"
-    mke2fs -q -t ext4 -d "$r" -L dom0 "$d/dom0.img.tmp" 3G
+    mke2fs -q -t ext4 -d "$r" -L dom0 "$d/dom0.img.tmp" 3G > /dev/null
     mv "$d/dom0.img.tmp" "$d/dom0.img"
     for f in xen.elf dom0-vmlinuz dom0-initrd.img; do mv "$d/$f" "$CACHE/$f"; done
     mv "$d/dom0.img" "$CACHE/dom0.img"
