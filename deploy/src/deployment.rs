@@ -32,7 +32,6 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -64,6 +63,9 @@ pub enum DeployError {
     /// xl.cfg.
     #[error(transparent)]
     Xl(#[from] crate::xl::XlError),
+    /// QEMU.
+    #[error(transparent)]
+    Qemu(#[from] crate::qemu::QemuError),
     /// File system.
     #[error("{path}: {source}")]
     Io {
@@ -106,7 +108,7 @@ pub enum DeployError {
         undone: String,
     },
     /// The hypervisor already has a domain of that name that is no deployment of this site.
-    #[error("Xen already has a domain called {0} that is not a wafer deployment of this site; choose another --name (nothing was written)")]
+    #[error("the hypervisor already has a guest called {0} that is not a wafer deployment of this site; choose another --name (nothing was written)")]
     DomainExists(String),
     /// Another wafer process is deploying or stopping this deployment right now.
     #[error("deployment {0} is being deployed or stopped by another process")]
@@ -137,7 +139,8 @@ pub enum Launch {
     Printed(String),
 }
 
-/// The Xen-facing operations, behind a trait so tests substitute a fake hypervisor.
+/// The hypervisor-facing operations, behind a trait so tests substitute a fake hypervisor:
+/// [`XlTool`] for Xen, [`QemuTool`] for QEMU/KVM.
 pub trait Hypervisor {
     /// True when [`Hypervisor::create`] really starts guests (false: it only prints the
     /// command, as with `--dry-run` or without `xl`).
@@ -145,7 +148,7 @@ pub trait Hypervisor {
     /// The domains that exist now, in any state; `Ok(None)` when this hypervisor cannot be
     /// asked at all (no `xl` on this host).
     fn domains(&self) -> Result<Option<Vec<Domain>>, DeployError>;
-    /// Starts the guest described by `cfg`.
+    /// Starts the guest described by `cfg` (xl.cfg for Xen, qemu.json for QEMU).
     fn create(&self, cfg: &Path) -> Result<Launch, DeployError>;
     /// Destroys the guest `name`.
     fn destroy(&self, name: &str) -> Result<Launch, DeployError>;
@@ -189,27 +192,12 @@ impl XlTool {
     /// (`PR_SET_PDEATHSIG`): an `xl create` orphaned by a killed deploy must not finish creating
     /// a domain after recovery has looked (see docs/site.md, "Recovery").
     fn output(xl: &Path, args: &[&str]) -> Result<Vec<u8>, DeployError> {
-        use std::os::unix::process::CommandExt;
         let line = format!("xl {}", args.join(" "));
         let failed = |message: String| DeployError::Hypervisor {
             command: line.clone(),
             message,
         };
-        let parent = std::process::id();
-        let mut cmd = Command::new(xl);
-        cmd.args(args).stdin(std::process::Stdio::null());
-        // SAFETY: only async-signal-safe calls (prctl, getppid, kill) run between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::getppid() as u32 != parent {
-                    // wafer died before prctl took effect: do not run orphaned
-                    libc::kill(libc::getpid(), libc::SIGKILL);
-                }
-                Ok(())
-            });
-        }
-        let out = cmd.output().map_err(|e| failed(e.to_string()))?;
+        let out = crate::child::output(xl, args).map_err(|e| failed(e.to_string()))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let err: String = err.trim().chars().take(2000).collect();
@@ -248,6 +236,131 @@ impl Hypervisor for XlTool {
     }
     fn destroy(&self, name: &str) -> Result<Launch, DeployError> {
         self.run(&["destroy", name])
+    }
+}
+
+/// QEMU/KVM: starts `qemu-system-x86_64` (the site's `qemu.binary`) daemonized with a QMP
+/// socket and pidfile in the deployment's storage folder, and asks those for the guests that
+/// exist ([`crate::qemu::presence`]). The accelerator is chosen once, at the first launch.
+#[derive(Debug)]
+pub struct QemuTool {
+    /// The site's `[qemu]`.
+    pub settings: crate::site::QemuSite,
+    /// The QEMU program, if found.
+    pub program: Option<PathBuf>,
+    /// The site's storage directory (one folder per deployment).
+    pub storage_dir: PathBuf,
+    /// Print instead of starting or stopping QEMU.
+    pub dry_run: bool,
+    accel: std::sync::OnceLock<crate::qemu::Chosen>,
+}
+
+impl QemuTool {
+    /// The tool for `site` (which must be a QEMU site: else `None`); the program is looked up
+    /// in `PATH` unless the site names a path.
+    pub fn new(site: &Site, dry_run: bool) -> Option<QemuTool> {
+        let settings = site.qemu()?.clone();
+        Some(QemuTool {
+            program: crate::qemu::find_program(&settings.binary),
+            settings,
+            storage_dir: site.storage_dir.clone(),
+            dry_run,
+            accel: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The accelerator (probing KVM the first time, for `accel = "auto"`).
+    pub fn accel(&self) -> &crate::qemu::Chosen {
+        self.accel.get_or_init(|| {
+            let c = crate::qemu::resolve_accel(
+                self.program.as_deref(),
+                &self.settings,
+                self.settings.accel,
+                &self.storage_dir,
+            );
+            tracing::info!(accel = c.accel.as_str(), reason = %c.reason, "QEMU accelerator");
+            c
+        })
+    }
+}
+
+impl Hypervisor for QemuTool {
+    fn launches(&self) -> bool {
+        self.program.is_some() && !self.dry_run
+    }
+    fn domains(&self) -> Result<Option<Vec<Domain>>, DeployError> {
+        let dir = &self.storage_dir;
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+            Err(e) => {
+                return Err(DeployError::Io {
+                    path: dir.clone(),
+                    source: e,
+                })
+            }
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(io_err(dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if check_name("deployment name", &name).is_err()
+                || !e.file_type().map_err(io_err(dir))?.is_dir()
+            {
+                continue;
+            }
+            if let crate::qemu::Presence::Alive { pid, status } =
+                crate::qemu::presence(&e.path())
+            {
+                let spec = crate::qemu::GuestSpec::read(&e.path().join(crate::qemu::files::SPEC)).ok();
+                out.push(Domain {
+                    name,
+                    id: pid.unwrap_or(0),
+                    memory_mib: spec.as_ref().map_or(0, |s| s.memory_mib),
+                    vcpus: spec.as_ref().map_or(0, |s| s.vcpus),
+                    state: match status {
+                        Ok(s) => s,
+                        Err(why) => format!("unresponsive ({why})"),
+                    },
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Some(out))
+    }
+    fn create(&self, cfg: &Path) -> Result<Launch, DeployError> {
+        let spec = crate::qemu::GuestSpec::read(cfg)?;
+        let chosen = self.accel().clone();
+        let shown = self
+            .program
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.settings.binary.clone());
+        let argv = crate::qemu::argv(&shown, &self.settings, chosen.accel, &spec);
+        match (&self.program, self.dry_run) {
+            (Some(program), false) => Ok(Launch::Ran(crate::qemu::launch(program, &argv)?)),
+            _ => Ok(Launch::Printed(crate::qemu::shell_line(&argv))),
+        }
+    }
+    fn destroy(&self, name: &str) -> Result<Launch, DeployError> {
+        check_name("deployment name", name)?;
+        let dir = self.storage_dir.join(name);
+        if !self.launches() {
+            return Ok(Launch::Printed(format!(
+                "QMP system_powerdown, then quit, on {}",
+                dir.join(crate::qemu::files::QMP).display()
+            )));
+        }
+        let grace = std::time::Duration::from_secs(self.settings.stop_timeout_s);
+        Ok(Launch::Ran(crate::qemu::shut_down(&dir, grace)?))
+    }
+}
+
+/// The hypervisor of `site`: [`QemuTool`] on a QEMU site, else [`XlTool::detect`].
+pub fn hypervisor_for(site: &Site, dry_run: bool) -> Box<dyn Hypervisor> {
+    match QemuTool::new(site, dry_run) {
+        Some(q) => Box::new(q),
+        None => Box::new(XlTool::detect(dry_run)),
     }
 }
 
@@ -303,6 +416,9 @@ pub struct Record {
     /// the stop keeps the disk too.
     #[serde(default)]
     pub keep_disk: bool,
+    /// The guest's serial console log (QEMU sites: `STORAGE/NAME/console.log`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -640,6 +756,10 @@ pub(crate) fn deploy_image<W: Image>(
         .unwrap_or_else(|| format!("{}-{}", w.vo(), w.name()));
     check_name("deployment name", &name)?;
     let req = w.requirements();
+    let flavour = crate::xl::resolve_flavour(w.kernel_flavour(), w.kernel_path().as_deref());
+    if site.qemu().is_some() {
+        crate::qemu::check_flavour(flavour)?;
+    }
     let state = StateDir::open(&site.state_dir)?;
 
     // phase 1, under the lock: choose a slot, take leases, claim the name, record as pending
@@ -693,13 +813,16 @@ pub(crate) fn deploy_image<W: Image>(
             launch: None,
             launches: hv.launches(),
             keep_disk: false,
+            console: site
+                .qemu()
+                .map(|_| site.storage_dir.join(&name).join(crate::qemu::files::CONSOLE)),
         };
         save(&lock, &r)?;
         (r, placement.guest_type, slot, claim)
     };
 
     // phase 2, without the lock: write the files and launch
-    let result = write_and_launch(site, w, opts, &record, guest_type, &slot, hv);
+    let result = write_and_launch(site, w, opts, &record, guest_type, flavour, &slot, hv);
 
     // phase 3, under the lock: commit, or tear down through the hypervisor
     let lock = state.lock()?;
@@ -764,6 +887,7 @@ fn write_and_launch<W: Image>(
     opts: &DeployOptions,
     record: &Record,
     guest_type: crate::site::GuestType,
+    flavour: crate::xl::KernelFlavour,
     slot: &crate::site::SlotConfig,
     hv: &dyn Hypervisor,
 ) -> Result<(Vec<PathBuf>, Launch), DeployError> {
@@ -835,15 +959,58 @@ fn write_and_launch<W: Image>(
     let cidata_path = dir.join("cidata.img");
     cidata::write_image(&ctx, &cidata_path)?;
     files.push(cidata_path.clone());
+    let Some(xen) = site.xen() else {
+        // a QEMU site: qemu.json, then start it
+        let nics = record
+            .leases
+            .iter()
+            .filter_map(|l| site.network(&l.network).map(|n| (l, n)))
+            .map(|(l, n)| crate::qemu::NicSpec {
+                mac: l.mac.clone(),
+                bridge: n.bridge.clone(),
+                net: n.net.to_string(),
+                gateway: n.gateway,
+                dns: n.dns.iter().copied().find(|d| n.net.contains(*d)),
+            })
+            .collect();
+        let spec = crate::qemu::GuestSpec {
+            name: name.clone(),
+            kernel: kernel.clone(),
+            initrd,
+            cmdline: crate::qemu::guest_cmdline(w.cmdline().as_deref()),
+            memory_mib: slot.memory_mib,
+            vcpus: slot.vcpus,
+            disk: disk.clone(),
+            cidata: cidata_path.clone(),
+            nics,
+            console: dir.join(crate::qemu::files::CONSOLE),
+            qmp: dir.join(crate::qemu::files::QMP),
+            pidfile: dir.join(crate::qemu::files::PIDFILE),
+        };
+        let qmp_len = spec.qmp.as_os_str().len();
+        if qmp_len > crate::qmp::MAX_SOCKET_PATH {
+            return Err(crate::qemu::QemuError::Qmp(crate::qmp::QmpError::PathTooLong {
+                path: spec.qmp.clone(),
+                len: qmp_len,
+            })
+            .into());
+        }
+        let cfg = dir.join(crate::qemu::files::SPEC);
+        let bytes = serde_json::to_vec_pretty(&spec).map_err(|e| DeployError::Corrupt {
+            path: cfg.clone(),
+            message: e.to_string(),
+        })?;
+        fsutil::write_atomic(&cfg, &bytes).map_err(io_err(&cfg))?;
+        files.push(cfg.clone());
+        let launch = hv.create(&cfg)?;
+        return Ok((files, launch));
+    };
     let guest = GuestConfig {
         name: name.clone(),
         guest_type,
         kernel: Some(kernel.to_string_lossy().into_owned()),
         ramdisk: initrd.map(|p| p.to_string_lossy().into_owned()),
-        cmdline: Some(crate::xl::guest_cmdline(
-            w.cmdline().as_deref(),
-            crate::xl::resolve_flavour(w.kernel_flavour(), w.kernel_path().as_deref()),
-        )),
+        cmdline: Some(crate::xl::guest_cmdline(w.cmdline().as_deref(), flavour)),
         memory_mib: slot.memory_mib,
         vcpus: slot.vcpus,
         cpu_weight: slot.cpu_weight,
@@ -859,7 +1026,7 @@ fn write_and_launch<W: Image>(
         on_crash: "destroy".into(),
     };
     let cfg = dir.join("xl.cfg");
-    fsutil::write_atomic(&cfg, guest.to_xl(site.xen_version)?.as_bytes()).map_err(io_err(&cfg))?;
+    fsutil::write_atomic(&cfg, guest.to_xl(xen.version)?.as_bytes()).map_err(io_err(&cfg))?;
     files.push(cfg.clone());
     let launch = hv.create(&cfg)?;
     Ok((files, launch))
@@ -894,6 +1061,47 @@ pub fn ps(site: &Site) -> Result<Status, DeployError> {
         used: fit::used(&allocs),
         leases: lock.all_leases()?,
         deployments,
+    })
+}
+
+/// What the hypervisor says of each deployment's guest, by deployment name: its run state
+/// (`running`, `paused`, `shutdown`, `crashed`, `dying`, or QEMU's other QMP states), `gone`
+/// when the hypervisor lists no such guest, `unknown` when it cannot be asked (no `xl`).
+pub fn guest_states(hv: &dyn Hypervisor, records: &[Record]) -> Vec<(String, String)> {
+    let listed = hv.domains();
+    records
+        .iter()
+        .map(|r| {
+            let state = match &listed {
+                Ok(Some(list)) => match list.iter().find(|d| d.name == r.name) {
+                    None => "gone".to_string(),
+                    Some(d) => xen_state_word(&d.state).unwrap_or(&d.state).to_string(),
+                },
+                Ok(None) => "unknown".to_string(),
+                Err(e) => format!("unknown ({e})"),
+            };
+            (r.name.clone(), state)
+        })
+        .collect()
+}
+
+/// `xl list`'s six state flags (`-b----`) as one word; `None` for anything else (QEMU's
+/// states are already words).
+fn xen_state_word(flags: &str) -> Option<&'static str> {
+    if flags.len() != 6 || !flags.bytes().all(|b| b"-rbpscd".contains(&b)) {
+        return None;
+    }
+    let has = |c: char| flags.contains(c);
+    Some(if has('d') {
+        "dying"
+    } else if has('c') {
+        "crashed"
+    } else if has('s') {
+        "shutdown"
+    } else if has('p') {
+        "paused"
+    } else {
+        "running"
     })
 }
 

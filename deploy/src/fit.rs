@@ -270,18 +270,22 @@ pub fn check_slot(
             need: req.arch.clone(),
         });
     }
-    if !req.guest_types.iter().any(|g| site.guest_types.contains(g)) {
-        reasons.push(Reason::GuestType {
-            have: site.guest_types.iter().copied().collect(),
-            need: req.guest_types.clone(),
-        });
-    }
-    if let Some(min) = req.min_xen {
-        if site.xen_version < min {
-            reasons.push(Reason::XenVersion {
-                have: site.xen_version,
-                need: min,
+    // Xen guest types and versions mean nothing to a QEMU site: it boots the same kernel as a
+    // full virtual machine (a kernel that can only run under Xen is refused by deploy)
+    if let Some(xen) = site.xen() {
+        if !req.guest_types.iter().any(|g| xen.guest_types.contains(g)) {
+            reasons.push(Reason::GuestType {
+                have: xen.guest_types.iter().copied().collect(),
+                need: req.guest_types.clone(),
             });
+        }
+        if let Some(min) = req.min_xen {
+            if xen.version < min {
+                reasons.push(Reason::XenVersion {
+                    have: xen.version,
+                    need: min,
+                });
+            }
         }
     }
     // accounting: the slot's own allocation (if any) is already in `allocations`; a slot in use is
@@ -373,15 +377,19 @@ pub fn place(
     });
     match fitting.first() {
         Some(slot) => {
-            let guest_type = req
-                .guest_types
-                .iter()
-                .copied()
-                .find(|g| site.guest_types.contains(g))
-                .ok_or_else(|| FitError::NoFit {
-                    vo: vo.to_string(),
-                    rejections: rejections.clone(),
-                })?;
+            let guest_type = match site.xen() {
+                Some(xen) => req
+                    .guest_types
+                    .iter()
+                    .copied()
+                    .find(|g| xen.guest_types.contains(g))
+                    .ok_or_else(|| FitError::NoFit {
+                        vo: vo.to_string(),
+                        rejections: rejections.clone(),
+                    })?,
+                // QEMU boots a full machine
+                None => GuestType::Hvm,
+            };
             tracing::debug!(slot = %slot.name, %guest_type, "slot chosen");
             Ok(Placement {
                 slot: slot.name.clone(),

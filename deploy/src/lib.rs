@@ -10,12 +10,15 @@
 //! * [`cidata`] — the cloud-init NoCloud `CIDATA` FAT image and `wafer-context.env`;
 //! * [`xl`] — the xl.cfg writer and parser, and the disk/vif spec parsers;
 //! * [`xl`] also parses `xl list` output, which recovery trusts to say which guests exist;
+//! * [`qemu`] and [`qmp`] — QEMU/KVM as the hypervisor (`[hypervisor] kind = "qemu"`): the
+//!   launch description and command line, the accelerator probe, and QEMU's QMP socket;
 //! * [`deployment`] — deployment records, launch through a [`deployment::Hypervisor`], `ps`, `stop`,
 //!   and recovery that asks the hypervisor before it frees anything a guest may still use.
 //!
 //! Everything this crate writes goes below the site's storage or state directory; every name
 //! that becomes part of a path is checked by [`names::check_name`].
 
+mod child;
 pub mod cidata;
 pub mod deployment;
 pub mod fit;
@@ -23,6 +26,8 @@ pub mod fsutil;
 pub mod lease;
 pub mod names;
 pub mod net;
+pub mod qemu;
+pub mod qmp;
 pub mod site;
 mod wafer;
 pub mod xl;

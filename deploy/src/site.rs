@@ -213,8 +213,15 @@ pub struct SiteConfig {
     pub name: String,
     /// Resources the host sets aside for wafers.
     pub host: HostConfig,
-    /// The hypervisor.
-    pub xen: XenConfig,
+    /// Which hypervisor runs the guests (absent: Xen).
+    #[serde(default)]
+    pub hypervisor: Option<HypervisorConfig>,
+    /// Xen (required when the hypervisor is Xen).
+    #[serde(default)]
+    pub xen: Option<XenConfig>,
+    /// QEMU/KVM (only when the hypervisor is QEMU; every key has a default).
+    #[serde(default)]
+    pub qemu: Option<QemuConfig>,
     /// Directories.
     pub paths: PathsConfig,
     /// Edge Services slots.
@@ -248,6 +255,123 @@ pub struct XenConfig {
     pub version: String,
     /// Guest types this host runs.
     pub guest_types: Vec<GuestType>,
+}
+
+/// `[hypervisor]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HypervisorConfig {
+    /// `xen` or `qemu`.
+    pub kind: HypervisorKind,
+}
+
+/// The hypervisor a site runs its guests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HypervisorKind {
+    /// Xen, through `xl`.
+    Xen,
+    /// QEMU (KVM or TCG), through `qemu-system-x86_64` and its QMP socket.
+    Qemu,
+}
+
+/// `accel` of `[qemu]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM when a probe guest runs under it, else TCG (the reason is logged).
+    Auto,
+    /// KVM only.
+    Kvm,
+    /// QEMU's software emulation only.
+    Tcg,
+}
+
+impl Accel {
+    /// The name in the site file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Auto => "auto",
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// `network` of `[qemu]`: how a guest NIC reaches its site network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QemuNetwork {
+    /// `-netdev bridge,br=BRIDGE` (qemu-bridge-helper; the bridge listed in
+    /// `/etc/qemu/bridge.conf`): production.
+    Bridge,
+    /// `-netdev user` (QEMU's own NAT, no host set-up), its network and gateway set to the site
+    /// network's so the leased static address works: tests and single-host trials.
+    User,
+}
+
+/// `[qemu]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QemuConfig {
+    /// The QEMU program: a name looked up in `PATH`, or a path (default `qemu-system-x86_64`).
+    #[serde(default)]
+    pub binary: Option<String>,
+    /// `auto` (default), `kvm` or `tcg`.
+    #[serde(default)]
+    pub accel: Option<Accel>,
+    /// Machine type (default `q35`).
+    #[serde(default)]
+    pub machine: Option<String>,
+    /// `bridge` (default) or `user`.
+    #[serde(default)]
+    pub network: Option<QemuNetwork>,
+    /// Seconds `wafer stop` waits after ACPI power-down before it makes QEMU quit (default 60).
+    #[serde(default)]
+    pub stop_timeout_s: Option<u64>,
+}
+
+/// Validated `[qemu]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuSite {
+    /// The QEMU program (a name looked up in `PATH`, or a path).
+    pub binary: String,
+    /// Accelerator choice.
+    pub accel: Accel,
+    /// Machine type.
+    pub machine: String,
+    /// NIC back-end.
+    pub network: QemuNetwork,
+    /// Seconds between `system_powerdown` and `quit` in `wafer stop`.
+    pub stop_timeout_s: u64,
+}
+
+/// Validated `[xen]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XenSite {
+    /// Xen version.
+    pub version: XenVersion,
+    /// Guest types the host runs.
+    pub guest_types: BTreeSet<GuestType>,
+}
+
+/// The site's hypervisor, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteHypervisor {
+    /// Xen (`[xen]`).
+    Xen(XenSite),
+    /// QEMU/KVM (`[qemu]`).
+    Qemu(QemuSite),
+}
+
+impl SiteHypervisor {
+    /// `xen` or `qemu`.
+    pub fn kind(&self) -> HypervisorKind {
+        match self {
+            SiteHypervisor::Xen(_) => HypervisorKind::Xen,
+            SiteHypervisor::Qemu(_) => HypervisorKind::Qemu,
+        }
+    }
 }
 
 /// `[paths]`. Relative paths are taken from the site file's directory.
@@ -357,10 +481,8 @@ pub struct Site {
     pub name: String,
     /// Host resources set aside.
     pub host: HostConfig,
-    /// Xen version.
-    pub xen_version: XenVersion,
-    /// Guest types the host runs.
-    pub guest_types: BTreeSet<GuestType>,
+    /// The hypervisor and its settings.
+    pub hypervisor: SiteHypervisor,
     /// Storage directory (absolute).
     pub storage_dir: PathBuf,
     /// State directory (absolute).
@@ -471,6 +593,22 @@ impl Site {
         cfg.validate(source_name, base_dir)
     }
 
+    /// Xen's settings, on a Xen site.
+    pub fn xen(&self) -> Option<&XenSite> {
+        match &self.hypervisor {
+            SiteHypervisor::Xen(x) => Some(x),
+            SiteHypervisor::Qemu(_) => None,
+        }
+    }
+
+    /// QEMU's settings, on a QEMU site.
+    pub fn qemu(&self) -> Option<&QemuSite> {
+        match &self.hypervisor {
+            SiteHypervisor::Qemu(q) => Some(q),
+            SiteHypervisor::Xen(_) => None,
+        }
+    }
+
     /// The slot called `name`.
     pub fn slot(&self, name: &str) -> Option<&SlotConfig> {
         self.slots.iter().find(|s| s.name == name)
@@ -521,30 +659,45 @@ impl SiteConfig {
             }
         };
 
-        // xen
-        let xen_version: XenVersion = self
-            .xen
-            .version
-            .parse()
-            .map_err(|m| err("xen.version".into(), m))?;
-        if self.xen.guest_types.is_empty() {
-            return Err(err(
-                "xen.guest_types".into(),
-                "must list at least one of pv, pvh, hvm".into(),
-            ));
-        }
-        let guest_types: BTreeSet<GuestType> = self.xen.guest_types.iter().copied().collect();
-        // The xl.cfg keys wafer writes follow the Xen version (crate::xl::XenKeys).
-        let keys = XenKeys::for_version(xen_version).map_err(|m| err("xen.version".into(), m))?;
-        if !keys.type_key && guest_types.contains(&GuestType::Pvh) {
-            return Err(err(
-                "xen.guest_types".into(),
-                format!(
-                    "pvh guests need Xen {} or later (xl's type = \"pvh\"); this host runs Xen {xen_version}",
-                    XenKeys::TYPE_FROM
-                ),
-            ));
-        }
+        // hypervisor
+        let kind = self
+            .hypervisor
+            .as_ref()
+            .map(|h| h.kind)
+            .unwrap_or(HypervisorKind::Xen);
+        let hypervisor = match kind {
+            HypervisorKind::Xen => {
+                if self.qemu.is_some() {
+                    return Err(err(
+                        "qemu".into(),
+                        "[qemu] is for a site whose [hypervisor] kind is \"qemu\"; this site's is xen".into(),
+                    ));
+                }
+                let Some(xen) = &self.xen else {
+                    return Err(err(
+                        "xen".into(),
+                        "a Xen site needs a [xen] table (version, guest_types); for QEMU/KVM write [hypervisor] kind = \"qemu\"".into(),
+                    ));
+                };
+                SiteHypervisor::Xen(validate_xen(xen, &err)?)
+            }
+            HypervisorKind::Qemu => {
+                if self.xen.is_some() {
+                    return Err(err(
+                        "xen".into(),
+                        "[xen] is for a site whose [hypervisor] kind is \"xen\"; this site's is qemu".into(),
+                    ));
+                }
+                let q = self.qemu.clone().unwrap_or(QemuConfig {
+                    binary: None,
+                    accel: None,
+                    machine: None,
+                    network: None,
+                    stop_timeout_s: None,
+                });
+                SiteHypervisor::Qemu(validate_qemu(&q, &err)?)
+            }
+        };
 
         // paths
         let resolve = |field: &str, p: &Path| -> Result<PathBuf, SiteError> {
@@ -570,6 +723,17 @@ impl SiteConfig {
             Ok(abs)
         };
         let storage_dir = resolve("storage_dir", &self.paths.storage_dir)?;
+        if kind == HypervisorKind::Qemu && storage_dir.to_string_lossy().contains(',') {
+            // QEMU's option syntax (-drive file=...,) would need every comma doubled; a folder
+            // name without one keeps the command line plain
+            return Err(err(
+                "paths.storage_dir".into(),
+                format!(
+                    "{} contains a comma, which a QEMU site's storage folder may not",
+                    storage_dir.display()
+                ),
+            ));
+        }
         let state_dir = resolve("state_dir", &self.paths.state_dir)?;
         let trust_store = resolve("trust_store", &self.paths.trust_store)?;
         if storage_dir == state_dir {
@@ -916,8 +1080,7 @@ impl SiteConfig {
         Ok(Site {
             name: self.name.clone(),
             host: self.host.clone(),
-            xen_version,
-            guest_types,
+            hypervisor,
             storage_dir,
             state_dir,
             trust_store,
@@ -925,6 +1088,81 @@ impl SiteConfig {
             networks,
         })
     }
+}
+
+type ErrFn<'a> = dyn Fn(String, String) -> SiteError + 'a;
+
+fn validate_xen(xen: &XenConfig, err: &ErrFn<'_>) -> Result<XenSite, SiteError> {
+    let version: XenVersion = xen
+        .version
+        .parse()
+        .map_err(|m| err("xen.version".into(), m))?;
+    if xen.guest_types.is_empty() {
+        return Err(err(
+            "xen.guest_types".into(),
+            "must list at least one of pv, pvh, hvm".into(),
+        ));
+    }
+    let guest_types: BTreeSet<GuestType> = xen.guest_types.iter().copied().collect();
+    // The xl.cfg keys wafer writes follow the Xen version (crate::xl::XenKeys).
+    let keys = XenKeys::for_version(version).map_err(|m| err("xen.version".into(), m))?;
+    if !keys.type_key && guest_types.contains(&GuestType::Pvh) {
+        return Err(err(
+            "xen.guest_types".into(),
+            format!(
+                "pvh guests need Xen {} or later (xl's type = \"pvh\"); this host runs Xen {version}",
+                XenKeys::TYPE_FROM
+            ),
+        ));
+    }
+    Ok(XenSite {
+        version,
+        guest_types,
+    })
+}
+
+/// Default QEMU program.
+pub const DEFAULT_QEMU: &str = "qemu-system-x86_64";
+/// Default machine type.
+pub const DEFAULT_MACHINE: &str = "q35";
+/// Default seconds between ACPI power-down and `quit`.
+pub const DEFAULT_STOP_TIMEOUT_S: u64 = 60;
+
+fn validate_qemu(q: &QemuConfig, err: &ErrFn<'_>) -> Result<QemuSite, SiteError> {
+    let binary = q.binary.clone().unwrap_or_else(|| DEFAULT_QEMU.to_string());
+    if binary.is_empty()
+        || binary.len() > 4096
+        || binary.chars().any(|c| c.is_control())
+        || (binary.contains('/') && !binary.starts_with('/'))
+    {
+        return Err(err(
+            "qemu.binary".into(),
+            format!(
+                "{:?} is not a program name or an absolute path",
+                binary.chars().take(80).collect::<String>()
+            ),
+        ));
+    }
+    let machine = q
+        .machine
+        .clone()
+        .unwrap_or_else(|| DEFAULT_MACHINE.to_string());
+    check_name("machine type", &machine)
+        .map_err(|e| err("qemu.machine".into(), e.to_string()))?;
+    let stop_timeout_s = q.stop_timeout_s.unwrap_or(DEFAULT_STOP_TIMEOUT_S);
+    if stop_timeout_s > 3600 {
+        return Err(err(
+            "qemu.stop_timeout_s".into(),
+            format!("{stop_timeout_s} is more than an hour (3600)"),
+        ));
+    }
+    Ok(QemuSite {
+        binary,
+        accel: q.accel.unwrap_or(Accel::Auto),
+        machine,
+        network: q.network.unwrap_or(QemuNetwork::Bridge),
+        stop_timeout_s,
+    })
 }
 
 /// `rel` (relative) joined to `base`: `.` components dropped and leading `..` components taken

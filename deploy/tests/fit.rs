@@ -61,7 +61,9 @@ fn every_rejection_has_a_precise_reason() {
         ..req(100, 1, 100)
     };
     let mut s2 = s.clone();
-    s2.guest_types.remove(&GuestType::Hvm);
+    if let deploy::site::SiteHypervisor::Xen(x) = &mut s2.hypervisor {
+        x.guest_types.remove(&GuestType::Hvm);
+    }
     let e = place(&s2, &r2, "atlas", &[], Some("edge1"))
         .unwrap_err()
         .to_string();

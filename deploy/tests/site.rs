@@ -19,8 +19,9 @@ fn example_parses_with_expected_values() {
     )))
     .unwrap();
     assert_eq!(site.name, "uni-edge");
-    assert_eq!(site.xen_version, XenVersion(4, 17, 0));
-    assert!(site.guest_types.contains(&GuestType::Pvh));
+    let xen = site.xen().unwrap();
+    assert_eq!(xen.version, XenVersion(4, 17, 0));
+    assert!(xen.guest_types.contains(&GuestType::Pvh));
     assert_eq!(site.slots.len(), 3);
     assert_eq!(
         site.slot("edge2").unwrap().cpus.as_deref(),

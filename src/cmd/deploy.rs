@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use deploy::deployment::{self, DeployOptions, Launch, Teardown, XlTool};
+use deploy::deployment::{self, hypervisor_for, DeployOptions, Launch, Teardown};
 use deploy::site::Site;
 use serde_json::json;
 
@@ -40,7 +40,10 @@ fn now() -> u64 {
         VO may use, lease one address per network of the slot, materialise the disk (sparse, checked\n\
         against the verified dm-verity root), extract the kernel and initrd from it, write the\n\
         cloud-init NoCloud CIDATA disk and the xl.cfg, then run `xl create` -- or, with --dry-run or\n\
-        when xl is absent, print the command instead. The site file is documented in docs/site.md.\n\n\
+        when xl is absent, print the command instead. On a QEMU/KVM site ([hypervisor] kind = \"qemu\")\n\
+        it writes qemu.json and starts qemu-system-x86_64 (KVM when it works, else TCG) with the\n\
+        disks on virtio, a QMP socket, and the serial console in STORAGE/NAME/console.log (the\n\
+        record's `console` in --json). The site file is documented in docs/site.md.\n\n\
         Examples:\n  \
         wafer deploy out/squid --site /etc/wafer/site.toml\n  \
         wafer deploy out/squid --site site.toml --slot edge1 --user-data cloud-config.yaml --dry-run\n  \
@@ -81,13 +84,22 @@ pub struct DeployArgs {
 pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
     let site = load_site(&a.site)?;
     // op1: without a hypervisor tool only --dry-run may go on (never "deployed" with no guest)
-    if !a.dry_run && XlTool::detect(false).xl.is_none() {
-        bail!(
-            "{}: no `xl` on the PATH, so no guest can be started here: run wafer deploy on the Xen \
-             host as a user that may run `xl`, or give --dry-run to write the disk, CIDATA and \
-             xl.cfg and print the `xl create` command (nothing was written)",
-            a.bundle.display()
-        );
+    if !a.dry_run && !hypervisor_for(&site, false).launches() {
+        match site.qemu() {
+            Some(q) => bail!(
+                "{}: no `{}` here (the site's qemu.binary), so no guest can be started: install \
+                 QEMU (Debian: qemu-system-x86) or give --dry-run to write the disk, CIDATA and \
+                 qemu.json and print the QEMU command line (nothing was written)",
+                a.bundle.display(),
+                Escaped(&q.binary)
+            ),
+            None => bail!(
+                "{}: no `xl` on the PATH, so no guest can be started here: run wafer deploy on the Xen \
+                 host as a user that may run `xl`, or give --dry-run to write the disk, CIDATA and \
+                 xl.cfg and print the `xl create` command (nothing was written)",
+                a.bundle.display()
+            ),
+        }
     }
     let store_dir = a.trust.clone().unwrap_or_else(|| site.trust_store.clone());
     let store = load_store(&store_dir)?;
@@ -121,9 +133,9 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
         ttl: a.ttl,
         now: now(),
     };
-    let hv = XlTool::detect(a.dry_run);
+    let hv = hypervisor_for(&site, a.dry_run);
     let sp = ui.spinner("deploying");
-    let rec = deployment::deploy(&site, &verified, &opts, &hv)
+    let rec = deployment::deploy(&site, &verified, &opts, hv.as_ref())
         .with_context(|| format!("deploying {}", a.bundle.display()))?;
     sp.finish_and_clear();
     if a.json {
@@ -159,6 +171,9 @@ pub fn run_deploy(a: DeployArgs, ui: &Ui) -> Result<()> {
     }
     for f in &rec.files {
         println!("  wrote {}", f.display());
+    }
+    if let Some(c) = &rec.console {
+        println!("  console log: {}", c.display());
     }
     match &rec.launch {
         Some(Launch::Ran(c)) => println!("  ran: {c}"),
@@ -250,8 +265,21 @@ pub fn run_ps(a: PsArgs) -> Result<()> {
     let site = load_site(&a.site)?;
     let st = deployment::ps(&site)
         .with_context(|| format!("reading the state of {}", site.state_dir.display()))?;
+    // ask the hypervisor (read-only: `xl list`, or each QEMU's QMP socket) what runs
+    let guests: std::collections::BTreeMap<String, String> =
+        deployment::guest_states(hypervisor_for(&site, true).as_ref(), &st.deployments)
+            .into_iter()
+            .collect();
     if a.json {
-        let v = json!({"site": site.name, "deployments": st.deployments, "leases": st.leases, "used": st.used,
+        let mut deployments: Vec<serde_json::Value> = Vec::new();
+        for r in &st.deployments {
+            let mut v = serde_json::to_value(r).context("serializing a deployment record")?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("guest".into(), json!(guests.get(&r.name)));
+            }
+            deployments.push(v);
+        }
+        let v = json!({"site": site.name, "hypervisor": site.hypervisor.kind(), "deployments": deployments, "leases": st.leases, "used": st.used,
                        "host": {"memory_mib": site.host.memory_mib, "vcpus": site.host.vcpus, "disk_mib": site.host.disk_mib}});
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -275,13 +303,14 @@ pub fn run_ps(a: PsArgs) -> Result<()> {
             .map(|l| format!("{}={}", l.network, l.ip))
             .collect();
         println!(
-            "{:<24} {} {} (VO {}) slot {} {} {}",
+            "{:<24} {} {} (VO {}) slot {} {} guest {} {}",
             Escaped(&r.name),
             Escaped(&r.wafer),
             Escaped(&r.version),
             Escaped(&r.vo),
             Escaped(&r.slot),
             state_text(r),
+            Escaped(guests.get(&r.name).map_or("unknown", String::as_str)),
             ips.join(" ")
         );
     }
@@ -311,7 +340,9 @@ fn state_text(r: &deployment::Record) -> &'static str {
 /// Stop a deployment and release what it holds.
 #[derive(Args, Debug)]
 #[command(
-    long_about = "Stop a deployment: `xl destroy` the guest, and once `xl list` no longer shows it, release its\n\
+    long_about = "Stop a deployment: `xl destroy` the guest (on a QEMU site: ACPI power-down through its QMP\n\
+    socket, `quit` after the site's qemu.stop_timeout_s), and once `xl list` no longer shows it (QEMU: its\n\
+    socket and process are gone), release its\n\
     address leases and slot and remove its files (the disk is kept with --keep-disk). A deployment\n\
     still being deployed is waited for first. If the guest cannot be confirmed gone (xl fails, or\n\
     --dry-run while it runs) nothing is released. For a dry-run deployment on a host without xl the\n\
@@ -353,8 +384,8 @@ pub fn run_stop(a: StopArgs) -> Result<()> {
             }
         );
     }
-    let hv = XlTool::detect(a.dry_run);
-    let (rec, t) = deployment::stop(&site, &a.name, a.keep_disk, &hv)
+    let hv = hypervisor_for(&site, a.dry_run);
+    let (rec, t) = deployment::stop(&site, &a.name, a.keep_disk, hv.as_ref())
         .with_context(|| format!("stopping {}", a.name))?;
     println!(
         "stopped {} (slot {} released, {} lease(s) released)",
@@ -396,8 +427,8 @@ pub struct RecoverArgs {
 /// Runs `wafer recover`; exit 1 when a deployment stays held.
 pub fn run_recover(a: RecoverArgs) -> Result<u8> {
     let site = load_site(&a.site)?;
-    let hv = XlTool::detect(a.dry_run);
-    let done = deployment::recover_site(&site, &hv, now())
+    let hv = hypervisor_for(&site, a.dry_run);
+    let done = deployment::recover_site(&site, hv.as_ref(), now())
         .with_context(|| format!("recovering the state of {}", site.state_dir.display()))?;
     let mut held = false;
     for (name, t) in &done {
