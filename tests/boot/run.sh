@@ -19,11 +19,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
-OUT=$ROOT/target/boot
+OUT=${BOOT_OUT:-$ROOT/target/boot}
 CACHE=${CACHE:-$ROOT/target/boot-cache}
 export CACHE
 WAFER=${WAFER:-}
-LEVELS="b"
+LEVELS="a,b"
 while [ $# -gt 0 ]; do
     case $1 in
         --wafer) WAFER=$2; shift 2 ;;
