@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The boot check (issue 12): a wafer that wafer built, vetted, approved and deployed really boots.
 #
-#   tests/boot/run.sh [--wafer PATH] [--level b]
+#   tests/boot/run.sh [--wafer PATH] [--level a,b] [--without-selfcheck] [--corrupt-cidata]
 #
 # 1. Makes or reuses the Debian 12 base, the dom0 image and Xen (tests/boot/make-base.sh, cached
 #    in target/boot-cache/).
@@ -24,10 +24,15 @@ CACHE=${CACHE:-$ROOT/target/boot-cache}
 export CACHE
 WAFER=${WAFER:-}
 LEVELS="a,b"
+# Negative controls (tests/boot/README.md): the check must fail with either.
+WITHOUT_SELFCHECK=0
+CORRUPT_CIDATA=0
 while [ $# -gt 0 ]; do
     case $1 in
         --wafer) WAFER=$2; shift 2 ;;
         --level) LEVELS=$2; shift 2 ;;
+        --without-selfcheck) WITHOUT_SELFCHECK=1; shift ;;
+        --corrupt-cidata) CORRUPT_CIDATA=1; shift ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -83,6 +88,16 @@ ln "$CACHE/debian12-base.tar" "$W/recipe/debian12-base.tar" 2>/dev/null \
 sum=$(sha256sum "$W/recipe/debian12-base.tar" | cut -d' ' -f1)
 sed -i "s/^sha256 = \"0\{64\}\"/sha256 = \"$sum\"/" "$W/recipe/recipe.toml"
 check "recipe pinned to the base made (sha256 $sum)" grep -q "^sha256 = \"$sum\"" "$W/recipe/recipe.toml"
+if [ "$WITHOUT_SELFCHECK" = 1 ]; then
+    # Negative control: the recipe without the steps that install and enable the self-check unit.
+    python3 - "$W/recipe/recipe.toml" <<'PY'
+import re, sys
+p = sys.argv[1]
+parts = re.split(r"(?m)^(?=\[\[step\]\])", open(p).read())
+open(p, "w").write("".join(x for x in parts if "wafer-selfcheck.service" not in x))
+PY
+    log "negative control: recipe without the self-check unit"
+fi
 
 t=$(now)
 check "wafer build" "$WAFER" -q build "$W/recipe/recipe.toml" -o "$W/bundle"
@@ -117,6 +132,9 @@ ssh-keygen -q -t ed25519 -N '' -C wafer-bootcheck -f "$W/id_ed25519"
     echo 'ssh_authorized_keys:'
     echo "  - $(cat "$W/id_ed25519.pub")"
 } > "$W/user-data"
+# The wafer's filesystem UUID, read by blkid from the head of the image (the oracle for rootuuid).
+image_uuid=$(zstd -dc "$W/bundle/disk.img.zst" 2>/dev/null | head -c 8M > "$W/head.img"; blkid -p -o value -s UUID "$W/head.img")
+rm -f "$W/head.img"
 image_size=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["image"]["size"])' "$W/bundle/wafer.json")
 
 # selfcheck FILE KEY: the values of `WAFER-SELFCHECK KEY=...` lines in a console log, one a line.
@@ -193,10 +211,10 @@ sys.exit(0 if any(r["name"]=="bootcheck-xen" and r["state"]=="running" for r in 
         bash -c "tr -d '\r' < '$G' | grep -q 'WAFER-SELFCHECK route=default via 192.0.2.1 dev eth0'"
     check "Level B: the guest reached its gateway (dom0's bridge)" has "$G" gateway "192.0.2.1:reachable"
     check "Level B: the deploy's ssh key landed (root)" has "$G" sshkey "root:ssh-ed25519:wafer-bootcheck"
-    check "Level B: guest root is /dev/xvda of the wafer's size ($image_size)" \
-        bash -c "$(declare -f selfcheck has); has '$G' root /dev/xvda && has '$G' rootsize $image_size"
+    check "Level B: guest root is /dev/xvda of the wafer's size ($image_size) and UUID ($image_uuid)" \
+        bash -c "$(declare -f selfcheck has); has '$G' root /dev/xvda && has '$G' rootsize $image_size && has '$G' rootuuid '$image_uuid'"
     check "Level B: guest sees the CIDATA disk as xvdb" \
-        bash -c "$(declare -f selfcheck); selfcheck '$G' disk | grep -q '^xvdb:.*:cidata\$\|^xvdb:.*:CIDATA\$'"
+        bash -c "$(declare -f selfcheck); selfcheck '$G' disk | grep -q '^xvdb:.*:CIDATA\$'"
     check "Level B: cloud-init finished without error" has "$G" cloudinit done
     check "Level B: the guest powered itself off" test "$(r guest_powered_off)" = 1
     check "Level B: second deploy ran" test "$(r deploy2_rc)" = 0 -a "$(r xl_list_2)" = present -a "$(r leases_2)" = 1
@@ -220,6 +238,10 @@ level_a() {
     mkdir -p "$A/storage" "$A/state"
     sed -e "s|@STORAGE@|$A/storage|" -e "s|@STATE@|$A/state|" -e "s|@TRUST@|$W/trust|" \
         tests/boot/site-qemu.toml > "$A/site.toml"
+    if [ "$CORRUPT_CIDATA" = 1 ]; then
+        sed -i "s|^accel = |binary = \"$ROOT/tests/boot/qemu-corrupt-cidata\"\naccel = |" "$A/site.toml"
+        log "negative control: QEMU gets a zeroed CIDATA disk"
+    fi
     local S=$A/site.toml
 
     # A tampered copy (one byte of disk.img.zst flipped) is refused before any QEMU starts.
@@ -260,10 +282,16 @@ sys.exit(0 if any(r["name"]=="bootcheck-qemu" and r["state"]=="running" for r in
     # The guest's serial console, as the deployment keeps it.
     local G
     G=$(find "$A/storage" -name console.log -path '*bootcheck-qemu*' | head -1)
-    local seen=0 i
+    # Up to 20 minutes for the report; but once cloud-init says it finished, the self-check (ordered
+    # after cloud-final) has 180 s more, so a wafer without it fails in minutes.
+    local seen=0 i fin=0
     for i in $(seq 1 1200); do
         if [ -n "$G" ] && grep -qa 'WAFER-SELFCHECK done' "$G"; then seen=1; break; fi
         [ -n "$G" ] || G=$(find "$A/storage" -name console.log -path '*bootcheck-qemu*' | head -1)
+        if [ -n "$G" ] && grep -qaE 'Cloud-init v\. .* finished' "$G"; then
+            fin=$((fin + 1))
+            [ "$fin" -gt 180 ] && break
+        fi
         sleep 1
     done
     echo "level_a_selfcheck_seconds=$(( $(now) - t ))" >> "$A/timing.txt"
@@ -277,7 +305,10 @@ sys.exit(0 if any(r["name"]=="bootcheck-qemu" and r["state"]=="running" for r in
     check "Level A: guest default route via the site's gateway 192.0.2.1" \
         bash -c "tr -d '\r' < '$G' | grep -q 'WAFER-SELFCHECK route=default via 192.0.2.1 dev eth0'"
     check "Level A: the deploy's ssh key landed (root)" has "$G" sshkey "root:ssh-ed25519:wafer-bootcheck"
-    check "Level A: guest root filesystem is the wafer's image ($image_size bytes)" has "$G" rootsize "$image_size"
+    check "Level A: guest root is /dev/vda of the wafer's size ($image_size) and UUID ($image_uuid)" \
+        bash -c "$(declare -f selfcheck has); has '$G' root /dev/vda && has '$G' rootsize $image_size && has '$G' rootuuid '$image_uuid'"
+    check "Level A: guest sees the CIDATA disk as vdb" \
+        bash -c "$(declare -f selfcheck); selfcheck '$G' disk | grep -q '^vdb:.*:CIDATA\$'"
     check "Level A: cloud-init finished without error" has "$G" cloudinit done
 
     # A second deployment, stopped while it runs.
