@@ -25,6 +25,7 @@ for i in $(seq 1 180); do
 done
 res "xl_ready=$ok"
 res "xen_version=$(xl info | sed -n 's/^xen_version *: *//p')"
+res "xl_version=$(dpkg-query -W -f='${Version}' xen-utils-4.17)"
 pgrep -a xenconsoled > "$T/xenconsoled.txt" || true
 res "xenconsoled=$(pgrep -c xenconsoled || true)"
 
@@ -50,8 +51,10 @@ res "ps_running_rc=$?"
 xl list > "$T/xl-list-running.txt" 2>&1
 res "xl_list_running=$(awk '$1 == "bootcheck-xen" {print "present"}' "$T/xl-list-running.txt")"
 xl sched-credit -d bootcheck-xen > "$T/sched-credit.txt" 2>&1
-res "sched_cap=$(awk '$1 == "bootcheck-xen" {print $5}' "$T/sched-credit.txt")"
-res "sched_weight=$(awk '$1 == "bootcheck-xen" {print $4}' "$T/sched-credit.txt")"
+# Columns: Name ID Weight Cap.
+res "sched_weight=$(awk '$1 == "bootcheck-xen" {print $3}' "$T/sched-credit.txt")"
+res "sched_cap=$(awk '$1 == "bootcheck-xen" {print $4}' "$T/sched-credit.txt")"
+res "xen_scheduler=$(xl info | sed -n 's/^xen_scheduler *: *//p')"
 
 # The guest reports and powers itself off (on_poweroff = destroy): wait for both.
 log=/var/log/xen/console/guest-bootcheck-xen.log

@@ -164,7 +164,7 @@ level_b() {
     timeout 2400 qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m 3072 -smp 2 \
         -nographic -no-reboot -nodefaults -serial "file:$B/console.log" -monitor none \
         -kernel "$CACHE/xen.elf" \
-        -append "dom0_mem=1536M,max:1536M dom0_max_vcpus=2 console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all" \
+        -append "dom0_mem=1536M,max:1536M dom0_max_vcpus=2 sched=credit console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all" \
         -initrd "$CACHE/dom0-vmlinuz $kopts,$CACHE/dom0-initrd.img" \
         -drive "file=$CACHE/dom0.img,if=virtio,format=raw,snapshot=on" \
         -drive "file=$W/xen-payload.img,if=virtio,format=raw" \
@@ -199,7 +199,7 @@ import json,sys
 d=json.load(open(sys.argv[1]))
 sys.exit(0 if any(r["name"]=="bootcheck-xen" and r["state"]=="running" for r in d["deployments"]) else 1)' "$B/dom0/ps-running.json"
     check "Level B: xl list shows the domain" test "$(r xl_list_running)" = present
-    check "Level B: xl sched-credit shows the slot's cap 50 and weight 256" \
+    check "Level B: xl sched-credit shows the slot's weight 256 and cap 50 (got $(r sched_weight)/$(r sched_cap), scheduler $(r xen_scheduler))" \
         test "$(r sched_cap)" = 50 -a "$(r sched_weight)" = 256
     check "Level B: the guest's self-check came back through xenconsoled (guest-console.log)" \
         test "$(r selfcheck_done)" = 1
