@@ -51,6 +51,7 @@ wafer ps --site "$T/site.toml" --json > "$T/ps-running.json" 2> "$T/ps-running.e
 res "ps_running_rc=$?"
 xl list > "$T/xl-list-running.txt" 2>&1
 res "xl_list_running=$(awk '$1 == "bootcheck-xen" {print "present"}' "$T/xl-list-running.txt")"
+# (xl 4.17 crashes after its error when the scheduler is not credit: Xen is booted with sched=credit.)
 xl sched-credit -d bootcheck-xen > "$T/sched-credit.txt" 2>&1
 # Columns: Name ID Weight Cap.
 res "sched_weight=$(awk '$1 == "bootcheck-xen" {print $3}' "$T/sched-credit.txt")"
@@ -65,6 +66,8 @@ deadline=$(( $(date +%s) + 1200 ))
 while [ "$(date +%s)" -lt "$deadline" ]; do
     if [ -f "$log" ] && grep -q 'WAFER-SELFCHECK done' "$log"; then seen=1; break; fi
     xl list bootcheck-xen > /dev/null 2>&1 || break
+    # Kept as it grows, so a run cut short by the host's timeout still shows how far it got.
+    cp "$log" "$T/guest-console.log" 2>/dev/null; sync
     sleep 2
 done
 # Whatever the guest printed so far is kept, reported or not.
