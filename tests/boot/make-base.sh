@@ -61,6 +61,12 @@ if [ ! -f "$base" ]; then
     mv "$base.partial" "$base"
 fi
 
+# `--guest-only` (Level A alone): no dom0, no Xen.
+if [ "${1:-}" = --guest-only ]; then
+    log "guest base ready (--guest-only: no dom0)"
+    exit 0
+fi
+
 if [ ! -f "$CACHE/dom0.img" ] || [ ! -f "$CACHE/xen.elf" ]; then
     d="$CACHE/dom0.partial"
     rm -rf "$d"

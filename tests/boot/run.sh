@@ -65,7 +65,9 @@ mkdir -p "$W"
 
 # --- inputs ----------------------------------------------------------------------------------
 t=$(now)
-if ! tests/boot/make-base.sh; then
+mb_args=()
+case ",$LEVELS," in *,b,*) ;; *) mb_args=(--guest-only) ;; esac
+if ! tests/boot/make-base.sh ${mb_args[@]+"${mb_args[@]}"}; then
     ko "make-base.sh: the base, dom0 and Xen"
     finish
 fi
