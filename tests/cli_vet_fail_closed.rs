@@ -19,8 +19,9 @@ fn approve(bundle: &Path, key: &Path, policy: &Path) -> std::process::Output {
 
 #[test]
 fn damaged_package_database_could_not_vet_and_approve_refuses_unless_waived() {
-    // Garbage where dpkg keeps its database (the builder reads only rpm databases for the
-    // manifest's package summary, so the bundle builds).
+    // Garbage where dpkg keeps its database (the base is an enterprise-Linux one: the builder
+    // summarises dpkg's database only on Debian-family bases, so the bundle builds; a Debian
+    // base with this file does not build, builder/tests/debian_base.rs).
     let garbage: Vec<u8> = (0..40_000u32).map(|i| (i * 7919 % 253) as u8).collect();
     let f = Fixture::new(|r| put(r, "var/lib/dpkg/status", &garbage));
     let bundle = f.build(&f.recipe(""), "squid");

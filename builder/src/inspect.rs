@@ -267,10 +267,17 @@ pub enum PackagesError {
 
 /// The image's installed packages, sorted, and the database they come from: the rpm database
 /// (`sqlite`, `ndb`, `bdb`; gpg-pubkey entries left out), else dpkg's (`dpkg`: the packages
-/// `dpkg-query -W` lists). `Ok(None)` when the image has neither.
-pub fn packages(tree: &Tree) -> Result<Option<(String, Vec<PackageSummary>)>, PackagesError> {
+/// `dpkg-query -W` lists), read only when `dpkg_native` (a Debian-family image). `Ok(None)`
+/// when the image has neither.
+pub fn packages(
+    tree: &Tree,
+    dpkg_native: bool,
+) -> Result<Option<(String, Vec<PackageSummary>)>, PackagesError> {
     if let Some(dir) = rpmdb_dir(tree) {
         return Ok(Some(rpm_packages(tree, dir)?));
+    }
+    if !dpkg_native {
+        return Ok(None);
     }
     Ok(dpkg_packages(tree)?.map(|v| ("dpkg".to_string(), v)))
 }

@@ -810,7 +810,15 @@ pub fn stage_recipe(
             }
         }
     }
-    let packages = inspect::packages(&tree).map_err(|e| BuildError::Output(e.to_string()))?;
+    // dpkg's database is the native one only on a Debian-family base: an enterprise-Linux base
+    // with a stray /var/lib/dpkg is summarised from its rpm database (or not at all), as rpm
+    // would list it; the vetter still reads every database it finds, and fails closed on it.
+    let debian_family = matches!(os.id.as_str(), "debian" | "ubuntu")
+        || inspect::os_id_like(&tree)
+            .iter()
+            .any(|w| w == "debian" || w == "ubuntu");
+    let packages =
+        inspect::packages(&tree, debian_family).map_err(|e| BuildError::Output(e.to_string()))?;
 
     // Image.
     let profile = doc
