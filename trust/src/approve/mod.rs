@@ -326,40 +326,14 @@ impl Candidate {
     }
 
     /// The verdict is for this wafer and VO, made with the policy of digest `policy_sha256`
-    /// (named `policy` in messages), and passing — in that order.
+    /// (named `policy` in messages), and passing — in that order ([`check_verdict`]).
     pub fn check_verdict(
         &self,
         v: &Verdict,
         policy: &str,
         policy_sha256: &str,
     ) -> Result<(), ApproveError> {
-        let m = &self.manifest;
-        if v.wafer.as_ref().is_some_and(|w| *w != m.name)
-            || v.vo.as_ref().is_some_and(|vo| *vo != m.vo)
-        {
-            return Err(ApproveError::OtherWafer {
-                verdict: v.label.clone(),
-                wafer: v.wafer.clone().unwrap_or_default(),
-                vo: v.vo.clone().unwrap_or_default(),
-                name: m.name.clone(),
-                bundle_vo: m.vo.clone(),
-            });
-        }
-        if let Some(got) = v.policy_sha256.as_ref().filter(|d| *d != policy_sha256) {
-            return Err(ApproveError::OtherPolicy {
-                verdict: v.label.clone(),
-                got: got.clone(),
-                policy: policy.to_string(),
-                want: policy_sha256.to_string(),
-            });
-        }
-        if v.outcome != "pass" {
-            return Err(ApproveError::NotPassing {
-                verdict: v.label.clone(),
-                outcome: v.outcome.clone(),
-            });
-        }
-        Ok(())
+        check_verdict(&self.manifest, v, policy, policy_sha256)
     }
 
     /// Approves the bundle on `verdict`: [`Candidate::check_verdict`], the verdict bound to the
@@ -372,35 +346,12 @@ impl Candidate {
         input: &ApproveInput<'_>,
     ) -> Result<ApprovalOutcome, ApproveError> {
         self.check_verdict(verdict, &input.policy, &input.policy_sha256)?;
-        let label = || verdict.label.clone();
         let m = &self.manifest;
         let folder = self.dir.folder();
         let mpath = folder.join("wafer.json");
         // The verdict must be about these bytes: the wafer.json being signed and the
         // disk.img.zst hashed below, exactly as the vetting read them.
-        let (judged_manifest, judged_zst) = match &verdict.judged {
-            Some(Judged {
-                manifest_sha256: Some(m),
-                compressed_sha256: Some(z),
-                ..
-            }) => (m, z),
-            Some(j) => {
-                return Err(ApproveError::UnboundKind {
-                    verdict: label(),
-                    kind: j.kind.clone(),
-                })
-            }
-            None => return Err(ApproveError::Unbound { verdict: label() }),
-        };
-        let manifest_sha = hex::encode(Sha256::digest(&self.manifest_bytes));
-        if !judged_manifest.eq_ignore_ascii_case(&manifest_sha) {
-            return Err(ApproveError::OtherManifest {
-                verdict: label(),
-                judged: judged_manifest.clone(),
-                path: mpath,
-                actual: manifest_sha,
-            });
-        }
+        let judged_zst = check_bound_manifest(verdict, &self.manifest_bytes, &mpath)?;
 
         // The bundle must be what its manifest says before anyone signs the manifest.
         let salt = hex::decode(&m.image.verity.salt).map_err(|e| ApproveError::Salt {
@@ -444,31 +395,14 @@ impl Candidate {
                 Escaped(&m.compressed.sha256)
             )));
         }
-        if !judged_zst.eq_ignore_ascii_case(&csha) {
-            return Err(ApproveError::OtherImage {
-                verdict: label(),
-                judged: judged_zst.clone(),
-                path: zst,
-                actual: csha,
-            });
-        }
+        check_bound_disk(verdict, &judged_zst, &csha, &zst)?;
 
-        let keyid = input.key.public().keyid();
-        let expires = input.now + input.valid_for;
-        let req = ApprovalRequest {
-            manifest_bytes: &self.manifest_bytes,
-            verifier_id: input
-                .verifier_id
-                .clone()
-                .unwrap_or_else(|| crate::statement::default_verifier_id(&keyid)),
-            policy_uri: input.policy_uri.clone(),
-            policy_sha256: input.policy_sha256.clone(),
-            report_sha256: hex::encode(Sha256::digest(&verdict.bytes)),
-            time: input.now,
+        let SignedApproval {
+            name,
+            envelope: env,
+            keyid,
             expires,
-        };
-        let env = sign_statement(&approval_statement(&req)?, input.key);
-        let name = format!("approval-{}.json", keyid.get(..16).unwrap_or(&keyid));
+        } = sign_approval(&self.manifest_bytes, verdict, input)?;
         // Created and written relative to the bundle's handle, never through a link: a temporary
         // file renamed into place; a linked attestations/ or approval file is refused.
         let path = folder
@@ -483,6 +417,144 @@ impl Candidate {
             path,
         })
     }
+}
+
+/// The verdict checks every approval goes through, wherever the wafer lies (a bundle folder, a
+/// registry): the verdict is for this wafer and VO (`manifest`), made with the policy of digest
+/// `policy_sha256` (named `policy` in messages), and passing — in that order.
+pub fn check_verdict(
+    manifest: &Manifest,
+    v: &Verdict,
+    policy: &str,
+    policy_sha256: &str,
+) -> Result<(), ApproveError> {
+    if v.wafer.as_ref().is_some_and(|w| *w != manifest.name)
+        || v.vo.as_ref().is_some_and(|vo| *vo != manifest.vo)
+    {
+        return Err(ApproveError::OtherWafer {
+            verdict: v.label.clone(),
+            wafer: v.wafer.clone().unwrap_or_default(),
+            vo: v.vo.clone().unwrap_or_default(),
+            name: manifest.name.clone(),
+            bundle_vo: manifest.vo.clone(),
+        });
+    }
+    if let Some(got) = v.policy_sha256.as_ref().filter(|d| *d != policy_sha256) {
+        return Err(ApproveError::OtherPolicy {
+            verdict: v.label.clone(),
+            got: got.clone(),
+            policy: policy.to_string(),
+            want: policy_sha256.to_string(),
+        });
+    }
+    if v.outcome != "pass" {
+        return Err(ApproveError::NotPassing {
+            verdict: v.label.clone(),
+            outcome: v.outcome.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The verdict is bound to exactly `manifest_bytes` (the wafer.json about to be signed, at
+/// `manifest_path` for messages): it records the sha256 of the wafer.json and of the
+/// disk.img.zst it judged, and the first is these bytes'. Returns the judged disk.img.zst's
+/// sha256, for [`check_bound_disk`].
+pub fn check_bound_manifest(
+    verdict: &Verdict,
+    manifest_bytes: &[u8],
+    manifest_path: &Path,
+) -> Result<String, ApproveError> {
+    let label = || verdict.label.clone();
+    let (judged_manifest, judged_zst) = match &verdict.judged {
+        Some(Judged {
+            manifest_sha256: Some(m),
+            compressed_sha256: Some(z),
+            ..
+        }) => (m, z),
+        Some(j) => {
+            return Err(ApproveError::UnboundKind {
+                verdict: label(),
+                kind: j.kind.clone(),
+            })
+        }
+        None => return Err(ApproveError::Unbound { verdict: label() }),
+    };
+    let manifest_sha = hex::encode(Sha256::digest(manifest_bytes));
+    if !judged_manifest.eq_ignore_ascii_case(&manifest_sha) {
+        return Err(ApproveError::OtherManifest {
+            verdict: label(),
+            judged: judged_manifest.clone(),
+            path: manifest_path.to_path_buf(),
+            actual: manifest_sha,
+        });
+    }
+    Ok(judged_zst.clone())
+}
+
+/// The disk the verdict judged (`judged`, from [`check_bound_manifest`]) is the disk being
+/// approved, of sha256 `actual` (hashed here, or stated by a registry that checked it), at
+/// `disk_path` for messages.
+pub fn check_bound_disk(
+    verdict: &Verdict,
+    judged: &str,
+    actual: &str,
+    disk_path: &Path,
+) -> Result<(), ApproveError> {
+    if !judged.eq_ignore_ascii_case(actual) {
+        return Err(ApproveError::OtherImage {
+            verdict: verdict.label.clone(),
+            judged: judged.to_string(),
+            path: disk_path.to_path_buf(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A signed approval, not yet stored.
+#[derive(Debug, Clone)]
+pub struct SignedApproval {
+    /// Its file name (`approval-KEYID16.json`).
+    pub name: String,
+    /// The DSSE envelope's bytes.
+    pub envelope: Vec<u8>,
+    /// The reviewer key's id.
+    pub keyid: String,
+    /// End of validity (Unix seconds).
+    pub expires: i64,
+}
+
+/// Signs the approval statement of `manifest_bytes` on `verdict` with `input.key` (valid from
+/// `input.now` for `input.valid_for`). Call it only after [`check_verdict`],
+/// [`check_bound_manifest`] and [`check_bound_disk`] passed.
+pub fn sign_approval(
+    manifest_bytes: &[u8],
+    verdict: &Verdict,
+    input: &ApproveInput<'_>,
+) -> Result<SignedApproval, ApproveError> {
+    let keyid = input.key.public().keyid();
+    let expires = input.now + input.valid_for;
+    let req = ApprovalRequest {
+        manifest_bytes,
+        verifier_id: input
+            .verifier_id
+            .clone()
+            .unwrap_or_else(|| crate::statement::default_verifier_id(&keyid)),
+        policy_uri: input.policy_uri.clone(),
+        policy_sha256: input.policy_sha256.clone(),
+        report_sha256: hex::encode(Sha256::digest(&verdict.bytes)),
+        time: input.now,
+        expires,
+    };
+    let envelope = sign_statement(&approval_statement(&req)?, input.key);
+    let name = format!("approval-{}.json", keyid.get(..16).unwrap_or(&keyid));
+    Ok(SignedApproval {
+        name,
+        envelope,
+        keyid,
+        expires,
+    })
 }
 
 /// Approves the bundle at `bundle_dir` on `verdict` in one call: [`Candidate::open`], then
