@@ -23,6 +23,7 @@
 pub mod approve;
 pub mod artifact;
 pub mod auth;
+mod fetch;
 mod error;
 pub mod layout;
 mod open;
