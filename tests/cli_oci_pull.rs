@@ -100,16 +100,37 @@ fn a_delta_pull_from_the_earlier_version_fetches_less_and_writes_the_same_bundle
     push(&v.v2, &r2, &reg);
     let p1 = v.f.path("pulled-1");
     let o = ok(wafer(&[
-        "pull", &r1, "-o", s(&p1), "--insecure", &reg.host, "--trust", s(&v.trust), "--json",
+        "pull",
+        &r1,
+        "-o",
+        s(&p1),
+        "--insecure",
+        &reg.host,
+        "--trust",
+        s(&v.trust),
+        "--json",
     ]));
     let full = result(&o);
-    assert_eq!(tree_digest(&p1), tree_digest(&v.v1), "the block index is never pulled");
+    assert_eq!(
+        tree_digest(&p1),
+        tree_digest(&v.v1),
+        "the block index is never pulled"
+    );
     assert!(full["fetched"].as_u64().unwrap() >= full["layer_size"].as_u64().unwrap());
 
     let p2 = v.f.path("pulled-2");
     let o = ok(wafer(&[
-        "pull", &r2, "-o", s(&p2), "--from", s(&p1), "--insecure", &reg.host, "--trust",
-        s(&v.trust), "--json",
+        "pull",
+        &r2,
+        "-o",
+        s(&p2),
+        "--from",
+        s(&p1),
+        "--insecure",
+        &reg.host,
+        "--trust",
+        s(&v.trust),
+        "--json",
     ]));
     let res = result(&o);
     assert_eq!(tree_digest(&p2), tree_digest(&v.v2));
@@ -128,9 +149,20 @@ fn a_delta_pull_from_the_earlier_version_fetches_less_and_writes_the_same_bundle
     std::fs::create_dir_all(&junk).unwrap();
     let p3 = v.f.path("pulled-3");
     let o = ok(wafer(&[
-        "pull", &r2, "-o", s(&p3), "--from", s(&junk), "--insecure", &reg.host, "--json",
+        "pull",
+        &r2,
+        "-o",
+        s(&p3),
+        "--from",
+        s(&junk),
+        "--insecure",
+        &reg.host,
+        "--json",
     ]));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("warning"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("warning"),
+        "{o:?}"
+    );
     assert_eq!(tree_digest(&p3), tree_digest(&v.v2));
 }
 
@@ -179,7 +211,15 @@ fn a_pull_killed_at_several_points_resumes_and_completes() {
     }
     eprintln!("killed with {killed_at:?} of {layer} bytes in the partial file");
     let o = ok(wafer(&[
-        "pull", &r2, "-o", s(&dest), "--insecure", &reg.host, "--trust", s(&v.trust), "--json",
+        "pull",
+        &r2,
+        "-o",
+        s(&dest),
+        "--insecure",
+        &reg.host,
+        "--trust",
+        s(&v.trust),
+        "--json",
     ]));
     let res = result(&o);
     if let Some(last) = killed_at.last() {
@@ -188,5 +228,108 @@ fn a_pull_killed_at_several_points_resumes_and_completes() {
     }
     assert_eq!(tree_digest(&dest), tree_digest(&v.v2));
     ok(wafer(&["verify", s(&dest), "--trust", s(&v.trust)]));
-    assert!(!pdir.exists(), "the partial folder is removed once the pull is complete");
+    assert!(
+        !pdir.exists(),
+        "the partial folder is removed once the pull is complete"
+    );
+}
+
+#[test]
+fn the_partial_folder_is_never_a_link_and_wrong_bytes_in_it_are_not_kept() {
+    let reg = Registry::start();
+    let v = versions();
+    let r2 = reg.repo("cms/squid:2.0");
+    push(&v.v2, &r2, &reg);
+    let dest = v.f.path("pulled");
+    let pdir = v.f.path("pulled.wafer-partial");
+    let pull = || {
+        wafer(&[
+            "pull",
+            &r2,
+            "-o",
+            s(&dest),
+            "--insecure",
+            &reg.host,
+            "--trust",
+            s(&v.trust),
+            "--json",
+        ])
+    };
+
+    // A planted link as the partial folder: refused, nothing written through it.
+    let elsewhere = v.f.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &pdir).unwrap();
+    let o = pull();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("wafer-partial") && e.contains("not a folder"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert!(!dest.exists());
+    std::fs::remove_file(&pdir).unwrap();
+
+    // A trust store that does not know the approval's key: refused before the disk is fetched
+    // (no partial file was started).
+    let other = Fixture::new(|_| {});
+    let (other_trust, _, _) = trust_store(&other);
+    let o = wafer(&[
+        "pull",
+        &r2,
+        "-o",
+        s(&dest),
+        "--insecure",
+        &reg.host,
+        "--trust",
+        s(&other_trust),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!dest.exists());
+    assert!(!pdir.exists(), "no byte of the disk fetched");
+
+    // A partial file of the right length holding wrong (valid zstd) bytes: the pull fails at
+    // the digest check and deletes it; the next run starts again and completes.
+    let disk = std::fs::read(v.v2.join("disk.img.zst")).unwrap();
+    let wrong = std::fs::read(v.v1.join("disk.img.zst")).unwrap();
+    let hex = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&disk))
+    };
+    std::fs::create_dir(&pdir).unwrap();
+    let part = pdir.join(format!("{hex}.disk.img.zst"));
+    let n = wrong.len().min(disk.len()) / 2;
+    assert_ne!(
+        wrong[..n],
+        disk[..n],
+        "the earlier version's bytes are wrong bytes here"
+    );
+    std::fs::write(&part, &wrong[..n]).unwrap();
+    let o = pull();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!dest.exists());
+    assert!(!part.exists(), "wrong bytes are not kept for a resume");
+    // Another pull holding the partial folder's lock: refused, its files left alone.
+    std::fs::create_dir_all(&pdir).unwrap();
+    let lock = std::fs::File::create(pdir.join("lock")).unwrap();
+    lock.try_lock().unwrap();
+    std::fs::write(&part, &disk[..1000]).unwrap();
+    let o = pull();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("another pull"),
+        "{o:?}"
+    );
+    assert_eq!(std::fs::read(&part).unwrap(), &disk[..1000]);
+    drop(lock);
+    // Garbage that is not zstd at all: a warning, then a fresh start.
+    std::fs::write(&part, b"not zstd at all, not even close").unwrap();
+    let o = ok(pull());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("starting again"),
+        "{o:?}"
+    );
+    assert_eq!(tree_digest(&dest), tree_digest(&v.v2));
+    assert!(!pdir.exists());
 }

@@ -23,8 +23,8 @@
 pub mod approve;
 pub mod artifact;
 pub mod auth;
-mod fetch;
 mod error;
+mod fetch;
 pub mod layout;
 mod open;
 pub mod pull;

@@ -232,7 +232,10 @@ fn open_partial_dir(dir: &Path, owner_of: &Path) -> Result<(), OciError> {
 /// The block index published for `subject` (a referrer of [`INDEX_ARTIFACT`]): `None`, with
 /// the reason, when there is none or it cannot be fetched (a delta pull then fetches everything).
 fn fetch_index(repo: &mut dyn Repo, subject: &str) -> Result<Vec<u8>, String> {
-    let ix = match repo.referrers(subject, INDEX_ARTIFACT).map_err(|e| e.to_string())? {
+    let ix = match repo
+        .referrers(subject, INDEX_ARTIFACT)
+        .map_err(|e| e.to_string())?
+    {
         Some(ix) => ix,
         None => {
             let tag = referrers_tag(subject);
@@ -243,11 +246,9 @@ fn fetch_index(repo: &mut dyn Repo, subject: &str) -> Result<Vec<u8>, String> {
             }
         }
     };
-    let Some(d) = ix
-        .manifests
-        .into_iter()
-        .find(|d| d.media_type == OCI_MANIFEST && d.artifact_type.as_deref() == Some(INDEX_ARTIFACT))
-    else {
+    let Some(d) = ix.manifests.into_iter().find(|d| {
+        d.media_type == OCI_MANIFEST && d.artifact_type.as_deref() == Some(INDEX_ARTIFACT)
+    }) else {
         return Err("no block index published".into());
     };
     let f = fetch_manifest(repo, &d.digest)
@@ -388,6 +389,30 @@ pub fn pull(
     let expected = bundle::stream::Expected::from_manifest(&manifest)?;
     let pdir = partial_dir(&opts.dest);
     open_partial_dir(&pdir, &tmp)?;
+    // One pull at a time into a partial folder (a second one would interleave its writes).
+    let lock_path = pdir.join("lock");
+    let lock = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&lock_path)
+            .map_err(OciError::io(&lock_path))?
+    };
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(OciError::Config {
+                path: pdir.clone(),
+                why: "another pull into the same folder is running".into(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(OciError::io(&lock_path)(e)),
+    }
     let hex = layers.disk.digest.trim_start_matches("sha256:");
     let ppath = pdir.join(format!("{hex}.disk.img.zst"));
     let mut warnings = Vec::new();
@@ -446,6 +471,8 @@ pub fn pull(
             // transfer's are.
             if matches!(e, bundle::delta::DeltaError::Stream(_)) {
                 let _ = std::fs::remove_file(&ppath);
+                let _ = std::fs::remove_file(&lock_path);
+                drop(lock);
                 let _ = std::fs::remove_dir(&pdir);
             }
             return Err(OciError::DiskLayer {
@@ -479,6 +506,8 @@ pub fn pull(
     let path = tmp.join(bundle::DISK_FILE);
     drop(streamed.file);
     std::fs::rename(&streamed.path, &path).map_err(OciError::io(&path))?;
+    let _ = std::fs::remove_file(&lock_path);
+    drop(lock);
     let _ = std::fs::remove_dir(&pdir);
     progress(&Event::BlobDone {
         what: bundle::DISK_FILE.into(),

@@ -5,9 +5,9 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::artifact::{
-    attestation_manifest, INDEX_ARTIFACT, INDEX_TITLE, referrers_tag, sha256_digest, wafer_manifest, Descriptor, ImageIndex,
-    WaferParts, DSSE_ENVELOPE, EMPTY_CONFIG, EMPTY_CONFIG_BYTES, OCI_INDEX,
-    OCI_MANIFEST, WAFER_CONFIG, WAFER_DISK, WAFER_REPORT,
+    attestation_manifest, referrers_tag, sha256_digest, wafer_manifest, Descriptor, ImageIndex,
+    WaferParts, DSSE_ENVELOPE, EMPTY_CONFIG, EMPTY_CONFIG_BYTES, INDEX_ARTIFACT, INDEX_TITLE,
+    OCI_INDEX, OCI_MANIFEST, WAFER_CONFIG, WAFER_DISK, WAFER_REPORT,
 };
 use crate::open::open_repo;
 use crate::reference::{valid_digest, valid_tag, Reference};
