@@ -232,6 +232,38 @@ fn a_pull_killed_at_several_points_resumes_and_completes() {
         !pdir.exists(),
         "the partial folder is removed once the pull is complete"
     );
+
+    // Deterministically: the first half of the disk left by an earlier run is resumed from, and
+    // only the rest (and the seek-table tail) is fetched.
+    let disk = std::fs::read(v.v2.join("disk.img.zst")).unwrap();
+    let hex = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&disk))
+    };
+    let dest2 = v.f.path("pulled-again");
+    let pdir2 = v.f.path("pulled-again.wafer-partial");
+    std::fs::create_dir(&pdir2).unwrap();
+    let half = disk.len() / 2;
+    std::fs::write(pdir2.join(format!("{hex}.disk.img.zst")), &disk[..half]).unwrap();
+    let o = ok(wafer(&[
+        "pull",
+        &r2,
+        "-o",
+        s(&dest2),
+        "--insecure",
+        &reg.host,
+        "--trust",
+        s(&v.trust),
+        "--json",
+    ]));
+    let res = result(&o);
+    assert_eq!(res["resumed_from"].as_u64(), Some(half as u64), "{res}");
+    let fetched = res["fetched"].as_u64().unwrap();
+    assert!(
+        fetched >= (disk.len() - half) as u64 && fetched < (disk.len() - half) as u64 + (1 << 20),
+        "{res}"
+    );
+    assert_eq!(tree_digest(&dest2), tree_digest(&v.v2));
 }
 
 #[test]
