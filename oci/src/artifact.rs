@@ -30,7 +30,12 @@ pub const WAFER_DISK: &str = "application/vnd.wafer.disk.v1.zstd";
 pub const WAFER_REPORT: &str = "application/vnd.wafer.build-report.v1+json";
 /// The artifact type of an attestation referrer.
 pub const ATTESTATION_ARTIFACT: &str = "application/vnd.wafer.attestation.v1+json";
-/// A DSSE envelope layer.
+/// The artifact type of the block-index referrer (delta pulls; untrusted, never pulled into a
+/// bundle).
+pub const INDEX_ARTIFACT: &str = "application/vnd.wafer.block-index.v1";
+/// File name (title) of the block index layer.
+pub const INDEX_TITLE: &str = "block-index.zst";
+/// Media type of a DSSE envelope layer.
 pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// The empty config of image spec 1.1's artifact guidance.
 pub const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";

@@ -102,6 +102,21 @@ pub enum OciError {
     /// Writing the pulled bundle failed (destination exists, rename, I/O).
     #[error(transparent)]
     Writer(#[from] bundle::WriterError),
+    /// The disk layer as it streamed is not the disk the signed `wafer.json` states, or its
+    /// partial file cannot be used; or a delta pull failed.
+    #[error(transparent)]
+    Delta(#[from] bundle::delta::DeltaError),
+    /// The disk layer of a pull failed: transport, or bytes that are not the signed disk.
+    #[error("{what}: {source}")]
+    DiskLayer {
+        /// The store, `disk.img.zst` and its digest.
+        what: String,
+        /// Why.
+        source: bundle::delta::DeltaError,
+    },
+    /// The partial disk file cannot be opened or resumed.
+    #[error(transparent)]
+    Stream(#[from] bundle::stream::StreamError),
     /// An approval of a wafer in a store was refused (the verdict is for other bytes, another
     /// wafer or policy, or not passing).
     #[error("{reference}: not approved: {why}")]

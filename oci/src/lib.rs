@@ -24,6 +24,7 @@ pub mod approve;
 pub mod artifact;
 pub mod auth;
 mod error;
+mod fetch;
 pub mod layout;
 mod open;
 pub mod pull;

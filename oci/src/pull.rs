@@ -21,12 +21,13 @@ use trust::store::TrustStore;
 
 use crate::artifact::{
     attestation_name, check_attestation, check_wafer, referrers_tag, Descriptor, ImageIndex,
-    ImageManifest, WaferLayers, ATTESTATION_ARTIFACT, OCI_MANIFEST,
+    ImageManifest, WaferLayers, ATTESTATION_ARTIFACT, INDEX_ARTIFACT, INDEX_TITLE, OCI_MANIFEST,
 };
+use crate::fetch::RepoRange;
 use crate::open::open_repo;
 use crate::reference::Reference;
 use crate::repo::{fetch_manifest, Repo};
-use crate::transfer::{download_into, fetch_small};
+use crate::transfer::fetch_small;
 use crate::{Event, OciError, Progress, RegistryOptions};
 
 /// A wafer found in a store: its manifest checked, its `wafer.json` fetched and checked.
@@ -165,6 +166,8 @@ pub struct PullOptions<'a> {
     pub now: i64,
     /// Threads for the verification's hashing (0: all).
     pub threads: usize,
+    /// An earlier version's bundle folder (`--from`): a delta pull against its disk.
+    pub from: Option<PathBuf>,
 }
 
 /// What a pull wrote.
@@ -183,6 +186,91 @@ pub struct PullOutcome {
     pub skipped: Vec<String>,
     /// The verification report, when a trust store was given (all checks passed).
     pub verified: Option<trust::verify::Report>,
+    /// The disk layer's size.
+    pub layer_size: u64,
+    /// Bytes of the disk layer fetched by this run (a delta or a resumed pull fetches fewer).
+    pub fetched: u64,
+    /// Bytes of the disk layer found in a partial file of an interrupted pull.
+    pub resumed_from: u64,
+    /// Why the pull was not a delta, when `--from` was given but could not be used.
+    pub delta_ignored: Option<String>,
+    /// Warnings (escaped text): an unusable block index or earlier version.
+    pub warnings: Vec<String>,
+}
+
+/// Where a pull into `dest` keeps its partial disk file between runs: `DEST.wafer-partial/`,
+/// beside the destination.
+pub fn partial_dir(dest: &Path) -> PathBuf {
+    let mut name = dest
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "wafer".into());
+    name.push(".wafer-partial");
+    dest.with_file_name(name)
+}
+
+/// Creates (or opens) the partial folder: a real folder (not a link) owned by whoever owns
+/// `owner_of` (the pull's own temporary folder), mode 0700.
+fn open_partial_dir(dir: &Path, owner_of: &Path) -> Result<(), OciError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(OciError::io(dir)(e)),
+    }
+    let md = std::fs::symlink_metadata(dir).map_err(OciError::io(dir))?;
+    let me = std::fs::symlink_metadata(owner_of).map_err(OciError::io(owner_of))?;
+    if !md.file_type().is_dir() || md.uid() != me.uid() || md.mode() & 0o022 != 0 {
+        return Err(OciError::Config {
+            path: dir.to_path_buf(),
+            why: "the pull's partial folder exists but is not a folder owned by this user and writable only by it: refused (remove it)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The block index published for `subject` (a referrer of [`INDEX_ARTIFACT`]): `None`, with
+/// the reason, when there is none or it cannot be fetched (a delta pull then fetches everything).
+fn fetch_index(repo: &mut dyn Repo, subject: &str) -> Result<Vec<u8>, String> {
+    let ix = match repo
+        .referrers(subject, INDEX_ARTIFACT)
+        .map_err(|e| e.to_string())?
+    {
+        Some(ix) => ix,
+        None => {
+            let tag = referrers_tag(subject);
+            match fetch_manifest(repo, &tag).map_err(|e| e.to_string())? {
+                Some(f) => ImageIndex::parse(&format!("{}: {tag}", repo.name()), &f.bytes)
+                    .map_err(|e| e.to_string())?,
+                None => return Err("no block index published".into()),
+            }
+        }
+    };
+    let Some(d) = ix.manifests.into_iter().find(|d| {
+        d.media_type == OCI_MANIFEST && d.artifact_type.as_deref() == Some(INDEX_ARTIFACT)
+    }) else {
+        return Err("no block index published".into());
+    };
+    let f = fetch_manifest(repo, &d.digest)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("block index referrer {} not in the store", d.digest))?;
+    let m = ImageManifest::parse(&d.digest, &f.bytes).map_err(|e| e.to_string())?;
+    let Some(layer) = m
+        .layers
+        .iter()
+        .find(|l| l.media_type == bundle::delta::INDEX_MEDIA_TYPE)
+    else {
+        return Err(format!("block index referrer {}: no index layer", d.digest));
+    };
+    if layer.size > bundle::delta::MAX_INDEX_BYTES {
+        return Err(format!(
+            "block index {}: {} bytes, more than {}",
+            layer.digest,
+            layer.size,
+            bundle::delta::MAX_INDEX_BYTES
+        ));
+    }
+    fetch_small(repo, INDEX_TITLE, layer).map_err(|e| e.to_string())
 }
 
 /// Pulls the wafer `reference` names into `opts.dest` (see the module's documentation).
@@ -277,34 +365,157 @@ pub fn pull(
         attestations.push(name);
     }
 
-    // The disk, checked against its digest as it streams.
-    let path = tmp.join(bundle::DISK_FILE);
+    // With a trust store, the small objects are verified before a byte of the disk is fetched:
+    // signatures, roles, threshold, expiry, revocation, rollback (the disk's digests come after).
+    if let Some(store) = opts.trust {
+        let atts = bundle::BundleDir::open(&tmp)?.read_attestations()?;
+        let (r, _) = trust::verify::verify_metadata(&manifest_bytes, &atts, store, opts.now);
+        if !r.passed() {
+            let failures: Vec<String> = r
+                .failures()
+                .iter()
+                .map(|c| format!("{}: {}", Escaped(&c.name), Escaped(&c.detail)))
+                .collect();
+            return Err(OciError::Verify {
+                reference: reference.to_string(),
+                dest: opts.dest.clone(),
+                failures: failures.join("; "),
+            });
+        }
+    }
+
+    // The disk, checked against the signed wafer.json as it streams (bundle::stream), into a
+    // partial file kept beside the destination between runs: an interrupted pull resumes.
+    let expected = bundle::stream::Expected::from_manifest(&manifest)?;
+    let pdir = partial_dir(&opts.dest);
+    open_partial_dir(&pdir, &tmp)?;
+    // One pull at a time into a partial folder (a second one would interleave its writes).
+    let lock_path = pdir.join("lock");
+    let lock = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&lock_path)
+            .map_err(OciError::io(&lock_path))?
+    };
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(OciError::Config {
+                path: pdir.clone(),
+                why: "another pull into the same folder is running".into(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(OciError::io(&lock_path)(e)),
+    }
+    let hex = layers.disk.digest.trim_start_matches("sha256:");
+    let ppath = pdir.join(format!("{hex}.disk.img.zst"));
+    let mut warnings = Vec::new();
+    let sink = match bundle::stream::StreamSink::open(&ppath, expected.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            warnings.push(format!("partial file unusable, starting again: {e}"));
+            std::fs::remove_file(&ppath).map_err(OciError::io(&ppath))?;
+            bundle::stream::StreamSink::create(&ppath, expected)?
+        }
+    };
+    let resumed_from = sink.position();
+    // The earlier version and the block index, for a delta pull.
+    let old = match &opts.from {
+        Some(p) => match bundle::Bundle::open(p) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                warnings.push(format!("--from: {e}: fetching the whole disk"));
+                None
+            }
+        },
+        None => None,
+    };
+    let index = match &old {
+        Some(_) => match fetch_index(repo, &subject.digest) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                warnings.push(format!("{}: fetching the whole disk", Escaped(&e)));
+                None
+            }
+        },
+        None => None,
+    };
     progress(&Event::BlobStart {
         what: bundle::DISK_FILE.into(),
         digest: layers.disk.digest.clone(),
         size: layers.disk.size,
     });
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(OciError::io(&path))?;
-    download_into(
+    progress(&Event::Bytes { n: resumed_from });
+    let mut fetch = RepoRange {
         repo,
-        bundle::DISK_FILE,
-        &layers.disk,
-        &mut file,
-        &path,
+        digest: layers.disk.digest.clone(),
         progress,
-    )?;
-    drop(file);
+        fetched: 0,
+    };
+    let pulled = bundle::delta::pull(
+        old.as_ref().map(|b| b.disk()),
+        index.as_deref(),
+        &mut fetch,
+        sink,
+    );
+    let (streamed, summary) = match pulled {
+        Ok(v) => v,
+        Err(e) => {
+            // Bytes that are not the signed disk are not kept for a resume; an interrupted
+            // transfer's are.
+            if matches!(e, bundle::delta::DeltaError::Stream(_)) {
+                let _ = std::fs::remove_file(&ppath);
+                let _ = std::fs::remove_file(&lock_path);
+                drop(lock);
+                let _ = std::fs::remove_dir(&pdir);
+            }
+            return Err(OciError::DiskLayer {
+                what: format!(
+                    "{}: {} (digest {})",
+                    fetch.repo.name(),
+                    bundle::DISK_FILE,
+                    layers.disk.digest
+                ),
+                source: e,
+            });
+        }
+    };
+    let fetched = fetch.fetched;
+    let progress = fetch.progress;
+    let repo = fetch.repo;
+    // Locally rebuilt bytes count as progress too.
+    progress(&Event::Bytes {
+        n: layers
+            .disk
+            .size
+            .saturating_sub(resumed_from)
+            .saturating_sub(fetched),
+    });
+    let delta_ignored = opts.from.as_ref().and(summary.index_ignored.clone());
+    if let Some(why) = &delta_ignored {
+        if index.is_some() {
+            warnings.push(format!("block index not used: {}", Escaped(why)));
+        }
+    }
+    let path = tmp.join(bundle::DISK_FILE);
+    drop(streamed.file);
+    std::fs::rename(&streamed.path, &path).map_err(OciError::io(&path))?;
+    let _ = std::fs::remove_file(&lock_path);
+    drop(lock);
+    let _ = std::fs::remove_dir(&pdir);
     progress(&Event::BlobDone {
         what: bundle::DISK_FILE.into(),
         digest: layers.disk.digest.clone(),
         size: layers.disk.size,
         skipped: false,
     });
+    let _ = repo;
 
     // The complete folder, checked before it gets its name.
     let verified = match opts.trust {
@@ -347,6 +558,11 @@ pub fn pull(
         attestations,
         skipped,
         verified,
+        layer_size: layers.disk.size,
+        fetched,
+        resumed_from,
+        delta_ignored,
+        warnings,
     })
 }
 

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use crate::artifact::{
     attestation_manifest, referrers_tag, sha256_digest, wafer_manifest, Descriptor, ImageIndex,
-    WaferParts, ATTESTATION_ARTIFACT, DSSE_ENVELOPE, EMPTY_CONFIG, EMPTY_CONFIG_BYTES, OCI_INDEX,
-    OCI_MANIFEST, WAFER_CONFIG, WAFER_DISK, WAFER_REPORT,
+    WaferParts, DSSE_ENVELOPE, EMPTY_CONFIG, EMPTY_CONFIG_BYTES, INDEX_ARTIFACT, INDEX_TITLE,
+    OCI_INDEX, OCI_MANIFEST, WAFER_CONFIG, WAFER_DISK, WAFER_REPORT,
 };
 use crate::open::open_repo;
 use crate::reference::{valid_digest, valid_tag, Reference};
@@ -76,25 +76,63 @@ pub fn attach(
     subject: &Descriptor,
     progress: Progress<'_>,
 ) -> Result<(String, &'static str), OciError> {
-    let what = format!("attestations/{name}");
+    let env = Descriptor::of(DSSE_ENVELOPE, envelope).titled(name);
+    let m = attestation_manifest(&env, subject);
+    attach_referrer(repo, &format!("attestations/{name}"), m, envelope, progress)
+}
+
+/// Publishes the block index of a wafer's disk (`bundle::delta`, untrusted, for delta pulls) as
+/// a referrer of the wafer manifest `subject` with its own artifact type
+/// ([`INDEX_ARTIFACT`]): never part of the bundle a pull writes.
+pub fn attach_index(
+    repo: &mut dyn Repo,
+    index: &[u8],
+    subject: &Descriptor,
+    progress: Progress<'_>,
+) -> Result<(String, &'static str), OciError> {
+    let layer = Descriptor::of(bundle::delta::INDEX_MEDIA_TYPE, index).titled(INDEX_TITLE);
+    let mut m = attestation_manifest(&layer, subject);
+    m.artifact_type = Some(INDEX_ARTIFACT.into());
+    attach_referrer(repo, INDEX_TITLE, m, index, progress)
+}
+
+fn attach_referrer(
+    repo: &mut dyn Repo,
+    what: &str,
+    mut m: crate::artifact::ImageManifest,
+    blob: &[u8],
+    progress: Progress<'_>,
+) -> Result<(String, &'static str), OciError> {
     let empty = Descriptor::of(EMPTY_CONFIG, EMPTY_CONFIG_BYTES);
     push_bytes(repo, "empty config", &empty, EMPTY_CONFIG_BYTES, progress)?;
-    let env = Descriptor::of(DSSE_ENVELOPE, envelope).titled(name);
-    push_bytes(repo, &what, &env, envelope, progress)?;
-    let mut m = attestation_manifest(&env, subject);
-    m.annotations
-        .insert(crate::artifact::TITLE.into(), name.to_string());
+    let Some(layer) = m.layers.first().cloned() else {
+        return Err(OciError::Manifest {
+            what: what.into(),
+            why: "a referrer without a layer".into(),
+        });
+    };
+    push_bytes(repo, what, &layer, blob, progress)?;
+    if let Some(t) = layer.title() {
+        m.annotations
+            .insert(crate::artifact::TITLE.into(), t.to_string());
+    }
     let bytes = m.to_bytes();
     let digest = sha256_digest(&bytes);
     let put = repo.put_manifest(&digest, OCI_MANIFEST, &bytes)?;
     progress(&Event::Manifest {
-        what: what.clone(),
+        what: what.to_string(),
         digest: digest.clone(),
     });
     if let Some(how) = put.subject_indexed {
         return Ok((digest, how));
     }
     // The referrers tag schema (distribution spec 1.1, for registries without the API).
+    let Some(subject) = &m.subject else {
+        return Err(OciError::Manifest {
+            what: what.into(),
+            why: "a referrer without a subject".into(),
+        });
+    };
     let tag = referrers_tag(&subject.digest);
     let mut ix = match fetch_manifest(repo, &tag)? {
         Some(f) => ImageIndex::parse(&format!("{}: {tag}", repo.name()), &f.bytes)?,
@@ -102,7 +140,7 @@ pub fn attach(
     };
     if !ix.manifests.iter().any(|d| d.digest == digest) {
         let mut d = Descriptor::of(OCI_MANIFEST, &bytes);
-        d.artifact_type = Some(ATTESTATION_ARTIFACT.into());
+        d.artifact_type = m.artifact_type.clone();
         d.annotations = m.annotations.clone();
         ix.manifests.push(d);
         let ib = ix.to_bytes();
@@ -205,6 +243,9 @@ pub fn push(
         via = how;
         attestations.push((a.name.clone(), d));
     }
+    // The block index, for delta pulls of later versions (an optimisation only: untrusted).
+    let index = bundle::delta::BlockIndex::compute(b.disk())?.to_bytes()?;
+    attach_index(repo, &index, &subject, progress)?;
     Ok(PushOutcome {
         reference: reference.with_tag(&tag).to_string(),
         digest,
