@@ -241,15 +241,7 @@ pub fn run_approve(a: ApproveArgs, ui: &Ui) -> Result<()> {
             let label = p.display().to_string();
             let saved =
                 vetter::policy::SavedVerdict::parse(&bytes, &label).map_err(|e| anyhow!("{e}"))?;
-            let verdict = Verdict {
-                label,
-                outcome: saved.outcome.clone(),
-                wafer: Some(saved.wafer.clone()),
-                vo: saved.vo.clone(),
-                policy_sha256: Some(saved.policy_digest.clone()),
-                judged: saved.image.clone().map(judged),
-                bytes,
-            };
+            let verdict = saved_verdict(label, &saved, bytes);
             candidate.check_verdict(&verdict, &policy_name, &policy.digest)?;
             let today = vetter::policy::date_string(now().div_euclid(86_400));
             if let Err(why) = saved.check_consistent(&policy, &today) {
@@ -367,15 +359,7 @@ fn run_approve_push(a: &ApproveArgs, reference: &str, ui: &Ui) -> Result<()> {
             p.display()
         );
     }
-    let verdict = Verdict {
-        label,
-        outcome: saved.outcome.clone(),
-        wafer: Some(saved.wafer.clone()),
-        vo: saved.vo.clone(),
-        policy_sha256: Some(saved.policy_digest.clone()),
-        judged: saved.image.clone().map(judged),
-        bytes,
-    };
+    let verdict = saved_verdict(label, &saved, bytes);
     let uri = |flag: &str, v: &Option<String>| -> Result<Option<String>> {
         match v {
             Some(u) if !trust::statement::is_uri(u) => {
@@ -424,6 +408,19 @@ fn run_approve_push(a: &ApproveArgs, reference: &str, ui: &Ui) -> Result<()> {
 }
 
 /// The bytes a vetter verdict judged, as trust takes them.
+/// What trust needs of a saved verdict (`wafer vet --report`), `bytes` being the file's.
+fn saved_verdict(label: String, saved: &vetter::policy::SavedVerdict, bytes: Vec<u8>) -> Verdict {
+    Verdict {
+        label,
+        outcome: saved.outcome.clone(),
+        wafer: Some(saved.wafer.clone()),
+        vo: saved.vo.clone(),
+        policy_sha256: Some(saved.policy_digest.clone()),
+        judged: saved.image.clone().map(judged),
+        bytes,
+    }
+}
+
 fn judged(id: ImageIdentity) -> Judged {
     Judged {
         kind: id.kind,
