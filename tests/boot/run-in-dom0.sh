@@ -43,6 +43,11 @@ bash -c true; losetup -a > /dev/null; xenstore-ls > /dev/null 2>&1; stat / > /de
 readlink -f / > /dev/null; logger -t wafer-boottest warm; ip link > /dev/null; brctl show > /dev/null 2>&1
 
 t0=$(date +%s)
+# xenconsoled (--log=guest --log-dir=/var/log/xen/console) opens a guest's log when the domain
+# appears; the dom0 image has no console/ folder, and in the stop that added this line no guest
+# log ever appeared (untested guess at why Level B never saw the self-check: see README.md).
+mkdir -p /var/log/xen/console
+res "console_log_dir=$(test -d /var/log/xen/console && echo present || echo missing)"
 wafer deploy "$T/bundle" --site "$T/site.toml" --slot edge1 --name bootcheck-xen \
     --user-data "$T/user-data" --json > "$T/deploy.json" 2> "$T/deploy.err"
 res "deploy_rc=$?"
