@@ -371,16 +371,7 @@ pub fn pull(
         let atts = bundle::BundleDir::open(&tmp)?.read_attestations()?;
         let (r, _) = trust::verify::verify_metadata(&manifest_bytes, &atts, store, opts.now);
         if !r.passed() {
-            let failures: Vec<String> = r
-                .failures()
-                .iter()
-                .map(|c| format!("{}: {}", Escaped(&c.name), Escaped(&c.detail)))
-                .collect();
-            return Err(OciError::Verify {
-                reference: reference.to_string(),
-                dest: opts.dest.clone(),
-                failures: failures.join("; "),
-            });
+            return Err(verify_refused(reference, &opts.dest, &r));
         }
     }
 
@@ -532,16 +523,7 @@ pub fn pull(
             match r {
                 Ok(v) => Some(v.report().clone()),
                 Err(report) => {
-                    let failures: Vec<String> = report
-                        .failures()
-                        .iter()
-                        .map(|c| format!("{}: {}", Escaped(&c.name), Escaped(&c.detail)))
-                        .collect();
-                    return Err(OciError::Verify {
-                        reference: reference.to_string(),
-                        dest: opts.dest.clone(),
-                        failures: failures.join("; "),
-                    });
+                    return Err(verify_refused(reference, &opts.dest, &report));
                 }
             }
         }
@@ -564,6 +546,20 @@ pub fn pull(
         delta_ignored,
         warnings,
     })
+}
+
+/// The pull refused by verification: every failed check, named and escaped.
+fn verify_refused(reference: &Reference, dest: &Path, report: &trust::report::Report) -> OciError {
+    let failures: Vec<String> = report
+        .failures()
+        .iter()
+        .map(|c| format!("{}: {}", Escaped(&c.name), Escaped(&c.detail)))
+        .collect();
+    OciError::Verify {
+        reference: reference.to_string(),
+        dest: dest.to_path_buf(),
+        failures: failures.join("; "),
+    }
 }
 
 /// The temporary path check for tests: true when no entry of `dir`'s parent is a leftover
